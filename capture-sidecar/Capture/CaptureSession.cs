@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using KubeCapture.Agent.Summary;
+using PacketDotNet;
+using SharpPcap;
+using SharpPcap.LibPcap;
+
+namespace KubeCapture.Agent.Capture;
+
+/// <summary>
+/// The capture loop: one opened libpcap device, read with <c>pcap_next_ex</c> through SharpPcap's
+/// pointer API, each packet copied once into the <see cref="PcapWriter"/>'s buffer and shown once to
+/// the <see cref="TcpSummary"/>. No managed object is allocated per packet, so the GC stays idle and
+/// memory stays flat however long the capture runs. Stops at the first limit (count, bytes,
+/// duration) or on <see cref="RequestStop"/>, and always finishes the pcap with whole records.
+/// </summary>
+public sealed class CaptureSession : IDisposable
+{
+    private const int ReadTimeoutMilliseconds = 100;
+    private static readonly long FlushIntervalTicks = Stopwatch.Frequency; // at least once a second
+
+    private readonly CaptureOptions _options;
+    private readonly LibPcapLiveDevice _device;
+    private readonly TcpSummary? _summary;
+    private readonly PacketReadiness _readiness;
+    private volatile int _stopRequested = -1;
+    private long _packets;
+    private long _bytes;
+
+    private CaptureSession(CaptureOptions options, LibPcapLiveDevice device)
+    {
+        _options = options;
+        _device = device;
+        LinkType = device.LinkType;
+        _readiness = new PacketReadiness(device.Handle);
+        _summary = options.Summary ? new TcpSummary(LinkType) : null;
+    }
+
+    public LinkLayers LinkType { get; }
+
+    /// <summary>Packets written so far (readable from another thread).</summary>
+    public long Packets => Volatile.Read(ref _packets);
+
+    /// <summary>Bytes of pcap written so far (readable from another thread).</summary>
+    public long Bytes => Volatile.Read(ref _bytes);
+
+    /// <summary>
+    /// Opens the interface and installs the filter. Throws <see cref="CaptureSetupException"/> with a
+    /// message for people when the interface, the filter or the privilege is wrong.
+    /// </summary>
+    public static CaptureSession Open(CaptureOptions options)
+    {
+        var device = InterfaceCatalog.Find(options.Interface);
+        try
+        {
+            device.Open(new DeviceConfiguration
+            {
+                Mode = DeviceModes.None,
+                Snaplen = EffectiveSnaplen(options.Snaplen),
+                ReadTimeout = ReadTimeoutMilliseconds,
+                BufferSize = options.BufferBytes,
+            });
+            device.NonBlockingMode = true;
+        }
+        catch (PcapException e)
+        {
+            device.Dispose();
+            throw CaptureSetupException.FromOpenFailure(options.Interface, e.Message);
+        }
+
+        try
+        {
+            if (options.Filter.Length > 0)
+            {
+                device.Filter = options.Filter;
+            }
+        }
+        catch (PcapException e)
+        {
+            device.Dispose();
+            throw new CaptureSetupException($"invalid filter '{options.Filter}': {e.Message}");
+        }
+
+        return new CaptureSession(options, device);
+    }
+
+    /// <summary>-s 0 means the whole packet, as in tcpdump.</summary>
+    public static int EffectiveSnaplen(int snaplen) => snaplen == 0 ? CaptureOptions.MaxSnaplen : snaplen;
+
+    /// <summary>Asks the loop to stop; it finishes the pcap with what it has. Safe from any thread.</summary>
+    public void RequestStop(StopReason reason) => Interlocked.CompareExchange(ref _stopRequested, (int)reason, -1);
+
+    /// <summary>The summary so far, for progress reports (call from the capture thread or after it ends).</summary>
+    public TcpSummaryReport? SummarySoFar() => _summary?.Report();
+
+    /// <summary>Runs the capture until a limit or a stop request, writing to <paramref name="writer"/>.</summary>
+    public CaptureOutcome Run(PcapWriter writer, Action? onFlush = null)
+    {
+        var started = DateTime.UtcNow;
+        var deadline = Stopwatch.GetTimestamp() + (long)(_options.Duration.TotalSeconds * Stopwatch.Frequency);
+        var nextFlush = Stopwatch.GetTimestamp() + FlushIntervalTicks;
+        var maxPackets = _options.MaxPackets ?? long.MaxValue;
+        StopReason reason;
+        string? error = null;
+        try
+        {
+            reason = Loop(writer, deadline, maxPackets, ref nextFlush, onFlush, out error);
+        }
+        catch (IOException e)
+        {
+            reason = StopReason.Error;
+            error = $"writing the pcap failed: {e.Message}";
+        }
+
+        var ended = DateTime.UtcNow;
+        var statistics = ReadStatistics();
+        return new CaptureOutcome(started, ended, reason, error, statistics.Received, statistics.Dropped, statistics.InterfaceDropped, _summary?.Report());
+    }
+
+    private unsafe StopReason Loop(PcapWriter writer, long deadline, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
+    {
+        error = null;
+        while (true)
+        {
+            var stop = _stopRequested;
+            if (stop >= 0)
+            {
+                return (StopReason)stop;
+            }
+
+            var now = Stopwatch.GetTimestamp();
+            if (now >= deadline)
+            {
+                return StopReason.Duration;
+            }
+
+            if (now >= nextFlush)
+            {
+                writer.Flush();
+                onFlush?.Invoke();
+                nextFlush = now + FlushIntervalTicks;
+            }
+
+            IntPtr headerPointer = default, dataPointer = default;
+            var status = _device.GetNextPacketPointers(ref headerPointer, ref dataPointer);
+            if (status == 0)
+            {
+                _readiness.Wait(ReadTimeoutMilliseconds); // nothing to read yet
+                continue;
+            }
+
+            if (status < 0)
+            {
+                error = $"libpcap stopped reading: {_device.LastError}";
+                return StopReason.Error;
+            }
+
+            var header = (PcapPacketHeader*)headerPointer;
+            var data = new ReadOnlySpan<byte>((void*)dataPointer, (int)header->CaptureLength);
+            if (!writer.TryWrite((uint)header->Seconds, (uint)header->Microseconds, data, header->OriginalLength))
+            {
+                return StopReason.Bytes;
+            }
+
+            Volatile.Write(ref _packets, writer.Packets);
+            Volatile.Write(ref _bytes, writer.BytesWritten);
+            _summary?.Observe(data);
+            if (writer.Packets >= maxPackets)
+            {
+                return StopReason.Count;
+            }
+        }
+    }
+
+    private (long Received, long Dropped, long InterfaceDropped) ReadStatistics()
+    {
+        try
+        {
+            var statistics = _device.Statistics;
+            return (statistics.ReceivedPackets, statistics.DroppedPackets, statistics.InterfaceDroppedPackets);
+        }
+        catch (PcapException)
+        {
+            return (0, 0, 0);
+        }
+    }
+
+    public void Dispose() => _device.Dispose();
+
+    /// <summary>libpcap's <c>struct pcap_pkthdr</c> on 64-bit Linux: a timeval of two longs, then caplen and len.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private readonly struct PcapPacketHeader
+    {
+        public readonly long Seconds;
+        public readonly long Microseconds;
+        public readonly uint CaptureLength;
+        public readonly uint OriginalLength;
+    }
+}
+
+/// <summary>How a capture ended, with libpcap's counters read just before the device closed.</summary>
+public sealed record CaptureOutcome(
+    DateTime Started,
+    DateTime Ended,
+    StopReason StopReason,
+    string? Error,
+    long PacketsReceived,
+    long PacketsDroppedByKernel,
+    long PacketsDroppedByInterface,
+    TcpSummaryReport? Summary);

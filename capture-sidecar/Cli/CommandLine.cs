@@ -1,0 +1,194 @@
+using System.Globalization;
+using KubeCapture.Agent.Capture;
+
+namespace KubeCapture.Agent.Cli;
+
+/// <summary>What the user asked for on the command line.</summary>
+public sealed record CaptureRequest(CaptureOptions Options, string OutputPath, bool Json, bool Overwrite);
+
+/// <summary>A command line that cannot be run; the message is one line for people and the agent exits 2.</summary>
+public sealed class UsageException(string message) : Exception(message);
+
+/// <summary>
+/// Parses <c>capture [options] 'BPF FILTER'</c> the way a tcpdump user types it: short options with
+/// or without a space (<c>-c 500</c>, <c>-c500</c>), long options with a space or '=', and every
+/// remaining word joined into the filter.
+/// </summary>
+public static class CommandLine
+{
+    public const string Usage = """
+        usage: kubecapture-agent capture [options] ['BPF FILTER']
+               kubecapture-agent summarize [--json] FILE.pcap
+
+        capture options (tcpdump's guard rails; the first limit reached stops the capture):
+          -i IFACE          interface to capture on (default: any)
+          -s SNAPLEN        bytes kept of each packet (default: 128, headers only; 0: whole packet)
+          -c COUNT          stop after COUNT packets
+          --duration D      stop after D: 500ms, 30s, 5m, 1h (default: 60s; never unbounded, at most 24h)
+          --max-bytes SIZE  the pcap never grows past SIZE: 64MiB, 10MB, 1Gi (default: 64MiB)
+          -B KIB            kernel capture buffer in KiB, as in tcpdump (default: 8192)
+          -w FILE           write the pcap to FILE and its manifest to FILE.json
+                            (default: kubecapture-<UTC time>.pcap; an existing file is never overwritten)
+          --overwrite       allow -w to replace an existing file
+          --no-summary      do not decode TCP for the summary
+          --json            print the manifest as JSON on stdout instead of the human summary
+        """;
+
+    public static CaptureRequest ParseCapture(IReadOnlyList<string> args, DateTime now)
+    {
+        var options = new CaptureOptions();
+        string? output = null;
+        var json = false;
+        var overwrite = false;
+        var filterWords = new List<string>();
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            if (arg == "--")
+            {
+                filterWords.AddRange(args.Skip(i + 1));
+                break;
+            }
+
+            if (!arg.StartsWith('-') || arg == "-")
+            {
+                filterWords.Add(arg);
+                continue;
+            }
+
+            var (name, inlineValue) = Split(arg);
+            string Value()
+            {
+                if (inlineValue is not null)
+                {
+                    return inlineValue;
+                }
+
+                if (i + 1 >= args.Count)
+                {
+                    throw new UsageException($"option {name} needs a value");
+                }
+
+                return args[++i];
+            }
+
+            switch (name)
+            {
+                case "-i" or "--interface":
+                    options = options with { Interface = NonEmpty(name, Value()) };
+                    break;
+                case "-s" or "--snaplen":
+                    options = options with { Snaplen = ParseSnaplen(Value()) };
+                    break;
+                case "-c" or "--count":
+                    options = options with { MaxPackets = ParsePositive(name, Value(), "packet count") };
+                    break;
+                case "--duration" or "-G":
+                    options = options with { Duration = ParseDuration(Value()) };
+                    break;
+                case "--max-bytes":
+                    options = options with { MaxBytes = ParseMaxBytes(Value()) };
+                    break;
+                case "-B" or "--buffer-size":
+                    options = options with { BufferBytes = ParseBuffer(Value()) };
+                    break;
+                case "-w" or "--write":
+                    output = NonEmpty(name, Value());
+                    break;
+                case "--json":
+                    json = true;
+                    break;
+                case "--overwrite":
+                    overwrite = true;
+                    break;
+                case "--no-summary":
+                    options = options with { Summary = false };
+                    break;
+                case "-n" or "-nn":
+                    break; // the agent never resolves names; accepted so tcpdump habits work
+                default:
+                    throw new UsageException($"unknown option '{arg}'");
+            }
+        }
+
+        options = options with { Filter = string.Join(' ', filterWords).Trim() };
+        output ??= $"kubecapture-{now.ToUniversalTime():yyyyMMdd'T'HHmmss'Z'}.pcap";
+        return new CaptureRequest(options, output, json, overwrite);
+    }
+
+    private static (string Name, string? Value) Split(string arg)
+    {
+        if (arg.StartsWith("--", StringComparison.Ordinal))
+        {
+            var eq = arg.IndexOf('=', StringComparison.Ordinal);
+            return eq < 0 ? (arg, null) : (arg[..eq], arg[(eq + 1)..]);
+        }
+
+        // -c500 is -c 500, as in tcpdump; -nn stays a flag.
+        return arg.Length > 2 && arg != "-nn" ? (arg[..2], arg[2..]) : (arg, null);
+    }
+
+    private static string NonEmpty(string name, string value) =>
+        string.IsNullOrWhiteSpace(value) ? throw new UsageException($"option {name} needs a non-empty value") : value;
+
+    private static int ParseSnaplen(string text)
+    {
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var snaplen) ||
+            snaplen > CaptureOptions.MaxSnaplen)
+        {
+            throw new UsageException($"invalid snaplen '{text}': use 0 (whole packet) or 1 to {CaptureOptions.MaxSnaplen} bytes");
+        }
+
+        return snaplen;
+    }
+
+    private static long ParsePositive(string name, string text, string what)
+    {
+        if (!long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value))
+        {
+            throw new UsageException($"invalid {what} '{text}' for {name}: use a whole number greater than zero");
+        }
+
+        return value > 0 ? value : throw new UsageException($"invalid {what} {value} for {name}: it must be greater than zero");
+    }
+
+    private static TimeSpan ParseDuration(string text)
+    {
+        if (!Quantities.TryParseDuration(text, out var duration, out var error))
+        {
+            throw new UsageException(error);
+        }
+
+        if (duration <= TimeSpan.Zero)
+        {
+            throw new UsageException($"invalid duration '{text}': it must be greater than zero");
+        }
+
+        if (duration > CaptureOptions.MaxDuration)
+        {
+            throw new UsageException($"duration '{text}' is longer than the {Quantities.FormatDuration(CaptureOptions.MaxDuration)} a capture may run");
+        }
+
+        return duration;
+    }
+
+    private static long ParseMaxBytes(string text)
+    {
+        if (!Quantities.TryParseSize(text, out var bytes, out var error))
+        {
+            throw new UsageException(error);
+        }
+
+        return bytes >= CaptureOptions.MinMaxBytes
+            ? bytes
+            : throw new UsageException($"invalid --max-bytes '{text}': a pcap needs at least {CaptureOptions.MinMaxBytes} bytes");
+    }
+
+    private static int ParseBuffer(string text)
+    {
+        var kib = ParsePositive("-B", text, "buffer size in KiB");
+        return kib <= 1024 * 1024
+            ? (int)(kib * 1024)
+            : throw new UsageException($"invalid -B {kib}: the capture buffer may be at most 1 GiB (1048576 KiB)");
+    }
+}

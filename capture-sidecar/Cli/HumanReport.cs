@@ -1,0 +1,61 @@
+using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Summary;
+
+namespace KubeCapture.Agent.Cli;
+
+/// <summary>The end-of-capture report for people: tcpdump's counters, the file, and what the packets show.</summary>
+public static class HumanReport
+{
+    public static void Write(TextWriter output, CaptureManifest manifest)
+    {
+        var stop = Enum.GetValues<StopReason>().First(r => r.ToWire() == manifest.StopReason);
+        output.WriteLine($"capture on {manifest.Interface} ({manifest.LinkType}), filter '{manifest.Filter}', snaplen {manifest.Snaplen}");
+        output.WriteLine($"stopped: {stop.Describe()} after {Elapsed(manifest)}");
+        output.WriteLine($"{manifest.PacketsWritten} packets captured");
+        output.WriteLine($"{manifest.PacketsReceived} packets received by filter");
+        output.WriteLine($"{manifest.PacketsDroppedByKernel} packets dropped by kernel");
+        output.WriteLine($"{manifest.PacketsDroppedByInterface} packets dropped by interface");
+        if (manifest.PacketsDroppedByKernel > 0)
+        {
+            output.WriteLine("WARNING: the kernel dropped packets: this capture is evidence with pages missing (narrow the filter, raise -B, or lower -s).");
+        }
+
+        output.WriteLine($"wrote {manifest.Output} ({Quantities.FormatBytes(manifest.BytesWritten)}), sha256 {manifest.Sha256}");
+        if (manifest.Summary is { } summary)
+        {
+            WriteSummary(output, summary);
+        }
+    }
+
+    public static void WriteSummary(TextWriter output, TcpSummaryReport s)
+    {
+        output.WriteLine();
+        output.WriteLine($"TCP: {s.TcpPackets} packets, {s.Connections} connections; {s.Syns} SYN, {s.SynAcks} SYN-ACK, {s.HandshakesCompleted} handshakes completed");
+        output.WriteLine($"  handshakes never completed: {s.HandshakesWithoutFinalAck} without the final ACK, {s.SynsUnanswered} SYNs unanswered; refused: {s.Refused}");
+        output.WriteLine($"  resets: from client {s.ResetsFromClient.Bare} [R] + {s.ResetsFromClient.WithAck} [R.], from server {s.ResetsFromServer.Bare} [R] + {s.ResetsFromServer.WithAck} [R.]");
+        output.WriteLine($"  retransmitted segments: {s.Retransmissions} (handshake: {s.HandshakeRetransmissions}); zero-window advertisements: {s.ZeroWindowAdvertisements}");
+        output.WriteLine($"  largest segment acknowledged: {Bytes(s.LargestAcknowledgedSegment)}; smallest retransmitted and never acknowledged: {Bytes(s.SmallestUnacknowledgedRetransmittedSegment)}");
+        if (s.UndecodablePackets > 0)
+        {
+            output.WriteLine($"  {s.UndecodablePackets} packets too short to decode (kept in the pcap)");
+        }
+
+        if (s.Findings.Count > 0)
+        {
+            output.WriteLine("What the packets show:");
+            foreach (var finding in s.Findings)
+            {
+                output.WriteLine($"  - {finding}");
+            }
+        }
+    }
+
+    private static string Bytes(long? value) => value is null ? "-" : $"{value} bytes";
+
+    private static string Elapsed(CaptureManifest manifest)
+    {
+        var start = DateTime.Parse(manifest.Start, null, System.Globalization.DateTimeStyles.RoundtripKind);
+        var end = DateTime.Parse(manifest.End, null, System.Globalization.DateTimeStyles.RoundtripKind);
+        return Quantities.FormatDuration(end - start);
+    }
+}

@@ -1,0 +1,113 @@
+using System.Runtime.InteropServices;
+using KubeCapture.Agent.Capture;
+using SharpPcap.LibPcap;
+
+namespace KubeCapture.Agent.Cli;
+
+/// <summary>
+/// Local mode: checks everything that can be wrong before the capture starts (filter, interface,
+/// output, privilege), captures to a file, writes the manifest beside it and reports.
+/// </summary>
+public static class LocalCapture
+{
+    public static int Run(CaptureRequest request, TextWriter stdout, TextWriter stderr)
+    {
+        var options = request.Options;
+        InterfaceCatalog.Find(options.Interface).Dispose();
+        CheckFilter(options);
+        using var file = OpenOutput(request);
+        CaptureSession session;
+        try
+        {
+            session = CaptureSession.Open(options);
+        }
+        catch
+        {
+            file.Dispose();
+            File.Delete(request.OutputPath); // nothing was captured into it
+            throw;
+        }
+
+        using (session)
+        {
+            using var stopOnSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+            using var stopOnSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+            void Stop(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                session.RequestStop(StopReason.Signal);
+            }
+
+            stderr.WriteLine(
+                $"kubecapture-agent: listening on {options.Interface}, link-type {InterfaceCatalog.DltName(session.LinkType)}, " +
+                $"snapshot length {CaptureSession.EffectiveSnaplen(options.Snaplen)} bytes");
+            stderr.Flush();
+
+            using var writer = new PcapWriter(file, (uint)session.LinkType, CaptureSession.EffectiveSnaplen(options.Snaplen), options.MaxBytes);
+            var outcome = session.Run(writer, () => file.Flush());
+            string sha256;
+            try
+            {
+                sha256 = writer.Finish();
+            }
+            catch (IOException e)
+            {
+                stderr.WriteLine($"kubecapture-agent: finishing {request.OutputPath} failed: {e.Message}");
+                return 1;
+            }
+
+            var manifest = Manifests.Build(options, session.LinkType, outcome, writer, sha256, Path.GetFullPath(request.OutputPath));
+            File.WriteAllText(request.OutputPath + ".json", manifest.ToJson());
+            if (request.Json)
+            {
+                stdout.WriteLine(manifest.ToJson());
+            }
+            else
+            {
+                HumanReport.Write(stdout, manifest);
+            }
+
+            if (outcome.StopReason == StopReason.Error)
+            {
+                stderr.WriteLine($"kubecapture-agent: {outcome.Error}; the {manifest.PacketsWritten} packets captured before are in {request.OutputPath}");
+                return 1;
+            }
+
+            return 0;
+        }
+    }
+
+    /// <summary>Compiles the filter with libpcap for the interface's link type, without a device.</summary>
+    public static void CheckFilter(CaptureOptions options)
+    {
+        if (options.Filter.Length == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            using var program = BpfProgram.Create(InterfaceCatalog.ExpectedLinkType(options.Interface), options.Filter);
+        }
+        catch (SharpPcap.PcapException e)
+        {
+            throw new CaptureSetupException($"invalid filter '{options.Filter}': {e.Message}");
+        }
+    }
+
+    private static FileStream OpenOutput(CaptureRequest request)
+    {
+        try
+        {
+            return new FileStream(request.OutputPath, request.Overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 0);
+        }
+        catch (IOException) when (!request.Overwrite && File.Exists(request.OutputPath))
+        {
+            throw new CaptureSetupException($"output file '{request.OutputPath}' already exists: choose another -w or add --overwrite");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CaptureSetupException($"cannot write '{request.OutputPath}': {e.Message}");
+        }
+    }
+}

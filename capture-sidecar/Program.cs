@@ -1,0 +1,52 @@
+using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Cli;
+
+namespace KubeCapture.Agent;
+
+public static class Program
+{
+    /// <summary>Exit codes: 0 captured, 1 failed while capturing (what was captured is kept), 2 bad input.</summary>
+    public static int Main(string[] args)
+    {
+        var stdout = Console.Out;
+        var stderr = Console.Error;
+        try
+        {
+            return args switch
+            {
+                [] or ["-h" or "--help" or "help"] => Help(stdout),
+                ["--version" or "version"] => Version(stdout),
+                ["capture", .. var rest] => LocalCapture.Run(CommandLine.ParseCapture(rest, DateTime.UtcNow), stdout, stderr),
+                ["summarize", .. var rest] => OfflineSummary.Run(rest, stdout),
+                [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture' or 'summarize'"),
+            };
+        }
+        catch (Exception e) when (e is UsageException or CaptureSetupException)
+        {
+            stderr.WriteLine($"kubecapture-agent: {e.Message}");
+            return 2;
+        }
+        catch (DllNotFoundException e)
+        {
+            stderr.WriteLine($"kubecapture-agent: libpcap is not installed (apt-get install libpcap0.8): {e.Message}");
+            return 2;
+        }
+        catch (Exception e)
+        {
+            stderr.WriteLine($"kubecapture-agent: {e.GetType().Name}: {e.Message}");
+            return 1;
+        }
+    }
+
+    private static int Help(TextWriter stdout)
+    {
+        stdout.WriteLine(CommandLine.Usage);
+        return 0;
+    }
+
+    private static int Version(TextWriter stdout)
+    {
+        stdout.WriteLine($"kubecapture-agent {Manifests.AgentVersion}");
+        return 0;
+    }
+}

@@ -1,0 +1,9 @@
+using System.Text.Json.Serialization;
+
+namespace KubeCapture.Agent.Summary;
+
+[JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+[JsonSerializable(typeof(TcpSummaryReport))]
+public sealed partial class SummaryJsonContext : JsonSerializerContext
+{
+}

@@ -1,0 +1,252 @@
+using System.Buffers.Binary;
+using PacketDotNet;
+
+namespace KubeCapture.Agent.Summary;
+
+/// <summary>The fields of one TCP segment that the summary needs, read from its headers.</summary>
+internal readonly record struct TcpSegment(
+    FlowKey Key,
+    bool FromA,
+    uint Sequence,
+    uint Acknowledgment,
+    byte Flags,
+    ushort Window,
+    int PayloadLength,
+    byte HopLimit);
+
+/// <summary>
+/// Reads link, IP and TCP headers in place, without allocating. Lengths come from the IP and TCP
+/// headers, never from how much was captured, so a snaplen-truncated packet is measured right and
+/// a packet cut inside its headers is reported as undecodable instead of throwing.
+/// The link-layer and protocol numbers are PacketDotNet's.
+/// </summary>
+internal static class TcpHeaderReader
+{
+    public const byte Fin = 0x01;
+    public const byte Syn = 0x02;
+    public const byte Rst = 0x04;
+    public const byte Psh = 0x08;
+    public const byte Ack = 0x10;
+
+    public enum Result
+    {
+        Tcp,
+        NotTcp,
+        Undecodable,
+    }
+
+    public static Result TryRead(LinkLayers link, ReadOnlySpan<byte> frame, out TcpSegment segment)
+    {
+        segment = default;
+        if (!TryFindNetworkLayer(link, frame, out var etherType, out var offset))
+        {
+            return frame.Length == 0 ? Result.Undecodable : Result.NotTcp;
+        }
+
+        if (offset > frame.Length)
+        {
+            return Result.Undecodable;
+        }
+
+        var ip = frame[offset..];
+        return etherType switch
+        {
+            EthernetType.IPv4 => ReadIPv4(ip, out segment),
+            EthernetType.IPv6 => ReadIPv6(ip, out segment),
+            _ => Result.NotTcp,
+        };
+    }
+
+    private static bool TryFindNetworkLayer(LinkLayers link, ReadOnlySpan<byte> frame, out EthernetType etherType, out int offset)
+    {
+        etherType = EthernetType.None;
+        offset = 0;
+        switch (link)
+        {
+            case LinkLayers.Ethernet:
+                if (frame.Length < 14)
+                {
+                    return false;
+                }
+
+                offset = 12;
+                var type = BinaryPrimitives.ReadUInt16BigEndian(frame[offset..]);
+                while (type is 0x8100 or 0x88a8 or 0x9100 && frame.Length >= offset + 6)
+                {
+                    offset += 4;
+                    type = BinaryPrimitives.ReadUInt16BigEndian(frame[offset..]);
+                }
+
+                etherType = (EthernetType)type;
+                offset += 2;
+                return true;
+            case LinkLayers.LinuxSll:
+                if (frame.Length < 16)
+                {
+                    return false;
+                }
+
+                etherType = (EthernetType)BinaryPrimitives.ReadUInt16BigEndian(frame[14..]);
+                offset = 16;
+                return true;
+            case LinkLayers.LinuxSll2:
+                if (frame.Length < 20)
+                {
+                    return false;
+                }
+
+                etherType = (EthernetType)BinaryPrimitives.ReadUInt16BigEndian(frame);
+                offset = 20;
+                return true;
+            case LinkLayers.Raw:
+            case LinkLayers.RawLegacy:
+                if (frame.Length < 1)
+                {
+                    return false;
+                }
+
+                etherType = (frame[0] >> 4) switch
+                {
+                    4 => EthernetType.IPv4,
+                    6 => EthernetType.IPv6,
+                    _ => EthernetType.None,
+                };
+                return true;
+            case LinkLayers.Null:
+            case LinkLayers.Loop:
+                if (frame.Length < 5)
+                {
+                    return false;
+                }
+
+                offset = 4;
+                etherType = (frame[4] >> 4) switch
+                {
+                    4 => EthernetType.IPv4,
+                    6 => EthernetType.IPv6,
+                    _ => EthernetType.None,
+                };
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private static Result ReadIPv4(ReadOnlySpan<byte> ip, out TcpSegment segment)
+    {
+        segment = default;
+        if (ip.Length < 20 || ip[0] >> 4 != 4)
+        {
+            return Result.Undecodable;
+        }
+
+        if (ip[9] != (byte)ProtocolType.Tcp)
+        {
+            return Result.NotTcp;
+        }
+
+        var headerLength = (ip[0] & 0x0f) * 4;
+        var totalLength = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
+        var fragmentOffset = BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x1fff;
+        if (fragmentOffset != 0)
+        {
+            return Result.NotTcp; // a later fragment carries no TCP header
+        }
+
+        if (headerLength < 20 || totalLength < headerLength)
+        {
+            return Result.Undecodable;
+        }
+
+        var source = ip.Slice(12, 4);
+        var destination = ip.Slice(16, 4);
+        if (ip.Length < headerLength)
+        {
+            return Result.Undecodable;
+        }
+
+        return ReadTcp(ip[headerLength..], totalLength - headerLength, source, destination, ip[8], out segment);
+    }
+
+    private static Result ReadIPv6(ReadOnlySpan<byte> ip, out TcpSegment segment)
+    {
+        segment = default;
+        if (ip.Length < 40 || ip[0] >> 4 != 6)
+        {
+            return Result.Undecodable;
+        }
+
+        var payloadLength = BinaryPrimitives.ReadUInt16BigEndian(ip[4..]);
+        var next = ip[6];
+        var offset = 40;
+        while (true)
+        {
+            switch ((ProtocolType)next)
+            {
+                case ProtocolType.Tcp:
+                    if (ip.Length < offset)
+                    {
+                        return Result.Undecodable;
+                    }
+
+                    return ReadTcp(ip[offset..], payloadLength - (offset - 40), ip.Slice(8, 16), ip.Slice(24, 16), ip[7], out segment);
+                case ProtocolType.IPv6HopByHopOptions:
+                case ProtocolType.IPv6RoutingHeader:
+                case ProtocolType.IPv6DestinationOptions:
+                    if (ip.Length < offset + 2)
+                    {
+                        return Result.Undecodable;
+                    }
+
+                    next = ip[offset];
+                    offset += (ip[offset + 1] + 1) * 8;
+                    break;
+                case ProtocolType.IPv6FragmentHeader:
+                    if (ip.Length < offset + 8)
+                    {
+                        return Result.Undecodable;
+                    }
+
+                    if ((BinaryPrimitives.ReadUInt16BigEndian(ip[(offset + 2)..]) & 0xfff8) != 0)
+                    {
+                        return Result.NotTcp;
+                    }
+
+                    next = ip[offset];
+                    offset += 8;
+                    break;
+                default:
+                    return Result.NotTcp;
+            }
+        }
+    }
+
+    private static Result ReadTcp(ReadOnlySpan<byte> tcp, int tcpLength, ReadOnlySpan<byte> source, ReadOnlySpan<byte> destination, byte hopLimit, out TcpSegment segment)
+    {
+        segment = default;
+        if (tcp.Length < 16)
+        {
+            return Result.Undecodable;
+        }
+
+        var dataOffset = (tcp[12] >> 4) * 4;
+        if (dataOffset < 20 || tcpLength < dataOffset)
+        {
+            return Result.Undecodable;
+        }
+
+        var sourcePort = BinaryPrimitives.ReadUInt16BigEndian(tcp);
+        var destinationPort = BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]);
+        var key = FlowKey.Create(source, sourcePort, destination, destinationPort, out var fromA);
+        segment = new TcpSegment(
+            key,
+            fromA,
+            BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]),
+            BinaryPrimitives.ReadUInt32BigEndian(tcp[8..]),
+            tcp[13],
+            BinaryPrimitives.ReadUInt16BigEndian(tcp[14..]),
+            tcpLength - dataOffset,
+            hopLimit);
+        return Result.Tcp;
+    }
+}

@@ -1,0 +1,195 @@
+using PacketDotNet;
+using static KubeCapture.Agent.Summary.TcpHeaderReader;
+
+namespace KubeCapture.Agent.Summary;
+
+/// <summary>
+/// A streaming summary of the TCP conversations in a capture: handshakes completed or not,
+/// refusals, resets by direction and kind, retransmissions, zero windows, and the segment sizes that
+/// separate acknowledged from lost (the MTU blackhole signature). Fed one frame at a time by the
+/// capture loop; memory is bounded by <see cref="MaxTrackedConnections"/>.
+/// </summary>
+public sealed class TcpSummary
+{
+    public const int MaxTrackedConnections = 16384;
+    private const int MaxFindings = 20;
+
+    private readonly LinkLayers _link;
+    private readonly Dictionary<FlowKey, TcpConnection> _live = new();
+    private readonly Outcomes _archived = new();
+    private long _tcpPackets;
+    private long _otherPackets;
+    private long _undecodable;
+    private long _syns;
+    private long _synAcks;
+    private long _retransmissions;
+    private long _handshakeRetransmissions;
+    private long _zeroWindows;
+    private long _resetsFromClientBare;
+    private long _resetsFromClientAck;
+    private long _resetsFromServerBare;
+    private long _resetsFromServerAck;
+    private long _notTracked;
+
+    public TcpSummary(LinkLayers link) => _link = link;
+
+    /// <summary>Takes one captured frame. Never throws for what is inside the frame.</summary>
+    public void Observe(ReadOnlySpan<byte> frame)
+    {
+        switch (TryRead(_link, frame, out var segment))
+        {
+            case Result.NotTcp:
+                _otherPackets++;
+                return;
+            case Result.Undecodable:
+                _undecodable++;
+                return;
+        }
+
+        _tcpPackets++;
+        var flags = segment.Flags;
+        var isSyn = (flags & Syn) != 0;
+        var hasAck = (flags & Ack) != 0;
+        if (isSyn)
+        {
+            if (hasAck)
+            {
+                _synAcks++;
+            }
+            else
+            {
+                _syns++;
+            }
+        }
+
+        if (segment.Window == 0 && (flags & (Syn | Rst)) == 0)
+        {
+            _zeroWindows++;
+        }
+
+        var connection = Find(segment, isSyn && !hasAck);
+        if (connection is null)
+        {
+            CountResetWithoutConnection(segment);
+            return;
+        }
+
+        var fromClient = connection.IsFromClient(segment.FromA);
+        var result = connection.Observe(segment, fromClient);
+        _retransmissions += result.Retransmission ? 1 : 0;
+        _handshakeRetransmissions += result.HandshakeRetransmission ? 1 : 0;
+        if ((flags & Rst) != 0)
+        {
+            CountReset(fromClient, hasAck);
+        }
+    }
+
+    /// <summary>The summary so far; may be called while capturing.</summary>
+    public TcpSummaryReport Report()
+    {
+        var outcomes = new Outcomes();
+        outcomes.Add(_archived);
+        foreach (var connection in _live.Values)
+        {
+            outcomes.Add(connection);
+        }
+
+        return new TcpSummaryReport
+        {
+            TcpPackets = _tcpPackets,
+            OtherPackets = _otherPackets,
+            UndecodablePackets = _undecodable,
+            Connections = outcomes.Connections,
+            ConnectionsNotTracked = _notTracked,
+            Syns = _syns,
+            SynAcks = _synAcks,
+            HandshakesCompleted = outcomes.Completed,
+            HandshakesWithoutFinalAck = outcomes.WithoutFinalAck,
+            SynsUnanswered = outcomes.Unanswered,
+            Refused = outcomes.Refused,
+            ResetsFromClient = new ResetCounts { Bare = _resetsFromClientBare, WithAck = _resetsFromClientAck },
+            ResetsFromServer = new ResetCounts { Bare = _resetsFromServerBare, WithAck = _resetsFromServerAck },
+            Retransmissions = _retransmissions,
+            HandshakeRetransmissions = _handshakeRetransmissions,
+            ZeroWindowAdvertisements = _zeroWindows,
+            LargestAcknowledgedSegment = outcomes.LargestAcknowledged,
+            SmallestUnacknowledgedRetransmittedSegment = outcomes.SmallestLostRetransmitted,
+            Findings = outcomes.Findings(_zeroWindows, _notTracked, MaxFindings),
+        };
+    }
+
+    private TcpConnection? Find(in TcpSegment segment, bool isInitialSyn)
+    {
+        if (_live.TryGetValue(segment.Key, out var existing))
+        {
+            if (isInitialSyn && existing.IsNewConnection(segment))
+            {
+                _archived.Add(existing);
+                var replacement = new TcpConnection(segment.Key, segment.FromA, sawSyn: true);
+                _live[segment.Key] = replacement;
+                return replacement;
+            }
+
+            return existing;
+        }
+
+        if (_live.Count >= MaxTrackedConnections)
+        {
+            ArchiveClosedConnections();
+            if (_live.Count >= MaxTrackedConnections)
+            {
+                _notTracked++;
+                return null;
+            }
+        }
+
+        // Without a SYN the direction is a guess: the lower port is taken to be the server's.
+        var clientIsA = isInitialSyn ? segment.FromA : segment.Key.APort > segment.Key.BPort;
+        var connection = new TcpConnection(segment.Key, clientIsA, sawSyn: false);
+        _live.Add(segment.Key, connection);
+        return connection;
+    }
+
+    private void ArchiveClosedConnections()
+    {
+        foreach (var (key, connection) in _live)
+        {
+            if (connection.IsClosed)
+            {
+                _archived.Add(connection);
+                _live.Remove(key);
+            }
+        }
+    }
+
+    private void CountResetWithoutConnection(in TcpSegment segment)
+    {
+        if ((segment.Flags & Rst) != 0)
+        {
+            CountReset(fromClient: segment.Key.APort > segment.Key.BPort == segment.FromA, (segment.Flags & Ack) != 0);
+        }
+    }
+
+    private void CountReset(bool fromClient, bool withAck)
+    {
+        if (fromClient)
+        {
+            if (withAck)
+            {
+                _resetsFromClientAck++;
+            }
+            else
+            {
+                _resetsFromClientBare++;
+            }
+        }
+        else if (withAck)
+        {
+            _resetsFromServerAck++;
+        }
+        else
+        {
+            _resetsFromServerBare++;
+        }
+    }
+}

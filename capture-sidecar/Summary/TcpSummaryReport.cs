@@ -1,0 +1,71 @@
+namespace KubeCapture.Agent.Summary;
+
+/// <summary>
+/// What the TCP packets of a capture show, in counts and in plain words. Counts of connections are
+/// per connection (a 4-tuple from its SYN); counts of segments and resets are per packet.
+/// </summary>
+public sealed record TcpSummaryReport
+{
+    /// <summary>TCP packets whose headers were decoded.</summary>
+    public long TcpPackets { get; init; }
+
+    /// <summary>Packets that were not TCP (UDP, ICMP, ARP, ...).</summary>
+    public long OtherPackets { get; init; }
+
+    /// <summary>Packets too short or malformed to decode (the capture keeps them anyway).</summary>
+    public long UndecodablePackets { get; init; }
+
+    /// <summary>Distinct connections seen (one per SYN, or per 4-tuple already open when capture began).</summary>
+    public long Connections { get; init; }
+
+    /// <summary>Connections not tracked because the tracking table was full (their packets still count).</summary>
+    public long ConnectionsNotTracked { get; init; }
+
+    /// <summary>SYN packets (without ACK), retransmitted SYNs included.</summary>
+    public long Syns { get; init; }
+
+    /// <summary>SYN-ACK packets, repeats included.</summary>
+    public long SynAcks { get; init; }
+
+    /// <summary>Connections whose handshake completed: SYN, SYN-ACK, then the client's ACK.</summary>
+    public long HandshakesCompleted { get; init; }
+
+    /// <summary>SYN answered by SYN-ACK, but the client's final ACK never came: look at the return path.</summary>
+    public long HandshakesWithoutFinalAck { get; init; }
+
+    /// <summary>SYN with no answer at all in the capture: dropped on the way, or never arrived.</summary>
+    public long SynsUnanswered { get; init; }
+
+    /// <summary>Connections refused: the SYN was answered by RST (nothing listening).</summary>
+    public long Refused { get; init; }
+
+    public ResetCounts ResetsFromClient { get; init; } = new();
+
+    public ResetCounts ResetsFromServer { get; init; } = new();
+
+    /// <summary>Data segments whose sequence range was sent again.</summary>
+    public long Retransmissions { get; init; }
+
+    /// <summary>SYN and SYN-ACK packets sent again for the same connection.</summary>
+    public long HandshakeRetransmissions { get; init; }
+
+    /// <summary>Packets advertising a receive window of zero (the receiver is not keeping up).</summary>
+    public long ZeroWindowAdvertisements { get; init; }
+
+    /// <summary>Largest TCP payload that the other side acknowledged.</summary>
+    public long? LargestAcknowledgedSegment { get; init; }
+
+    /// <summary>Smallest TCP payload that was retransmitted and never acknowledged.</summary>
+    public long? SmallestUnacknowledgedRetransmittedSegment { get; init; }
+
+    /// <summary>Plain-language findings, most serious first.</summary>
+    public IReadOnlyList<string> Findings { get; init; } = [];
+}
+
+/// <summary>Resets split by kind: a bare [R] versus [R.] (RST with ACK).</summary>
+public sealed record ResetCounts
+{
+    public long Bare { get; init; }
+
+    public long WithAck { get; init; }
+}

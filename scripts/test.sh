@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh Debian machine with the .NET SDK, then runs every
+# test. Needs root: the tests make network namespaces ("pods") and capture in them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+dotnet build KubeCapture.sln -c Release -nologo -v quiet
+dotnet format KubeCapture.sln --verify-no-changes --no-restore
+results=$(mktemp -d)
+status=0
+dotnet test KubeCapture.sln -c Release --no-build --logger "trx" --results-directory "$results" -- RunConfiguration.TestSessionTimeout=1500000 || status=$?
+# One closing line for CI: N passed, N failed.
+passed=0 failed=0
+for trx in "$results"/*.trx; do
+  [[ -f "$trx" ]] || continue
+  counters=$(grep -o '<Counters [^>]*>' "$trx")
+  p=$(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters"); f=$(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+done
+echo "tests: $passed passed, $failed failed"
+exit "$status"
