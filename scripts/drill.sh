@@ -40,9 +40,9 @@ echo "== step 2: one request (the handshake, the GET, the teardown)"
 ip netns exec "$cli" curl -s -o /dev/null -w 'HTTP %{http_code} from %{remote_ip}:%{remote_port}\n' http://169.254.77.1:8000/
 echo "== step 3: a refusal (nothing listens on 8001)"
 ip netns exec "$cli" curl -s -o /dev/null http://169.254.77.1:8001/ || echo "curl: connection refused, as expected"
-echo "== step 4: stop the capture as you would tcpdump: Ctrl-C (SIGINT)"
+echo "== step 4: stop the capture (SIGTERM, as kubectl delete would; Ctrl-C works the same in a terminal)"
 sleep 0.5
-kill -INT "$agent_pid" 2>/dev/null || true
+kill -TERM "$agent_pid" 2>/dev/null || true
 wait "$agent_pid" || true
 echo
 echo "== the pcap, read back by tcpdump -nn -r"
