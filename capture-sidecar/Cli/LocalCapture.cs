@@ -13,6 +13,20 @@ public static class LocalCapture
     public static int Run(CaptureRequest request, TextWriter stdout, TextWriter stderr)
     {
         var options = request.Options;
+
+        // Signals are taken over before the output file exists: a SIGTERM at any moment of the
+        // start-up still ends in a valid (perhaps empty) pcap and its manifest, never an empty file.
+        CaptureSession? live = null;
+        var signalled = 0;
+        using var stopOnSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var stopOnSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            Volatile.Write(ref signalled, 1);
+            Volatile.Read(ref live)?.RequestStop(StopReason.Signal);
+        }
+
         InterfaceCatalog.Find(options.Interface).Dispose();
         CheckFilter(options);
         using var file = OpenOutput(request);
@@ -30,11 +44,9 @@ public static class LocalCapture
 
         using (session)
         {
-            using var stopOnSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-            using var stopOnSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-            void Stop(PosixSignalContext context)
+            Volatile.Write(ref live, session);
+            if (Volatile.Read(ref signalled) == 1)
             {
-                context.Cancel = true;
                 session.RequestStop(StopReason.Signal);
             }
 
