@@ -44,7 +44,7 @@ public sealed class LimitTests(LabFixture fixture) : IClassFixture<LabFixture>
         Assert.Equal(0.8, manifest.Limits.DurationSeconds, 6);
         Assert.Equal("800ms", manifest.Limits.Duration);
         var captured = Parse(manifest.End) - Parse(manifest.Start);
-        Assert.InRange(captured.TotalMilliseconds, 790, 1500);
+        Assert.InRange(captured.TotalMilliseconds, 790, 5000); // on time, not to the millisecond: this is no benchmark
         Assert.True(elapsed < TimeSpan.FromSeconds(10), $"{elapsed}");
         Assert.Equal(0, (await Capinfos.ReadAsync(pcap)).Packets);
         Assert.Empty((await Tcpdump.ReadAsync(pcap)).Lines);
@@ -95,6 +95,34 @@ public sealed class LimitTests(LabFixture fixture) : IClassFixture<LabFixture>
         Assert.Equal(manifest.PacketsWritten, (await Capinfos.ReadAsync(pcap)).Packets);
         Assert.Equal(manifest.PacketsWritten, (await Tcpdump.ReadAsync(pcap)).Lines.Count);
         Assert.True(Parse(manifest.End) - Parse(manifest.Start) < TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task SigtermAtAnyMomentOfStartUpLeavesAValidPcapOrNothing()
+    {
+        var outcomes = new List<string>();
+        for (var delay = 60; delay <= 300; delay += 20)
+        {
+            using var files = new CaptureFiles();
+            var pcap = files.Pcap();
+            await using var agent = AgentProcess.Start(fixture.Server, ["capture", "-i", "lo", "--duration", "20s", "-w", pcap]);
+            await Task.Delay(delay);
+            agent.Terminate();
+            var exit = await agent.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            if (files.Names().Length == 0)
+            {
+                outcomes.Add($"{delay}ms: exit {exit.ExitCode}, nothing created");
+                Assert.NotEqual(0, exit.ExitCode); // killed before it began: no file, no success
+                continue;
+            }
+
+            // It had begun: a whole pcap and its manifest, never an empty or torn file.
+            outcomes.Add($"{delay}ms: exit {exit.ExitCode}, {string.Join(' ', files.Names())}");
+            Assert.True(exit.ExitCode == 0, string.Join('\n', outcomes) + exit.Stderr);
+            Assert.Equal(["capture.pcap", "capture.pcap.json"], files.Names());
+            Assert.Equal(CaptureFiles.Manifest(pcap).PacketsWritten, PcapFile.Read(pcap).Records.Count);
+            Assert.Equal("signal", CaptureFiles.Manifest(pcap).StopReason);
+        }
     }
 
     [Fact]

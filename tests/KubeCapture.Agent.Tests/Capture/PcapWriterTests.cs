@@ -157,4 +157,68 @@ public sealed class PcapWriterTests
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void FailedWriteIsCutBackToTheLastWholeRecordAndTheShaMatchesWhatRemains()
+    {
+        var disk = new FullDisk(room: 24 + (3 * 116) + 50); // room for three records and half of the fourth
+        using var writer = new PcapWriter(disk, 1, 128, 1 << 20, bufferBytes: 24 + (2 * 116));
+        var accepted = 0;
+        var failed = false;
+        for (var i = 0; i < 10 && !failed; i++)
+        {
+            try
+            {
+                if (writer.TryWrite((uint)i, 0, Packet(100, (byte)i), 100))
+                {
+                    accepted++;
+                }
+            }
+            catch (IOException)
+            {
+                failed = true;
+            }
+        }
+
+        Assert.True(failed);
+        var sha = writer.Finish();
+        var file = PcapFile.Parse(disk.ToArray()); // whole records only, or it throws
+        Assert.Equal(file.Records.Count, writer.Packets);
+        Assert.Equal(disk.Length, writer.BytesWritten);
+        Assert.True(file.Records.Count >= 1 && file.Records.Count < accepted, $"{file.Records.Count} kept of {accepted}");
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(disk.ToArray())), sha);
+    }
+
+    [Fact]
+    public void FailedFirstWriteStillLeavesTheFileHeader()
+    {
+        var disk = new FullDisk(room: 100);
+        using var writer = new PcapWriter(disk, 1, 128, 1 << 20, bufferBytes: 1000);
+        writer.TryWrite(1, 0, Packet(100, 1), 100);
+        Assert.Throws<IOException>(writer.Flush);
+        disk.Room = 1000; // some space was freed
+        var sha = writer.Finish();
+        Assert.Empty(PcapFile.Parse(disk.ToArray()).Records);
+        Assert.Equal(0, writer.Packets);
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(disk.ToArray())), sha);
+    }
+
+    /// <summary>A seekable stream that writes what fits and then fails, like write(2) on a full disk.</summary>
+    private sealed class FullDisk(int room) : MemoryStream
+    {
+        public int Room { get; set; } = room;
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            var room = (int)Math.Max(0, Room - Position);
+            var fits = buffer[..Math.Min(room, buffer.Length)].ToArray();
+            base.Write(fits, 0, fits.Length);
+            if (room < buffer.Length)
+            {
+                throw new IOException("No space left on device");
+            }
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+    }
 }

@@ -105,6 +105,21 @@ public sealed class BadInputTests(LabFixture fixture) : IClassFixture<LabFixture
         Assert.Equal(["evidence.pcap"], files.Names());
     }
 
+    [Fact]
+    public async Task ExistingManifestIsNeverOverwrittenEither()
+    {
+        using var files = new CaptureFiles();
+        var pcap = files.Pcap("evidence.pcap");
+        await File.WriteAllTextAsync(pcap + ".json", "{}");
+        var exit = await AgentProcess.RunAsync(fixture.Server, ["capture", "--duration", "5s", "-w", pcap]);
+
+        Assert.Equal(2, exit.ExitCode);
+        var line = Assert.Single(exit.StderrLines);
+        Assert.Contains($"manifest file '{pcap}.json' already exists", line);
+        Assert.Equal("{}", await File.ReadAllTextAsync(pcap + ".json"));
+        Assert.Equal(["evidence.pcap.json"], files.Names());
+    }
+
     private Task<AgentExit> RunAsync(CaptureFiles files, string[] arguments) =>
         AgentProcess.RunAsync(fixture.Server, ["capture", "--duration", "5s", "-w", files.Pcap(), .. arguments]);
 
