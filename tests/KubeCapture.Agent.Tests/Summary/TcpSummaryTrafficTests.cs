@@ -1,3 +1,4 @@
+using System.Text.Json;
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Summary;
 using KubeCapture.Testing.Agent;
@@ -205,6 +206,14 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Equal(0, exit.ExitCode);
         var manifest = CaptureManifest.FromJson(exit.Stdout);
         Assert.Equal("signal", manifest.StopReason);
-        return (manifest.Summary ?? throw new InvalidOperationException("no summary in the manifest"), pcap);
+        var summary = manifest.Summary ?? throw new InvalidOperationException("no summary in the manifest");
+
+        // The same pcap read back by 'summarize' tells the same story as the live capture.
+        var offline = await AgentProcess.RunAsync(null, ["summarize", "--json", pcap]);
+        Assert.Equal(0, offline.ExitCode);
+        Assert.Equal(
+            JsonSerializer.Serialize(summary, SummaryJsonContext.Default.TcpSummaryReport),
+            JsonSerializer.Serialize(JsonSerializer.Deserialize(offline.Stdout, SummaryJsonContext.Default.TcpSummaryReport), SummaryJsonContext.Default.TcpSummaryReport));
+        return (summary, pcap);
     }
 }

@@ -1,12 +1,37 @@
 using KubeCapture.Testing.Agent;
+using KubeCapture.Testing.Netns;
 using KubeCapture.Testing.Pcap;
 using KubeCapture.Testing.Processes;
 
 namespace KubeCapture.Agent.Tests.Capture;
 
-/// <summary>When the output fails mid-capture, what was captured before stays, in a valid pcap.</summary>
-public sealed class OutputFailureTests(LabFixture fixture) : IClassFixture<LabFixture>
+/// <summary>When the output or the interface fails mid-capture: exit 1, and what was captured stays, in a valid pcap.</summary>
+public sealed class RuntimeFailureTests(LabFixture fixture) : IClassFixture<LabFixture>
 {
+    [Fact]
+    public async Task InterfaceDisappearingMidCaptureKeepsWhatWasCapturedAndExits1()
+    {
+        await using var lab = await NetnsLab.CreateAsync("kcAT"); // its own: this test deletes the link
+        using var files = new CaptureFiles();
+        var pcap = files.Pcap();
+        await using var agent = AgentProcess.Start(lab.Server, ["capture", "-i", lab.Server.Interface, "--duration", "20s", "-w", pcap, "udp port 9"]);
+        await agent.WaitUntilListeningAsync();
+        (await lab.Client.ExecAsync("bash", "-c", $"for i in 1 2 3 4 5; do echo $i > /dev/udp/{lab.Server.IPv4}/9; done")).EnsureSuccess();
+        await Task.Delay(300);
+        (await HostCommand.RunAsync("ip", "-n", lab.Server.Name, "link", "del", lab.Server.Interface)).EnsureSuccess(); // the pod's network goes away
+        var exit = await agent.WaitForExitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(1, exit.ExitCode);
+        Assert.Contains(exit.StderrLines, l => l.Contains("libpcap stopped reading", StringComparison.Ordinal) && l.Contains($"the 5 packets captured before are in {pcap}", StringComparison.Ordinal));
+        var manifest = CaptureFiles.Manifest(pcap);
+        Assert.Equal("error", manifest.StopReason);
+        Assert.NotNull(manifest.Error);
+        Assert.Equal(5, manifest.PacketsWritten);
+        Assert.Equal(5, PcapFile.Read(pcap).Records.Count);
+        Assert.Equal(5, (await Tcpdump.ReadAsync(pcap)).Lines.Count);
+        Assert.Equal(CaptureFiles.Sha256(pcap), manifest.Sha256);
+    }
+
     [Fact]
     public async Task DiskFullMidCaptureKeepsAValidPcapOfWholeRecordsAndExits1()
     {
