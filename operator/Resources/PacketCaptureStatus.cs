@@ -68,6 +68,10 @@ public sealed class CaptureTargetStatus
     [JsonPropertyName("state")]
     public string State { get; set; } = TargetState.Pending;
 
+    /// <summary>Why the target failed, in CamelCase (ImagePullFailed, AgentCrashed, DeadlineExceeded...).</summary>
+    [JsonPropertyName("reason")]
+    public string? Reason { get; set; }
+
     [JsonPropertyName("message")]
     public string? Message { get; set; }
 

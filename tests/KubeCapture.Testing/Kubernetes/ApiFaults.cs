@@ -23,7 +23,7 @@ public sealed class ApiFaults
         }
     }
 
-    internal HttpStatusCode? TakeFailure(string method, string path)
+    public HttpStatusCode? TakeFailure(string method, string path)
     {
         lock (gate)
         {
