@@ -357,6 +357,45 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Equal(Ingest.UploadPhase.Finished, upload?.Phase);
     }
 
+    [Fact]
+    public async Task A_selector_capture_runs_one_container_per_pod_and_reports_each_target()
+    {
+        using var first = PodNetwork.Create();
+        using var second = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "web-1", first);
+        harness.Kubelet.AttachNetwork("shop", "web-2", second);
+        harness.Emulator.AddPod("shop", "web-1", labels: new Dictionary<string, string> { ["app"] = "web" }, node: "node-a");
+        harness.Emulator.AddPod("shop", "web-2", labels: new Dictionary<string, string> { ["app"] = "web" }, node: "node-b");
+
+        await harness.CreateCaptureAsync("shop", "fleet", new PacketCaptureSpec
+        {
+            Reason = "which replica drops?",
+            Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["app"] = "web" } } },
+            Duration = "2s",
+        });
+        var done = await harness.WaitForPhaseAsync("shop", "fleet", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+
+        Assert.Equal([("web-1", "node-a"), ("web-2", "node-b")], done.Status!.Targets.Select(t => (t.Pod, t.Node!)));
+        Assert.All(done.Status.Targets, t => Assert.Equal(("duration", TargetState.Succeeded), (t.StopReason, t.State)));
+        Assert.Equal("web-1,web-2", done.Status.TargetSummary);
+    }
+
+    [Fact]
+    public async Task A_pod_at_its_capture_container_cap_is_refused_with_CaptureContainerLimit()
+    {
+        harness.Options.MaxCaptureContainersPerPod = 1;
+        harness.Kubelet.CommandOverride = _ => ["true"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "one", Spec("api-1", filter: "tcp"));
+        await harness.WaitForAsync("shop", "one", c => c.Status?.Targets.Count > 0);
+
+        await harness.CreateCaptureAsync("shop", "two", Spec("api-1", filter: "tcp"));
+        var failed = await harness.WaitForPhaseAsync("shop", "two", CapturePhase.Failed);
+
+        Assert.Equal("CaptureContainerLimit", CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!.Reason);
+        Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+    }
+
     private static void ClearFaults(KubernetesApiEmulator emulator)
     {
         // Drain the injected failures left over from the "crash".
