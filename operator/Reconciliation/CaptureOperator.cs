@@ -35,7 +35,7 @@ public sealed class CaptureOperator
         logger = loggers.CreateLogger<CaptureOperator>();
         controller = new PacketCaptureController(kubernetes, ingest, tokens, policy, options, new TargetResolver(kubernetes, policy),
             new PodSecurityPreflight(kubernetes), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
-            time, loggers.CreateLogger<PacketCaptureController>());
+            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written));
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
         Pods = new ResourceWatcher<V1Pod>("Pod", ListPodsAsync, WatchPodsAsync, logger, time);
     }
@@ -144,21 +144,15 @@ public sealed class CaptureOperator
         return ([.. list.Items], list.Metadata.ResourceVersion);
     }
 
-    private async IAsyncEnumerable<(WatchEventType, PacketCapture)> WatchCapturesAsync(string resourceVersion,
+    private async IAsyncEnumerable<(WatchEventType, PacketCapture)> WatchCapturesAsync(string resourceVersion, Action<Exception> onError,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        Exception? error = null;
         var events = kubernetes.CustomObjects.WatchListClusterCustomObjectAsync(PacketCapture.Group, PacketCapture.Version, PacketCapture.Plural,
-            allowWatchBookmarks: true, resourceVersion: resourceVersion, timeoutSeconds: 300, onError: e => error = e, cancellationToken: cancellationToken);
+            allowWatchBookmarks: true, resourceVersion: resourceVersion, timeoutSeconds: 300, onError: onError, cancellationToken: cancellationToken);
         await foreach (var (type, raw) in events.WithCancellation(cancellationToken))
         {
             var json = raw is JsonElement element ? element.GetRawText() : KubernetesJson.Serialize(raw);
             yield return (type, KubernetesJson.Deserialize<PacketCapture>(json));
-        }
-
-        if (error is not null)
-        {
-            throw error;
         }
     }
 
@@ -168,22 +162,9 @@ public sealed class CaptureOperator
         return ([.. list.Items], list.Metadata.ResourceVersion);
     }
 
-    private async IAsyncEnumerable<(WatchEventType, V1Pod)> WatchPodsAsync(string resourceVersion,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        Exception? error = null;
-        var events = kubernetes.CoreV1.WatchListPodForAllNamespacesAsync(allowWatchBookmarks: true, resourceVersion: resourceVersion, timeoutSeconds: 300,
-            onError: e => error = e, cancellationToken: cancellationToken);
-        await foreach (var item in events.WithCancellation(cancellationToken))
-        {
-            yield return item;
-        }
-
-        if (error is not null)
-        {
-            throw error;
-        }
-    }
+    private IAsyncEnumerable<(WatchEventType, V1Pod)> WatchPodsAsync(string resourceVersion, Action<Exception> onError, CancellationToken cancellationToken) =>
+        kubernetes.CoreV1.WatchListPodForAllNamespacesAsync(allowWatchBookmarks: true, resourceVersion: resourceVersion, timeoutSeconds: 300,
+            onError: onError, cancellationToken: cancellationToken);
 }
 
 /// <summary>Reconcile durations in milliseconds, kept for percentiles.</summary>

@@ -34,7 +34,8 @@ public sealed class PacketCaptureController(
     CaptureAdmission admission,
     CaptureEvents events,
     TimeProvider time,
-    ILogger<PacketCaptureController> logger)
+    ILogger<PacketCaptureController> logger,
+    Action<PacketCapture>? written = null)
 {
     private readonly TimeSpan grace = CapturePolicy.ParseDuration(options.Grace, "Reconciler:Grace");
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
@@ -45,8 +46,8 @@ public sealed class PacketCaptureController(
         if (!deleting && !CaptureFinalizer.IsPresent(capture))
         {
             // The update comes back through the watch and reconciles again.
-            await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken);
-            return ReconcileResult.Done;
+            written?.Invoke(await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken));
+            return ReconcileResult.After(TimeSpan.Zero);
         }
 
         var status = Clone(capture.Status) ?? new PacketCaptureStatus();
@@ -396,11 +397,12 @@ public sealed class PacketCaptureController(
         }
 
         var next = new PacketCapture { Metadata = capture.Metadata, Spec = capture.Spec, Status = status };
-        var written = await kubernetes.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync<PacketCapture>(
+        var result = await kubernetes.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync<PacketCapture>(
             next, PacketCapture.Group, PacketCapture.Version, capture.Metadata.NamespaceProperty, PacketCapture.Plural, capture.Metadata.Name,
             cancellationToken: cancellationToken);
         logger.LogDebug("{Capture}: {Phase} - {Message}", capture.Key, status.Phase, status.Message);
-        return written;
+        written?.Invoke(result);
+        return result;
     }
 
     private static CaptureIdentity Identity(PacketCapture capture, string pod) =>

@@ -18,7 +18,7 @@ public sealed record ResourceChange<T>(WatchEventType Type, T Object);
 public sealed class ResourceWatcher<T>(
     string kind,
     Func<CancellationToken, Task<(IReadOnlyList<T> Items, string ResourceVersion)>> list,
-    Func<string, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> watch,
+    Func<string, Action<Exception>, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> watch,
     ILogger logger,
     TimeProvider? time = null)
     where T : IKubernetesObject<V1ObjectMeta>
@@ -50,6 +50,28 @@ public sealed class ResourceWatcher<T>(
         }
     }
 
+    /// <summary>
+    /// Puts an object this process just wrote into the cache, unless the cache already holds a newer
+    /// version: the next reconcile then starts from what was written instead of a stale copy (which
+    /// would only earn a 409 Conflict). The watch event that follows changes nothing.
+    /// </summary>
+    public void Offer(T item)
+    {
+        lock (gate)
+        {
+            var key = KeyOf(item);
+            if (cache.TryGetValue(key, out var cached) && !IsNewer(item.Metadata.ResourceVersion, cached.Metadata.ResourceVersion))
+            {
+                return;
+            }
+
+            cache[key] = item;
+        }
+    }
+
+    private static bool IsNewer(string? candidate, string? cached) =>
+        long.TryParse(candidate, out var a) && long.TryParse(cached, out var b) ? a > b : candidate != cached;
+
     public IReadOnlyList<T> Snapshot()
     {
         lock (gate)
@@ -70,10 +92,17 @@ public sealed class ResourceWatcher<T>(
                     await RelistAsync(cancellationToken);
                 }
 
-                await foreach (var (type, item) in watch(ResourceVersion!, cancellationToken))
+                // KubernetesClient reports an ERROR event (e.g. 410 Gone) to onError and ends the stream.
+                Exception? streamError = null;
+                await foreach (var (type, item) in watch(ResourceVersion!, e => streamError ??= e, cancellationToken))
                 {
                     failures = 0;
                     Apply(type, item);
+                }
+
+                if (streamError is not null)
+                {
+                    throw streamError;
                 }
 
                 logger.LogDebug("{Kind} watch ended at resourceVersion {Version}; watching again", kind, ResourceVersion);
@@ -168,7 +197,7 @@ public sealed class ResourceWatcher<T>(
             {
                 cache.Remove(KeyOf(item));
             }
-            else
+            else if (!cache.TryGetValue(KeyOf(item), out var cached) || IsNewer(item.Metadata?.ResourceVersion, cached?.Metadata?.ResourceVersion))
             {
                 cache[KeyOf(item)] = item;
             }

@@ -214,6 +214,17 @@ public sealed class KubernetesApiEmulatorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Injected_latency_slows_every_response()
+    {
+        emulator.Faults.Latency = TimeSpan.FromMilliseconds(300);
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+
+        await client.CoreV1.ListNamespacedPodAsync("payments");
+
+        Assert.True(stopwatch.Elapsed >= TimeSpan.FromMilliseconds(290), $"{stopwatch.Elapsed}");
+    }
+
+    [Fact]
     public async Task Leases_are_created_read_and_replaced_with_optimistic_concurrency()
     {
         var lease = await client.CoordinationV1.CreateNamespacedLeaseAsync(new V1Lease
