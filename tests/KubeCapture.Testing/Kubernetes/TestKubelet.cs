@@ -52,6 +52,12 @@ public sealed class TestKubelet : IDisposable
     /// <summary>When set, replaces the agent: the command run for a container (e.g. a crash), instead of the real agent.</summary>
     public Func<JsonObject, string[]>? CommandOverride { get; set; }
 
+    /// <summary>
+    /// For benchmarks: report each container running at once and start nothing (a thousand
+    /// captures without a thousand agents).
+    /// </summary>
+    public bool SimulateRunning { get; set; }
+
     /// <summary>How many times any container was started (a duplicate injection would start twice).</summary>
     public int Starts => started.Count;
 
@@ -120,6 +126,12 @@ public sealed class TestKubelet : IDisposable
                 {
                     ["waiting"] = new JsonObject { ["reason"] = "ImagePullBackOff", ["message"] = $"Back-off pulling image \"{image}\"" },
                 });
+                return;
+            }
+
+            if (SimulateRunning)
+            {
+                await ReportAsync(ns, pod, name, image, new JsonObject { ["running"] = new JsonObject { ["startedAt"] = ObjectStore.Timestamp(DateTimeOffset.UtcNow) } });
                 return;
             }
 
