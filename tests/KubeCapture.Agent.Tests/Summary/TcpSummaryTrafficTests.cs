@@ -165,6 +165,35 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Contains($" on {Server.IPv4}:{Port} -> {Client.IPv4}:", finding);
     }
 
+    [Fact]
+    public async Task ReceiverThatStopsReadingAdvertisesZeroWindowsAndItsAbortIsAResetFromTheClient()
+    {
+        // A client with a 4 KiB receive buffer asks for 30 kB, never reads, then closes with data
+        // unread: the kernel answers with [R.] from the client.
+        var client = $$"""
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(('{{Server.IPv4}}', {{Port}}))
+            s.sendall(b'GET /30k.bin HTTP/1.0\r\n\r\n')
+            time.sleep(1.2)
+            s.close()
+            """;
+        var (summary, pcap) = await CaptureAsync(async () => (await Client.ExecAsync("python3", "-c", client)).EnsureSuccess());
+
+        var zeroWindows = await Tshark.FieldsAsync(pcap, ["frame.number"], "tcp.window_size_value == 0 && tcp.flags.syn == 0 && tcp.flags.reset == 0");
+        Assert.NotEmpty(zeroWindows);
+        Assert.Equal(zeroWindows.Count, summary.ZeroWindowAdvertisements);
+        var resets = (await Tcpdump.ReadAsync(pcap)).Tcp.Where(l => l.Flags.Contains('R', StringComparison.Ordinal)).ToList();
+        var reset = Assert.Single(resets);
+        Assert.Equal(("R.", Client.IPv4.ToString()), (reset.Flags, reset.Source));
+        Assert.Equal(new ResetCounts { WithAck = 1 }, summary.ResetsFromClient);
+        Assert.Equal(new ResetCounts(), summary.ResetsFromServer);
+        Assert.Equal(1, summary.HandshakesCompleted);
+        Assert.Contains(summary.Findings, f => f.StartsWith($"1 connection {Client.IPv4}:{reset.SourcePort} -> {Server.IPv4}:{Port} reset by the client with [R.].", StringComparison.Ordinal));
+        Assert.Contains($"{summary.ZeroWindowAdvertisements} zero-window advertisement", string.Join('\n', summary.Findings));
+    }
+
     [Theory]
     [InlineData(false, 1448)]
     [InlineData(true, 1428)]
