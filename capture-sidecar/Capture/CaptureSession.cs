@@ -18,6 +18,7 @@ public sealed class CaptureSession : IDisposable
 {
     private const int ReadTimeoutMilliseconds = 100;
     private static readonly long FlushIntervalTicks = Stopwatch.Frequency; // at least once a second
+    private static readonly long DrainTicks = Stopwatch.Frequency * (ReadTimeoutMilliseconds + 20) / 1000;
 
     private readonly CaptureOptions _options;
     private readonly LibPcapLiveDevice _device;
@@ -120,16 +121,25 @@ public sealed class CaptureSession : IDisposable
     private unsafe StopReason Loop(PcapWriter writer, long deadline, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
     {
         error = null;
+        long drainUntil = 0;
         while (true)
         {
             var stop = _stopRequested;
+            var now = Stopwatch.GetTimestamp();
             if (stop >= 0)
             {
-                return (StopReason)stop;
+                // Packets the kernel already holds may sit in a ring block it hands over only after
+                // the read timeout (TPACKET_V3): read on for one timeout more, or they are lost.
+                if (drainUntil == 0)
+                {
+                    drainUntil = now + DrainTicks;
+                }
+                else if (now >= drainUntil)
+                {
+                    return (StopReason)stop;
+                }
             }
-
-            var now = Stopwatch.GetTimestamp();
-            if (now >= deadline)
+            else if (now >= deadline)
             {
                 return StopReason.Duration;
             }
