@@ -261,21 +261,22 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         using var network = PodNetwork.Create();
         harness.Kubelet.AttachNetwork("shop", "api-1", network);
         harness.Emulator.AddPod("shop", "api-1");
-        // The status write after the injection fails, as if the process died right after the PATCH.
-        harness.Emulator.Faults.FailNext(1000, System.Net.HttpStatusCode.InternalServerError, "PUT", "/packetcaptures/restart/status");
+        // Once the container is in the pod, every status write fails: as if the process died right
+        // after the PATCH, before recording that it had injected.
         var injected = new TaskCompletionSource();
         harness.Emulator.Store.Changed += e =>
         {
-            if (e.Resource == ResourceType.Pods && e.Object["spec"]?["ephemeralContainers"] is not null)
+            if (e.Resource == ResourceType.Pods && e.Object["spec"]?["ephemeralContainers"] is not null && injected.TrySetResult())
             {
-                injected.TrySetResult();
+                harness.Emulator.Faults.FailNext(1000, System.Net.HttpStatusCode.InternalServerError, "PUT", "/packetcaptures/restart/status");
             }
         };
 
         await harness.CreateCaptureAsync("shop", "restart", Spec("api-1", duration: "2s"));
         await injected.Task.WaitAsync(TimeSpan.FromSeconds(20));
         await harness.KillOperatorAsync();
-        Assert.Null((await harness.GetCaptureAsync("shop", "restart"))!.Status?.Targets.FirstOrDefault());
+        var recorded = Assert.Single((await harness.GetCaptureAsync("shop", "restart"))!.Status!.Targets);
+        Assert.Equal(TargetState.Pending, recorded.State);
 
         ClearFaults(harness.Emulator);
         harness.StartOperator();
