@@ -241,6 +241,17 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Equal(("False", "ConcurrencyLimit"), (admitted.Status, admitted.Reason));
         Assert.Contains("policy allows 1 at a time", admitted.Message, StringComparison.Ordinal);
         Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+
+        // Deleting a waiting capture lets it go at once: nothing was started, nothing to keep.
+        await harness.Client.CustomObjects.DeleteNamespacedCustomObjectAsync(PacketCapture.Group, PacketCapture.Version, "shop", PacketCapture.Plural, "second");
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (await harness.GetCaptureAsync("shop", "second") is not null && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Null(await harness.GetCaptureAsync("shop", "second"));
+        Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
     }
 
     [Fact]
