@@ -159,7 +159,11 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Contains("runtime's default NET_RAW", ready.Message, StringComparison.Ordinal);
         var injected = Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "base")).Spec.EphemeralContainers);
         Assert.Null(injected.SecurityContext.Capabilities.Add);
-        Assert.Equal(["ALL"], injected.SecurityContext.Capabilities.Drop);
+        Assert.DoesNotContain("ALL", injected.SecurityContext.Capabilities.Drop);
+        Assert.DoesNotContain("NET_RAW", injected.SecurityContext.Capabilities.Drop);
+        Assert.Contains("NET_BIND_SERVICE", injected.SecurityContext.Capabilities.Drop);
+        Assert.Equal(13, injected.SecurityContext.Capabilities.Drop.Count);
+        Assert.False(injected.SecurityContext.AllowPrivilegeEscalation);
     }
 
     [Theory]
