@@ -303,6 +303,24 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Server_errors_and_slow_responses_are_retried_without_a_second_container()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        harness.Emulator.Faults.FailNext(2, System.Net.HttpStatusCode.InternalServerError, "PATCH", "/ephemeralcontainers");
+        harness.Emulator.Faults.FailNext(1, System.Net.HttpStatusCode.ServiceUnavailable, "PUT", "/packetcaptures/flaky/status");
+        harness.Emulator.Faults.Latency = TimeSpan.FromMilliseconds(50);
+
+        await harness.CreateCaptureAsync("shop", "flaky", Spec("api-1"));
+        var running = await harness.WaitForPhaseAsync("shop", "flaky", CapturePhase.Running, TimeSpan.FromSeconds(30));
+
+        Assert.Equal(TargetState.Capturing, running.Status!.Targets[0].State);
+        Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+        Assert.Equal(3, harness.Emulator.Requests.Count(r => r.StartsWith("PATCH", StringComparison.Ordinal) && r.Contains("/ephemeralcontainers", StringComparison.Ordinal)));
+        Assert.Equal(1, harness.Kubelet.Starts);
+    }
+
+    [Fact]
     public async Task A_cut_watch_with_compacted_history_is_relisted_and_new_captures_are_still_reconciled()
     {
         harness.Emulator.AddPod("shop", "api-1");
