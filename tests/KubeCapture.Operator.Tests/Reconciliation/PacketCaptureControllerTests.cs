@@ -352,7 +352,7 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         network.PingFromClient(2);
         // libpcap hands packets over when the ring block retires (the agent's 100 ms read timeout);
         // a stop within that window loses the newest ones (the agent does not drain on SIGTERM).
-        await Task.Delay(500);
+        await Task.Delay(1500);
 
         var stopwatch = Stopwatch.StartNew();
         await harness.Client.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch("""{"spec":{"stop":true}}""", V1Patch.PatchType.MergePatch),
