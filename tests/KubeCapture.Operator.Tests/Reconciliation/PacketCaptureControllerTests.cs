@@ -229,6 +229,55 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_failed_upload_reported_by_the_ingest_fails_the_capture_with_UploadFailed()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        var created = await harness.CreateCaptureAsync("shop", "lost-upload", Spec("api-1"));
+        await harness.WaitForPhaseAsync("shop", "lost-upload", CapturePhase.Running);
+
+        harness.IngestDouble.Report(new Ingest.TargetUpload
+        {
+            Target = new Ingest.CaptureIdentity(created.Metadata.Uid, "shop", "lost-upload", "api-1"),
+            Phase = Ingest.UploadPhase.Failed,
+            Error = "SHA-256 mismatch: the agent says 00ff, the stored object is 11ee",
+        });
+        var failed = await harness.WaitForPhaseAsync("shop", "lost-upload", CapturePhase.Failed);
+
+        Assert.Equal("UploadFailed", failed.Status!.Targets[0].Reason);
+        Assert.Contains("SHA-256 mismatch", failed.Status.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_target_pod_deleted_mid_capture_fails_with_PodDeleted()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "orphan", Spec("api-1"));
+        await harness.WaitForPhaseAsync("shop", "orphan", CapturePhase.Running);
+
+        harness.Emulator.Store.Delete(ResourceType.Pods, "shop", "api-1");
+        var failed = await harness.WaitForPhaseAsync("shop", "orphan", CapturePhase.Failed);
+
+        Assert.Equal("PodDeleted", failed.Status!.Targets[0].Reason);
+    }
+
+    [Fact]
+    public async Task An_agent_that_exits_cleanly_shows_Uploading_until_the_ingest_confirms_or_the_deadline_says_it_never_did()
+    {
+        harness.Kubelet.CommandOverride = _ => ["true"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "unconfirmed", Spec("api-1", duration: "1s"));
+
+        var uploading = await harness.WaitForPhaseAsync("shop", "unconfirmed", CapturePhase.Uploading);
+        var failed = await harness.WaitForPhaseAsync("shop", "unconfirmed", CapturePhase.Failed, TimeSpan.FromSeconds(30));
+
+        Assert.Equal((TargetState.Uploading, 0), (uploading.Status!.Targets[0].State, uploading.Status.Targets[0].ExitCode));
+        Assert.Equal("DeadlineExceeded", failed.Status!.Targets[0].Reason);
+        Assert.Contains("the ingest never confirmed the stored pcap", failed.Status.Targets[0].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Captures_beyond_the_namespace_concurrency_limit_wait_Pending_with_the_reason()
     {
         harness.Policy.MaxConcurrentPerNamespace = 1;
