@@ -33,6 +33,11 @@ public static class EphemeralContainerSpec
     public static string? CaptureUidOf(string containerName) =>
         containerName.StartsWith(NamePrefix, StringComparison.Ordinal) ? containerName[NamePrefix.Length..] : null;
 
+    /// <summary>
+    /// The agent's cluster mode: <c>capture --ingest URL --capture-uid U --capture-namespace NS
+    /// --capture-name N --pod P -i IFACE -s SNAPLEN [-c COUNT] --duration D --max-bytes SIZE
+    /// --retention TTL [FILTER]</c>, the token in KUBECAPTURE_TOKEN (never on the command line).
+    /// </summary>
     public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, string token, bool addNetRaw)
     {
         var spec = capture.Spec;
@@ -52,7 +57,7 @@ public static class EphemeralContainerSpec
             args.AddRange(["-c", count.ToString(CultureInfo.InvariantCulture)]);
         }
 
-        args.AddRange(["--duration", spec.Duration, "--max-bytes", spec.MaxBytes ?? "64Mi", "--retention-ttl", spec.Retention?.Ttl ?? "168h"]);
+        args.AddRange(["--duration", spec.Duration, "--max-bytes", spec.MaxBytes ?? "64Mi", "--retention", spec.Retention?.Ttl ?? "168h"]);
         if (!string.IsNullOrWhiteSpace(spec.Filter))
         {
             args.Add(spec.Filter.Trim());

@@ -70,7 +70,7 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Equal("kubecapture/agent:test", injected.Image);
         Assert.Equal(
             ["capture", "--ingest", "http://127.0.0.1:1", "--capture-uid", created.Metadata.Uid, "--capture-namespace", "shop", "--capture-name", "ping",
-             "--pod", "api-1", "-i", "any", "-s", "128", "-c", "6", "--duration", "30s", "--max-bytes", "64Mi", "--retention-ttl", "168h", "icmp"],
+             "--pod", "api-1", "-i", "any", "-s", "128", "-c", "6", "--duration", "30s", "--max-bytes", "64Mi", "--retention", "168h", "icmp"],
             injected.Args);
         var token = Assert.Single(injected.Env);
         Assert.Equal(EphemeralContainerSpec.TokenVariable, token.Name);
