@@ -1,14 +1,22 @@
+using KubeCapture.Operator.Ingest;
+
 namespace KubeCapture.Operator;
 
 public static class Program
 {
-    public static void Main(string[] args)
+    public static void Main(string[] args) => Build(args).Run();
+
+    /// <summary>The operator's host, configured from appsettings.json, environment variables and <paramref name="args"/>.</summary>
+    public static WebApplication Build(string[] args)
     {
-        var builder = WebApplication.CreateBuilder(args);
+        // appsettings.json is found beside the executable, whatever the working directory.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
+        builder.Services.AddIngestAndStorage(builder.Configuration);
         var app = builder.Build();
         app.MapHealthChecks("/healthz");
         app.MapHealthChecks("/readyz");
-        app.Run();
+        app.MapIngest();
+        return app;
     }
 }
