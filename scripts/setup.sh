@@ -14,3 +14,17 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# s3rver: the real S3 HTTP endpoint the ingest tests store into (repo-local, git-ignored .tools/).
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+s3rver_dir=.tools/s3rver
+if [[ ! -x "$s3rver_dir/node_modules/.bin/s3rver" ]] || ! grep -q '"version": "3.7.1"' "$s3rver_dir/node_modules/s3rver/package.json" 2>/dev/null; then
+  echo "setup: installing s3rver@3.7.1 into $s3rver_dir"
+  mkdir -p "$s3rver_dir"
+  npm install --silent --no-audit --no-fund --prefix "$s3rver_dir" s3rver@3.7.1 >/dev/null
+fi

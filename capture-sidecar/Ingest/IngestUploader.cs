@@ -14,7 +14,8 @@ namespace KubeCapture.Agent.Ingest;
 /// </summary>
 public sealed class IngestUploader(IngestTarget target, UploadBuffer buffer, Action<string> stopRequested, TextWriter log) : IDisposable
 {
-    private const int ChunkBytes = 256 * 1024;
+    /// <summary>Below the large-object-heap threshold (85,000 bytes), so neither side allocates chunks on the LOH.</summary>
+    private const int ChunkBytes = 60 * 1024;
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(1);
     private readonly string _sessionId = Guid.NewGuid().ToString("N");
     private readonly GrpcChannel _channel = GrpcChannel.ForAddress(target.Url, new GrpcChannelOptions

@@ -1,3 +1,4 @@
+using System.Buffers;
 using KubeCapture.Operator.Storage;
 
 namespace KubeCapture.Operator.Ingest;
@@ -16,6 +17,7 @@ public sealed class PartPipeline : IAsyncDisposable
     private readonly Action<long> _durable;
     private readonly ResumableSha256 _sha;
     private readonly CancellationToken _cancellationToken;
+    private readonly int _partSize;
     private byte[] _filling;
     private byte[] _spare;
     private int _filled;
@@ -30,8 +32,9 @@ public sealed class PartPipeline : IAsyncDisposable
         _durable = durable;
         _cancellationToken = cancellationToken;
         _sha = ResumableSha256.Import(checkpoint.Sha256State);
-        _filling = GC.AllocateUninitializedArray<byte>(partSize);
-        _spare = GC.AllocateUninitializedArray<byte>(partSize);
+        _partSize = partSize;
+        _filling = ArrayPool<byte>.Shared.Rent(partSize); // reused by the next upload, not left to the LOH
+        _spare = ArrayPool<byte>.Shared.Rent(partSize);
         Received = checkpoint.Offset;
     }
 
@@ -45,7 +48,7 @@ public sealed class PartPipeline : IAsyncDisposable
     {
         while (!data.IsEmpty)
         {
-            var room = _filling.Length - _filled;
+            var room = _partSize - _filled;
             var take = Math.Min(room, data.Length);
             var slice = data.Span[..take];
             slice.CopyTo(_filling.AsSpan(_filled));
@@ -53,7 +56,7 @@ public sealed class PartPipeline : IAsyncDisposable
             _filled += take;
             Received += take;
             data = data[take..];
-            if (_filled == _filling.Length)
+            if (_filled == _partSize)
             {
                 await SealAsync();
             }
@@ -109,12 +112,15 @@ public sealed class PartPipeline : IAsyncDisposable
             Sha256State = shaState,
             UpdatedAt = DateTimeOffset.UtcNow,
         };
+        // Not cancelled with the stream: a checkpoint write cut half-way could leave a torn object
+        // on stores whose PUT is not atomic (s3rver). The part above may be cut: it is not recorded.
+        using var saveTimeout = new CancellationTokenSource(_retryBudget + TimeSpan.FromSeconds(30));
         await StorageRetry.RunAsync(
             $"saving the upload checkpoint of {target.Namespace}/{target.CaptureName}/{target.Pod}",
             _retryBudget,
             ct => _store.SaveCheckpointAsync(next, ct),
             _logger,
-            _cancellationToken);
+            saveTimeout.Token);
         Checkpoint = next;
         _durable(offset);
     }
@@ -132,5 +138,8 @@ public sealed class PartPipeline : IAsyncDisposable
                 // the stream already ended; what is durable is in the checkpoint
             }
         }
+
+        ArrayPool<byte>.Shared.Return(_filling);
+        ArrayPool<byte>.Shared.Return(_spare);
     }
 }

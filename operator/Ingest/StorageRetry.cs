@@ -18,6 +18,10 @@ public static class StorageRetry
             {
                 return await call(cancellationToken);
             }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new StorageUnavailableException($"{what} failed: the stored object is not valid JSON ({e.Message})", e);
+            }
             catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
                 if (DateTime.UtcNow + delay > deadline)

@@ -8,7 +8,11 @@ namespace KubeCapture.Operator.Ingest;
 /// which stream currently owns it, early-stop requests, and the resume window of disconnected agents.
 /// What is finished is found again in storage after a restart.
 /// </summary>
-public sealed class UploadRegistry(IArtifactStore store, Microsoft.Extensions.Options.IOptions<IngestOptions> options, ILogger<UploadRegistry> logger) : IIngestStatus
+public sealed class UploadRegistry(
+    IArtifactStore store,
+    Microsoft.Extensions.Options.IOptions<IngestOptions> options,
+    Microsoft.Extensions.Options.IOptions<StorageOptions> storageOptions,
+    ILogger<UploadRegistry> logger) : IIngestStatus
 {
     private readonly ConcurrentDictionary<CaptureIdentity, TargetUpload> _uploads = new();
     private readonly ConcurrentDictionary<CaptureIdentity, TargetSlot> _slots = new();
@@ -126,10 +130,11 @@ public sealed class UploadRegistry(IArtifactStore store, Microsoft.Extensions.Op
                     return;
                 }
 
-                var checkpoint = await store.LoadCheckpointAsync(slot.Target, CancellationToken.None);
+                var budget = storageOptions.Value.RetryBudget;
+                var checkpoint = await StorageRetry.RunAsync("reading the upload checkpoint", budget, ct => store.LoadCheckpointAsync(slot.Target, ct), logger, CancellationToken.None);
                 if (checkpoint is not null)
                 {
-                    await store.AbortUploadAsync(checkpoint, CancellationToken.None);
+                    await StorageRetry.RunAsync("aborting the abandoned upload", budget, ct => store.AbortUploadAsync(checkpoint, ct), logger, CancellationToken.None);
                 }
 
                 var error = $"the agent disconnected after {current.Bytes} bytes and did not come back within {window.TotalSeconds:0.#}s; the incomplete upload was aborted and nothing was published";
@@ -139,7 +144,7 @@ public sealed class UploadRegistry(IArtifactStore store, Microsoft.Extensions.Op
             catch (Exception e)
             {
                 logger.LogWarning(e, "aborting the abandoned upload of {Namespace}/{Capture} pod {Pod} failed; the retention sweeper retries", slot.Target.Namespace, slot.Target.CaptureName, slot.Target.Pod);
-                Update(slot.Target, u => u with { Phase = UploadPhase.Failed, Error = $"the agent disconnected and did not come back within {window.TotalSeconds:0.#}s; nothing was published", UpdatedAt = DateTimeOffset.UtcNow });
+                Update(slot.Target, u => u with { Phase = UploadPhase.Failed, Error = $"the agent disconnected and did not come back within {window.TotalSeconds:0.#}s; nothing was published (aborting the upload failed: {e.Message})", UpdatedAt = DateTimeOffset.UtcNow });
             }
             finally
             {

@@ -8,7 +8,6 @@ using Minio;
 using Minio.DataModel.Args;
 using Minio.DataModel.Encryption;
 using Minio.DataModel.Tags;
-using Minio.Exceptions;
 
 namespace KubeCapture.Operator.Storage;
 
@@ -183,6 +182,12 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
         {
             // already gone
         }
+        catch (S3ErrorException e) when (e.Status is HttpStatusCode.MethodNotAllowed or HttpStatusCode.NotImplemented)
+        {
+            // The server cannot abort multipart uploads (s3rver): the parts stay, invisible, until
+            // the server drops them (on S3/MinIO: the bucket's AbortIncompleteMultipartUpload rule).
+            // Nothing is published either way.
+        }
 
         await RemoveAsync(_layout.CheckpointKey(checkpoint.Target), cancellationToken);
     }
@@ -239,13 +244,15 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
 
     private async Task<byte[]?> GetSmallObjectAsync(string key, CancellationToken cancellationToken)
     {
+        // A signed GET of our own: Minio 7.0.0 throws a NullReferenceException instead of
+        // ObjectNotFoundException for some 404s, and "not there" is an ordinary answer here.
+        using var request = new HttpRequestMessage(HttpMethod.Get, ObjectUri(key, ""));
         try
         {
-            using var buffer = new MemoryStream();
-            await _minio.GetObjectAsync(new GetObjectArgs().WithBucket(_options.Bucket).WithObject(key).WithCallbackStream((s, ct) => s.CopyToAsync(buffer, ct)), cancellationToken);
-            return buffer.ToArray();
+            using var response = await SendSignedAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken);
+            return await response.Content.ReadAsByteArrayAsync(cancellationToken);
         }
-        catch (ObjectNotFoundException)
+        catch (S3ErrorException e) when (e.Status == HttpStatusCode.NotFound)
         {
             return null;
         }
@@ -289,7 +296,7 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
     }
 
     private Uri ObjectUri(string key, string query) =>
-        new($"{_endpoint.GetLeftPart(UriPartial.Authority)}/{S3Signer.Encode(_options.Bucket, false)}/{S3Signer.Encode(key, true)}?{query}");
+        new($"{_endpoint.GetLeftPart(UriPartial.Authority)}/{S3Signer.Encode(_options.Bucket, false)}/{S3Signer.Encode(key, true)}{(query.Length > 0 ? "?" + query : "")}");
 
     private static string SigV4(string value) => S3Signer.Encode(value, false);
 

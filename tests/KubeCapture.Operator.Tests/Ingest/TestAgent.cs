@@ -95,7 +95,7 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token) 
         public async Task SendPatternAsync(long from, long to, CancellationToken cancellationToken = default)
         {
             StartReading();
-            var chunk = new byte[256 * 1024];
+            var chunk = new byte[60 * 1024]; // as the agent: below the large-object heap
             for (var offset = from; offset < to;)
             {
                 var count = (int)Math.Min(chunk.Length, to - offset);
@@ -142,6 +142,22 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token) 
                 return _received.LastOrDefault(m => m.BodyCase == IngestMessage.BodyOneofCase.Stored)?.Stored
                     ?? throw new InvalidOperationException("the stream ended without Stored");
             }
+        }
+
+        /// <summary>How the ingest ended the stream (the status it sent), once it has.</summary>
+        public async Task<RpcException> FailureAsync()
+        {
+            StartReading();
+            try
+            {
+                await _reader!.WaitAsync(TimeSpan.FromSeconds(30));
+            }
+            catch (RpcException e)
+            {
+                return e;
+            }
+
+            throw new InvalidOperationException("the ingest ended the stream without an error");
         }
 
         /// <summary>Breaks the stream as a dying agent or a cut network would (RST_STREAM, no Finish).</summary>
