@@ -13,6 +13,7 @@ public static class IngestRegistration
         services.AddOptions<StorageOptions>().Bind(configuration.GetSection(StorageOptions.Section))
             .Validate(o => o.PartSize >= 64 << 10, "Storage:PartSize must be at least 65536 bytes (5 MiB or more for S3)")
             .Validate(o => o.RetryBudget > TimeSpan.Zero, "Storage:RetryBudget must be positive")
+            .Validate(o => o.PartsInFlight is >= 1 and <= 16, "Storage:PartsInFlight must be 1 to 16")
             .ValidateOnStart();
         services.AddSingleton<IArtifactStore>(sp => ArtifactStores.Create(sp.GetRequiredService<IOptions<StorageOptions>>().Value, sp.GetRequiredService<ILoggerFactory>()));
         services.AddSingleton<CaptureTokenIssuer>();

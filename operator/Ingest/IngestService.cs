@@ -112,7 +112,7 @@ public sealed partial class IngestService(
             await StorageRetry.RunAsync("saving the upload checkpoint", budget, ct => store.SaveCheckpointAsync(first, ct), logger, cancellationToken);
         }
 
-        await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, budget, logger, offset =>
+        await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, _storage.PartsInFlight, budget, logger, offset =>
         {
             outbox.Post(new IngestMessage { Ack = new Ack { DurableOffset = offset } });
             registry.Update(target, u => u with { UpdatedAt = DateTimeOffset.UtcNow });

@@ -5,12 +5,19 @@ namespace KubeCapture.Operator.Ingest;
 
 /// <summary>
 /// One target's pcap on its way into storage: bytes are hashed and gathered into a part buffer; a
-/// full part is uploaded while the next one fills (two buffers, so memory stays at two parts
-/// whatever the capture's size), then the checkpoint is saved, and only then are the bytes
-/// acknowledged to the agent.
+/// full part starts uploading at once while the next one fills, with at most
+/// <c>Storage:PartsInFlight</c> parts uploading together. Parts are committed in order: once a part
+/// and every part before it are stored, the checkpoint is saved, and only then are the bytes
+/// acknowledged to the agent. Memory stays at (parts in flight + 1) parts, whatever the pcap's size.
 /// </summary>
 public sealed class PartPipeline : IAsyncDisposable
 {
+    /// <summary>
+    /// Part buffers of every upload: a bounded pool without per-thread caches, so buffers are reused
+    /// across uploads (not left to the large-object heap) and the pool never hoards more than a few.
+    /// </summary>
+    private static readonly ArrayPool<byte> Parts = ArrayPool<byte>.Create(maxArrayLength: 64 << 20, maxArraysPerBucket: 6);
+
     private readonly IArtifactStore _store;
     private readonly TimeSpan _retryBudget;
     private readonly ILogger _logger;
@@ -18,12 +25,14 @@ public sealed class PartPipeline : IAsyncDisposable
     private readonly ResumableSha256 _sha;
     private readonly CancellationToken _cancellationToken;
     private readonly int _partSize;
+    private readonly int _partsInFlight;
+    private readonly Queue<Task> _commits = new();
     private byte[] _filling;
-    private byte[] _spare;
     private int _filled;
-    private Task? _inflight;
+    private int _nextPartNumber;
+    private Task _lastCommit = Task.CompletedTask;
 
-    public PartPipeline(IArtifactStore store, UploadCheckpoint checkpoint, int partSize, TimeSpan retryBudget, ILogger logger, Action<long> durable, CancellationToken cancellationToken)
+    public PartPipeline(IArtifactStore store, UploadCheckpoint checkpoint, int partSize, int partsInFlight, TimeSpan retryBudget, ILogger logger, Action<long> durable, CancellationToken cancellationToken)
     {
         _store = store;
         Checkpoint = checkpoint;
@@ -33,12 +42,13 @@ public sealed class PartPipeline : IAsyncDisposable
         _cancellationToken = cancellationToken;
         _sha = ResumableSha256.Import(checkpoint.Sha256State);
         _partSize = partSize;
-        _filling = ArrayPool<byte>.Shared.Rent(partSize); // reused by the next upload, not left to the LOH
-        _spare = ArrayPool<byte>.Shared.Rent(partSize);
+        _partsInFlight = Math.Max(1, partsInFlight);
+        _filling = Parts.Rent(partSize);
+        _nextPartNumber = checkpoint.Parts.Count + 1;
         Received = checkpoint.Offset;
     }
 
-    /// <summary>What is durably stored (updated once each part and its checkpoint are written).</summary>
+    /// <summary>What is durably stored (updated once each part, in order, and its checkpoint are written).</summary>
     public UploadCheckpoint Checkpoint { get; private set; }
 
     /// <summary>Bytes received so far (stored or not).</summary>
@@ -48,8 +58,7 @@ public sealed class PartPipeline : IAsyncDisposable
     {
         while (!data.IsEmpty)
         {
-            var room = _partSize - _filled;
-            var take = Math.Min(room, data.Length);
+            var take = Math.Min(_partSize - _filled, data.Length);
             var slice = data.Span[..take];
             slice.CopyTo(_filling.AsSpan(_filled));
             _sha.Append(slice);
@@ -71,10 +80,9 @@ public sealed class PartPipeline : IAsyncDisposable
             await SealAsync();
         }
 
-        if (_inflight is not null)
+        while (_commits.Count > 0)
         {
-            await _inflight;
-            _inflight = null;
+            await _commits.Dequeue();
         }
 
         return _sha.HashHex();
@@ -82,38 +90,57 @@ public sealed class PartPipeline : IAsyncDisposable
 
     private async Task SealAsync()
     {
-        if (_inflight is not null)
+        while (_commits.Count >= _partsInFlight)
         {
-            await _inflight; // at most one part in flight: memory stays at two buffers
+            await _commits.Dequeue(); // bounded: at most this many parts held for upload
         }
 
         var part = _filling;
         var length = _filled;
-        (_filling, _spare) = (_spare, part);
+        _filling = Parts.Rent(_partSize);
         _filled = 0;
-        _inflight = StoreAsync(part, length, _sha.ExportState(), Received);
+        var number = _nextPartNumber++;
+        var upload = UploadAsync(number, part, length);
+        _lastCommit = CommitAsync(upload, _lastCommit, number, part, length, _sha.ExportState(), Received);
+        _commits.Enqueue(_lastCommit);
     }
 
-    private async Task StoreAsync(byte[] part, int length, string shaState, long offset)
+    private Task<string> UploadAsync(int number, byte[] part, int length)
     {
-        var checkpoint = Checkpoint;
-        var number = checkpoint.Parts.Count + 1;
-        var target = checkpoint.Target;
-        var etag = await StorageRetry.RunAsync(
+        var target = Checkpoint.Target;
+        var uploadId = Checkpoint.UploadId;
+        return StorageRetry.RunAsync(
             $"uploading part {number} of {target.Namespace}/{target.CaptureName}/{target.Pod}",
             _retryBudget,
-            ct => _store.UploadPartAsync(target, checkpoint.UploadId, number, part.AsMemory(0, length), ct),
+            ct => _store.UploadPartAsync(target, uploadId, number, part.AsMemory(0, length), ct),
             _logger,
             _cancellationToken);
-        var next = checkpoint with
+    }
+
+    private async Task CommitAsync(Task<string> upload, Task previous, int number, byte[] part, int length, string shaState, long offset)
+    {
+        string etag;
+        try
         {
-            Parts = [.. checkpoint.Parts, new UploadedPart(number, length, etag)],
+            etag = await upload;
+        }
+        finally
+        {
+            Parts.Return(part);
+        }
+
+        await previous; // in order: a part is committed only after every part before it
+        var next = Checkpoint with
+        {
+            Parts = [.. Checkpoint.Parts, new UploadedPart(number, length, etag)],
             Offset = offset,
             Sha256State = shaState,
             UpdatedAt = DateTimeOffset.UtcNow,
         };
+
         // Not cancelled with the stream: a checkpoint write cut half-way could leave a torn object
-        // on stores whose PUT is not atomic (s3rver). The part above may be cut: it is not recorded.
+        // on stores whose PUT is not atomic (s3rver). A part upload may be cut: it is not recorded.
+        var target = next.Target;
         using var saveTimeout = new CancellationTokenSource(_retryBudget + TimeSpan.FromSeconds(30));
         await StorageRetry.RunAsync(
             $"saving the upload checkpoint of {target.Namespace}/{target.CaptureName}/{target.Pod}",
@@ -127,11 +154,11 @@ public sealed class PartPipeline : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (_inflight is not null)
+        while (_commits.Count > 0)
         {
             try
             {
-                await _inflight;
+                await _commits.Dequeue();
             }
             catch (Exception)
             {
@@ -139,7 +166,6 @@ public sealed class PartPipeline : IAsyncDisposable
             }
         }
 
-        ArrayPool<byte>.Shared.Return(_filling);
-        ArrayPool<byte>.Shared.Return(_spare);
+        Parts.Return(_filling);
     }
 }

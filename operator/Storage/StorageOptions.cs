@@ -32,6 +32,9 @@ public sealed class StorageOptions
     /// </summary>
     public int PartSize { get; set; } = 8 << 20;
 
+    /// <summary>Parts of one upload sent to storage at the same time (memory: this many parts plus one). More helps against real S3; against s3rver (one Node.js thread) it does not.</summary>
+    public int PartsInFlight { get; set; } = 1;
+
     public S3Options S3 { get; set; } = new();
 }
 
