@@ -14,7 +14,8 @@ public static class Program
         builder.Services.AddHealthChecks();
         builder.Services.AddIngestAndStorage(builder.Configuration);
         var app = builder.Build();
-        app.MapHealthChecks("/healthz");
+        // Liveness: the process answers. Readiness: every check, storage included.
+        app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/readyz");
         app.MapIngest();
         return app;

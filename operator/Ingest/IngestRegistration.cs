@@ -9,6 +9,7 @@ public static class IngestRegistration
     public static IServiceCollection AddIngestAndStorage(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddGrpc(options => options.MaxReceiveMessageSize = 4 << 20);
+        services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [StorageHealthCheck.ReadyTag]);
         services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section));
         services.AddOptions<StorageOptions>().Bind(configuration.GetSection(StorageOptions.Section))
             .Validate(o => o.PartSize >= 64 << 10, "Storage:PartSize must be at least 65536 bytes (5 MiB or more for S3)")

@@ -44,6 +44,9 @@ public interface IArtifactStore
 
     /// <summary>Deletes a stored pcap and its manifest (retention).</summary>
     Task DeleteStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken);
+
+    /// <summary>Null when the store can take captures; otherwise what is wrong (readiness).</summary>
+    Task<string?> CheckAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>

@@ -138,6 +138,22 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
         return Task.CompletedTask;
     }
 
+    public Task<string?> CheckAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            Directory.CreateDirectory(_root);
+            var probe = Path.Combine(_root, $".ready-{Environment.ProcessId}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+            return Task.FromResult<string?>(null);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return Task.FromResult<string?>($"the local store {_root} is not writable: {e.Message}");
+        }
+    }
+
     private string PartsDirectory(CaptureIdentity target, string uploadId) =>
         PathOf(_layout.Join($"{ArtifactLayout.CheckpointFolder}/{target.Namespace}/{target.CaptureName}/{target.Pod}.{uploadId}.parts"));
 

@@ -232,6 +232,11 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
         await RemoveAsync(_layout.ManifestKey(stored.Target), cancellationToken);
     }
 
+    public async Task<string?> CheckAsync(CancellationToken cancellationToken) =>
+        await _minio.BucketExistsAsync(new BucketExistsArgs().WithBucket(_options.Bucket), cancellationToken)
+            ? null
+            : $"bucket {_options.Bucket} does not exist at {_endpoint}";
+
     /// <summary>Downloads an object into <paramref name="destination"/> (tests, tools).</summary>
     public Task DownloadAsync(string key, Stream destination, CancellationToken cancellationToken) =>
         _minio.GetObjectAsync(new GetObjectArgs().WithBucket(_options.Bucket).WithObject(key).WithCallbackStream((s, ct) => s.CopyToAsync(destination, ct)), cancellationToken);

@@ -92,4 +92,27 @@ public sealed class IngestEndToEndTests
         Assert.Contains("the capture was not stored", agent.Output, StringComparison.Ordinal);
         Assert.Empty(Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories));
     }
+
+    [Fact]
+    public async Task EarlyStopThroughTheIngestEndsTheRealCaptureCleanlyAndItsPcapIsStored()
+    {
+        var root = Directory.CreateTempSubdirectory("kcI-early-stop-").FullName;
+        await using var host = await OperatorHost.StartInProcessAsync(new Dictionary<string, string> { ["Storage:LocalPath"] = root });
+        await using var traffic = new LoopbackTraffic();
+        var target = new CaptureIdentity("uid-early-stop", "default", "early-stop", "web-0");
+        var status = host.Services.GetRequiredService<IIngestStatus>();
+
+        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter);
+        await traffic.SendAsync(64 << 10);
+        await IngestProtocolTests.WaitForAsync(status, target, UploadPhase.Streaming, TimeSpan.FromSeconds(10));
+        status.RequestStop(target.CaptureUid);
+
+        Assert.Equal(0, await agent.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("the operator asked to stop", agent.Output, StringComparison.Ordinal);
+        var finished = await IngestProtocolTests.WaitForAsync(status, target, UploadPhase.Finished, TimeSpan.FromSeconds(10));
+        Assert.Equal("requested", finished.Manifest!.StopReason);
+        var pcap = Path.Combine(root, "captures", "default", "early-stop", "web-0.pcap");
+        Assert.Equal(finished.Artifact!.Sha256, Evidence.Sha256Of(pcap));
+        Assert.Equal(finished.Manifest.PacketsWritten, Evidence.TcpdumpLines(pcap).Count);
+    }
 }

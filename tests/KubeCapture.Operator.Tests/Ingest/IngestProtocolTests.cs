@@ -171,6 +171,30 @@ public sealed class IngestProtocolTests
         Assert.Equal(sha, confirmed.Sha256);
     }
 
+    [Fact]
+    public async Task NewStreamOfTheSameAgentTakesOverAHalfDeadOneAndResumesFromTheDurableOffset()
+    {
+        await using var s3 = await S3rverFixture.StartAsync();
+        await using var host = await OperatorHost.StartInProcessAsync(OperatorHost.S3Settings(s3));
+        var target = new CaptureIdentity("uid-takeover", "default", "takeover", "web-0");
+        using var agent = TestAgent.For(host, target);
+        const long Total = 1 << 20;
+
+        using var stale = await agent.OpenAsync();
+        await stale.SendPatternAsync(0, 300_000);
+        await stale.WaitForAckAsync(256 << 10, TimeSpan.FromSeconds(20));
+        using var fresh = await agent.OpenAsync(); // the old connection was never closed
+        var superseded = await stale.FailureAsync();
+        Assert.Equal(StatusCode.Aborted, superseded.StatusCode);
+        Assert.Contains("a newer stream of the same capture target took over", superseded.Status.Detail, StringComparison.Ordinal);
+
+        Assert.Equal(256 << 10, fresh.ResumeOffset);
+        await fresh.SendPatternAsync(fresh.ResumeOffset, Total);
+        var stored = await fresh.FinishAsync(Total, Pattern.Sha256(Total));
+        Assert.Equal(Pattern.Sha256(Total), Evidence.Sha256Of(s3.ObjectPath("captures/default/takeover/web-0.pcap")!));
+        Assert.Equal(Total, stored.Size);
+    }
+
     public static async Task<TargetUpload> WaitForAsync(IIngestStatus status, CaptureIdentity target, UploadPhase phase, TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
