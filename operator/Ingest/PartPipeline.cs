@@ -16,6 +16,8 @@ public sealed class PartPipeline : IAsyncDisposable
     /// Part buffers of every upload: a bounded pool without per-thread caches, so buffers are reused
     /// across uploads (not left to the large-object heap) and the pool never hoards more than a few.
     /// </summary>
+    private const int InitialBuffer = 64 << 10;
+
     private static readonly ArrayPool<byte> Parts = ArrayPool<byte>.Create(maxArrayLength: 64 << 20, maxArraysPerBucket: 6);
 
     private readonly IArtifactStore _store;
@@ -43,7 +45,7 @@ public sealed class PartPipeline : IAsyncDisposable
         _sha = ResumableSha256.Import(checkpoint.Sha256State);
         _partSize = partSize;
         _partsInFlight = Math.Max(1, partsInFlight);
-        _filling = Parts.Rent(partSize);
+        _filling = Parts.Rent(InitialBuffer);
         _nextPartNumber = checkpoint.Parts.Count + 1;
         Received = checkpoint.Offset;
     }
@@ -59,6 +61,7 @@ public sealed class PartPipeline : IAsyncDisposable
         while (!data.IsEmpty)
         {
             var take = Math.Min(_partSize - _filled, data.Length);
+            Reserve(_filled + take);
             var slice = data.Span[..take];
             slice.CopyTo(_filling.AsSpan(_filled));
             _sha.Append(slice);
@@ -70,6 +73,23 @@ public sealed class PartPipeline : IAsyncDisposable
                 await SealAsync();
             }
         }
+    }
+
+    /// <summary>
+    /// Grows the part being filled as bytes arrive (doubling, up to the part size), so the thousand
+    /// small captures of a busy cluster hold kilobytes each, not a whole part each.
+    /// </summary>
+    private void Reserve(int needed)
+    {
+        if (needed <= _filling.Length)
+        {
+            return;
+        }
+
+        var grown = Parts.Rent(Math.Min(_partSize, Math.Max(needed, _filling.Length * 2)));
+        _filling.AsSpan(0, _filled).CopyTo(grown);
+        Parts.Return(_filling);
+        _filling = grown;
     }
 
     /// <summary>Stores the last part and returns the SHA-256 of everything, once every part is durable.</summary>
@@ -97,7 +117,7 @@ public sealed class PartPipeline : IAsyncDisposable
 
         var part = _filling;
         var length = _filled;
-        _filling = Parts.Rent(_partSize);
+        _filling = Parts.Rent(InitialBuffer);
         _filled = 0;
         var number = _nextPartNumber++;
         var upload = UploadAsync(number, part, length);
