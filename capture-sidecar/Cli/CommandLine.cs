@@ -1,10 +1,12 @@
 using System.Globalization;
 using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Ingest;
 
 namespace KubeCapture.Agent.Cli;
 
 /// <summary>What the user asked for on the command line.</summary>
-public sealed record CaptureRequest(CaptureOptions Options, string OutputPath, bool Json, bool Overwrite);
+/// <param name="Ingest">Cluster mode: stream to the operator's ingest instead of writing <paramref name="OutputPath"/>.</param>
+public sealed record CaptureRequest(CaptureOptions Options, string OutputPath, bool Json, bool Overwrite, IngestTarget? Ingest = null);
 
 /// <summary>A command line that cannot be run; the message is one line for people and the agent exits 2.</summary>
 public sealed class UsageException(string message) : Exception(message);
@@ -32,10 +34,19 @@ public static class CommandLine
           --overwrite       allow -w to replace an existing file
           --no-summary      do not decode TCP for the summary
           --json            print the manifest as JSON on stdout instead of the human summary
+
+        cluster mode (instead of -w; the operator starts the agent this way):
+          --ingest URL      stream the pcap to the operator's ingest, e.g. http://kubecapture-ingest:8081
+          --token T         the per-capture token (default: $KUBECAPTURE_TOKEN)
+          --capture-uid U --capture-namespace NS --capture-name N --pod P
+                            which PacketCapture and target pod this is (all required)
+          --retention D     keep the stored pcap for D (default: the operator's)
+          --ingest-retry D  give up when the ingest stays unreachable for D (default: 2m)
         """;
 
-    public static CaptureRequest ParseCapture(IReadOnlyList<string> args, DateTime now)
+    public static CaptureRequest ParseCapture(IReadOnlyList<string> args, DateTime now, Func<string, string?>? environment = null)
     {
+        var cluster = new Dictionary<string, string>();
         var options = new CaptureOptions();
         string? output = null;
         var json = false;
@@ -104,6 +115,9 @@ public static class CommandLine
                 case "--no-summary":
                     options = options with { Summary = false };
                     break;
+                case "--ingest" or "--token" or "--capture-uid" or "--capture-namespace" or "--capture-name" or "--pod" or "--retention" or "--ingest-retry":
+                    cluster[name] = NonEmpty(name, Value());
+                    break;
                 case "-n" or "-nn":
                     break; // the agent never resolves names; accepted so tcpdump habits work
                 default:
@@ -112,8 +126,74 @@ public static class CommandLine
         }
 
         options = options with { Filter = string.Join(' ', filterWords).Trim() };
+        IngestTarget? ingest = null;
+        if (cluster.Count > 0)
+        {
+            if (output is not null)
+            {
+                throw new UsageException("-w and --ingest cannot be combined: the pcap goes either to a file or to the operator's ingest");
+            }
+
+            ingest = ParseIngest(cluster, environment ?? Environment.GetEnvironmentVariable);
+            output = "";
+        }
+
         output ??= $"kubecapture-{now.ToUniversalTime():yyyyMMdd'T'HHmmss'Z'}.pcap";
-        return new CaptureRequest(options, output, json, overwrite);
+        return new CaptureRequest(options, output, json, overwrite, ingest);
+    }
+
+    private static IngestTarget ParseIngest(Dictionary<string, string> cluster, Func<string, string?> environment)
+    {
+        if (!cluster.TryGetValue("--ingest", out var url))
+        {
+            throw new UsageException($"{string.Join(", ", cluster.Keys)} only apply to cluster mode: add --ingest URL");
+        }
+
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+        {
+            throw new UsageException($"invalid --ingest '{url}': use an http:// or https:// URL such as http://kubecapture-ingest:8081");
+        }
+
+        var token = cluster.GetValueOrDefault("--token") ?? environment("KUBECAPTURE_TOKEN");
+        if (string.IsNullOrWhiteSpace(token))
+        {
+            throw new UsageException("cluster mode needs the capture token: --token T or the KUBECAPTURE_TOKEN environment variable");
+        }
+
+        string Required(string option) => cluster.TryGetValue(option, out var value)
+            ? value
+            : throw new UsageException($"cluster mode needs {option}: --capture-uid, --capture-namespace, --capture-name and --pod say which capture target this is");
+
+        var target = new IngestTarget
+        {
+            Url = uri,
+            Token = token,
+            CaptureUid = Required("--capture-uid"),
+            Namespace = Required("--capture-namespace"),
+            CaptureName = Required("--capture-name"),
+            Pod = Required("--pod"),
+        };
+        if (cluster.TryGetValue("--retention", out var retention))
+        {
+            target = target with { Retention = ParsePositiveDuration("--retention", retention) };
+        }
+
+        if (cluster.TryGetValue("--ingest-retry", out var retry))
+        {
+            target = target with { RetryBudget = ParsePositiveDuration("--ingest-retry", retry) };
+        }
+
+        return target;
+    }
+
+    private static TimeSpan ParsePositiveDuration(string name, string text)
+    {
+        if (!Quantities.TryParseDuration(text, out var duration, out var error))
+        {
+            throw new UsageException($"invalid {name}: {error}");
+        }
+
+        return duration > TimeSpan.Zero ? duration : throw new UsageException($"invalid {name} '{text}': it must be greater than zero");
     }
 
     private static (string Name, string? Value) Split(string arg)

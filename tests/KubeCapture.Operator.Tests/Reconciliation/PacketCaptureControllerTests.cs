@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using k8s;
 using k8s.Models;
 using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Testing.Kubernetes;
@@ -74,7 +75,7 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
             injected.Args);
         var token = Assert.Single(injected.Env);
         Assert.Equal(EphemeralContainerSpec.TokenVariable, token.Name);
-        Assert.True(harness.IngestDouble.Verify(new Ingest.CaptureIdentity(created.Metadata.Uid, "shop", "ping", "api-1"), token.Value));
+        Assert.True(harness.IngestDouble.Verify(new CaptureIdentity(created.Metadata.Uid, "shop", "ping", "api-1"), token.Value));
         Assert.Equal(["NET_RAW"], injected.SecurityContext.Capabilities.Add);
         Assert.Equal(["ALL"], injected.SecurityContext.Capabilities.Drop);
         Assert.False(injected.SecurityContext.AllowPrivilegeEscalation);
@@ -236,10 +237,10 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         var created = await harness.CreateCaptureAsync("shop", "lost-upload", Spec("api-1"));
         await harness.WaitForPhaseAsync("shop", "lost-upload", CapturePhase.Running);
 
-        harness.IngestDouble.Report(new Ingest.TargetUpload
+        harness.IngestDouble.Report(new TargetUpload
         {
-            Target = new Ingest.CaptureIdentity(created.Metadata.Uid, "shop", "lost-upload", "api-1"),
-            Phase = Ingest.UploadPhase.Failed,
+            Target = new CaptureIdentity(created.Metadata.Uid, "shop", "lost-upload", "api-1"),
+            Phase = UploadPhase.Failed,
             Error = "SHA-256 mismatch: the agent says 00ff, the stored object is 11ee",
         });
         var failed = await harness.WaitForPhaseAsync("shop", "lost-upload", CapturePhase.Failed);
@@ -436,8 +437,8 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Null(await harness.GetCaptureAsync("shop", "doomed"));
         Assert.True(harness.IngestDouble.StopRequests.ContainsKey(created.Metadata.Uid));
         Assert.True(File.Exists(harness.Kubelet.PcapPath("shop", "api-1", container)));
-        var upload = await harness.Ingest.GetAsync(new Ingest.CaptureIdentity(created.Metadata.Uid, "shop", "doomed", "api-1"), CancellationToken.None);
-        Assert.Equal(Ingest.UploadPhase.Finished, upload?.Phase);
+        var upload = await harness.Ingest.GetAsync(new CaptureIdentity(created.Metadata.Uid, "shop", "doomed", "api-1"), CancellationToken.None);
+        Assert.Equal(UploadPhase.Finished, upload?.Phase);
     }
 
     [Fact]

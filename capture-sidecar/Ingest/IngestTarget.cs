@@ -1,0 +1,33 @@
+namespace KubeCapture.Agent.Ingest;
+
+/// <summary>Cluster mode: where the pcap goes and who this agent is (from the operator, in args/env).</summary>
+public sealed record IngestTarget
+{
+    /// <summary>The operator's ingest, e.g. http://kubecapture-ingest.kubecapture:8081.</summary>
+    public required Uri Url { get; init; }
+
+    public required string Token { get; init; }
+
+    public required string CaptureUid { get; init; }
+
+    public required string Namespace { get; init; }
+
+    public required string CaptureName { get; init; }
+
+    public required string Pod { get; init; }
+
+    /// <summary>How long the stored pcap is kept; null: the operator's default.</summary>
+    public TimeSpan? Retention { get; init; }
+
+    /// <summary>How long the ingest may stay unreachable before the upload fails for good.</summary>
+    public TimeSpan RetryBudget { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>Unacknowledged bytes kept for resuming (at least two of the ingest's parts).</summary>
+    public int BufferBytes { get; init; } = 32 << 20;
+}
+
+/// <summary>The upload failed for good; the message says why, for people.</summary>
+public sealed class IngestFailedException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>Where the ingest stored the pcap.</summary>
+public sealed record StoredPcap(string Uri, long Size, string Sha256, string? ExpiresAt);

@@ -1,0 +1,247 @@
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using KubeCapture.Proto.V1;
+
+namespace KubeCapture.Agent.Ingest;
+
+/// <summary>
+/// Streams the <see cref="UploadBuffer"/> to the operator's ingest: Open, then Chunks from the offset
+/// the ingest asks for, Progress about once a second, and Finish with the SHA-256 and the manifest
+/// once the pcap is complete. Acknowledged bytes are let go. A broken stream or an unreachable
+/// ingest is retried with backoff, resuming from the ingest's durable offset, until
+/// <see cref="IngestTarget.RetryBudget"/> passes without a successful connection.
+/// </summary>
+public sealed class IngestUploader(IngestTarget target, UploadBuffer buffer, Action<string> stopRequested, TextWriter log) : IDisposable
+{
+    /// <summary>Below the large-object-heap threshold (85,000 bytes), so neither side allocates chunks on the LOH.</summary>
+    private const int ChunkBytes = 60 * 1024;
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(1);
+    private readonly string _sessionId = Guid.NewGuid().ToString("N");
+    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(target.Url, new GrpcChannelOptions
+    {
+        HttpHandler = new SocketsHttpHandler
+        {
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+            KeepAlivePingDelay = TimeSpan.FromSeconds(10),
+            KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
+            KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
+            EnableMultipleHttp2Connections = true,
+        },
+        MaxReceiveMessageSize = 4 << 20,
+    });
+
+    private volatile Progress? _progress;
+    private volatile FinishInfo? _finish;
+
+    /// <summary>Connections made so far (1 when nothing broke).</summary>
+    public int Connections { get; private set; }
+
+    /// <summary>The latest counters, sent with the next Progress (thread-safe).</summary>
+    public void Report(long packets, long bytes, long droppedByKernel, long droppedByInterface, string? summaryJson) =>
+        _progress = new Progress
+        {
+            Packets = packets,
+            Bytes = bytes,
+            DroppedByKernel = droppedByKernel,
+            DroppedByInterface = droppedByInterface,
+            SummaryJson = summaryJson ?? "",
+        };
+
+    /// <summary>The pcap is complete: send Finish once every byte is sent.</summary>
+    public void Finish(string sha256, string manifestJson)
+    {
+        _finish = new FinishInfo(sha256, manifestJson);
+        buffer.Complete();
+    }
+
+    /// <summary>Uploads until the pcap is stored, or fails with <see cref="IngestFailedException"/>.</summary>
+    public async Task<StoredPcap> RunAsync(CancellationToken cancellationToken)
+    {
+        var client = new KubeCapture.Proto.V1.Ingest.IngestClient(_channel);
+        var lastConnected = DateTime.UtcNow;
+        var delay = TimeSpan.FromMilliseconds(200);
+        while (true)
+        {
+            var connected = false;
+            try
+            {
+                return await AttemptAsync(client, () =>
+                {
+                    connected = true;
+                    lastConnected = DateTime.UtcNow;
+                    delay = TimeSpan.FromMilliseconds(200);
+                }, cancellationToken);
+            }
+            catch (IngestFailedException e)
+            {
+                buffer.Fail(e);
+                throw;
+            }
+            catch (RpcException e) when (!IsTransient(e.StatusCode))
+            {
+                var failure = new IngestFailedException($"the ingest refused the upload ({e.StatusCode}): {e.Status.Detail}", e);
+                buffer.Fail(failure);
+                throw failure;
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                if (connected)
+                {
+                    lastConnected = DateTime.UtcNow;
+                }
+
+                var reason = e is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : e.Message;
+                if (DateTime.UtcNow - lastConnected + delay > target.RetryBudget)
+                {
+                    var failure = new IngestFailedException(
+                        $"the ingest at {target.Url} was unreachable for {target.RetryBudget.TotalSeconds:0.#}s ({reason}); {buffer.End - buffer.Acknowledged} bytes captured were not stored", e);
+                    buffer.Fail(failure);
+                    throw failure;
+                }
+
+                log.WriteLine($"kubecapture-agent: upload interrupted at byte {buffer.Acknowledged} acknowledged ({reason}); reconnecting in {delay.TotalMilliseconds:0} ms");
+                log.Flush();
+                await Task.Delay(delay, cancellationToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+            }
+        }
+    }
+
+    private async Task<StoredPcap> AttemptAsync(KubeCapture.Proto.V1.Ingest.IngestClient client, Action onAccepted, CancellationToken cancellationToken)
+    {
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var call = client.Upload(cancellationToken: attempt.Token);
+        Connections++;
+        await call.RequestStream.WriteAsync(new AgentMessage
+        {
+            Open = new Open
+            {
+                CaptureUid = target.CaptureUid,
+                Namespace = target.Namespace,
+                CaptureName = target.CaptureName,
+                Pod = target.Pod,
+                Token = target.Token,
+                SessionId = _sessionId,
+                RetentionTtlSeconds = (long)(target.Retention?.TotalSeconds ?? 0),
+                AgentVersion = Capture.Manifests.AgentVersion,
+            },
+        }, attempt.Token);
+        if (!await call.ResponseStream.MoveNext(attempt.Token) || call.ResponseStream.Current.BodyCase != IngestMessage.BodyOneofCase.Accepted)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "the ingest did not accept the upload"));
+        }
+
+        var accepted = call.ResponseStream.Current.Accepted;
+        if (accepted.PartSize > 0 && buffer.Capacity < 2 * accepted.PartSize + ChunkBytes)
+        {
+            throw new IngestFailedException($"the ingest stores parts of {accepted.PartSize} bytes, but the agent keeps only {buffer.Capacity} bytes unacknowledged; it needs at least {2 * accepted.PartSize + ChunkBytes}");
+        }
+
+        var offset = accepted.ResumeOffset;
+        if (offset < buffer.Acknowledged || offset > buffer.End)
+        {
+            throw new IngestFailedException($"the ingest asks to resume at byte {offset}, but this agent holds bytes {buffer.Acknowledged} to {buffer.End}: the upload cannot continue");
+        }
+
+        buffer.Acknowledge(offset);
+        onAccepted();
+        var receiving = ReceiveAsync(call.ResponseStream, attempt);
+        try
+        {
+            await SendAsync(call.RequestStream, offset, receiving, attempt.Token);
+            return await receiving;
+        }
+        catch
+        {
+            attempt.Cancel();
+            try
+            {
+                await receiving; // its error explains best why the attempt broke
+            }
+            catch (RpcException e) when (e.StatusCode != StatusCode.Cancelled)
+            {
+                throw;
+            }
+            catch (Exception)
+            {
+                // cancelled along with the attempt
+            }
+
+            throw;
+        }
+    }
+
+    private async Task SendAsync(IClientStreamWriter<AgentMessage> requests, long offset, Task<StoredPcap> receiving, CancellationToken cancellationToken)
+    {
+        var chunk = new byte[ChunkBytes];
+        var nextProgress = DateTime.UtcNow;
+        while (true)
+        {
+            if (receiving.IsCompleted)
+            {
+                await receiving; // the ingest ended the stream (an error, or an early Stored)
+                return;
+            }
+
+            var changed = buffer.ChangedAsync();
+            if (DateTime.UtcNow >= nextProgress && _progress is { } progress)
+            {
+                await requests.WriteAsync(new AgentMessage { Progress = progress }, cancellationToken);
+                nextProgress = DateTime.UtcNow + ProgressInterval;
+            }
+
+            var count = buffer.Read(offset, chunk);
+            if (count > 0)
+            {
+                await requests.WriteAsync(new AgentMessage { Chunk = new Chunk { Offset = offset, Data = ByteString.CopyFrom(chunk, 0, count) } }, cancellationToken);
+                offset += count;
+                continue;
+            }
+
+            if (buffer.IsCompleted && _finish is { } finish && offset == buffer.End)
+            {
+                if (_progress is { } last)
+                {
+                    await requests.WriteAsync(new AgentMessage { Progress = last }, cancellationToken);
+                }
+
+                await requests.WriteAsync(new AgentMessage { Finish = new Finish { TotalBytes = offset, Sha256 = finish.Sha256, ManifestJson = finish.ManifestJson } }, cancellationToken);
+                await requests.CompleteAsync();
+                return;
+            }
+
+            await Task.WhenAny(changed, receiving, Task.Delay(ProgressInterval, cancellationToken));
+        }
+    }
+
+    private async Task<StoredPcap> ReceiveAsync(IAsyncStreamReader<IngestMessage> responses, CancellationTokenSource attempt)
+    {
+        await Task.Yield();
+        while (await responses.MoveNext(attempt.Token))
+        {
+            var message = responses.Current;
+            switch (message.BodyCase)
+            {
+                case IngestMessage.BodyOneofCase.Ack:
+                    buffer.Acknowledge(message.Ack.DurableOffset);
+                    break;
+                case IngestMessage.BodyOneofCase.Stop:
+                    stopRequested(message.Stop.Reason);
+                    break;
+                case IngestMessage.BodyOneofCase.Stored:
+                    var stored = message.Stored;
+                    return new StoredPcap(stored.Uri, stored.Size, stored.Sha256, stored.ExpiresAt.Length > 0 ? stored.ExpiresAt : null);
+            }
+        }
+
+        throw new RpcException(new Status(StatusCode.Unavailable, "the ingest ended the stream before the pcap was stored"));
+    }
+
+    private static bool IsTransient(StatusCode code) => code is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown
+        or StatusCode.Cancelled or StatusCode.DeadlineExceeded or StatusCode.Aborted or StatusCode.ResourceExhausted;
+
+    public void Dispose() => _channel.Dispose();
+
+    private sealed record FinishInfo(string Sha256, string ManifestJson);
+}

@@ -1,0 +1,20 @@
+namespace KubeCapture.Operator.Ingest;
+
+/// <summary>The gRPC ingest (configuration section <c>Ingest</c>).</summary>
+public sealed class IngestOptions
+{
+    public const string Section = "Ingest";
+
+    /// <summary>
+    /// The secret the per-capture tokens are derived from (any string; 32 random bytes in base64 is
+    /// right). Every replica must share it, or a new leader rejects the agents of the old one. Empty:
+    /// a random secret per process, which only suits a single replica that never restarts.
+    /// </summary>
+    public string TokenSecret { get; set; } = "";
+
+    /// <summary>The address agents are given (the Service in front of the leader), e.g. http://kubecapture-ingest.kubecapture:8081.</summary>
+    public string AdvertisedUrl { get; set; } = "";
+
+    /// <summary>How long an agent that disconnected mid-capture may take to come back before its upload is aborted.</summary>
+    public TimeSpan ResumeWindow { get; set; } = TimeSpan.FromMinutes(2);
+}

@@ -1,0 +1,360 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using System.Threading.Channels;
+using Grpc.Core;
+using KubeCapture.Agent.Capture;
+using KubeCapture.Operator.Storage;
+using KubeCapture.Proto.V1;
+using Microsoft.Extensions.Options;
+
+namespace KubeCapture.Operator.Ingest;
+
+/// <summary>
+/// The gRPC ingest: receives one target's pcap from its agent and stores it (see
+/// proto/kubecapture/v1/ingest.proto for the conversation). Checks the per-target token, resumes
+/// from the durable checkpoint, acknowledges only what is durably stored, verifies the SHA-256, and
+/// publishes the pcap and its manifest only when it is whole.
+/// </summary>
+public sealed partial class IngestService(
+    IArtifactStore store,
+    UploadRegistry registry,
+    CaptureTokenIssuer tokens,
+    IOptions<StorageOptions> storageOptions,
+    ILogger<IngestService> logger) : KubeCapture.Proto.V1.Ingest.IngestBase
+{
+    private readonly StorageOptions _storage = storageOptions.Value;
+
+    public override async Task Upload(IAsyncStreamReader<AgentMessage> requestStream, IServerStreamWriter<IngestMessage> responseStream, ServerCallContext context)
+    {
+        if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.BodyCase != AgentMessage.BodyOneofCase.Open)
+        {
+            throw Fail(StatusCode.InvalidArgument, "the first message of an upload must be Open");
+        }
+
+        var open = requestStream.Current.Open;
+        var target = Validate(open);
+        if (!tokens.Verify(target, open.Token))
+        {
+            logger.LogWarning("rejected an upload for {Namespace}/{Capture} pod {Pod} from {Peer}: wrong token", target.Namespace, target.CaptureName, target.Pod, context.Peer);
+            throw Fail(StatusCode.Unauthenticated, $"the token is not valid for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod}");
+        }
+
+        if (registry.Current(target) is { Phase: UploadPhase.Failed } failed)
+        {
+            throw Fail(StatusCode.FailedPrecondition, $"this capture target's upload already failed: {failed.Error}");
+        }
+
+        using var streamCancellation = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        var outbox = new Outbox(responseStream, streamCancellation.Token);
+        var owner = new StreamOwner(outbox, streamCancellation);
+        try
+        {
+            using var lease = await registry.AcquireAsync(target, owner, streamCancellation.Token);
+            await ReceiveAsync(target, open, requestStream, outbox, streamCancellation.Token);
+        }
+        catch (OperationCanceledException) when (owner.Superseded)
+        {
+            throw Fail(StatusCode.Aborted, "a newer stream of the same capture target took over");
+        }
+        catch (StorageUnavailableException e)
+        {
+            var error = $"object storage is unavailable: {e.Message}; the incomplete upload was not published";
+            logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
+            registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, UpdatedAt = DateTimeOffset.UtcNow });
+            await TryAbortAsync(target);
+            throw Fail(StatusCode.Unavailable, error);
+        }
+        finally
+        {
+            await outbox.CompleteAsync();
+        }
+    }
+
+    private async Task ReceiveAsync(CaptureIdentity target, Open open, IAsyncStreamReader<AgentMessage> requests, Outbox outbox, CancellationToken cancellationToken)
+    {
+        var budget = _storage.RetryBudget;
+        var stored = await StorageRetry.RunAsync("reading the stored manifest", budget, ct => store.FindStoredAsync(target, ct), logger, cancellationToken);
+        if (stored is not null)
+        {
+            await ConfirmStoredAsync(target, stored, requests, outbox, cancellationToken);
+            return;
+        }
+
+        var checkpoint = await StorageRetry.RunAsync("reading the upload checkpoint", budget, ct => store.LoadCheckpointAsync(target, ct), logger, cancellationToken);
+        if (checkpoint is not null && (checkpoint.SessionId != open.SessionId || checkpoint.Target != target))
+        {
+            // Another agent process started this upload and is gone: its bytes cannot be continued.
+            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: a new agent session replaces the upload of an earlier one ({Bytes} bytes dropped)", target.Namespace, target.CaptureName, target.Pod, checkpoint.Offset);
+            var abandoned = checkpoint;
+            await StorageRetry.RunAsync("aborting the earlier upload", budget, ct => store.AbortUploadAsync(abandoned, ct), logger, cancellationToken);
+            checkpoint = null;
+        }
+
+        if (checkpoint is null)
+        {
+            var now = DateTimeOffset.UtcNow;
+            var ttl = open.RetentionTtlSeconds > 0 ? TimeSpan.FromSeconds(open.RetentionTtlSeconds) : _storage.DefaultRetention;
+            var expiresAt = ttl > TimeSpan.Zero ? now + ttl : (DateTimeOffset?)null;
+            var uploadId = await StorageRetry.RunAsync("starting the upload", budget, ct => store.BeginUploadAsync(target, expiresAt, ct), logger, cancellationToken);
+            checkpoint = new UploadCheckpoint
+            {
+                Target = target,
+                SessionId = open.SessionId,
+                UploadId = uploadId,
+                Offset = 0,
+                Parts = [],
+                Sha256State = new ResumableSha256().ExportState(),
+                ExpiresAt = expiresAt,
+                StartedAt = now,
+                UpdatedAt = now,
+            };
+            var first = checkpoint;
+            await StorageRetry.RunAsync("saving the upload checkpoint", budget, ct => store.SaveCheckpointAsync(first, ct), logger, cancellationToken);
+        }
+
+        await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, _storage.PartsInFlight, budget, logger, offset =>
+        {
+            outbox.Post(new IngestMessage { Ack = new Ack { DurableOffset = offset } });
+            registry.Update(target, u => u with { UpdatedAt = DateTimeOffset.UtcNow });
+        }, cancellationToken);
+        outbox.Post(new IngestMessage { Accepted = new Accepted { ResumeOffset = checkpoint.Offset, PartSize = _storage.PartSize } });
+        var resumeOffset = checkpoint.Offset;
+        registry.Update(target, u => u with { Phase = UploadPhase.Streaming, Bytes = Math.Max(u.Bytes, resumeOffset), Error = null, UpdatedAt = DateTimeOffset.UtcNow });
+        logger.LogInformation("{Namespace}/{Capture} pod {Pod}: agent connected, resuming at byte {Offset}", target.Namespace, target.CaptureName, target.Pod, resumeOffset);
+        if (registry.StopRequested(target.CaptureUid) is { } reason)
+        {
+            outbox.Post(new IngestMessage { Stop = new Stop { Reason = reason } });
+        }
+
+        try
+        {
+            while (await requests.MoveNext(cancellationToken))
+            {
+                var message = requests.Current;
+                switch (message.BodyCase)
+                {
+                    case AgentMessage.BodyOneofCase.Chunk:
+                        if (message.Chunk.Offset != pipeline.Received)
+                        {
+                            throw Fail(StatusCode.InvalidArgument, $"a chunk starts at byte {message.Chunk.Offset}, but the next byte expected is {pipeline.Received}");
+                        }
+
+                        await pipeline.AppendAsync(message.Chunk.Data.Memory);
+                        break;
+                    case AgentMessage.BodyOneofCase.Progress:
+                        var progress = message.Progress;
+                        registry.Update(target, u => u with
+                        {
+                            Packets = progress.Packets,
+                            Bytes = progress.Bytes,
+                            DroppedByKernel = progress.DroppedByKernel,
+                            UpdatedAt = DateTimeOffset.UtcNow,
+                        });
+                        break;
+                    case AgentMessage.BodyOneofCase.Finish:
+                        await FinishAsync(target, message.Finish, pipeline, outbox, cancellationToken);
+                        return;
+                    default:
+                        throw Fail(StatusCode.InvalidArgument, $"unexpected {message.BodyCase} message after Open");
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException)
+        {
+            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: the stream broke after {Bytes} bytes ({Durable} durable): {Error}", target.Namespace, target.CaptureName, target.Pod, pipeline.Received, pipeline.Checkpoint.Offset, e.Message);
+            if (outbox.Superseded)
+            {
+                throw;
+            }
+
+            return;
+        }
+
+        logger.LogWarning("{Namespace}/{Capture} pod {Pod}: the agent closed the stream after {Bytes} bytes without finishing", target.Namespace, target.CaptureName, target.Pod, pipeline.Received);
+    }
+
+    private async Task FinishAsync(CaptureIdentity target, Finish finish, PartPipeline pipeline, Outbox outbox, CancellationToken cancellationToken)
+    {
+        if (finish.TotalBytes != pipeline.Received)
+        {
+            throw Fail(StatusCode.InvalidArgument, $"Finish says the pcap has {finish.TotalBytes} bytes, but {pipeline.Received} were sent");
+        }
+
+        CaptureManifest? agentManifest = null;
+        if (finish.ManifestJson.Length > 0)
+        {
+            try
+            {
+                agentManifest = CaptureManifest.FromJson(finish.ManifestJson);
+            }
+            catch (JsonException e)
+            {
+                throw Fail(StatusCode.InvalidArgument, $"the agent's manifest is not valid JSON: {e.Message}");
+            }
+        }
+
+        var sha256 = await pipeline.DrainAsync();
+        var checkpoint = pipeline.Checkpoint;
+        if (!string.Equals(sha256, finish.Sha256, StringComparison.OrdinalIgnoreCase))
+        {
+            var error = $"SHA-256 mismatch: the agent computed {finish.Sha256}, the {pipeline.Received} bytes the ingest received hash to {sha256}; the upload was aborted and nothing was published";
+            logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
+            await StorageRetry.RunAsync("aborting the upload", _storage.RetryBudget, ct => store.AbortUploadAsync(checkpoint, ct), logger, cancellationToken);
+            registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, Manifest = agentManifest, UpdatedAt = DateTimeOffset.UtcNow });
+            throw Fail(StatusCode.DataLoss, error);
+        }
+
+        var stored = new StoredCaptureManifest
+        {
+            CaptureUid = target.CaptureUid,
+            Namespace = target.Namespace,
+            CaptureName = target.CaptureName,
+            Pod = target.Pod,
+            Uri = store.UriOf(target),
+            Size = pipeline.Received,
+            Sha256 = sha256,
+            StoredAt = DateTimeOffset.UtcNow,
+            ExpiresAt = checkpoint.ExpiresAt,
+            Agent = agentManifest,
+        };
+        await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, ct), logger, cancellationToken);
+        registry.Publish(UploadRegistry.FromStored(stored));
+        logger.LogInformation("{Namespace}/{Capture} pod {Pod}: stored {Uri} ({Size} bytes, sha256 {Sha256})", target.Namespace, target.CaptureName, target.Pod, stored.Uri, stored.Size, stored.Sha256);
+        outbox.Post(StoredMessage(stored));
+    }
+
+    /// <summary>The agent reconnected after its pcap was published (it missed Stored): confirm it.</summary>
+    private async Task ConfirmStoredAsync(CaptureIdentity target, StoredCaptureManifest stored, IAsyncStreamReader<AgentMessage> requests, Outbox outbox, CancellationToken cancellationToken)
+    {
+        if (stored.CaptureUid != target.CaptureUid)
+        {
+            throw Fail(StatusCode.FailedPrecondition, $"{stored.Uri} already holds an earlier capture with the same name (uid {stored.CaptureUid}); it is kept until its retention ends");
+        }
+
+        outbox.Post(new IngestMessage { Accepted = new Accepted { ResumeOffset = stored.Size, PartSize = _storage.PartSize } });
+        registry.Publish(UploadRegistry.FromStored(stored));
+        while (await requests.MoveNext(cancellationToken))
+        {
+            if (requests.Current.BodyCase == AgentMessage.BodyOneofCase.Finish)
+            {
+                var finish = requests.Current.Finish;
+                if (finish.TotalBytes != stored.Size || !string.Equals(finish.Sha256, stored.Sha256, StringComparison.OrdinalIgnoreCase))
+                {
+                    throw Fail(StatusCode.FailedPrecondition, $"{stored.Uri} is already stored with {stored.Size} bytes and SHA-256 {stored.Sha256}, not {finish.TotalBytes} bytes with {finish.Sha256}");
+                }
+
+                outbox.Post(StoredMessage(stored));
+                return;
+            }
+        }
+    }
+
+    private async Task TryAbortAsync(CaptureIdentity target)
+    {
+        try
+        {
+            if (await store.LoadCheckpointAsync(target, CancellationToken.None) is { } checkpoint)
+            {
+                await store.AbortUploadAsync(checkpoint, CancellationToken.None);
+            }
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning("could not abort the upload of {Namespace}/{Capture} pod {Pod} ({Error}); the retention sweeper retries", target.Namespace, target.CaptureName, target.Pod, e.Message);
+        }
+    }
+
+    private static IngestMessage StoredMessage(StoredCaptureManifest stored) => new()
+    {
+        Stored = new Stored
+        {
+            Uri = stored.Uri,
+            Size = stored.Size,
+            Sha256 = stored.Sha256,
+            ExpiresAt = stored.ExpiresAt?.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture) ?? "",
+        },
+    };
+
+    private static CaptureIdentity Validate(Open open)
+    {
+        Check("capture_uid", open.CaptureUid, UidPattern());
+        Check("namespace", open.Namespace, NamePattern());
+        Check("capture_name", open.CaptureName, NamePattern());
+        Check("pod", open.Pod, NamePattern());
+        if (string.IsNullOrWhiteSpace(open.SessionId) || open.SessionId.Length > 128)
+        {
+            throw Fail(StatusCode.InvalidArgument, "Open.session_id must be set (1 to 128 characters)");
+        }
+
+        if (open.RetentionTtlSeconds < 0)
+        {
+            throw Fail(StatusCode.InvalidArgument, $"Open.retention_ttl_seconds is {open.RetentionTtlSeconds}; use 0 for the default or a positive number");
+        }
+
+        return new CaptureIdentity(open.CaptureUid, open.Namespace, open.CaptureName, open.Pod);
+
+        static void Check(string field, string value, Regex pattern)
+        {
+            if (value.Length is 0 or > 253 || !pattern.IsMatch(value))
+            {
+                throw Fail(StatusCode.InvalidArgument, $"Open.{field} '{value}' is not a valid Kubernetes name");
+            }
+        }
+    }
+
+    private static RpcException Fail(StatusCode code, string message) => new(new Status(code, message));
+
+    [GeneratedRegex("^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+    private static partial Regex NamePattern();
+
+    [GeneratedRegex("^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$")]
+    private static partial Regex UidPattern();
+
+    /// <summary>Serializes every message to the agent through one writer (acks come from the part uploads).</summary>
+    private sealed class Outbox
+    {
+        private readonly Channel<IngestMessage> _messages = Channel.CreateUnbounded<IngestMessage>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly Task _writer;
+
+        public Outbox(IServerStreamWriter<IngestMessage> stream, CancellationToken cancellationToken)
+        {
+            _writer = Task.Run(async () =>
+            {
+                await foreach (var message in _messages.Reader.ReadAllAsync(cancellationToken))
+                {
+                    await stream.WriteAsync(message, cancellationToken);
+                }
+            }, CancellationToken.None);
+        }
+
+        public bool Superseded { get; set; }
+
+        public void Post(IngestMessage message) => _messages.Writer.TryWrite(message);
+
+        public async Task CompleteAsync()
+        {
+            _messages.Writer.TryComplete();
+            try
+            {
+                await _writer;
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+            {
+                // the agent is gone; what is durable is in the checkpoint
+            }
+        }
+    }
+
+    private sealed class StreamOwner(Outbox outbox, CancellationTokenSource cancellation) : IStreamOwner
+    {
+        public bool Superseded => outbox.Superseded;
+
+        public void RequestStop(string reason) => outbox.Post(new IngestMessage { Stop = new Stop { Reason = reason } });
+
+        public void Supersede()
+        {
+            outbox.Superseded = true;
+            cancellation.Cancel();
+        }
+    }
+}

@@ -1,0 +1,45 @@
+namespace KubeCapture.Operator.Ingest;
+
+/// <summary>Storage stayed unavailable for the whole retry budget.</summary>
+public sealed class StorageUnavailableException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>Retries a storage call with exponential backoff (0.2 s doubling to 5 s) until the budget is spent.</summary>
+public static class StorageRetry
+{
+    public static async Task<T> RunAsync<T>(string what, TimeSpan budget, Func<CancellationToken, Task<T>> call, ILogger logger, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + budget;
+        var delay = TimeSpan.FromMilliseconds(200);
+        var attempt = 0;
+        while (true)
+        {
+            attempt++;
+            try
+            {
+                return await call(cancellationToken);
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                throw new StorageUnavailableException($"{what} failed: the stored object is not valid JSON ({e.Message})", e);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                if (DateTime.UtcNow + delay > deadline)
+                {
+                    throw new StorageUnavailableException($"{what} failed for {budget.TotalSeconds:0.#}s ({attempt} attempts): {e.Message}", e);
+                }
+
+                logger.LogWarning("{What} failed (attempt {Attempt}), retrying in {Delay} ms: {Error}", what, attempt, (int)delay.TotalMilliseconds, e.Message);
+                await Task.Delay(delay, cancellationToken);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
+            }
+        }
+    }
+
+    public static Task RunAsync(string what, TimeSpan budget, Func<CancellationToken, Task> call, ILogger logger, CancellationToken cancellationToken) =>
+        RunAsync(what, budget, async ct =>
+        {
+            await call(ct);
+            return true;
+        }, logger, cancellationToken);
+}

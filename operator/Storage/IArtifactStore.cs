@@ -1,0 +1,155 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using KubeCapture.Agent.Capture;
+using KubeCapture.Operator.Ingest;
+
+namespace KubeCapture.Operator.Storage;
+
+/// <summary>
+/// Object storage for captures, as the ingest uses it: a pcap arrives as numbered parts, a checkpoint
+/// records what is durably stored (so another operator process can continue), and only a completed,
+/// verified upload becomes visible at <c>&lt;prefix&gt;/&lt;namespace&gt;/&lt;capture&gt;/&lt;pod&gt;.pcap</c>, together with
+/// its <c>.manifest.json</c>. An aborted upload leaves nothing behind at those names.
+/// </summary>
+public interface IArtifactStore
+{
+    /// <summary>Where the pcap of <paramref name="target"/> is (or will be): s3://bucket/key or file:///path.</summary>
+    string UriOf(CaptureIdentity target);
+
+    Task<UploadCheckpoint?> LoadCheckpointAsync(CaptureIdentity target, CancellationToken cancellationToken);
+
+    Task SaveCheckpointAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken);
+
+    /// <summary>Starts a multipart upload of the pcap; returns its upload ID.</summary>
+    Task<string> BeginUploadAsync(CaptureIdentity target, DateTimeOffset? expiresAt, CancellationToken cancellationToken);
+
+    /// <summary>Stores one part durably; returns its ETag. Parts are numbered from 1.</summary>
+    Task<string> UploadPartAsync(CaptureIdentity target, string uploadId, int partNumber, ReadOnlyMemory<byte> data, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Publishes the pcap from the checkpoint's parts, writes its manifest, removes the checkpoint.
+    /// Safe to repeat after a crash part-way.
+    /// </summary>
+    Task CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, CancellationToken cancellationToken);
+
+    /// <summary>Drops the parts and the checkpoint; nothing becomes visible.</summary>
+    Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken);
+
+    /// <summary>The manifest of a completed capture target, or null.</summary>
+    Task<StoredCaptureManifest?> FindStoredAsync(CaptureIdentity target, CancellationToken cancellationToken);
+
+    IAsyncEnumerable<StoredCaptureManifest> ListStoredAsync(CancellationToken cancellationToken);
+
+    IAsyncEnumerable<UploadCheckpoint> ListCheckpointsAsync(CancellationToken cancellationToken);
+
+    /// <summary>Deletes a stored pcap and its manifest (retention).</summary>
+    Task DeleteStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken);
+
+    /// <summary>Null when the store can take captures; otherwise what is wrong (readiness).</summary>
+    Task<string?> CheckAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// What is durably stored of an upload in progress, persisted after every part so that an operator
+/// restart, or another replica becoming leader, continues exactly there.
+/// </summary>
+public sealed record UploadCheckpoint
+{
+    public required CaptureIdentity Target { get; init; }
+
+    /// <summary>The agent process whose bytes these are (its Open.session_id).</summary>
+    public required string SessionId { get; init; }
+
+    public required string UploadId { get; init; }
+
+    /// <summary>Bytes stored in <see cref="Parts"/>: the agent resumes here.</summary>
+    public required long Offset { get; init; }
+
+    public required IReadOnlyList<UploadedPart> Parts { get; init; }
+
+    /// <summary>The SHA-256 state after the first <see cref="Offset"/> bytes (<see cref="ResumableSha256.ExportState"/>).</summary>
+    public required string Sha256State { get; init; }
+
+    public DateTimeOffset? ExpiresAt { get; init; }
+
+    public required DateTimeOffset StartedAt { get; init; }
+
+    public required DateTimeOffset UpdatedAt { get; init; }
+}
+
+public sealed record UploadedPart(int Number, long Size, string ETag);
+
+/// <summary>
+/// The <c>.manifest.json</c> beside a stored pcap. It exists only for a complete, verified pcap: a
+/// reader that finds it may trust the pcap's size and SHA-256.
+/// </summary>
+public sealed record StoredCaptureManifest
+{
+    public required string CaptureUid { get; init; }
+
+    public required string Namespace { get; init; }
+
+    public required string CaptureName { get; init; }
+
+    public required string Pod { get; init; }
+
+    public required string Uri { get; init; }
+
+    public required long Size { get; init; }
+
+    public required string Sha256 { get; init; }
+
+    /// <summary>Always true: an incomplete upload is aborted, never published.</summary>
+    public bool Complete { get; init; } = true;
+
+    public required DateTimeOffset StoredAt { get; init; }
+
+    /// <summary>When the retention sweeper deletes the pcap and this manifest; null keeps them.</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+
+    /// <summary>The agent's own manifest: stop reason, counters, limits, summary.</summary>
+    public CaptureManifest? Agent { get; init; }
+
+    public CaptureIdentity Target => new(CaptureUid, Namespace, CaptureName, Pod);
+
+    public StoredArtifact ToArtifact() => new(Uri, Size, Sha256, ExpiresAt);
+}
+
+[JsonSourceGenerationOptions(
+    WriteIndented = true,
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(UploadCheckpoint))]
+[JsonSerializable(typeof(StoredCaptureManifest))]
+public sealed partial class StorageJsonContext : JsonSerializerContext
+{
+    public static byte[] Serialize(UploadCheckpoint value) => JsonSerializer.SerializeToUtf8Bytes(value, Default.UploadCheckpoint);
+
+    public static byte[] Serialize(StoredCaptureManifest value) => JsonSerializer.SerializeToUtf8Bytes(value, Default.StoredCaptureManifest);
+
+    public static UploadCheckpoint ReadCheckpoint(ReadOnlySpan<byte> json) =>
+        JsonSerializer.Deserialize(json, Default.UploadCheckpoint) ?? throw new JsonException("empty checkpoint");
+
+    public static StoredCaptureManifest ReadManifest(ReadOnlySpan<byte> json) =>
+        JsonSerializer.Deserialize(json, Default.StoredCaptureManifest) ?? throw new JsonException("empty manifest");
+}
+
+/// <summary>Where each object of a capture target lives, under the configured prefix.</summary>
+public sealed class ArtifactLayout(string prefix)
+{
+    public const string CheckpointFolder = ".ingest";
+
+    private readonly string _prefix = prefix.Trim('/');
+
+    public string Prefix => _prefix;
+
+    public string PcapKey(CaptureIdentity t) => Join($"{t.Namespace}/{t.CaptureName}/{t.Pod}.pcap");
+
+    public string ManifestKey(CaptureIdentity t) => Join($"{t.Namespace}/{t.CaptureName}/{t.Pod}.manifest.json");
+
+    public string CheckpointKey(CaptureIdentity t) => Join($"{CheckpointFolder}/{t.Namespace}/{t.CaptureName}/{t.Pod}.json");
+
+    public string CheckpointPrefix => Join(CheckpointFolder + "/");
+
+    public string Join(string relative) => _prefix.Length == 0 ? relative : $"{_prefix}/{relative}";
+}

@@ -1,0 +1,353 @@
+using System.Globalization;
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Text;
+using System.Xml.Linq;
+using KubeCapture.Operator.Ingest;
+using Minio;
+using Minio.DataModel.Args;
+using Minio.DataModel.Encryption;
+using Minio.DataModel.Tags;
+
+namespace KubeCapture.Operator.Storage;
+
+/// <summary>
+/// Captures in an S3-compatible bucket. The pcap is a multipart upload (parts signed and sent as
+/// they arrive, the upload ID and part ETags in a checkpoint object under
+/// <c>&lt;prefix&gt;/.ingest/</c>); completing it is what makes <c>pod.pcap</c> exist, so an aborted or
+/// unfinished upload is never visible. The pcap carries metadata (capture UID, namespace, name,
+/// pod, expiry) and, once verified, tags with its SHA-256; <c>pod.manifest.json</c> is written last.
+/// Everything but the multipart steps goes through the Minio client.
+/// </summary>
+public sealed class S3ArtifactStore : IArtifactStore, IDisposable
+{
+    private const string PcapContentType = "application/vnd.tcpdump.pcap";
+    private readonly S3Options _options;
+    private readonly ArtifactLayout _layout;
+    private readonly HttpClient _http;
+    private readonly IMinioClient _minio;
+    private readonly S3Signer _signer;
+    private readonly Uri _endpoint;
+
+    public S3ArtifactStore(S3Options options, string prefix)
+    {
+        _options = options;
+        _layout = new ArtifactLayout(prefix);
+        _endpoint = ParseEndpoint(options);
+        if (string.IsNullOrEmpty(options.AccessKey) || string.IsNullOrEmpty(options.SecretKey))
+        {
+            throw new InvalidOperationException("Storage:S3:AccessKey and Storage:S3:SecretKey must be set (environment Storage__S3__AccessKey / Storage__S3__SecretKey, from a Secret)");
+        }
+
+        if (options.ServerSideEncryption is not ("" or "AES256" or "aws:kms"))
+        {
+            throw new InvalidOperationException($"Storage:S3:ServerSideEncryption '{options.ServerSideEncryption}' is not supported: use AES256, aws:kms, or leave it empty");
+        }
+
+        _http = new HttpClient(new ListObjectsNamespaceFix { InnerHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) } })
+        {
+            Timeout = TimeSpan.FromMinutes(2),
+        };
+        _minio = new MinioClient()
+            .WithEndpoint(_endpoint.Host, _endpoint.Port)
+            .WithCredentials(options.AccessKey, options.SecretKey)
+            .WithRegion(options.Region)
+            .WithSSL(_endpoint.Scheme == Uri.UriSchemeHttps)
+            .WithHttpClient(_http)
+            .Build();
+        _signer = new S3Signer(options.Region, options.AccessKey, options.SecretKey);
+    }
+
+    public string Bucket => _options.Bucket;
+
+    public IMinioClient Minio => _minio;
+
+    public string UriOf(CaptureIdentity target) => $"s3://{_options.Bucket}/{_layout.PcapKey(target)}";
+
+    /// <summary>Creates the bucket when it is missing (Storage:S3:CreateBucket).</summary>
+    public async Task EnsureBucketAsync(CancellationToken cancellationToken)
+    {
+        if (!await _minio.BucketExistsAsync(new BucketExistsArgs().WithBucket(_options.Bucket), cancellationToken))
+        {
+            await _minio.MakeBucketAsync(new MakeBucketArgs().WithBucket(_options.Bucket).WithLocation(_options.Region), cancellationToken);
+        }
+    }
+
+    public async Task<UploadCheckpoint?> LoadCheckpointAsync(CaptureIdentity target, CancellationToken cancellationToken)
+    {
+        var bytes = await GetSmallObjectAsync(_layout.CheckpointKey(target), cancellationToken);
+        return bytes is null ? null : StorageJsonContext.ReadCheckpoint(bytes);
+    }
+
+    public Task SaveCheckpointAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken) =>
+        PutSmallObjectAsync(_layout.CheckpointKey(checkpoint.Target), StorageJsonContext.Serialize(checkpoint), new Dictionary<string, string>
+        {
+            ["x-amz-meta-capture-uid"] = checkpoint.Target.CaptureUid,
+        }, cancellationToken);
+
+    public async Task<string> BeginUploadAsync(CaptureIdentity target, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, ObjectUri(_layout.PcapKey(target), "uploads="));
+        request.Headers.TryAddWithoutValidation("x-amz-meta-capture-uid", target.CaptureUid);
+        request.Headers.TryAddWithoutValidation("x-amz-meta-capture-namespace", target.Namespace);
+        request.Headers.TryAddWithoutValidation("x-amz-meta-capture-name", target.CaptureName);
+        request.Headers.TryAddWithoutValidation("x-amz-meta-pod", target.Pod);
+        if (expiresAt is { } expiry)
+        {
+            request.Headers.TryAddWithoutValidation("x-amz-meta-expires-at", FormatTime(expiry));
+        }
+
+        AddEncryptionHeaders(request);
+        request.Content = new ByteArrayContent([]);
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", PcapContentType);
+        using var response = await SendSignedAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken);
+        var xml = XDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+        return xml.Descendants().FirstOrDefault(e => e.Name.LocalName == "UploadId")?.Value
+            ?? throw new IOException($"S3 did not return an UploadId for {UriOf(target)}");
+    }
+
+    public async Task<string> UploadPartAsync(CaptureIdentity target, string uploadId, int partNumber, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Put, ObjectUri(_layout.PcapKey(target), $"partNumber={partNumber}&uploadId={SigV4(uploadId)}"))
+        {
+            Content = new ReadOnlyMemoryContent(data),
+        };
+        using var response = await SendSignedAsync(request, data, cancellationToken);
+        return response.Headers.ETag?.Tag ?? (response.Headers.TryGetValues("ETag", out var values) ? values.First() : throw new IOException($"S3 returned no ETag for part {partNumber} of {UriOf(target)}"));
+    }
+
+    public async Task CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, CancellationToken cancellationToken)
+    {
+        var target = checkpoint.Target;
+        var key = _layout.PcapKey(target);
+        var body = new StringBuilder("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+        foreach (var part in checkpoint.Parts.OrderBy(p => p.Number))
+        {
+            body.Append(CultureInfo.InvariantCulture, $"<Part><PartNumber>{part.Number}</PartNumber><ETag>{System.Security.SecurityElement.Escape(part.ETag)}</ETag></Part>");
+        }
+
+        body.Append("</CompleteMultipartUpload>");
+        var payload = Encoding.UTF8.GetBytes(body.ToString());
+        using var request = new HttpRequestMessage(HttpMethod.Post, ObjectUri(key, $"uploadId={SigV4(checkpoint.UploadId)}")) { Content = new ByteArrayContent(payload) };
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/xml");
+        try
+        {
+            using var response = await SendSignedAsync(request, payload, cancellationToken);
+            var text = await response.Content.ReadAsStringAsync(cancellationToken);
+            if (text.Contains("<Error>", StringComparison.Ordinal))
+            {
+                throw new IOException($"completing {UriOf(target)} failed: {text}");
+            }
+        }
+        catch (S3ErrorException e) when (e.Code == "NoSuchUpload")
+        {
+            // Completed by an earlier attempt that crashed before writing the manifest?
+            var stat = await _minio.StatObjectAsync(new StatObjectArgs().WithBucket(_options.Bucket).WithObject(key), cancellationToken);
+            var uid = stat.MetaData.FirstOrDefault(m => m.Key.Equals("capture-uid", StringComparison.OrdinalIgnoreCase) || m.Key.Equals("x-amz-meta-capture-uid", StringComparison.OrdinalIgnoreCase)).Value;
+            if (stat.Size != checkpoint.Offset || uid != target.CaptureUid)
+            {
+                throw new IOException($"the multipart upload of {UriOf(target)} is gone and the object there is not this capture's ({stat.Size} bytes, uid {uid})", e);
+            }
+        }
+
+        var tags = new Dictionary<string, string> { ["sha256"] = manifest.Sha256, ["capture-uid"] = target.CaptureUid };
+        if (manifest.ExpiresAt is { } expiresAt)
+        {
+            tags["expires-at"] = FormatTime(expiresAt);
+        }
+
+        await _minio.SetObjectTagsAsync(new SetObjectTagsArgs().WithBucket(_options.Bucket).WithObject(key).WithTagging(new Tagging(tags, false)), cancellationToken);
+        var metadata = new Dictionary<string, string>
+        {
+            ["x-amz-meta-capture-uid"] = target.CaptureUid,
+            ["x-amz-meta-sha256"] = manifest.Sha256,
+        };
+        if (manifest.ExpiresAt is { } expiry)
+        {
+            metadata["x-amz-meta-expires-at"] = FormatTime(expiry);
+        }
+
+        await PutSmallObjectAsync(_layout.ManifestKey(target), StorageJsonContext.Serialize(manifest), metadata, cancellationToken);
+        await RemoveAsync(_layout.CheckpointKey(target), cancellationToken);
+    }
+
+    public async Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Delete, ObjectUri(_layout.PcapKey(checkpoint.Target), $"uploadId={SigV4(checkpoint.UploadId)}"));
+        try
+        {
+            using var response = await SendSignedAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken);
+        }
+        catch (S3ErrorException e) when (e.Code == "NoSuchUpload" || e.Status == HttpStatusCode.NotFound)
+        {
+            // already gone
+        }
+        catch (S3ErrorException e) when (e.Status is HttpStatusCode.MethodNotAllowed or HttpStatusCode.NotImplemented)
+        {
+            // The server cannot abort multipart uploads (s3rver): the parts stay, invisible, until
+            // the server drops them (on S3/MinIO: the bucket's AbortIncompleteMultipartUpload rule).
+            // Nothing is published either way.
+        }
+
+        await RemoveAsync(_layout.CheckpointKey(checkpoint.Target), cancellationToken);
+    }
+
+    public async Task<StoredCaptureManifest?> FindStoredAsync(CaptureIdentity target, CancellationToken cancellationToken)
+    {
+        var bytes = await GetSmallObjectAsync(_layout.ManifestKey(target), cancellationToken);
+        return bytes is null ? null : StorageJsonContext.ReadManifest(bytes);
+    }
+
+    public async IAsyncEnumerable<StoredCaptureManifest> ListStoredAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var checkpoints = _layout.CheckpointPrefix;
+        await foreach (var item in _minio.ListObjectsEnumAsync(new ListObjectsArgs().WithBucket(_options.Bucket).WithPrefix(_layout.Join("")).WithRecursive(true), cancellationToken))
+        {
+            if (item.IsDir || !item.Key.EndsWith(".manifest.json", StringComparison.Ordinal) || item.Key.StartsWith(checkpoints, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            if (await GetSmallObjectAsync(item.Key, cancellationToken) is { } bytes)
+            {
+                yield return StorageJsonContext.ReadManifest(bytes);
+            }
+        }
+    }
+
+    public async IAsyncEnumerable<UploadCheckpoint> ListCheckpointsAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var item in _minio.ListObjectsEnumAsync(new ListObjectsArgs().WithBucket(_options.Bucket).WithPrefix(_layout.CheckpointPrefix).WithRecursive(true), cancellationToken))
+        {
+            if (!item.IsDir && item.Key.EndsWith(".json", StringComparison.Ordinal) && await GetSmallObjectAsync(item.Key, cancellationToken) is { } bytes)
+            {
+                yield return StorageJsonContext.ReadCheckpoint(bytes);
+            }
+        }
+    }
+
+    public async Task DeleteStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken)
+    {
+        await RemoveAsync(_layout.PcapKey(stored.Target), cancellationToken);
+        await RemoveAsync(_layout.ManifestKey(stored.Target), cancellationToken);
+    }
+
+    public async Task<string?> CheckAsync(CancellationToken cancellationToken) =>
+        await _minio.BucketExistsAsync(new BucketExistsArgs().WithBucket(_options.Bucket), cancellationToken)
+            ? null
+            : $"bucket {_options.Bucket} does not exist at {_endpoint}";
+
+    /// <summary>Downloads an object into <paramref name="destination"/> (tests, tools).</summary>
+    public Task DownloadAsync(string key, Stream destination, CancellationToken cancellationToken) =>
+        _minio.GetObjectAsync(new GetObjectArgs().WithBucket(_options.Bucket).WithObject(key).WithCallbackStream((s, ct) => s.CopyToAsync(destination, ct)), cancellationToken);
+
+    public void Dispose()
+    {
+        _minio.Dispose();
+        _http.Dispose();
+    }
+
+    private async Task<byte[]?> GetSmallObjectAsync(string key, CancellationToken cancellationToken)
+    {
+        // A signed GET of our own: Minio 7.0.0 throws a NullReferenceException instead of
+        // ObjectNotFoundException for some 404s, and "not there" is an ordinary answer here.
+        using var request = new HttpRequestMessage(HttpMethod.Get, ObjectUri(key, ""));
+        try
+        {
+            using var response = await SendSignedAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken);
+            return await response.Content.ReadAsByteArrayAsync(cancellationToken);
+        }
+        catch (S3ErrorException e) when (e.Status == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    private async Task PutSmallObjectAsync(string key, byte[] data, Dictionary<string, string> metadata, CancellationToken cancellationToken)
+    {
+        using var stream = new MemoryStream(data);
+        var args = new PutObjectArgs().WithBucket(_options.Bucket).WithObject(key).WithStreamData(stream).WithObjectSize(data.Length)
+            .WithContentType("application/json").WithHeaders(metadata);
+        if (Encryption() is { } sse)
+        {
+            args = args.WithServerSideEncryption(sse);
+        }
+
+        await _minio.PutObjectAsync(args, cancellationToken);
+    }
+
+    private Task RemoveAsync(string key, CancellationToken cancellationToken) =>
+        _minio.RemoveObjectAsync(new RemoveObjectArgs().WithBucket(_options.Bucket).WithObject(key), cancellationToken);
+
+    private IServerSideEncryption? Encryption() => _options.ServerSideEncryption switch
+    {
+        "AES256" => new SSES3(),
+        "aws:kms" => new SSEKMS(_options.KmsKeyId, new Dictionary<string, string>()),
+        _ => null,
+    };
+
+    private void AddEncryptionHeaders(HttpRequestMessage request)
+    {
+        if (_options.ServerSideEncryption.Length == 0)
+        {
+            return;
+        }
+
+        request.Headers.TryAddWithoutValidation("x-amz-server-side-encryption", _options.ServerSideEncryption);
+        if (_options.ServerSideEncryption == "aws:kms" && _options.KmsKeyId.Length > 0)
+        {
+            request.Headers.TryAddWithoutValidation("x-amz-server-side-encryption-aws-kms-key-id", _options.KmsKeyId);
+        }
+    }
+
+    private Uri ObjectUri(string key, string query) =>
+        new($"{_endpoint.GetLeftPart(UriPartial.Authority)}/{S3Signer.Encode(_options.Bucket, false)}/{S3Signer.Encode(key, true)}{(query.Length > 0 ? "?" + query : "")}");
+
+    private static string SigV4(string value) => S3Signer.Encode(value, false);
+
+    private async Task<HttpResponseMessage> SendSignedAsync(HttpRequestMessage request, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    {
+        _signer.Sign(request, payload.Span, DateTime.UtcNow);
+        var response = await _http.SendAsync(request, cancellationToken);
+        if (response.IsSuccessStatusCode)
+        {
+            return response;
+        }
+
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        response.Dispose();
+        string? code = null;
+        try
+        {
+            code = XDocument.Parse(text).Descendants().FirstOrDefault(e => e.Name.LocalName == "Code")?.Value;
+        }
+        catch (System.Xml.XmlException)
+        {
+        }
+
+        throw new S3ErrorException(response.StatusCode, code, $"{request.Method} {request.RequestUri?.AbsolutePath}: {(int)response.StatusCode} {code ?? text}");
+    }
+
+    private static string FormatTime(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+
+    private static Uri ParseEndpoint(S3Options options)
+    {
+        var text = options.Endpoint.Trim();
+        if (!text.Contains("://", StringComparison.Ordinal))
+        {
+            text = (options.UseTls ? "https://" : "http://") + text;
+        }
+
+        return Uri.TryCreate(text, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
+            ? uri
+            : throw new InvalidOperationException($"Storage:S3:Endpoint '{options.Endpoint}' is not host:port or an http(s) URL");
+    }
+}
+
+/// <summary>An S3 error response, with its code (NoSuchUpload, AccessDenied, ...).</summary>
+public sealed class S3ErrorException(HttpStatusCode status, string? code, string message) : IOException(message)
+{
+    public HttpStatusCode Status { get; } = status;
+
+    public string? Code { get; } = code;
+}

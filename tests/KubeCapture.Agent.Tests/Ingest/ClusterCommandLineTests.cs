@@ -1,0 +1,59 @@
+using KubeCapture.Agent.Cli;
+
+namespace KubeCapture.Agent.Tests.Ingest;
+
+public sealed class ClusterCommandLineTests
+{
+    private static readonly DateTime Now = new(2026, 1, 2, 3, 4, 5, DateTimeKind.Utc);
+
+    private static readonly string[] OperatorArgs =
+    [
+        "--ingest", "http://kubecapture-ingest.kubecapture:8081", "--capture-uid", "0b6f3c1e", "--capture-namespace", "payments",
+        "--capture-name", "partner-timeouts", "--pod", "api-7d9f", "-i", "any", "-s", "128", "-c", "500", "--duration", "60s",
+        "--max-bytes", "64MiB", "host 203.0.113.40 and tcp port 443",
+    ];
+
+    [Fact]
+    public void ArgumentsTheOperatorGivesMakeAClusterModeRequestWithTheTokenFromTheEnvironment()
+    {
+        var request = CommandLine.ParseCapture(OperatorArgs, Now, name => name == "KUBECAPTURE_TOKEN" ? "tok-env" : null);
+
+        var ingest = Assert.IsType<KubeCapture.Agent.Ingest.IngestTarget>(request.Ingest);
+        Assert.Equal(new Uri("http://kubecapture-ingest.kubecapture:8081"), ingest.Url);
+        Assert.Equal("tok-env", ingest.Token);
+        Assert.Equal(("0b6f3c1e", "payments", "partner-timeouts", "api-7d9f"), (ingest.CaptureUid, ingest.Namespace, ingest.CaptureName, ingest.Pod));
+        Assert.Null(ingest.Retention);
+        Assert.Equal(500, request.Options.MaxPackets);
+        Assert.Equal(128, request.Options.Snaplen);
+        Assert.Equal("host 203.0.113.40 and tcp port 443", request.Options.Filter);
+    }
+
+    [Fact]
+    public void TokenFlagWinsOverTheEnvironmentAndRetentionIsParsed()
+    {
+        var request = CommandLine.ParseCapture([.. OperatorArgs, "--token", "tok-flag", "--retention", "168h"], Now, _ => "tok-env");
+        Assert.Equal("tok-flag", request.Ingest!.Token);
+        Assert.Equal(TimeSpan.FromHours(168), request.Ingest.Retention);
+    }
+
+    [Theory]
+    [InlineData(new[] { "--ingest", "http://x:1", "--capture-uid", "u", "--capture-namespace", "n", "--capture-name", "c", "--pod", "p" }, "needs the capture token")]
+    [InlineData(new[] { "--ingest", "http://x:1", "--token", "t", "--capture-uid", "u", "--capture-namespace", "n", "--pod", "p" }, "cluster mode needs --capture-name")]
+    [InlineData(new[] { "--ingest", "ftp://x", "--token", "t" }, "invalid --ingest 'ftp://x'")]
+    [InlineData(new[] { "--token", "t", "--pod", "p" }, "only apply to cluster mode: add --ingest URL")]
+    [InlineData(new[] { "--ingest", "http://x:1", "-w", "out.pcap", "--token", "t" }, "-w and --ingest cannot be combined")]
+    [InlineData(new[] { "--ingest", "http://x:1", "--token", "t", "--capture-uid", "u", "--capture-namespace", "n", "--capture-name", "c", "--pod", "p", "--retention", "0s" }, "invalid --retention")]
+    public void IncompleteOrContradictoryClusterArgumentsAreRefusedWithTheReason(string[] args, string message)
+    {
+        var error = Assert.Throws<UsageException>(() => CommandLine.ParseCapture(args, Now, _ => null));
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void LocalModeIsUnchangedWithoutClusterArguments()
+    {
+        var request = CommandLine.ParseCapture(["-w", "out.pcap", "tcp"], Now, _ => "ignored");
+        Assert.Null(request.Ingest);
+        Assert.Equal("out.pcap", request.OutputPath);
+    }
+}

@@ -1,0 +1,131 @@
+using KubeCapture.Testing.S3;
+using Microsoft.AspNetCore.Builder;
+
+namespace KubeCapture.Operator.Tests.Ingest;
+
+/// <summary>
+/// The operator under test, on 127.0.0.1 at free ports (health over HTTP/1.1, ingest over h2c):
+/// either in this process (to reach its services) or as a real process started with
+/// <c>dotnet exec</c> of its built dll (to kill it, and to measure its memory).
+/// </summary>
+public sealed class OperatorHost : IAsyncDisposable
+{
+    public const string TokenSecret = "kcI-test-secret";
+    private readonly List<string> _args;
+    private WebApplication? _app;
+
+    private OperatorHost(IReadOnlyDictionary<string, string> settings)
+    {
+        HttpPort = S3rverFixture.FreeTcpPort();
+        IngestPort = S3rverFixture.FreeTcpPort();
+        var all = new Dictionary<string, string>
+        {
+            ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{HttpPort}",
+            ["Kestrel:Endpoints:Http:Protocols"] = "Http1",
+            ["Kestrel:Endpoints:Ingest:Url"] = $"http://127.0.0.1:{IngestPort}",
+            ["Kestrel:Endpoints:Ingest:Protocols"] = "Http2",
+            ["Ingest:TokenSecret"] = TokenSecret,
+            ["Logging:LogLevel:Default"] = "Information",
+            ["Logging:LogLevel:Microsoft"] = "Warning",
+        };
+        foreach (var (key, value) in settings)
+        {
+            all[key] = value;
+        }
+
+        _args = [.. all.Select(kv => $"--{kv.Key}={kv.Value}")];
+    }
+
+    public int HttpPort { get; }
+
+    public int IngestPort { get; }
+
+    public Uri IngestUrl => new($"http://127.0.0.1:{IngestPort}");
+
+    public ChildProcess? Process { get; private set; }
+
+    public IServiceProvider Services => _app?.Services ?? throw new InvalidOperationException("only an in-process operator exposes its services");
+
+    /// <summary>Settings that store in s3rver.</summary>
+    public static Dictionary<string, string> S3Settings(S3rverFixture s3, int partSize = 64 << 10) => new()
+    {
+        ["Storage:S3:Endpoint"] = s3.Endpoint,
+        ["Storage:S3:Bucket"] = s3.Bucket,
+        ["Storage:S3:AccessKey"] = S3rverFixture.AccessKey,
+        ["Storage:S3:SecretKey"] = S3rverFixture.SecretKey,
+        ["Storage:PartSize"] = partSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["Storage:RetryBudget"] = "00:00:20",
+    };
+
+    public static async Task<OperatorHost> StartInProcessAsync(IReadOnlyDictionary<string, string> settings)
+    {
+        var host = new OperatorHost(settings);
+        host._app = Program.Build([.. host._args]);
+        await host._app.StartAsync();
+        await host.WaitHealthyAsync();
+        return host;
+    }
+
+    public static async Task<OperatorHost> StartProcessAsync(IReadOnlyDictionary<string, string> settings)
+    {
+        var host = new OperatorHost(settings);
+        await host.StartProcessAsync();
+        return host;
+    }
+
+    /// <summary>Starts the operator process (again, after a kill) on the same ports and settings.</summary>
+    public async Task StartProcessAsync()
+    {
+        if (Process is not null)
+        {
+            await Process.DisposeAsync();
+        }
+
+        Process = ChildProcess.StartDotnet(Builds.OperatorDll, _args);
+        await WaitHealthyAsync();
+    }
+
+    /// <summary>SIGKILL: no graceful shutdown, nothing flushed.</summary>
+    public Task KillAsync() => Process?.KillAsync() ?? throw new InvalidOperationException("only an operator process can be killed");
+
+    public string Output => Process?.Output ?? "";
+
+    private async Task WaitHealthyAsync()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            try
+            {
+                if ((await http.GetAsync($"http://127.0.0.1:{HttpPort}/healthz")).IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            {
+                if (DateTime.UtcNow > deadline || Process?.HasExited == true)
+                {
+                    throw new TimeoutException($"the operator did not become healthy: {e.Message}\n{Output}");
+                }
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+
+        if (Process is not null)
+        {
+            await Process.DisposeAsync();
+        }
+    }
+}

@@ -1,0 +1,86 @@
+using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Storage;
+using KubeCapture.Testing.S3;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+
+namespace KubeCapture.Operator.Tests.Storage;
+
+/// <summary>Retention without lifecycle rules: the sweeper lists (through the s3rver namespace fix) and deletes.</summary>
+public sealed class RetentionSweeperTests
+{
+    [Fact]
+    public async Task ExpiredCapturesAreDeletedFromS3AndUnexpiredOnesKept()
+    {
+        await using var s3 = await S3rverFixture.StartAsync();
+        using var store = new S3ArtifactStore(new S3Options { Endpoint = s3.Endpoint, Bucket = s3.Bucket, AccessKey = S3rverFixture.AccessKey, SecretKey = S3rverFixture.SecretKey }, "captures");
+        await SweepAndCheckAsync(store, key => s3.ObjectPath(key) is not null);
+    }
+
+    [Fact]
+    public async Task ExpiredCapturesAreDeletedFromTheLocalStoreAndUnexpiredOnesKept()
+    {
+        var root = Directory.CreateTempSubdirectory("kcI-retention-").FullName;
+        await SweepAndCheckAsync(new LocalArtifactStore(root, "captures"), key => File.Exists(Path.Combine(root, key)));
+    }
+
+    private static async Task SweepAndCheckAsync(IArtifactStore store, Func<string, bool> exists)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var expired = new CaptureIdentity("uid-old", "default", "old", "web-0");
+        var fresh = new CaptureIdentity("uid-new", "default", "new", "web-0");
+        var kept = new CaptureIdentity("uid-kept", "default", "kept", "web-0");
+        var abandoned = new CaptureIdentity("uid-abandoned", "default", "abandoned", "web-0");
+        await StoreAsync(store, expired, now.AddMinutes(-1));
+        await StoreAsync(store, fresh, now.AddHours(1));
+        await StoreAsync(store, kept, null);
+        var uploadId = await store.BeginUploadAsync(abandoned, null, CancellationToken.None);
+        await store.SaveCheckpointAsync(Checkpoint(abandoned, uploadId, now.AddHours(-1)), CancellationToken.None);
+
+        var options = Options.Create(new StorageOptions { AbandonAfter = TimeSpan.FromMinutes(10) });
+        var registry = new UploadRegistry(store, Options.Create(new IngestOptions()), options, NullLogger<UploadRegistry>.Instance);
+        var sweeper = new RetentionSweeper(store, registry, options, NullLogger<RetentionSweeper>.Instance);
+        var (deleted, aborted) = await sweeper.SweepAsync(now, CancellationToken.None);
+
+        Assert.Equal((1, 1), (deleted, aborted));
+        Assert.False(exists("captures/default/old/web-0.pcap"));
+        Assert.False(exists("captures/default/old/web-0.manifest.json"));
+        Assert.True(exists("captures/default/new/web-0.pcap"));
+        Assert.True(exists("captures/default/new/web-0.manifest.json"));
+        Assert.True(exists("captures/default/kept/web-0.pcap"));
+        Assert.Null(await store.LoadCheckpointAsync(abandoned, CancellationToken.None));
+        Assert.Equal(["uid-kept", "uid-new"], (await store.ListStoredAsync(CancellationToken.None).ToListAsync()).Select(m => m.CaptureUid).Order());
+    }
+
+    private static async Task StoreAsync(IArtifactStore store, CaptureIdentity target, DateTimeOffset? expiresAt)
+    {
+        var data = System.Text.Encoding.ASCII.GetBytes("pcap bytes of " + target.CaptureUid);
+        var uploadId = await store.BeginUploadAsync(target, expiresAt, CancellationToken.None);
+        var etag = await store.UploadPartAsync(target, uploadId, 1, data, CancellationToken.None);
+        var checkpoint = Checkpoint(target, uploadId, DateTimeOffset.UtcNow) with { Offset = data.Length, Parts = [new UploadedPart(1, data.Length, etag)], ExpiresAt = expiresAt };
+        await store.CompleteUploadAsync(checkpoint, new StoredCaptureManifest
+        {
+            CaptureUid = target.CaptureUid,
+            Namespace = target.Namespace,
+            CaptureName = target.CaptureName,
+            Pod = target.Pod,
+            Uri = store.UriOf(target),
+            Size = data.Length,
+            Sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data)),
+            StoredAt = DateTimeOffset.UtcNow,
+            ExpiresAt = expiresAt,
+        }, CancellationToken.None);
+    }
+
+    private static UploadCheckpoint Checkpoint(CaptureIdentity target, string uploadId, DateTimeOffset updatedAt) => new()
+    {
+        Target = target,
+        SessionId = "s",
+        UploadId = uploadId,
+        Offset = 0,
+        Parts = [],
+        Sha256State = new ResumableSha256().ExportState(),
+        StartedAt = updatedAt,
+        UpdatedAt = updatedAt,
+    };
+}
