@@ -14,7 +14,10 @@ public static class Program
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
         builder.Services.AddIngestAndStorage(builder.Configuration);
-        builder.Services.AddPacketCaptureReconciler(builder.Configuration);
+        if (builder.Configuration.GetValue("Reconciler:Enabled", defaultValue: true))
+        {
+            builder.Services.AddPacketCaptureReconciler(builder.Configuration);
+        }
         var app = builder.Build();
         // Liveness: the process answers. Readiness: every check, storage included.
         app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });

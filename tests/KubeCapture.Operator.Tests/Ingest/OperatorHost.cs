@@ -25,6 +25,7 @@ public sealed class OperatorHost : IAsyncDisposable
             ["Kestrel:Endpoints:Ingest:Url"] = $"http://127.0.0.1:{IngestPort}",
             ["Kestrel:Endpoints:Ingest:Protocols"] = "Http2",
             ["Ingest:TokenSecret"] = TokenSecret,
+            ["Reconciler:Enabled"] = "false", // these tests drive the ingest alone, with no Kubernetes API
             ["Logging:LogLevel:Default"] = "Information",
             ["Logging:LogLevel:Microsoft"] = "Warning",
         };
