@@ -115,4 +115,47 @@ public sealed class IngestEndToEndTests
         Assert.Equal(finished.Artifact!.Sha256, Evidence.Sha256Of(pcap));
         Assert.Equal(finished.Manifest.PacketsWritten, Evidence.TcpdumpLines(pcap).Count);
     }
+
+    [Fact]
+    public async Task AgentInsideAPodNetworkNamespaceStreamsItsCaptureAcrossTheVethToTheIngestAndS3()
+    {
+        using var pod = new PodNamespace();
+        await using var s3 = await S3rverFixture.StartAsync();
+        var settings = OperatorHost.S3Settings(s3);
+        await using var host = await OperatorHost.StartInProcessAsync(settings, PodNamespace.HostAddress);
+        var target = new CaptureIdentity("uid-netns", "shop", "checkout-slow", "checkout-0");
+        var token = new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target);
+
+        await using var server = pod.Start("python3", ["-m", "http.server", "8080", "--bind", PodNamespace.PodAddress]);
+        await using var agent = pod.Start("dotnet", [
+            "exec", Builds.AgentDll, "capture", "--ingest", host.IngestUrl.ToString(),
+            "--capture-uid", target.CaptureUid, "--capture-namespace", target.Namespace, "--capture-name", target.CaptureName, "--pod", target.Pod,
+            "-i", pod.PodInterface, "-s", "128", "-c", "500", "--duration", "60s", "tcp port 8080",
+        ], new Dictionary<string, string> { ["KUBECAPTURE_TOKEN"] = token });
+        await agent.WaitForOutputAsync("kubecapture-agent: listening on", TimeSpan.FromSeconds(30));
+        await server.WaitForOutputAsync("Serving HTTP", TimeSpan.FromSeconds(10));
+
+        using (var http = new HttpClient())
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                Assert.True((await http.GetAsync($"http://{PodNamespace.PodAddress}:8080/")).IsSuccessStatusCode);
+            }
+        }
+
+        await Task.Delay(500);
+        agent.Signal("TERM");
+        Assert.Equal(0, await agent.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+
+        var status = await host.Services.GetRequiredService<IIngestStatus>().GetAsync(target, CancellationToken.None);
+        Assert.Equal(UploadPhase.Finished, status!.Phase);
+        var pcap = s3.ObjectPath("captures/shop/checkout-slow/checkout-0.pcap")!;
+        Assert.Equal(AgentRun.ReportedSha256(agent), Evidence.Sha256Of(pcap));
+        Assert.Equal(status.Artifact!.Sha256, Evidence.Sha256Of(pcap));
+        var lines = Evidence.TcpdumpLines(pcap);
+        Assert.Equal(status.Manifest!.PacketsWritten, lines.Count);
+        Assert.Equal(3, lines.Count(l => l.Contains($"> {PodNamespace.PodAddress}.8080: Flags [S],", StringComparison.Ordinal)));
+        Assert.Contains(lines, l => l.Contains($"{PodNamespace.PodAddress}.8080 > {PodNamespace.HostAddress}.", StringComparison.Ordinal));
+        Assert.Equal("EN10MB", status.Manifest.LinkType);
+    }
 }

@@ -14,15 +14,16 @@ public sealed class OperatorHost : IAsyncDisposable
     private readonly List<string> _args;
     private WebApplication? _app;
 
-    private OperatorHost(IReadOnlyDictionary<string, string> settings)
+    private OperatorHost(IReadOnlyDictionary<string, string> settings, string address = "127.0.0.1")
     {
+        Address = address;
         HttpPort = S3rverFixture.FreeTcpPort();
         IngestPort = S3rverFixture.FreeTcpPort();
         var all = new Dictionary<string, string>
         {
             ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{HttpPort}",
             ["Kestrel:Endpoints:Http:Protocols"] = "Http1",
-            ["Kestrel:Endpoints:Ingest:Url"] = $"http://127.0.0.1:{IngestPort}",
+            ["Kestrel:Endpoints:Ingest:Url"] = $"http://{address}:{IngestPort}",
             ["Kestrel:Endpoints:Ingest:Protocols"] = "Http2",
             ["Ingest:TokenSecret"] = TokenSecret,
             ["Reconciler:Enabled"] = "false", // these tests drive the ingest alone, with no Kubernetes API
@@ -41,7 +42,10 @@ public sealed class OperatorHost : IAsyncDisposable
 
     public int IngestPort { get; }
 
-    public Uri IngestUrl => new($"http://127.0.0.1:{IngestPort}");
+    /// <summary>Where the ingest listens (127.0.0.1, or the host side of a pod's veth).</summary>
+    public string Address { get; }
+
+    public Uri IngestUrl => new($"http://{Address}:{IngestPort}");
 
     public ChildProcess? Process { get; private set; }
 
@@ -58,9 +62,9 @@ public sealed class OperatorHost : IAsyncDisposable
         ["Storage:RetryBudget"] = "00:00:20",
     };
 
-    public static async Task<OperatorHost> StartInProcessAsync(IReadOnlyDictionary<string, string> settings)
+    public static async Task<OperatorHost> StartInProcessAsync(IReadOnlyDictionary<string, string> settings, string ingestAddress = "127.0.0.1")
     {
-        var host = new OperatorHost(settings);
+        var host = new OperatorHost(settings, ingestAddress);
         host._app = Program.Build([.. host._args]);
         await host._app.StartAsync();
         await host.WaitHealthyAsync();
