@@ -19,19 +19,26 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// </summary>
 public sealed class PacketCaptureEndToEndTests : IAsyncLifetime
 {
+    private readonly PodNetwork network = PodNetwork.Create();
     private S3rverFixture s3 = null!;
     private OperatorHost ingest = null!;
     private OperatorHarness harness = null!;
 
     public async Task InitializeAsync()
     {
+        // The agent runs inside the pod's namespace: the ingest listens where the pod reaches the node.
+        var nodeAddress = network.ConnectToNode();
+        var ingestUrl = $"http://{nodeAddress}:{S3rverFixture.FreeTcpPort()}";
         s3 = await S3rverFixture.StartAsync();
-        ingest = await OperatorHost.StartInProcessAsync(OperatorHost.S3Settings(s3));
+        var settings = OperatorHost.S3Settings(s3);
+        settings["Kestrel:Endpoints:PodIngest:Url"] = ingestUrl;
+        settings["Kestrel:Endpoints:PodIngest:Protocols"] = "Http2";
+        ingest = await OperatorHost.StartInProcessAsync(settings);
         harness = await OperatorHarness.StartAsync(
             ingest: ingest.Services.GetRequiredService<IIngestStatus>(),
             tokens: ingest.Services.GetRequiredService<ICaptureTokenIssuer>(),
             mode: AgentMode.Cluster,
-            options: o => o.IngestUrl = ingest.IngestUrl.ToString().TrimEnd('/'));
+            options: o => o.IngestUrl = ingestUrl);
         harness.Emulator.AddNamespace("payments");
     }
 
@@ -40,12 +47,12 @@ public sealed class PacketCaptureEndToEndTests : IAsyncLifetime
         await harness.DisposeAsync();
         await ingest.DisposeAsync();
         await s3.DisposeAsync();
+        network.Dispose();
     }
 
     [Fact]
     public async Task An_applied_capture_ends_Succeeded_with_the_SHA256_of_the_object_stored_in_S3()
     {
-        using var network = PodNetwork.Create();
         harness.Kubelet.AttachNetwork("payments", "api-7d9f", network);
         harness.Emulator.AddPod("payments", "api-7d9f");
 

@@ -65,6 +65,10 @@ public sealed class KubernetesApiEmulator : IAsyncDisposable
     public static async Task<KubernetesApiEmulator> StartAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
+        // The emulator is configured by this code alone: an appsettings.json beside the tests (the
+        // operator's, with its Kestrel endpoints) must not move it off its loopback port.
+        builder.Configuration.Sources.Clear();
+        Microsoft.Extensions.Configuration.MemoryConfigurationBuilderExtensions.AddInMemoryCollection(builder.Configuration);
         builder.Logging.ClearProviders();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         var app = builder.Build();

@@ -3,6 +3,7 @@ using k8s;
 using k8s.Autorest;
 using k8s.Models;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Testing.Agent;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using Microsoft.Extensions.Logging;
@@ -84,8 +85,11 @@ public sealed class OperatorHarness : IAsyncDisposable
     /// <summary>The in-memory ingest double, when the harness uses it.</summary>
     public InMemoryIngestStatus IngestDouble => Ingest as InMemoryIngestStatus ?? throw new InvalidOperationException("this harness uses a real ingest");
 
-    /// <summary>The agent next to the tests (the operator project references it).</summary>
-    public static string AgentDll() => Path.Combine(AppContext.BaseDirectory, "kubecapture-agent.dll");
+    /// <summary>
+    /// The agent's own build output (with its own deps.json: in cluster mode it needs gRPC's
+    /// dependencies, which the copy beside the tests cannot resolve).
+    /// </summary>
+    public static string AgentDll() => AgentBinary.Path + ".dll";
 
     public void StartOperator()
     {

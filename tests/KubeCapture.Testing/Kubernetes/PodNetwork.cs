@@ -12,6 +12,8 @@ public sealed class PodNetwork : IDisposable
 {
     private static int counter;
 
+    private string? nodeInterface;
+
     private PodNetwork(string podNamespace, string clientNamespace, string podAddress, string clientAddress)
     {
         PodNamespace = podNamespace;
@@ -51,12 +53,37 @@ public sealed class PodNetwork : IDisposable
         return new PodNetwork(pod, client, podAddress, clientAddress);
     }
 
+    /// <summary>
+    /// Joins the pod to the node (the root namespace) by a second veth pair, as the node's pod network
+    /// would: the node side gets 169.254.90.N+1/30, the pod side N+2. Returns the node-side address,
+    /// where a service on the node (the operator's ingest) can listen for the pod's agent.
+    /// </summary>
+    public string ConnectToNode()
+    {
+        var n = Interlocked.Increment(ref counter);
+        var subnet = (n % 60) * 4;
+        var nodeAddress = $"169.254.90.{subnet + 1}";
+        nodeInterface = $"kcK{Environment.ProcessId % 100000}n{n % 60}";
+        var podSide = nodeInterface + "p";
+        Run("ip", "link", "add", nodeInterface, "type", "veth", "peer", "name", podSide, "netns", PodNamespace);
+        Run("ip", "addr", "add", $"{nodeAddress}/30", "dev", nodeInterface);
+        Run("ip", "link", "set", nodeInterface, "up");
+        Run("ip", "-n", PodNamespace, "addr", "add", $"169.254.90.{subnet + 2}/30", "dev", podSide);
+        Run("ip", "-n", PodNamespace, "link", "set", podSide, "up");
+        return nodeAddress;
+    }
+
     /// <summary>Pings the pod from the client namespace: ICMP echo requests and replies on the pod's veth.</summary>
     public void PingFromClient(int count) =>
         Run("ip", "netns", "exec", ClientNamespace, "ping", "-n", "-q", "-c", count.ToString(CultureInfo.InvariantCulture), "-i", "0.2", "-W", "1", PodAddress);
 
     public void Dispose()
     {
+        if (nodeInterface is not null)
+        {
+            TryRun("ip", "link", "del", nodeInterface);
+        }
+
         TryRun("ip", "netns", "del", PodNamespace);
         TryRun("ip", "netns", "del", ClientNamespace);
     }
