@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Helpers for bench/capture-bench.sh.
+
+  capture_bench.py gen FILE COUNT [udp|tcp]
+      Writes a pcap of COUNT distinct 60-byte Ethernet frames (IPv4 UDP, or IPv4 TCP ACK segments
+      of many connections, which the agent's TCP summary must track).
+
+  capture_bench.py floor COMMAND...
+      Runs COMMAND and prints its CPU and peak RSS (the runtime's floor: the agent printing --version).
+
+  capture_bench.py run NAME TX_NS TX_IF PCAP LOOPS OUT_PCAP -- CAPTURE COMMAND...
+      Starts CAPTURE COMMAND (already wrapped in `ip netns exec RX_NS ...`), waits until it says
+      it is listening, replays PCAP LOOPS times with `tcpreplay -K --topspeed` from TX_NS/TX_IF,
+      stops the capture with SIGTERM and prints one JSON line: packets offered, captured (counted
+      in the written pcap from its record headers), dropped by the kernel, CPU user+sys and peak
+      RSS of the capture process (getrusage of the child via wait4: ru_maxrss is the VmHWM).
+"""
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+FRAME_LEN = 60
+
+
+def checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def frame(i: int, kind: str) -> bytes:
+    # Destination MAC is not the receiver's: the frames reach the capture (packet sockets see
+    # everything) and the receiving IP stack drops them at once, so only capture costs are measured.
+    eth = bytes.fromhex("02000000bb02") + bytes.fromhex("02000000aa01") + b"\x08\x00"
+    src = bytes([169, 254, 78, 1])
+    dst = bytes([169, 254, 78, 2])
+    if kind == "udp":
+        l4 = struct.pack("!HHHH", 10000 + i % 50000, 9, 8 + 18, 0) + bytes(18)
+        proto = 17
+    else:
+        # 200 connections, each sending in-order 6-byte data segments: no retransmission, so the
+        # summary does its full per-segment work (lookup, sequence tracking) on every frame.
+        conn, nth = i % 200, i // 200
+        seq = 1000 + nth * 6
+        l4 = struct.pack("!HHIIBBHHH", 40000 + conn, 443, seq, 5000, 5 << 4, 0x18, 65535, 0, 0) + bytes(6)
+        proto = 6
+    total = 20 + len(l4)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, i & 0xFFFF, 0, 64, proto, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    data = eth + ip + l4
+    assert len(data) == FRAME_LEN, len(data)
+    return data
+
+
+def gen(path: str, count: int, kind: str) -> None:
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i in range(count):
+            data = frame(i, kind)
+            f.write(struct.pack("<IIII", 1_700_000_000, i, len(data), len(data)) + data)
+
+
+def count_records(path: str) -> int:
+    """Counts the records of a pcap with capinfos (it walks every record header)."""
+    out = subprocess.run(["capinfos", "-c", "-M", path], capture_output=True, text=True, check=True).stdout
+    return int(re.search(r"Number of packets:\s+(\d+)", out).group(1))
+
+
+def drain(stream, sink: list, ready: threading.Event) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        sink.append(line)
+        if "listening on" in line:
+            ready.set()
+
+
+def run(name: str, tx_ns: str, tx_if: str, pcap: str, loops: int, out_pcap: str, command: list) -> None:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out_lines, err_lines = [], []
+    ready = threading.Event()
+    threads = [
+        threading.Thread(target=drain, args=(proc.stdout, out_lines, threading.Event()), daemon=True),
+        threading.Thread(target=drain, args=(proc.stderr, err_lines, ready), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    if not ready.wait(30):
+        proc.kill()
+        sys.exit(f"{name}: never said it was listening: {''.join(err_lines)}")
+    time.sleep(0.3)
+
+    replay = subprocess.run(
+        ["ip", "netns", "exec", tx_ns, "tcpreplay", "-K", "--topspeed", f"--loop={loops}", "-i", tx_if, pcap],
+        capture_output=True, text=True)
+    if replay.returncode != 0:
+        proc.kill()
+        sys.exit(f"tcpreplay failed: {replay.stderr}{replay.stdout}")
+    sent = int(re.search(r"Successful packets:\s+(\d+)", replay.stdout).group(1))
+    failed = int(re.search(r"Failed packets:\s+(\d+)", replay.stdout).group(1))
+    rate = re.search(r"Rated: .*?([\d.]+) pps", replay.stdout)
+
+    time.sleep(1.0)  # let the capture drain its buffer
+    proc.send_signal(signal.SIGTERM)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    for t in threads:
+        t.join(5)
+    stderr = "".join(err_lines)
+
+    dropped = None
+    if name == "tcpdump":
+        m = re.search(r"(\d+) packets dropped by kernel", stderr)
+        dropped = int(m.group(1)) if m else None
+    else:
+        manifest_path = out_pcap + ".json"
+        if os.path.exists(manifest_path):
+            with open(manifest_path) as f:
+                manifest = json.load(f)
+            dropped = manifest.get("packetsDroppedByKernel")
+    if proc.returncode != 0:
+        sys.exit(f"{name} exited {proc.returncode}: {stderr}")
+
+    result = {
+        "tool": name,
+        "offered": sent,
+        "send_failed": failed,
+        "pps": float(rate.group(1)) if rate else None,
+        "captured": count_records(out_pcap),
+        "file_bytes": os.path.getsize(out_pcap),
+        "dropped": dropped,
+        "cpu_user": usage.ru_utime,
+        "cpu_sys": usage.ru_stime,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak_rss_kib": usage.ru_maxrss,
+    }
+    print(json.dumps(result), flush=True)
+
+
+def main() -> None:
+    if sys.argv[1] == "gen":
+        gen(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "udp")
+    elif sys.argv[1] == "floor":
+        proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL)
+        _, _, usage = os.wait4(proc.pid, 0)
+        print(json.dumps({"tool": "agent --version", "cpu_user": usage.ru_utime, "cpu_sys": usage.ru_stime,
+                          "peak_rss_kib": usage.ru_maxrss}))
+    elif sys.argv[1] == "run":
+        sep = sys.argv.index("--")
+        name, tx_ns, tx_if, pcap, loops, out_pcap = sys.argv[2:sep]
+        run(name, tx_ns, tx_if, pcap, int(loops), out_pcap, sys.argv[sep + 1:])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
