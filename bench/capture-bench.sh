@@ -28,7 +28,7 @@ done
 bash scripts/setup.sh                 # libpcap, tcpdump, tshark (capinfos), tcpreplay, iproute2, python3
 echo "bench: building the agent (Release), as users run it"
 dotnet build capture-sidecar -c Release -v quiet -nologo >/dev/null
-agent="$repo/capture-sidecar/bin/Release/net10.0/kubecapture-agent"
+agent="${KCB_AGENT:-$repo/capture-sidecar/bin/Release/net10.0/kubecapture-agent}"
 helper="$repo/bench/capture_bench.py"
 
 tx="kcB-tx-$$" rx="kcB-rx-$$" txif="kcBt$$" rxif="kcBr$$"
