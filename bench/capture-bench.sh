@@ -10,6 +10,8 @@
 # Not part of CI. Needs root. Usage:
 #   bash bench/capture-bench.sh [--frames N] [--repeats R] [--mix udp|tcp] [--no-big]
 # Defaults: 5,000,000 frames per run, 3 repeats, UDP frames, with the 10 MB / 1 GB comparison.
+# "agent" is the published executable (NativeAOT, as the Dockerfile builds it); "agent (JIT)" is the
+# `dotnet build` output, run once for comparison. KCB_AGENT=/path/to/kubecapture-agent overrides "agent".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -26,10 +28,15 @@ while (($#)); do
 done
 
 bash scripts/setup.sh                 # libpcap, tcpdump, tshark (capinfos), tcpreplay, iproute2, python3
-echo "bench: building the agent (Release), as users run it"
-dotnet build capture-sidecar -c Release -v quiet -nologo >/dev/null
-agent="${KCB_AGENT:-$repo/capture-sidecar/bin/Release/net10.0/kubecapture-agent}"
-helper="$repo/bench/capture_bench.py"
+# NativeAOT publishing links with a C toolchain.
+missing=""
+for p in gcc libc6-dev zlib1g-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=" $p"
+done
+if [[ -n "$missing" ]]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
 
 tx="kcB-tx-$$" rx="kcB-rx-$$" txif="kcBt$$" rxif="kcBr$$"
 work=$(mktemp -d /tmp/kcB-bench.XXXXXX)
@@ -39,6 +46,16 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# The agent as users run it: published exactly as the Dockerfile does (NativeAOT, see the csproj).
+echo "bench: publishing the agent (dotnet publish capture-sidecar -c Release)"
+dotnet publish capture-sidecar -c Release -o "$work/agent" -v quiet -nologo >/dev/null
+agent="${KCB_AGENT:-$work/agent/kubecapture-agent}"
+# For comparison: the JIT build that `dotnet build` / `dotnet run` give.
+echo "bench: building the JIT build too (dotnet build capture-sidecar -c Release), for comparison"
+dotnet build capture-sidecar -c Release -v quiet -nologo >/dev/null
+agent_jit="$repo/capture-sidecar/bin/Release/net10.0/kubecapture-agent"
+helper="$repo/bench/capture_bench.py"
 
 ip netns add "$tx"; ip netns add "$rx"
 ip link add "$txif" netns "$tx" type veth peer name "$rxif" netns "$rx"
@@ -61,20 +78,22 @@ run_tcpdump() {
   python3 "$helper" run tcpdump "$tx" "$txif" "$work/traffic.pcap" "$1" "$work/out.pcap" -- \
     ip netns exec "$rx" tcpdump -i "$rxif" -s 128 -B 8192 -w "$work/out.pcap" | tee -a "$results"
 }
-run_agent() { # loops, max-bytes, label
+run_agent() { # loops, max-bytes, [label, [binary]]
   rm -f "$work/out.pcap" "$work/out.pcap.json"
   python3 "$helper" run "${3:-agent}" "$tx" "$txif" "$work/traffic.pcap" "$1" "$work/out.pcap" -- \
-    ip netns exec "$rx" "$agent" capture -i "$rxif" -s 128 -B 8192 --max-bytes "$2" --duration 10m \
+    ip netns exec "$rx" "${4:-$agent}" capture -i "$rxif" -s 128 -B 8192 --max-bytes "$2" --duration 10m \
     -w "$work/out.pcap" | tee -a "$results"
 }
 
 # The runtime's own floor: the agent printing its version (starts the runtime, loads the assembly).
-python3 "$helper" floor "$agent" --version | tee -a "$results"
+python3 "$helper" floor "agent --version" "$agent" --version | tee -a "$results"
+python3 "$helper" floor "JIT --version" "$agent_jit" --version | tee -a "$results"
 
 for ((r = 1; r <= repeats; r++)); do
   run_tcpdump "$loops"
   run_agent "$loops" 4GiB
 done
+run_agent "$loops" 4GiB "agent (JIT)" "$agent_jit"
 
 if ((big)); then
   # Same frames, same settings; only the amount captured differs: ~10 MB, then ~1 GB of pcap.

@@ -2,10 +2,10 @@
 """Helpers for bench/capture-bench.sh.
 
   capture_bench.py gen FILE COUNT [udp|tcp]
-      Writes a pcap of COUNT distinct 60-byte Ethernet frames (IPv4 UDP, or IPv4 TCP ACK segments
-      of many connections, which the agent's TCP summary must track).
+      Writes a pcap of COUNT distinct 60-byte Ethernet frames (IPv4 UDP, or IPv4 TCP data segments and
+      their ACKs in 100 connections, which the agent's TCP summary must track).
 
-  capture_bench.py floor COMMAND...
+  capture_bench.py floor LABEL COMMAND...
       Runs COMMAND and prints its CPU and peak RSS (the runtime's floor: the agent printing --version).
 
   capture_bench.py run NAME TX_NS TX_IF PCAP LOOPS OUT_PCAP -- CAPTURE COMMAND...
@@ -47,16 +47,24 @@ def frame(i: int, kind: str) -> bytes:
         l4 = struct.pack("!HHHH", 10000 + i % 50000, 9, 8 + 18, 0) + bytes(18)
         proto = 17
     else:
-        # 200 connections, each sending in-order 6-byte data segments: no retransmission, so the
-        # summary does its full per-segment work (lookup, sequence tracking) on every frame.
-        conn, nth = i % 200, i // 200
-        seq = 1000 + nth * 6
-        l4 = struct.pack("!HHIIBBHHH", 40000 + conn, 443, seq, 5000, 5 << 4, 0x18, 65535, 0, 0) + bytes(6)
+        # 100 connections, each a conversation: the client sends a 6-byte data segment, the server
+        # acknowledges it. Every frame takes the summary's full path (flow lookup, sequence and ACK
+        # tracking). When tcpreplay loops, the sequence numbers start over, which the summary sees
+        # as retransmissions: that path costs the same.
+        exchange, server = divmod(i, 2)
+        conn, nth = exchange % 100, exchange // 100
+        client_port, data_seq = 40000 + conn, 1000 + nth * 6
+        if not server:
+            l4 = struct.pack("!HHIIBBHHH", client_port, 443, data_seq, 5000, 5 << 4, 0x18, 65535, 0, 0) + bytes(6)
+        else:
+            src, dst = dst, src
+            l4 = struct.pack("!HHIIBBHHH", 443, client_port, 5000, data_seq + 6, 5 << 4, 0x10, 65535, 0, 0)
         proto = 6
     total = 20 + len(l4)
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, i & 0xFFFF, 0, 64, proto, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     data = eth + ip + l4
+    data += bytes(FRAME_LEN - len(data))  # Ethernet padding up to the 60-byte minimum
     assert len(data) == FRAME_LEN, len(data)
     return data
 
@@ -149,9 +157,9 @@ def main() -> None:
     if sys.argv[1] == "gen":
         gen(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "udp")
     elif sys.argv[1] == "floor":
-        proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen(sys.argv[3:], stdout=subprocess.DEVNULL)
         _, _, usage = os.wait4(proc.pid, 0)
-        print(json.dumps({"tool": "agent --version", "cpu_user": usage.ru_utime, "cpu_sys": usage.ru_stime,
+        print(json.dumps({"tool": sys.argv[2], "cpu_user": usage.ru_utime, "cpu_sys": usage.ru_stime,
                           "peak_rss_kib": usage.ru_maxrss}))
     elif sys.argv[1] == "run":
         sep = sys.argv.index("--")
