@@ -4,7 +4,7 @@
 # Two network namespaces joined by a veth pair; tcpreplay -K --topspeed replays a generated pcap of
 # 60-byte frames into one end, the capture runs on the other end. For every run it prints packets
 # offered, captured (capinfos on the written pcap), dropped by the kernel, CPU seconds (user+sys of
-# the capture process, from wait4's rusage) and peak RSS (ru_maxrss = VmHWM). Then the agent alone
+# the capture process) and peak RSS (its ru_maxrss, the VmHWM), both from GNU time. Then the agent alone
 # at a 10 MB and at a 1 GB capture, to show its RSS does not grow with the capture.
 #
 # Not part of CI. Needs root. Usage:
@@ -28,9 +28,9 @@ while (($#)); do
 done
 
 bash scripts/setup.sh                 # libpcap, tcpdump, tshark (capinfos), tcpreplay, iproute2, python3
-# NativeAOT publishing links with a C toolchain.
+# NativeAOT publishing links with a C toolchain; GNU time measures CPU and peak RSS.
 missing=""
-for p in gcc libc6-dev zlib1g-dev; do
+for p in gcc libc6-dev zlib1g-dev time; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=" $p"
 done
 if [[ -n "$missing" ]]; then

@@ -11,9 +11,13 @@
   capture_bench.py run NAME TX_NS TX_IF PCAP LOOPS OUT_PCAP -- CAPTURE COMMAND...
       Starts CAPTURE COMMAND (already wrapped in `ip netns exec RX_NS ...`), waits until it says
       it is listening, replays PCAP LOOPS times with `tcpreplay -K --topspeed` from TX_NS/TX_IF,
-      stops the capture with SIGTERM and prints one JSON line: packets offered, captured (counted
-      in the written pcap from its record headers), dropped by the kernel, CPU user+sys and peak
-      RSS of the capture process (getrusage of the child via wait4: ru_maxrss is the VmHWM).
+      stops the capture with SIGTERM and prints one JSON line: packets offered, captured (capinfos
+      on the written pcap), dropped by the kernel, CPU user+sys and peak RSS of the capture process.
+
+CPU and peak RSS come from GNU time (its wait4 rusage of the capture process). The capture process
+must not be forked from this script: at exec the kernel carries the forking process's RSS high-water
+mark into the child's ru_maxrss, so a child of python would report at least python's ~14 MiB.
+GNU time is a small process; it forks the capture process and reports that child's rusage.
 """
 import json
 import os
@@ -91,8 +95,34 @@ def drain(stream, sink: list, ready: threading.Event) -> None:
             ready.set()
 
 
+def timed(command: list, usage_file: str) -> list:
+    return ["/usr/bin/time", "-o", usage_file, "-f", "%U %S %M %x", *command]
+
+
+def read_usage(usage_file: str) -> dict:
+    # The last line: GNU time may write "Command exited with non-zero status N" before it.
+    user, system, maxrss, status = open(usage_file).read().split("\n")[-2].split()
+    return {"cpu_user": float(user), "cpu_sys": float(system), "cpu": float(user) + float(system),
+            "peak_rss_kib": int(maxrss), "exit": int(status)}
+
+
+def child_of(pid: int) -> int:
+    """The capture process: GNU time's only child (ip netns exec replaces itself with the tool)."""
+    for _ in range(500):
+        try:
+            children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        except FileNotFoundError:
+            children = []
+        if children:
+            return int(children[0])
+        time.sleep(0.01)
+    sys.exit(f"no child under /usr/bin/time ({pid})")
+
+
 def run(name: str, tx_ns: str, tx_if: str, pcap: str, loops: int, out_pcap: str, command: list) -> None:
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    usage_file = out_pcap + ".usage"
+    proc = subprocess.Popen(timed(command, usage_file), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    capture_pid = child_of(proc.pid)
     out_lines, err_lines = [], []
     ready = threading.Event()
     threads = [
@@ -117,9 +147,9 @@ def run(name: str, tx_ns: str, tx_if: str, pcap: str, loops: int, out_pcap: str,
     rate = re.search(r"Rated: .*?([\d.]+) pps", replay.stdout)
 
     time.sleep(1.0)  # let the capture drain its buffer
-    proc.send_signal(signal.SIGTERM)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    os.kill(capture_pid, signal.SIGTERM)
+    proc.wait()
+    usage = read_usage(usage_file)
     for t in threads:
         t.join(5)
     stderr = "".join(err_lines)
@@ -134,8 +164,8 @@ def run(name: str, tx_ns: str, tx_if: str, pcap: str, loops: int, out_pcap: str,
             with open(manifest_path) as f:
                 manifest = json.load(f)
             dropped = manifest.get("packetsDroppedByKernel")
-    if proc.returncode != 0:
-        sys.exit(f"{name} exited {proc.returncode}: {stderr}")
+    if proc.returncode != 0 or usage["exit"] != 0:
+        sys.exit(f"{name} exited {usage['exit']}: {stderr}")
 
     result = {
         "tool": name,
@@ -145,10 +175,10 @@ def run(name: str, tx_ns: str, tx_if: str, pcap: str, loops: int, out_pcap: str,
         "captured": count_records(out_pcap),
         "file_bytes": os.path.getsize(out_pcap),
         "dropped": dropped,
-        "cpu_user": usage.ru_utime,
-        "cpu_sys": usage.ru_stime,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "peak_rss_kib": usage.ru_maxrss,
+        "cpu_user": usage["cpu_user"],
+        "cpu_sys": usage["cpu_sys"],
+        "cpu": usage["cpu"],
+        "peak_rss_kib": usage["peak_rss_kib"],
     }
     print(json.dumps(result), flush=True)
 
@@ -157,10 +187,11 @@ def main() -> None:
     if sys.argv[1] == "gen":
         gen(sys.argv[2], int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "udp")
     elif sys.argv[1] == "floor":
-        proc = subprocess.Popen(sys.argv[3:], stdout=subprocess.DEVNULL)
-        _, _, usage = os.wait4(proc.pid, 0)
-        print(json.dumps({"tool": sys.argv[2], "cpu_user": usage.ru_utime, "cpu_sys": usage.ru_stime,
-                          "peak_rss_kib": usage.ru_maxrss}))
+        usage_file = f"/tmp/kcB-floor-{os.getpid()}.usage"
+        subprocess.run(timed(sys.argv[3:], usage_file), stdout=subprocess.DEVNULL, check=True)
+        usage = read_usage(usage_file)
+        os.unlink(usage_file)
+        print(json.dumps({"tool": sys.argv[2], **usage}))
     elif sys.argv[1] == "run":
         sep = sys.argv.index("--")
         name, tx_ns, tx_if, pcap, loops, out_pcap = sys.argv[2:sep]
