@@ -70,7 +70,8 @@ base=1000
 python3 "$helper" gen "$work/traffic.pcap" "$base" "$mix"
 loops=$(((frames + base - 1) / base))
 offered=$((loops * base))
-echo "bench: $offered frames of 60 bytes ($mix) per run, $repeats runs per tool, $(nproc) cores, kernel $(uname -r)"
+echo "bench: $offered frames of 60 bytes ($mix) per run, $repeats runs per tool"
+echo "bench: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, kernel $(uname -r), $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 results="$work/results.jsonl"
 run_tcpdump() {
@@ -102,6 +103,7 @@ if ((big)); then
   run_agent $(((1000 * 1000 * 1000 / record + base - 1) / base)) 4GiB "agent 1GB"
 fi
 
+echo "bench: done, load average $(cut -d' ' -f1-3 /proc/loadavg) (other processes on this machine skew the CPU figures)"
 python3 - "$results" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
