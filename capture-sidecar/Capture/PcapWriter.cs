@@ -20,6 +20,7 @@ public sealed class PcapWriter : IDisposable
     private readonly long _maxBytes;
     private readonly IncrementalHash _sha256 = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private int _used;
+    private long _packetsFlushed;
     private bool _finished;
 
     /// <param name="output">Where the pcap goes; the writer does not own it.</param>
@@ -85,7 +86,12 @@ public sealed class PcapWriter : IDisposable
         return true;
     }
 
-    /// <summary>Hands every complete record assembled so far to the output stream.</summary>
+    /// <summary>
+    /// Hands every complete record assembled so far to the output stream. If the stream fails
+    /// (disk full), a seekable stream is cut back to the last whole record, the records of the failed
+    /// write are dropped from the counts, and the exception is rethrown: the file stays valid and
+    /// <see cref="Finish"/> still returns the SHA-256 of exactly what it holds.
+    /// </summary>
     public void Flush()
     {
         if (_used == 0)
@@ -94,9 +100,34 @@ public sealed class PcapWriter : IDisposable
         }
 
         var chunk = _buffer.AsSpan(0, _used);
-        _output.Write(chunk);
+        try
+        {
+            _output.Write(chunk);
+        }
+        catch (IOException)
+        {
+            // Keep the file header (still at the start of the buffer) if it never reached the stream.
+            _used = BytesFlushed == 0 ? FileHeaderLength : 0;
+            Packets = _packetsFlushed;
+            BytesWritten = BytesFlushed + _used;
+            try
+            {
+                if (_output.CanSeek)
+                {
+                    _output.SetLength(BytesFlushed);
+                }
+            }
+            catch (IOException)
+            {
+                // cutting back failed too: the original error is the one to report
+            }
+
+            throw;
+        }
+
         _sha256.AppendData(chunk);
         BytesFlushed += _used;
+        _packetsFlushed = Packets;
         _used = 0;
     }
 

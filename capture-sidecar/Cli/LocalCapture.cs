@@ -13,6 +13,20 @@ public static class LocalCapture
     public static int Run(CaptureRequest request, TextWriter stdout, TextWriter stderr)
     {
         var options = request.Options;
+
+        // Signals are taken over before the output file exists: a SIGTERM at any moment of the
+        // start-up still ends in a valid (perhaps empty) pcap and its manifest, never an empty file.
+        CaptureSession? live = null;
+        var signalled = 0;
+        using var stopOnSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var stopOnSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            Volatile.Write(ref signalled, 1);
+            Volatile.Read(ref live)?.RequestStop(StopReason.Signal);
+        }
+
         InterfaceCatalog.Find(options.Interface).Dispose();
         CheckFilter(options);
         using var file = OpenOutput(request);
@@ -30,11 +44,9 @@ public static class LocalCapture
 
         using (session)
         {
-            using var stopOnSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-            using var stopOnSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-            void Stop(PosixSignalContext context)
+            Volatile.Write(ref live, session);
+            if (Volatile.Read(ref signalled) == 1)
             {
-                context.Cancel = true;
                 session.RequestStop(StopReason.Signal);
             }
 
@@ -57,12 +69,13 @@ public static class LocalCapture
             }
 
             var manifest = Manifests.Build(options, session.LinkType, outcome, writer, sha256, Path.GetFullPath(request.OutputPath));
-            File.WriteAllText(request.OutputPath + ".json", manifest.ToJson());
-            if (request.Json)
+            var manifestWritten = TryWriteManifest(request.OutputPath + ".json", manifest, stderr);
+            if (request.Json || !manifestWritten)
             {
                 stdout.WriteLine(manifest.ToJson());
             }
-            else
+
+            if (!request.Json)
             {
                 HumanReport.Write(stdout, manifest);
             }
@@ -73,7 +86,34 @@ public static class LocalCapture
                 return 1;
             }
 
-            return 0;
+            return manifestWritten ? 0 : 1;
+        }
+    }
+
+    /// <summary>
+    /// Writes the manifest beside the pcap. On failure (disk full) no torn manifest is left behind,
+    /// and the caller prints it on stdout instead so it is not lost.
+    /// </summary>
+    private static bool TryWriteManifest(string path, CaptureManifest manifest, TextWriter stderr)
+    {
+        try
+        {
+            File.WriteAllText(path, manifest.ToJson());
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            try
+            {
+                File.Delete(path);
+            }
+            catch (Exception cleanup) when (cleanup is IOException or UnauthorizedAccessException)
+            {
+                // nothing more to do: the error below says what happened
+            }
+
+            stderr.WriteLine($"kubecapture-agent: writing the manifest {path} failed: {e.Message}; it is printed on stdout instead");
+            return false;
         }
     }
 
@@ -97,6 +137,11 @@ public static class LocalCapture
 
     private static FileStream OpenOutput(CaptureRequest request)
     {
+        if (!request.Overwrite && File.Exists(request.OutputPath + ".json"))
+        {
+            throw new CaptureSetupException($"manifest file '{request.OutputPath}.json' already exists: choose another -w or add --overwrite");
+        }
+
         try
         {
             return new FileStream(request.OutputPath, request.Overwrite ? FileMode.Create : FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 0);

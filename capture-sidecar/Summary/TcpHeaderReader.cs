@@ -33,11 +33,25 @@ internal static class TcpHeaderReader
         Tcp,
         NotTcp,
         Undecodable,
+
+        /// <summary>
+        /// The outgoing copy of a loopback packet, which <c>-i any</c> sees a second time as it comes
+        /// in: counting it would make every localhost segment look retransmitted.
+        /// </summary>
+        LoopbackEcho,
     }
+
+    private const ushort ArphrdLoopback = 772;
+    private const ushort PacketOutgoing = 4;
 
     public static Result TryRead(LinkLayers link, ReadOnlySpan<byte> frame, out TcpSegment segment)
     {
         segment = default;
+        if (IsLoopbackEcho(link, frame))
+        {
+            return Result.LoopbackEcho;
+        }
+
         if (!TryFindNetworkLayer(link, frame, out var etherType, out var offset))
         {
             return frame.Length == 0 ? Result.Undecodable : Result.NotTcp;
@@ -56,6 +70,18 @@ internal static class TcpHeaderReader
             _ => Result.NotTcp,
         };
     }
+
+    private static bool IsLoopbackEcho(LinkLayers link, ReadOnlySpan<byte> frame) => link switch
+    {
+        // SLL: packet type, ARPHRD type, ...; SLL2: protocol, reserved, ifindex, ARPHRD type, packet type, ...
+        LinkLayers.LinuxSll => frame.Length >= 4 &&
+            BinaryPrimitives.ReadUInt16BigEndian(frame) == PacketOutgoing &&
+            BinaryPrimitives.ReadUInt16BigEndian(frame[2..]) == ArphrdLoopback,
+        LinkLayers.LinuxSll2 => frame.Length >= 11 &&
+            BinaryPrimitives.ReadUInt16BigEndian(frame[8..]) == ArphrdLoopback &&
+            frame[10] == PacketOutgoing,
+        _ => false,
+    };
 
     private static bool TryFindNetworkLayer(LinkLayers link, ReadOnlySpan<byte> frame, out EthernetType etherType, out int offset)
     {

@@ -44,6 +44,8 @@ public sealed class TcpSummary
             case Result.Undecodable:
                 _undecodable++;
                 return;
+            case Result.LoopbackEcho:
+                return;
         }
 
         _tcpPackets++;

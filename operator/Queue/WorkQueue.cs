@@ -1,0 +1,147 @@
+using System.Threading.Channels;
+
+namespace KubeCapture.Operator.Queue;
+
+/// <summary>
+/// The controller's work queue, as in client-go: a key is queued at most once however many events
+/// arrive for it; a key being processed is never handed to a second worker (events meanwhile mark it
+/// to run again once done); failures come back after a per-key exponential backoff.
+/// </summary>
+public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeProvider? time = null) : IDisposable
+    where TKey : notnull
+{
+    private readonly Lock gate = new();
+    private readonly HashSet<TKey> queued = [];
+    private readonly HashSet<TKey> processing = [];
+    private readonly HashSet<TKey> dirtyWhileProcessing = [];
+    private readonly Dictionary<TKey, int> failures = [];
+    private readonly Dictionary<TKey, ITimer> delayed = [];
+    private readonly Channel<TKey> ready = Channel.CreateUnbounded<TKey>();
+    private readonly TimeProvider time = time ?? TimeProvider.System;
+
+    public int Count
+    {
+        get
+        {
+            lock (gate)
+            {
+                return queued.Count;
+            }
+        }
+    }
+
+    /// <summary>Queues the key unless it is already queued; if it is being processed, it runs again afterwards.</summary>
+    public void Add(TKey key)
+    {
+        lock (gate)
+        {
+            if (processing.Contains(key))
+            {
+                dirtyWhileProcessing.Add(key);
+                return;
+            }
+
+            if (queued.Add(key))
+            {
+                ready.Writer.TryWrite(key);
+            }
+        }
+    }
+
+    /// <summary>Queues the key after a delay (an earlier pending delay for the key wins).</summary>
+    public void AddAfter(TKey key, TimeSpan delay)
+    {
+        if (delay <= TimeSpan.Zero)
+        {
+            Add(key);
+            return;
+        }
+
+        lock (gate)
+        {
+            if (delayed.TryGetValue(key, out var existing))
+            {
+                existing.Dispose();
+            }
+
+            delayed[key] = time.CreateTimer(_ =>
+            {
+                lock (gate)
+                {
+                    delayed.Remove(key);
+                }
+
+                Add(key);
+            }, null, delay, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>Queues the key after its backoff: base * 2^failures, capped.</summary>
+    public TimeSpan AddRateLimited(TKey key)
+    {
+        int count;
+        lock (gate)
+        {
+            failures.TryGetValue(key, out count);
+            failures[key] = count + 1;
+        }
+
+        var delay = TimeSpan.FromTicks(Math.Min(maxDelay.Ticks, baseDelay.Ticks * (1L << Math.Min(count, 30))));
+        AddAfter(key, delay);
+        return delay;
+    }
+
+    /// <summary>The key succeeded: its backoff starts over.</summary>
+    public void Forget(TKey key)
+    {
+        lock (gate)
+        {
+            failures.Remove(key);
+        }
+    }
+
+    /// <summary>Waits for the next key; the caller must call <see cref="Done"/> when finished with it.</summary>
+    public async ValueTask<TKey> TakeAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var key = await ready.Reader.ReadAsync(cancellationToken);
+            lock (gate)
+            {
+                if (!queued.Remove(key))
+                {
+                    continue;
+                }
+
+                processing.Add(key);
+                return key;
+            }
+        }
+    }
+
+    public void Done(TKey key)
+    {
+        lock (gate)
+        {
+            processing.Remove(key);
+            if (dirtyWhileProcessing.Remove(key) && queued.Add(key))
+            {
+                ready.Writer.TryWrite(key);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (gate)
+        {
+            foreach (var timer in delayed.Values)
+            {
+                timer.Dispose();
+            }
+
+            delayed.Clear();
+            ready.Writer.TryComplete();
+        }
+    }
+}

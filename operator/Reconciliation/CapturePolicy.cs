@@ -1,0 +1,143 @@
+using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Cli;
+using KubeCapture.Operator.Resources;
+
+namespace KubeCapture.Operator.Reconciliation;
+
+/// <summary>
+/// Configuration section "Policy": the guard rails every capture in the cluster is held to. Sizes
+/// and durations are typed as users type them ("1h", "1Gi").
+/// </summary>
+public sealed class CapturePolicy
+{
+    public const string Section = "Policy";
+
+    public string MaxDuration { get; set; } = "1h";
+
+    public string MaxBytes { get; set; } = "1Gi";
+
+    /// <summary>128 keeps headers only: payload capture is opt-in by raising this (262144 allows snaplen 0, whole packets).</summary>
+    public int MaxSnaplen { get; set; } = CaptureOptions.DefaultSnaplen;
+
+    public bool RequireFilter { get; set; }
+
+    public int MaxConcurrentPerNamespace { get; set; } = 2;
+
+    public int MaxConcurrentInCluster { get; set; } = 10;
+
+    public int MaxPodsPerCapture { get; set; } = 10;
+
+    /// <summary>Namespaces where captures may run; empty: all.</summary>
+    public List<string> AllowedNamespaces { get; set; } = [];
+
+    /// <summary>
+    /// Checks a capture against libpcap's filter compiler and this policy. The first problem found
+    /// is returned with a condition reason (InvalidSpec, InvalidFilter, FilterRequired,
+    /// NamespaceNotAllowed, PolicyExceeded) and a message naming the field and the limit.
+    /// </summary>
+    public SpecVerdict Check(PacketCapture capture)
+    {
+        var spec = capture.Spec;
+        var ns = capture.Metadata.NamespaceProperty ?? "";
+        if (AllowedNamespaces.Count > 0 && !AllowedNamespaces.Contains(ns, StringComparer.Ordinal))
+        {
+            return SpecVerdict.Refuse("NamespaceNotAllowed", $"captures are not allowed in namespace '{ns}' (policy allows: {string.Join(", ", AllowedNamespaces)})");
+        }
+
+        if (string.IsNullOrWhiteSpace(spec.Reason))
+        {
+            return SpecVerdict.Refuse("InvalidSpec", "spec.reason is required: captures are audited");
+        }
+
+        if (string.IsNullOrEmpty(spec.Target.PodName) == (spec.Target.PodSelector is null))
+        {
+            return SpecVerdict.Refuse("InvalidSpec", "set exactly one of spec.target.podName and spec.target.podSelector");
+        }
+
+        if (!Quantities.TryParseDuration(spec.Duration, out var duration, out var durationError) || duration <= TimeSpan.Zero)
+        {
+            return SpecVerdict.Refuse("InvalidSpec", $"spec.duration: {(spec.Duration.Length == 0 ? "required: there is no unbounded capture" : durationError)}");
+        }
+
+        var maxDuration = ParseDuration(MaxDuration, "Policy:MaxDuration");
+        if (duration > maxDuration)
+        {
+            return SpecVerdict.Refuse("PolicyExceeded", $"spec.duration {spec.Duration} is longer than the policy's maximum {MaxDuration}");
+        }
+
+        var maxBytesText = spec.MaxBytes ?? "64Mi";
+        if (!Quantities.TryParseSize(maxBytesText, out var bytes, out var sizeError) || bytes < CaptureOptions.MinMaxBytes)
+        {
+            return SpecVerdict.Refuse("InvalidSpec", $"spec.maxBytes: {(bytes > 0 ? $"a pcap needs at least {CaptureOptions.MinMaxBytes} bytes" : sizeError)}");
+        }
+
+        if (bytes > ParseSize(MaxBytes, "Policy:MaxBytes"))
+        {
+            return SpecVerdict.Refuse("PolicyExceeded", $"spec.maxBytes {maxBytesText} is more than the policy's maximum {MaxBytes}");
+        }
+
+        var snaplen = spec.Snaplen ?? CaptureOptions.DefaultSnaplen;
+        if (snaplen < 0 || snaplen > CaptureOptions.MaxSnaplen)
+        {
+            return SpecVerdict.Refuse("InvalidSpec", $"spec.snaplen {snaplen}: use 0 (whole packet) or 1 to {CaptureOptions.MaxSnaplen}");
+        }
+
+        var effectiveSnaplen = snaplen == 0 ? CaptureOptions.MaxSnaplen : snaplen;
+        if (effectiveSnaplen > MaxSnaplen)
+        {
+            return SpecVerdict.Refuse("PolicyExceeded", $"spec.snaplen {snaplen} keeps payload beyond the policy's maximum of {MaxSnaplen} bytes per packet (headers only unless payload capture is allowed)");
+        }
+
+        if (spec.MaxPackets is <= 0)
+        {
+            return SpecVerdict.Refuse("InvalidSpec", $"spec.maxPackets {spec.MaxPackets}: it must be greater than zero");
+        }
+
+        var filter = spec.Filter?.Trim() ?? "";
+        if (filter.Length == 0 && RequireFilter)
+        {
+            return SpecVerdict.Refuse("FilterRequired", "spec.filter is required by policy: capture only the traffic you need, e.g. \"host 203.0.113.40 and tcp port 443\"");
+        }
+
+        try
+        {
+            LocalCapture.CheckFilter(new CaptureOptions { Interface = spec.Interface ?? "any", Filter = filter });
+        }
+        catch (CaptureSetupException e)
+        {
+            return SpecVerdict.Refuse("InvalidFilter", $"spec.filter: {e.Message}");
+        }
+
+        return SpecVerdict.Accept(duration);
+    }
+
+    /// <summary>Fails at startup, naming the key, when the policy itself is malformed.</summary>
+    public void Validate()
+    {
+        _ = ParseDuration(MaxDuration, "Policy:MaxDuration");
+        _ = ParseSize(MaxBytes, "Policy:MaxBytes");
+        if (MaxSnaplen is < 1 or > CaptureOptions.MaxSnaplen)
+        {
+            throw new InvalidOperationException($"Policy:MaxSnaplen {MaxSnaplen}: use 1 to {CaptureOptions.MaxSnaplen}");
+        }
+
+        if (MaxConcurrentPerNamespace < 1 || MaxConcurrentInCluster < 1 || MaxPodsPerCapture < 1)
+        {
+            throw new InvalidOperationException("Policy:MaxConcurrentPerNamespace, MaxConcurrentInCluster and MaxPodsPerCapture must be at least 1");
+        }
+    }
+
+    internal static TimeSpan ParseDuration(string text, string key) =>
+        Quantities.TryParseDuration(text, out var value, out var error) ? value : throw new InvalidOperationException($"{key}: {error}");
+
+    private static long ParseSize(string text, string key) =>
+        Quantities.TryParseSize(text, out var value, out var error) ? value : throw new InvalidOperationException($"{key}: {error}");
+}
+
+/// <summary>Whether a capture's spec may run, and if not, the condition reason and message.</summary>
+public sealed record SpecVerdict(bool Allowed, string Reason, string Message, TimeSpan Duration)
+{
+    public static SpecVerdict Accept(TimeSpan duration) => new(true, "Valid", "the filter compiles and the spec is within policy", duration);
+
+    public static SpecVerdict Refuse(string reason, string message) => new(false, reason, message, TimeSpan.Zero);
+}

@@ -1,0 +1,75 @@
+using System.Globalization;
+using k8s.Models;
+using KubeCapture.Agent.Capture;
+using KubeCapture.Operator.Resources;
+
+namespace KubeCapture.Operator.Reconciliation;
+
+/// <summary>
+/// The capture container added to a target pod: the agent in cluster mode with everything it needs
+/// in its args and env (so any runtime, or a test kubelet, can start it), adding exactly NET_RAW
+/// (unless Pod Security forbids adding it), dropping everything else, no privilege escalation, no
+/// volumes, no ports.
+/// </summary>
+public static class EphemeralContainerSpec
+{
+    public const string NamePrefix = "kubecapture-";
+    public const string TokenVariable = "KUBECAPTURE_TOKEN";
+
+    /// <summary>Deterministic from the capture UID: a retry or an operator restart finds it instead of adding another.</summary>
+    public static string ContainerName(string captureUid) => NamePrefix + captureUid;
+
+    /// <summary>The capture UID a capture container belongs to, or null for other containers.</summary>
+    public static string? CaptureUidOf(string containerName) =>
+        containerName.StartsWith(NamePrefix, StringComparison.Ordinal) ? containerName[NamePrefix.Length..] : null;
+
+    public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, string token, bool addNetRaw)
+    {
+        var spec = capture.Spec;
+        var args = new List<string>
+        {
+            "capture",
+            "--ingest", ingestUrl,
+            "--capture-uid", capture.Metadata.Uid,
+            "--capture-namespace", capture.Metadata.NamespaceProperty,
+            "--capture-name", capture.Metadata.Name,
+            "--pod", pod,
+            "-i", spec.Interface ?? "any",
+            "-s", (spec.Snaplen ?? CaptureOptions.DefaultSnaplen).ToString(CultureInfo.InvariantCulture),
+        };
+        if (spec.MaxPackets is { } count)
+        {
+            args.AddRange(["-c", count.ToString(CultureInfo.InvariantCulture)]);
+        }
+
+        args.AddRange(["--duration", spec.Duration, "--max-bytes", spec.MaxBytes ?? "64Mi", "--retention-ttl", spec.Retention?.Ttl ?? "168h"]);
+        if (!string.IsNullOrWhiteSpace(spec.Filter))
+        {
+            args.Add(spec.Filter.Trim());
+        }
+
+        return new V1EphemeralContainer
+        {
+            Name = ContainerName(capture.Metadata.Uid),
+            Image = image,
+            ImagePullPolicy = "IfNotPresent",
+            Args = args,
+            Env = [new V1EnvVar { Name = TokenVariable, Value = token }],
+            Stdin = false,
+            Tty = false,
+            TerminationMessagePolicy = "FallbackToLogsOnError",
+            SecurityContext = new V1SecurityContext
+            {
+                AllowPrivilegeEscalation = false,
+                Privileged = false,
+                ReadOnlyRootFilesystem = true,
+                RunAsNonRoot = null,
+                Capabilities = new V1Capabilities
+                {
+                    Add = addNetRaw ? ["NET_RAW"] : null,
+                    Drop = ["ALL"],
+                },
+            },
+        };
+    }
+}

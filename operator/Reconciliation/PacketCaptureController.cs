@@ -1,0 +1,425 @@
+using System.Text.Json;
+using k8s;
+using k8s.Models;
+using KubeCapture.Agent.Summary;
+using KubeCapture.Operator.Events;
+using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Resources;
+using Microsoft.Extensions.Logging;
+
+namespace KubeCapture.Operator.Reconciliation;
+
+/// <summary>What the queue should do with the capture's key after a reconcile.</summary>
+public sealed record ReconcileResult(TimeSpan? RequeueAfter)
+{
+    public static readonly ReconcileResult Done = new((TimeSpan?)null);
+
+    public static ReconcileResult After(TimeSpan delay) => new(delay);
+}
+
+/// <summary>
+/// Level-triggered and idempotent: from the capture as it is now, the pods as they are and the
+/// ingest's view of each upload, bring the world one step closer to the spec and write a status
+/// that says exactly what is true. Safe to run any number of times, and after a crash at any line.
+/// </summary>
+public sealed class PacketCaptureController(
+    IKubernetes kubernetes,
+    IIngestStatus ingest,
+    ICaptureTokenIssuer tokens,
+    CapturePolicy policy,
+    ReconcilerOptions options,
+    TargetResolver targets,
+    PodSecurityPreflight podSecurity,
+    CaptureAdmission admission,
+    CaptureEvents events,
+    TimeProvider time,
+    ILogger<PacketCaptureController> logger,
+    Action<PacketCapture>? written = null)
+{
+    private readonly TimeSpan grace = CapturePolicy.ParseDuration(options.Grace, "Reconciler:Grace");
+    private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
+
+    public async Task<ReconcileResult> ReconcileAsync(PacketCapture capture, IReadOnlyList<PacketCapture> allCaptures, CancellationToken cancellationToken)
+    {
+        var deleting = capture.Metadata.DeletionTimestamp is not null;
+        if (!deleting && !CaptureFinalizer.IsPresent(capture))
+        {
+            // The update comes back through the watch and reconciles again.
+            written?.Invoke(await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken));
+            return ReconcileResult.After(TimeSpan.Zero);
+        }
+
+        var status = Clone(capture.Status) ?? new PacketCaptureStatus();
+        var before = JsonSerializer.Serialize(status);
+        var now = time.GetUtcNow().UtcDateTime;
+        var generation = capture.Metadata.Generation;
+        if (CapturePhase.IsTerminal(status.Phase))
+        {
+            admission.Release(capture.Metadata.Uid);
+            return await FinishAsync(capture, status, before, deleting, cancellationToken);
+        }
+
+        // This reconcile looks at the current generation: what still holds, holds for it.
+        status.ObservedGeneration = generation;
+        foreach (var condition in status.Conditions)
+        {
+            condition.ObservedGeneration = generation;
+        }
+
+        // 1. The spec: libpcap compiles the filter, policy allows the rest.
+        var verdict = policy.Check(capture);
+        if (!verdict.Allowed)
+        {
+            CaptureConditions.Set(status, CaptureConditions.Accepted, false, verdict.Reason, verdict.Message, generation, now);
+            return await FailAsync(capture, status, before, verdict.Reason, verdict.Message, deleting, cancellationToken);
+        }
+
+        CaptureConditions.Set(status, CaptureConditions.Accepted, true, verdict.Reason, verdict.Message, generation, now);
+
+        // 2. Not started yet: wait for a slot, then find the pods, check Pod Security, inject.
+        if (status.Targets.Count == 0)
+        {
+            if (deleting || capture.Spec.Stop == true)
+            {
+                CaptureConditions.Set(status, CaptureConditions.Admitted, false, "StoppedBeforeStart", "the capture was stopped or deleted before it started", generation, now);
+                return await FailAsync(capture, status, before, "StoppedBeforeStart", "stopped or deleted before any capture started: nothing was captured", deleting, cancellationToken);
+            }
+
+            if (admission.TryAdmit(capture, allCaptures) is { } waiting)
+            {
+                CaptureConditions.Set(status, CaptureConditions.Admitted, false, "ConcurrencyLimit", waiting, generation, now);
+                status.Phase = CapturePhase.Pending;
+                status.Message = waiting;
+                await WriteStatusAsync(capture, status, before, cancellationToken);
+                return ReconcileResult.After(resync);
+            }
+
+            CaptureConditions.Set(status, CaptureConditions.Admitted, true, "SlotAvailable", "within the concurrency limits", generation, now);
+            var start = await StartAsync(capture, status, now, cancellationToken);
+            if (start is not null)
+            {
+                admission.Release(capture.Metadata.Uid);
+                return await FailAsync(capture, status, before, start.Value.Reason, start.Value.Message, deleting, cancellationToken);
+            }
+        }
+
+        // 3. Early stop: the stop field, or the capture being deleted.
+        if (deleting || capture.Spec.Stop == true)
+        {
+            ingest.RequestStop(capture.Metadata.Uid);
+        }
+
+        // 4. What is true now, target by target.
+        var deadline = (status.StartTime ?? now) + verdict.Duration + grace;
+        foreach (var target in status.Targets.Where(t => !TargetState.IsTerminal(t.State)))
+        {
+            await ObserveAsync(capture, target, now > deadline, cancellationToken);
+        }
+
+        Summarize(capture, status, now);
+        if (CapturePhase.IsTerminal(status.Phase))
+        {
+            admission.Release(capture.Metadata.Uid);
+            await AnnounceEndAsync(capture, status, cancellationToken);
+            return await FinishAsync(capture, status, before, deleting, cancellationToken);
+        }
+
+        await WriteStatusAsync(capture, status, before, cancellationToken);
+        var untilDeadline = deadline - now;
+        return ReconcileResult.After(untilDeadline > TimeSpan.Zero && untilDeadline < resync ? untilDeadline + TimeSpan.FromMilliseconds(50) : resync);
+    }
+
+    /// <summary>Resolves targets, runs the Pod Security preflight and injects; returns the failure, if any.</summary>
+    private async Task<(string Reason, string Message)?> StartAsync(PacketCapture capture, PacketCaptureStatus status, DateTime now, CancellationToken cancellationToken)
+    {
+        var generation = capture.Metadata.Generation;
+        var resolution = await targets.ResolveAsync(capture, cancellationToken);
+        if (!resolution.Found)
+        {
+            CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, resolution.Reason!, resolution.Message!, generation, now);
+            return (resolution.Reason!, resolution.Message!);
+        }
+
+        var security = await podSecurity.CheckAsync(capture.Metadata.NamespaceProperty, cancellationToken);
+        if (!security.Allowed)
+        {
+            CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, security.Reason, security.Message, generation, now);
+            return (security.Reason, security.Message);
+        }
+
+        var name = EphemeralContainerSpec.ContainerName(capture.Metadata.Uid);
+        foreach (var pod in resolution.Pods)
+        {
+            var others = (pod.Spec.EphemeralContainers ?? []).Count(c => EphemeralContainerSpec.CaptureUidOf(c.Name) is not null && c.Name != name);
+            var ours = pod.Spec.EphemeralContainers?.Any(c => c.Name == name) == true;
+            if (!ours && others >= options.MaxCaptureContainersPerPod)
+            {
+                var message = $"pod '{pod.Metadata.Name}' already has {others} capture containers, the most allowed (ephemeral containers can never be removed; restart the pod to clear them)";
+                CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, "CaptureContainerLimit", message, generation, now);
+                return ("CaptureContainerLimit", message);
+            }
+        }
+
+        CaptureConditions.Set(status, CaptureConditions.TargetsReady, true, security.Reason, security.Message, generation, now);
+
+        // Record the targets before touching any pod: a crash after this line finds them and injects
+        // what is missing; the container name makes a second injection a no-op.
+        status.Targets = resolution.Pods.Select(p => new CaptureTargetStatus
+        {
+            Pod = p.Metadata.Name,
+            Node = p.Spec.NodeName,
+            Container = name,
+            State = TargetState.Pending,
+        }).ToList();
+        status.StartTime = now;
+        status.Phase = CapturePhase.Pending;
+        status.Message = "adding capture containers";
+
+        var added = new List<string>();
+        foreach (var pod in resolution.Pods)
+        {
+            if (pod.Spec.EphemeralContainers?.Any(c => c.Name == name) == true)
+            {
+                continue;
+            }
+
+            var container = EphemeralContainerSpec.Build(capture, pod.Metadata.Name, options.AgentImage, options.IngestUrl,
+                tokens.Issue(Identity(capture, pod.Metadata.Name)), security.AddNetRaw);
+            try
+            {
+                var patch = "{\"spec\":{\"ephemeralContainers\":[" + KubernetesJson.Serialize(container) + "]}}";
+                await kubernetes.CoreV1.PatchNamespacedPodEphemeralcontainersAsync(
+                    new V1Patch(patch, V1Patch.PatchType.StrategicMergePatch), pod.Metadata.Name, pod.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            }
+            catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode is 403 or 404 or 422)
+            {
+                var message = $"could not add the capture container to pod '{pod.Metadata.Name}': {StatusMessage(e)}";
+                CaptureConditions.Set(status, CaptureConditions.Injected, false, "InjectionFailed", message, generation, now);
+                return ("InjectionFailed", message);
+            }
+
+            added.Add(pod.Metadata.Name);
+            await events.OnPodAsync(pod, "Normal", "CaptureStarted",
+                $"capture container {name} added for PacketCapture {capture.Metadata.Name}: {capture.Spec.Reason}", cancellationToken);
+        }
+
+        var injected = $"capture container {name} added to {string.Join(", ", resolution.Pods.Select(p => p.Metadata.Name))}";
+        CaptureConditions.Set(status, CaptureConditions.Injected, true, "ContainersAdded", injected, generation, now);
+        if (added.Count > 0)
+        {
+            await events.OnCaptureAsync(capture, "Normal", "Injected", injected + (security.AddNetRaw ? "" : "; " + security.Message), cancellationToken);
+        }
+        foreach (var target in status.Targets)
+        {
+            target.State = TargetState.Starting;
+        }
+
+        return null;
+    }
+
+    /// <summary>The container's state and the ingest's view of the upload make the target's state.</summary>
+    private async Task ObserveAsync(PacketCapture capture, CaptureTargetStatus target, bool pastDeadline, CancellationToken cancellationToken)
+    {
+        var upload = await ingest.GetAsync(Identity(capture, target.Pod), cancellationToken);
+        if (upload is not null)
+        {
+            target.Packets = upload.Packets;
+            target.Bytes = upload.Bytes;
+            target.DroppedByKernel = upload.DroppedByKernel;
+            if (upload.Manifest is { } manifest)
+            {
+                target.Packets = manifest.PacketsWritten;
+                target.Bytes = manifest.BytesWritten;
+                target.DroppedByKernel = manifest.PacketsDroppedByKernel;
+                target.StopReason = manifest.StopReason;
+                target.Summary = manifest.Summary is null ? null : JsonSerializer.SerializeToElement(manifest.Summary, SummaryJsonContext.Default.TcpSummaryReport);
+            }
+
+            if (upload.Artifact is { } artifact)
+            {
+                target.Artifact = new CaptureArtifact { Uri = artifact.Uri, Size = artifact.Size, Sha256 = artifact.Sha256, ExpiresAt = artifact.ExpiresAt?.UtcDateTime };
+            }
+
+            if (upload.Phase == UploadPhase.Finished)
+            {
+                target.State = TargetState.Succeeded;
+                target.Message = $"stored and verified ({target.Packets} packets, stopped: {target.StopReason ?? "unknown"})";
+                return;
+            }
+
+            if (upload.Phase == UploadPhase.Failed)
+            {
+                Fail(target, "UploadFailed", $"the upload failed: {upload.Error ?? "no reason given"}");
+                return;
+            }
+        }
+
+        V1ContainerStatus? container;
+        try
+        {
+            var pod = await kubernetes.CoreV1.ReadNamespacedPodAsync(target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            container = pod.Status?.EphemeralContainerStatuses?.FirstOrDefault(c => c.Name == target.Container);
+        }
+        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            Fail(target, "PodDeleted", $"pod '{target.Pod}' was deleted during the capture");
+            return;
+        }
+
+        var state = container?.State;
+        if (state?.Waiting is { } waiting && waiting.Reason is "ErrImagePull" or "ImagePullBackOff" or "InvalidImageName" or "ErrImageNeverPull")
+        {
+            Fail(target, "ImagePullFailed", $"the capture image '{container!.Image}' cannot be pulled ({waiting.Reason}): {waiting.Message}");
+        }
+        else if (state?.Waiting is { Reason: "CreateContainerError" or "CreateContainerConfigError" or "RunContainerError" } failedToStart)
+        {
+            Fail(target, "ContainerFailed", $"the capture container could not start ({failedToStart.Reason}): {failedToStart.Message}");
+        }
+        else if (state?.Terminated is { } terminated)
+        {
+            target.ExitCode = terminated.ExitCode;
+            if (terminated.ExitCode != 0)
+            {
+                var detail = string.IsNullOrWhiteSpace(terminated.Message) ? terminated.Reason : terminated.Message.Trim();
+                Fail(target, "AgentCrashed", $"the capture agent exited with code {terminated.ExitCode}{(string.IsNullOrEmpty(detail) ? "" : ": " + detail)}");
+            }
+            else
+            {
+                target.State = TargetState.Uploading;
+                target.Message = "the agent finished; waiting for the ingest to confirm the stored pcap";
+            }
+        }
+        else if (state?.Running is not null)
+        {
+            target.State = TargetState.Capturing;
+            target.Message = upload is null ? "capturing; the agent has not connected to the ingest yet" : "capturing and streaming";
+        }
+
+        if (!TargetState.IsTerminal(target.State) && pastDeadline)
+        {
+            Fail(target, "DeadlineExceeded", target.State switch
+            {
+                TargetState.Starting => "the capture container never started before the deadline (duration + grace)",
+                TargetState.Uploading => "the agent finished but the ingest never confirmed the stored pcap before the deadline (duration + grace)",
+                _ => "no end of capture before the deadline (duration + grace): the agent or its stream went silent",
+            });
+        }
+    }
+
+    private static void Fail(CaptureTargetStatus target, string reason, string message)
+    {
+        target.State = TargetState.Failed;
+        target.Reason = reason;
+        target.Message = message;
+    }
+
+    /// <summary>Phase, counters and the Complete condition from the targets.</summary>
+    private static void Summarize(PacketCapture capture, PacketCaptureStatus status, DateTime now)
+    {
+        var list = status.Targets;
+        status.TargetSummary = string.Join(",", list.Select(t => t.Pod));
+        status.Packets = list.Sum(t => t.Packets);
+        status.DroppedByKernel = list.Sum(t => t.DroppedByKernel);
+        var generation = capture.Metadata.Generation;
+        if (list.All(t => t.State == TargetState.Succeeded))
+        {
+            status.Phase = CapturePhase.Succeeded;
+            status.Message = $"{status.Packets} packets from {list.Count} pod(s) stored and verified";
+            status.CompletionTime = now;
+            CaptureConditions.Set(status, CaptureConditions.Complete, true, "Succeeded", status.Message, generation, now);
+        }
+        else if (list.All(t => TargetState.IsTerminal(t.State)))
+        {
+            var failed = list.First(t => t.State == TargetState.Failed);
+            var reason = failed.Reason ?? "Failed";
+            status.Phase = CapturePhase.Failed;
+            status.Message = $"pod {failed.Pod}: {failed.Reason}: {failed.Message}";
+            status.CompletionTime = now;
+            CaptureConditions.Set(status, CaptureConditions.Complete, false, reason, status.Message, generation, now);
+        }
+        else
+        {
+            var active = list.Where(t => !TargetState.IsTerminal(t.State)).ToList();
+            status.Phase = active.All(t => t.State == TargetState.Uploading) ? CapturePhase.Uploading
+                : active.Any(t => t.State is TargetState.Capturing or TargetState.Uploading) ? CapturePhase.Running
+                : CapturePhase.Pending;
+            status.Message = status.Phase switch
+            {
+                CapturePhase.Uploading => "capture finished; storing the pcap",
+                CapturePhase.Running => $"capturing on {active.Count(t => t.State == TargetState.Capturing)} pod(s)",
+                _ => "waiting for the capture containers to start",
+            };
+            CaptureConditions.Set(status, CaptureConditions.Complete, null, status.Phase, status.Message, generation, now);
+        }
+    }
+
+    private async Task<ReconcileResult> FailAsync(PacketCapture capture, PacketCaptureStatus status, string before, string reason, string message, bool deleting, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        status.Phase = CapturePhase.Failed;
+        status.Message = message;
+        status.CompletionTime ??= now;
+        CaptureConditions.Set(status, CaptureConditions.Complete, false, reason, message, capture.Metadata.Generation, now);
+        await AnnounceEndAsync(capture, status, cancellationToken);
+        return await FinishAsync(capture, status, before, deleting, cancellationToken);
+    }
+
+    private async Task AnnounceEndAsync(PacketCapture capture, PacketCaptureStatus status, CancellationToken cancellationToken)
+    {
+        if (CapturePhase.IsTerminal(capture.Status?.Phase))
+        {
+            return;
+        }
+
+        var reason = CaptureConditions.Find(status, CaptureConditions.Complete)?.Reason ?? status.Phase!;
+        await events.OnCaptureAsync(capture, status.Phase == CapturePhase.Succeeded ? "Normal" : "Warning", reason, status.Message ?? "", cancellationToken);
+    }
+
+    /// <summary>Writes the final status; a deleted capture then lets go of its finalizer.</summary>
+    private async Task<ReconcileResult> FinishAsync(PacketCapture capture, PacketCaptureStatus status, string before, bool deleting, CancellationToken cancellationToken)
+    {
+        capture = await WriteStatusAsync(capture, status, before, cancellationToken);
+        if (deleting && CaptureFinalizer.IsPresent(capture))
+        {
+            await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
+        }
+
+        return ReconcileResult.Done;
+    }
+
+    /// <summary>PUT on the status subresource with the read resourceVersion: a stale view gets 409 and runs again.</summary>
+    private async Task<PacketCapture> WriteStatusAsync(PacketCapture capture, PacketCaptureStatus status, string before, CancellationToken cancellationToken)
+    {
+        if (JsonSerializer.Serialize(status) == before)
+        {
+            return capture;
+        }
+
+        var next = new PacketCapture { Metadata = capture.Metadata, Spec = capture.Spec, Status = status };
+        var result = await kubernetes.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync<PacketCapture>(
+            next, PacketCapture.Group, PacketCapture.Version, capture.Metadata.NamespaceProperty, PacketCapture.Plural, capture.Metadata.Name,
+            cancellationToken: cancellationToken);
+        logger.LogDebug("{Capture}: {Phase} - {Message}", capture.Key, status.Phase, status.Message);
+        written?.Invoke(result);
+        return result;
+    }
+
+    private static CaptureIdentity Identity(PacketCapture capture, string pod) =>
+        new(capture.Metadata.Uid, capture.Metadata.NamespaceProperty, capture.Metadata.Name, pod);
+
+    private static PacketCaptureStatus? Clone(PacketCaptureStatus? status) =>
+        status is null ? null : KubernetesJson.Deserialize<PacketCaptureStatus>(KubernetesJson.Serialize(status));
+
+    private static string StatusMessage(k8s.Autorest.HttpOperationException e)
+    {
+        try
+        {
+            return KubernetesJson.Deserialize<V1Status>(e.Response.Content).Message ?? e.Message;
+        }
+        catch (JsonException)
+        {
+            return e.Message;
+        }
+    }
+}

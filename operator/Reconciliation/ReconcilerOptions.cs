@@ -1,0 +1,25 @@
+namespace KubeCapture.Operator.Reconciliation;
+
+/// <summary>Configuration section "Reconciler": how captures are started and watched.</summary>
+public sealed class ReconcilerOptions
+{
+    public const string Section = "Reconciler";
+
+    /// <summary>The capture agent image injected as the ephemeral container.</summary>
+    public string AgentImage { get; set; } = "ghcr.io/kubecapture/agent:0.1.0";
+
+    /// <summary>The ingest URL agents stream to; empty: Ingest:AdvertisedUrl.</summary>
+    public string IngestUrl { get; set; } = "";
+
+    /// <summary>Time after a capture's duration before silence turns it Failed ("60s").</summary>
+    public string Grace { get; set; } = "60s";
+
+    /// <summary>Ephemeral containers can never be removed: at most this many capture containers per pod.</summary>
+    public int MaxCaptureContainersPerPod { get; set; } = 5;
+
+    /// <summary>Captures reconciled in parallel.</summary>
+    public int Workers { get; set; } = 4;
+
+    /// <summary>How often an active capture is looked at even when nothing changed ("5s").</summary>
+    public string ResyncPeriod { get; set; } = "5s";
+}

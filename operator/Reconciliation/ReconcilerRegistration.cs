@@ -1,0 +1,53 @@
+using k8s;
+using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.LeaderElection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace KubeCapture.Operator.Reconciliation;
+
+/// <summary>
+/// services.AddPacketCaptureReconciler(configuration): the Kubernetes client (in the cluster: the
+/// service account; out of it: KUBECONFIG or ~/.kube/config), the policy, leader election and the
+/// controller as a hosted service. IIngestStatus and ICaptureTokenIssuer come from the ingest's
+/// registration.
+/// </summary>
+public static class ReconcilerRegistration
+{
+    public static IServiceCollection AddPacketCaptureReconciler(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ReconcilerOptions>().Bind(configuration.GetSection(ReconcilerOptions.Section)).PostConfigure(o =>
+        {
+            if (o.IngestUrl.Length == 0)
+            {
+                o.IngestUrl = configuration["Ingest:AdvertisedUrl"] ?? "";
+            }
+        });
+        services.AddOptions<CapturePolicy>().Bind(configuration.GetSection(CapturePolicy.Section));
+        services.AddOptions<LeaderElectionOptions>().Bind(configuration.GetSection(LeaderElectionOptions.Section));
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<IKubernetes>(_ => new k8s.Kubernetes(KubernetesClientConfiguration.IsInCluster()
+            ? KubernetesClientConfiguration.InClusterConfig()
+            : KubernetesClientConfiguration.BuildConfigFromConfigFile(Environment.GetEnvironmentVariable("KUBECONFIG"))));
+        services.AddSingleton(sp => new CaptureOperator(
+            sp.GetRequiredService<IKubernetes>(),
+            sp.GetRequiredService<IIngestStatus>(),
+            sp.GetRequiredService<ICaptureTokenIssuer>(),
+            sp.GetRequiredService<IOptions<CapturePolicy>>().Value,
+            sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value,
+            sp.GetRequiredService<ILoggerFactory>(),
+            sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new LeaderGate(
+            sp.GetRequiredService<IKubernetes>(),
+            sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,
+            sp.GetRequiredService<ILogger<LeaderGate>>()));
+        services.AddHostedService<ReconcilerHost>();
+        return services;
+    }
+}
+
+/// <summary>Runs the controller while this replica leads; stops it cleanly on shutdown.</summary>
+public sealed class ReconcilerHost(LeaderGate leader, CaptureOperator captureOperator) : BackgroundService
+{
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leader.RunAsync(captureOperator.RunAsync, stoppingToken);
+}

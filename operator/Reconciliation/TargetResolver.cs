@@ -1,0 +1,94 @@
+using System.Net;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using KubeCapture.Operator.Resources;
+
+namespace KubeCapture.Operator.Reconciliation;
+
+/// <summary>
+/// Finds a capture's target pods by name or label selector, only in the capture's own namespace,
+/// at most the policy's number, each Running on Linux. A problem comes back as a condition reason
+/// (PodNotFound, NoPodsMatched, TooManyPods, PodNotRunning, NotLinux) and a message.
+/// </summary>
+public sealed class TargetResolver(IKubernetes kubernetes, CapturePolicy policy)
+{
+    public async Task<TargetResolution> ResolveAsync(PacketCapture capture, CancellationToken cancellationToken)
+    {
+        var ns = capture.Metadata.NamespaceProperty;
+        List<V1Pod> pods;
+        if (!string.IsNullOrEmpty(capture.Spec.Target.PodName))
+        {
+            try
+            {
+                pods = [await kubernetes.CoreV1.ReadNamespacedPodAsync(capture.Spec.Target.PodName, ns, cancellationToken: cancellationToken)];
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+            {
+                return TargetResolution.Problem("PodNotFound", $"pod '{capture.Spec.Target.PodName}' not found in namespace '{ns}'");
+            }
+        }
+        else
+        {
+            var selector = LabelSelectorText(capture.Spec.Target.PodSelector!);
+            var list = await kubernetes.CoreV1.ListNamespacedPodAsync(ns, labelSelector: selector, cancellationToken: cancellationToken);
+            pods = list.Items.Where(p => p.Metadata.DeletionTimestamp is null).OrderBy(p => p.Metadata.Name, StringComparer.Ordinal).ToList();
+            if (pods.Count == 0)
+            {
+                return TargetResolution.Problem("NoPodsMatched", $"no pod in namespace '{ns}' matches the selector '{selector}'");
+            }
+
+            if (pods.Count > policy.MaxPodsPerCapture)
+            {
+                return TargetResolution.Problem("TooManyPods", $"the selector '{selector}' matches {pods.Count} pods; policy allows at most {policy.MaxPodsPerCapture} per capture");
+            }
+        }
+
+        foreach (var pod in pods)
+        {
+            var os = pod.Spec?.Os?.Name;
+            if (os is not null && !string.Equals(os, "linux", StringComparison.OrdinalIgnoreCase))
+            {
+                return TargetResolution.Problem("NotLinux", $"pod '{pod.Metadata.Name}' runs on {os}: captures need Linux");
+            }
+
+            if (pod.Status?.Phase != "Running")
+            {
+                return TargetResolution.Problem("PodNotRunning", $"pod '{pod.Metadata.Name}' is {pod.Status?.Phase ?? "not scheduled"}, not Running");
+            }
+        }
+
+        return new TargetResolution(pods, null, null);
+    }
+
+    /// <summary>matchLabels and matchExpressions as the API's labelSelector query text.</summary>
+    public static string LabelSelectorText(V1LabelSelector selector)
+    {
+        var terms = new List<string>();
+        foreach (var (key, value) in selector.MatchLabels ?? new Dictionary<string, string>())
+        {
+            terms.Add($"{key}={value}");
+        }
+
+        foreach (var e in selector.MatchExpressions ?? [])
+        {
+            terms.Add(e.OperatorProperty switch
+            {
+                "In" => $"{e.Key} in ({string.Join(',', e.Values ?? [])})",
+                "NotIn" => $"{e.Key} notin ({string.Join(',', e.Values ?? [])})",
+                "Exists" => e.Key,
+                "DoesNotExist" => "!" + e.Key,
+                var other => throw new ArgumentException($"unknown selector operator '{other}'"),
+            });
+        }
+
+        return string.Join(',', terms);
+    }
+}
+
+public sealed record TargetResolution(IReadOnlyList<V1Pod> Pods, string? Reason, string? Message)
+{
+    public bool Found => Reason is null;
+
+    public static TargetResolution Problem(string reason, string message) => new([], reason, message);
+}

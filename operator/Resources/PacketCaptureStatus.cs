@@ -1,0 +1,127 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using k8s.Models;
+
+namespace KubeCapture.Operator.Resources;
+
+public sealed class PacketCaptureStatus
+{
+    /// <summary>Pending, Running, Uploading, Succeeded or Failed (see <see cref="CapturePhase"/>).</summary>
+    [JsonPropertyName("phase")]
+    public string? Phase { get; set; }
+
+    /// <summary>One line for people: what is happening, or what went wrong.</summary>
+    [JsonPropertyName("message")]
+    public string? Message { get; set; }
+
+    [JsonPropertyName("observedGeneration")]
+    public long? ObservedGeneration { get; set; }
+
+    [JsonPropertyName("startTime")]
+    public DateTime? StartTime { get; set; }
+
+    [JsonPropertyName("completionTime")]
+    public DateTime? CompletionTime { get; set; }
+
+    /// <summary>"pod" or "pod1,pod2": the printer column Target.</summary>
+    [JsonPropertyName("targetSummary")]
+    public string? TargetSummary { get; set; }
+
+    [JsonPropertyName("packets")]
+    public long? Packets { get; set; }
+
+    [JsonPropertyName("droppedByKernel")]
+    public long? DroppedByKernel { get; set; }
+
+    [JsonPropertyName("conditions")]
+    public IList<V1Condition> Conditions { get; set; } = [];
+
+    [JsonPropertyName("targets")]
+    public IList<CaptureTargetStatus> Targets { get; set; } = [];
+}
+
+public static class CapturePhase
+{
+    public const string Pending = "Pending";
+    public const string Running = "Running";
+    public const string Uploading = "Uploading";
+    public const string Succeeded = "Succeeded";
+    public const string Failed = "Failed";
+
+    public static bool IsTerminal(string? phase) => phase is Succeeded or Failed;
+}
+
+/// <summary>Per target pod: where the capture runs and what it produced.</summary>
+public sealed class CaptureTargetStatus
+{
+    [JsonPropertyName("pod")]
+    public string Pod { get; set; } = "";
+
+    [JsonPropertyName("node")]
+    public string? Node { get; set; }
+
+    /// <summary>The ephemeral container's name (deterministic from the capture UID).</summary>
+    [JsonPropertyName("container")]
+    public string Container { get; set; } = "";
+
+    /// <summary>Pending, Starting, Capturing, Uploading, Succeeded or Failed (see <see cref="TargetState"/>).</summary>
+    [JsonPropertyName("state")]
+    public string State { get; set; } = TargetState.Pending;
+
+    /// <summary>Why the target failed, in CamelCase (ImagePullFailed, AgentCrashed, DeadlineExceeded...).</summary>
+    [JsonPropertyName("reason")]
+    public string? Reason { get; set; }
+
+    [JsonPropertyName("message")]
+    public string? Message { get; set; }
+
+    [JsonPropertyName("packets")]
+    public long Packets { get; set; }
+
+    [JsonPropertyName("bytes")]
+    public long Bytes { get; set; }
+
+    [JsonPropertyName("droppedByKernel")]
+    public long DroppedByKernel { get; set; }
+
+    /// <summary>count, duration, bytes, signal, requested or error (the agent's manifest).</summary>
+    [JsonPropertyName("stopReason")]
+    public string? StopReason { get; set; }
+
+    [JsonPropertyName("exitCode")]
+    public int? ExitCode { get; set; }
+
+    [JsonPropertyName("artifact")]
+    public CaptureArtifact? Artifact { get; set; }
+
+    /// <summary>The agent's TCP summary (handshakes, refusals, resets, retransmissions, findings).</summary>
+    [JsonPropertyName("summary")]
+    public JsonElement? Summary { get; set; }
+}
+
+public static class TargetState
+{
+    public const string Pending = "Pending";
+    public const string Starting = "Starting";
+    public const string Capturing = "Capturing";
+    public const string Uploading = "Uploading";
+    public const string Succeeded = "Succeeded";
+    public const string Failed = "Failed";
+
+    public static bool IsTerminal(string state) => state is Succeeded or Failed;
+}
+
+public sealed class CaptureArtifact
+{
+    [JsonPropertyName("uri")]
+    public string Uri { get; set; } = "";
+
+    [JsonPropertyName("size")]
+    public long Size { get; set; }
+
+    [JsonPropertyName("sha256")]
+    public string Sha256 { get; set; } = "";
+
+    [JsonPropertyName("expiresAt")]
+    public DateTime? ExpiresAt { get; set; }
+}

@@ -1,0 +1,219 @@
+using System.Text.Json;
+using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Summary;
+using KubeCapture.Testing.Agent;
+using KubeCapture.Testing.Netns;
+using KubeCapture.Testing.Pcap;
+
+namespace KubeCapture.Agent.Tests.Summary;
+
+/// <summary>
+/// One test per pattern a tcpdump user diagnoses by hand, made with real traffic between two pods
+/// (nftables in the client pod plays the broken network) and captured by the agent in the server
+/// pod: the agent's TCP summary must name each pattern correctly.
+/// </summary>
+public sealed class TcpSummaryTrafficTests : IAsyncLifetime
+{
+    private const int Port = 8000;
+    private const int ClosedPort = 8001;
+    private NetnsLab _lab = null!;
+    private HttpFileServer _http = null!;
+    private readonly CaptureFiles _files = new();
+
+    private NetnsPod Server => _lab.Server;
+
+    private NetnsPod Client => _lab.Client;
+
+    public async Task InitializeAsync()
+    {
+        _lab = await NetnsLab.CreateAsync("kcAT");
+        _http = await _lab.Server.StartHttpServerAsync(Port, new Dictionary<string, int> { ["small.txt"] = 1000, ["30k.bin"] = 30_000 });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _http.DisposeAsync();
+        await _lab.DisposeAsync();
+        _files.Dispose();
+    }
+
+    [Fact]
+    public async Task CompletedHandshakeIsReportedCompletedWithNothingWrong()
+    {
+        var (summary, _) = await CaptureAsync(async () =>
+        {
+            Assert.Equal("200", (await Client.CurlAsync(_http.Url("small.txt"))).Stdout);
+            Assert.Equal("200", (await Client.CurlAsync(_http.Url("small.txt", ipv6: true))).Stdout);
+        });
+
+        Assert.Equal(2, summary.Connections);
+        Assert.Equal(2, summary.Syns);
+        Assert.Equal(2, summary.SynAcks);
+        Assert.Equal(2, summary.HandshakesCompleted);
+        Assert.Equal(0, summary.HandshakesWithoutFinalAck);
+        Assert.Equal(0, summary.SynsUnanswered);
+        Assert.Equal(0, summary.Refused);
+        Assert.Equal(0, summary.Retransmissions);
+        Assert.Equal(0, summary.HandshakeRetransmissions);
+        Assert.Equal(new ResetCounts(), summary.ResetsFromClient);
+        Assert.Equal(new ResetCounts(), summary.ResetsFromServer);
+        Assert.Null(summary.SmallestUnacknowledgedRetransmittedSegment);
+        Assert.Equal(1000, summary.LargestAcknowledgedSegment);
+        Assert.Equal("2 connections, every handshake completed; no refusals, resets or retransmissions.", Assert.Single(summary.Findings));
+    }
+
+    [Fact]
+    public async Task SynAnsweredByResetIsReportedAsRefused()
+    {
+        var (summary, _) = await CaptureAsync(async () =>
+        {
+            Assert.Equal(7, (await Client.CurlAsync($"http://{Server.UrlHost(false)}:{ClosedPort}/")).ExitCode);
+            Assert.Equal(7, (await Client.CurlAsync($"http://{Server.UrlHost(true)}:{ClosedPort}/")).ExitCode);
+        });
+
+        Assert.Equal(2, summary.Connections);
+        Assert.Equal(2, summary.Refused);
+        Assert.Equal(2, summary.Syns);
+        Assert.Equal(0, summary.SynAcks);
+        Assert.Equal(0, summary.HandshakesCompleted);
+        Assert.Equal(0, summary.SynsUnanswered);
+        Assert.Equal(new ResetCounts { WithAck = 2 }, summary.ResetsFromServer);
+        Assert.Equal(new ResetCounts(), summary.ResetsFromClient);
+        Assert.Contains(summary.Findings, f => f.Contains($"{Server.IPv4}:{ClosedPort} refused", StringComparison.Ordinal));
+        Assert.Contains(summary.Findings, f => f.Contains($"[{Server.IPv6}]:{ClosedPort} refused", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task SynAckWhoseFinalAckIsLostIsReportedAsHandshakeWithoutFinalAck()
+    {
+        // The client pod lets only its SYNs out: the SYN-ACK arrives, the final ACK never leaves.
+        await Client.AddNftablesAsync($$"""
+            table inet kcat {
+              chain out { type filter hook output priority 0; tcp dport {{Port}} tcp flags != syn drop; }
+            }
+            """);
+        var (summary, pcap) = await CaptureAsync(async () =>
+            Assert.Equal(28, (await Client.CurlAsync(_http.Url("small.txt"), TimeSpan.FromSeconds(1.5))).ExitCode));
+
+        var dump = await Tcpdump.ReadAsync(pcap);
+        Assert.DoesNotContain(dump.Tcp, l => l.DestinationPort == Port && l.Flags != "S"); // ground truth: no ACK arrived
+        Assert.Contains(dump.Tcp, l => l.SourcePort == Port && l.Flags == "S.");
+        Assert.Equal(1, summary.Connections);
+        Assert.Equal(1, summary.HandshakesWithoutFinalAck);
+        Assert.Equal(0, summary.HandshakesCompleted);
+        Assert.Equal(0, summary.Refused);
+        Assert.Equal(0, summary.SynsUnanswered);
+        Assert.Equal(1, summary.Syns);
+        Assert.Equal(dump.Tcp.Count(l => l.Flags == "S."), summary.SynAcks);
+        Assert.Equal(summary.SynAcks - 1, summary.HandshakeRetransmissions);
+        Assert.Contains(summary.Findings, f =>
+            f.StartsWith($"1 handshake with {Server.IPv4}:{Port} never completed", StringComparison.Ordinal) && f.Contains("final ACK", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task SynDroppedSilentlyIsReportedAsUnanswered()
+    {
+        // The server pod's firewall drops SYNs after the capture point (taps see packets before netfilter).
+        await Server.AddNftablesAsync($$"""
+            table inet kcat {
+              chain in { type filter hook prerouting priority -300; tcp dport {{Port}} tcp flags syn drop; }
+            }
+            """);
+        var (summary, pcap) = await CaptureAsync(async () =>
+            Assert.Equal(28, (await Client.CurlAsync(_http.Url("small.txt", ipv6: true), TimeSpan.FromSeconds(1.5))).ExitCode));
+
+        var syns = (await Tcpdump.ReadAsync(pcap)).Tcp.Count(l => l.Flags == "S");
+        Assert.True(syns >= 2, $"{syns} SYNs"); // the first and its retransmission after 1 s
+        Assert.Equal(1, summary.Connections);
+        Assert.Equal(1, summary.SynsUnanswered);
+        Assert.Equal(syns, summary.Syns);
+        Assert.Equal(syns - 1, summary.HandshakeRetransmissions);
+        Assert.Equal(0, summary.SynAcks);
+        Assert.Equal(0, summary.Refused);
+        Assert.Contains(summary.Findings, f => f.StartsWith($"1 connection attempt to [{Server.IPv6}]:{Port} got no answer ({syns} SYNs", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task DataSegmentLostOnceIsReportedAsOneRetransmission()
+    {
+        // The client pod drops the server's first full-size data segment, exactly once: the quota
+        // lets the rule match while under 2000 bytes, and one ~1500-byte packet uses it up.
+        await Client.AddNftablesAsync($$"""
+            table inet kcat {
+              chain pre { type filter hook prerouting priority -300; tcp sport {{Port}} meta length > 1000 quota until 2000 bytes counter drop; }
+            }
+            """);
+        var (summary, pcap) = await CaptureAsync(async () =>
+            Assert.Equal("200", (await Client.CurlAsync(_http.Url("30k.bin"))).Stdout));
+
+        var dropped = (await Client.ExecAsync("nft", "list", "ruleset")).EnsureSuccess().Stdout;
+        Assert.Contains("counter packets 1 ", dropped);
+        var dump = (await Tcpdump.ReadAsync(pcap)).Tcp;
+        var firstData = dump.First(l => l.SourcePort == Port && l.Length == 1448);
+        Assert.Equal(2, dump.Count(l => l.SourcePort == Port && l.Sequence == firstData.Sequence && l.Length == 1448)); // ground truth: sent twice
+
+        // Wireshark's count of retransmissions is the agent's (normally exactly the one dropped segment).
+        var tshark = await Tshark.FieldsAsync(pcap, ["tcp.seq"], "tcp.len > 0 && (tcp.analysis.retransmission || tcp.analysis.fast_retransmission)");
+        Assert.NotEmpty(tshark);
+        Assert.Equal(tshark.Count, summary.Retransmissions);
+        Assert.Equal(0, summary.HandshakeRetransmissions);
+        Assert.Equal(1, summary.HandshakesCompleted);
+        Assert.Equal(1448, summary.LargestAcknowledgedSegment);
+        Assert.Null(summary.SmallestUnacknowledgedRetransmittedSegment); // it got through the second time
+        var finding = Assert.Single(summary.Findings);
+        Assert.StartsWith($"{summary.Retransmissions} retransmitted segment", finding);
+        Assert.Contains($" on {Server.IPv4}:{Port} -> {Client.IPv4}:", finding);
+    }
+
+    [Theory]
+    [InlineData(false, 1448)]
+    [InlineData(true, 1428)]
+    public async Task LargeSegmentsLostWhileSmallOnesGetThroughIsReportedAsAnMtuBlackhole(bool ipv6, int fullSegment)
+    {
+        // A hop that silently drops packets over 1000 bytes and sends no ICMP back: the server's
+        // small segments (the response headers) are acknowledged, its full-size ones retransmitted
+        // and never acknowledged.
+        await Client.AddNftablesAsync("""
+            table inet kcat {
+              chain pre { type filter hook prerouting priority -300; meta length > 1000 drop; }
+            }
+            """);
+        var (summary, pcap) = await CaptureAsync(async () =>
+            Assert.Equal(28, (await Client.CurlAsync(_http.Url("30k.bin", ipv6), TimeSpan.FromSeconds(2))).ExitCode));
+
+        var fromServer = (await Tcpdump.ReadAsync(pcap)).Tcp.Where(l => l.SourcePort == Port && l.Length > 0).ToList();
+        var headers = fromServer.First();
+        Assert.True(headers.Length < 1000, headers.Text);
+        Assert.Equal(headers.Length, summary.LargestAcknowledgedSegment);
+        Assert.Equal(fullSegment, summary.SmallestUnacknowledgedRetransmittedSegment);
+        Assert.True(summary.LargestAcknowledgedSegment < summary.SmallestUnacknowledgedRetransmittedSegment);
+        Assert.True(summary.Retransmissions >= 2, $"{summary.Retransmissions} retransmissions");
+        Assert.Equal(1, summary.HandshakesCompleted);
+        var server = ipv6 ? $"[{Server.IPv6}]:{Port}" : $"{Server.IPv4}:{Port}";
+        Assert.Contains(summary.Findings, f =>
+            f.StartsWith($"MTU blackhole suspected on {server} -> ", StringComparison.Ordinal) &&
+            f.Contains($"segments up to {headers.Length} bytes were acknowledged, segments of {fullSegment} bytes were retransmitted and never acknowledged", StringComparison.Ordinal));
+    }
+
+    private async Task<(TcpSummaryReport Summary, string Pcap)> CaptureAsync(Func<Task> traffic)
+    {
+        var pcap = _files.Pcap();
+        await using var agent = AgentProcess.Start(Server, ["capture", "-i", Server.Interface, "--json", "--duration", "30s", "-w", pcap, $"tcp port {Port} or tcp port {ClosedPort}"]);
+        await agent.WaitUntilListeningAsync();
+        await traffic();
+        await Task.Delay(300);
+        var exit = await agent.StopAsync();
+        Assert.Equal(0, exit.ExitCode);
+        var manifest = CaptureManifest.FromJson(exit.Stdout);
+        Assert.Equal("signal", manifest.StopReason);
+        var summary = manifest.Summary ?? throw new InvalidOperationException("no summary in the manifest");
+
+        // The same pcap read back by 'summarize' tells the same story as the live capture.
+        var offline = await AgentProcess.RunAsync(null, ["summarize", "--json", pcap]);
+        Assert.Equal(0, offline.ExitCode);
+        Assert.Equal(
+            JsonSerializer.Serialize(summary, SummaryJsonContext.Default.TcpSummaryReport),
+            JsonSerializer.Serialize(JsonSerializer.Deserialize(offline.Stdout, SummaryJsonContext.Default.TcpSummaryReport), SummaryJsonContext.Default.TcpSummaryReport));
+        return (summary, pcap);
+    }
+}

@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using k8s;
+using k8s.Models;
+using KubeCapture.Operator.Reconciliation;
+using KubeCapture.Operator.Resources;
+
+namespace KubeCapture.Operator.Tests.Chart;
+
+/// <summary>The chart and the CRD, checked by the real helm (installed into .tools/ by scripts/setup.sh) and the real API models.</summary>
+public sealed class HelmChartTests
+{
+    private static readonly string Root = FindRoot();
+    private static readonly string Chart = Path.Combine(Root, "charts", "kubecapture");
+    private static readonly string Crd = Path.Combine(Chart, "crds", "packetcaptures.kubecapture.io.yaml");
+
+    [Fact]
+    public void Helm_lint_passes()
+    {
+        var (code, output) = Helm("lint", Chart, "--strict");
+        Assert.True(code == 0, output);
+        Assert.Contains("0 chart(s) failed", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Helm_template_renders_the_CRD_RBAC_Deployment_and_Service()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--include-crds",
+            "--set", "policy.allowedNamespaces={payments,shop}", "--set", "storage.endpoint=minio:9000", "--set", "storage.credentialsSecret=s3");
+        Assert.True(code == 0, output);
+
+        var objects = KubernetesYaml.LoadAllFromString(output);
+        var crd = Assert.Single(objects.OfType<V1CustomResourceDefinition>());
+        Assert.Equal("packetcaptures.kubecapture.io", crd.Metadata.Name);
+        var deployment = Assert.Single(objects.OfType<V1Deployment>());
+        var env = deployment.Spec.Template.Spec.Containers[0].Env.ToDictionary(e => e.Name, e => e);
+        Assert.Equal("payments", env["Policy__AllowedNamespaces__0"].Value);
+        Assert.Equal("shop", env["Policy__AllowedNamespaces__1"].Value);
+        Assert.Equal("s3", env["Storage__S3__SecretKey"].ValueFrom.SecretKeyRef.Name);
+        Assert.Equal("http://kc-kubecapture-ingest.kubecapture-system.svc:8081", env["Ingest__AdvertisedUrl"].Value);
+        var role = objects.OfType<V1ClusterRole>().Single(r => r.Metadata.Name == "kc-kubecapture-operator");
+        Assert.Contains(role.Rules, r => r.Resources.Contains("pods/ephemeralcontainers") && r.Verbs.Contains("patch") && !r.Verbs.Contains("delete"));
+        Assert.DoesNotContain(role.Rules, r => r.Resources.Contains("pods") && r.Verbs.Intersect(["create", "delete", "update"]).Any());
+        var leases = Assert.Single(objects.OfType<V1Role>());
+        Assert.Contains(leases.Rules, r => r.Resources.Contains("leases"));
+        Assert.Single(objects.OfType<V1Service>());
+    }
+
+    [Fact]
+    public void Helm_refuses_values_that_break_the_schema()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--set", "policy.maxSnaplen=0");
+        Assert.NotEqual(0, code);
+        Assert.Contains("maxSnaplen", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_CRD_is_a_structural_schema_with_a_description_on_every_field_printer_columns_and_CEL_rules()
+    {
+        var crd = KubernetesYaml.Deserialize<V1CustomResourceDefinition>(File.ReadAllText(Crd));
+        Assert.Equal(["pcap"], crd.Spec.Names.ShortNames);
+        Assert.Equal("Namespaced", crd.Spec.Scope);
+        var version = Assert.Single(crd.Spec.Versions);
+        Assert.Equal("v1alpha1", version.Name);
+        Assert.NotNull(version.Subresources.Status);
+        Assert.Equal(["Phase", "Target", "Packets", "Drops", "Age"], version.AdditionalPrinterColumns.Select(c => c.Name));
+
+        var spec = version.Schema.OpenAPIV3Schema.Properties["spec"];
+        Assert.Equal(["reason", "target", "duration"], spec.Required);
+        Assert.Equal(262144, spec.Properties["snaplen"].Maximum);
+        Assert.Equal(0, spec.Properties["snaplen"].Minimum);
+        Assert.Contains(spec.XKubernetesValidations, v => v.Rule.Contains("oldSelf", StringComparison.Ordinal) && v.Message.Contains("only spec.stop", StringComparison.Ordinal));
+        Assert.Contains(spec.Properties["target"].XKubernetesValidations, v => v.Rule == "has(self.podName) != has(self.podSelector)");
+
+        var missing = new List<string>();
+        CheckDescriptions(version.Schema.OpenAPIV3Schema.Properties["spec"], "spec", missing);
+        CheckDescriptions(version.Schema.OpenAPIV3Schema.Properties["status"], "status", missing);
+        Assert.Empty(missing);
+    }
+
+    [Theory]
+    [InlineData("reaching-us.yaml")]
+    [InlineData("refused-or-dropped.yaml")]
+    [InlineData("pod-headers-30s.yaml")]
+    public void Each_example_is_a_PacketCapture_the_default_policy_accepts(string file)
+    {
+        var capture = KubernetesYaml.Deserialize<PacketCapture>(File.ReadAllText(Path.Combine(Root, "examples", file)));
+
+        var verdict = new CapturePolicy().Check(capture);
+
+        Assert.True(verdict.Allowed, verdict.Message);
+        Assert.False(string.IsNullOrWhiteSpace(capture.Spec.Reason));
+    }
+
+    private static void CheckDescriptions(V1JSONSchemaProps schema, string path, List<string> missing)
+    {
+        if (string.IsNullOrWhiteSpace(schema.Description))
+        {
+            missing.Add(path);
+        }
+
+        foreach (var (name, child) in schema.Properties ?? new Dictionary<string, V1JSONSchemaProps>())
+        {
+            CheckDescriptions(child, $"{path}.{name}", missing);
+        }
+
+        if (schema.Items is V1JSONSchemaProps { Properties.Count: > 0 } items)
+        {
+            foreach (var (name, child) in items.Properties)
+            {
+                CheckDescriptions(child, $"{path}[].{name}", missing);
+            }
+        }
+    }
+
+    private static (int Code, string Output) Helm(params string[] args)
+    {
+        var helm = Path.Combine(Root, ".tools", "bin", "helm");
+        Assert.True(File.Exists(helm), $"{helm} is missing: run scripts/setup.sh");
+        var info = new ProcessStartInfo(helm, args) { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.Environment["HOME"] = Path.GetTempPath();
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, stdout.Result + stderr);
+    }
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "KubeCapture.sln")))
+        {
+            dir = dir.Parent;
+        }
+
+        return dir?.FullName ?? throw new InvalidOperationException("KubeCapture.sln not found above the test directory");
+    }
+}

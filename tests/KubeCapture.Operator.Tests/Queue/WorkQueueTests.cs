@@ -1,0 +1,67 @@
+using KubeCapture.Operator.Queue;
+
+namespace KubeCapture.Operator.Tests.Queue;
+
+public sealed class WorkQueueTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(5);
+
+    [Fact]
+    public async Task A_key_added_many_times_before_it_is_taken_is_handed_out_once()
+    {
+        using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(1));
+        queue.Add("shop/a");
+        queue.Add("shop/a");
+        queue.Add("shop/b");
+        queue.Add("shop/a");
+
+        var first = await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout);
+        var second = await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout);
+
+        Assert.Equal(["shop/a", "shop/b"], new[] { first, second });
+        Assert.Equal(0, queue.Count);
+        using var none = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queue.TakeAsync(none.Token).AsTask());
+    }
+
+    [Fact]
+    public async Task A_key_changed_while_it_is_processed_goes_to_no_other_worker_and_runs_again_after_Done()
+    {
+        using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(1));
+        queue.Add("shop/a");
+        var key = await queue.TakeAsync(CancellationToken.None);
+
+        queue.Add("shop/a");
+        using var meanwhile = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queue.TakeAsync(meanwhile.Token).AsTask());
+
+        queue.Done(key);
+        Assert.Equal("shop/a", await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout));
+    }
+
+    [Fact]
+    public void Failures_back_off_exponentially_up_to_the_cap_and_Forget_starts_over()
+    {
+        using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(500));
+
+        var delays = Enumerable.Range(0, 5).Select(_ => queue.AddRateLimited("shop/a").TotalMilliseconds).ToList();
+        queue.Forget("shop/a");
+        var afterForget = queue.AddRateLimited("shop/a").TotalMilliseconds;
+
+        Assert.Equal([100, 200, 400, 500, 500], delays);
+        Assert.Equal(100, afterForget);
+    }
+
+    [Fact]
+    public async Task A_delayed_key_arrives_after_its_delay()
+    {
+        using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(1));
+        var started = DateTime.UtcNow;
+        queue.AddAfter("shop/a", TimeSpan.FromMilliseconds(300));
+
+        var key = await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout);
+
+        Assert.Equal("shop/a", key);
+        Assert.True(DateTime.UtcNow - started >= TimeSpan.FromMilliseconds(280));
+    }
+}

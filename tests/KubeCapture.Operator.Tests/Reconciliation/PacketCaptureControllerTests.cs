@@ -1,0 +1,424 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using k8s;
+using k8s.Models;
+using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Reconciliation;
+using KubeCapture.Operator.Resources;
+using KubeCapture.Testing.Kubernetes;
+
+namespace KubeCapture.Operator.Tests.Reconciliation;
+
+/// <summary>
+/// The reconciler end to end against the API emulator, with the test kubelet running the real agent
+/// inside a network namespace ("the pod") and the in-memory ingest double.
+/// </summary>
+public sealed class PacketCaptureControllerTests : IAsyncLifetime
+{
+    private OperatorHarness harness = null!;
+
+    public async Task InitializeAsync()
+    {
+        harness = await OperatorHarness.StartAsync();
+        harness.Emulator.AddNamespace("shop");
+    }
+
+    public async Task DisposeAsync() => await harness.DisposeAsync();
+
+    [Fact]
+    public async Task A_capture_injects_one_locked_down_container_captures_real_packets_and_reports_a_verified_artifact()
+    {
+        using var network = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "api-1", network);
+        harness.Emulator.AddPod("shop", "api-1");
+
+        var created = await harness.CreateCaptureAsync("shop", "ping", new PacketCaptureSpec
+        {
+            Reason = "is the request reaching us?",
+            Target = new CaptureTarget { PodName = "api-1" },
+            Filter = "icmp",
+            MaxPackets = 6,
+            Duration = "30s",
+            Snaplen = 128,
+        });
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        await harness.WaitForPhaseAsync("shop", "ping", CapturePhase.Running);
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "api-1", container, TimeSpan.FromSeconds(20));
+        network.PingFromClient(3);
+
+        var done = await harness.WaitForPhaseAsync("shop", "ping", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+
+        var target = Assert.Single(done.Status!.Targets);
+        Assert.Equal(("api-1", "node-1", container, TargetState.Succeeded), (target.Pod, target.Node, target.Container, target.State));
+        Assert.Equal(6, target.Packets);
+        Assert.Equal("count", target.StopReason);
+        Assert.Equal(6, done.Status.Packets);
+        var pcap = harness.Kubelet.PcapPath("shop", "api-1", container);
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(pcap))), target.Artifact!.Sha256);
+        Assert.Equal(6, TcpdumpLines(pcap).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
+        Assert.NotNull(target.Summary);
+        foreach (var type in new[] { CaptureConditions.Accepted, CaptureConditions.Admitted, CaptureConditions.TargetsReady, CaptureConditions.Injected, CaptureConditions.Complete })
+        {
+            var condition = CaptureConditions.Find(done.Status, type);
+            Assert.True(condition is { Status: "True", ObservedGeneration: 1 }, $"{type}: {KubernetesJson.Serialize(condition)}");
+            Assert.True(condition.LastTransitionTime > DateTime.UtcNow.AddMinutes(-5));
+        }
+
+        var pod = await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop");
+        var injected = Assert.Single(pod.Spec.EphemeralContainers);
+        Assert.Equal(container, injected.Name);
+        Assert.Equal("kubecapture/agent:test", injected.Image);
+        Assert.Equal(
+            ["capture", "--ingest", "http://127.0.0.1:1", "--capture-uid", created.Metadata.Uid, "--capture-namespace", "shop", "--capture-name", "ping",
+             "--pod", "api-1", "-i", "any", "-s", "128", "-c", "6", "--duration", "30s", "--max-bytes", "64Mi", "--retention-ttl", "168h", "icmp"],
+            injected.Args);
+        var token = Assert.Single(injected.Env);
+        Assert.Equal(EphemeralContainerSpec.TokenVariable, token.Name);
+        Assert.True(harness.IngestDouble.Verify(new Ingest.CaptureIdentity(created.Metadata.Uid, "shop", "ping", "api-1"), token.Value));
+        Assert.Equal(["NET_RAW"], injected.SecurityContext.Capabilities.Add);
+        Assert.Equal(["ALL"], injected.SecurityContext.Capabilities.Drop);
+        Assert.False(injected.SecurityContext.AllowPrivilegeEscalation);
+        Assert.Null(injected.Ports);
+        Assert.Null(injected.VolumeMounts);
+
+        var events = await harness.Client.CoreV1.ListNamespacedEventAsync("shop");
+        Assert.Contains(events.Items, e => e.InvolvedObject.Kind == "PacketCapture" && e.Reason == "Injected");
+        Assert.Contains(events.Items, e => e.InvolvedObject.Kind == "PacketCapture" && e.Reason == "Succeeded");
+        Assert.Contains(events.Items, e => e.InvolvedObject.Kind == "Pod" && e.InvolvedObject.Name == "api-1" && e.Reason == "CaptureStarted");
+        Assert.Contains(CaptureFinalizer.Name, done.Metadata.Finalizers);
+    }
+
+    [Fact]
+    public async Task An_invalid_filter_fails_with_InvalidFilter_and_libpcaps_message_and_touches_no_pod()
+    {
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "bad-filter", Spec("api-1", filter: "tcp port http2x"));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "bad-filter", CapturePhase.Failed);
+
+        var accepted = CaptureConditions.Find(failed.Status, CaptureConditions.Accepted)!;
+        Assert.Equal(("False", "InvalidFilter"), (accepted.Status, accepted.Reason));
+        Assert.Contains("http2x", accepted.Message, StringComparison.Ordinal);
+        Assert.Equal("InvalidFilter", CaptureConditions.Find(failed.Status, CaptureConditions.Complete)!.Reason);
+        Assert.Null((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+    }
+
+    [Fact]
+    public async Task A_missing_pod_fails_with_PodNotFound()
+    {
+        await harness.CreateCaptureAsync("shop", "no-pod", Spec("ghost"));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "no-pod", CapturePhase.Failed);
+
+        var ready = CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!;
+        Assert.Equal(("False", "PodNotFound"), (ready.Status, ready.Reason));
+        Assert.Contains("'ghost' not found in namespace 'shop'", ready.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_pod_that_is_not_running_fails_with_PodNotRunning()
+    {
+        harness.Emulator.AddPod("shop", "starting", phase: "Pending");
+        await harness.CreateCaptureAsync("shop", "not-running", Spec("starting"));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "not-running", CapturePhase.Failed);
+
+        var ready = CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!;
+        Assert.Equal(("False", "PodNotRunning"), (ready.Status, ready.Reason));
+        Assert.Contains("is Pending", ready.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_restricted_namespace_is_refused_with_PodSecurityRestricted_before_any_injection()
+    {
+        harness.Emulator.AddNamespace("locked", new Dictionary<string, string> { [PodSecurityPreflight.EnforceLabel] = "restricted" });
+        harness.Emulator.AddPod("locked", "api-1");
+        await harness.CreateCaptureAsync("locked", "refused", Spec("api-1"));
+
+        var failed = await harness.WaitForPhaseAsync("locked", "refused", CapturePhase.Failed);
+
+        var ready = CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!;
+        Assert.Equal(("False", "PodSecurityRestricted"), (ready.Status, ready.Reason));
+        Assert.Contains("forbids the NET_RAW capability", ready.Message, StringComparison.Ordinal);
+        Assert.Null((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "locked")).Spec.EphemeralContainers);
+        Assert.Equal(0, harness.Kubelet.Starts);
+    }
+
+    [Fact]
+    public async Task A_baseline_namespace_gets_a_container_that_adds_no_capability_and_the_condition_says_so()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddNamespace("base", new Dictionary<string, string> { [PodSecurityPreflight.EnforceLabel] = "baseline" });
+        harness.Emulator.AddPod("base", "api-1");
+        await harness.CreateCaptureAsync("base", "baseline", Spec("api-1"));
+
+        var running = await harness.WaitForPhaseAsync("base", "baseline", CapturePhase.Running);
+
+        var ready = CaptureConditions.Find(running.Status, CaptureConditions.TargetsReady)!;
+        Assert.Equal(("True", "PodSecurityBaseline"), (ready.Status, ready.Reason));
+        Assert.Contains("runtime's default NET_RAW", ready.Message, StringComparison.Ordinal);
+        var injected = Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "base")).Spec.EphemeralContainers);
+        Assert.Null(injected.SecurityContext.Capabilities.Add);
+        Assert.Equal(["ALL"], injected.SecurityContext.Capabilities.Drop);
+    }
+
+    [Theory]
+    [InlineData("2h", 128, "spec.duration 2h is longer than the policy's maximum 1h")]
+    [InlineData("30s", 0, "spec.snaplen 0 keeps payload beyond the policy's maximum of 128 bytes")]
+    public async Task A_spec_beyond_policy_fails_with_PolicyExceeded_naming_the_limit(string duration, int snaplen, string message)
+    {
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "greedy", Spec("api-1", duration: duration, snaplen: snaplen));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "greedy", CapturePhase.Failed);
+
+        var accepted = CaptureConditions.Find(failed.Status, CaptureConditions.Accepted)!;
+        Assert.Equal(("False", "PolicyExceeded"), (accepted.Status, accepted.Reason));
+        Assert.Contains(message, accepted.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_image_that_cannot_be_pulled_fails_with_ImagePullFailed()
+    {
+        harness.Kubelet.FailingImages["kubecapture/agent:test"] = true;
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "no-image", Spec("api-1"));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "no-image", CapturePhase.Failed);
+
+        var complete = CaptureConditions.Find(failed.Status, CaptureConditions.Complete)!;
+        Assert.Equal(("False", "ImagePullFailed"), (complete.Status, complete.Reason));
+        Assert.Contains("ImagePullBackOff", failed.Status!.Targets[0].Message, StringComparison.Ordinal);
+        var events = await harness.Client.CoreV1.ListNamespacedEventAsync("shop");
+        Assert.Contains(events.Items, e => e.Type == "Warning" && e.Reason == "ImagePullFailed");
+    }
+
+    [Fact]
+    public async Task An_agent_that_crashes_fails_with_AgentCrashed_its_exit_code_and_last_words()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sh", "-c", "echo 'kubecapture-agent: cannot open any: Operation not permitted' >&2; exit 3"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "crash", Spec("api-1"));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "crash", CapturePhase.Failed);
+
+        var target = Assert.Single(failed.Status!.Targets);
+        Assert.Equal(("AgentCrashed", 3), (target.Reason, target.ExitCode));
+        Assert.Contains("Operation not permitted", target.Message, StringComparison.Ordinal);
+        Assert.Equal("AgentCrashed", CaptureConditions.Find(failed.Status, CaptureConditions.Complete)!.Reason);
+    }
+
+    [Fact]
+    public async Task A_capture_that_goes_silent_fails_with_DeadlineExceeded_after_duration_and_grace()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "60"];
+        harness.Emulator.AddPod("shop", "api-1");
+        var stopwatch = Stopwatch.StartNew();
+        await harness.CreateCaptureAsync("shop", "silent", Spec("api-1", duration: "1s"));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "silent", CapturePhase.Failed, TimeSpan.FromSeconds(30));
+
+        Assert.True(stopwatch.Elapsed >= TimeSpan.FromSeconds(4), $"failed after {stopwatch.Elapsed}: before duration 1s + grace 3s");
+        var target = Assert.Single(failed.Status!.Targets);
+        Assert.Equal("DeadlineExceeded", target.Reason);
+        Assert.Equal("DeadlineExceeded", CaptureConditions.Find(failed.Status, CaptureConditions.Complete)!.Reason);
+    }
+
+    [Fact]
+    public async Task Captures_beyond_the_namespace_concurrency_limit_wait_Pending_with_the_reason()
+    {
+        harness.Policy.MaxConcurrentPerNamespace = 1;
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "first", Spec("api-1"));
+        await harness.WaitForPhaseAsync("shop", "first", CapturePhase.Running);
+
+        await harness.CreateCaptureAsync("shop", "second", Spec("api-1"));
+        var waiting = await harness.WaitForAsync("shop", "second", c => CaptureConditions.Find(c.Status, CaptureConditions.Admitted) is not null);
+
+        Assert.Equal(CapturePhase.Pending, waiting.Status!.Phase);
+        var admitted = CaptureConditions.Find(waiting.Status, CaptureConditions.Admitted)!;
+        Assert.Equal(("False", "ConcurrencyLimit"), (admitted.Status, admitted.Reason));
+        Assert.Contains("policy allows 1 at a time", admitted.Message, StringComparison.Ordinal);
+        Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+    }
+
+    [Fact]
+    public async Task A_namespace_outside_the_allowed_list_fails_with_NamespaceNotAllowed()
+    {
+        harness.Policy.AllowedNamespaces = ["elsewhere"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "not-here", Spec("api-1"));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "not-here", CapturePhase.Failed);
+
+        Assert.Equal("NamespaceNotAllowed", CaptureConditions.Find(failed.Status, CaptureConditions.Accepted)!.Reason);
+    }
+
+    [Fact]
+    public async Task An_operator_killed_between_injecting_and_recording_adds_no_second_container_and_the_capture_completes()
+    {
+        using var network = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "api-1", network);
+        harness.Emulator.AddPod("shop", "api-1");
+        // The status write after the injection fails, as if the process died right after the PATCH.
+        harness.Emulator.Faults.FailNext(1000, System.Net.HttpStatusCode.InternalServerError, "PUT", "/packetcaptures/restart/status");
+        var injected = new TaskCompletionSource();
+        harness.Emulator.Store.Changed += e =>
+        {
+            if (e.Resource == ResourceType.Pods && e.Object["spec"]?["ephemeralContainers"] is not null)
+            {
+                injected.TrySetResult();
+            }
+        };
+
+        await harness.CreateCaptureAsync("shop", "restart", Spec("api-1", duration: "2s"));
+        await injected.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await harness.KillOperatorAsync();
+        Assert.Null((await harness.GetCaptureAsync("shop", "restart"))!.Status?.Targets.FirstOrDefault());
+
+        ClearFaults(harness.Emulator);
+        harness.StartOperator();
+        var done = await harness.WaitForPhaseAsync("shop", "restart", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+
+        Assert.Equal("duration", done.Status!.Targets[0].StopReason);
+        Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+        Assert.Equal(1, harness.Kubelet.Starts);
+    }
+
+    [Fact]
+    public async Task A_cut_watch_with_compacted_history_is_relisted_and_new_captures_are_still_reconciled()
+    {
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "before-cut", Spec("api-1", filter: "bogus filter words"));
+        await harness.WaitForPhaseAsync("shop", "before-cut", CapturePhase.Failed);
+        var lists = harness.Operator!.Captures.Lists;
+
+        // Cut the watch and keep the watcher away (its next requests fail) while a capture is created
+        // and history is compacted: it comes back with a resourceVersion that is gone.
+        harness.Emulator.Faults.FailNext(2, System.Net.HttpStatusCode.InternalServerError, "GET", "v1alpha1/packetcaptures");
+        Assert.True(harness.Emulator.Store.DropWatches() >= 1);
+        await harness.CreateCaptureAsync("shop", "after-cut", Spec("api-1", filter: "more bogus words"));
+        harness.Emulator.Store.Compact();
+
+        var failed = await harness.WaitForPhaseAsync("shop", "after-cut", CapturePhase.Failed);
+        Assert.Equal("InvalidFilter", CaptureConditions.Find(failed.Status, CaptureConditions.Accepted)!.Reason);
+        Assert.True(harness.Operator.Captures.Lists > lists, "the watcher should have listed again after 410 Gone");
+    }
+
+    [Fact]
+    public async Task Setting_spec_stop_tells_the_agent_to_stop_and_what_it_captured_is_kept()
+    {
+        using var network = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "api-1", network);
+        harness.Emulator.AddPod("shop", "api-1");
+        var created = await harness.CreateCaptureAsync("shop", "long", Spec("api-1", duration: "5m", filter: "icmp"));
+        await harness.WaitForPhaseAsync("shop", "long", CapturePhase.Running);
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "api-1", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), TimeSpan.FromSeconds(20));
+        network.PingFromClient(2);
+        // libpcap hands packets over when the ring block retires (the agent's 100 ms read timeout);
+        // a stop within that window loses the newest ones (the agent does not drain on SIGTERM).
+        await Task.Delay(500);
+
+        var stopwatch = Stopwatch.StartNew();
+        await harness.Client.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch("""{"spec":{"stop":true}}""", V1Patch.PatchType.MergePatch),
+            PacketCapture.Group, PacketCapture.Version, "shop", PacketCapture.Plural, "long");
+        var done = await harness.WaitForPhaseAsync("shop", "long", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(30));
+        Assert.True(harness.IngestDouble.StopRequests.ContainsKey(created.Metadata.Uid));
+        Assert.Equal(4, done.Status!.Targets[0].Packets);
+        Assert.Equal(2, done.Metadata.Generation);
+        Assert.All(done.Status.Conditions, c => Assert.Equal(2, c.ObservedGeneration));
+    }
+
+    [Fact]
+    public async Task Deleting_a_running_capture_stops_it_keeps_the_pcap_and_then_releases_the_finalizer()
+    {
+        using var network = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "api-1", network);
+        harness.Emulator.AddPod("shop", "api-1");
+        var created = await harness.CreateCaptureAsync("shop", "doomed", Spec("api-1", duration: "5m"));
+        await harness.WaitForPhaseAsync("shop", "doomed", CapturePhase.Running);
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "api-1", container, TimeSpan.FromSeconds(20));
+
+        await harness.Client.CustomObjects.DeleteNamespacedCustomObjectAsync(PacketCapture.Group, PacketCapture.Version, "shop", PacketCapture.Plural, "doomed");
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await harness.GetCaptureAsync("shop", "doomed") is not null && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Null(await harness.GetCaptureAsync("shop", "doomed"));
+        Assert.True(harness.IngestDouble.StopRequests.ContainsKey(created.Metadata.Uid));
+        Assert.True(File.Exists(harness.Kubelet.PcapPath("shop", "api-1", container)));
+        var upload = await harness.Ingest.GetAsync(new Ingest.CaptureIdentity(created.Metadata.Uid, "shop", "doomed", "api-1"), CancellationToken.None);
+        Assert.Equal(Ingest.UploadPhase.Finished, upload?.Phase);
+    }
+
+    [Fact]
+    public async Task A_selector_capture_runs_one_container_per_pod_and_reports_each_target()
+    {
+        using var first = PodNetwork.Create();
+        using var second = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "web-1", first);
+        harness.Kubelet.AttachNetwork("shop", "web-2", second);
+        harness.Emulator.AddPod("shop", "web-1", labels: new Dictionary<string, string> { ["app"] = "web" }, node: "node-a");
+        harness.Emulator.AddPod("shop", "web-2", labels: new Dictionary<string, string> { ["app"] = "web" }, node: "node-b");
+
+        await harness.CreateCaptureAsync("shop", "fleet", new PacketCaptureSpec
+        {
+            Reason = "which replica drops?",
+            Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["app"] = "web" } } },
+            Duration = "2s",
+        });
+        var done = await harness.WaitForPhaseAsync("shop", "fleet", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+
+        Assert.Equal([("web-1", "node-a"), ("web-2", "node-b")], done.Status!.Targets.Select(t => (t.Pod, t.Node!)));
+        Assert.All(done.Status.Targets, t => Assert.Equal(("duration", TargetState.Succeeded), (t.StopReason, t.State)));
+        Assert.Equal("web-1,web-2", done.Status.TargetSummary);
+    }
+
+    [Fact]
+    public async Task A_pod_at_its_capture_container_cap_is_refused_with_CaptureContainerLimit()
+    {
+        harness.Options.MaxCaptureContainersPerPod = 1;
+        harness.Kubelet.CommandOverride = _ => ["true"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "one", Spec("api-1", filter: "tcp"));
+        await harness.WaitForAsync("shop", "one", c => c.Status?.Targets.Count > 0);
+
+        await harness.CreateCaptureAsync("shop", "two", Spec("api-1", filter: "tcp"));
+        var failed = await harness.WaitForPhaseAsync("shop", "two", CapturePhase.Failed);
+
+        Assert.Equal("CaptureContainerLimit", CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!.Reason);
+        Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+    }
+
+    private static void ClearFaults(KubernetesApiEmulator emulator)
+    {
+        // Drain the injected failures left over from the "crash".
+        while (emulator.Faults.TakeFailure("PUT", "/packetcaptures/restart/status") is not null)
+        {
+        }
+    }
+
+    private static PacketCaptureSpec Spec(string pod, string? filter = null, string duration = "30s", int snaplen = 128) => new()
+    {
+        Reason = "test",
+        Target = new CaptureTarget { PodName = pod },
+        Filter = filter,
+        Duration = duration,
+        Snaplen = snaplen,
+    };
+
+    private static List<string> TcpdumpLines(string pcap)
+    {
+        var info = new ProcessStartInfo("tcpdump", ["-nn", "-r", pcap]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var process = Process.Start(info)!;
+        var output = process.StandardOutput.ReadToEnd();
+        process.WaitForExit();
+        return [.. output.Split('\n', StringSplitOptions.RemoveEmptyEntries)];
+    }
+}

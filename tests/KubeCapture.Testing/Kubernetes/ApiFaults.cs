@@ -1,0 +1,55 @@
+using System.Net;
+
+namespace KubeCapture.Testing.Kubernetes;
+
+/// <summary>
+/// What can go wrong between a client and the API server, on demand: failed requests, slow
+/// responses, watches cut in the middle, history compacted so that old resourceVersions are gone.
+/// </summary>
+public sealed class ApiFaults
+{
+    private readonly Lock gate = new();
+    private readonly List<FailureRule> failures = [];
+
+    /// <summary>Added before every response (watch streams included, before their first byte).</summary>
+    public TimeSpan Latency { get; set; }
+
+    /// <summary>The next <paramref name="count"/> requests whose method and path match fail with <paramref name="status"/>.</summary>
+    public void FailNext(int count, HttpStatusCode status = HttpStatusCode.InternalServerError, string? method = null, string? pathContains = null)
+    {
+        lock (gate)
+        {
+            failures.Add(new FailureRule(count, status, method, pathContains));
+        }
+    }
+
+    public HttpStatusCode? TakeFailure(string method, string path)
+    {
+        lock (gate)
+        {
+            foreach (var rule in failures)
+            {
+                if (rule.Remaining > 0 &&
+                    (rule.Method is null || string.Equals(rule.Method, method, StringComparison.OrdinalIgnoreCase)) &&
+                    (rule.PathContains is null || path.Contains(rule.PathContains, StringComparison.Ordinal)))
+                {
+                    rule.Remaining--;
+                    return rule.Status;
+                }
+            }
+
+            return null;
+        }
+    }
+
+    private sealed class FailureRule(int remaining, HttpStatusCode status, string? method, string? pathContains)
+    {
+        public int Remaining { get; set; } = remaining;
+
+        public HttpStatusCode Status { get; } = status;
+
+        public string? Method { get; } = method;
+
+        public string? PathContains { get; } = pathContains;
+    }
+}

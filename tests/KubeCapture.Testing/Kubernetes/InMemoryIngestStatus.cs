@@ -1,0 +1,47 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using KubeCapture.Operator.Ingest;
+
+namespace KubeCapture.Testing.Kubernetes;
+
+/// <summary>
+/// TEST DOUBLE of the ingest's status seam, for reconciler tests before (or without) the real gRPC
+/// ingest: the test kubelet reports what the agent did (connected, finished with its manifest and
+/// pcap file, failed); the reconciler reads it through <see cref="IIngestStatus"/> exactly as it
+/// reads the real ingest. Tokens are an HMAC of the identity, as the real issuer's.
+/// </summary>
+public sealed class InMemoryIngestStatus : IIngestStatus, ICaptureTokenIssuer
+{
+    private readonly ConcurrentDictionary<CaptureIdentity, TargetUpload> uploads = new();
+    private readonly ConcurrentDictionary<string, int> stopRequests = new(StringComparer.Ordinal);
+    private readonly byte[] secret = RandomNumberGenerator.GetBytes(32);
+
+    public event Action<TargetUpload>? Changed;
+
+    /// <summary>Raised when the reconciler asks a capture's agents to stop (the kubelet forwards it).</summary>
+    public event Action<string>? StopRequested;
+
+    public IReadOnlyDictionary<string, int> StopRequests => stopRequests;
+
+    public Task<TargetUpload?> GetAsync(CaptureIdentity target, CancellationToken cancellationToken) =>
+        Task.FromResult(uploads.TryGetValue(target, out var upload) ? upload : null);
+
+    public void RequestStop(string captureUid)
+    {
+        stopRequests.AddOrUpdate(captureUid, 1, (_, n) => n + 1);
+        StopRequested?.Invoke(captureUid);
+    }
+
+    public string Issue(CaptureIdentity target) =>
+        Convert.ToHexStringLower(HMACSHA256.HashData(secret, Encoding.UTF8.GetBytes($"{target.CaptureUid}/{target.Namespace}/{target.CaptureName}/{target.Pod}")));
+
+    public bool Verify(CaptureIdentity target, string token) =>
+        CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(Issue(target)), Encoding.UTF8.GetBytes(token));
+
+    public void Report(TargetUpload upload)
+    {
+        uploads[upload.Target] = upload;
+        Changed?.Invoke(upload);
+    }
+}

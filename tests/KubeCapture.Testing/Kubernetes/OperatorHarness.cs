@@ -1,0 +1,179 @@
+using System.Net;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Reconciliation;
+using KubeCapture.Operator.Resources;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace KubeCapture.Testing.Kubernetes;
+
+/// <summary>
+/// The operator against the emulator with a test kubelet: everything but a real cluster. By default
+/// the ingest is the <see cref="InMemoryIngestStatus"/> test double fed by the kubelet (agent in
+/// local mode); pass a real <see cref="IIngestStatus"/> and <see cref="ICaptureTokenIssuer"/> (and
+/// <see cref="AgentMode.Cluster"/>) for the end-to-end run through the gRPC ingest and S3.
+/// The operator can be killed and started again (a new instance, as after a crash).
+/// </summary>
+public sealed class OperatorHarness : IAsyncDisposable
+{
+    private CancellationTokenSource? running;
+    private Task? operatorTask;
+
+    private OperatorHarness(KubernetesApiEmulator emulator, IIngestStatus ingest, ICaptureTokenIssuer tokens, TestKubelet kubelet,
+        CapturePolicy policy, ReconcilerOptions options, string workDirectory)
+    {
+        Emulator = emulator;
+        Ingest = ingest;
+        Tokens = tokens;
+        Kubelet = kubelet;
+        Policy = policy;
+        Options = options;
+        WorkDirectory = workDirectory;
+        Client = emulator.CreateClient();
+    }
+
+    public KubernetesApiEmulator Emulator { get; }
+
+    public IKubernetes Client { get; }
+
+    public IIngestStatus Ingest { get; }
+
+    public ICaptureTokenIssuer Tokens { get; }
+
+    public TestKubelet Kubelet { get; }
+
+    public CapturePolicy Policy { get; }
+
+    public ReconcilerOptions Options { get; }
+
+    public string WorkDirectory { get; }
+
+    public CaptureOperator? Operator { get; private set; }
+
+    public ILoggerFactory Loggers { get; set; } = NullLoggerFactory.Instance;
+
+    public static async Task<OperatorHarness> StartAsync(
+        Action<CapturePolicy>? policy = null,
+        Action<ReconcilerOptions>? options = null,
+        IIngestStatus? ingest = null,
+        ICaptureTokenIssuer? tokens = null,
+        AgentMode mode = AgentMode.Local,
+        bool startOperator = true)
+    {
+        var emulator = await KubernetesApiEmulator.StartAsync();
+        var capturePolicy = new CapturePolicy { MaxConcurrentPerNamespace = 5, MaxConcurrentInCluster = 20 };
+        policy?.Invoke(capturePolicy);
+        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "3s", ResyncPeriod = "1s" };
+        options?.Invoke(reconcilerOptions);
+        var work = Directory.CreateTempSubdirectory("kcK-").FullName;
+        var double_ = ingest is null ? new InMemoryIngestStatus() : null;
+        var kubelet = new TestKubelet(emulator, AgentDll(), mode, double_, work);
+        var harness = new OperatorHarness(emulator, ingest ?? double_!, tokens ?? double_ ?? throw new ArgumentNullException(nameof(tokens)),
+            kubelet, capturePolicy, reconcilerOptions, work);
+        if (startOperator)
+        {
+            harness.StartOperator();
+        }
+
+        return harness;
+    }
+
+    /// <summary>The in-memory ingest double, when the harness uses it.</summary>
+    public InMemoryIngestStatus IngestDouble => Ingest as InMemoryIngestStatus ?? throw new InvalidOperationException("this harness uses a real ingest");
+
+    /// <summary>The agent next to the tests (the operator project references it).</summary>
+    public static string AgentDll() => Path.Combine(AppContext.BaseDirectory, "kubecapture-agent.dll");
+
+    public void StartOperator()
+    {
+        if (operatorTask is not null)
+        {
+            throw new InvalidOperationException("the operator is already running");
+        }
+
+        running = new CancellationTokenSource();
+        Operator = new CaptureOperator(Client, Ingest, Tokens, Policy, Options, Loggers, TimeProvider.System);
+        var token = running.Token;
+        var instance = Operator;
+        operatorTask = Task.Run(() => instance.RunAsync(token), CancellationToken.None);
+    }
+
+    /// <summary>Stops the operator mid-whatever (as a crash or a lost Lease would, without goodbyes).</summary>
+    public async Task KillOperatorAsync()
+    {
+        if (running is null || operatorTask is null)
+        {
+            return;
+        }
+
+        await running.CancelAsync();
+        try
+        {
+            await operatorTask;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        running.Dispose();
+        running = null;
+        operatorTask = null;
+    }
+
+    public Task<PacketCapture> CreateCaptureAsync(string ns, string name, PacketCaptureSpec spec) =>
+        Client.CustomObjects.CreateNamespacedCustomObjectAsync<PacketCapture>(
+            new PacketCapture { Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = ns }, Spec = spec },
+            PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural);
+
+    public async Task<PacketCapture?> GetCaptureAsync(string ns, string name)
+    {
+        try
+        {
+            return await Client.CustomObjects.GetNamespacedCustomObjectAsync<PacketCapture>(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, name);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Polls the capture until <paramref name="until"/> holds; on timeout, fails with the last status seen.</summary>
+    public async Task<PacketCapture> WaitForAsync(string ns, string name, Func<PacketCapture, bool> until, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        PacketCapture? last = null;
+        while (DateTime.UtcNow < deadline)
+        {
+            last = await GetCaptureAsync(ns, name);
+            if (last is not null && until(last))
+            {
+                return last;
+            }
+
+            await Task.Delay(50);
+        }
+
+        throw new TimeoutException($"capture {ns}/{name} did not reach the expected state; last status: {(last is null ? "gone" : KubernetesJson.Serialize(last.Status))}");
+    }
+
+    public Task<PacketCapture> WaitForPhaseAsync(string ns, string name, string phase, TimeSpan? timeout = null) =>
+        WaitForAsync(ns, name, c => c.Status?.Phase == phase, timeout);
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillOperatorAsync();
+        Kubelet.Dispose();
+        Client.Dispose();
+        await Emulator.DisposeAsync();
+        try
+        {
+            Directory.Delete(WorkDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}

@@ -1,0 +1,371 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using KubeCapture.Agent.Capture;
+using KubeCapture.Operator.Ingest;
+
+namespace KubeCapture.Testing.Kubernetes;
+
+/// <summary>
+/// Plays the kubelet for ephemeral containers: watches the emulator's pods, and for each new
+/// ephemeral container starts the command from its args and env inside the pod's network
+/// namespace, reporting ephemeralContainerStatuses (running, terminated with the exit code and the
+/// tail of stderr as message, or waiting ImagePullBackOff for images configured to fail).
+///
+/// In <see cref="AgentMode.Local"/> (before the real ingest is wired), the cluster-mode args are
+/// rewritten into a local capture (-w FILE --json) and the outcome is reported to an
+/// <see cref="InMemoryIngestStatus"/> test double; in <see cref="AgentMode.Cluster"/> the args go to
+/// the agent unchanged and the real ingest reports.
+/// </summary>
+public sealed class TestKubelet : IDisposable
+{
+    private static readonly HashSet<string> IngestOnlyOptions = ["--ingest", "--capture-uid", "--capture-namespace", "--capture-name", "--pod", "--retention-ttl"];
+    private readonly KubernetesApiEmulator emulator;
+    private readonly ConcurrentDictionary<string, Started> started = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, PodNetwork> networks = new(StringComparer.Ordinal);
+    private readonly string workDirectory;
+    private readonly InMemoryIngestStatus? ingest;
+
+    public TestKubelet(KubernetesApiEmulator emulator, string agentDll, AgentMode mode, InMemoryIngestStatus? ingest, string workDirectory)
+    {
+        this.emulator = emulator;
+        AgentDll = agentDll;
+        Mode = mode;
+        this.ingest = ingest;
+        this.workDirectory = workDirectory;
+        emulator.Store.Changed += OnChange;
+        if (ingest is not null)
+        {
+            ingest.StopRequested += StopCapture;
+        }
+    }
+
+    public string AgentDll { get; }
+
+    public AgentMode Mode { get; }
+
+    /// <summary>Images whose pull fails: their containers wait in ImagePullBackOff.</summary>
+    public ConcurrentDictionary<string, bool> FailingImages { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>When set, replaces the agent: the command run for a container (e.g. a crash), instead of the real agent.</summary>
+    public Func<JsonObject, string[]>? CommandOverride { get; set; }
+
+    /// <summary>
+    /// For benchmarks: report each container running at once and start nothing (a thousand
+    /// captures without a thousand agents).
+    /// </summary>
+    public bool SimulateRunning { get; set; }
+
+    /// <summary>How many times any container was started (a duplicate injection would start twice).</summary>
+    public int Starts => started.Count;
+
+    public IReadOnlyList<string> StartedContainers => [.. started.Keys];
+
+    /// <summary>Runs the pod's containers in this network namespace.</summary>
+    public void AttachNetwork(string ns, string pod, PodNetwork network) => networks[$"{ns}/{pod}"] = network;
+
+    /// <summary>The pcap file written for a target in local mode.</summary>
+    public string PcapPath(string ns, string pod, string container) => Path.Combine(workDirectory, $"{ns}-{pod}-{container}.pcap");
+
+    public void Dispose()
+    {
+        emulator.Store.Changed -= OnChange;
+        if (ingest is not null)
+        {
+            ingest.StopRequested -= StopCapture;
+        }
+
+        foreach (var s in started.Values)
+        {
+            try
+            {
+                if (s.Process is { HasExited: false } p)
+                {
+                    p.Kill(entireProcessTree: true);
+                }
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
+    }
+
+    private void OnChange(WatchEvent change)
+    {
+        if (change.Resource != ResourceType.Pods || change.Type is not ("ADDED" or "MODIFIED"))
+        {
+            return;
+        }
+
+        var pod = change.Object;
+        var ns = (string)pod["metadata"]!["namespace"]!;
+        var name = (string)pod["metadata"]!["name"]!;
+        foreach (var node in pod["spec"]?["ephemeralContainers"] as JsonArray ?? [])
+        {
+            var container = (JsonObject)node!;
+            var key = $"{ns}/{name}/{(string)container["name"]!}";
+            var entry = new Started();
+            if (started.TryAdd(key, entry))
+            {
+                _ = Task.Run(() => RunContainerAsync(ns, name, (JsonObject)container.DeepClone(), entry));
+            }
+        }
+    }
+
+    private async Task RunContainerAsync(string ns, string pod, JsonObject container, Started entry)
+    {
+        var name = (string)container["name"]!;
+        var image = (string?)container["image"] ?? "";
+        try
+        {
+            if (FailingImages.ContainsKey(image))
+            {
+                await ReportAsync(ns, pod, name, image, new JsonObject
+                {
+                    ["waiting"] = new JsonObject { ["reason"] = "ImagePullBackOff", ["message"] = $"Back-off pulling image \"{image}\"" },
+                });
+                return;
+            }
+
+            if (SimulateRunning)
+            {
+                await ReportAsync(ns, pod, name, image, new JsonObject { ["running"] = new JsonObject { ["startedAt"] = ObjectStore.Timestamp(DateTimeOffset.UtcNow) } });
+                return;
+            }
+
+            var args = (container["args"] as JsonArray ?? []).Select(a => (string)a!).ToList();
+            var identity = IdentityFrom(args);
+            string? pcap = null;
+            string[] command;
+            if (CommandOverride is { } replace)
+            {
+                command = replace(container);
+            }
+            else if (Mode == AgentMode.Local)
+            {
+                pcap = PcapPath(ns, pod, name);
+                command = ["dotnet", AgentDll, .. LocalArgs(args, pcap)];
+            }
+            else
+            {
+                command = ["dotnet", AgentDll, .. args];
+            }
+
+            if (networks.TryGetValue($"{ns}/{pod}", out var network))
+            {
+                command = ["ip", "netns", "exec", network.PodNamespace, .. command];
+            }
+
+            var info = new ProcessStartInfo(command[0]) { RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (var a in command.Skip(1))
+            {
+                info.ArgumentList.Add(a);
+            }
+
+            foreach (var env in container["env"] as JsonArray ?? [])
+            {
+                info.Environment[(string)env!["name"]!] = (string?)env["value"] ?? "";
+            }
+
+            var process = Process.Start(info)!;
+            entry.Process = process;
+            entry.CaptureUid = identity?.CaptureUid;
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderrLines = new List<string>();
+            var listening = new TaskCompletionSource();
+            var stderr = Task.Run(async () =>
+            {
+                while (await process.StandardError.ReadLineAsync() is { } line)
+                {
+                    lock (stderrLines)
+                    {
+                        stderrLines.Add(line);
+                    }
+
+                    if (line.Contains("listening on", StringComparison.Ordinal))
+                    {
+                        listening.TrySetResult();
+                    }
+                }
+            });
+            var startedAt = ObjectStore.Timestamp(DateTimeOffset.UtcNow);
+            await ReportAsync(ns, pod, name, image, new JsonObject { ["running"] = new JsonObject { ["startedAt"] = startedAt } });
+            if (identity is not null && Mode == AgentMode.Local && ingest is not null)
+            {
+                await Task.WhenAny(listening.Task, process.WaitForExitAsync());
+                ingest.Report(new TargetUpload { Target = identity, Phase = UploadPhase.Streaming, UpdatedAt = DateTimeOffset.UtcNow });
+            }
+
+            entry.Listening = listening.Task;
+            await process.WaitForExitAsync();
+            await stderr;
+            await stdout;
+            string tail;
+            lock (stderrLines)
+            {
+                tail = string.Join('\n', stderrLines.TakeLast(5));
+            }
+
+            if (identity is not null && pcap is not null && ingest is not null && process.ExitCode == 0 && File.Exists(pcap + ".json"))
+            {
+                var manifest = CaptureManifest.FromJson(await File.ReadAllTextAsync(pcap + ".json"));
+                var bytes = await File.ReadAllBytesAsync(pcap);
+                ingest.Report(new TargetUpload
+                {
+                    Target = identity,
+                    Phase = UploadPhase.Finished,
+                    Packets = manifest.PacketsWritten,
+                    Bytes = manifest.BytesWritten,
+                    DroppedByKernel = manifest.PacketsDroppedByKernel,
+                    Manifest = manifest,
+                    Artifact = new StoredArtifact(new Uri(pcap).AbsoluteUri, bytes.Length, Convert.ToHexStringLower(SHA256.HashData(bytes)), DateTimeOffset.UtcNow.AddHours(168)),
+                    UpdatedAt = DateTimeOffset.UtcNow,
+                });
+            }
+
+            await ReportAsync(ns, pod, name, image, new JsonObject
+            {
+                ["terminated"] = new JsonObject
+                {
+                    ["exitCode"] = process.ExitCode,
+                    ["reason"] = process.ExitCode == 0 ? "Completed" : "Error",
+                    ["message"] = process.ExitCode == 0 ? null : tail,
+                    ["startedAt"] = startedAt,
+                    ["finishedAt"] = ObjectStore.Timestamp(DateTimeOffset.UtcNow),
+                },
+            });
+        }
+        catch (Exception e)
+        {
+            await ReportAsync(ns, pod, name, image, new JsonObject
+            {
+                ["waiting"] = new JsonObject { ["reason"] = "RunContainerError", ["message"] = e.Message },
+            });
+        }
+    }
+
+    /// <summary>Waits until the container's agent printed "listening on" (capture started).</summary>
+    public async Task WaitUntilListeningAsync(string ns, string pod, string container, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        while (true)
+        {
+            if (started.TryGetValue($"{ns}/{pod}/{container}", out var s) && s.Listening is { } listening)
+            {
+                await listening.WaitAsync(cts.Token);
+                return;
+            }
+
+            await Task.Delay(25, cts.Token);
+        }
+    }
+
+    private void StopCapture(string captureUid)
+    {
+        foreach (var s in started.Values.Where(s => s.CaptureUid == captureUid))
+        {
+            if (s.Process is { HasExited: false } p)
+            {
+                // SIGTERM: the agent finishes its pcap cleanly (Process.Kill would be SIGKILL).
+                using var kill = Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+                kill.WaitForExit();
+            }
+        }
+    }
+
+    /// <summary>Cluster-mode args without the ingest options, plus -w FILE --json: the same capture, written locally.</summary>
+    public static List<string> LocalArgs(IReadOnlyList<string> args, string pcap)
+    {
+        var local = new List<string>();
+        for (var i = 0; i < args.Count; i++)
+        {
+            if (IngestOnlyOptions.Contains(args[i]))
+            {
+                i++;
+                continue;
+            }
+
+            local.Add(args[i]);
+            if (i == 0)
+            {
+                local.AddRange(["-w", pcap, "--overwrite", "--json"]);
+            }
+        }
+
+        return local;
+    }
+
+    private static CaptureIdentity? IdentityFrom(IReadOnlyList<string> args)
+    {
+        string? Value(string option)
+        {
+            var i = args.ToList().IndexOf(option);
+            return i >= 0 && i + 1 < args.Count ? args[i + 1] : null;
+        }
+
+        return Value("--capture-uid") is { } uid && Value("--capture-namespace") is { } ns && Value("--capture-name") is { } name && Value("--pod") is { } pod
+            ? new CaptureIdentity(uid, ns, name, pod)
+            : null;
+    }
+
+    private async Task ReportAsync(string ns, string pod, string container, string image, JsonObject state)
+    {
+        for (var attempt = 0; attempt < 50; attempt++)
+        {
+            var current = emulator.Store.Get(ResourceType.Pods, ns, pod);
+            if (current is null)
+            {
+                return;
+            }
+
+            var status = current["status"] as JsonObject ?? [];
+            current["status"] = status;
+            var statuses = status["ephemeralContainerStatuses"] as JsonArray ?? [];
+            status["ephemeralContainerStatuses"] = statuses;
+            var existing = statuses.FirstOrDefault(s => (string?)s!["name"] == container);
+            if (existing is not null)
+            {
+                statuses.Remove(existing);
+            }
+
+            statuses.Add(new JsonObject
+            {
+                ["name"] = container,
+                ["image"] = image,
+                ["imageID"] = "",
+                ["ready"] = false,
+                ["restartCount"] = 0,
+                ["state"] = state,
+            });
+            try
+            {
+                emulator.Store.Update(ResourceType.Pods, ns, pod, current, "status");
+                return;
+            }
+            catch (ApiException e) when (e.Code == HttpStatusCode.Conflict)
+            {
+                await Task.Delay(10);
+            }
+        }
+    }
+
+    private sealed class Started
+    {
+        public Process? Process { get; set; }
+
+        public string? CaptureUid { get; set; }
+
+        public Task? Listening { get; set; }
+    }
+}
+
+public enum AgentMode
+{
+    /// <summary>The agent writes the pcap locally; the kubelet reports to an <see cref="InMemoryIngestStatus"/>.</summary>
+    Local,
+
+    /// <summary>The agent gets the cluster-mode args unchanged and streams to the real ingest.</summary>
+    Cluster,
+}

@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using System.Net;
+using KubeCapture.Testing.Processes;
+
+namespace KubeCapture.Testing.Netns;
+
+/// <summary>
+/// One "pod": a network namespace with loopback up and one end of the lab's veth pair, holding an
+/// IPv4 link-local address and an IPv6 ULA.
+/// </summary>
+public sealed class NetnsPod
+{
+    internal NetnsPod(string name, string interfaceName, IPAddress ipv4, IPAddress ipv6)
+    {
+        Name = name;
+        Interface = interfaceName;
+        IPv4 = ipv4;
+        IPv6 = ipv6;
+    }
+
+    /// <summary>The network namespace's name (ip netns).</summary>
+    public string Name { get; }
+
+    /// <summary>This pod's end of the veth pair.</summary>
+    public string Interface { get; }
+
+    public IPAddress IPv4 { get; }
+
+    public IPAddress IPv6 { get; }
+
+    /// <summary>The address of the given family, as it goes into a URL host ("169.254.1.1" or "[fd01::1]").</summary>
+    public string UrlHost(bool ipv6) => ipv6 ? $"[{IPv6}]" : IPv4.ToString();
+
+    public IPAddress Address(bool ipv6) => ipv6 ? IPv6 : IPv4;
+
+    /// <summary>Runs a command inside this namespace (<c>ip netns exec</c>) and waits for it.</summary>
+    public Task<CommandResult> ExecAsync(IEnumerable<string> command, TimeSpan? timeout = null, string? stdin = null) =>
+        HostCommand.RunAsync("ip", ["netns", "exec", Name, .. command], timeout, stdin);
+
+    public Task<CommandResult> ExecAsync(params string[] command) => ExecAsync((IEnumerable<string>)command);
+
+    /// <summary>Starts a long-running command inside this namespace; the caller owns the process.</summary>
+    public Process Start(IEnumerable<string> command, bool redirect = true)
+    {
+        var start = new ProcessStartInfo("ip")
+        {
+            RedirectStandardOutput = redirect,
+            RedirectStandardError = redirect,
+            UseShellExecute = false,
+        };
+        foreach (var argument in (string[])["netns", "exec", Name, .. command])
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        return Process.Start(start) ?? throw new InvalidOperationException($"could not start {string.Join(' ', command)} in {Name}");
+    }
+
+    /// <summary>Loads an nftables ruleset (nft -f syntax) into this namespace.</summary>
+    public async Task AddNftablesAsync(string ruleset) =>
+        (await ExecAsync(["nft", "-f", "-"], stdin: ruleset)).EnsureSuccess();
+
+    /// <summary>Sets the MTU of this pod's veth end.</summary>
+    public async Task SetMtuAsync(int mtu) =>
+        (await HostCommand.RunAsync("ip", "-n", Name, "link", "set", Interface, "mtu", mtu.ToString(System.Globalization.CultureInfo.InvariantCulture))).EnsureSuccess();
+
+    /// <summary>
+    /// curl from this pod: returns curl's result (exit 0 and the HTTP code on stdout; 7 when refused,
+    /// 28 on timeout). Requests carry a fixed User-Agent so their length is known.
+    /// </summary>
+    public Task<CommandResult> CurlAsync(string url, TimeSpan? maxTime = null) =>
+        ExecAsync(
+            ["curl", "-s", "-o", "/dev/null", "-A", CurlUserAgent, "--max-time", ((maxTime ?? TimeSpan.FromSeconds(5)).TotalSeconds).ToString("0.###", System.Globalization.CultureInfo.InvariantCulture), "-w", "%{http_code}", url],
+            timeout: (maxTime ?? TimeSpan.FromSeconds(5)) + TimeSpan.FromSeconds(10));
+
+    /// <summary>The User-Agent of <see cref="CurlAsync"/>.</summary>
+    public const string CurlUserAgent = "kubecapture-test";
+
+    /// <summary>The exact request <see cref="CurlAsync"/> sends for <paramref name="path"/> to host:port.</summary>
+    public static string CurlRequest(string path, string urlHost, int port) =>
+        $"GET {path} HTTP/1.1\r\nHost: {urlHost}:{port}\r\nUser-Agent: {CurlUserAgent}\r\nAccept: */*\r\n\r\n";
+
+    /// <summary>Whether a TCP socket listens on <paramref name="port"/> in this namespace.</summary>
+    public async Task<bool> IsListeningAsync(int port)
+    {
+        var result = await ExecAsync("ss", "-Hltn", $"sport = :{port}");
+        return result.ExitCode == 0 && result.Stdout.Trim().Length > 0;
+    }
+
+    /// <summary>Starts a throwaway HTTP server (python3 -m http.server, bound to ::) in this pod.</summary>
+    public Task<HttpFileServer> StartHttpServerAsync(int port, IReadOnlyDictionary<string, int> filesBySize) =>
+        HttpFileServer.StartAsync(this, port, filesBySize);
+}
