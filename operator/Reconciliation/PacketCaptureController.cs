@@ -96,17 +96,41 @@ public sealed class PacketCaptureController(
             }
 
             CaptureConditions.Set(status, CaptureConditions.Admitted, true, "SlotAvailable", "within the concurrency limits", generation, now);
-            var start = await StartAsync(capture, status, now, cancellationToken);
-            if (start is not null)
+            if (await ChooseTargetsAsync(capture, status, now, cancellationToken) is { } notReady)
             {
                 admission.Release(capture.Metadata.Uid);
-                return await FailAsync(capture, status, before, start.Value.Reason, start.Value.Message, deleting, cancellationToken);
+                return await FailAsync(capture, status, before, notReady.Reason, notReady.Message, deleting, cancellationToken);
+            }
+
+            // The chosen targets are durable before any pod is touched: after a crash at any later
+            // line, the next reconcile injects into exactly these pods, and the container name
+            // makes a repeated injection a no-op.
+            capture = await WriteStatusAsync(capture, status, before, cancellationToken);
+            before = JsonSerializer.Serialize(status);
+        }
+
+        if (status.Targets.Any(t => t.State == TargetState.Pending) && !deleting && capture.Spec.Stop != true)
+        {
+            if (await InjectAsync(capture, status, now, cancellationToken) is { } notInjected)
+            {
+                admission.Release(capture.Metadata.Uid);
+                foreach (var target in status.Targets.Where(t => t.State == TargetState.Pending))
+                {
+                    Fail(target, notInjected.Reason, notInjected.Message);
+                }
+
+                return await FailAsync(capture, status, before, notInjected.Reason, notInjected.Message, deleting, cancellationToken);
             }
         }
 
         // 3. Early stop: the stop field, or the capture being deleted.
         if (deleting || capture.Spec.Stop == true)
         {
+            foreach (var target in status.Targets.Where(t => t.State == TargetState.Pending))
+            {
+                Fail(target, "StoppedBeforeStart", "stopped or deleted before the capture container was added: nothing was captured here");
+            }
+
             ingest.RequestStop(capture.Metadata.Uid);
         }
 
@@ -130,8 +154,8 @@ public sealed class PacketCaptureController(
         return ReconcileResult.After(untilDeadline > TimeSpan.Zero && untilDeadline < resync ? untilDeadline + TimeSpan.FromMilliseconds(50) : resync);
     }
 
-    /// <summary>Resolves targets, runs the Pod Security preflight and injects; returns the failure, if any.</summary>
-    private async Task<(string Reason, string Message)?> StartAsync(PacketCapture capture, PacketCaptureStatus status, DateTime now, CancellationToken cancellationToken)
+    /// <summary>Resolves the targets and checks Pod Security and the per-pod cap; records the targets as Pending.</summary>
+    private async Task<(string Reason, string Message)?> ChooseTargetsAsync(PacketCapture capture, PacketCaptureStatus status, DateTime now, CancellationToken cancellationToken)
     {
         var generation = capture.Metadata.Generation;
         var resolution = await targets.ResolveAsync(capture, cancellationToken);
@@ -151,20 +175,14 @@ public sealed class PacketCaptureController(
         var name = EphemeralContainerSpec.ContainerName(capture.Metadata.Uid);
         foreach (var pod in resolution.Pods)
         {
-            var others = (pod.Spec.EphemeralContainers ?? []).Count(c => EphemeralContainerSpec.CaptureUidOf(c.Name) is not null && c.Name != name);
-            var ours = pod.Spec.EphemeralContainers?.Any(c => c.Name == name) == true;
-            if (!ours && others >= options.MaxCaptureContainersPerPod)
+            if (AtCaptureContainerCap(pod, name) is { } full)
             {
-                var message = $"pod '{pod.Metadata.Name}' already has {others} capture containers, the most allowed (ephemeral containers can never be removed; restart the pod to clear them)";
-                CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, "CaptureContainerLimit", message, generation, now);
-                return ("CaptureContainerLimit", message);
+                CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, "CaptureContainerLimit", full, generation, now);
+                return ("CaptureContainerLimit", full);
             }
         }
 
         CaptureConditions.Set(status, CaptureConditions.TargetsReady, true, security.Reason, security.Message, generation, now);
-
-        // Record the targets before touching any pod: a crash after this line finds them and injects
-        // what is missing; the container name makes a second injection a no-op.
         status.Targets = resolution.Pods.Select(p => new CaptureTargetStatus
         {
             Pod = p.Metadata.Name,
@@ -175,47 +193,85 @@ public sealed class PacketCaptureController(
         status.StartTime = now;
         status.Phase = CapturePhase.Pending;
         status.Message = "adding capture containers";
+        status.TargetSummary = string.Join(",", status.Targets.Select(t => t.Pod));
+        return null;
+    }
 
-        var added = new List<string>();
-        foreach (var pod in resolution.Pods)
+    /// <summary>Adds the capture container to every Pending target (skipping pods that already have it).</summary>
+    private async Task<(string Reason, string Message)?> InjectAsync(PacketCapture capture, PacketCaptureStatus status, DateTime now, CancellationToken cancellationToken)
+    {
+        var generation = capture.Metadata.Generation;
+        var security = await podSecurity.CheckAsync(capture.Metadata.NamespaceProperty, cancellationToken);
+        if (!security.Allowed)
         {
-            if (pod.Spec.EphemeralContainers?.Any(c => c.Name == name) == true)
-            {
-                continue;
-            }
-
-            var container = EphemeralContainerSpec.Build(capture, pod.Metadata.Name, options.AgentImage, options.IngestUrl,
-                tokens.Issue(Identity(capture, pod.Metadata.Name)), security.AddNetRaw);
-            try
-            {
-                var patch = "{\"spec\":{\"ephemeralContainers\":[" + KubernetesJson.Serialize(container) + "]}}";
-                await kubernetes.CoreV1.PatchNamespacedPodEphemeralcontainersAsync(
-                    new V1Patch(patch, V1Patch.PatchType.StrategicMergePatch), pod.Metadata.Name, pod.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
-            }
-            catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode is 403 or 404 or 422)
-            {
-                var message = $"could not add the capture container to pod '{pod.Metadata.Name}': {StatusMessage(e)}";
-                CaptureConditions.Set(status, CaptureConditions.Injected, false, "InjectionFailed", message, generation, now);
-                return ("InjectionFailed", message);
-            }
-
-            added.Add(pod.Metadata.Name);
-            await events.OnPodAsync(pod, "Normal", "CaptureStarted",
-                $"capture container {name} added for PacketCapture {capture.Metadata.Name}: {capture.Spec.Reason}", cancellationToken);
+            CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, security.Reason, security.Message, generation, now);
+            return (security.Reason, security.Message);
         }
 
-        var injected = $"capture container {name} added to {string.Join(", ", resolution.Pods.Select(p => p.Metadata.Name))}";
+        var name = EphemeralContainerSpec.ContainerName(capture.Metadata.Uid);
+        var added = new List<string>();
+        foreach (var target in status.Targets.Where(t => t.State == TargetState.Pending))
+        {
+            V1Pod pod;
+            try
+            {
+                pod = await kubernetes.CoreV1.ReadNamespacedPodAsync(target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            }
+            catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
+            {
+                var gone = $"pod '{target.Pod}' was deleted before the capture container could be added";
+                CaptureConditions.Set(status, CaptureConditions.Injected, false, "PodDeleted", gone, generation, now);
+                return ("PodDeleted", gone);
+            }
+
+            if (pod.Spec.EphemeralContainers?.Any(c => c.Name == name) != true)
+            {
+                if (AtCaptureContainerCap(pod, name) is { } full)
+                {
+                    CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, "CaptureContainerLimit", full, generation, now);
+                    return ("CaptureContainerLimit", full);
+                }
+
+                var container = EphemeralContainerSpec.Build(capture, target.Pod, options.AgentImage, options.IngestUrl,
+                    tokens.Issue(Identity(capture, target.Pod)), security.AddNetRaw);
+                try
+                {
+                    var patch = "{\"spec\":{\"ephemeralContainers\":[" + KubernetesJson.Serialize(container) + "]}}";
+                    await kubernetes.CoreV1.PatchNamespacedPodEphemeralcontainersAsync(
+                        new V1Patch(patch, V1Patch.PatchType.StrategicMergePatch), target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+                }
+                catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode is 403 or 404 or 422)
+                {
+                    var message = $"could not add the capture container to pod '{target.Pod}': {StatusMessage(e)}";
+                    CaptureConditions.Set(status, CaptureConditions.Injected, false, "InjectionFailed", message, generation, now);
+                    return ("InjectionFailed", message);
+                }
+
+                added.Add(target.Pod);
+                await events.OnPodAsync(pod, "Normal", "CaptureStarted",
+                    $"capture container {name} added for PacketCapture {capture.Metadata.Name}: {capture.Spec.Reason}", cancellationToken);
+            }
+
+            target.State = TargetState.Starting;
+        }
+
+        var injected = $"capture container {name} added to {string.Join(", ", status.Targets.Select(t => t.Pod))}";
         CaptureConditions.Set(status, CaptureConditions.Injected, true, "ContainersAdded", injected, generation, now);
         if (added.Count > 0)
         {
             await events.OnCaptureAsync(capture, "Normal", "Injected", injected + (security.AddNetRaw ? "" : "; " + security.Message), cancellationToken);
         }
-        foreach (var target in status.Targets)
-        {
-            target.State = TargetState.Starting;
-        }
 
         return null;
+    }
+
+    private string? AtCaptureContainerCap(V1Pod pod, string name)
+    {
+        var ours = pod.Spec.EphemeralContainers?.Any(c => c.Name == name) == true;
+        var others = (pod.Spec.EphemeralContainers ?? []).Count(c => EphemeralContainerSpec.CaptureUidOf(c.Name) is not null && c.Name != name);
+        return !ours && others >= options.MaxCaptureContainersPerPod
+            ? $"pod '{pod.Metadata.Name}' already has {others} capture containers, the most allowed (ephemeral containers can never be removed; restart the pod to clear them)"
+            : null;
     }
 
     /// <summary>The container's state and the ingest's view of the upload make the target's state.</summary>

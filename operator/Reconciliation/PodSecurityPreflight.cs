@@ -23,8 +23,8 @@ public sealed class PodSecurityPreflight(IKubernetes kubernetes)
                 $"namespace '{ns}' enforces Pod Security 'restricted', which forbids the NET_RAW capability a capture needs; " +
                 $"capture in a namespace labelled {EnforceLabel}=baseline or privileged"),
             "baseline" => new PodSecurityVerdict(true, false, "PodSecurityBaseline",
-                $"namespace '{ns}' enforces Pod Security 'baseline', which forbids adding capabilities: the capture container relies on the " +
-                "container runtime's default NET_RAW (containerd and CRI-O grant it) and fails to open the capture if the runtime does not"),
+                $"namespace '{ns}' enforces Pod Security 'baseline', which forbids adding capabilities: the capture container adds none, keeps the " +
+                "container runtime's default NET_RAW (containerd and CRI-O grant it) and drops every other default; it fails to open the capture if the runtime does not grant NET_RAW"),
             _ => new PodSecurityVerdict(true, true, "PodSecurityPrivileged", $"namespace '{ns}' allows adding NET_RAW (Pod Security '{level}')"),
         };
     }

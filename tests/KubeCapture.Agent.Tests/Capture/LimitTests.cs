@@ -98,6 +98,24 @@ public sealed class LimitTests(LabFixture fixture) : IClassFixture<LabFixture>
     }
 
     [Fact]
+    public async Task SigtermRightAfterTheLastPacketsStillWritesThemAll()
+    {
+        using var files = new CaptureFiles();
+        var pcap = files.Pcap();
+        await using var agent = AgentProcess.Start(fixture.Server, ["capture", "-i", fixture.Server.Interface, "--duration", "20s", "-w", pcap, "udp port 9"]);
+        await agent.WaitUntilListeningAsync();
+        (await fixture.Client.ExecAsync("bash", "-c", $"for i in 1 2 3 4 5; do echo $i > /dev/udp/{fixture.Server.IPv4}/9; done")).EnsureSuccess();
+        var exit = await agent.StopAsync(); // no pause: the packets may still sit in the kernel's ring
+
+        Assert.Equal(0, exit.ExitCode);
+        var manifest = CaptureFiles.Manifest(pcap);
+        Assert.Equal(5, manifest.PacketsReceived);
+        Assert.Equal(5, manifest.PacketsWritten);
+        Assert.Equal(5, PcapFile.Read(pcap).Records.Count);
+        Assert.Equal("signal", manifest.StopReason);
+    }
+
+    [Fact]
     public async Task SigtermAtAnyMomentOfStartUpLeavesAValidPcapOrNothing()
     {
         var outcomes = new List<string>();

@@ -165,19 +165,61 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Contains($" on {Server.IPv4}:{Port} -> {Client.IPv4}:", finding);
     }
 
-    [Theory]
-    [InlineData(false, 1448)]
-    [InlineData(true, 1428)]
-    public async Task LargeSegmentsLostWhileSmallOnesGetThroughIsReportedAsAnMtuBlackhole(bool ipv6, int fullSegment)
+    [Fact]
+    public async Task ReceiverThatStopsReadingAdvertisesZeroWindowsAndItsAbortIsAResetFromTheClient()
     {
-        // A hop that silently drops packets over 1000 bytes and sends no ICMP back: the server's
+        // A client with a 4 KiB receive buffer asks for 30 kB, never reads, then closes with data
+        // unread: the kernel answers with [R.] from the client.
+        var client = $$"""
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(('{{Server.IPv4}}', {{Port}}))
+            s.sendall(b'GET /30k.bin HTTP/1.0\r\n\r\n')
+            time.sleep(1.2)
+            s.close()
+            """;
+        var (summary, pcap) = await CaptureAsync(async () => (await Client.ExecAsync("python3", "-c", client)).EnsureSuccess());
+
+        var zeroWindows = await Tshark.FieldsAsync(pcap, ["frame.number"], "tcp.window_size_value == 0 && tcp.flags.syn == 0 && tcp.flags.reset == 0");
+        Assert.NotEmpty(zeroWindows);
+        Assert.Equal(zeroWindows.Count, summary.ZeroWindowAdvertisements);
+        var resets = (await Tcpdump.ReadAsync(pcap)).Tcp.Where(l => l.Flags.Contains('R', StringComparison.Ordinal)).ToList();
+        var reset = Assert.Single(resets);
+        Assert.Equal(("R.", Client.IPv4.ToString()), (reset.Flags, reset.Source));
+        Assert.Equal(new ResetCounts { WithAck = 1 }, summary.ResetsFromClient);
+        Assert.Equal(new ResetCounts(), summary.ResetsFromServer);
+        Assert.Equal(1, summary.HandshakesCompleted);
+        Assert.Contains(summary.Findings, f => f.StartsWith($"1 connection {Client.IPv4}:{reset.SourcePort} -> {Server.IPv4}:{Port} reset by the client with [R.].", StringComparison.Ordinal));
+        Assert.Contains($"{summary.ZeroWindowAdvertisements} zero-window advertisement", string.Join('\n', summary.Findings));
+    }
+
+    [Theory]
+    [InlineData(false, false, 1448)]
+    [InlineData(true, false, 1428)]
+    [InlineData(false, true, 1448)]
+    [InlineData(true, true, 1428)]
+    public async Task LargeSegmentsLostWhileSmallOnesGetThroughIsReportedAsAnMtuBlackhole(bool ipv6, bool smallerMtu, int fullSegment)
+    {
+        // A hop that silently drops packets over 1000 (or 1280) bytes and sends no ICMP back: the server's
         // small segments (the response headers) are acknowledged, its full-size ones retransmitted
         // and never acknowledged.
-        await Client.AddNftablesAsync("""
-            table inet kcat {
-              chain pre { type filter hook prerouting priority -300; meta length > 1000 drop; }
-            }
-            """);
+        if (smallerMtu)
+        {
+            // The far end's link has an MTU of 1280 (the veth drops larger frames without a word),
+            // yet the client advertises the MSS of a 1500-byte link, as a broken MSS clamp would.
+            await Client.SetMtuAsync(1280);
+            await Client.AdvertiseMssAsync(1460);
+        }
+        else
+        {
+            await Client.AddNftablesAsync("""
+                table inet kcat {
+                  chain pre { type filter hook prerouting priority -300; meta length > 1000 drop; }
+                }
+                """);
+        }
+
         var (summary, pcap) = await CaptureAsync(async () =>
             Assert.Equal(28, (await Client.CurlAsync(_http.Url("30k.bin", ipv6), TimeSpan.FromSeconds(2))).ExitCode));
 

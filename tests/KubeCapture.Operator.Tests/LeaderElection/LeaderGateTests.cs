@@ -18,8 +18,8 @@ public sealed class LeaderGateTests
         {
             Namespace = "kubecapture-system",
             Identity = id,
-            LeaseDuration = "2s",
-            RenewDeadline = "1500ms",
+            LeaseDuration = "4s",
+            RenewDeadline = "3s",
             RetryPeriod = "200ms",
         }, NullLogger<LeaderGate>.Instance);
 

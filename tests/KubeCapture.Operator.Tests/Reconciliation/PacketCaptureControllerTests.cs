@@ -70,7 +70,7 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Equal("kubecapture/agent:test", injected.Image);
         Assert.Equal(
             ["capture", "--ingest", "http://127.0.0.1:1", "--capture-uid", created.Metadata.Uid, "--capture-namespace", "shop", "--capture-name", "ping",
-             "--pod", "api-1", "-i", "any", "-s", "128", "-c", "6", "--duration", "30s", "--max-bytes", "64Mi", "--retention-ttl", "168h", "icmp"],
+             "--pod", "api-1", "-i", "any", "-s", "128", "-c", "6", "--duration", "30s", "--max-bytes", "64Mi", "--retention", "168h", "icmp"],
             injected.Args);
         var token = Assert.Single(injected.Env);
         Assert.Equal(EphemeralContainerSpec.TokenVariable, token.Name);
@@ -159,7 +159,11 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Contains("runtime's default NET_RAW", ready.Message, StringComparison.Ordinal);
         var injected = Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "base")).Spec.EphemeralContainers);
         Assert.Null(injected.SecurityContext.Capabilities.Add);
-        Assert.Equal(["ALL"], injected.SecurityContext.Capabilities.Drop);
+        Assert.DoesNotContain("ALL", injected.SecurityContext.Capabilities.Drop);
+        Assert.DoesNotContain("NET_RAW", injected.SecurityContext.Capabilities.Drop);
+        Assert.Contains("NET_BIND_SERVICE", injected.SecurityContext.Capabilities.Drop);
+        Assert.Equal(13, injected.SecurityContext.Capabilities.Drop.Count);
+        Assert.False(injected.SecurityContext.AllowPrivilegeEscalation);
     }
 
     [Theory]
@@ -225,6 +229,55 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_failed_upload_reported_by_the_ingest_fails_the_capture_with_UploadFailed()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        var created = await harness.CreateCaptureAsync("shop", "lost-upload", Spec("api-1"));
+        await harness.WaitForPhaseAsync("shop", "lost-upload", CapturePhase.Running);
+
+        harness.IngestDouble.Report(new Ingest.TargetUpload
+        {
+            Target = new Ingest.CaptureIdentity(created.Metadata.Uid, "shop", "lost-upload", "api-1"),
+            Phase = Ingest.UploadPhase.Failed,
+            Error = "SHA-256 mismatch: the agent says 00ff, the stored object is 11ee",
+        });
+        var failed = await harness.WaitForPhaseAsync("shop", "lost-upload", CapturePhase.Failed);
+
+        Assert.Equal("UploadFailed", failed.Status!.Targets[0].Reason);
+        Assert.Contains("SHA-256 mismatch", failed.Status.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_target_pod_deleted_mid_capture_fails_with_PodDeleted()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "orphan", Spec("api-1"));
+        await harness.WaitForPhaseAsync("shop", "orphan", CapturePhase.Running);
+
+        harness.Emulator.Store.Delete(ResourceType.Pods, "shop", "api-1");
+        var failed = await harness.WaitForPhaseAsync("shop", "orphan", CapturePhase.Failed);
+
+        Assert.Equal("PodDeleted", failed.Status!.Targets[0].Reason);
+    }
+
+    [Fact]
+    public async Task An_agent_that_exits_cleanly_shows_Uploading_until_the_ingest_confirms_or_the_deadline_says_it_never_did()
+    {
+        harness.Kubelet.CommandOverride = _ => ["true"];
+        harness.Emulator.AddPod("shop", "api-1");
+        await harness.CreateCaptureAsync("shop", "unconfirmed", Spec("api-1", duration: "1s"));
+
+        var uploading = await harness.WaitForPhaseAsync("shop", "unconfirmed", CapturePhase.Uploading);
+        var failed = await harness.WaitForPhaseAsync("shop", "unconfirmed", CapturePhase.Failed, TimeSpan.FromSeconds(30));
+
+        Assert.Equal((TargetState.Uploading, 0), (uploading.Status!.Targets[0].State, uploading.Status.Targets[0].ExitCode));
+        Assert.Equal("DeadlineExceeded", failed.Status!.Targets[0].Reason);
+        Assert.Contains("the ingest never confirmed the stored pcap", failed.Status.Targets[0].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Captures_beyond_the_namespace_concurrency_limit_wait_Pending_with_the_reason()
     {
         harness.Policy.MaxConcurrentPerNamespace = 1;
@@ -240,6 +293,17 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         var admitted = CaptureConditions.Find(waiting.Status, CaptureConditions.Admitted)!;
         Assert.Equal(("False", "ConcurrencyLimit"), (admitted.Status, admitted.Reason));
         Assert.Contains("policy allows 1 at a time", admitted.Message, StringComparison.Ordinal);
+        Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+
+        // Deleting a waiting capture lets it go at once: nothing was started, nothing to keep.
+        await harness.Client.CustomObjects.DeleteNamespacedCustomObjectAsync(PacketCapture.Group, PacketCapture.Version, "shop", PacketCapture.Plural, "second");
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (await harness.GetCaptureAsync("shop", "second") is not null && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Null(await harness.GetCaptureAsync("shop", "second"));
         Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
     }
 
@@ -261,21 +325,22 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         using var network = PodNetwork.Create();
         harness.Kubelet.AttachNetwork("shop", "api-1", network);
         harness.Emulator.AddPod("shop", "api-1");
-        // The status write after the injection fails, as if the process died right after the PATCH.
-        harness.Emulator.Faults.FailNext(1000, System.Net.HttpStatusCode.InternalServerError, "PUT", "/packetcaptures/restart/status");
+        // Once the container is in the pod, every status write fails: as if the process died right
+        // after the PATCH, before recording that it had injected.
         var injected = new TaskCompletionSource();
         harness.Emulator.Store.Changed += e =>
         {
-            if (e.Resource == ResourceType.Pods && e.Object["spec"]?["ephemeralContainers"] is not null)
+            if (e.Resource == ResourceType.Pods && e.Object["spec"]?["ephemeralContainers"] is not null && injected.TrySetResult())
             {
-                injected.TrySetResult();
+                harness.Emulator.Faults.FailNext(1000, System.Net.HttpStatusCode.InternalServerError, "PUT", "/packetcaptures/restart/status");
             }
         };
 
         await harness.CreateCaptureAsync("shop", "restart", Spec("api-1", duration: "2s"));
         await injected.Task.WaitAsync(TimeSpan.FromSeconds(20));
         await harness.KillOperatorAsync();
-        Assert.Null((await harness.GetCaptureAsync("shop", "restart"))!.Status?.Targets.FirstOrDefault());
+        var recorded = Assert.Single((await harness.GetCaptureAsync("shop", "restart"))!.Status!.Targets);
+        Assert.Equal(TargetState.Pending, recorded.State);
 
         ClearFaults(harness.Emulator);
         harness.StartOperator();
@@ -283,6 +348,24 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
 
         Assert.Equal("duration", done.Status!.Targets[0].StopReason);
         Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+        Assert.Equal(1, harness.Kubelet.Starts);
+    }
+
+    [Fact]
+    public async Task Server_errors_and_slow_responses_are_retried_without_a_second_container()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        harness.Emulator.Faults.FailNext(2, System.Net.HttpStatusCode.InternalServerError, "PATCH", "/ephemeralcontainers");
+        harness.Emulator.Faults.FailNext(1, System.Net.HttpStatusCode.ServiceUnavailable, "PUT", "/packetcaptures/flaky/status");
+        harness.Emulator.Faults.Latency = TimeSpan.FromMilliseconds(50);
+
+        await harness.CreateCaptureAsync("shop", "flaky", Spec("api-1"));
+        var running = await harness.WaitForPhaseAsync("shop", "flaky", CapturePhase.Running, TimeSpan.FromSeconds(30));
+
+        Assert.Equal(TargetState.Capturing, running.Status!.Targets[0].State);
+        Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+        Assert.Equal(3, harness.Emulator.Requests.Count(r => r.StartsWith("PATCH", StringComparison.Ordinal) && r.Contains("/ephemeralcontainers", StringComparison.Ordinal)));
         Assert.Equal(1, harness.Kubelet.Starts);
     }
 
@@ -318,7 +401,7 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         network.PingFromClient(2);
         // libpcap hands packets over when the ring block retires (the agent's 100 ms read timeout);
         // a stop within that window loses the newest ones (the agent does not drain on SIGTERM).
-        await Task.Delay(500);
+        await Task.Delay(1500);
 
         var stopwatch = Stopwatch.StartNew();
         await harness.Client.CustomObjects.PatchNamespacedCustomObjectAsync(new V1Patch("""{"spec":{"stop":true}}""", V1Patch.PatchType.MergePatch),

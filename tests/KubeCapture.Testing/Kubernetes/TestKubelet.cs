@@ -21,7 +21,7 @@ namespace KubeCapture.Testing.Kubernetes;
 /// </summary>
 public sealed class TestKubelet : IDisposable
 {
-    private static readonly HashSet<string> IngestOnlyOptions = ["--ingest", "--capture-uid", "--capture-namespace", "--capture-name", "--pod", "--retention-ttl"];
+    private static readonly HashSet<string> IngestOnlyOptions = ["--ingest", "--capture-uid", "--capture-namespace", "--capture-name", "--pod", "--retention", "--token", "--ingest-retry"];
     private readonly KubernetesApiEmulator emulator;
     private readonly ConcurrentDictionary<string, Started> started = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, PodNetwork> networks = new(StringComparer.Ordinal);

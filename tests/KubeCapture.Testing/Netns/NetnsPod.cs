@@ -65,6 +65,24 @@ public sealed class NetnsPod
         (await HostCommand.RunAsync("ip", "-n", Name, "link", "set", Interface, "mtu", mtu.ToString(System.Globalization.CultureInfo.InvariantCulture))).EnsureSuccess();
 
     /// <summary>
+    /// Makes this pod advertise <paramref name="ipv4Mss"/> (IPv4) and <paramref name="ipv4Mss"/> - 20
+    /// (IPv6) in its SYNs whatever its MTU (<c>ip route ... advmss</c> on its link routes): with a
+    /// lowered MTU, the broken MSS clamp of an MTU blackhole.
+    /// </summary>
+    public async Task AdvertiseMssAsync(int ipv4Mss)
+    {
+        var v4 = IPv4.GetAddressBytes();
+        v4[3] &= 0xfc; // the /30
+        var v6 = IPv6.GetAddressBytes();
+        Array.Clear(v6, 8, 8); // the /64
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        (await HostCommand.RunAsync("ip", "-n", Name, "route", "change", $"{new IPAddress(v4)}/30", "dev", Interface,
+            "proto", "kernel", "scope", "link", "src", IPv4.ToString(), "advmss", ipv4Mss.ToString(inv))).EnsureSuccess();
+        (await HostCommand.RunAsync("ip", "-n", Name, "-6", "route", "change", $"{new IPAddress(v6)}/64", "dev", Interface,
+            "proto", "kernel", "metric", "256", "advmss", (ipv4Mss - 20).ToString(inv))).EnsureSuccess();
+    }
+
+    /// <summary>
     /// curl from this pod: returns curl's result (exit 0 and the HTTP code on stdout; 7 when refused,
     /// 28 on timeout). Requests carry a fixed User-Agent so their length is known.
     /// </summary>
