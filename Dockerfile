@@ -4,6 +4,11 @@
 #   docker build --target operator -t kubecapture/operator:0.1.0 .
 
 FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
+# The agent is published as NativeAOT (capture-sidecar/KubeCapture.Agent.csproj): the ILCompiler
+# links the native executable with clang.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends clang zlib1g-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Directory.Build.props .editorconfig KubeCapture.sln ./
 COPY capture-sidecar/ capture-sidecar/
@@ -16,11 +21,12 @@ RUN dotnet publish capture-sidecar -c Release -o /out/agent \
 # It needs libpcap and nothing else: no shell tools, no volumes, no ports. The operator runs it with
 # every capability dropped but NET_RAW and no privilege escalation. The binary carries file
 # capability cap_net_raw so that a non-root UID (securityContext.runAsUser) can capture too.
-FROM mcr.microsoft.com/dotnet/runtime:10.0 AS agent
+# A NativeAOT executable needs no .NET runtime: runtime-deps has what it links against (libc, OpenSSL).
+FROM mcr.microsoft.com/dotnet/runtime-deps:10.0 AS agent
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libpcap0.8 libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/agent /app
+COPY --from=build /out/agent/kubecapture-agent /app/kubecapture-agent
 RUN setcap cap_net_raw+ep /app/kubecapture-agent && apt-get purge -y libcap2-bin && apt-get autoremove -y
 ENTRYPOINT ["/app/kubecapture-agent"]
 CMD ["--help"]

@@ -8,15 +8,24 @@ using SharpPcap.LibPcap;
 namespace KubeCapture.Agent.Capture;
 
 /// <summary>
-/// The capture loop: one opened libpcap device, read with <c>pcap_next_ex</c> through SharpPcap's
-/// pointer API, each packet copied once into the <see cref="PcapWriter"/>'s buffer and shown once to
-/// the <see cref="TcpSummary"/>. No managed object is allocated per packet, so the GC stays idle and
-/// memory stays flat however long the capture runs. Stops at the first limit (count, bytes,
-/// duration) or on <see cref="RequestStop"/>, and always finishes the pcap with whole records.
+/// The capture loop: one opened libpcap device, read with <c>pcap_next_ex</c> called directly
+/// (<see cref="LibPcapExports"/>), each packet copied once into the <see cref="PcapWriter"/>'s buffer
+/// and shown once to the <see cref="TcpSummary"/>. No managed object is allocated per packet, so the
+/// GC stays idle and memory stays flat however long the capture runs. Stops at the first limit
+/// (count, bytes, duration) or on <see cref="RequestStop"/>, and always finishes the pcap with whole
+/// records. The device is closed as soon as the capture ends, so its kernel ring (the -B buffer) is
+/// not held while the caller writes the manifest and the report.
 /// </summary>
 public sealed class CaptureSession : IDisposable
 {
     private const int ReadTimeoutMilliseconds = 100;
+
+    /// <summary>
+    /// While packets keep coming the clock is read once per this many packets (and whenever the
+    /// ring runs empty): reading it per packet cost more than the rest of the loop. At the fastest
+    /// rate a veth delivers (~400k packets/s) this is a check every ~0.2 ms.
+    /// </summary>
+    private const int PacketsPerClockCheck = 64;
     private static readonly long FlushIntervalTicks = Stopwatch.Frequency; // at least once a second
     private static readonly long DrainTicks = Stopwatch.Frequency * (ReadTimeoutMilliseconds + 20) / 1000;
 
@@ -106,59 +115,78 @@ public sealed class CaptureSession : IDisposable
         var maxPackets = _options.MaxPackets ?? long.MaxValue;
         StopReason reason;
         string? error = null;
+        var handle = _device.Handle;
+        var added = false;
+        handle.DangerousAddRef(ref added); // pcap_next_ex gets the raw pcap_t*: keep it alive meanwhile
         try
         {
-            reason = Loop(writer, deadline, maxPackets, ref nextFlush, onFlush, out error);
+            reason = Loop(handle.DangerousGetHandle(), writer, deadline, maxPackets, ref nextFlush, onFlush, out error);
         }
         catch (IOException e)
         {
             reason = StopReason.Error;
             error = $"writing the pcap failed: {e.Message}";
         }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
 
         var ended = DateTime.UtcNow;
         var statistics = ReadStatistics();
+        _device.Close();
         return new CaptureOutcome(started, ended, reason, error, statistics.Received, statistics.Dropped, statistics.InterfaceDropped, _summary?.Report());
     }
 
-    private unsafe StopReason Loop(PcapWriter writer, long deadline, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
+    private unsafe StopReason Loop(nint pcap, PcapWriter writer, long deadline, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
     {
         error = null;
+        var packetsUntilClockCheck = 0;
         long drainUntil = 0;
         while (true)
         {
-            var stop = _stopRequested;
-            var now = Stopwatch.GetTimestamp();
-            if (stop >= 0)
+            // Stop requests, the deadline and the flush interval are looked at once per
+            // PacketsPerClockCheck packets and whenever the ring runs empty.
+            if (--packetsUntilClockCheck <= 0)
             {
-                // Packets the kernel already holds may sit in a ring block it hands over only after
-                // the read timeout (TPACKET_V3): read on for one timeout more, or they are lost.
-                if (drainUntil == 0)
+                packetsUntilClockCheck = PacketsPerClockCheck;
+                var now = Stopwatch.GetTimestamp();
+                var stop = _stopRequested;
+                if (stop >= 0)
                 {
-                    drainUntil = now + DrainTicks;
+                    // Packets the kernel already holds may sit in a ring block it hands over only after
+                    // the read timeout (TPACKET_V3): read on for one timeout more, or they are lost.
+                    if (drainUntil == 0)
+                    {
+                        drainUntil = now + DrainTicks;
+                    }
+                    else if (now >= drainUntil)
+                    {
+                        return (StopReason)stop;
+                    }
                 }
-                else if (now >= drainUntil)
+                else if (now >= deadline)
                 {
-                    return (StopReason)stop;
+                    return StopReason.Duration;
                 }
-            }
-            else if (now >= deadline)
-            {
-                return StopReason.Duration;
+
+                if (now >= nextFlush)
+                {
+                    writer.Flush();
+                    onFlush?.Invoke();
+                    nextFlush = now + FlushIntervalTicks;
+                }
             }
 
-            if (now >= nextFlush)
-            {
-                writer.Flush();
-                onFlush?.Invoke();
-                nextFlush = now + FlushIntervalTicks;
-            }
-
-            IntPtr headerPointer = default, dataPointer = default;
-            var status = _device.GetNextPacketPointers(ref headerPointer, ref dataPointer);
+            nint headerPointer = default, dataPointer = default;
+            var status = LibPcapExports.NextExNonBlocking(pcap, &headerPointer, &dataPointer);
             if (status == 0)
             {
                 _readiness.Wait(ReadTimeoutMilliseconds); // nothing to read yet
+                packetsUntilClockCheck = 0;
                 continue;
             }
 

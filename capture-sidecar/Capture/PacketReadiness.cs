@@ -20,7 +20,7 @@ internal sealed unsafe class PacketReadiness
         handle.DangerousAddRef(ref added);
         try
         {
-            _descriptor = Native.GetSelectableDescriptor(handle.DangerousGetHandle());
+            _descriptor = LibPcapExports.GetSelectableFd(handle.DangerousGetHandle());
         }
         finally
         {
@@ -53,25 +53,7 @@ internal sealed unsafe class PacketReadiness
 
     private static class Native
     {
-        private static readonly delegate* unmanaged<IntPtr, int> SelectableFd = Resolve();
-
-        public static int GetSelectableDescriptor(IntPtr pcap) => SelectableFd(pcap);
-
         [DllImport("libc", EntryPoint = "poll", SetLastError = true)]
         public static extern int Poll(PollRequest* requests, ulong count, int timeout);
-
-        private static delegate* unmanaged<IntPtr, int> Resolve()
-        {
-            foreach (var name in new[] { "libpcap.so.0.8", "libpcap.so.1", "libpcap.so" })
-            {
-                if (NativeLibrary.TryLoad(name, out var library) &&
-                    NativeLibrary.TryGetExport(library, "pcap_get_selectable_fd", out var export))
-                {
-                    return (delegate* unmanaged<IntPtr, int>)export;
-                }
-            }
-
-            throw new DllNotFoundException("libpcap (libpcap.so.0.8) with pcap_get_selectable_fd");
-        }
     }
 }

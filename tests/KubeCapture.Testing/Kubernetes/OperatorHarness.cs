@@ -3,9 +3,9 @@ using k8s;
 using k8s.Autorest;
 using k8s.Models;
 using KubeCapture.Operator.Ingest;
-using KubeCapture.Testing.Agent;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Testing.Agent;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Capture benchmark (issue 2): the same traffic offered to `tcpdump -w` and to kubecapture-agent.
+#
+# Two network namespaces joined by a veth pair; tcpreplay -K --topspeed replays a generated pcap of
+# 60-byte frames into one end, the capture runs on the other end. For every run it prints packets
+# offered, captured (capinfos on the written pcap), dropped by the kernel, CPU seconds (user+sys of
+# the capture process) and peak RSS (its ru_maxrss, the VmHWM), both from GNU time. Then the agent alone
+# at a 10 MB and at a 1 GB capture, to show its RSS does not grow with the capture.
+#
+# Not part of CI. Needs root. Usage:
+#   bash bench/capture-bench.sh [--frames N] [--repeats R] [--mix udp|tcp] [--no-big]
+# Defaults: 5,000,000 frames per run, 3 repeats, UDP frames, with the 10 MB / 1 GB comparison.
+# "agent" is the published executable (NativeAOT, as the Dockerfile builds it); "agent (JIT)" is the
+# `dotnet build` output, run once for comparison. KCB_AGENT=/path/to/kubecapture-agent overrides "agent".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+frames=5000000 repeats=3 mix=udp big=1
+while (($#)); do
+  case "$1" in
+    --frames) frames=$2; shift 2 ;;
+    --repeats) repeats=$2; shift 2 ;;
+    --mix) mix=$2; shift 2 ;;
+    --no-big) big=0; shift ;;
+    *) echo "usage: $0 [--frames N] [--repeats R] [--mix udp|tcp] [--no-big]" >&2; exit 2 ;;
+  esac
+done
+
+bash scripts/setup.sh                 # libpcap, tcpdump, tshark (capinfos), tcpreplay, iproute2, python3
+# NativeAOT publishing links with a C toolchain; GNU time measures CPU and peak RSS.
+missing=""
+for p in gcc libc6-dev zlib1g-dev time; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=" $p"
+done
+if [[ -n "$missing" ]]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+tx="kcB-tx-$$" rx="kcB-rx-$$" txif="kcBt$$" rxif="kcBr$$"
+work=$(mktemp -d /tmp/kcB-bench.XXXXXX)
+cleanup() {
+  ip netns del "$tx" 2>/dev/null || true
+  ip netns del "$rx" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The agent as users run it: published exactly as the Dockerfile does (NativeAOT, see the csproj).
+echo "bench: publishing the agent (dotnet publish capture-sidecar -c Release)"
+dotnet publish capture-sidecar -c Release -o "$work/agent" -v quiet -nologo >/dev/null
+agent="${KCB_AGENT:-$work/agent/kubecapture-agent}"
+# For comparison: the JIT build that `dotnet build` / `dotnet run` give.
+echo "bench: building the JIT build too (dotnet build capture-sidecar -c Release), for comparison"
+dotnet build capture-sidecar -c Release -v quiet -nologo >/dev/null
+agent_jit="$repo/capture-sidecar/bin/Release/net10.0/kubecapture-agent"
+helper="$repo/bench/capture_bench.py"
+
+ip netns add "$tx"; ip netns add "$rx"
+ip link add "$txif" netns "$tx" type veth peer name "$rxif" netns "$rx"
+for pair in "$tx:$txif" "$rx:$rxif"; do
+  ns=${pair%%:*} dev=${pair#*:}
+  # No IPv6 on the link: no router solicitations or MLD reports mixed into the counts.
+  ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1"
+  ip -n "$ns" link set "$dev" up
+done
+
+base=1000
+python3 "$helper" gen "$work/traffic.pcap" "$base" "$mix"
+loops=$(((frames + base - 1) / base))
+offered=$((loops * base))
+echo "bench: $offered frames of 60 bytes ($mix) per run, $repeats runs per tool"
+echo "bench: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, kernel $(uname -r), $(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+results="$work/results.jsonl"
+run_tcpdump() {
+  rm -f "$work/out.pcap"
+  python3 "$helper" run tcpdump "$tx" "$txif" "$work/traffic.pcap" "$1" "$work/out.pcap" -- \
+    ip netns exec "$rx" tcpdump -i "$rxif" -s 128 -B 8192 -w "$work/out.pcap" | tee -a "$results"
+}
+run_agent() { # loops, max-bytes, [label, [binary]]
+  rm -f "$work/out.pcap" "$work/out.pcap.json"
+  python3 "$helper" run "${3:-agent}" "$tx" "$txif" "$work/traffic.pcap" "$1" "$work/out.pcap" -- \
+    ip netns exec "$rx" "${4:-$agent}" capture -i "$rxif" -s 128 -B 8192 --max-bytes "$2" --duration 10m \
+    -w "$work/out.pcap" | tee -a "$results"
+}
+
+# The runtime's own floor: the agent printing its version (starts the runtime, loads the assembly).
+python3 "$helper" floor "agent --version" "$agent" --version | tee -a "$results"
+python3 "$helper" floor "JIT --version" "$agent_jit" --version | tee -a "$results"
+
+for ((r = 1; r <= repeats; r++)); do
+  run_tcpdump "$loops"
+  run_agent "$loops" 4GiB
+done
+run_agent "$loops" 4GiB "agent (JIT)" "$agent_jit"
+
+if ((big)); then
+  # Same frames, same settings; only the amount captured differs: ~10 MB, then ~1 GB of pcap.
+  record=$((16 + 60))
+  run_agent $(((10 * 1000 * 1000 / record + base - 1) / base)) 4GiB "agent 10MB"
+  run_agent $(((1000 * 1000 * 1000 / record + base - 1) / base)) 4GiB "agent 1GB"
+fi
+
+echo "bench: done, load average $(cut -d' ' -f1-3 /proc/loadavg) (other processes on this machine skew the CPU figures)"
+python3 - "$results" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print()
+print(f"{'tool':<15}{'offered':>10}{'captured':>10}{'dropped':>9}{'kpps':>7}{'CPU s':>8}{'user':>7}{'sys':>7}{'peak RSS MiB':>14}{'pcap MB':>9}")
+for r in rows:
+    if "offered" not in r:
+        print(f"{r['tool']:<15}{'':>10}{'':>10}{'':>9}{'':>7}{'':>8}{r['cpu_user']:>7.2f}{r['cpu_sys']:>7.2f}{r['peak_rss_kib']/1024:>14.1f}")
+        continue
+    print(f"{r['tool']:<15}{r['offered']:>10}{r['captured']:>10}{r['dropped'] if r['dropped'] is not None else '?':>9}"
+          f"{(r['pps'] or 0)/1000:>7.0f}{r['cpu']:>8.2f}{r['cpu_user']:>7.2f}{r['cpu_sys']:>7.2f}"
+          f"{r['peak_rss_kib']/1024:>14.1f}{r['file_bytes']/1e6:>9.1f}")
+def med(tool, key):
+    v = [r[key] for r in rows if r["tool"] == tool]
+    return statistics.median(v) if v else None
+t_cpu, a_cpu = med("tcpdump", "cpu"), med("agent", "cpu")
+t_rss, a_rss = med("tcpdump", "peak_rss_kib"), med("agent", "peak_rss_kib")
+print()
+print(f"median CPU: tcpdump {t_cpu:.2f} s, agent {a_cpu:.2f} s, ratio {a_cpu/t_cpu:.2f}x (target <= 1.5x)")
+print(f"median peak RSS: tcpdump {t_rss/1024:.1f} MiB, agent {a_rss/1024:.1f} MiB (target <= 48 MiB)")
+missed = [r for r in rows if r.get("tool") == "agent" and r["captured"] < max(t["captured"] for t in rows if t["tool"] == "tcpdump")]
+print(f"agent runs that captured fewer packets than the best tcpdump run: {len(missed)}")
+small, big = med("agent 10MB", "peak_rss_kib"), med("agent 1GB", "peak_rss_kib")
+if small and big:
+    print(f"agent peak RSS at 10 MB: {small/1024:.1f} MiB, at 1 GB: {big/1024:.1f} MiB (difference {(big-small)/1024:+.1f} MiB)")
+EOF
