@@ -8,7 +8,9 @@ dotnet build KubeCapture.sln -c Release -nologo -v quiet
 dotnet format KubeCapture.sln --verify-no-changes --no-restore
 results=$(mktemp -d)
 status=0
-dotnet test KubeCapture.sln -c Release --no-build --logger "trx" --results-directory "$results" -- RunConfiguration.TestSessionTimeout=1500000 || status=$?
+# A test that hangs is named and ended after 5 minutes (--blame-hang) instead of stalling the run.
+dotnet test KubeCapture.sln -c Release --no-build --logger "trx" --logger "console;verbosity=minimal" --results-directory "$results" \
+  --blame-hang --blame-hang-timeout 5m --blame-hang-dump-type none -- RunConfiguration.TestSessionTimeout=1500000 || status=$?
 # One closing line for CI: N passed, N failed.
 passed=0 failed=0
 for trx in "$results"/*.trx; do
