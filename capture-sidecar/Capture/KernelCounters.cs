@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using SharpPcap.LibPcap;
 
 namespace KubeCapture.Agent.Capture;
@@ -20,7 +19,7 @@ internal static unsafe class KernelCounters
         {
             // struct pcap_stat { u_int ps_recv, ps_drop, ps_ifdrop; } (room to spare for platforms with more)
             var counters = stackalloc uint[8];
-            if (Native.Stats(handle.DangerousGetHandle(), counters) != 0)
+            if (LibPcapExports.Stats(handle.DangerousGetHandle(), counters) != 0)
             {
                 return null;
             }
@@ -33,27 +32,6 @@ internal static unsafe class KernelCounters
             {
                 handle.DangerousRelease();
             }
-        }
-    }
-
-    private static class Native
-    {
-        private static readonly delegate* unmanaged<IntPtr, uint*, int> PcapStats = Resolve();
-
-        public static int Stats(IntPtr pcap, uint* counters) => PcapStats(pcap, counters);
-
-        private static delegate* unmanaged<IntPtr, uint*, int> Resolve()
-        {
-            foreach (var name in new[] { "libpcap.so.0.8", "libpcap.so.1", "libpcap.so" })
-            {
-                if (NativeLibrary.TryLoad(name, out var library) &&
-                    NativeLibrary.TryGetExport(library, "pcap_stats", out var export))
-                {
-                    return (delegate* unmanaged<IntPtr, uint*, int>)export;
-                }
-            }
-
-            throw new DllNotFoundException("libpcap (libpcap.so.0.8) with pcap_stats");
         }
     }
 }

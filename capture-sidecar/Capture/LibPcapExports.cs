@@ -5,8 +5,9 @@ namespace KubeCapture.Agent.Capture;
 /// <summary>
 /// The few libpcap functions the capture loop calls directly, as function pointers resolved from
 /// the same library SharpPcap loads: <c>pcap_get_selectable_fd</c>, which SharpPcap does not
-/// expose, and <c>pcap_next_ex</c>, called once per packet without SharpPcap's marshalling
-/// (a <c>SafeHandle</c> add-ref/release and a GC transition on every call).
+/// expose; <c>pcap_next_ex</c>, called once per packet without SharpPcap's marshalling
+/// (a <c>SafeHandle</c> add-ref/release and a GC transition on every call); and <c>pcap_stats</c>,
+/// which SharpPcap reads with the wrong layout on 64-bit Linux (see <see cref="KernelCounters"/>).
 /// </summary>
 internal static unsafe class LibPcapExports
 {
@@ -24,6 +25,10 @@ internal static unsafe class LibPcapExports
     /// </summary>
     public static readonly delegate* unmanaged[SuppressGCTransition]<nint, nint*, nint*, int> NextExNonBlocking =
         (delegate* unmanaged[SuppressGCTransition]<nint, nint*, nint*, int>)Export("pcap_next_ex");
+
+    /// <summary><c>int pcap_stats(pcap_t *p, struct pcap_stat *ps)</c></summary>
+    public static readonly delegate* unmanaged<nint, uint*, int> Stats =
+        (delegate* unmanaged<nint, uint*, int>)Export("pcap_stats");
 
     private static nint Load()
     {
