@@ -120,7 +120,7 @@ public sealed class CaptureSession : IDisposable
         handle.DangerousAddRef(ref added); // pcap_next_ex gets the raw pcap_t*: keep it alive meanwhile
         try
         {
-            reason = Loop(handle.DangerousGetHandle(), writer, deadline, maxPackets, ref nextFlush, onFlush, out error);
+            reason = Loop(handle.DangerousGetHandle(), writer, deadline, WindowEnd(started), maxPackets, ref nextFlush, onFlush, out error);
         }
         catch (IOException e)
         {
@@ -141,11 +141,16 @@ public sealed class CaptureSession : IDisposable
         return new CaptureOutcome(started, ended, reason, error, statistics.Received, statistics.Dropped, statistics.InterfaceDropped, _summary?.Report());
     }
 
-    private unsafe StopReason Loop(nint pcap, PcapWriter writer, long deadline, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
+    /// <summary>The end of the capture window as packet timestamps count it: microseconds since the epoch.</summary>
+    private long WindowEnd(DateTime started) =>
+        ((started.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond) + (long)(_options.Duration.TotalMilliseconds * 1000);
+
+    private unsafe StopReason Loop(nint pcap, PcapWriter writer, long deadline, long windowEndMicroseconds, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
     {
         error = null;
         var packetsUntilClockCheck = 0;
         long drainUntil = 0;
+        StopReason? ending = null;
         while (true)
         {
             // Stop requests, the deadline and the flush interval are looked at once per
@@ -154,23 +159,18 @@ public sealed class CaptureSession : IDisposable
             {
                 packetsUntilClockCheck = PacketsPerClockCheck;
                 var now = Stopwatch.GetTimestamp();
-                var stop = _stopRequested;
-                if (stop >= 0)
+                if (ending is null)
                 {
+                    var stop = _stopRequested;
+                    ending = stop >= 0 ? (StopReason)stop : now >= deadline ? StopReason.Duration : null;
+
                     // Packets the kernel already holds may sit in a ring block it hands over only after
                     // the read timeout (TPACKET_V3): read on for one timeout more, or they are lost.
-                    if (drainUntil == 0)
-                    {
-                        drainUntil = now + DrainTicks;
-                    }
-                    else if (now >= drainUntil)
-                    {
-                        return (StopReason)stop;
-                    }
+                    drainUntil = now + DrainTicks;
                 }
-                else if (now >= deadline)
+                else if (now >= drainUntil)
                 {
-                    return StopReason.Duration;
+                    return ending.Value;
                 }
 
                 if (now >= nextFlush)
@@ -197,6 +197,11 @@ public sealed class CaptureSession : IDisposable
             }
 
             var header = (PcapPacketHeader*)headerPointer;
+            if (ending == StopReason.Duration && (header->Seconds * 1_000_000) + header->Microseconds > windowEndMicroseconds)
+            {
+                continue; // arrived after the capture window closed, while its last packets were drained
+            }
+
             var data = new ReadOnlySpan<byte>((void*)dataPointer, (int)header->CaptureLength);
             if (!writer.TryWrite((uint)header->Seconds, (uint)header->Microseconds, data, header->OriginalLength))
             {

@@ -51,6 +51,30 @@ public sealed class LimitTests(LabFixture fixture) : IClassFixture<LabFixture>
     }
 
     [Fact]
+    public async Task DurationKeepsThePacketsOfTheWindowsLastMomentsAndNoneAfterIt()
+    {
+        using var files = new CaptureFiles();
+        var pcap = files.Pcap();
+        await using var agent = AgentProcess.Start(fixture.Server, ["capture", "-i", fixture.Server.Interface, "--duration", "1500ms", "-w", pcap, "udp port 10"]);
+        await agent.WaitUntilListeningAsync();
+        // A datagram every few milliseconds, from before the window closes until well after it.
+        var sender = fixture.Client.ExecAsync("bash", "-c", $"for i in $(seq 400); do echo $i > /dev/udp/{fixture.Server.IPv4}/10; sleep 0.005; done");
+        var exit = await agent.WaitForExitAsync(TimeSpan.FromSeconds(15));
+        (await sender).EnsureSuccess();
+
+        Assert.Equal(0, exit.ExitCode);
+        var manifest = CaptureFiles.Manifest(pcap);
+        Assert.Equal("duration", manifest.StopReason);
+        var windowEnd = Parse(manifest.Start).AddMilliseconds(1500);
+        var stamps = PcapFile.Read(pcap).Records.Select(r => DateTime.UnixEpoch.AddSeconds(r.Seconds).AddTicks(r.Microseconds * 10L)).ToList();
+        Assert.NotEmpty(stamps);
+        Assert.All(stamps, t => Assert.True(t <= windowEnd, $"{t:O} is after the window's end {windowEnd:O}"));
+        // The kernel hands packets over in blocks, up to 100 ms late: without reading on past the
+        // deadline, the window's last tens of milliseconds would be missing.
+        Assert.True(stamps.Max() >= windowEnd.AddMilliseconds(-30), $"last packet {stamps.Max():O}, window end {windowEnd:O}");
+    }
+
+    [Fact]
     public async Task ByteCeilingIsNeverExceededAndTheFileStaysReadable()
     {
         const long maxBytes = 8192;
