@@ -1,22 +1,40 @@
 using System.Buffers.Binary;
 using System.Net;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace KubeCapture.Agent.Summary;
 
 /// <summary>
 /// A TCP 4-tuple with its two endpoints in a fixed order (A is the smaller), so both directions of a
 /// connection find the same entry. IPv4 addresses are held as IPv4-mapped IPv6.
+/// Equality and hash are written out (the record default goes through EqualityComparer per field):
+/// the summary looks a key up for every TCP segment.
 /// </summary>
+[StructLayout(LayoutKind.Auto)]
 internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, ulong BHigh, ulong BLow, ushort BPort)
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static FlowKey Create(ReadOnlySpan<byte> source, ushort sourcePort, ReadOnlySpan<byte> destination, ushort destinationPort, out bool sourceIsA)
     {
-        var (sh, sl) = Widen(source);
-        var (dh, dl) = Widen(destination);
-        sourceIsA = (sh, sl, sourcePort).CompareTo((dh, dl, destinationPort)) <= 0;
+        Widen(source, out var sh, out var sl);
+        Widen(destination, out var dh, out var dl);
+        sourceIsA = sh < dh || (sh == dh && (sl < dl || (sl == dl && sourcePort <= destinationPort)));
         return sourceIsA
             ? new FlowKey(sh, sl, sourcePort, dh, dl, destinationPort)
             : new FlowKey(dh, dl, destinationPort, sh, sl, sourcePort);
+    }
+
+    public bool Equals(FlowKey other) =>
+        ALow == other.ALow && BLow == other.BLow && APort == other.APort && BPort == other.BPort &&
+        AHigh == other.AHigh && BHigh == other.BHigh;
+
+    public override int GetHashCode()
+    {
+        var hash = (ALow * 0x9E3779B97F4A7C15UL) ^ (BLow * 0xC2B2AE3D27D4EB4FUL) ^
+            ((AHigh ^ BHigh) * 0x165667B19E3779F9UL) ^ (((ulong)APort << 16) | BPort);
+        hash ^= hash >> 29;
+        return (int)hash ^ (int)(hash >> 32);
     }
 
     public string Endpoint(bool a) => a ? Format(AHigh, ALow, APort) : Format(BHigh, BLow, BPort);
@@ -25,9 +43,20 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
 
     public ushort Port(bool a) => a ? APort : BPort;
 
-    private static (ulong High, ulong Low) Widen(ReadOnlySpan<byte> address) => address.Length == 4
-        ? (0UL, 0x0000_ffff_0000_0000UL | BinaryPrimitives.ReadUInt32BigEndian(address))
-        : (BinaryPrimitives.ReadUInt64BigEndian(address), BinaryPrimitives.ReadUInt64BigEndian(address[8..]));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Widen(ReadOnlySpan<byte> address, out ulong high, out ulong low)
+    {
+        if (address.Length == 4)
+        {
+            high = 0;
+            low = 0x0000_ffff_0000_0000UL | BinaryPrimitives.ReadUInt32BigEndian(address);
+        }
+        else
+        {
+            high = BinaryPrimitives.ReadUInt64BigEndian(address);
+            low = BinaryPrimitives.ReadUInt64BigEndian(address[8..]);
+        }
+    }
 
     private static string FormatAddress(ulong high, ulong low)
     {

@@ -117,9 +117,13 @@ internal sealed record TcpReset(bool FromClient, bool Bare, byte HopLimit, byte 
 /// <summary>One direction's data: the highest sequence sent, and segments still waiting for an ACK.</summary>
 internal sealed class TcpDirection
 {
-    private const int MaxPending = 64;
+    private const int MaxPending = 64; // a power of two: ring indexes wrap with a mask
 
-    private readonly List<PendingSegment> _pending = [];
+    // Unacknowledged segments, oldest first, in a ring that grows to MaxPending and then drops its
+    // oldest entry for each new one. Grown on demand, so quiet connections stay small.
+    private PendingSegment[] _pending = [];
+    private int _head;
+    private int _count;
     private bool _started;
     private uint _next;
 
@@ -138,8 +142,9 @@ internal sealed class TcpDirection
         get
         {
             long? smallest = null;
-            foreach (var segment in _pending)
+            for (var i = 0; i < _count; i++)
             {
+                var segment = _pending[(_head + i) & (_pending.Length - 1)];
                 if (segment.Retransmitted && (smallest is null || segment.Length < smallest))
                 {
                     smallest = segment.Length;
@@ -197,10 +202,11 @@ internal sealed class TcpDirection
 
     public void Acknowledge(uint acknowledgment)
     {
+        var mask = _pending.Length - 1;
         var kept = 0;
-        for (var i = 0; i < _pending.Count; i++)
+        for (var i = 0; i < _count; i++)
         {
-            var segment = _pending[i];
+            var segment = _pending[(_head + i) & mask];
             if (SequenceNumbers.AtOrAfter(acknowledgment, segment.End))
             {
                 if (LargestAcknowledged is null || segment.Length > LargestAcknowledged)
@@ -210,20 +216,21 @@ internal sealed class TcpDirection
             }
             else
             {
-                _pending[kept++] = segment;
+                _pending[(_head + kept++) & mask] = segment;
             }
         }
 
-        _pending.RemoveRange(kept, _pending.Count - kept);
+        _count = kept;
     }
 
     private void MarkRetransmitted(uint sequence, uint end, int length)
     {
-        for (var i = 0; i < _pending.Count; i++)
+        for (var i = 0; i < _count; i++)
         {
-            if (_pending[i].Sequence == sequence)
+            ref var segment = ref _pending[(_head + i) & (_pending.Length - 1)];
+            if (segment.Sequence == sequence)
             {
-                _pending[i] = _pending[i] with { Retransmitted = true };
+                segment = segment with { Retransmitted = true };
                 return;
             }
         }
@@ -233,12 +240,24 @@ internal sealed class TcpDirection
 
     private void Track(uint sequence, uint end, int length, bool retransmitted)
     {
-        if (_pending.Count == MaxPending)
+        if (_count == MaxPending)
         {
-            _pending.RemoveAt(0);
+            _head = (_head + 1) & (MaxPending - 1);
+            _count--;
+        }
+        else if (_count == _pending.Length)
+        {
+            var grown = new PendingSegment[Math.Max(4, _pending.Length * 2)];
+            for (var i = 0; i < _count; i++)
+            {
+                grown[i] = _pending[(_head + i) & (_pending.Length - 1)];
+            }
+
+            _pending = grown;
+            _head = 0;
         }
 
-        _pending.Add(new PendingSegment(sequence, end, length, retransmitted));
+        _pending[(_head + _count++) & (_pending.Length - 1)] = new PendingSegment(sequence, end, length, retransmitted);
     }
 
     private readonly record struct PendingSegment(uint Sequence, uint End, int Length, bool Retransmitted);

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using PacketDotNet;
 using static KubeCapture.Agent.Summary.TcpHeaderReader;
 
@@ -17,6 +18,11 @@ public sealed class TcpSummary
     private readonly LinkLayers _link;
     private readonly Dictionary<FlowKey, TcpConnection> _live = new();
     private readonly Outcomes _archived = new();
+
+    // The connection of the previous segment: segments of one connection tend to come in runs (a
+    // data segment and its ACK, a burst of data), and a match skips the dictionary. Always a live
+    // connection: replaced along with its dictionary entry, cleared when connections are archived.
+    private TcpConnection? _last;
     private long _tcpPackets;
     private long _otherPackets;
     private long _undecodable;
@@ -122,6 +128,40 @@ public sealed class TcpSummary
 
     private TcpConnection? Find(in TcpSegment segment, bool isInitialSyn)
     {
+        if (_last is { } last && last.Key.Equals(segment.Key) && !(isInitialSyn && last.IsNewConnection(segment)))
+        {
+            return last;
+        }
+
+        return _last = FindInDictionary(segment, isInitialSyn);
+    }
+
+    private TcpConnection? FindInDictionary(in TcpSegment segment, bool isInitialSyn)
+    {
+        if (_live.Count >= MaxTrackedConnections)
+        {
+            return FindWhenFull(segment, isInitialSyn);
+        }
+
+        // One hash lookup per segment: the slot is found, or made, in place.
+        ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_live, segment.Key, out var exists);
+        if (exists)
+        {
+            if (isInitialSyn && slot!.IsNewConnection(segment))
+            {
+                _archived.Add(slot);
+                slot = new TcpConnection(segment.Key, segment.FromA, sawSyn: true);
+            }
+
+            return slot;
+        }
+
+        slot = NewConnection(segment, isInitialSyn);
+        return slot;
+    }
+
+    private TcpConnection? FindWhenFull(in TcpSegment segment, bool isInitialSyn)
+    {
         if (_live.TryGetValue(segment.Key, out var existing))
         {
             if (isInitialSyn && existing.IsNewConnection(segment))
@@ -135,25 +175,25 @@ public sealed class TcpSummary
             return existing;
         }
 
+        ArchiveClosedConnections();
         if (_live.Count >= MaxTrackedConnections)
         {
-            ArchiveClosedConnections();
-            if (_live.Count >= MaxTrackedConnections)
-            {
-                _notTracked++;
-                return null;
-            }
+            _notTracked++;
+            return null;
         }
 
-        // Without a SYN the direction is a guess: the lower port is taken to be the server's.
-        var clientIsA = isInitialSyn ? segment.FromA : segment.Key.APort > segment.Key.BPort;
-        var connection = new TcpConnection(segment.Key, clientIsA, sawSyn: false);
+        var connection = NewConnection(segment, isInitialSyn);
         _live.Add(segment.Key, connection);
         return connection;
     }
 
+    // Without a SYN the direction is a guess: the lower port is taken to be the server's.
+    private static TcpConnection NewConnection(in TcpSegment segment, bool isInitialSyn) =>
+        new(segment.Key, isInitialSyn ? segment.FromA : segment.Key.APort > segment.Key.BPort, sawSyn: false);
+
     private void ArchiveClosedConnections()
     {
+        _last = null;
         foreach (var (key, connection) in _live)
         {
             if (connection.IsClosed)
