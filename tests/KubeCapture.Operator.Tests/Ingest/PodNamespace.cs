@@ -1,5 +1,4 @@
-using System.Diagnostics;
-using System.Globalization;
+using KubeCapture.Testing.Processes;
 
 namespace KubeCapture.Operator.Tests.Ingest;
 
@@ -48,18 +47,10 @@ public sealed class PodNamespace : IDisposable
 
     private static void Run(string file, params string[] args)
     {
-        var start = new ProcessStartInfo(file) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var arg in args)
+        var result = HostCommand.RunAsync(file, args).GetAwaiter().GetResult();
+        if (!(args.Length > 1 && args[1] == "del"))
         {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(start)!;
-        var error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        if (process.ExitCode != 0 && !(args.Length > 1 && args[1] == "del"))
-        {
-            throw new InvalidOperationException($"{file} {string.Join(' ', args)} failed ({process.ExitCode.ToString(CultureInfo.InvariantCulture)}): {error}");
+            result.EnsureSuccess();
         }
     }
 }

@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Globalization;
+using KubeCapture.Testing.Processes;
 
 namespace KubeCapture.Testing.Kubernetes;
 
@@ -88,26 +88,8 @@ public sealed class PodNetwork : IDisposable
         TryRun("ip", "netns", "del", ClientNamespace);
     }
 
-    private static void Run(params string[] args)
-    {
-        var (code, output) = TryRun(args);
-        if (code != 0)
-        {
-            throw new InvalidOperationException($"{string.Join(' ', args)} failed ({code}): {output}");
-        }
-    }
+    private static void Run(params string[] args) => TryRun(args).EnsureSuccess();
 
-    private static (int Code, string Output) TryRun(params string[] args)
-    {
-        var info = new ProcessStartInfo(args[0]) { RedirectStandardError = true, RedirectStandardOutput = true };
-        foreach (var a in args.Skip(1))
-        {
-            info.ArgumentList.Add(a);
-        }
-
-        using var process = Process.Start(info)!;
-        var output = process.StandardOutput.ReadToEnd() + process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, output);
-    }
+    private static CommandResult TryRun(params string[] args) =>
+        HostCommand.RunAsync(args[0], args.Skip(1)).GetAwaiter().GetResult();
 }
