@@ -33,6 +33,7 @@ public sealed class CaptureSession : IDisposable
     private readonly LibPcapLiveDevice _device;
     private readonly TcpSummary? _summary;
     private readonly PacketReadiness _readiness;
+    private readonly (long Received, long Dropped, long InterfaceDropped) _baseline;
     private volatile int _stopRequested = -1;
     private long _packets;
     private long _bytes;
@@ -44,6 +45,10 @@ public sealed class CaptureSession : IDisposable
         LinkType = device.LinkType;
         _readiness = new PacketReadiness(device.Handle);
         _summary = options.Summary ? new TcpSummary(LinkType) : null;
+
+        // The kernel counts every packet from the moment the socket is bound, before the filter is
+        // installed: without this baseline, "received by filter" included packets the filter rejects.
+        _baseline = KernelCounters.Read(device.Handle) ?? (0, 0, 0);
     }
 
     public LinkLayers LinkType { get; }
@@ -218,8 +223,11 @@ public sealed class CaptureSession : IDisposable
         }
     }
 
+    /// <summary>libpcap's counters since the filter was installed (not SharpPcap's Statistics: see KernelCounters).</summary>
     private (long Received, long Dropped, long InterfaceDropped) ReadStatistics() =>
-        KernelCounters.Read(_device.Handle) ?? (0, 0, 0); // not SharpPcap's Statistics: see KernelCounters
+        KernelCounters.Read(_device.Handle) is { } now
+            ? (now.Received - _baseline.Received, now.Dropped - _baseline.Dropped, now.InterfaceDropped - _baseline.InterfaceDropped)
+            : (0, 0, 0);
 
     public void Dispose() => _device.Dispose();
 

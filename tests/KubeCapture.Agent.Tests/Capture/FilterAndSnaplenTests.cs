@@ -7,6 +7,27 @@ namespace KubeCapture.Agent.Tests.Capture;
 public sealed class FilterAndSnaplenTests(LabFixture fixture) : IClassFixture<LabFixture>
 {
     [Fact]
+    public async Task PacketsTheFilterRejectsAreNotCountedAsReceivedByFilter()
+    {
+        using var files = new CaptureFiles();
+        var pcap = files.Pcap();
+        // Dense traffic outside the filter while the capture opens: the kernel counts packets from the
+        // moment its socket is bound, before the filter is installed.
+        var pings = fixture.Client.ExecAsync("ping", "-n", "-q", "-i", "0.002", "-c", "600", fixture.Server.IPv4.ToString());
+        await Task.Delay(200);
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var exit = await AgentProcess.RunAsync(fixture.Server, ["capture", "-i", fixture.Server.Interface, "--duration", "300ms", "--overwrite", "-w", pcap, "udp port 9"], TimeSpan.FromSeconds(15));
+            Assert.Equal(0, exit.ExitCode);
+            var manifest = CaptureFiles.Manifest(pcap);
+            Assert.Equal(0, manifest.PacketsWritten);
+            Assert.Equal(0, manifest.PacketsReceived);
+        }
+
+        await pings;
+    }
+
+    [Fact]
     public async Task NoPacketOutsideTheFilterIsCapturedWhileOtherTrafficFlows()
     {
         using var files = new CaptureFiles();
