@@ -9,7 +9,8 @@ using KubeCapture.Operator.Ingest;
 namespace KubeCapture.Testing.Kubernetes;
 
 /// <summary>
-/// Plays the kubelet for ephemeral containers: watches the emulator's pods, and for each new
+/// Plays the kubelet for ephemeral containers: watches the pods (of the emulator, or of the real
+/// kube-apiserver through <see cref="ApiServerPods"/>), and for each new
 /// ephemeral container starts the command from its args and env inside the pod's network
 /// namespace, reporting ephemeralContainerStatuses (running, terminated with the exit code and the
 /// tail of stderr as message, or waiting ImagePullBackOff for images configured to fail).
@@ -22,20 +23,25 @@ namespace KubeCapture.Testing.Kubernetes;
 public sealed class TestKubelet : IDisposable
 {
     private static readonly HashSet<string> IngestOnlyOptions = ["--ingest", "--capture-uid", "--capture-namespace", "--capture-name", "--pod", "--retention", "--token", "--ingest-retry"];
-    private readonly KubernetesApiEmulator emulator;
+    private readonly IKubeletPods pods;
     private readonly ConcurrentDictionary<string, Started> started = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, PodNetwork> networks = new(StringComparer.Ordinal);
     private readonly string workDirectory;
     private readonly InMemoryIngestStatus? ingest;
 
     public TestKubelet(KubernetesApiEmulator emulator, string agentDll, AgentMode mode, InMemoryIngestStatus? ingest, string workDirectory)
+        : this(new EmulatorPods(emulator), agentDll, mode, ingest, workDirectory)
     {
-        this.emulator = emulator;
+    }
+
+    public TestKubelet(IKubeletPods pods, string agentDll, AgentMode mode, InMemoryIngestStatus? ingest, string workDirectory)
+    {
+        this.pods = pods;
         AgentDll = agentDll;
         Mode = mode;
         this.ingest = ingest;
         this.workDirectory = workDirectory;
-        emulator.Store.Changed += OnChange;
+        pods.PodChanged += OnChange;
         if (ingest is not null)
         {
             ingest.StopRequested += StopCapture;
@@ -71,7 +77,8 @@ public sealed class TestKubelet : IDisposable
 
     public void Dispose()
     {
-        emulator.Store.Changed -= OnChange;
+        pods.PodChanged -= OnChange;
+        pods.Dispose();
         if (ingest is not null)
         {
             ingest.StopRequested -= StopCapture;
@@ -92,14 +99,8 @@ public sealed class TestKubelet : IDisposable
         }
     }
 
-    private void OnChange(WatchEvent change)
+    private void OnChange(JsonObject pod)
     {
-        if (change.Resource != ResourceType.Pods || change.Type is not ("ADDED" or "MODIFIED"))
-        {
-            return;
-        }
-
-        var pod = change.Object;
         var ns = (string)pod["metadata"]!["namespace"]!;
         var name = (string)pod["metadata"]!["name"]!;
         foreach (var node in pod["spec"]?["ephemeralContainers"] as JsonArray ?? [])
@@ -310,46 +311,16 @@ public sealed class TestKubelet : IDisposable
             : null;
     }
 
-    private async Task ReportAsync(string ns, string pod, string container, string image, JsonObject state)
-    {
-        for (var attempt = 0; attempt < 50; attempt++)
+    private Task ReportAsync(string ns, string pod, string container, string image, JsonObject state) =>
+        pods.WriteEphemeralContainerStatusAsync(ns, pod, new JsonObject
         {
-            var current = emulator.Store.Get(ResourceType.Pods, ns, pod);
-            if (current is null)
-            {
-                return;
-            }
-
-            var status = current["status"] as JsonObject ?? [];
-            current["status"] = status;
-            var statuses = status["ephemeralContainerStatuses"] as JsonArray ?? [];
-            status["ephemeralContainerStatuses"] = statuses;
-            var existing = statuses.FirstOrDefault(s => (string?)s!["name"] == container);
-            if (existing is not null)
-            {
-                statuses.Remove(existing);
-            }
-
-            statuses.Add(new JsonObject
-            {
-                ["name"] = container,
-                ["image"] = image,
-                ["imageID"] = "",
-                ["ready"] = false,
-                ["restartCount"] = 0,
-                ["state"] = state,
-            });
-            try
-            {
-                emulator.Store.Update(ResourceType.Pods, ns, pod, current, "status");
-                return;
-            }
-            catch (ApiException e) when (e.Code == HttpStatusCode.Conflict)
-            {
-                await Task.Delay(10);
-            }
-        }
-    }
+            ["name"] = container,
+            ["image"] = image,
+            ["imageID"] = "",
+            ["ready"] = false,
+            ["restartCount"] = 0,
+            ["state"] = state,
+        });
 
     private sealed class Started
     {

@@ -1,0 +1,104 @@
+using k8s;
+using k8s.Models;
+using KubeCapture.Testing.Processes;
+
+namespace KubeCapture.Testing.Kubernetes;
+
+/// <summary>
+/// KubeCapture installed into the shared real kube-apiserver as the chart installs it: everything
+/// <c>helm template --include-crds</c> renders (CRD, ServiceAccount, ClusterRoles and bindings, the
+/// leader-election Role, Deployment, Service) applied with kubectl, so the server has accepted every
+/// rendered object. The operator then talks to the API with its ServiceAccount's token from the
+/// TokenRequest API (as <c>kubectl create token</c>), never as cluster admin.
+/// </summary>
+public sealed class KubeCaptureInstall
+{
+    public const string Release = "kc";
+    public const string Namespace = "kubecapture-system";
+    public const string ServiceAccount = "kc-kubecapture";
+    private static readonly SemaphoreSlim Lock = new(1, 1);
+    private static KubeCaptureInstall? shared;
+
+    private KubeCaptureInstall(KubeApiServer server, string renderedYaml, string operatorToken)
+    {
+        Server = server;
+        RenderedYaml = renderedYaml;
+        OperatorToken = operatorToken;
+        OperatorKubeconfig = server.WriteKubeconfig(operatorToken, "operator");
+    }
+
+    public KubeApiServer Server { get; }
+
+    /// <summary>What helm rendered and the server accepted.</summary>
+    public string RenderedYaml { get; }
+
+    /// <summary>The operator ServiceAccount's token (TokenRequest API).</summary>
+    public string OperatorToken { get; }
+
+    /// <summary>A kubeconfig with <see cref="OperatorToken"/>: KUBECONFIG for an operator process.</summary>
+    public string OperatorKubeconfig { get; }
+
+    public static string OperatorUser => $"system:serviceaccount:{Namespace}:{ServiceAccount}";
+
+    /// <summary>The chart installed once into <see cref="KubeApiServer.SharedAsync"/>.</summary>
+    public static async Task<KubeCaptureInstall> SharedAsync()
+    {
+        var server = await KubeApiServer.SharedAsync();
+        await Lock.WaitAsync();
+        try
+        {
+            return shared ??= await InstallAsync(server);
+        }
+        finally
+        {
+            Lock.Release();
+        }
+    }
+
+    /// <summary>Renders the chart with helm and applies it to <paramref name="server"/>.</summary>
+    public static async Task<KubeCaptureInstall> InstallAsync(KubeApiServer server, params string[] helmSet)
+    {
+        var arguments = new List<string> { "template", Release, Tools.Chart, "--namespace", Namespace, "--include-crds" };
+        foreach (var set in helmSet)
+        {
+            arguments.AddRange(["--set", set]);
+        }
+
+        var rendered = (await HostCommand.RunAsync(Tools.Helm, arguments, TimeSpan.FromSeconds(60))).EnsureSuccess().Stdout;
+        using var admin = server.AdminClient();
+        try
+        {
+            await admin.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = Namespace } });
+        }
+        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.Conflict)
+        {
+        }
+
+        await server.ApplyAsync(rendered);
+        await WaitEstablishedAsync(admin, "packetcaptures.kubecapture.io");
+        var token = await server.CreateServiceAccountTokenAsync(Namespace, ServiceAccount);
+        return new KubeCaptureInstall(server, rendered, token);
+    }
+
+    private static async Task WaitEstablishedAsync(IKubernetes admin, string crd)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (true)
+        {
+            var current = await admin.ApiextensionsV1.ReadCustomResourceDefinitionAsync(crd);
+            if (current.Status?.Conditions?.Any(c => c.Type == "Established" && c.Status == "True") == true)
+            {
+                // Discovery can lag the condition by a moment.
+                await Task.Delay(500);
+                return;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"the CRD {crd} was not Established within 30 s");
+            }
+
+            await Task.Delay(100);
+        }
+    }
+}
