@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing. Needs root (apt-get).
 set -euo pipefail
 
-packages=(libpcap0.8 tcpdump tshark iproute2 nftables iptables ethtool libcap2-bin curl python3 procps tcpreplay iputils-ping)
+packages=(libpcap0.8 tcpdump tshark iproute2 nftables iptables ethtool libcap2-bin curl python3 procps tcpreplay iputils-ping etcd-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

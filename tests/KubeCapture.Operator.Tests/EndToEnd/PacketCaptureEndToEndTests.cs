@@ -1,104 +1,218 @@
-using System.Security.Cryptography;
-using KubeCapture.Operator.Ingest;
+using System.Net;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.S3;
-using Microsoft.Extensions.DependencyInjection;
 using Minio;
 using Minio.DataModel.Args;
 
 namespace KubeCapture.Operator.Tests.EndToEnd;
 
 /// <summary>
-/// The whole product on one machine: a PacketCapture applied to the Kubernetes API emulator, the
-/// reconciler injecting the ephemeral container, the test kubelet starting the real agent in the
-/// pod's network namespace in cluster mode, the pcap streamed over gRPC to the real ingest, stored in
-/// s3rver, and a status that says Succeeded with the SHA-256 of the object downloaded back.
+/// The whole product on the real kube-apiserver: a PacketCapture applied, the operator (a real
+/// process, as its ServiceAccount) injecting the ephemeral container through the real admission
+/// chain, the test kubelet starting the real agent in the pod's network namespace, the pcap streamed
+/// over gRPC to the real ingest and stored in s3rver, and a status that says what happened.
 /// </summary>
-public sealed class PacketCaptureEndToEndTests : IAsyncLifetime
+public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClassFixture<ApiServerCluster>
 {
-    private readonly PodNetwork network = PodNetwork.Create();
-    private S3rverFixture s3 = null!;
-    private OperatorHost ingest = null!;
-    private OperatorHarness harness = null!;
+    private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 
-    public async Task InitializeAsync()
-    {
-        // The agent runs inside the pod's namespace: the ingest listens where the pod reaches the node.
-        var nodeAddress = network.ConnectToNode();
-        var ingestUrl = $"http://{nodeAddress}:{S3rverFixture.FreeTcpPort()}";
-        s3 = await S3rverFixture.StartAsync();
-        var settings = OperatorHost.S3Settings(s3);
-        settings["Kestrel:Endpoints:PodIngest:Url"] = ingestUrl;
-        settings["Kestrel:Endpoints:PodIngest:Protocols"] = "Http2";
-        ingest = await OperatorHost.StartInProcessAsync(settings);
-        harness = await OperatorHarness.StartAsync(
-            ingest: ingest.Services.GetRequiredService<IIngestStatus>(),
-            tokens: ingest.Services.GetRequiredService<ICaptureTokenIssuer>(),
-            mode: AgentMode.Cluster,
-            options: o => o.IngestUrl = ingestUrl);
-        harness.Emulator.AddNamespace("payments");
-    }
-
-    public async Task DisposeAsync()
-    {
-        await harness.DisposeAsync();
-        await ingest.DisposeAsync();
-        await s3.DisposeAsync();
-        network.Dispose();
-    }
-
-    [Fact]
+    [SkippableFact]
     public async Task An_applied_capture_ends_Succeeded_with_the_SHA256_of_the_object_stored_in_S3()
     {
-        harness.Kubelet.AttachNetwork("payments", "api-7d9f", network);
-        harness.Emulator.AddPod("payments", "api-7d9f");
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e");
+        var pod = await cluster.StartPodAsync(ns, "api-7d9f");
 
-        var created = await harness.CreateCaptureAsync("payments", "partner-timeouts", new PacketCaptureSpec
-        {
-            Reason = "partner API calls time out",
-            Target = new CaptureTarget { PodName = "api-7d9f" },
-            Filter = "icmp",
-            MaxPackets = 8,
-            Duration = "30s",
-            Snaplen = 128,
-        });
-        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
-        await harness.WaitForPhaseAsync("payments", "partner-timeouts", CapturePhase.Running, TimeSpan.FromSeconds(30));
-        await harness.Kubelet.WaitUntilListeningAsync("payments", "api-7d9f", container, TimeSpan.FromSeconds(30));
-        network.PingFromClient(4);
-
-        var done = await harness.WaitForPhaseAsync("payments", "partner-timeouts", CapturePhase.Succeeded, TimeSpan.FromSeconds(60));
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "partner-timeouts", Icmp("partner API calls time out", "api-7d9f", maxPackets: 8));
+        await cluster.Admin.WaitForPhaseAsync(ns, "partner-timeouts", CapturePhase.Running, Long);
+        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api-7d9f", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        pod.PingFromClient(4);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "partner-timeouts", CapturePhase.Succeeded, Long);
 
         var target = Assert.Single(done.Status!.Targets);
-        Assert.Equal(8, target.Packets);
-        Assert.Equal("count", target.StopReason);
+        Assert.Equal((8L, "count"), (target.Packets, target.StopReason));
         var artifact = target.Artifact!;
-        Assert.StartsWith("s3://", artifact.Uri, StringComparison.Ordinal);
-        var key = artifact.Uri[("s3://" + s3.Bucket + "/").Length..];
-        Assert.Equal($"captures/payments/partner-timeouts/api-7d9f.pcap", key);
-
-        var downloaded = Path.Combine(harness.WorkDirectory, "downloaded.pcap");
-        await DownloadAsync(key, downloaded);
-        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(downloaded))), artifact.Sha256);
+        var key = artifact.Uri[("s3://" + cluster.S3.Bucket + "/").Length..];
+        Assert.Equal($"captures/{ns}/partner-timeouts/api-7d9f.pcap", key);
+        var downloaded = await DownloadAsync(key);
+        Assert.Equal(Evidence.Sha256Of(downloaded), artifact.Sha256);
         Assert.Equal(new FileInfo(downloaded).Length, artifact.Size);
         Assert.Equal(8, Evidence.TcpdumpLines(downloaded).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
         Assert.Equal("True", CaptureConditions.Find(done.Status, CaptureConditions.Complete)?.Status);
+        var container = Assert.Single(await cluster.CaptureContainersAsync(ns, "api-7d9f"));
+        Assert.Equal(EphemeralContainerSpec.ContainerName(created.Metadata.Uid), container.Name);
+        Assert.Equal(["NET_RAW"], container.SecurityContext.Capabilities.Add);
     }
 
-    private async Task DownloadAsync(string key, string path)
+    [SkippableFact]
+    public async Task An_invalid_filter_fails_with_InvalidFilter_and_libpcaps_message()
     {
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-filter");
+        await cluster.StartPodAsync(ns, "api");
+
+        await cluster.Admin.CreatePacketCaptureAsync(ns, "typo", new PacketCaptureSpec { Reason = "typo", Target = new CaptureTarget { PodName = "api" }, Duration = "30s", Filter = "tcp port eighty" });
+        var failed = await cluster.Admin.WaitForPhaseAsync(ns, "typo", CapturePhase.Failed, Long);
+
+        var accepted = CaptureConditions.Find(failed.Status, CaptureConditions.Accepted)!;
+        Assert.Equal(("False", "InvalidFilter"), (accepted.Status, accepted.Reason));
+        Assert.Contains("eighty", accepted.Message, StringComparison.Ordinal);
+        Assert.Empty(await cluster.CaptureContainersAsync(ns, "api"));
+    }
+
+    [SkippableFact]
+    public async Task A_missing_pod_fails_with_PodNotFound()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-missing");
+
+        await cluster.Admin.CreatePacketCaptureAsync(ns, "nobody", Icmp("who is there", "no-such-pod"));
+        var failed = await cluster.Admin.WaitForPhaseAsync(ns, "nobody", CapturePhase.Failed, Long);
+
+        var ready = CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!;
+        Assert.Equal(("False", "PodNotFound"), (ready.Status, ready.Reason));
+        Assert.Contains("no-such-pod", ready.Message, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task Stopping_a_capture_early_keeps_the_packets_captured_so_far()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-stop");
+        var pod = await cluster.StartPodAsync(ns, "api");
+
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "early", Icmp("stop early", "api", duration: "5m"));
+        await cluster.Admin.WaitForPhaseAsync(ns, "early", CapturePhase.Running, Long);
+        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        pod.PingFromClient(3);
+        await Task.Delay(500);
+        await cluster.Admin.StopPacketCaptureAsync(ns, "early");
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "early", CapturePhase.Succeeded, Long);
+
+        var target = Assert.Single(done.Status!.Targets);
+        Assert.Equal("requested", target.StopReason);
+        var downloaded = await DownloadAsync(target.Artifact!.Uri[("s3://" + cluster.S3.Bucket + "/").Length..]);
+        Assert.Equal(6, Evidence.TcpdumpLines(downloaded).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
+        Assert.Equal(Evidence.Sha256Of(downloaded), target.Artifact.Sha256);
+    }
+
+    [SkippableFact]
+    public async Task An_operator_SIGKILLed_mid_capture_comes_back_and_the_capture_Succeeds_with_one_capture_container()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-kill");
+        var pod = await cluster.StartPodAsync(ns, "api");
+
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "survivor", Icmp("operator crash", "api", maxPackets: 20, duration: "5m"));
+        await cluster.Admin.WaitForPhaseAsync(ns, "survivor", CapturePhase.Running, Long);
+        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        pod.PingFromClient(5);
+        await cluster.Operator.KillAsync();
+        pod.PingFromClient(5); // while no operator runs: the agent keeps what it has not delivered
+        await cluster.Operator.StartProcessAsync();
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "survivor", CapturePhase.Succeeded, Long);
+
+        var target = Assert.Single(done.Status!.Targets);
+        Assert.Equal((20L, "count"), (target.Packets, target.StopReason));
+        var downloaded = await DownloadAsync(target.Artifact!.Uri[("s3://" + cluster.S3.Bucket + "/").Length..]);
+        Assert.Equal(20, Evidence.TcpdumpLines(downloaded).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
+        Assert.Equal(Evidence.Sha256Of(downloaded), target.Artifact.Sha256);
+        Assert.Single(await cluster.CaptureContainersAsync(ns, "api"));
+    }
+
+    [SkippableFact]
+    public async Task Deleting_a_running_capture_releases_its_finalizer_and_the_object_goes_away()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-delete");
+        await cluster.StartPodAsync(ns, "api");
+
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "doomed", Icmp("deleted while running", "api", duration: "5m"));
+        var running = await cluster.Admin.WaitForPhaseAsync(ns, "doomed", CapturePhase.Running, Long);
+        Assert.NotEmpty(running.Metadata.Finalizers ?? []);
+        await cluster.Admin.CustomObjects.DeleteNamespacedCustomObjectAsync(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, "doomed");
+
+        var deadline = DateTime.UtcNow + Long;
+        while (await cluster.Admin.GetPacketCaptureAsync(ns, "doomed") is { } still)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the capture is still there with finalizers [{string.Join(", ", still.Metadata.Finalizers ?? [])}], status {KubernetesJson.Serialize(still.Status)}\nagent: {cluster.Kubelet.StderrOf(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid))}\n{cluster.OperatorLog()}");
+            await Task.Delay(100);
+        }
+    }
+
+    [SkippableFact]
+    public async Task A_restricted_namespace_is_refused_with_PodSecurityRestricted_and_the_real_admission_would_refuse_the_container_too()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-restricted", new Dictionary<string, string> { [PodSecurityPreflight.EnforceLabel] = "restricted" });
+        await cluster.StartPodAsync(ns, "api");
+
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "refused", Icmp("restricted", "api"));
+        var failed = await cluster.Admin.WaitForPhaseAsync(ns, "refused", CapturePhase.Failed, Long);
+
+        var ready = CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!;
+        Assert.Equal(("False", "PodSecurityRestricted"), (ready.Status, ready.Reason));
+        Assert.Empty(await cluster.CaptureContainersAsync(ns, "api"));
+        // The operator's refusal is not a guess: the real Pod Security admission refuses the same container, as admin.
+        var container = EphemeralContainerSpec.Build(created, "api", "kubecapture/agent:0.1.0", "http://127.0.0.1:1", "t", addNetRaw: true);
+        var refused = await Assert.ThrowsAsync<HttpOperationException>(() => AddEphemeralContainerAsync(ns, "api", container));
+        Assert.Equal(HttpStatusCode.Forbidden, refused.Response.StatusCode);
+        Assert.Contains("violates PodSecurity \\\"restricted:", refused.Response.Content, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task A_baseline_namespace_is_accepted_by_the_real_Pod_Security_admission_and_the_capture_Succeeds()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-baseline", new Dictionary<string, string> { [PodSecurityPreflight.EnforceLabel] = "baseline" });
+        var pod = await cluster.StartPodAsync(ns, "api");
+
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "baseline", Icmp("baseline", "api", maxPackets: 4));
+        await cluster.Admin.WaitForPhaseAsync(ns, "baseline", CapturePhase.Running, Long);
+        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        pod.PingFromClient(2);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "baseline", CapturePhase.Succeeded, Long);
+
+        Assert.Equal(4L, Assert.Single(done.Status!.Targets).Packets);
+        var container = Assert.Single(await cluster.CaptureContainersAsync(ns, "api"));
+        Assert.Null(container.SecurityContext.Capabilities.Add);
+        Assert.DoesNotContain("NET_RAW", container.SecurityContext.Capabilities.Drop);
+        Assert.Contains("SETUID", container.SecurityContext.Capabilities.Drop);
+        // Adding NET_RAW is what baseline forbids: the real admission refuses that variant.
+        var adding = EphemeralContainerSpec.Build(created, "api", "kubecapture/agent:0.1.0", "http://127.0.0.1:1", "t", addNetRaw: true);
+        adding.Name += "-x";
+        var refused = await Assert.ThrowsAsync<HttpOperationException>(() => AddEphemeralContainerAsync(ns, "api", adding));
+        Assert.Contains("violates PodSecurity \\\"baseline:", refused.Response.Content, StringComparison.Ordinal);
+    }
+
+    private static PacketCaptureSpec Icmp(string reason, string pod, long? maxPackets = null, string duration = "60s") => new()
+    {
+        Reason = reason,
+        Target = new CaptureTarget { PodName = pod },
+        Filter = "icmp",
+        MaxPackets = maxPackets,
+        Duration = duration,
+        Snaplen = 128,
+    };
+
+    private async Task AddEphemeralContainerAsync(string ns, string pod, V1EphemeralContainer container)
+    {
+        var current = await cluster.Admin.CoreV1.ReadNamespacedPodAsync(pod, ns);
+        current.Spec.EphemeralContainers = [.. current.Spec.EphemeralContainers ?? [], container];
+        await cluster.Admin.CoreV1.ReplaceNamespacedPodEphemeralcontainersAsync(current, pod, ns);
+    }
+
+    private async Task<string> DownloadAsync(string key)
+    {
+        var path = Path.Combine(cluster.WorkDirectory, Guid.NewGuid().ToString("N") + ".pcap");
         using var client = new MinioClient()
-            .WithEndpoint("127.0.0.1", s3.Port)
+            .WithEndpoint("127.0.0.1", cluster.S3.Port)
             .WithCredentials(S3rverFixture.AccessKey, S3rverFixture.SecretKey)
             .WithSSL(false)
             .Build();
         await using var file = File.Create(path);
         await client.GetObjectAsync(new GetObjectArgs()
-            .WithBucket(s3.Bucket)
+            .WithBucket(cluster.S3.Bucket)
             .WithObject(key)
             .WithCallbackStream(async (stream, cancellationToken) => await stream.CopyToAsync(file, cancellationToken)));
+        return path;
     }
 }

@@ -12,6 +12,7 @@ public sealed class OperatorHost : IAsyncDisposable
 {
     public const string TokenSecret = "kcI-test-secret";
     private readonly List<string> _args;
+    private readonly Dictionary<string, string> _environment = [];
     private WebApplication? _app;
 
     private OperatorHost(IReadOnlyDictionary<string, string> settings, string address = "127.0.0.1")
@@ -71,9 +72,14 @@ public sealed class OperatorHost : IAsyncDisposable
         return host;
     }
 
-    public static async Task<OperatorHost> StartProcessAsync(IReadOnlyDictionary<string, string> settings)
+    public static async Task<OperatorHost> StartProcessAsync(IReadOnlyDictionary<string, string> settings, IReadOnlyDictionary<string, string>? environment = null)
     {
         var host = new OperatorHost(settings);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            host._environment[name] = value;
+        }
+
         await host.StartProcessAsync();
         return host;
     }
@@ -86,7 +92,7 @@ public sealed class OperatorHost : IAsyncDisposable
             await Process.DisposeAsync();
         }
 
-        Process = ChildProcess.StartDotnet(Builds.OperatorDll, _args);
+        Process = ChildProcess.StartDotnet(Builds.OperatorDll, _args, _environment);
         await WaitHealthyAsync();
     }
 

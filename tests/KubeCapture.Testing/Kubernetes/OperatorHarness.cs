@@ -127,44 +127,16 @@ public sealed class OperatorHarness : IAsyncDisposable
         operatorTask = null;
     }
 
-    public Task<PacketCapture> CreateCaptureAsync(string ns, string name, PacketCaptureSpec spec) =>
-        Client.CustomObjects.CreateNamespacedCustomObjectAsync<PacketCapture>(
-            new PacketCapture { Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = ns }, Spec = spec },
-            PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural);
+    public Task<PacketCapture> CreateCaptureAsync(string ns, string name, PacketCaptureSpec spec) => Client.CreatePacketCaptureAsync(ns, name, spec);
 
-    public async Task<PacketCapture?> GetCaptureAsync(string ns, string name)
-    {
-        try
-        {
-            return await Client.CustomObjects.GetNamespacedCustomObjectAsync<PacketCapture>(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, name);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            return null;
-        }
-    }
+    public Task<PacketCapture?> GetCaptureAsync(string ns, string name) => Client.GetPacketCaptureAsync(ns, name);
 
     /// <summary>Polls the capture until <paramref name="until"/> holds; on timeout, fails with the last status seen.</summary>
-    public async Task<PacketCapture> WaitForAsync(string ns, string name, Func<PacketCapture, bool> until, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
-        PacketCapture? last = null;
-        while (DateTime.UtcNow < deadline)
-        {
-            last = await GetCaptureAsync(ns, name);
-            if (last is not null && until(last))
-            {
-                return last;
-            }
-
-            await Task.Delay(50);
-        }
-
-        throw new TimeoutException($"capture {ns}/{name} did not reach the expected state; last status: {(last is null ? "gone" : KubernetesJson.Serialize(last.Status))}");
-    }
+    public Task<PacketCapture> WaitForAsync(string ns, string name, Func<PacketCapture, bool> until, TimeSpan? timeout = null) =>
+        Client.WaitForPacketCaptureAsync(ns, name, until, timeout);
 
     public Task<PacketCapture> WaitForPhaseAsync(string ns, string name, string phase, TimeSpan? timeout = null) =>
-        WaitForAsync(ns, name, c => c.Status?.Phase == phase, timeout);
+        Client.WaitForPhaseAsync(ns, name, phase, timeout);
 
     public async ValueTask DisposeAsync()
     {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using KubeCapture.Testing.Netns;
 using KubeCapture.Testing.Processes;
 
 namespace KubeCapture.Testing.Kubernetes;
@@ -13,6 +14,7 @@ public sealed class PodNetwork : IDisposable
     private static int counter;
 
     private string? nodeInterface;
+    private NodeLinkSubnet? nodeLink;
 
     private PodNetwork(string podNamespace, string clientNamespace, string podAddress, string clientAddress)
     {
@@ -55,23 +57,36 @@ public sealed class PodNetwork : IDisposable
 
     /// <summary>
     /// Joins the pod to the node (the root namespace) by a second veth pair, as the node's pod network
-    /// would: the node side gets 169.254.90.N+1/30, the pod side N+2. Returns the node-side address,
-    /// where a service on the node (the operator's ingest) can listen for the pod's agent.
+    /// would, on a /30 no other test process uses (<see cref="NodeLinkSubnets"/>): the node side gets .1,
+    /// the pod side .2 (<see cref="NodeLinkAddress"/>,
+    /// the pod's IP as the node sees it). Returns the node-side address, where a service on the node
+    /// (the operator's ingest) can listen for the pod's agent. With <paramref name="serviceAddress"/>
+    /// (a <see cref="NodeService"/>), the pod also reaches that one address through this link, as
+    /// every pod of a cluster reaches the same Service IP.
     /// </summary>
-    public string ConnectToNode()
+    public string ConnectToNode(string? serviceAddress = null)
     {
         var n = Interlocked.Increment(ref counter);
-        var subnet = (n % 60) * 4;
-        var nodeAddress = $"169.254.90.{subnet + 1}";
+        nodeLink = NodeLinkSubnets.Lease();
+        var nodeAddress = nodeLink.NodeAddress;
         nodeInterface = $"kcK{Environment.ProcessId % 100000}n{n % 60}";
         var podSide = nodeInterface + "p";
         Run("ip", "link", "add", nodeInterface, "type", "veth", "peer", "name", podSide, "netns", PodNamespace);
         Run("ip", "addr", "add", $"{nodeAddress}/30", "dev", nodeInterface);
         Run("ip", "link", "set", nodeInterface, "up");
-        Run("ip", "-n", PodNamespace, "addr", "add", $"169.254.90.{subnet + 2}/30", "dev", podSide);
+        NodeLinkAddress = nodeLink.PodAddress;
+        Run("ip", "-n", PodNamespace, "addr", "add", $"{NodeLinkAddress}/30", "dev", podSide);
         Run("ip", "-n", PodNamespace, "link", "set", podSide, "up");
+        if (serviceAddress is not null)
+        {
+            Run("ip", "-n", PodNamespace, "route", "add", $"{serviceAddress}/32", "via", nodeAddress, "src", NodeLinkAddress);
+        }
+
         return nodeAddress;
     }
+
+    /// <summary>The pod's address on its link to the node (after <see cref="ConnectToNode"/>): what the pod's status reports as its IP.</summary>
+    public string? NodeLinkAddress { get; private set; }
 
     /// <summary>Pings the pod from the client namespace: ICMP echo requests and replies on the pod's veth.</summary>
     public void PingFromClient(int count) =>
@@ -83,6 +98,8 @@ public sealed class PodNetwork : IDisposable
         {
             TryRun("ip", "link", "del", nodeInterface);
         }
+
+        nodeLink?.Dispose();
 
         TryRun("ip", "netns", "del", PodNamespace);
         TryRun("ip", "netns", "del", ClientNamespace);

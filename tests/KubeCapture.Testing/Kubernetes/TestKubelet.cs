@@ -50,6 +50,9 @@ public sealed class TestKubelet : IDisposable
 
     public string AgentDll { get; }
 
+    /// <summary>The API side this kubelet watches and reports to.</summary>
+    public IKubeletPods Pods => pods;
+
     public AgentMode Mode { get; }
 
     /// <summary>Images whose pull fails: their containers wait in ImagePullBackOff.</summary>
@@ -174,7 +177,7 @@ public sealed class TestKubelet : IDisposable
             entry.Process = process;
             entry.CaptureUid = identity?.CaptureUid;
             var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderrLines = new List<string>();
+            var stderrLines = entry.Stderr;
             var listening = new TaskCompletionSource();
             var stderr = Task.Run(async () =>
             {
@@ -322,8 +325,24 @@ public sealed class TestKubelet : IDisposable
             ["state"] = state,
         });
 
+    /// <summary>What a container printed on stderr so far (for failure messages).</summary>
+    public string StderrOf(string ns, string pod, string container)
+    {
+        if (!started.TryGetValue($"{ns}/{pod}/{container}", out var s))
+        {
+            return $"(container {container} was never started)";
+        }
+
+        lock (s.Stderr)
+        {
+            return string.Join('\n', s.Stderr);
+        }
+    }
+
     private sealed class Started
     {
+        public List<string> Stderr { get; } = [];
+
         public Process? Process { get; set; }
 
         public string? CaptureUid { get; set; }

@@ -1,0 +1,124 @@
+using k8s;
+using k8s.Models;
+using KubeCapture.Operator.Tests.Ingest;
+using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.S3;
+
+namespace KubeCapture.Operator.Tests.EndToEnd;
+
+/// <summary>
+/// A cluster on one machine, from its real parts: the real kube-apiserver with the chart installed
+/// (<see cref="KubeCaptureInstall"/>); the operator as a real process (reconciler, leader election
+/// and ingest) with its ServiceAccount's token, never as admin; s3rver for storage; a test kubelet
+/// that binds pods, reports them Running with the IP of the network namespace that plays them, and
+/// runs each capture container's agent inside that namespace. The ingest listens on one
+/// <see cref="NodeService"/> address that every pod reaches over its own link to the node.
+/// Each test takes its own namespace and pods.
+/// </summary>
+public sealed class ApiServerCluster : IAsyncLifetime
+{
+    private readonly List<PodNetwork> networks = [];
+    private NodeService? service;
+    private S3rverFixture? s3;
+    private string? work;
+
+    public KubeCaptureInstall Install { get; private set; } = null!;
+
+    public IKubernetes Admin { get; private set; } = null!;
+
+    public OperatorHost Operator { get; private set; } = null!;
+
+    public TestKubelet Kubelet { get; private set; } = null!;
+
+    public S3rverFixture S3 => s3 ?? throw new InvalidOperationException("not started");
+
+    public string WorkDirectory => work ?? throw new InvalidOperationException("not started");
+
+    public async Task InitializeAsync()
+    {
+        if (KubeApiServer.Missing is not null && !string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        {
+            return; // each test skips with the reason (KubeApiServer.Require)
+        }
+
+        Install = await KubeCaptureInstall.SharedAsync();
+        Admin = Install.Server.AdminClient();
+        work = Directory.CreateTempSubdirectory("kcE-").FullName;
+        service = await NodeService.CreateAsync();
+        s3 = await S3rverFixture.StartAsync();
+        var ingestUrl = service.Url(S3rverFixture.FreeTcpPort());
+        var settings = OperatorHost.S3Settings(s3);
+        settings["Reconciler:Enabled"] = "true";
+        settings["Kestrel:Endpoints:Ingest:Url"] = ingestUrl;
+        settings["Reconciler:IngestUrl"] = ingestUrl;
+        settings["Reconciler:AgentImage"] = "kubecapture/agent:0.1.0";
+        settings["Reconciler:Grace"] = "10s";
+        settings["Reconciler:ResyncPeriod"] = "1s";
+        settings["Policy:MaxConcurrentPerNamespace"] = "5";
+        settings["Policy:MaxConcurrentInCluster"] = "20";
+        settings["LeaderElection:Namespace"] = KubeCaptureInstall.Namespace;
+        settings["LeaderElection:LeaseName"] = $"kubecapture-e2e-{Environment.ProcessId}";
+        // The same identity after a restart, as a pod restarted in place keeps its name: it takes its Lease back at once.
+        settings["LeaderElection:Identity"] = $"kubecapture-e2e-{Environment.ProcessId}";
+        settings["LeaderElection:LeaseDuration"] = "6s";
+        settings["LeaderElection:RenewDeadline"] = "4s";
+        settings["LeaderElection:RetryPeriod"] = "1s";
+        Operator = await OperatorHost.StartProcessAsync(settings, new Dictionary<string, string> { ["KUBECONFIG"] = Install.OperatorKubeconfig });
+        Kubelet = new TestKubelet(new ApiServerPods(Install.Server.AdminClient()), OperatorHarness.AgentDll(), AgentMode.Cluster, null, work);
+    }
+
+    /// <summary>A namespace of the test's own (with Pod Security labels, if given).</summary>
+    public Task<string> CreateNamespaceAsync(string prefix, IDictionary<string, string>? labels = null)
+    {
+        KubeApiServer.Require();
+        return Install.Server.CreateNamespaceAsync(prefix, labels);
+    }
+
+    /// <summary>A Running pod played by a new network namespace (a client namespace beside it sends traffic).</summary>
+    public async Task<PodNetwork> StartPodAsync(string ns, string name, IDictionary<string, string>? labels = null)
+    {
+        var network = PodNetwork.Create();
+        lock (networks)
+        {
+            networks.Add(network);
+        }
+
+        network.ConnectToNode(service!.Address);
+        Kubelet.AttachNetwork(ns, name, network);
+        await ((ApiServerPods)Kubelet.Pods).StartPodAsync(ns, name, network.NodeLinkAddress!, labels);
+        return network;
+    }
+
+    /// <summary>The operator's last log lines, for failure messages.</summary>
+    public string OperatorLog(int lines = 40) => string.Join('\n', Operator.Output.Split('\n').TakeLast(lines));
+
+    /// <summary>The capture containers of a pod, as the server holds them.</summary>
+    public async Task<IReadOnlyList<V1EphemeralContainer>> CaptureContainersAsync(string ns, string pod) =>
+        (await Admin.CoreV1.ReadNamespacedPodAsync(pod, ns)).Spec.EphemeralContainers?.ToList() ?? [];
+
+    public async Task DisposeAsync()
+    {
+        Kubelet?.Dispose();
+        if (Operator is not null)
+        {
+            await Operator.DisposeAsync();
+        }
+
+        if (s3 is not null)
+        {
+            await s3.DisposeAsync();
+        }
+
+        foreach (var network in networks)
+        {
+            network.Dispose();
+        }
+
+        service?.Dispose();
+        Admin?.Dispose();
+        if (work is not null)
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+}
