@@ -21,8 +21,17 @@ public static class Program
         var app = builder.Build();
         // Liveness: the process answers. Readiness: every check, storage included.
         app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
-        app.MapHealthChecks("/readyz");
+        app.MapHealthChecks("/readyz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = WriteReadiness });
         app.MapIngest();
         return app;
+    }
+
+    /// <summary>/readyz in words: "Healthy", or "Unhealthy" and what is not ready (storage, the Kubernetes API), one per line.</summary>
+    private static Task WriteReadiness(HttpContext context, Microsoft.Extensions.Diagnostics.HealthChecks.HealthReport report)
+    {
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        var lines = report.Entries.Where(e => e.Value.Status != Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Healthy)
+            .Select(e => $"{e.Key}: {e.Value.Description ?? e.Value.Exception?.Message}");
+        return context.Response.WriteAsync(string.Join('\n', lines.Prepend(report.Status.ToString())) + "\n");
     }
 }

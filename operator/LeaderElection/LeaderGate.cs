@@ -9,14 +9,26 @@ namespace KubeCapture.Operator.LeaderElection;
 /// <summary>
 /// Runs work only while this replica holds the Lease (KubernetesClient's LeaderElector): started
 /// when leadership is acquired, cancelled when it is lost, started again if it comes back.
+///
+/// Losing the Lease, or the API not answering at all (a control-plane upgrade, an etcd hiccup),
+/// never ends the process: unlike controller-runtime, which exits on a lost Lease and lets the
+/// kubelet restart it, this process also carries live uploads in its ingest, and exiting would cut
+/// every agent's stream. Reconciliation stops at once; the election is joined again with backoff
+/// until the API answers, and reconciliation resumes when the Lease is held again.
 /// </summary>
-public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions options, ILogger<LeaderGate> logger)
+public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions options, ILogger<LeaderGate> logger, TimeProvider? time = null)
 {
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
+    private readonly TimeProvider clock = time ?? TimeProvider.System;
+
     public string Identity { get; } = options.Identity is { Length: > 0 } id ? id
         : Environment.GetEnvironmentVariable("POD_NAME") is { Length: > 0 } pod ? pod
         : $"{Environment.MachineName}-{Environment.ProcessId}";
 
     public bool IsLeading { get; private set; }
+
+    /// <summary>How many times the election was joined again after it failed (for tests and logs).</summary>
+    public int Rejoins { get; private set; }
 
     public async Task RunAsync(Func<CancellationToken, Task> whileLeading, CancellationToken cancellationToken)
     {
@@ -29,12 +41,47 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
 
         var ns = options.Namespace is { Length: > 0 } configured ? configured
             : Environment.GetEnvironmentVariable("POD_NAMESPACE") is { Length: > 0 } own ? own : "default";
+        var retry = Duration(options.RetryPeriod, "RetryPeriod");
         var config = new LeaderElectionConfig(new LeaseLock(kubernetes, ns, options.LeaseName, Identity))
         {
             LeaseDuration = Duration(options.LeaseDuration, "LeaseDuration"),
             RenewDeadline = Duration(options.RenewDeadline, "RenewDeadline"),
-            RetryPeriod = Duration(options.RetryPeriod, "RetryPeriod"),
+            RetryPeriod = retry,
         };
+        var failures = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                await ElectAsync(config, ns, whileLeading, cancellationToken);
+                failures = 0;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                failures++;
+                Rejoins++;
+                var delay = TimeSpan.FromTicks(Math.Min(MaxBackoff.Ticks, retry.Ticks * (1L << Math.Min(failures, 5))));
+                logger.LogWarning("leader election for Lease {Namespace}/{Lease} failed ({Error}); the ingest keeps serving; waiting {Delay} s for the Kubernetes API before joining again",
+                    ns, options.LeaseName, e.Message, delay.TotalSeconds);
+                try
+                {
+                    await Task.Delay(delay, clock, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// <summary>One election: until it ends (throws) or shutdown; whatever runs while leading is stopped before it returns.</summary>
+    private async Task ElectAsync(LeaderElectionConfig config, string ns, Func<CancellationToken, Task> whileLeading, CancellationToken cancellationToken)
+    {
         using var elector = new LeaderElector(config);
         CancellationTokenSource? term = null;
         Task? leading = null;
@@ -45,6 +92,7 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
             {
                 logger.LogInformation("{Identity} leads (Lease {Namespace}/{Lease})", Identity, ns, options.LeaseName);
                 IsLeading = true;
+                term?.Dispose();
                 term = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 var token = term.Token;
                 leading = Task.Run(() => whileLeading(token), CancellationToken.None);
@@ -54,7 +102,7 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
         {
             lock (gate)
             {
-                logger.LogWarning("{Identity} lost the Lease {Namespace}/{Lease}; stopping reconciliation", Identity, ns, options.LeaseName);
+                logger.LogWarning("{Identity} lost the Lease {Namespace}/{Lease}; stopping reconciliation (the ingest keeps serving)", Identity, ns, options.LeaseName);
                 IsLeading = false;
                 term?.Cancel();
             }
@@ -64,14 +112,12 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
         {
             await elector.RunAndTryToHoldLeadershipForeverAsync(cancellationToken);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
         finally
         {
             Task? running;
             lock (gate)
             {
+                IsLeading = false;
                 term?.Cancel();
                 running = leading;
             }
@@ -81,7 +127,6 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
                 await running.ContinueWith(_ => { }, TaskScheduler.Default);
             }
 
-            IsLeading = false;
             term?.Dispose();
         }
     }

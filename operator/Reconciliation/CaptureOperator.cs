@@ -51,15 +51,19 @@ public sealed class CaptureOperator
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(30), time);
-        Captures.Changed += change =>
+        void OnCapture(ResourceChange<PacketCapture> change)
         {
             if (change.Type != WatchEventType.Deleted)
             {
                 queue.Add(ResourceWatcher<PacketCapture>.KeyOf(change.Object));
             }
-        };
-        Pods.Changed += change => WakeCapturesOf(change.Object, queue);
+        }
+
+        void OnPod(ResourceChange<V1Pod> change) => WakeCapturesOf(change.Object, queue);
         void OnUpload(TargetUpload upload) => queue.Add($"{upload.Target.Namespace}/{upload.Target.CaptureName}");
+        // Unsubscribed when this run ends: after a lost and regained Lease, the next run has its own queue.
+        Captures.Changed += OnCapture;
+        Pods.Changed += OnPod;
         ingest.Changed += OnUpload;
         try
         {
@@ -70,6 +74,8 @@ public sealed class CaptureOperator
         finally
         {
             ingest.Changed -= OnUpload;
+            Pods.Changed -= OnPod;
+            Captures.Changed -= OnCapture;
         }
     }
 

@@ -1,4 +1,5 @@
 using k8s;
+using KubeCapture.Operator.Health;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.LeaderElection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -26,9 +27,12 @@ public static class ReconcilerRegistration
         services.AddOptions<CapturePolicy>().Bind(configuration.GetSection(CapturePolicy.Section));
         services.AddOptions<LeaderElectionOptions>().Bind(configuration.GetSection(LeaderElectionOptions.Section));
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton<IKubernetes>(_ => new k8s.Kubernetes(KubernetesClientConfiguration.IsInCluster()
+        // Every request the operator makes goes through KubernetesApiHealth: readiness knows when the API stops answering.
+        services.AddSingleton<KubernetesApiHealth>();
+        services.AddHealthChecks().AddCheck<KubernetesApiHealth>("kubernetes-api");
+        services.TryAddSingleton<IKubernetes>(sp => new k8s.Kubernetes(KubernetesClientConfiguration.IsInCluster()
             ? KubernetesClientConfiguration.InClusterConfig()
-            : KubernetesClientConfiguration.BuildConfigFromConfigFile(Environment.GetEnvironmentVariable("KUBECONFIG"))));
+            : KubernetesClientConfiguration.BuildConfigFromConfigFile(Environment.GetEnvironmentVariable("KUBECONFIG")), sp.GetRequiredService<KubernetesApiHealth>()));
         services.AddSingleton(sp => new CaptureOperator(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IIngestStatus>(),
@@ -40,7 +44,8 @@ public static class ReconcilerRegistration
         services.AddSingleton(sp => new LeaderGate(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,
-            sp.GetRequiredService<ILogger<LeaderGate>>()));
+            sp.GetRequiredService<ILogger<LeaderGate>>(),
+            sp.GetRequiredService<TimeProvider>()));
         services.AddHostedService<ReconcilerHost>();
         return services;
     }

@@ -20,8 +20,9 @@ public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry regist
             {
                 await SweepAsync(DateTimeOffset.UtcNow, stoppingToken);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
+                // Storage down or slow (an HttpClient timeout is an OperationCanceledException too): try again next time.
                 logger.LogWarning("retention sweep failed, retrying in {Interval}: {Error}", options.Value.SweepInterval, e.Message);
             }
         }

@@ -1,8 +1,11 @@
 using k8s;
 using k8s.Models;
+using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.S3;
+using Minio;
+using Minio.DataModel.Args;
 
 namespace KubeCapture.Operator.Tests.EndToEnd;
 
@@ -13,9 +16,10 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// that binds pods, reports them Running with the IP of the network namespace that plays them, and
 /// runs each capture container's agent inside that namespace. The ingest listens on one
 /// <see cref="NodeService"/> address that every pod reaches over its own link to the node.
-/// Each test takes its own namespace and pods.
+/// Each test takes its own namespace and pods. <see cref="OwnApiServerCluster"/> has a server of its
+/// own, for tests that stop the control plane.
 /// </summary>
-public sealed class ApiServerCluster : IAsyncLifetime
+public class ApiServerCluster : IAsyncLifetime
 {
     private readonly List<PodNetwork> networks = [];
     private NodeService? service;
@@ -41,7 +45,7 @@ public sealed class ApiServerCluster : IAsyncLifetime
             return; // each test skips with the reason (KubeApiServer.Require)
         }
 
-        Install = await KubeCaptureInstall.SharedAsync();
+        Install = await InstallAsync();
         Admin = Install.Server.AdminClient();
         work = Directory.CreateTempSubdirectory("kcE-").FullName;
         service = await NodeService.CreateAsync();
@@ -56,6 +60,7 @@ public sealed class ApiServerCluster : IAsyncLifetime
         settings["Reconciler:ResyncPeriod"] = "1s";
         settings["Policy:MaxConcurrentPerNamespace"] = "5";
         settings["Policy:MaxConcurrentInCluster"] = "20";
+        settings["Policy:MaxSnaplen"] = "262144";
         settings["LeaderElection:Namespace"] = KubeCaptureInstall.Namespace;
         settings["LeaderElection:LeaseName"] = $"kubecapture-e2e-{Environment.ProcessId}";
         // The same identity after a restart, as a pod restarted in place keeps its name: it takes its Lease back at once.
@@ -66,6 +71,9 @@ public sealed class ApiServerCluster : IAsyncLifetime
         Operator = await OperatorHost.StartProcessAsync(settings, new Dictionary<string, string> { ["KUBECONFIG"] = Install.OperatorKubeconfig });
         Kubelet = new TestKubelet(new ApiServerPods(Install.Server.AdminClient()), OperatorHarness.AgentDll(), AgentMode.Cluster, null, work);
     }
+
+    /// <summary>The chart installed into the server these tests use (the shared one of the test run).</summary>
+    protected virtual Task<KubeCaptureInstall> InstallAsync() => KubeCaptureInstall.SharedAsync();
 
     /// <summary>A namespace of the test's own (with Pod Security labels, if given).</summary>
     public Task<string> CreateNamespaceAsync(string prefix, IDictionary<string, string>? labels = null)
@@ -96,7 +104,26 @@ public sealed class ApiServerCluster : IAsyncLifetime
     public async Task<IReadOnlyList<V1EphemeralContainer>> CaptureContainersAsync(string ns, string pod) =>
         (await Admin.CoreV1.ReadNamespacedPodAsync(pod, ns)).Spec.EphemeralContainers?.ToList() ?? [];
 
-    public async Task DisposeAsync()
+    /// <summary>Downloads a stored pcap from S3 into the work directory, as a user with storage credentials would.</summary>
+    public async Task<string> DownloadAsync(CaptureArtifact artifact)
+    {
+        var prefix = $"s3://{S3.Bucket}/";
+        Assert.StartsWith(prefix, artifact.Uri, StringComparison.Ordinal);
+        var path = Path.Combine(WorkDirectory, Guid.NewGuid().ToString("N") + ".pcap");
+        using var client = new MinioClient()
+            .WithEndpoint("127.0.0.1", S3.Port)
+            .WithCredentials(S3rverFixture.AccessKey, S3rverFixture.SecretKey)
+            .WithSSL(false)
+            .Build();
+        await using var file = File.Create(path);
+        await client.GetObjectAsync(new GetObjectArgs()
+            .WithBucket(S3.Bucket)
+            .WithObject(artifact.Uri[prefix.Length..])
+            .WithCallbackStream(async (stream, cancellationToken) => await stream.CopyToAsync(file, cancellationToken)));
+        return path;
+    }
+
+    public virtual async Task DisposeAsync()
     {
         Kubelet?.Dispose();
         if (Operator is not null)
@@ -120,5 +147,28 @@ public sealed class ApiServerCluster : IAsyncLifetime
         {
             Directory.Delete(work, recursive: true);
         }
+    }
+}
+
+/// <summary>An <see cref="ApiServerCluster"/> on a kube-apiserver and etcd of its own, which its tests may stop and start.</summary>
+public sealed class OwnApiServerCluster : ApiServerCluster
+{
+    private KubeApiServer? server;
+
+    public KubeApiServer Server => server ?? throw new InvalidOperationException("not started");
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        if (server is not null)
+        {
+            await server.DisposeAsync();
+        }
+    }
+
+    protected override async Task<KubeCaptureInstall> InstallAsync()
+    {
+        server = await KubeApiServer.StartAsync();
+        return await KubeCaptureInstall.InstallAsync(server);
     }
 }

@@ -49,7 +49,7 @@ public sealed class ReconcilerRegistrationTests
         Assert.Equal(("10m", true), (policy.MaxDuration, policy.RequireFilter));
         Assert.Equal(["shop"], policy.AllowedNamespaces);
 
-        var host = Assert.Single(provider.GetServices<IHostedService>());
+        var host = Assert.Single(provider.GetServices<IHostedService>().OfType<ReconcilerHost>());
         await host.StartAsync(CancellationToken.None);
         try
         {

@@ -89,8 +89,9 @@ public sealed class PodNetwork : IDisposable
     public string? NodeLinkAddress { get; private set; }
 
     /// <summary>Pings the pod from the client namespace: ICMP echo requests and replies on the pod's veth.</summary>
-    public void PingFromClient(int count) =>
-        Run("ip", "netns", "exec", ClientNamespace, "ping", "-n", "-q", "-c", count.ToString(CultureInfo.InvariantCulture), "-i", "0.2", "-W", "1", PodAddress);
+    public void PingFromClient(int count, int size = 56, double interval = 0.2) =>
+        Run("ip", "netns", "exec", ClientNamespace, "ping", "-n", "-q", "-c", count.ToString(CultureInfo.InvariantCulture),
+            "-s", size.ToString(CultureInfo.InvariantCulture), "-i", interval.ToString(CultureInfo.InvariantCulture), "-W", "1", PodAddress);
 
     public void Dispose()
     {
