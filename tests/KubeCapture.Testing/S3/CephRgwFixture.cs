@@ -408,6 +408,9 @@ public sealed class CephRgwFixture : IS3TestServer
             [osd]
             osd objectstore = memstore
             osd fast shutdown = false
+            # memstore's capacity (a bound, not an allocation; RAM is about 1.9x what is stored). The
+            # default 1 GiB fills up with the benchmark's objects, and a full OSD blocks every write.
+            memstore device bytes = 8589934592
 
             [client]
             auth client required = none
