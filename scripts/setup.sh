@@ -46,3 +46,21 @@ if [[ ! -x "$s3rver_dir/node_modules/.bin/s3rver" ]] || ! grep -q '"version": "3
   mkdir -p "$s3rver_dir"
   npm install --silent --no-audit --no-fund --prefix "$s3rver_dir" s3rver@3.7.1 >/dev/null
 fi
+
+# --- Ceph RADOS Gateway (a production S3 for the storage tests: tests/KubeCapture.Testing/S3/CephRgwFixture.cs) ---
+# Debian's Ceph 16.2: one monitor, one memstore OSD and one radosgw started by the tests in a temp
+# directory; no systemd units are used (the systemd errors apt prints while installing are harmless).
+# About 50 s and 350 MB the first time.
+ceph_packages=(ceph-mon ceph-osd radosgw ceph-common)
+ceph_missing=()
+for p in "${ceph_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || ceph_missing+=("$p")
+done
+if ((${#ceph_missing[@]})); then
+  echo "setup: installing ${ceph_missing[*]} (Ceph RADOS Gateway for the storage tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${ceph_missing[@]}" >/tmp/kubecapture-ceph-install.log 2>&1 || {
+    tail -20 /tmp/kubecapture-ceph-install.log; exit 1; }
+fi
+# --- end Ceph RADOS Gateway ---

@@ -4,14 +4,24 @@ using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Net.Client;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Storage;
 using KubeCapture.Proto.V1;
+using KubeCapture.Testing.S3;
 
 namespace KubeCapture.Bench;
 
 /// <summary>
 /// usage: IngestBench write FILE SIZE            writes the benchmark bytes to FILE (for the plain PUT)
 ///        IngestBench upload URL SECRET SIZE     streams the same bytes through the ingest; prints seconds
-/// The bytes are a fixed 8 MiB random block repeated, so both sides send exactly the same content.
+///        IngestBench put S3 FILE KEY            one signed PUT of FILE (read into memory first), with the
+///                                               operator's own S3 code (S3Signer, HttpClient); prints seconds
+///        IngestBench multipart S3 FILE PART N   a bare multipart upload of FILE through the operator's
+///                                               S3ArtifactStore, N parts in flight, no ingest; prints seconds
+///        IngestBench sha S3 KEY                 SHA-256 of a stored object (downloaded, hashed on the fly)
+///        IngestBench serve-rgw FILE             starts the tests' Ceph RGW (CephRgwFixture), writes
+///                                               "ENDPOINT BUCKET ACCESS SECRET DIR" to FILE, runs until stdin closes
+/// S3 is "ENDPOINT,BUCKET,ACCESS,SECRET". The bytes are a fixed 8 MiB random block repeated, so every
+/// path sends exactly the same content.
 /// </summary>
 public static class Program
 {
@@ -36,10 +46,119 @@ public static class Program
                 return 0;
             case ["upload", var url, var secret, var size]:
                 return await UploadAsync(new Uri(url), secret, long.Parse(size, CultureInfo.InvariantCulture), block);
+            case ["put", var s3, var file, var key]:
+                return await PutAsync(S3Of(s3), file, key);
+            case ["multipart", var s3, var file, var part, var inFlight]:
+                return await MultipartAsync(S3Of(s3), file, int.Parse(part, CultureInfo.InvariantCulture), int.Parse(inFlight, CultureInfo.InvariantCulture));
+            case ["sha", var s3, var key]:
+                return await ShaAsync(S3Of(s3), key);
+            case ["serve-rgw", var envFile]:
+                await using (var rgw = await CephRgwFixture.StartAsync("kubecapture"))
+                {
+                    await File.WriteAllTextAsync(envFile, $"{rgw.Endpoint} {rgw.Bucket} {CephRgwFixture.AccessKey} {CephRgwFixture.SecretKey} {rgw.Directory}\n");
+                    await Console.In.ReadToEndAsync(); // until the script closes our stdin (or SIGTERM: ProcessExit stops Ceph)
+                }
+
+                await CephRgwFixture.ShutdownAsync();
+                return 0;
             default:
-                await Console.Error.WriteLineAsync("usage: IngestBench write FILE SIZE | upload URL SECRET SIZE");
+                await Console.Error.WriteLineAsync("usage: IngestBench write FILE SIZE | upload URL SECRET SIZE | put S3 FILE KEY | multipart S3 FILE PART N | sha S3 KEY | serve-rgw FILE");
                 return 2;
         }
+    }
+
+    private static S3Options S3Of(string text) => text.Split(',') is [var endpoint, var bucket, var access, var secret]
+        ? new S3Options { Endpoint = endpoint, Bucket = bucket, AccessKey = access, SecretKey = secret }
+        : throw new ArgumentException("S3 is ENDPOINT,BUCKET,ACCESS,SECRET");
+
+    private static async Task<int> PutAsync(S3Options s3, string file, string key)
+    {
+        var data = await File.ReadAllBytesAsync(file);
+        using var http = new HttpClient(new SocketsHttpHandler()) { Timeout = TimeSpan.FromMinutes(10) };
+        var started = Stopwatch.StartNew();
+        using var request = new HttpRequestMessage(HttpMethod.Put, $"{s3.Endpoint.TrimEnd('/')}/{s3.Bucket}/{S3Signer.Encode(key, true)}") { Content = new ByteArrayContent(data) };
+        new S3Signer(s3.Region, s3.AccessKey, s3.SecretKey).Sign(request, data, DateTime.UtcNow); // signs the payload's SHA-256, as the ingest's parts are
+        using var response = await http.SendAsync(request);
+        if (!response.IsSuccessStatusCode)
+        {
+            await Console.Error.WriteLineAsync($"PUT failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            return 1;
+        }
+
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{started.Elapsed.TotalSeconds:0.000}"));
+        return 0;
+    }
+
+    private static async Task<int> MultipartAsync(S3Options s3, string file, int partSize, int inFlight)
+    {
+        using var store = new S3ArtifactStore(s3, "multipart");
+        var target = new CaptureIdentity(Guid.NewGuid().ToString("N"), "bench", "multipart", "pod-0");
+        await using var input = File.OpenRead(file);
+        var started = Stopwatch.StartNew();
+        var uploadId = await store.BeginUploadAsync(target, null, CancellationToken.None);
+        var running = new List<Task<UploadedPart>>();
+        var parts = new List<UploadedPart>();
+        for (var number = 1; ; number++)
+        {
+            var buffer = new byte[partSize];
+            var length = await input.ReadAtLeastAsync(buffer, partSize, throwOnEndOfStream: false);
+            if (length == 0)
+            {
+                break;
+            }
+
+            var n = number;
+            running.Add(Task.Run(async () => new UploadedPart(n, length, await store.UploadPartAsync(target, uploadId, n, buffer.AsMemory(0, length), CancellationToken.None))));
+            if (running.Count >= inFlight)
+            {
+                parts.Add(await running[0]);
+                running.RemoveAt(0);
+            }
+        }
+
+        foreach (var task in running)
+        {
+            parts.Add(await task);
+        }
+
+        var checkpoint = new UploadCheckpoint
+        {
+            Target = target,
+            SessionId = "bench",
+            UploadId = uploadId,
+            Offset = input.Length,
+            Parts = parts,
+            Sha256State = new ResumableSha256().ExportState(),
+            StartedAt = DateTimeOffset.UtcNow,
+            UpdatedAt = DateTimeOffset.UtcNow,
+        };
+        var manifest = new StoredCaptureManifest
+        {
+            CaptureUid = target.CaptureUid,
+            Namespace = target.Namespace,
+            CaptureName = target.CaptureName,
+            Pod = target.Pod,
+            Uri = store.UriOf(target),
+            Size = input.Length,
+            Sha256 = "not-computed",
+            StoredAt = DateTimeOffset.UtcNow,
+        };
+        await store.CompleteUploadAsync(checkpoint, manifest, CancellationToken.None);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{started.Elapsed.TotalSeconds:0.000}"));
+        return 0;
+    }
+
+    private static async Task<int> ShaAsync(S3Options s3, string key)
+    {
+        using var store = new S3ArtifactStore(s3, "");
+        using var sha = SHA256.Create();
+        await using (var hashing = new CryptoStream(Stream.Null, sha, CryptoStreamMode.Write))
+        {
+            await store.DownloadAsync(key, hashing, CancellationToken.None);
+        }
+
+        Console.WriteLine(Convert.ToHexStringLower(sha.Hash!));
+        return 0;
     }
 
     private static async Task<int> UploadAsync(Uri url, string secret, long total, byte[] block)

@@ -58,11 +58,14 @@ public sealed partial class IngestService(
         }
         catch (StorageUnavailableException e)
         {
-            var error = $"object storage is unavailable: {e.Message}; the incomplete upload was not published";
+            // A refusal (S3 4xx) is final: the agent is told so (FailedPrecondition) and stops at once.
+            var aborted = await TryAbortAsync(target);
+            var error = e.Refused
+                ? $"object storage refused the upload: {e.Message}; {(aborted ? "the incomplete upload was aborted and nothing was published" : "the incomplete upload was not published")}"
+                : $"object storage is unavailable: {e.Message}; the incomplete upload was not published";
             logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, UpdatedAt = DateTimeOffset.UtcNow });
-            await TryAbortAsync(target);
-            throw Fail(StatusCode.Unavailable, error);
+            throw Fail(e.Refused ? StatusCode.FailedPrecondition : StatusCode.Unavailable, error);
         }
         finally
         {
@@ -249,7 +252,8 @@ public sealed partial class IngestService(
         }
     }
 
-    private async Task TryAbortAsync(CaptureIdentity target)
+    /// <summary>Aborts the target's upload once, without retrying; false when storage did not answer (the retention sweeper retries).</summary>
+    private async Task<bool> TryAbortAsync(CaptureIdentity target)
     {
         try
         {
@@ -257,10 +261,13 @@ public sealed partial class IngestService(
             {
                 await store.AbortUploadAsync(checkpoint, CancellationToken.None);
             }
+
+            return true;
         }
         catch (Exception e)
         {
             logger.LogWarning("could not abort the upload of {Namespace}/{Capture} pod {Pod} ({Error}); the retention sweeper retries", target.Namespace, target.CaptureName, target.Pod, e.Message);
+            return false;
         }
     }
 

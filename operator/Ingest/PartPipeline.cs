@@ -117,7 +117,11 @@ public sealed class PartPipeline : IAsyncDisposable
 
         var part = _filling;
         var length = _filled;
-        _filling = Parts.Rent(InitialBuffer);
+
+        // A stream that filled a whole part is a large one: its next part starts at full size instead
+        // of growing again from 64 KiB (which copied each part about twice more and kept buffers of
+        // every intermediate size in the pool).
+        _filling = Parts.Rent(length == _partSize ? _partSize : InitialBuffer);
         _filled = 0;
         var number = _nextPartNumber++;
         var upload = UploadAsync(number, part, length);

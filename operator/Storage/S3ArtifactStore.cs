@@ -120,18 +120,25 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
     {
         var target = checkpoint.Target;
         var key = _layout.PcapKey(target);
-        var body = new StringBuilder("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-        foreach (var part in checkpoint.Parts.OrderBy(p => p.Number))
-        {
-            body.Append(CultureInfo.InvariantCulture, $"<Part><PartNumber>{part.Number}</PartNumber><ETag>{System.Security.SecurityElement.Escape(part.ETag)}</ETag></Part>");
-        }
-
-        body.Append("</CompleteMultipartUpload>");
-        var payload = Encoding.UTF8.GetBytes(body.ToString());
-        using var request = new HttpRequestMessage(HttpMethod.Post, ObjectUri(key, $"uploadId={SigV4(checkpoint.UploadId)}")) { Content = new ByteArrayContent(payload) };
-        request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/xml");
         try
         {
+            // S3 (AWS, RGW, s3rver) refuses to complete an upload of no part (MalformedXML): an empty
+            // pcap is completed from one empty part.
+            var parts = checkpoint.Parts.Count > 0
+                ? checkpoint.Parts
+                : [new UploadedPart(1, 0, await UploadPartAsync(target, checkpoint.UploadId, 1, ReadOnlyMemory<byte>.Empty, cancellationToken))];
+            var body = new StringBuilder("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+            foreach (var part in parts.OrderBy(p => p.Number))
+            {
+                body.Append(CultureInfo.InvariantCulture, $"<Part><PartNumber>{part.Number}</PartNumber><ETag>{System.Security.SecurityElement.Escape(part.ETag)}</ETag></Part>");
+            }
+
+            body.Append("</CompleteMultipartUpload>");
+            var payload = Encoding.UTF8.GetBytes(body.ToString());
+            using var request = new HttpRequestMessage(HttpMethod.Post, ObjectUri(key, $"uploadId={SigV4(checkpoint.UploadId)}")) { Content = new ByteArrayContent(payload) };
+            request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/xml");
+
+            // The answer's ETag is not used: RGW sends an empty one (HEAD and listings have it right).
             using var response = await SendSignedAsync(request, payload, cancellationToken);
             var text = await response.Content.ReadAsStringAsync(cancellationToken);
             if (text.Contains("<Error>", StringComparison.Ordinal))
@@ -350,4 +357,15 @@ public sealed class S3ErrorException(HttpStatusCode status, string? code, string
     public HttpStatusCode Status { get; } = status;
 
     public string? Code { get; } = code;
+
+    /// <summary>
+    /// The server refused the request itself (a 4xx such as EntityTooSmall, MalformedXML, InvalidPart,
+    /// NoSuchUpload, AccessDenied, NoSuchBucket): sending it again cannot succeed, so it is not retried.
+    /// Timeouts, throttling and conflicts (408, 409, 429, RequestTimeout, IncompleteBody, SlowDown)
+    /// and every 5xx are worth retrying.
+    /// </summary>
+    public bool IsPermanent =>
+        (int)Status is >= 400 and < 500
+        && Status is not (HttpStatusCode.RequestTimeout or HttpStatusCode.Conflict or HttpStatusCode.TooManyRequests)
+        && Code is not ("RequestTimeout" or "IncompleteBody" or "SlowDown" or "RequestTimeTooSkewed");
 }

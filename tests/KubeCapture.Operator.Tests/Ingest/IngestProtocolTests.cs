@@ -35,29 +35,6 @@ public sealed class IngestProtocolTests
     }
 
     [Fact]
-    public async Task ShaMismatchFailsTheUploadSaysSoAndPublishesNothing()
-    {
-        await using var s3 = await S3rverFixture.StartAsync();
-        await using var host = await OperatorHost.StartInProcessAsync(OperatorHost.S3Settings(s3));
-        var target = new CaptureIdentity("uid-sha", "default", "tampered", "web-0");
-        using var agent = TestAgent.For(host, target);
-
-        using var upload = await agent.OpenAsync();
-        await upload.SendPatternAsync(0, 300_000);
-        var wrong = Pattern.Sha256(299_999);
-        var failure = await Assert.ThrowsAsync<RpcException>(() => upload.FinishAsync(300_000, wrong));
-
-        Assert.Equal(StatusCode.DataLoss, failure.StatusCode);
-        Assert.Contains($"SHA-256 mismatch: the agent computed {wrong}, the 300000 bytes the ingest received hash to {Pattern.Sha256(300_000)}", failure.Status.Detail, StringComparison.Ordinal);
-        var status = await host.Services.GetRequiredService<IIngestStatus>().GetAsync(target, CancellationToken.None);
-        Assert.Equal(UploadPhase.Failed, status!.Phase);
-        Assert.Contains("SHA-256 mismatch", status.Error, StringComparison.Ordinal);
-        Assert.Null(s3.ObjectPath("captures/default/tampered/web-0.pcap"));
-        Assert.Null(s3.ObjectPath("captures/default/tampered/web-0.manifest.json"));
-        Assert.Null(s3.ObjectPath("captures/.ingest/default/tampered/web-0.json"));
-    }
-
-    [Fact]
     public async Task CutStreamResumesFromTheAcknowledgedOffsetAndTheObjectIsWholeWithPartsUploadedConcurrently()
     {
         await using var s3 = await S3rverFixture.StartAsync();

@@ -52,13 +52,13 @@ public sealed class OperatorHost : IAsyncDisposable
 
     public IServiceProvider Services => _app?.Services ?? throw new InvalidOperationException("only an in-process operator exposes its services");
 
-    /// <summary>Settings that store in s3rver.</summary>
-    public static Dictionary<string, string> S3Settings(S3rverFixture s3, int partSize = 64 << 10) => new()
+    /// <summary>Settings that store in the test's S3 server (s3rver or a Ceph RGW bucket).</summary>
+    public static Dictionary<string, string> S3Settings(IS3TestServer s3, int partSize = 64 << 10) => new()
     {
         ["Storage:S3:Endpoint"] = s3.Endpoint,
         ["Storage:S3:Bucket"] = s3.Bucket,
-        ["Storage:S3:AccessKey"] = S3rverFixture.AccessKey,
-        ["Storage:S3:SecretKey"] = S3rverFixture.SecretKey,
+        ["Storage:S3:AccessKey"] = s3.AccessKey,
+        ["Storage:S3:SecretKey"] = s3.SecretKey,
         ["Storage:PartSize"] = partSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
         ["Storage:RetryBudget"] = "00:00:20",
     };

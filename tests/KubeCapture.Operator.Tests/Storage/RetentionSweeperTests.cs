@@ -1,30 +1,22 @@
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;
-using KubeCapture.Testing.S3;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
 namespace KubeCapture.Operator.Tests.Storage;
 
-/// <summary>Retention without lifecycle rules: the sweeper lists (through the s3rver namespace fix) and deletes.</summary>
+/// <summary>Retention without lifecycle rules: the sweeper lists and deletes (against S3 servers: IngestStorageTests).</summary>
 public sealed class RetentionSweeperTests
 {
-    [Fact]
-    public async Task ExpiredCapturesAreDeletedFromS3AndUnexpiredOnesKept()
-    {
-        await using var s3 = await S3rverFixture.StartAsync();
-        using var store = new S3ArtifactStore(new S3Options { Endpoint = s3.Endpoint, Bucket = s3.Bucket, AccessKey = S3rverFixture.AccessKey, SecretKey = S3rverFixture.SecretKey }, "captures");
-        await SweepAndCheckAsync(store, key => s3.ObjectPath(key) is not null);
-    }
-
     [Fact]
     public async Task ExpiredCapturesAreDeletedFromTheLocalStoreAndUnexpiredOnesKept()
     {
         var root = Directory.CreateTempSubdirectory("kcI-retention-").FullName;
-        await SweepAndCheckAsync(new LocalArtifactStore(root, "captures"), key => File.Exists(Path.Combine(root, key)));
+        await SweepAndCheckAsync(new LocalArtifactStore(root, "captures"), key => Task.FromResult(File.Exists(Path.Combine(root, key))));
     }
 
-    private static async Task SweepAndCheckAsync(IArtifactStore store, Func<string, bool> exists)
+    /// <summary>Stores three captures (expired, fresh, kept forever) and an abandoned upload, sweeps once, and checks what is left.</summary>
+    internal static async Task SweepAndCheckAsync(IArtifactStore store, Func<string, Task<bool>> exists)
     {
         var now = DateTimeOffset.UtcNow;
         var expired = new CaptureIdentity("uid-old", "default", "old", "web-0");
@@ -43,11 +35,11 @@ public sealed class RetentionSweeperTests
         var (deleted, aborted) = await sweeper.SweepAsync(now, CancellationToken.None);
 
         Assert.Equal((1, 1), (deleted, aborted));
-        Assert.False(exists("captures/default/old/web-0.pcap"));
-        Assert.False(exists("captures/default/old/web-0.manifest.json"));
-        Assert.True(exists("captures/default/new/web-0.pcap"));
-        Assert.True(exists("captures/default/new/web-0.manifest.json"));
-        Assert.True(exists("captures/default/kept/web-0.pcap"));
+        Assert.False(await exists("captures/default/old/web-0.pcap"));
+        Assert.False(await exists("captures/default/old/web-0.manifest.json"));
+        Assert.True(await exists("captures/default/new/web-0.pcap"));
+        Assert.True(await exists("captures/default/new/web-0.manifest.json"));
+        Assert.True(await exists("captures/default/kept/web-0.pcap"));
         Assert.Null(await store.LoadCheckpointAsync(abandoned, CancellationToken.None));
         Assert.Equal(["uid-kept", "uid-new"], (await store.ListStoredAsync(CancellationToken.None).ToListAsync()).Select(m => m.CaptureUid).Order());
     }

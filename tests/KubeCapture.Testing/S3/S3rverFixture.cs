@@ -10,7 +10,7 @@ namespace KubeCapture.Testing.S3;
 /// bucket. It can be stopped and started again on the same port and data (fault tests).
 /// Credentials are s3rver's fixed S3RVER / S3RVER.
 /// </summary>
-public sealed class S3rverFixture : IAsyncDisposable
+public sealed class S3rverFixture : IS3TestServer
 {
     public const string AccessKey = "S3RVER";
     public const string SecretKey = "S3RVER";
@@ -23,7 +23,16 @@ public sealed class S3rverFixture : IAsyncDisposable
         Port = port;
     }
 
+    public string Name => "s3rver";
+
     public string Bucket { get; }
+
+    string IS3TestServer.AccessKey => AccessKey;
+
+    string IS3TestServer.SecretKey => SecretKey;
+
+    /// <summary>s3rver 3.7.1 answers AbortMultipartUpload with an error: the parts stay on its disk, invisible.</summary>
+    public bool AbortsMultipartUploads => false;
 
     public int Port { get; }
 
@@ -130,6 +139,9 @@ public sealed class S3rverFixture : IAsyncDisposable
         var path = Path.Combine(_directory, Bucket, key + "._S3rver_object");
         return File.Exists(path) ? path : null;
     }
+
+    /// <summary>The object's bytes, read from s3rver's data directory (not through S3), or null.</summary>
+    public async Task<byte[]?> ReadObjectAsync(string key) => ObjectPath(key) is { } path ? await File.ReadAllBytesAsync(path) : null;
 
     public async ValueTask DisposeAsync()
     {
