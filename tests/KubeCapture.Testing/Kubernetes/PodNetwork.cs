@@ -14,6 +14,12 @@ public sealed class PodNetwork : IDisposable
 
     private string? nodeInterface;
 
+    /// <summary>
+    /// The pod's own address on its link to the node, once <see cref="ConnectToNode"/> made it: what a
+    /// service on the node sees as the source of the pod's connections, so the pod's IP in its status.
+    /// </summary>
+    public string? NodeFacingAddress { get; private set; }
+
     private PodNetwork(string podNamespace, string clientNamespace, string podAddress, string clientAddress)
     {
         PodNamespace = podNamespace;
@@ -56,7 +62,8 @@ public sealed class PodNetwork : IDisposable
     /// <summary>
     /// Joins the pod to the node (the root namespace) by a second veth pair, as the node's pod network
     /// would: the node side gets 169.254.90.N+1/30, the pod side N+2. Returns the node-side address,
-    /// where a service on the node (the operator's ingest) can listen for the pod's agent.
+    /// where a service on the node (the operator's ingest) can listen for the pod's agent. The pod's
+    /// default route goes to the node, as in a cluster, so the pod reaches any node address over it.
     /// </summary>
     public string ConnectToNode()
     {
@@ -70,6 +77,8 @@ public sealed class PodNetwork : IDisposable
         Run("ip", "link", "set", nodeInterface, "up");
         Run("ip", "-n", PodNamespace, "addr", "add", $"169.254.90.{subnet + 2}/30", "dev", podSide);
         Run("ip", "-n", PodNamespace, "link", "set", podSide, "up");
+        Run("ip", "-n", PodNamespace, "route", "add", "default", "via", nodeAddress, "dev", podSide);
+        NodeFacingAddress = $"169.254.90.{subnet + 2}";
         return nodeAddress;
     }
 

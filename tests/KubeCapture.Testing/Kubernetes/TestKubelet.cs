@@ -173,7 +173,7 @@ public sealed class TestKubelet : IDisposable
             entry.Process = process;
             entry.CaptureUid = identity?.CaptureUid;
             var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderrLines = new List<string>();
+            var stderrLines = entry.Stderr;
             var listening = new TaskCompletionSource();
             var stderr = Task.Run(async () =>
             {
@@ -243,6 +243,20 @@ public sealed class TestKubelet : IDisposable
             {
                 ["waiting"] = new JsonObject { ["reason"] = "RunContainerError", ["message"] = e.Message },
             });
+        }
+    }
+
+    /// <summary>What the container's process wrote to stderr so far (the agent's log), or "" before it started.</summary>
+    public string Stderr(string ns, string pod, string container)
+    {
+        if (!started.TryGetValue($"{ns}/{pod}/{container}", out var s))
+        {
+            return "";
+        }
+
+        lock (s.Stderr)
+        {
+            return string.Join('\n', s.Stderr);
         }
     }
 
@@ -358,6 +372,8 @@ public sealed class TestKubelet : IDisposable
         public string? CaptureUid { get; set; }
 
         public Task? Listening { get; set; }
+
+        public List<string> Stderr { get; } = [];
     }
 }
 
