@@ -37,6 +37,8 @@ public sealed class AgentAddressBook : IAgentAddresses
         _expected[target] = addresses;
     }
 
+    public void Unbind(CaptureIdentity target) => _expected[target] = [];
+
     public void Forget(string captureUid)
     {
         foreach (var target in _expected.Keys.Where(t => t.CaptureUid == captureUid))
@@ -76,6 +78,13 @@ public sealed class AgentAddressBook : IAgentAddresses
         if (peer is not null && expected.Contains(Normalize(peer)))
         {
             return (PeerVerdict.Allowed, null);
+        }
+
+        if (expected.Count == 0)
+        {
+            return (PeerVerdict.Refused,
+                $"upload for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod} refused: it comes from {seen}, " +
+                $"but pod {target.Pod} was deleted, and its address may belong to another pod now: no upload is accepted for it");
         }
 
         return (PeerVerdict.Refused,

@@ -33,6 +33,12 @@ public interface IAgentAddresses
     /// <summary>The addresses the target's agent may upload from (the pod's IPs, as its status gives them).</summary>
     void Expect(CaptureIdentity target, IReadOnlyList<string> podIps);
 
+    /// <summary>
+    /// The target's pod is gone: no upload is accepted for it any more (its IP may be given to
+    /// another pod), and one that tries is refused and counted.
+    /// </summary>
+    void Unbind(CaptureIdentity target);
+
     /// <summary>Forgets every target of a capture (the capture is gone).</summary>
     void Forget(string captureUid);
 

@@ -49,7 +49,7 @@ public sealed partial class IngestService(
                 throw Fail(StatusCode.Unavailable, unknown!);
             case (PeerVerdict.Refused, var refused):
                 logger.LogWarning("refused an upload for {Namespace}/{Capture} (uid {Uid}) pod {Pod} from {Peer}, session {Session}: the pod's addresses are {Expected}",
-                    target.Namespace, target.CaptureName, target.CaptureUid, target.Pod, peer, open.SessionId, string.Join(", ", addresses.Expected(target) ?? []));
+                    target.Namespace, target.CaptureName, target.CaptureUid, target.Pod, peer, open.SessionId, addresses.Expected(target) is { Count: > 0 } expected ? string.Join(", ", expected) : "none (the pod was deleted)");
                 addresses.Refuse(target, refused!);
                 throw Fail(StatusCode.PermissionDenied, refused!);
         }

@@ -233,6 +233,7 @@ public sealed class PacketCaptureController(
             }
             catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
             {
+                addresses.Unbind(Identity(capture, target.Pod));
                 var gone = $"pod '{target.Pod}' was deleted before the capture container could be added";
                 CaptureConditions.Set(status, CaptureConditions.Injected, false, "PodDeleted", gone, generation, now);
                 return ("PodDeleted", gone);
@@ -335,6 +336,7 @@ public sealed class PacketCaptureController(
         }
         catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
         {
+            addresses.Unbind(Identity(capture, target.Pod)); // its IP may go to another pod
             Fail(target, "PodDeleted", $"pod '{target.Pod}' was deleted during the capture");
             return;
         }

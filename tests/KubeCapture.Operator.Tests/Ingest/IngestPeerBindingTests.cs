@@ -18,10 +18,9 @@ public sealed class IngestPeerBindingTests
     [Fact]
     public async Task ForgedStreamWithTheRightTokenFromAnotherAddressIsRefusedWhileTheRealUploadRunsUndisturbedAndIsCounted()
     {
-        await using var s3 = await S3rverFixture.StartAsync();
-        await using var host = await StartAsync(s3);
+        await using var ingest = await BoundIngest.StartAsync();
+        var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-forged", "payments", "forged", "api-0");
-        var addresses = host.Services.GetRequiredService<IAgentAddresses>();
         addresses.Expect(target, ["127.0.0.1"]);
         using var agent = TestAgent.For(host, target);
         using var forger = Forger(host, target);
@@ -47,10 +46,9 @@ public sealed class IngestPeerBindingTests
     [Fact]
     public async Task ForgedStreamAfterThePcapWasStoredIsRefusedAndTheStoredObjectStaysTheSame()
     {
-        await using var s3 = await S3rverFixture.StartAsync();
-        await using var host = await StartAsync(s3);
+        await using var ingest = await BoundIngest.StartAsync();
+        var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-after", "payments", "after-stored", "api-0");
-        var addresses = host.Services.GetRequiredService<IAgentAddresses>();
         addresses.Expect(target, ["127.0.0.1"]);
         using var agent = TestAgent.For(host, target);
         var (stored, sha) = await agent.UploadWholeAsync(200_000);
@@ -70,10 +68,9 @@ public sealed class IngestPeerBindingTests
     [Fact]
     public async Task UploadBeforeTheReconcilerToldThePodsAddressesIsRetryableAndGoesThroughOnceTheyAreKnown()
     {
-        await using var s3 = await S3rverFixture.StartAsync();
-        await using var host = await StartAsync(s3);
+        await using var ingest = await BoundIngest.StartAsync();
+        var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-unknown", "payments", "unknown", "api-0");
-        var addresses = host.Services.GetRequiredService<IAgentAddresses>();
         using var agent = TestAgent.For(host, target);
 
         var early = await Assert.ThrowsAsync<RpcException>(() => agent.OpenAsync());
@@ -87,12 +84,29 @@ public sealed class IngestPeerBindingTests
     }
 
     [Fact]
+    public async Task OnceTheTargetPodIsDeletedNoUploadIsAcceptedFromItsFormerAddressAndTheAttemptIsCounted()
+    {
+        await using var ingest = await BoundIngest.StartAsync();
+        var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
+        var target = new CaptureIdentity("uid-gone", "payments", "gone", "api-0");
+        addresses.Expect(target, ["127.0.0.1"]);
+        addresses.Unbind(target); // the reconciler saw the pod deleted: its IP may go to another pod
+        using var newcomer = TestAgent.For(host, target);
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => newcomer.OpenAsync());
+
+        Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+        Assert.Contains("pod api-0 was deleted, and its address may belong to another pod now", refused.Status.Detail, StringComparison.Ordinal);
+        Assert.Equal(1, addresses.Refusals(target).Count);
+        Assert.Null(s3.ObjectPath("captures/.ingest/payments/gone/api-0.json"));
+    }
+
+    [Fact]
     public async Task OnADualStackListenerAnIPv4MappedPeerMatchesThePodsIPv4Address()
     {
-        await using var s3 = await S3rverFixture.StartAsync();
-        await using var host = await StartAsync(s3, "[::]");
+        await using var ingest = await BoundIngest.StartAsync("[::]");
+        var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-mapped", "payments", "mapped", "api-0");
-        var addresses = host.Services.GetRequiredService<IAgentAddresses>();
         addresses.Expect(target, ["127.0.0.1", "fd00::7"]);
         var url = new Uri($"http://127.0.0.1:{host.IngestPort}");
         var issuer = new CaptureTokenIssuer(OperatorHost.TokenSecret);
@@ -107,13 +121,30 @@ public sealed class IngestPeerBindingTests
         Assert.Contains("it comes from 127.0.0.2, but the pod's addresses are 127.0.0.1, fd00::7", refused.Status.Detail, StringComparison.Ordinal);
     }
 
-    private static Task<OperatorHost> StartAsync(S3rverFixture s3, string ingestAddress = "127.0.0.1")
-    {
-        var settings = OperatorHost.S3Settings(s3);
-        settings["Ingest:BindToPodAddress"] = "true";
-        return OperatorHost.StartInProcessAsync(settings, ingestAddress);
-    }
-
     private static TestAgent Forger(OperatorHost host, CaptureIdentity target) =>
         new(host.IngestUrl, target, new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target), Elsewhere);
+
+    /// <summary>An in-process ingest over s3rver with the binding on, and its address book (the reconciler's seam).</summary>
+    private sealed class BoundIngest(S3rverFixture s3, OperatorHost host) : IAsyncDisposable
+    {
+        public S3rverFixture S3 => s3;
+
+        public OperatorHost Host => host;
+
+        public IAgentAddresses Addresses => host.Services.GetRequiredService<IAgentAddresses>();
+
+        public static async Task<BoundIngest> StartAsync(string ingestAddress = "127.0.0.1")
+        {
+            var s3 = await S3rverFixture.StartAsync();
+            var settings = OperatorHost.S3Settings(s3);
+            settings["Ingest:BindToPodAddress"] = "true";
+            return new BoundIngest(s3, await OperatorHost.StartInProcessAsync(settings, ingestAddress));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await host.DisposeAsync();
+            await s3.DisposeAsync();
+        }
+    }
 }

@@ -311,17 +311,20 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_target_pod_deleted_mid_capture_fails_with_PodDeleted()
+    public async Task A_target_pod_deleted_mid_capture_fails_with_PodDeleted_and_its_address_binds_no_upload_any_more()
     {
         harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
         harness.Emulator.AddPod("shop", "api-1");
-        await harness.CreateCaptureAsync("shop", "orphan", Spec("api-1"));
+        var created = await harness.CreateCaptureAsync("shop", "orphan", Spec("api-1"));
+        var identity = new CaptureIdentity(created.Metadata.Uid, "shop", "orphan", "api-1");
         await harness.WaitForPhaseAsync("shop", "orphan", CapturePhase.Running);
+        Assert.Equal(["169.254.0.2"], harness.IngestDouble.ExpectedAddresses[identity]);
 
         harness.Emulator.Store.Delete(ResourceType.Pods, "shop", "api-1");
         var failed = await harness.WaitForPhaseAsync("shop", "orphan", CapturePhase.Failed);
 
         Assert.Equal("PodDeleted", failed.Status!.Targets[0].Reason);
+        Assert.Empty(harness.IngestDouble.ExpectedAddresses[identity]); // a pod given the same IP later cannot upload as this target
     }
 
     [Fact]

@@ -57,6 +57,8 @@ public sealed class InMemoryIngestStatus : IIngestStatus, ICaptureTokenIssuer, I
         }
     }
 
+    public void Unbind(CaptureIdentity target) => expected[target] = [];
+
     public void Forget(string captureUid)
     {
         foreach (var target in expected.Keys.Where(t => t.CaptureUid == captureUid))
