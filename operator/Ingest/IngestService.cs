@@ -317,25 +317,8 @@ public sealed partial class IngestService(
         }
     }
 
-    /// <summary>The TCP peer of the stream (what the pod's kernel put as the source address).</summary>
-    private static System.Net.IPAddress? PeerAddress(ServerCallContext context)
-    {
-        if (context.GetHttpContext()?.Connection.RemoteIpAddress is { } remote)
-        {
-            return remote;
-        }
-
-        // "ipv4:10.1.2.3:5000" or "ipv6:[fd00::3]:5000"
-        var peer = context.Peer ?? "";
-        var colon = peer.IndexOf(':', StringComparison.Ordinal);
-        var last = peer.LastIndexOf(':');
-        if (colon < 0 || last <= colon)
-        {
-            return null;
-        }
-
-        return System.Net.IPAddress.TryParse(peer[(colon + 1)..last].Trim('[', ']'), out var address) ? address : null;
-    }
+    /// <summary>The TCP peer of the stream: the source address the pod's kernel gave its connection.</summary>
+    private static System.Net.IPAddress? PeerAddress(ServerCallContext context) => context.GetHttpContext().Connection.RemoteIpAddress;
 
     private static RpcException Fail(StatusCode code, string message) => new(new Status(code, message));
 

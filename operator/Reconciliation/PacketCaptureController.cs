@@ -412,7 +412,7 @@ public sealed class PacketCaptureController(
             addresses.Surfaced(target, count);
             logger.LogWarning("{Capture} pod {Pod}: {Count} upload(s) refused: {Message}", capture.Key, target.Pod, count, message);
             await events.OnCaptureAsync(capture, "Warning", "UploadRefused",
-                $"pod {target.Pod}: {count} upload(s) refused (not from the pod's addresses; the capture goes on): {message}", cancellationToken);
+                $"pod {target.Pod}: {count} upload(s) refused (not from the pod's addresses; the target's upload was not touched): {message}", cancellationToken);
         }
     }
 
