@@ -123,7 +123,7 @@ public static class Program
         var ingest = new InMemoryIngestStatus();
         var policy = new CapturePolicy { MaxConcurrentInCluster = 100_000, MaxConcurrentPerNamespace = 100_000 };
         var options = new ReconcilerOptions { AgentImage = "kubecapture/agent:bench", IngestUrl = "http://ingest:8081", Workers = workers };
-        var captureOperator = new CaptureOperator(client, ingest, ingest, policy, options, NullLoggerFactory.Instance, TimeProvider.System);
+        var captureOperator = new CaptureOperator(client, ingest, ingest, ingest, policy, options, NullLoggerFactory.Instance, TimeProvider.System);
         using var cts = new CancellationTokenSource();
         var run = Task.Run(() => captureOperator.RunAsync(cts.Token));
         Console.WriteLine("ready");

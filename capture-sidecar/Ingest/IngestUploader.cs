@@ -238,6 +238,12 @@ public sealed class IngestUploader(IngestTarget target, UploadBuffer buffer, Act
         throw new RpcException(new Status(StatusCode.Unavailable, "the ingest ended the stream before the pcap was stored"));
     }
 
+    /// <summary>
+    /// Retried: the ingest or storage is away, or a new operator does not know this pod's addresses
+    /// yet (UNAVAILABLE until it reconciles the capture). Fatal: everything that says this agent may
+    /// not upload (UNAUTHENTICATED: wrong token; PERMISSION_DENIED: not from the target pod's
+    /// addresses) or that the upload cannot go on (INVALID_ARGUMENT, FAILED_PRECONDITION, DATA_LOSS).
+    /// </summary>
     private static bool IsTransient(StatusCode code) => code is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown
         or StatusCode.Cancelled or StatusCode.DeadlineExceeded or StatusCode.Aborted or StatusCode.ResourceExhausted;
 

@@ -19,6 +19,45 @@ public interface IIngestStatus
     event Action<TargetUpload>? Changed;
 }
 
+/// <summary>
+/// The binding of each capture target to its pod: the reconciler, which reads the pod, tells the
+/// ingest the addresses the pod's status gives (status.podIPs), and the ingest accepts an upload for
+/// the target only from one of them (the connection's peer address). Knowing the token and the
+/// identity, which anyone who can read the pod spec knows, is not enough: the stream must come from
+/// inside the pod's network namespace. Implemented by the ingest; told by the reconciler on every
+/// reconcile, so after an operator restart or on a new leader the binding is known again once the
+/// capture is reconciled (until then an agent gets UNAVAILABLE and retries).
+/// </summary>
+public interface IAgentAddresses
+{
+    /// <summary>The addresses the target's agent may upload from (the pod's IPs, as its status gives them).</summary>
+    void Expect(CaptureIdentity target, IReadOnlyList<string> podIps);
+
+    /// <summary>
+    /// The target's pod is gone: no upload is accepted for it any more (its IP may be given to
+    /// another pod), and one that tries is refused and counted.
+    /// </summary>
+    void Unbind(CaptureIdentity target);
+
+    /// <summary>Forgets every target of a capture (the capture is gone).</summary>
+    void Forget(string captureUid);
+
+    /// <summary>Uploads refused for the target and not yet surfaced by the reconciler, with the last refusal's message.</summary>
+    UploadRefusals Refusals(CaptureIdentity target);
+
+    /// <summary>The reconciler has recorded <paramref name="count"/> refusals in the status: they are no longer pending.</summary>
+    void Surfaced(CaptureIdentity target, long count);
+
+    /// <summary>Raised when an upload for the target is refused (a forged stream, or a NAT the binding cannot see through).</summary>
+    event Action<CaptureIdentity>? Refused;
+}
+
+/// <summary>Refused uploads of one target not yet in its status, and why the last one was refused.</summary>
+public sealed record UploadRefusals(long Count, string? LastMessage)
+{
+    public static readonly UploadRefusals None = new(0, null);
+}
+
 /// <summary>Issues the per-capture, per-target token the agent presents to the ingest.</summary>
 public interface ICaptureTokenIssuer
 {

@@ -15,6 +15,13 @@ public sealed class IngestOptions
     /// <summary>The address agents are given (the Service in front of the leader), e.g. http://kubecapture-ingest.kubecapture:8081.</summary>
     public string AdvertisedUrl { get; set; } = "";
 
+    /// <summary>
+    /// Accept a target's upload only from the addresses of its pod (status.podIPs, as the reconciler
+    /// reads them). Only a process without a reconciler (tests, a standalone ingest) turns this off:
+    /// then anyone who can read the pod spec can upload as the target.
+    /// </summary>
+    public bool BindToPodAddress { get; set; } = true;
+
     /// <summary>How long an agent that disconnected mid-capture may take to come back before its upload is aborted.</summary>
     public TimeSpan ResumeWindow { get; set; } = TimeSpan.FromMinutes(2);
 }

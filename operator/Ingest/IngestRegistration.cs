@@ -19,6 +19,8 @@ public static class IngestRegistration
         services.AddSingleton<IArtifactStore>(sp => ArtifactStores.Create(sp.GetRequiredService<IOptions<StorageOptions>>().Value, sp.GetRequiredService<ILoggerFactory>()));
         services.AddSingleton<CaptureTokenIssuer>();
         services.AddSingleton<ICaptureTokenIssuer>(sp => sp.GetRequiredService<CaptureTokenIssuer>());
+        services.AddSingleton<AgentAddressBook>();
+        services.AddSingleton<IAgentAddresses>(sp => sp.GetRequiredService<AgentAddressBook>());
         services.AddSingleton<UploadRegistry>();
         services.AddSingleton<IIngestStatus>(sp => sp.GetRequiredService<UploadRegistry>());
         services.AddSingleton<RetentionSweeper>();

@@ -19,6 +19,7 @@ public sealed partial class IngestService(
     IArtifactStore store,
     UploadRegistry registry,
     CaptureTokenIssuer tokens,
+    AgentAddressBook addresses,
     IOptions<StorageOptions> storageOptions,
     ILogger<IngestService> logger) : KubeCapture.Proto.V1.Ingest.IngestBase
 {
@@ -37,6 +38,20 @@ public sealed partial class IngestService(
         {
             logger.LogWarning("rejected an upload for {Namespace}/{Capture} pod {Pod} from {Peer}: wrong token", target.Namespace, target.CaptureName, target.Pod, context.Peer);
             throw Fail(StatusCode.Unauthenticated, $"the token is not valid for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod}");
+        }
+
+        // Before anything can take over: a stream not from the target's pod never touches its upload.
+        var peer = PeerAddress(context);
+        switch (addresses.Check(target, peer))
+        {
+            case (PeerVerdict.Unknown, var unknown):
+                logger.LogInformation("{Namespace}/{Capture} pod {Pod}: an upload from {Peer} waits for the pod's addresses: {Reason}", target.Namespace, target.CaptureName, target.Pod, peer, unknown);
+                throw Fail(StatusCode.Unavailable, unknown!);
+            case (PeerVerdict.Refused, var refused):
+                logger.LogWarning("refused an upload for {Namespace}/{Capture} (uid {Uid}) pod {Pod} from {Peer}, session {Session}: the pod's addresses are {Expected}",
+                    target.Namespace, target.CaptureName, target.CaptureUid, target.Pod, peer, open.SessionId, addresses.Expected(target) is { Count: > 0 } expected ? string.Join(", ", expected) : "none (the pod was deleted)");
+                addresses.Refuse(target, refused!);
+                throw Fail(StatusCode.PermissionDenied, refused!);
         }
 
         if (registry.Current(target) is { Phase: UploadPhase.Failed } failed)
@@ -308,6 +323,9 @@ public sealed partial class IngestService(
             }
         }
     }
+
+    /// <summary>The TCP peer of the stream: the source address the pod's kernel gave its connection.</summary>
+    private static System.Net.IPAddress? PeerAddress(ServerCallContext context) => context.GetHttpContext().Connection.RemoteIpAddress;
 
     private static RpcException Fail(StatusCode code, string message) => new(new Status(code, message));
 

@@ -19,21 +19,23 @@ public sealed class CaptureOperator
 {
     private readonly IKubernetes kubernetes;
     private readonly IIngestStatus ingest;
+    private readonly IAgentAddresses addresses;
     private readonly PacketCaptureController controller;
     private readonly ReconcilerOptions options;
     private readonly ILogger logger;
     private readonly TimeProvider time;
 
-    public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, CapturePolicy policy, ReconcilerOptions options,
+    public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
         ILoggerFactory loggers, TimeProvider time)
     {
+        this.addresses = addresses;
         policy.Validate();
         this.kubernetes = kubernetes;
         this.ingest = ingest;
         this.options = options;
         this.time = time;
         logger = loggers.CreateLogger<CaptureOperator>();
-        controller = new PacketCaptureController(kubernetes, ingest, tokens, policy, options, new TargetResolver(kubernetes, policy),
+        controller = new PacketCaptureController(kubernetes, ingest, tokens, addresses, policy, options, new TargetResolver(kubernetes, policy),
             new PodSecurityPreflight(kubernetes), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
             time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written));
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
@@ -57,6 +59,10 @@ public sealed class CaptureOperator
             {
                 queue.Add(ResourceWatcher<PacketCapture>.KeyOf(change.Object));
             }
+            else
+            {
+                addresses.Forget(change.Object.Metadata.Uid);
+            }
         }
 
         void OnPod(ResourceChange<V1Pod> change) => WakeCapturesOf(change.Object, queue);
@@ -65,6 +71,8 @@ public sealed class CaptureOperator
         Captures.Changed += OnCapture;
         Pods.Changed += OnPod;
         ingest.Changed += OnUpload;
+        void OnRefused(CaptureIdentity target) => queue.Add($"{target.Namespace}/{target.CaptureName}");
+        addresses.Refused += OnRefused;
         try
         {
             var watchers = new[] { Captures.RunAsync(cancellationToken), Pods.RunAsync(cancellationToken) };
@@ -74,6 +82,7 @@ public sealed class CaptureOperator
         finally
         {
             ingest.Changed -= OnUpload;
+            addresses.Refused -= OnRefused;
             Pods.Changed -= OnPod;
             Captures.Changed -= OnCapture;
         }

@@ -27,6 +27,7 @@ public sealed class PacketCaptureController(
     IKubernetes kubernetes,
     IIngestStatus ingest,
     ICaptureTokenIssuer tokens,
+    IAgentAddresses addresses,
     CapturePolicy policy,
     ReconcilerOptions options,
     TargetResolver targets,
@@ -56,8 +57,12 @@ public sealed class PacketCaptureController(
         var generation = capture.Metadata.Generation;
         if (CapturePhase.IsTerminal(status.Phase))
         {
+            // A stored pcap is never replaced, but a forged stream that tries after the end is still recorded.
             admission.Release(capture.Metadata.Uid);
-            return await FinishAsync(capture, status, before, deleting, cancellationToken);
+            var refusedAfterEnd = TakeRefusals(capture, status);
+            var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
+            await AnnounceRefusalsAsync(capture, refusedAfterEnd, cancellationToken);
+            return ended;
         }
 
         // This reconcile looks at the current generation: what still holds, holds for it.
@@ -141,15 +146,19 @@ public sealed class PacketCaptureController(
             await ObserveAsync(capture, target, now > deadline, cancellationToken);
         }
 
+        var refused = TakeRefusals(capture, status);
         Summarize(capture, status, now);
         if (CapturePhase.IsTerminal(status.Phase))
         {
             admission.Release(capture.Metadata.Uid);
             await AnnounceEndAsync(capture, status, cancellationToken);
-            return await FinishAsync(capture, status, before, deleting, cancellationToken);
+            var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
+            await AnnounceRefusalsAsync(capture, refused, cancellationToken);
+            return ended;
         }
 
         await WriteStatusAsync(capture, status, before, cancellationToken);
+        await AnnounceRefusalsAsync(capture, refused, cancellationToken);
         var untilDeadline = deadline - now;
         return ReconcileResult.After(untilDeadline > TimeSpan.Zero && untilDeadline < resync ? untilDeadline + TimeSpan.FromMilliseconds(50) : resync);
     }
@@ -183,6 +192,11 @@ public sealed class PacketCaptureController(
         }
 
         CaptureConditions.Set(status, CaptureConditions.TargetsReady, true, security.Reason, security.Message, generation, now);
+        foreach (var pod in resolution.Pods)
+        {
+            addresses.Expect(Identity(capture, pod.Metadata.Name), PodAddresses.Of(pod));
+        }
+
         status.Targets = resolution.Pods.Select(p => new CaptureTargetStatus
         {
             Pod = p.Metadata.Name,
@@ -219,11 +233,13 @@ public sealed class PacketCaptureController(
             }
             catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
             {
+                addresses.Unbind(Identity(capture, target.Pod));
                 var gone = $"pod '{target.Pod}' was deleted before the capture container could be added";
                 CaptureConditions.Set(status, CaptureConditions.Injected, false, "PodDeleted", gone, generation, now);
                 return ("PodDeleted", gone);
             }
 
+            addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod));
             if (pod.Spec.EphemeralContainers?.Any(c => c.Name == name) != true)
             {
                 if (AtCaptureContainerCap(pod, name) is { } full)
@@ -315,10 +331,12 @@ public sealed class PacketCaptureController(
         try
         {
             var pod = await kubernetes.CoreV1.ReadNamespacedPodAsync(target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+            addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod)); // again after an operator restart or on a new leader
             container = pod.Status?.EphemeralContainerStatuses?.FirstOrDefault(c => c.Name == target.Container);
         }
         catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
         {
+            addresses.Unbind(Identity(capture, target.Pod)); // its IP may go to another pod
             Fail(target, "PodDeleted", $"pod '{target.Pod}' was deleted during the capture");
             return;
         }
@@ -360,6 +378,41 @@ public sealed class PacketCaptureController(
                 TargetState.Uploading => "the agent finished but the ingest never confirmed the stored pcap before the deadline (duration + grace)",
                 _ => "no end of capture before the deadline (duration + grace): the agent or its stream went silent",
             });
+        }
+    }
+
+    /// <summary>
+    /// Refused uploads the ingest counted since the last reconcile, added to each target's status.
+    /// They stay pending in the ingest until <see cref="AnnounceRefusalsAsync"/> runs after the status
+    /// write, so a failed write loses none.
+    /// </summary>
+    private List<(CaptureIdentity Target, long Count, string? Message)> TakeRefusals(PacketCapture capture, PacketCaptureStatus status)
+    {
+        var taken = new List<(CaptureIdentity, long, string?)>();
+        foreach (var target in status.Targets)
+        {
+            var identity = Identity(capture, target.Pod);
+            var refusals = addresses.Refusals(identity);
+            if (refusals.Count > 0)
+            {
+                target.RefusedUploads = (target.RefusedUploads ?? 0) + refusals.Count;
+                target.LastRefusal = refusals.LastMessage;
+                taken.Add((identity, refusals.Count, refusals.LastMessage));
+            }
+        }
+
+        return taken;
+    }
+
+    /// <summary>After the status holds them: one Warning Event per target, and the ingest forgets them.</summary>
+    private async Task AnnounceRefusalsAsync(PacketCapture capture, List<(CaptureIdentity Target, long Count, string? Message)> refused, CancellationToken cancellationToken)
+    {
+        foreach (var (target, count, message) in refused)
+        {
+            addresses.Surfaced(target, count);
+            logger.LogWarning("{Capture} pod {Pod}: {Count} upload(s) refused: {Message}", capture.Key, target.Pod, count, message);
+            await events.OnCaptureAsync(capture, "Warning", "UploadRefused",
+                $"pod {target.Pod}: {count} upload(s) refused (not from the pod's addresses; the target's upload was not touched): {message}", cancellationToken);
         }
     }
 

@@ -10,7 +10,7 @@ namespace KubeCapture.Operator.Reconciliation;
 /// <summary>
 /// services.AddPacketCaptureReconciler(configuration): the Kubernetes client (in the cluster: the
 /// service account; out of it: KUBECONFIG or ~/.kube/config), the policy, leader election and the
-/// controller as a hosted service. IIngestStatus and ICaptureTokenIssuer come from the ingest's
+/// controller as a hosted service. IIngestStatus, ICaptureTokenIssuer and IAgentAddresses come from the ingest's
 /// registration.
 /// </summary>
 public static class ReconcilerRegistration
@@ -37,6 +37,7 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IIngestStatus>(),
             sp.GetRequiredService<ICaptureTokenIssuer>(),
+            sp.GetRequiredService<IAgentAddresses>(),
             sp.GetRequiredService<IOptions<CapturePolicy>>().Value,
             sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value,
             sp.GetRequiredService<ILoggerFactory>(),

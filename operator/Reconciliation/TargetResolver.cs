@@ -9,7 +9,7 @@ namespace KubeCapture.Operator.Reconciliation;
 /// <summary>
 /// Finds a capture's target pods by name or label selector, only in the capture's own namespace,
 /// at most the policy's number, each Running on Linux. A problem comes back as a condition reason
-/// (PodNotFound, NoPodsMatched, TooManyPods, PodNotRunning, NotLinux) and a message.
+/// (PodNotFound, NoPodsMatched, TooManyPods, HostNetworkPod, PodNotRunning, NotLinux) and a message.
 /// </summary>
 public sealed class TargetResolver(IKubernetes kubernetes, CapturePolicy policy)
 {
@@ -52,6 +52,13 @@ public sealed class TargetResolver(IKubernetes kubernetes, CapturePolicy policy)
                 return TargetResolution.Problem("NotLinux", $"pod '{pod.Metadata.Name}' runs on {os}: captures need Linux");
             }
 
+            if (pod.Spec?.HostNetwork == true)
+            {
+                return TargetResolution.Problem("HostNetworkPod",
+                    $"pod '{pod.Metadata.Name}' uses the node's network (hostNetwork: true): its capture would see all of node {pod.Spec.NodeName ?? "?"}'s traffic, " +
+                    "and its agent could not be told apart from any other host-network process on the node (the ingest binds an upload to the pod's own IP); capture a pod with its own network");
+            }
+
             if (pod.Status?.Phase != "Running")
             {
                 return TargetResolution.Problem("PodNotRunning", $"pod '{pod.Metadata.Name}' is {pod.Status?.Phase ?? "not scheduled"}, not Running");
@@ -83,6 +90,21 @@ public sealed class TargetResolver(IKubernetes kubernetes, CapturePolicy policy)
         }
 
         return string.Join(',', terms);
+    }
+}
+
+/// <summary>The addresses a pod's status gives it (status.podIPs; status.podIP on older servers).</summary>
+public static class PodAddresses
+{
+    public static IReadOnlyList<string> Of(V1Pod pod)
+    {
+        var ips = (pod.Status?.PodIPs ?? []).Select(p => p.Ip).Where(ip => !string.IsNullOrEmpty(ip)).ToList();
+        if (ips.Count == 0 && !string.IsNullOrEmpty(pod.Status?.PodIP))
+        {
+            ips.Add(pod.Status.PodIP);
+        }
+
+        return ips;
     }
 }
 

@@ -94,6 +94,17 @@ public sealed class CaptureTargetStatus
     [JsonPropertyName("artifact")]
     public CaptureArtifact? Artifact { get; set; }
 
+    /// <summary>
+    /// Uploads for this target the ingest refused because they did not come from the pod's addresses
+    /// (a forged stream with the token read from the pod spec, or pod traffic NATed on its way).
+    /// </summary>
+    [JsonPropertyName("refusedUploads")]
+    public long? RefusedUploads { get; set; }
+
+    /// <summary>Why the last refused upload was refused: the address seen and the pod's addresses expected.</summary>
+    [JsonPropertyName("lastRefusal")]
+    public string? LastRefusal { get; set; }
+
     /// <summary>The agent's TCP summary (handshakes, refusals, resets, retransmissions, findings).</summary>
     [JsonPropertyName("summary")]
     public JsonElement? Summary { get; set; }

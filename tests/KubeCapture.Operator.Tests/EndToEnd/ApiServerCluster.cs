@@ -53,6 +53,7 @@ public class ApiServerCluster : IAsyncLifetime
         var ingestUrl = service.Url(S3rverFixture.FreeTcpPort());
         var settings = OperatorHost.S3Settings(s3);
         settings["Reconciler:Enabled"] = "true";
+        settings["Ingest:BindToPodAddress"] = "true"; // as in a cluster: the reconciler tells the ingest each pod's addresses
         settings["Kestrel:Endpoints:Ingest:Url"] = ingestUrl;
         settings["Reconciler:IngestUrl"] = ingestUrl;
         settings["Reconciler:AgentImage"] = "kubecapture/agent:0.1.0";
@@ -91,9 +92,22 @@ public class ApiServerCluster : IAsyncLifetime
             networks.Add(network);
         }
 
-        network.ConnectToNode(service!.Address);
+        network.ConnectToNode(); // the default route to the node reaches the NodeService address
         Kubelet.AttachNetwork(ns, name, network);
         await ((ApiServerPods)Kubelet.Pods).StartPodAsync(ns, name, network.NodeLinkAddress!, labels);
+        return network;
+    }
+
+    /// <summary>A network namespace that reaches the node (and so the ingest) by a link of its own, but plays no pod: an attacker's.</summary>
+    public PodNetwork CreateNodeReachingNetwork()
+    {
+        var network = PodNetwork.Create();
+        lock (networks)
+        {
+            networks.Add(network);
+        }
+
+        network.ConnectToNode();
         return network;
     }
 

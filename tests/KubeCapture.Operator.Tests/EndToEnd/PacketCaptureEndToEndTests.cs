@@ -46,6 +46,50 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
     }
 
     [SkippableFact]
+    public async Task A_namespace_reader_replaying_the_pod_specs_token_from_elsewhere_is_refused_and_the_real_capture_Succeeds()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-forged");
+        var pod = await cluster.StartPodAsync(ns, "api");
+        var attacker = cluster.CreateNodeReachingNetwork();
+        // mallory may only read pods in the namespace: enough to see the capture container's args and token.
+        using var admin = cluster.Install.Server.AdminClient();
+        await admin.RbacAuthorizationV1.CreateNamespacedRoleAsync(new V1Role
+        {
+            Metadata = new V1ObjectMeta { Name = "pod-reader" },
+            Rules = [new V1PolicyRule { ApiGroups = [""], Resources = ["pods"], Verbs = ["get"] }],
+        }, ns);
+        await admin.RbacAuthorizationV1.CreateNamespacedRoleBindingAsync(new V1RoleBinding
+        {
+            Metadata = new V1ObjectMeta { Name = "mallory-reads-pods" },
+            RoleRef = new V1RoleRef { ApiGroup = "rbac.authorization.k8s.io", Kind = "Role", Name = "pod-reader" },
+            Subjects = [new Rbacv1Subject { Kind = "User", Name = "mallory", ApiGroup = "rbac.authorization.k8s.io" }],
+        }, ns);
+        using var mallory = cluster.Install.Server.Client(KubeApiServer.UserToken("mallory"));
+
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "forged", Icmp("evidence under attack", "api", maxPackets: 8));
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        await cluster.Admin.WaitForPhaseAsync(ns, "forged", CapturePhase.Running, Long);
+        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", container, Long);
+        var (exit, output) = await ForgedUpload.RunAsync(mallory, ns, "api", created.Metadata.Uid, attacker.PodNamespace, OperatorHarness.AgentDll());
+        var counted = await cluster.Admin.WaitForPacketCaptureAsync(ns, "forged", c => ForgedUpload.RefusedUploads(c, "api") == 1, Long);
+        pod.PingFromClient(4);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "forged", CapturePhase.Succeeded, Long);
+
+        Assert.Equal(1, exit);
+        Assert.Contains($"it comes from {attacker.NodeLinkAddress}, but the pod's addresses are {pod.NodeLinkAddress} (status.podIPs)", output, StringComparison.Ordinal);
+        Assert.Equal(CapturePhase.Running, counted.Status!.Phase); // a refusal never ends the capture
+        var target = Assert.Single(done.Status!.Targets);
+        Assert.Equal((8L, "count", 1L), (target.Packets, target.StopReason, target.RefusedUploads));
+        var downloaded = await cluster.DownloadAsync(target.Artifact!);
+        Assert.Equal(Evidence.Sha256Of(downloaded), target.Artifact!.Sha256);
+        var lines = Evidence.TcpdumpLines(downloaded);
+        Assert.Equal(8, lines.Count(l => l.Contains("ICMP echo", StringComparison.Ordinal) && l.Contains(pod.PodAddress, StringComparison.Ordinal)));
+        Assert.Equal(8, lines.Count);
+        Assert.DoesNotContain("upload interrupted", cluster.Kubelet.Stderr(ns, "api", container), StringComparison.Ordinal);
+        Assert.Single(await ForgedUpload.RefusalEventsAsync(cluster.Admin, ns, "forged"));
+    }
+
+    [SkippableFact]
     public async Task An_invalid_filter_fails_with_InvalidFilter_and_libpcaps_message()
     {
         var ns = await cluster.CreateNamespaceAsync("kc-e2e-filter");
@@ -131,7 +175,7 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         var deadline = DateTime.UtcNow + Long;
         while (await cluster.Admin.GetPacketCaptureAsync(ns, "doomed") is { } still)
         {
-            Assert.True(DateTime.UtcNow < deadline, $"the capture is still there with finalizers [{string.Join(", ", still.Metadata.Finalizers ?? [])}], status {KubernetesJson.Serialize(still.Status)}\nagent: {cluster.Kubelet.StderrOf(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid))}\n{cluster.OperatorLog()}");
+            Assert.True(DateTime.UtcNow < deadline, $"the capture is still there with finalizers [{string.Join(", ", still.Metadata.Finalizers ?? [])}], status {KubernetesJson.Serialize(still.Status)}\nagent: {cluster.Kubelet.Stderr(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid))}\n{cluster.OperatorLog()}");
             await Task.Delay(100);
         }
     }

@@ -28,6 +28,7 @@ public sealed class OperatorHost : IAsyncDisposable
             ["Kestrel:Endpoints:Ingest:Protocols"] = "Http2",
             ["Ingest:TokenSecret"] = TokenSecret,
             ["Reconciler:Enabled"] = "false", // these tests drive the ingest alone, with no Kubernetes API
+            ["Ingest:BindToPodAddress"] = "false", // ... so no reconciler tells it pod addresses; the binding's tests turn it on
             ["Logging:LogLevel:Default"] = "Information",
             ["Logging:LogLevel:Microsoft"] = "Warning",
         };

@@ -12,9 +12,9 @@ namespace KubeCapture.Operator.Tests.Ingest;
 /// any offset can be produced again after a resume): for large uploads and for faults a real
 /// capture cannot produce on demand (a cut stream, a wrong SHA-256, a stranger's token).
 /// </summary>
-public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token) : IDisposable
+public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, System.Net.IPAddress? source = null) : IDisposable
 {
-    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(ingest, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true } });
+    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(ingest, new GrpcChannelOptions { HttpHandler = Handler(source) });
 
     public CaptureIdentity Target => target;
 
@@ -60,6 +60,32 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token) 
     }
 
     public void Dispose() => _channel.Dispose();
+
+    /// <summary>Connects from <paramref name="source"/> (e.g. 127.0.0.2 on lo: another "pod" of the same machine) when given.</summary>
+    private static SocketsHttpHandler Handler(System.Net.IPAddress? source)
+    {
+        var handler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true };
+        if (source is not null)
+        {
+            handler.ConnectCallback = async (context, cancellationToken) =>
+            {
+                var socket = new System.Net.Sockets.Socket(source.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+                try
+                {
+                    socket.Bind(new System.Net.IPEndPoint(source, 0));
+                    await socket.ConnectAsync(context.DnsEndPoint, cancellationToken);
+                    return new System.Net.Sockets.NetworkStream(socket, ownsSocket: true);
+                }
+                catch
+                {
+                    socket.Dispose();
+                    throw;
+                }
+            };
+        }
+
+        return handler;
+    }
 
     public sealed class Upload(AsyncDuplexStreamingCall<AgentMessage, IngestMessage> call, long resumeOffset) : IDisposable
     {

@@ -230,6 +230,67 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_hostNetwork_pod_is_refused_with_HostNetworkPod_and_no_container_is_added()
+    {
+        harness.Emulator.AddPod("shop", "node-agent", hostNetwork: true);
+        await harness.CreateCaptureAsync("shop", "host-net", Spec("node-agent"));
+
+        var failed = await harness.WaitForPhaseAsync("shop", "host-net", CapturePhase.Failed);
+
+        var ready = CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!;
+        Assert.Equal(("False", "HostNetworkPod"), (ready.Status, ready.Reason));
+        Assert.Contains("hostNetwork: true", ready.Message, StringComparison.Ordinal);
+        Assert.Equal(0, harness.Kubelet.Starts);
+    }
+
+    [Fact]
+    public async Task The_reconciler_tells_the_ingest_each_targets_pod_IPs_and_again_after_a_restart()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1", podIp: "10.244.1.5");
+        var created = await harness.CreateCaptureAsync("shop", "bound", Spec("api-1"));
+        var identity = new CaptureIdentity(created.Metadata.Uid, "shop", "bound", "api-1");
+        await harness.WaitForPhaseAsync("shop", "bound", CapturePhase.Running);
+        Assert.Equal(["10.244.1.5"], harness.IngestDouble.ExpectedAddresses[identity]);
+
+        await harness.KillOperatorAsync();
+        harness.IngestDouble.Forget(created.Metadata.Uid); // a new operator process knows nothing
+        harness.StartOperator();
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (!harness.IngestDouble.ExpectedAddresses.ContainsKey(identity) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.Equal(["10.244.1.5"], harness.IngestDouble.ExpectedAddresses.GetValueOrDefault(identity));
+    }
+
+    [Fact]
+    public async Task Refused_uploads_are_counted_in_the_target_status_and_announced_as_UploadRefused_without_ending_the_capture()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        var created = await harness.CreateCaptureAsync("shop", "refused", Spec("api-1"));
+        var identity = new CaptureIdentity(created.Metadata.Uid, "shop", "refused", "api-1");
+        await harness.WaitForPhaseAsync("shop", "refused", CapturePhase.Running);
+
+        harness.IngestDouble.RefuseUpload(identity, "it comes from 10.0.0.9, but the pod's addresses are 169.254.0.2 (status.podIPs)");
+        harness.IngestDouble.RefuseUpload(identity, "it comes from 10.0.0.10, but the pod's addresses are 169.254.0.2 (status.podIPs)");
+        var counted = await harness.WaitForAsync("shop", "refused", c => c.Status?.Targets.FirstOrDefault()?.RefusedUploads == 2);
+        harness.IngestDouble.RefuseUpload(identity, "it comes from 10.0.0.11, but the pod's addresses are 169.254.0.2 (status.podIPs)");
+        var again = await harness.WaitForAsync("shop", "refused", c => c.Status?.Targets.FirstOrDefault()?.RefusedUploads == 3);
+
+        Assert.Equal(CapturePhase.Running, again.Status!.Phase);
+        Assert.Contains("10.0.0.11", again.Status.Targets[0].LastRefusal, StringComparison.Ordinal);
+        Assert.Equal(0, harness.IngestDouble.Refusals(identity).Count);
+        Assert.NotNull(counted);
+        var events = (await harness.Client.CoreV1.ListNamespacedEventAsync("shop")).Items.Where(e => e.Reason == "UploadRefused").ToList();
+        Assert.NotEmpty(events);
+        Assert.All(events, e => Assert.Equal(("Warning", "refused"), (e.Type, e.InvolvedObject.Name)));
+        Assert.Contains(events, e => e.Message.Contains("10.0.0.11", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_failed_upload_reported_by_the_ingest_fails_the_capture_with_UploadFailed()
     {
         harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
@@ -250,17 +311,20 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_target_pod_deleted_mid_capture_fails_with_PodDeleted()
+    public async Task A_target_pod_deleted_mid_capture_fails_with_PodDeleted_and_its_address_binds_no_upload_any_more()
     {
         harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
         harness.Emulator.AddPod("shop", "api-1");
-        await harness.CreateCaptureAsync("shop", "orphan", Spec("api-1"));
+        var created = await harness.CreateCaptureAsync("shop", "orphan", Spec("api-1"));
+        var identity = new CaptureIdentity(created.Metadata.Uid, "shop", "orphan", "api-1");
         await harness.WaitForPhaseAsync("shop", "orphan", CapturePhase.Running);
+        Assert.Equal(["169.254.0.2"], harness.IngestDouble.ExpectedAddresses[identity]);
 
         harness.Emulator.Store.Delete(ResourceType.Pods, "shop", "api-1");
         var failed = await harness.WaitForPhaseAsync("shop", "orphan", CapturePhase.Failed);
 
         Assert.Equal("PodDeleted", failed.Status!.Targets[0].Reason);
+        Assert.Empty(harness.IngestDouble.ExpectedAddresses[identity]); // a pod given the same IP later cannot upload as this target
     }
 
     [Fact]

@@ -40,6 +40,7 @@ public sealed class ReconcilerRegistrationTests
         services.AddSingleton<IKubernetes>(_ => emulator.CreateClient());
         services.AddSingleton<IIngestStatus>(ingest);
         services.AddSingleton<ICaptureTokenIssuer>(ingest);
+        services.AddSingleton<IAgentAddresses>(ingest);
         services.AddPacketCaptureReconciler(configuration);
         await using var provider = services.BuildServiceProvider();
 

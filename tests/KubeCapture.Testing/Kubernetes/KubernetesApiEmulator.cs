@@ -94,7 +94,7 @@ public sealed class KubernetesApiEmulator : IAsyncDisposable
 
     /// <summary>Adds a pod as a scheduler and kubelet would leave it: on a node, in a phase, with an IP.</summary>
     public JsonObject AddPod(string ns, string name, string phase = "Running", IReadOnlyDictionary<string, string>? labels = null,
-        string node = "node-1", string os = "linux", string podIp = "169.254.0.2")
+        string node = "node-1", string os = "linux", string podIp = "169.254.0.2", bool hostNetwork = false)
     {
         var labelObject = new JsonObject();
         foreach (var (k, v) in labels ?? new Dictionary<string, string>())
@@ -111,8 +111,13 @@ public sealed class KubernetesApiEmulator : IAsyncDisposable
                 ["os"] = new JsonObject { ["name"] = os },
                 ["containers"] = new JsonArray(new JsonObject { ["name"] = "app", ["image"] = "registry.example/app:1" }),
             },
-            ["status"] = new JsonObject { ["phase"] = phase, ["podIP"] = podIp },
+            ["status"] = new JsonObject { ["phase"] = phase, ["podIP"] = podIp, ["podIPs"] = new JsonArray(new JsonObject { ["ip"] = podIp }) },
         };
+        if (hostNetwork)
+        {
+            pod["spec"]!["hostNetwork"] = true;
+        }
+
         return Store.Create(ResourceType.Pods, ns, pod);
     }
 

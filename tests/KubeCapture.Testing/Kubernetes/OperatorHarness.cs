@@ -23,12 +23,13 @@ public sealed class OperatorHarness : IAsyncDisposable
     private CancellationTokenSource? running;
     private Task? operatorTask;
 
-    private OperatorHarness(KubernetesApiEmulator emulator, IIngestStatus ingest, ICaptureTokenIssuer tokens, TestKubelet kubelet,
+    private OperatorHarness(KubernetesApiEmulator emulator, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, TestKubelet kubelet,
         CapturePolicy policy, ReconcilerOptions options, string workDirectory)
     {
         Emulator = emulator;
         Ingest = ingest;
         Tokens = tokens;
+        Addresses = addresses;
         Kubelet = kubelet;
         Policy = policy;
         Options = options;
@@ -40,9 +41,13 @@ public sealed class OperatorHarness : IAsyncDisposable
 
     public IKubernetes Client { get; }
 
-    public IIngestStatus Ingest { get; }
+    /// <summary>The ingest the operator reports to (replaced by <see cref="UseIngest"/>, as after an operator restart).</summary>
+    public IIngestStatus Ingest { get; private set; }
 
-    public ICaptureTokenIssuer Tokens { get; }
+    public ICaptureTokenIssuer Tokens { get; private set; }
+
+    /// <summary>Where the reconciler tells the ingest each target's pod addresses.</summary>
+    public IAgentAddresses Addresses { get; private set; }
 
     public TestKubelet Kubelet { get; }
 
@@ -61,6 +66,7 @@ public sealed class OperatorHarness : IAsyncDisposable
         Action<ReconcilerOptions>? options = null,
         IIngestStatus? ingest = null,
         ICaptureTokenIssuer? tokens = null,
+        IAgentAddresses? addresses = null,
         AgentMode mode = AgentMode.Local,
         bool startOperator = true)
     {
@@ -73,7 +79,7 @@ public sealed class OperatorHarness : IAsyncDisposable
         var double_ = ingest is null ? new InMemoryIngestStatus() : null;
         var kubelet = new TestKubelet(emulator, AgentDll(), mode, double_, work);
         var harness = new OperatorHarness(emulator, ingest ?? double_!, tokens ?? double_ ?? throw new ArgumentNullException(nameof(tokens)),
-            kubelet, capturePolicy, reconcilerOptions, work);
+            addresses ?? double_ ?? throw new ArgumentNullException(nameof(addresses)), kubelet, capturePolicy, reconcilerOptions, work);
         if (startOperator)
         {
             harness.StartOperator();
@@ -99,10 +105,26 @@ public sealed class OperatorHarness : IAsyncDisposable
         }
 
         running = new CancellationTokenSource();
-        Operator = new CaptureOperator(Client, Ingest, Tokens, Policy, Options, Loggers, TimeProvider.System);
+        Operator = new CaptureOperator(Client, Ingest, Tokens, Addresses, Policy, Options, Loggers, TimeProvider.System);
         var token = running.Token;
         var instance = Operator;
         operatorTask = Task.Run(() => instance.RunAsync(token), CancellationToken.None);
+    }
+
+    /// <summary>
+    /// The next <see cref="StartOperator"/> uses this ingest: a restarted operator process (or a new
+    /// leader) has a new ingest that remembers nothing but what storage holds.
+    /// </summary>
+    public void UseIngest(IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses)
+    {
+        if (operatorTask is not null)
+        {
+            throw new InvalidOperationException("kill the operator before replacing its ingest");
+        }
+
+        Ingest = ingest;
+        Tokens = tokens;
+        Addresses = addresses;
     }
 
     /// <summary>Stops the operator mid-whatever (as a crash or a lost Lease would, without goodbyes).</summary>

@@ -58,13 +58,12 @@ public sealed class PodNetwork : IDisposable
     /// <summary>
     /// Joins the pod to the node (the root namespace) by a second veth pair, as the node's pod network
     /// would, on a /30 no other test process uses (<see cref="NodeLinkSubnets"/>): the node side gets .1,
-    /// the pod side .2 (<see cref="NodeLinkAddress"/>,
-    /// the pod's IP as the node sees it). Returns the node-side address, where a service on the node
-    /// (the operator's ingest) can listen for the pod's agent. With <paramref name="serviceAddress"/>
-    /// (a <see cref="NodeService"/>), the pod also reaches that one address through this link, as
-    /// every pod of a cluster reaches the same Service IP.
+    /// the pod side .2 (<see cref="NodeLinkAddress"/>, the pod's IP as the node sees it). Returns the
+    /// node-side address, where a service on the node (the operator's ingest) can listen for the pod's
+    /// agent. The pod's default route goes to the node, as in a cluster, so the pod reaches any node
+    /// address over it, a <see cref="NodeService"/> too.
     /// </summary>
-    public string ConnectToNode(string? serviceAddress = null)
+    public string ConnectToNode()
     {
         var n = Interlocked.Increment(ref counter);
         nodeLink = NodeLinkSubnets.Lease();
@@ -77,11 +76,7 @@ public sealed class PodNetwork : IDisposable
         NodeLinkAddress = nodeLink.PodAddress;
         Run("ip", "-n", PodNamespace, "addr", "add", $"{NodeLinkAddress}/30", "dev", podSide);
         Run("ip", "-n", PodNamespace, "link", "set", podSide, "up");
-        if (serviceAddress is not null)
-        {
-            Run("ip", "-n", PodNamespace, "route", "add", $"{serviceAddress}/32", "via", nodeAddress, "src", NodeLinkAddress);
-        }
-
+        Run("ip", "-n", PodNamespace, "route", "add", "default", "via", nodeAddress, "dev", podSide, "src", NodeLinkAddress);
         return nodeAddress;
     }
 

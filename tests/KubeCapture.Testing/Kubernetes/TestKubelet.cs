@@ -250,6 +250,20 @@ public sealed class TestKubelet : IDisposable
         }
     }
 
+    /// <summary>What the container's process wrote to stderr so far (the agent's log), or "" before it started.</summary>
+    public string Stderr(string ns, string pod, string container)
+    {
+        if (!started.TryGetValue($"{ns}/{pod}/{container}", out var s))
+        {
+            return "";
+        }
+
+        lock (s.Stderr)
+        {
+            return string.Join('\n', s.Stderr);
+        }
+    }
+
     /// <summary>Waits until the container's agent printed "listening on" (capture started).</summary>
     public async Task WaitUntilListeningAsync(string ns, string pod, string container, TimeSpan timeout)
     {
@@ -325,29 +339,15 @@ public sealed class TestKubelet : IDisposable
             ["state"] = state,
         });
 
-    /// <summary>What a container printed on stderr so far (for failure messages).</summary>
-    public string StderrOf(string ns, string pod, string container)
-    {
-        if (!started.TryGetValue($"{ns}/{pod}/{container}", out var s))
-        {
-            return $"(container {container} was never started)";
-        }
-
-        lock (s.Stderr)
-        {
-            return string.Join('\n', s.Stderr);
-        }
-    }
-
     private sealed class Started
     {
-        public List<string> Stderr { get; } = [];
-
         public Process? Process { get; set; }
 
         public string? CaptureUid { get; set; }
 
         public Task? Listening { get; set; }
+
+        public List<string> Stderr { get; } = [];
     }
 }
 

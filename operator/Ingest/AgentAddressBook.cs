@@ -1,0 +1,119 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Microsoft.Extensions.Options;
+
+namespace KubeCapture.Operator.Ingest;
+
+/// <summary>
+/// The ingest's side of <see cref="IAgentAddresses"/>: which addresses each target's agent may upload
+/// from (told by the reconciler), the check of a stream's peer address against them, and the
+/// refused uploads not yet surfaced in the PacketCapture's status.
+/// </summary>
+public sealed class AgentAddressBook : IAgentAddresses
+{
+    private readonly ConcurrentDictionary<CaptureIdentity, IPAddress[]> _expected = new();
+    private readonly ConcurrentDictionary<CaptureIdentity, UploadRefusals> _refused = new();
+    private readonly bool _required;
+
+    public AgentAddressBook(IOptions<IngestOptions> options, ILogger<AgentAddressBook> logger)
+    {
+        _required = options.Value.BindToPodAddress;
+        if (!_required)
+        {
+            logger.LogWarning("Ingest:BindToPodAddress is false: an upload is accepted from any address that holds the target's token, and anyone who can read the pod spec holds it; use this only where no reconciler tells the ingest the pod addresses (tests, a standalone ingest)");
+        }
+    }
+
+    public event Action<CaptureIdentity>? Refused;
+
+    public void Expect(CaptureIdentity target, IReadOnlyList<string> podIps)
+    {
+        var addresses = podIps.Select(ip => IPAddress.TryParse(ip, out var parsed) ? Normalize(parsed) : null).OfType<IPAddress>().Distinct().ToArray();
+        if (addresses.Length == 0)
+        {
+            return; // no IP yet: keep what was known (a pod's IPs never change while it runs)
+        }
+
+        _expected[target] = addresses;
+    }
+
+    public void Unbind(CaptureIdentity target) => _expected[target] = [];
+
+    public void Forget(string captureUid)
+    {
+        foreach (var target in _expected.Keys.Where(t => t.CaptureUid == captureUid))
+        {
+            _expected.TryRemove(target, out _);
+        }
+
+        foreach (var target in _refused.Keys.Where(t => t.CaptureUid == captureUid))
+        {
+            _refused.TryRemove(target, out _);
+        }
+    }
+
+    public UploadRefusals Refusals(CaptureIdentity target) => _refused.GetValueOrDefault(target, UploadRefusals.None);
+
+    public void Surfaced(CaptureIdentity target, long count) =>
+        _refused.AddOrUpdate(target, UploadRefusals.None, (_, pending) => pending with { Count = Math.Max(0, pending.Count - count) });
+
+    /// <summary>The addresses the target's agent may upload from, or null when the reconciler has not told them yet.</summary>
+    public IReadOnlyList<IPAddress>? Expected(CaptureIdentity target) => _expected.GetValueOrDefault(target);
+
+    /// <summary>Whether an upload for <paramref name="target"/> from <paramref name="peer"/> may go on; the message says why not.</summary>
+    public (PeerVerdict Verdict, string? Message) Check(CaptureIdentity target, IPAddress? peer)
+    {
+        if (!_required)
+        {
+            return (PeerVerdict.Allowed, null);
+        }
+
+        var seen = peer is null ? "an unknown address" : Normalize(peer).ToString();
+        if (Expected(target) is not { } expected)
+        {
+            return (PeerVerdict.Unknown,
+                $"the operator does not know the addresses of pod {target.Pod} yet (capture {target.Namespace}/{target.CaptureName} has not been reconciled since this operator started, or the pod has no IP yet); retry");
+        }
+
+        if (peer is not null && expected.Contains(Normalize(peer)))
+        {
+            return (PeerVerdict.Allowed, null);
+        }
+
+        if (expected.Count == 0)
+        {
+            return (PeerVerdict.Refused,
+                $"upload for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod} refused: it comes from {seen}, " +
+                $"but pod {target.Pod} was deleted, and its address may belong to another pod now: no upload is accepted for it");
+        }
+
+        return (PeerVerdict.Refused,
+            $"upload for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod} refused: it comes from {seen}, " +
+            $"but the pod's addresses are {string.Join(", ", expected.Select(a => a.ToString()))} (status.podIPs). Only the capture agent inside pod {target.Pod} " +
+            "may upload its pcap; holding the token is not enough. If traffic from pods to the operator is NATed (service mesh, egress NAT), " +
+            "the ingest cannot see pod addresses: see README, Security");
+    }
+
+    /// <summary>Counts a refused upload for the reconciler to surface (status and a Warning Event).</summary>
+    public void Refuse(CaptureIdentity target, string message)
+    {
+        _refused.AddOrUpdate(target, new UploadRefusals(1, message), (_, pending) => new UploadRefusals(pending.Count + 1, message));
+        Refused?.Invoke(target);
+    }
+
+    /// <summary>IPv4-mapped IPv6 (a dual-stack listener) as IPv4; IPv6 without its scope.</summary>
+    public static IPAddress Normalize(IPAddress address) =>
+        address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? new IPAddress(address.GetAddressBytes()) : address;
+}
+
+public enum PeerVerdict
+{
+    /// <summary>The stream comes from one of the pod's addresses.</summary>
+    Allowed,
+
+    /// <summary>The reconciler has not told the pod's addresses yet: retry.</summary>
+    Unknown,
+
+    /// <summary>The stream comes from somewhere else: refused for good.</summary>
+    Refused,
+}
