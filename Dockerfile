@@ -19,15 +19,18 @@ RUN dotnet publish capture-sidecar -c Release -o /out/agent \
 
 # The capture agent, started as an ephemeral container in the target pod's network namespace.
 # It needs libpcap and nothing else: no shell tools, no volumes, no ports. The operator runs it with
-# every capability dropped but NET_RAW and no privilege escalation. The binary carries file
-# capability cap_net_raw so that a non-root UID (securityContext.runAsUser) can capture too.
+# every capability dropped but NET_RAW and no privilege escalation. The binary carries the file
+# capability cap_net_raw+p so that a non-root UID (securityContext.runAsUser) can capture too
+# (Kubernetes runtimes give non-root users no ambient capabilities). Permitted, not effective: the
+# agent raises it itself (capture-sidecar/Capture/NetRawCapability.cs), so that a container without
+# NET_RAW still starts and says "capture needs root or CAP_NET_RAW" (exit 2) instead of failing exec.
 # A NativeAOT executable needs no .NET runtime: runtime-deps has what it links against (libc, OpenSSL).
 FROM mcr.microsoft.com/dotnet/runtime-deps:10.0 AS agent
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libpcap0.8 libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/agent/kubecapture-agent /app/kubecapture-agent
-RUN setcap cap_net_raw+ep /app/kubecapture-agent && apt-get purge -y libcap2-bin && apt-get autoremove -y
+RUN setcap cap_net_raw+p /app/kubecapture-agent && apt-get purge -y libcap2-bin && apt-get autoremove -y
 ENTRYPOINT ["/app/kubecapture-agent"]
 CMD ["--help"]
 

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 dotnet build KubeCapture.sln -c Release -nologo -v quiet
 dotnet format KubeCapture.sln --verify-no-changes --no-restore
+# The agent and operator images (podman), which the image tests run: built when missing or changed.
+bash scripts/images.sh
 results=$(mktemp -d)
 status=0
 # A test that hangs is named and ended after 5 minutes (--blame-hang) instead of stalling the run.

@@ -68,6 +68,8 @@ public sealed class CaptureSession : IDisposable
         var device = InterfaceCatalog.Find(options.Interface);
         try
         {
+            // A file capability cap_net_raw+p (the image) is permitted but not yet effective.
+            NetRawCapability.RaiseEffective();
             device.Open(new DeviceConfiguration
             {
                 Mode = DeviceModes.None,

@@ -24,19 +24,23 @@ public static class HostCommand
     /// <summary>Runs <paramref name="file"/> with <paramref name="arguments"/> and waits for it; kills it after the timeout.</summary>
     public static async Task<CommandResult> RunAsync(string file, IEnumerable<string> arguments, TimeSpan? timeout = null, string? stdin = null)
     {
-        var start = new ProcessStartInfo(file)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = stdin is not null,
-            UseShellExecute = false,
-        };
+        var start = new ProcessStartInfo(file);
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);
         }
 
-        var command = Describe(file, start.ArgumentList);
+        return await RunAsync(start, timeout, stdin);
+    }
+
+    /// <summary>Runs a prepared command (its own environment, say) with its output and error redirected; kills it after the timeout.</summary>
+    public static async Task<CommandResult> RunAsync(ProcessStartInfo start, TimeSpan? timeout = null, string? stdin = null)
+    {
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.RedirectStandardInput = stdin is not null;
+        start.UseShellExecute = false;
+        var command = Describe(start.FileName, start.ArgumentList);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start '{command}'");
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

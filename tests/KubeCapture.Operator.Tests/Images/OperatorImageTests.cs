@@ -1,0 +1,114 @@
+using k8s.Models;
+using KubeCapture.Testing.Containers;
+using KubeCapture.Testing.Netns;
+
+namespace KubeCapture.Operator.Tests.Images;
+
+/// <summary>
+/// The operator image (bash scripts/images.sh) started with the chart's securityContext (non-root,
+/// read-only root filesystem, no capabilities, no privilege escalation, RuntimeDefault seccomp), the
+/// ingest alone (no Kubernetes API), in a pod's network namespace: its health endpoints answer.
+/// </summary>
+public sealed class OperatorImageTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+    private readonly string _name = $"kcim-operator-{Environment.ProcessId}-{Guid.NewGuid():N}"[..40];
+    private NetnsLab? _lab;
+
+    private NetnsLab Lab => _lab ?? throw new InvalidOperationException("not initialized");
+
+    public async Task InitializeAsync()
+    {
+        if (ContainerImages.SkipReason is not null)
+        {
+            return;
+        }
+
+        ContainerImages.Require();
+        _lab = await NetnsLab.CreateAsync("kcIO");
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_lab is not null)
+        {
+            await _lab.DisposeAsync();
+        }
+    }
+
+    [ImagesFact]
+    public async Task The_operator_image_starts_and_answers_healthz_and_readyz()
+    {
+        // Storage on a tmpfs, as an emptyDir volume would give it.
+        var container = Operator("--Storage:LocalPath=/data");
+        await using var running = ContainerProcess.Start(PodmanContainer.Command(container, Lab.Server.Name, ["--mount", "type=tmpfs,destination=/data,tmpfs-mode=1777"]), _name);
+
+        Assert.Equal("200 Healthy", await GetWhenListeningAsync(running, "/healthz"));
+        Assert.Equal("200", (await GetAsync("/readyz")).Split(' ')[0]);
+        Assert.Equal("200", (await Lab.Client.ExecAsync("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", $"http://{Lab.Server.IPv4}:8080/healthz")).Stdout);
+        var exit = await running.StopAsync(Patience);
+        Assert.True(exit.ExitCode == 0, $"exit {exit.ExitCode}: {exit.Stderr}");
+    }
+
+    [ImagesFact]
+    public async Task The_operator_image_is_not_ready_when_its_local_store_is_not_writable()
+    {
+        // The read-only root filesystem and no volume for the store: alive, but not ready.
+        var container = Operator("--Storage:LocalPath=/var/lib/kubecapture");
+        await using var running = ContainerProcess.Start(PodmanContainer.Command(container, Lab.Server.Name), _name);
+
+        Assert.Equal("200 Healthy", await GetWhenListeningAsync(running, "/healthz"));
+        Assert.Equal("503", (await GetAsync("/readyz")).Split(' ')[0]);
+    }
+
+    private static V1EphemeralContainer Operator(params string[] args) => new()
+    {
+        Name = "operator",
+        Image = ContainerImages.Operator,
+        Args = ["--Reconciler:Enabled=false", "--Ingest:TokenSecret=image-test", .. args],
+        SecurityContext = new V1SecurityContext
+        {
+            AllowPrivilegeEscalation = false,
+            ReadOnlyRootFilesystem = true,
+            RunAsNonRoot = true,
+            Capabilities = new V1Capabilities { Drop = ["ALL"] },
+            SeccompProfile = new V1SeccompProfile { Type = "RuntimeDefault" },
+        },
+    };
+
+    /// <summary>"CODE BODY" of a GET from inside the pod's network namespace, or null when nothing answers.</summary>
+    private async Task<string?> TryGetAsync(string path)
+    {
+        var result = await Lab.Server.ExecAsync("curl", "-sS", "--max-time", "10", "-w", " %{http_code}", $"http://127.0.0.1:8080{path}");
+        if (result.ExitCode != 0)
+        {
+            return null;
+        }
+
+        var text = result.Stdout.Trim();
+        var space = text.LastIndexOf(' ');
+        return $"{text[(space + 1)..]} {text[..Math.Max(space, 0)]}".Trim();
+    }
+
+    private async Task<string> GetAsync(string path) => await TryGetAsync(path) ?? throw new InvalidOperationException($"nothing answers {path}");
+
+    /// <summary>Polls until the operator answers (it takes a moment to start); throws with its stderr when it exits or the time is up.</summary>
+    private async Task<string> GetWhenListeningAsync(ContainerProcess running, string path)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (true)
+        {
+            if (await TryGetAsync(path) is { } answer)
+            {
+                return answer;
+            }
+
+            if (running.HasExited || DateTime.UtcNow > deadline)
+            {
+                throw new InvalidOperationException($"the operator did not answer {path} (exited: {running.HasExited}): {running.Stderr}");
+            }
+
+            await Task.Delay(200);
+        }
+    }
+}
