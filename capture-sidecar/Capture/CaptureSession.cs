@@ -44,7 +44,7 @@ public sealed class CaptureSession : IDisposable
         _device = device;
         LinkType = device.LinkType;
         _readiness = new PacketReadiness(device.Handle);
-        _summary = options.Summary ? new TcpSummary(LinkType) : null;
+        _summary = options.Summary ? new TcpSummary(LinkType, LocalAddresses.OfThisHost()) : null;
 
         // The kernel counts every packet from the moment the socket is bound, before the filter is
         // installed: without this baseline, "received by filter" included packets the filter rejects.
@@ -217,7 +217,7 @@ public sealed class CaptureSession : IDisposable
 
             Volatile.Write(ref _packets, writer.Packets);
             Volatile.Write(ref _bytes, writer.BytesWritten);
-            _summary?.Observe(data);
+            _summary?.Observe(data, (header->Seconds * 1_000_000) + header->Microseconds);
             if (writer.Packets >= maxPackets)
             {
                 return StopReason.Count;

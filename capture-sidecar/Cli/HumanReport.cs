@@ -32,8 +32,8 @@ public static class HumanReport
         output.WriteLine();
         output.WriteLine($"TCP: {s.TcpPackets} packets, {s.Connections} connections; {s.Syns} SYN, {s.SynAcks} SYN-ACK, {s.HandshakesCompleted} handshakes completed");
         output.WriteLine($"  handshakes never completed: {s.HandshakesWithoutFinalAck} without the final ACK, {s.SynsUnanswered} SYNs unanswered; refused: {s.Refused}");
-        output.WriteLine($"  resets: from client {s.ResetsFromClient.Bare} [R] + {s.ResetsFromClient.WithAck} [R.], from server {s.ResetsFromServer.Bare} [R] + {s.ResetsFromServer.WithAck} [R.]");
-        output.WriteLine($"  retransmitted segments: {s.Retransmissions} (handshake: {s.HandshakeRetransmissions}); zero-window advertisements: {s.ZeroWindowAdvertisements}");
+        output.WriteLine($"  resets: from client {s.ResetsFromClient.Bare} [R] + {s.ResetsFromClient.WithAck} [R.], from server {s.ResetsFromServer.Bare} [R] + {s.ResetsFromServer.WithAck} [R.], suspected forged by a device in between {s.ResetsSuspectedForged.Bare} [R] + {s.ResetsSuspectedForged.WithAck} [R.]");
+        output.WriteLine($"  retransmitted segments: {s.Retransmissions} (handshake: {s.HandshakeRetransmissions}); out of order: {s.OutOfOrderSegments}; zero-window advertisements: {s.ZeroWindowAdvertisements}");
         output.WriteLine($"  largest segment acknowledged: {Bytes(s.LargestAcknowledgedSegment)}; smallest retransmitted and never acknowledged: {Bytes(s.SmallestUnacknowledgedRetransmittedSegment)}");
         if (s.UndecodablePackets > 0)
         {
@@ -45,9 +45,39 @@ public static class HumanReport
             output.WriteLine("What the packets show:");
             foreach (var finding in s.Findings)
             {
-                output.WriteLine($"  - {finding}");
+                output.WriteLine($"  - {finding.Severity} {finding.Type}: {finding.Message}");
+                if (finding.Evidence.PacketNumbers.Count > 0)
+                {
+                    output.WriteLine($"    packets (Wireshark frame.number): {string.Join(", ", finding.Evidence.PacketNumbers)}");
+                }
+            }
+
+            if (s.FindingsOmitted > 0)
+            {
+                output.WriteLine($"  ... and {s.FindingsOmitted} more findings.");
             }
         }
+        else if (AllClear(s) is { } clear)
+        {
+            output.WriteLine($"What the packets show: {clear}");
+        }
+    }
+
+    /// <summary>
+    /// The all-clear sentence: only when nothing at all was found. A capture in which data stalls or
+    /// never arrives has a finding (DataStalled, NoDataAfterHandshake...), so it never reads as healthy.
+    /// </summary>
+    public static string? AllClear(TcpSummaryReport s)
+    {
+        if (s.Findings.Count > 0 || s.FindingsOmitted > 0 || s.Connections == 0)
+        {
+            return null;
+        }
+
+        var connections = s.Connections == 1 ? "1 connection" : $"{s.Connections} connections";
+        return s.HandshakesCompleted == s.Connections
+            ? $"{connections}, every handshake completed and all data acknowledged; no refusals, resets, retransmissions or stalls."
+            : $"{connections} ({s.HandshakesCompleted} handshakes seen completing, the rest already open when the capture began), all data acknowledged; no refusals, resets, retransmissions or stalls.";
     }
 
     private static string Bytes(long? value) => value is null ? "-" : $"{value} bytes";

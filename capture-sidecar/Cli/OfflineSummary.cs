@@ -8,7 +8,7 @@ namespace KubeCapture.Agent.Cli;
 /// <summary><c>summarize FILE.pcap</c>: the same TCP summary, for a pcap that already exists.</summary>
 public static class OfflineSummary
 {
-    public static TcpSummaryReport Read(string path)
+    public static TcpSummaryReport Read(string path, IReadOnlyList<string>? localAddresses = null)
     {
         if (!File.Exists(path))
         {
@@ -25,10 +25,10 @@ public static class OfflineSummary
             throw new UsageException($"'{path}' is not a pcap file libpcap can read: {e.Message}");
         }
 
-        var summary = new TcpSummary(reader.LinkType);
+        var summary = new TcpSummary(reader.LinkType, localAddresses);
         while (reader.GetNextPacket(out var packet) == GetPacketStatus.PacketRead)
         {
-            summary.Observe(packet.Data);
+            summary.Observe(packet.Data, (long)(packet.Header.Timeval.Seconds * 1_000_000) + (long)packet.Header.Timeval.MicroSeconds);
         }
 
         return summary.Report();
@@ -36,14 +36,36 @@ public static class OfflineSummary
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout)
     {
-        var json = args.Contains("--json");
-        var files = args.Where(a => a != "--json").ToList();
-        if (files.Count != 1)
+        var json = false;
+        var local = new List<string>();
+        var files = new List<string>();
+        for (var i = 0; i < args.Count; i++)
         {
-            throw new UsageException("summarize takes one pcap file: kubecapture-agent summarize [--json] FILE.pcap");
+            if (args[i] == "--json")
+            {
+                json = true;
+            }
+            else if (args[i] == "--local-address" && i + 1 < args.Count)
+            {
+                foreach (var address in args[++i].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                {
+                    local.Add(System.Net.IPAddress.TryParse(address, out var parsed)
+                        ? parsed.ToString()
+                        : throw new UsageException($"--local-address: '{address}' is not an IP address"));
+                }
+            }
+            else
+            {
+                files.Add(args[i]);
+            }
         }
 
-        var report = Read(files[0]);
+        if (files.Count != 1)
+        {
+            throw new UsageException("summarize takes one pcap file: kubecapture-agent summarize [--json] [--local-address ADDR[,ADDR...]] FILE.pcap");
+        }
+
+        var report = Read(files[0], local);
         if (json)
         {
             stdout.WriteLine(JsonSerializer.Serialize(report, SummaryJsonContext.Default.TcpSummaryReport));

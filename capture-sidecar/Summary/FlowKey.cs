@@ -43,6 +43,12 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
 
     public ushort Port(bool a) => a ? APort : BPort;
 
+    /// <summary>IPv6 (IPv4 is held as IPv4-mapped IPv6).</summary>
+    public bool IsIPv6 => !(AHigh == 0 && (ALow >> 32) == 0xffff);
+
+    /// <summary>Whether endpoint A's (or B's) address is one of <paramref name="addresses"/>.</summary>
+    public bool HasAddress(bool a, IReadOnlySet<string> addresses) => addresses.Contains(Address(a));
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Widen(ReadOnlySpan<byte> address, out ulong high, out ulong low)
     {

@@ -12,7 +12,8 @@ internal readonly record struct TcpSegment(
     byte Flags,
     ushort Window,
     int PayloadLength,
-    byte HopLimit);
+    byte HopLimit,
+    byte WindowShift = TcpHeaderReader.NoWindowScale);
 
 /// <summary>
 /// Reads link, IP and TCP headers in place, without allocating. Lengths come from the IP and TCP
@@ -27,6 +28,9 @@ internal static class TcpHeaderReader
     public const byte Rst = 0x04;
     public const byte Psh = 0x08;
     public const byte Ack = 0x10;
+
+    /// <summary>The <see cref="TcpSegment.WindowShift"/> of a segment without the window scale option.</summary>
+    public const byte NoWindowScale = 0xff;
 
     public enum Result
     {
@@ -264,15 +268,51 @@ internal static class TcpHeaderReader
         var sourcePort = BinaryPrimitives.ReadUInt16BigEndian(tcp);
         var destinationPort = BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]);
         var key = FlowKey.Create(source, sourcePort, destination, destinationPort, out var fromA);
+        var flags = tcp[13];
+        var windowShift = (flags & Syn) != 0 ? ReadWindowScale(tcp[..Math.Min(dataOffset, tcp.Length)]) : NoWindowScale;
         segment = new TcpSegment(
             key,
             fromA,
             BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]),
             BinaryPrimitives.ReadUInt32BigEndian(tcp[8..]),
-            tcp[13],
+            flags,
             BinaryPrimitives.ReadUInt16BigEndian(tcp[14..]),
             tcpLength - dataOffset,
-            hopLimit);
+            hopLimit,
+            windowShift);
         return Result.Tcp;
+    }
+
+    /// <summary>The window scale option of a SYN or SYN-ACK (RFC 7323), read as far as it was captured.</summary>
+    private static byte ReadWindowScale(ReadOnlySpan<byte> header)
+    {
+        for (var i = 20; i < header.Length;)
+        {
+            var kind = header[i];
+            if (kind == 0)
+            {
+                break;
+            }
+
+            if (kind == 1)
+            {
+                i++;
+                continue;
+            }
+
+            if (i + 1 >= header.Length || header[i + 1] < 2)
+            {
+                break;
+            }
+
+            if (kind == 3 && header[i + 1] == 3 && i + 2 < header.Length)
+            {
+                return Math.Min(header[i + 2], (byte)14);
+            }
+
+            i += header[i + 1];
+        }
+
+        return NoWindowScale;
     }
 }

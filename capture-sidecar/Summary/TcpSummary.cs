@@ -15,14 +15,20 @@ public sealed class TcpSummary
     public const int MaxTrackedConnections = 16384;
     private const int MaxFindings = 20;
 
+    private const int MaxZeroWindowSamples = FindingEvidence.MaxPackets;
+
     private readonly LinkLayers _link;
+    private readonly IReadOnlySet<string> _localAddresses;
     private readonly Dictionary<FlowKey, TcpConnection> _live = new();
-    private readonly Outcomes _archived = new();
+    private readonly Outcomes _archived;
+    private readonly List<long> _zeroWindowFrames = [];
 
     // The connection of the previous segment: segments of one connection tend to come in runs (a
     // data segment and its ACK, a burst of data), and a match skips the dictionary. Always a live
     // connection: replaced along with its dictionary entry, cleared when connections are archived.
     private TcpConnection? _last;
+    private long _frames;
+    private long _lastTime;
     private long _tcpPackets;
     private long _otherPackets;
     private long _undecodable;
@@ -30,6 +36,7 @@ public sealed class TcpSummary
     private long _synAcks;
     private long _retransmissions;
     private long _handshakeRetransmissions;
+    private long _outOfOrder;
     private long _zeroWindows;
     private long _resetsFromClientBare;
     private long _resetsFromClientAck;
@@ -37,11 +44,30 @@ public sealed class TcpSummary
     private long _resetsFromServerAck;
     private long _notTracked;
 
-    public TcpSummary(LinkLayers link) => _link = link;
-
-    /// <summary>Takes one captured frame. Never throws for what is inside the frame.</summary>
-    public void Observe(ReadOnlySpan<byte> frame)
+    /// <param name="link">The capture's link type.</param>
+    /// <param name="localAddresses">
+    /// The addresses of the host where the capture was taken ("which end am I"): from the client alone
+    /// a lost SYN and a lost SYN-ACK look the same, and a RST this host sent is its own. Empty: unknown.
+    /// </param>
+    public TcpSummary(LinkLayers link, IEnumerable<string>? localAddresses = null)
     {
+        _link = link;
+        _localAddresses = new SortedSet<string>(localAddresses ?? [], StringComparer.Ordinal);
+        _archived = new Outcomes(_localAddresses);
+    }
+
+    /// <summary>Takes one captured frame without a time (tests).</summary>
+    public void Observe(ReadOnlySpan<byte> frame) => Observe(frame, 0);
+
+    /// <summary>
+    /// Takes the next captured frame, with its capture time in microseconds since the epoch. Frames are
+    /// numbered from 1 in the order they come, as in the pcap (Wireshark's frame.number): every frame
+    /// written must be observed, once. Never throws for what is inside the frame.
+    /// </summary>
+    public void Observe(ReadOnlySpan<byte> frame, long timeMicroseconds)
+    {
+        var number = ++_frames;
+        _lastTime = timeMicroseconds;
         switch (TryRead(_link, frame, out var segment))
         {
             case Result.NotTcp:
@@ -72,7 +98,10 @@ public sealed class TcpSummary
 
         if (segment.Window == 0 && (flags & (Syn | Rst)) == 0)
         {
-            _zeroWindows++;
+            if (_zeroWindows++ < MaxZeroWindowSamples)
+            {
+                _zeroWindowFrames.Add(number);
+            }
         }
 
         var connection = Find(segment, isSyn && !hasAck);
@@ -83,9 +112,14 @@ public sealed class TcpSummary
         }
 
         var fromClient = connection.IsFromClient(segment.FromA);
-        var result = connection.Observe(segment, fromClient);
-        _retransmissions += result.Retransmission ? 1 : 0;
-        _handshakeRetransmissions += result.HandshakeRetransmission ? 1 : 0;
+        var verdict = connection.Observe(segment, fromClient, number, timeMicroseconds);
+        if (verdict != SegmentVerdict.None)
+        {
+            _retransmissions += (verdict & SegmentVerdict.Retransmission) != 0 ? 1 : 0;
+            _handshakeRetransmissions += (verdict & SegmentVerdict.HandshakeRetransmission) != 0 ? 1 : 0;
+            _outOfOrder += (verdict & SegmentVerdict.OutOfOrder) != 0 ? 1 : 0;
+        }
+
         if ((flags & Rst) != 0)
         {
             CountReset(fromClient, hasAck);
@@ -95,12 +129,14 @@ public sealed class TcpSummary
     /// <summary>The summary so far; may be called while capturing.</summary>
     public TcpSummaryReport Report()
     {
-        var outcomes = new Outcomes();
+        var outcomes = new Outcomes(_localAddresses);
         outcomes.Add(_archived);
         foreach (var connection in _live.Values)
         {
-            outcomes.Add(connection);
+            outcomes.Add(connection, _lastTime);
         }
+
+        var findings = outcomes.Findings(_zeroWindows, _zeroWindowFrames, _notTracked, MaxFindings, out var omitted);
 
         return new TcpSummaryReport
         {
@@ -115,16 +151,26 @@ public sealed class TcpSummary
             HandshakesWithoutFinalAck = outcomes.WithoutFinalAck,
             SynsUnanswered = outcomes.Unanswered,
             Refused = outcomes.Refused,
-            ResetsFromClient = new ResetCounts { Bare = _resetsFromClientBare, WithAck = _resetsFromClientAck },
-            ResetsFromServer = new ResetCounts { Bare = _resetsFromServerBare, WithAck = _resetsFromServerAck },
+            // A RST suspected forged is counted as such, not as one the side it names sent.
+            ResetsFromClient = new ResetCounts { Bare = _resetsFromClientBare - outcomes.ForgedClientBare, WithAck = _resetsFromClientAck - outcomes.ForgedClientAck },
+            ResetsFromServer = new ResetCounts { Bare = _resetsFromServerBare - outcomes.ForgedServerBare, WithAck = _resetsFromServerAck - outcomes.ForgedServerAck },
+            ResetsSuspectedForged = new ResetCounts
+            {
+                Bare = outcomes.ForgedClientBare + outcomes.ForgedServerBare,
+                WithAck = outcomes.ForgedClientAck + outcomes.ForgedServerAck,
+            },
             Retransmissions = _retransmissions,
+            OutOfOrderSegments = _outOfOrder,
             HandshakeRetransmissions = _handshakeRetransmissions,
             ZeroWindowAdvertisements = _zeroWindows,
             LargestAcknowledgedSegment = outcomes.LargestAcknowledged,
             SmallestUnacknowledgedRetransmittedSegment = outcomes.SmallestLostRetransmitted,
-            Findings = outcomes.Findings(_zeroWindows, _notTracked, MaxFindings),
+            LocalAddresses = [.. _localAddresses],
+            Findings = findings,
+            FindingsOmitted = omitted,
         };
     }
+
 
     private TcpConnection? Find(in TcpSegment segment, bool isInitialSyn)
     {
@@ -149,7 +195,7 @@ public sealed class TcpSummary
         {
             if (isInitialSyn && slot!.IsNewConnection(segment))
             {
-                _archived.Add(slot);
+                _archived.Add(slot, _lastTime);
                 slot = new TcpConnection(segment.Key, segment.FromA, sawSyn: true);
             }
 
@@ -166,7 +212,7 @@ public sealed class TcpSummary
         {
             if (isInitialSyn && existing.IsNewConnection(segment))
             {
-                _archived.Add(existing);
+                _archived.Add(existing, _lastTime);
                 var replacement = new TcpConnection(segment.Key, segment.FromA, sawSyn: true);
                 _live[segment.Key] = replacement;
                 return replacement;
@@ -198,7 +244,7 @@ public sealed class TcpSummary
         {
             if (connection.IsClosed)
             {
-                _archived.Add(connection);
+                _archived.Add(connection, _lastTime);
                 _live.Remove(key);
             }
         }

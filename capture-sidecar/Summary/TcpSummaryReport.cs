@@ -43,8 +43,18 @@ public sealed record TcpSummaryReport
 
     public ResetCounts ResetsFromServer { get; init; } = new();
 
+    /// <summary>
+    /// Resets that claim to come from the client or the server but were likely made by a device in
+    /// between (TTL/hop limit unlike the side's other packets, or a sequence number outside the
+    /// window): counted here, not in <see cref="ResetsFromClient"/> or <see cref="ResetsFromServer"/>.
+    /// </summary>
+    public ResetCounts ResetsSuspectedForged { get; init; } = new();
+
     /// <summary>Data segments whose sequence range was sent again.</summary>
     public long Retransmissions { get; init; }
+
+    /// <summary>Segments that filled a gap within one round trip of the segment after them: reordered on the way, not sent again.</summary>
+    public long OutOfOrderSegments { get; init; }
 
     /// <summary>SYN and SYN-ACK packets sent again for the same connection.</summary>
     public long HandshakeRetransmissions { get; init; }
@@ -58,8 +68,14 @@ public sealed record TcpSummaryReport
     /// <summary>Smallest TCP payload that was retransmitted and never acknowledged.</summary>
     public long? SmallestUnacknowledgedRetransmittedSegment { get; init; }
 
-    /// <summary>Plain-language findings, most serious first.</summary>
-    public IReadOnlyList<string> Findings { get; init; } = [];
+    /// <summary>The capture host's addresses the findings were told with (which end the capture is); empty: unknown.</summary>
+    public IReadOnlyList<string> LocalAddresses { get; init; } = [];
+
+    /// <summary>What the packets show, most serious first (none for healthy traffic).</summary>
+    public IReadOnlyList<Finding> Findings { get; init; } = [];
+
+    /// <summary>Findings left out to keep the summary small (the most serious are kept).</summary>
+    public int FindingsOmitted { get; init; }
 }
 
 /// <summary>Resets split by kind: a bare [R] versus [R.] (RST with ACK).</summary>

@@ -1,3 +1,4 @@
+using KubeCapture.Agent.Cli;
 using KubeCapture.Agent.Summary;
 using PacketDotNet;
 using static KubeCapture.Agent.Tests.Summary.TcpFrames;
@@ -18,11 +19,14 @@ public sealed class TcpSummaryFrameTests
         public const uint ClientIsn = 1000;
         public const uint ServerIsn = 0xffff_ff00; // the server's data wraps past 2^32
 
+        /// <summary>The capture time of the next packet, in microseconds since the epoch.</summary>
+        public long Time { get; set; }
+
         public void C(uint sequence, uint acknowledgment, byte flags, int payload = 0, ushort window = 64240, byte ttl = 64) =>
-            summary.Observe(Tcp(link, client, server, sequence, acknowledgment, flags, payload, window, ttl, vlan));
+            summary.Observe(Tcp(link, client, server, sequence, acknowledgment, flags, payload, window, ttl, vlan), Time);
 
         public void S(uint sequence, uint acknowledgment, byte flags, int payload = 0, ushort window = 64240, byte ttl = 64) =>
-            summary.Observe(Tcp(link, server, client, sequence, acknowledgment, flags, payload, window, ttl, vlan));
+            summary.Observe(Tcp(link, server, client, sequence, acknowledgment, flags, payload, window, ttl, vlan), Time);
 
         public void Handshake()
         {
@@ -64,7 +68,8 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(1000, report.LargestAcknowledgedSegment);
         Assert.Null(report.SmallestUnacknowledgedRetransmittedSegment);
         Assert.Equal(0, report.UndecodablePackets);
-        Assert.Equal("1 connection, every handshake completed; no refusals, resets or retransmissions.", Assert.Single(report.Findings));
+        Assert.Empty(report.Findings);
+        Assert.Equal("1 connection, every handshake completed and all data acknowledged; no refusals, resets, retransmissions or stalls.", HumanReport.AllClear(report));
     }
 
     [Theory]
@@ -83,7 +88,12 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(new ResetCounts { WithAck = 1 }, report.ResetsFromServer);
         var server = ipv6 ? "[fd09::1]:443" : "169.254.9.1:80";
         var client = ipv6 ? "[fd09::2]:40000" : "169.254.9.2:40000";
-        Assert.Equal($"1 connection to {server} refused: the SYN from {client} was answered with a RST (nothing listening on that port).", Assert.Single(report.Findings));
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal((FindingTypes.ConnectionRefused, FindingSeverity.Warning), (finding.Type, finding.Severity));
+        Assert.Equal($"1 connection to {server} refused: the SYN from {client} was answered with a RST (1 RST, 1 SYN): nothing listening on that port.", finding.Message);
+        Assert.Equal([1L, 2L], finding.Evidence.PacketNumbers);
+        Assert.Equal([$"{client} -> {server}"], finding.Evidence.Flows);
+        Assert.Null(HumanReport.AllClear(report));
     }
 
     [Fact]
@@ -100,7 +110,11 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(0, report.HandshakesCompleted);
         Assert.Equal(2, report.SynAcks);
         Assert.Equal(1, report.HandshakeRetransmissions);
-        Assert.StartsWith("1 handshake with 169.254.9.1:80 never completed: it answered the SYN with SYN-ACK but the final ACK from 169.254.9.2:40000 never came (1 SYN sent).", Assert.Single(report.Findings));
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal(FindingTypes.HandshakeIncomplete, finding.Type);
+        Assert.StartsWith("1 handshake with 169.254.9.1:80 never completed (169.254.9.2:40000 -> 169.254.9.1:80): it answered the SYN with SYN-ACK but the final ACK never came", finding.Message);
+        Assert.Contains("Look at the return path", finding.Message);
+        Assert.Equal([1L, 2L, 3L], finding.Evidence.PacketNumbers);
     }
 
     [Fact]
@@ -117,7 +131,11 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(1, report.SynsUnanswered);
         Assert.Equal(3, report.Syns);
         Assert.Equal(2, report.HandshakeRetransmissions);
-        Assert.StartsWith("1 connection attempt to [fd09::1]:443 got no answer (3 SYNs from [fd09::2]:40000", Assert.Single(report.Findings));
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal((FindingTypes.SynUnanswered, FindingSeverity.Error), (finding.Type, finding.Severity));
+        Assert.StartsWith("1 connection attempt to [fd09::1]:443 ([fd09::2]:40000 -> [fd09::1]:443) got no answer seen here (3 SYNs, no SYN-ACK, no RST)", finding.Message);
+        Assert.Equal([1L, 3L], finding.Evidence.PacketNumbers);
+        Assert.Equal(3, finding.Evidence.Packets);
     }
 
     [Fact]
@@ -137,7 +155,10 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(1, report.Retransmissions);
         Assert.Equal(1428, report.LargestAcknowledgedSegment);
         Assert.Null(report.SmallestUnacknowledgedRetransmittedSegment);
-        Assert.Equal("1 retransmitted segment on [fd09::1]:443 -> [fd09::2]:40000: packets lost on that leg, or their ACKs lost on the way back.", Assert.Single(report.Findings));
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal(FindingTypes.Retransmissions, finding.Type);
+        Assert.Equal("1 retransmitted segment on [fd09::1]:443 -> [fd09::2]:40000: packets lost on that leg, or their ACKs lost on the way back.", finding.Message);
+        Assert.Equal([7L], finding.Evidence.PacketNumbers);
     }
 
     [Fact]
@@ -160,9 +181,12 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(200, report.LargestAcknowledgedSegment);
         Assert.Equal(1448, report.SmallestUnacknowledgedRetransmittedSegment);
         Assert.Equal(4, report.Retransmissions);
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal((FindingTypes.MtuBlackhole, FindingSeverity.Error), (finding.Type, finding.Severity));
         Assert.Equal(
-            "MTU blackhole suspected on 169.254.9.1:80 -> 169.254.9.2:40000: segments up to 200 bytes were acknowledged, segments of 1448 bytes were retransmitted and never acknowledged. A link on the path has a smaller MTU and the ICMP 'fragmentation needed' is not getting back.",
-            Assert.Single(report.Findings));
+            "MTU blackhole suspected on 169.254.9.1:80 -> 169.254.9.2:40000: segments up to 200 bytes were acknowledged, segments of 1448 bytes were retransmitted and never acknowledged. A link on the path has a smaller MTU and the ICMP 'fragmentation needed' is not getting back to 169.254.9.1:80.",
+            finding.Message);
+        Assert.Equal([7L, 9L, 10L, 11L, 12L], finding.Evidence.PacketNumbers); // first sent, then the first four retransmissions
     }
 
     [Fact]
@@ -196,8 +220,9 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(new ResetCounts { WithAck = 1 }, report.ResetsFromServer);
         Assert.Equal(0, report.Refused);
         Assert.Equal(2, report.HandshakesCompleted);
-        Assert.Contains(report.Findings, f => f.StartsWith("1 connection 169.254.9.2:40000 -> 169.254.9.1:80 reset by the client with a bare [R] (no ACK).", StringComparison.Ordinal));
-        Assert.Contains(report.Findings, f => f.StartsWith("1 connection 169.254.9.2:40001 -> 169.254.9.1:80 reset by the server with [R.].", StringComparison.Ordinal));
+        Assert.Contains(report.Findings, f => f.Type == FindingTypes.ResetBare && f.Message.StartsWith("1 connection 169.254.9.2:40000 -> 169.254.9.1:80 ended by a bare [R] (no ACK) from the client's address, its TTL the same as the client's other packets.", StringComparison.Ordinal));
+        Assert.Contains(report.Findings, f => f.Type == FindingTypes.ResetByEndpoint && f.Message.StartsWith("1 connection 169.254.9.2:40001 -> 169.254.9.1:80 reset by the server with [R.]", StringComparison.Ordinal));
+        Assert.Equal(new ResetCounts(), report.ResetsSuspectedForged);
     }
 
     [Fact]
@@ -208,9 +233,18 @@ public sealed class TcpSummaryFrameTests
         talk.Handshake();
         talk.S(Conversation.ServerIsn + 1, Conversation.ClientIsn + 1, Rst | Ack, ttl: 250);
 
-        var finding = Assert.Single(summary.Report().Findings);
-        Assert.Contains("TTL 250 vs 64", finding);
-        Assert.Contains("likely forged by a device in between", finding);
+        var report = summary.Report();
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal((FindingTypes.ResetSuspectedForged, FindingSeverity.Error), (finding.Type, finding.Severity));
+        Assert.Contains("TTL 250 where the server's other packets had 64", finding.Message);
+        Assert.Contains("claims to come from the server but was likely made by a device in between", finding.Message);
+        Assert.DoesNotContain("reset by the server", finding.Message);
+        Assert.Equal(["ttl-mismatch"], finding.Evidence.Indicators);
+        Assert.Equal([4L], finding.Evidence.PacketNumbers);
+
+        // The counters agree with the finding: not a reset from the server.
+        Assert.Equal(new ResetCounts(), report.ResetsFromServer);
+        Assert.Equal(new ResetCounts { WithAck = 1 }, report.ResetsSuspectedForged);
     }
 
     [Fact]
@@ -224,7 +258,9 @@ public sealed class TcpSummaryFrameTests
 
         var report = summary.Report();
         Assert.Equal(2, report.ZeroWindowAdvertisements);
-        Assert.Contains("2 zero-window advertisements: a receiver stopped reading and told its peer to wait.", report.Findings);
+        var finding = Assert.Single(report.Findings, f => f.Type == FindingTypes.ZeroWindow);
+        Assert.Equal("2 zero-window advertisements: a receiver stopped reading and told its peer to wait.", finding.Message);
+        Assert.Equal([4L, 5L], finding.Evidence.PacketNumbers);
     }
 
     [Fact]
@@ -239,7 +275,162 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(1, report.Connections);
         Assert.Equal(0, report.HandshakesCompleted);
         Assert.Equal(500, report.LargestAcknowledgedSegment);
-        Assert.Contains("already open when the capture began", Assert.Single(report.Findings));
+        Assert.Empty(report.Findings);
+        Assert.Contains("already open when the capture began", HumanReport.AllClear(report));
+    }
+
+    [Fact]
+    public void ASegmentThatFillsAGapWithinOneRoundTripIsOutOfOrderNotARetransmission()
+    {
+        var summary = new TcpSummary(LinkLayers.Ethernet);
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4) { Time = 1_000_000 };
+        talk.Handshake(); // SYN to final ACK in 0 us here: the 3 ms default window applies
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.S(s + 1000, c, Ack, payload: 1000); // the second segment first
+        talk.Time += 500;
+        talk.S(s, c, Ack, payload: 1000); // then the first, 0.5 ms later
+        talk.C(c, s + 2000, Ack);
+
+        var report = summary.Report();
+        Assert.Equal(1, report.OutOfOrderSegments);
+        Assert.Equal(0, report.Retransmissions);
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal((FindingTypes.OutOfOrder, FindingSeverity.Info), (finding.Type, finding.Severity));
+        Assert.Equal([5L], finding.Evidence.PacketNumbers);
+    }
+
+    [Fact]
+    public void ASegmentThatFillsAGapAfterMoreThanARoundTripIsARetransmission()
+    {
+        var summary = new TcpSummary(LinkLayers.Ethernet);
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4) { Time = 1_000_000 };
+        talk.C(Conversation.ClientIsn, 0, Syn);
+        talk.Time += 2000;
+        talk.S(Conversation.ServerIsn, Conversation.ClientIsn + 1, Syn | Ack);
+        talk.C(Conversation.ClientIsn + 1, Conversation.ServerIsn + 1, Ack); // a 2 ms round trip
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.S(s + 1000, c, Ack, payload: 1000); // the first segment was lost before this point
+        talk.C(c, s, Ack); // duplicate ACK
+        talk.Time += 200_000;
+        talk.S(s, c, Ack, payload: 1000); // sent again after the sender's timeout
+        talk.C(c, s + 2000, Ack);
+
+        var report = summary.Report();
+        Assert.Equal(0, report.OutOfOrderSegments);
+        Assert.Equal(1, report.Retransmissions);
+        Assert.Equal([6L], Assert.Single(report.Findings).Evidence.PacketNumbers);
+    }
+
+    [Fact]
+    public void FromTheClientEndUnansweredSynsSayThatALostSynAndALostSynAckLookTheSame()
+    {
+        var client = new TcpSummary(LinkLayers.Ethernet, [Client4.Address]);
+        var server = new TcpSummary(LinkLayers.Ethernet, [Server4.Address]);
+        foreach (var summary in (TcpSummary[])[client, server])
+        {
+            var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4);
+            talk.C(Conversation.ClientIsn, 0, Syn);
+            talk.C(Conversation.ClientIsn, 0, Syn);
+        }
+
+        var fromClient = Assert.Single(client.Report().Findings);
+        var fromServer = Assert.Single(server.Report().Findings);
+        Assert.Equal(FindingTypes.SynUnanswered, fromClient.Type);
+        Assert.Equal(FindingTypes.SynUnanswered, fromServer.Type);
+        Assert.Contains("2 SYNs sent, no SYN-ACK and no RST came back", fromClient.Message);
+        Assert.Contains("a SYN lost on the way and a SYN-ACK lost on the way back look the same", fromClient.Message);
+        Assert.Contains("reached this host (2 SYNs) and none was answered", fromServer.Message);
+        Assert.Equal([Client4.Address], client.Report().LocalAddresses);
+    }
+
+    [Fact]
+    public void AResetWithAnotherHopLimitSpeaksOfHopLimitForIPv6AndAResetThisHostSentIsItsOwn()
+    {
+        var remote = new TcpSummary(LinkLayers.Ethernet, [Client6.Address]);
+        var local = new TcpSummary(LinkLayers.Ethernet, [Server6.Address]);
+        foreach (var summary in (TcpSummary[])[remote, local])
+        {
+            var talk = new Conversation(summary, LinkLayers.Ethernet, Client6, Server6);
+            talk.C(Conversation.ClientIsn, 0, Syn);
+            talk.S(Conversation.ServerIsn, Conversation.ClientIsn + 1, Syn | Ack, ttl: 63);
+            talk.C(Conversation.ClientIsn + 1, Conversation.ServerIsn + 1, Ack);
+            talk.S(Conversation.ServerIsn + 1, Conversation.ClientIsn + 1, Rst, ttl: 64);
+        }
+
+        var forged = Assert.Single(remote.Report().Findings);
+        Assert.Equal(FindingTypes.ResetSuspectedForged, forged.Type);
+        Assert.Contains("hop limit 64 where the server's other packets had 63", forged.Message);
+        Assert.Contains("a bare [R] with no ACK", forged.Message);
+        Assert.DoesNotContain("TTL", forged.Message);
+        Assert.Equal(["bare-rst", "hop-limit-mismatch"], forged.Evidence.Indicators);
+        var own = Assert.Single(local.Report().Findings);
+        Assert.Equal(FindingTypes.ResetByEndpoint, own.Type);
+        Assert.Contains("reset by the server (this host)", own.Message);
+    }
+
+    [Fact]
+    public void AResetWithASequenceNumberOutsideTheWindowIsSuspected()
+    {
+        var summary = new TcpSummary(LinkLayers.Ethernet);
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4);
+        talk.Handshake();
+        talk.C(Conversation.ClientIsn + 1, Conversation.ServerIsn + 1, Psh | Ack, payload: 100);
+        talk.S(Conversation.ServerIsn + 1, Conversation.ClientIsn + 101, Ack, window: 1000);
+        talk.C(Conversation.ClientIsn + 1_000_000, 0, Rst); // far beyond what the server would accept
+
+        var finding = Assert.Single(summary.Report().Findings);
+        Assert.Equal(FindingTypes.ResetSuspectedForged, finding.Type);
+        Assert.Contains("a sequence number outside the receiver's window", finding.Message);
+        Assert.Contains("sequence-outside-window", finding.Evidence.Indicators);
+    }
+
+    [Fact]
+    public void DataUnacknowledgedForMoreThanASecondIsAStallNeverAnAllClear()
+    {
+        var summary = new TcpSummary(LinkLayers.Ethernet);
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4) { Time = 5_000_000 };
+        talk.Handshake();
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.C(c, s, Psh | Ack, payload: 100);
+        talk.Time += 1_500_000;
+        talk.C(c + 100, s, Ack); // still nothing acknowledged 1.5 s later
+
+        var report = summary.Report();
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal((FindingTypes.DataStalled, FindingSeverity.Error), (finding.Type, finding.Severity));
+        Assert.StartsWith("100 bytes sent by 169.254.9.2:40000 to 169.254.9.1:80 were never acknowledged: the transfer stalled for 1.5 s", finding.Message);
+        Assert.Null(HumanReport.AllClear(report));
+    }
+
+    [Fact]
+    public void AHandshakeFollowedByNothingIsNotHealthy()
+    {
+        var summary = new TcpSummary(LinkLayers.Ethernet);
+        new Conversation(summary, LinkLayers.Ethernet, Client4, Server4).Handshake();
+
+        var finding = Assert.Single(summary.Report().Findings);
+        Assert.Equal(FindingTypes.NoDataAfterHandshake, finding.Type);
+        Assert.Contains("request never arrived here", finding.Message);
+        Assert.Equal([1L, 3L], finding.Evidence.PacketNumbers);
+    }
+
+    [Fact]
+    public void AThousandRefusalsAreOneFindingWithAFewSamples()
+    {
+        var summary = new TcpSummary(LinkLayers.Ethernet);
+        for (var port = 0; port < 1000; port++)
+        {
+            var talk = new Conversation(summary, LinkLayers.Ethernet, Client4 with { Port = (ushort)(20000 + port) }, Server4);
+            talk.C(Conversation.ClientIsn, 0, Syn);
+            talk.S(0, Conversation.ClientIsn + 1, Rst | Ack);
+        }
+
+        var finding = Assert.Single(summary.Report().Findings);
+        Assert.Equal(1000, finding.Evidence.Connections);
+        Assert.Equal(2000, finding.Evidence.Packets);
+        Assert.Equal(FindingEvidence.MaxFlows, finding.Evidence.Flows.Count);
+        Assert.Equal(FindingEvidence.MaxPackets, finding.Evidence.PacketNumbers.Count);
+        Assert.StartsWith("1000 connections to 169.254.9.1:80 refused", finding.Message);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Cli;
 using KubeCapture.Agent.Summary;
 using KubeCapture.Testing.Agent;
 using KubeCapture.Testing.Netns;
@@ -59,7 +60,8 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Equal(new ResetCounts(), summary.ResetsFromServer);
         Assert.Null(summary.SmallestUnacknowledgedRetransmittedSegment);
         Assert.Equal(1000, summary.LargestAcknowledgedSegment);
-        Assert.Equal("2 connections, every handshake completed; no refusals, resets or retransmissions.", Assert.Single(summary.Findings));
+        Assert.Empty(summary.Findings);
+        Assert.Equal("2 connections, every handshake completed and all data acknowledged; no refusals, resets, retransmissions or stalls.", HumanReport.AllClear(summary));
     }
 
     [Fact]
@@ -79,8 +81,8 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Equal(0, summary.SynsUnanswered);
         Assert.Equal(new ResetCounts { WithAck = 2 }, summary.ResetsFromServer);
         Assert.Equal(new ResetCounts(), summary.ResetsFromClient);
-        Assert.Contains(summary.Findings, f => f.Contains($"{Server.IPv4}:{ClosedPort} refused", StringComparison.Ordinal));
-        Assert.Contains(summary.Findings, f => f.Contains($"[{Server.IPv6}]:{ClosedPort} refused", StringComparison.Ordinal));
+        Assert.Contains(summary.Findings, f => f.Type == FindingTypes.ConnectionRefused && f.Message.Contains($"{Server.IPv4}:{ClosedPort} refused", StringComparison.Ordinal));
+        Assert.Contains(summary.Findings, f => f.Type == FindingTypes.ConnectionRefused && f.Message.Contains($"[{Server.IPv6}]:{ClosedPort} refused", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -106,8 +108,8 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Equal(1, summary.Syns);
         Assert.Equal(dump.Tcp.Count(l => l.Flags == "S."), summary.SynAcks);
         Assert.Equal(summary.SynAcks - 1, summary.HandshakeRetransmissions);
-        Assert.Contains(summary.Findings, f =>
-            f.StartsWith($"1 handshake with {Server.IPv4}:{Port} never completed", StringComparison.Ordinal) && f.Contains("final ACK", StringComparison.Ordinal));
+        Assert.Contains(summary.Findings, f => f.Type == FindingTypes.HandshakeIncomplete &&
+            f.Message.StartsWith($"1 handshake with {Server.IPv4}:{Port} never completed", StringComparison.Ordinal) && f.Message.Contains("final ACK", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -130,7 +132,9 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Equal(syns - 1, summary.HandshakeRetransmissions);
         Assert.Equal(0, summary.SynAcks);
         Assert.Equal(0, summary.Refused);
-        Assert.Contains(summary.Findings, f => f.StartsWith($"1 connection attempt to [{Server.IPv6}]:{Port} got no answer ({syns} SYNs", StringComparison.Ordinal));
+        // Captured at the server: the SYNs reached this host, and this host did not answer them.
+        Assert.Contains(summary.Findings, f => f.Type == FindingTypes.SynUnanswered &&
+            f.Message.StartsWith($"1 connection attempt to [{Server.IPv6}]:{Port}", StringComparison.Ordinal) && f.Message.Contains($"reached this host ({syns} SYNs) and none was answered", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -161,8 +165,9 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Equal(1448, summary.LargestAcknowledgedSegment);
         Assert.Null(summary.SmallestUnacknowledgedRetransmittedSegment); // it got through the second time
         var finding = Assert.Single(summary.Findings);
-        Assert.StartsWith($"{summary.Retransmissions} retransmitted segment", finding);
-        Assert.Contains($" on {Server.IPv4}:{Port} -> {Client.IPv4}:", finding);
+        Assert.Equal(FindingTypes.Retransmissions, finding.Type);
+        Assert.StartsWith($"{summary.Retransmissions} retransmitted segment", finding.Message);
+        Assert.Contains($" on {Server.IPv4}:{Port} -> {Client.IPv4}:", finding.Message);
     }
 
     [Fact]
@@ -190,8 +195,8 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.Equal(new ResetCounts { WithAck = 1 }, summary.ResetsFromClient);
         Assert.Equal(new ResetCounts(), summary.ResetsFromServer);
         Assert.Equal(1, summary.HandshakesCompleted);
-        Assert.Contains(summary.Findings, f => f.StartsWith($"1 connection {Client.IPv4}:{reset.SourcePort} -> {Server.IPv4}:{Port} reset by the client with [R.].", StringComparison.Ordinal));
-        Assert.Contains($"{summary.ZeroWindowAdvertisements} zero-window advertisement", string.Join('\n', summary.Findings));
+        Assert.Contains(summary.Findings, f => f.Type == FindingTypes.ResetByEndpoint && f.Message.StartsWith($"1 connection {Client.IPv4}:{reset.SourcePort} -> {Server.IPv4}:{Port} reset by the client with [R.]", StringComparison.Ordinal));
+        Assert.Contains(summary.Findings, f => f.Type == FindingTypes.ZeroWindow && f.Message.StartsWith($"{summary.ZeroWindowAdvertisements} zero-window advertisement", StringComparison.Ordinal));
     }
 
     [Theory]
@@ -232,9 +237,9 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         Assert.True(summary.Retransmissions >= 2, $"{summary.Retransmissions} retransmissions");
         Assert.Equal(1, summary.HandshakesCompleted);
         var server = ipv6 ? $"[{Server.IPv6}]:{Port}" : $"{Server.IPv4}:{Port}";
-        Assert.Contains(summary.Findings, f =>
-            f.StartsWith($"MTU blackhole suspected on {server} -> ", StringComparison.Ordinal) &&
-            f.Contains($"segments up to {headers.Length} bytes were acknowledged, segments of {fullSegment} bytes were retransmitted and never acknowledged", StringComparison.Ordinal));
+        Assert.Contains(summary.Findings, f => f.Type == FindingTypes.MtuBlackhole &&
+            f.Message.StartsWith($"MTU blackhole suspected on {server} -> ", StringComparison.Ordinal) &&
+            f.Message.Contains($"segments up to {headers.Length} bytes were acknowledged, segments of {fullSegment} bytes were retransmitted and never acknowledged", StringComparison.Ordinal));
     }
 
     private async Task<(TcpSummaryReport Summary, string Pcap)> CaptureAsync(Func<Task> traffic)
@@ -251,7 +256,10 @@ public sealed class TcpSummaryTrafficTests : IAsyncLifetime
         var summary = manifest.Summary ?? throw new InvalidOperationException("no summary in the manifest");
 
         // The same pcap read back by 'summarize' tells the same story as the live capture.
-        var offline = await AgentProcess.RunAsync(null, ["summarize", "--json", pcap]);
+        // The agent knows which end it is by its pod's addresses; summarize is told them.
+        Assert.Contains(Server.IPv4.ToString(), summary.LocalAddresses);
+        Assert.Contains(Server.IPv6.ToString(), summary.LocalAddresses);
+        var offline = await AgentProcess.RunAsync(null, ["summarize", "--json", "--local-address", string.Join(',', summary.LocalAddresses), pcap]);
         Assert.Equal(0, offline.ExitCode);
         Assert.Equal(
             JsonSerializer.Serialize(summary, SummaryJsonContext.Default.TcpSummaryReport),

@@ -1,0 +1,111 @@
+namespace KubeCapture.Agent.Summary;
+
+/// <summary>
+/// One thing the packets show, as data: a stable <see cref="Type"/> (the list is
+/// <see cref="FindingTypes"/>, documented in the README), how serious it is, one sentence for
+/// people, and the evidence to check it in Wireshark. Bounded whatever the traffic: connections with
+/// the same finding are grouped, counted, and only a few samples are kept.
+/// </summary>
+public sealed record Finding
+{
+    /// <summary>One of <see cref="FindingTypes"/>; never changes meaning.</summary>
+    public required string Type { get; init; }
+
+    /// <summary>Error, Warning or Info (see <see cref="FindingSeverity"/>).</summary>
+    public required string Severity { get; init; }
+
+    /// <summary>What the packets show, in one plain sentence (or two: the fact, then where to look).</summary>
+    public required string Message { get; init; }
+
+    public required FindingEvidence Evidence { get; init; }
+}
+
+/// <summary>What a finding stands on: the flows, and packets to find with <c>frame.number == N</c>.</summary>
+public sealed record FindingEvidence
+{
+    public const int MaxFlows = 5;
+    public const int MaxPackets = 10;
+
+    /// <summary>Connections this finding groups (0 for capture-wide findings).</summary>
+    public long Connections { get; init; }
+
+    /// <summary>Packets this finding counts (SYNs sent, retransmissions, resets, zero windows...).</summary>
+    public long Packets { get; init; }
+
+    /// <summary>Up to <see cref="MaxFlows"/> sample flows, "client -> server" (or "sender -> receiver" for one direction's data).</summary>
+    public IReadOnlyList<string> Flows { get; init; } = [];
+
+    /// <summary>Up to <see cref="MaxPackets"/> packet numbers in the pcap (1-based, Wireshark's frame.number).</summary>
+    public IReadOnlyList<long> PacketNumbers { get; init; } = [];
+
+    /// <summary>First and last time the connections concerned were seen (UTC, microseconds).</summary>
+    public string? FirstSeen { get; init; }
+
+    public string? LastSeen { get; init; }
+
+    /// <summary>What gives it away, as stable words: bare-rst, ttl-mismatch, hop-limit-mismatch, sequence-outside-window.</summary>
+    public IReadOnlyList<string> Indicators { get; init; } = [];
+}
+
+public static class FindingSeverity
+{
+    public const string Error = "Error";
+    public const string Warning = "Warning";
+    public const string Info = "Info";
+
+    public static int Rank(string severity) => severity switch
+    {
+        Error => 0,
+        Warning => 1,
+        _ => 2,
+    };
+}
+
+/// <summary>The finding types, stable: tools may match on them. Documented in README.md ("Findings").</summary>
+public static class FindingTypes
+{
+    /// <summary>The SYN was answered with a RST: nothing listening on that port.</summary>
+    public const string ConnectionRefused = "ConnectionRefused";
+
+    /// <summary>SYNs without any answer seen here (no SYN-ACK, no RST).</summary>
+    public const string SynUnanswered = "SynUnanswered";
+
+    /// <summary>SYN-ACK sent, the client's final ACK never came: the return path.</summary>
+    public const string HandshakeIncomplete = "HandshakeIncomplete";
+
+    /// <summary>A RST that a device in between likely made: its TTL/hop limit or sequence number gives it away.</summary>
+    public const string ResetSuspectedForged = "ResetSuspectedForged";
+
+    /// <summary>A bare [R] (no ACK) on a connection: a stack that lost the connection, or a middlebox; one end cannot tell.</summary>
+    public const string ResetBare = "ResetBare";
+
+    /// <summary>An endpoint aborted the connection with [R.].</summary>
+    public const string ResetByEndpoint = "ResetByEndpoint";
+
+    /// <summary>Segments up to some size acknowledged, bigger ones retransmitted and never acknowledged.</summary>
+    public const string MtuBlackhole = "MtuBlackhole";
+
+    /// <summary>Data sent that never arrived, or was never acknowledged, while the connection stayed open or was closed around it.</summary>
+    public const string DataStalled = "DataStalled";
+
+    /// <summary>The handshake completed, then no data either way and no close: the request never arrived.</summary>
+    public const string NoDataAfterHandshake = "NoDataAfterHandshake";
+
+    /// <summary>Data segments sent again (lost on that leg, or their ACKs lost on the way back).</summary>
+    public const string Retransmissions = "Retransmissions";
+
+    /// <summary>Segments that filled a gap within one round trip: reordered on the path (or lost before this point and sent again at once); not counted as retransmissions.</summary>
+    public const string OutOfOrder = "OutOfOrder";
+
+    /// <summary>A receiver advertised a zero window: it stopped reading.</summary>
+    public const string ZeroWindow = "ZeroWindow";
+
+    /// <summary>More connections than the summary tracks at once: some were counted, not analysed.</summary>
+    public const string ConnectionsNotTracked = "ConnectionsNotTracked";
+
+    public static IReadOnlyList<string> All { get; } =
+    [
+        ConnectionRefused, SynUnanswered, HandshakeIncomplete, ResetSuspectedForged, ResetBare, ResetByEndpoint,
+        MtuBlackhole, DataStalled, NoDataAfterHandshake, Retransmissions, OutOfOrder, ZeroWindow, ConnectionsNotTracked,
+    ];
+}
