@@ -1,6 +1,7 @@
 using System.Text.Json;
 using KubeCapture.Agent.Summary;
 using KubeCapture.Testing.Agent;
+using KubeCapture.Testing.Pcap;
 
 namespace KubeCapture.Agent.Tests.Cli;
 
@@ -12,29 +13,15 @@ public sealed class OfflineSummaryTests(LabFixture fixture) : IClassFixture<LabF
     {
         using var files = new CaptureFiles();
         var pcap = files.Pcap("by-tcpdump.pcap");
-        using var tcpdump = fixture.Server.Start(["tcpdump", "-nn", "-i", "any", "-s", "128", "--immediate-mode", "-w", pcap, "-U", $"tcp port {LabFixture.HttpPort} or tcp port {LabFixture.ClosedPort}"]);
-        var listening = new TaskCompletionSource();
-        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
-        tcpdump.ErrorDataReceived += (_, e) =>
-        {
-            log.Enqueue(e.Data ?? "");
-            if (e.Data?.Contains("listening on", StringComparison.Ordinal) == true)
-            {
-                listening.TrySetResult();
-            }
-        };
-        tcpdump.BeginErrorReadLine();
-        tcpdump.BeginOutputReadLine();
-        await listening.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        using var tcpdump = await TcpdumpCapture.StartAsync(fixture.Server, "any", pcap, $"tcp port {LabFixture.HttpPort} or tcp port {LabFixture.ClosedPort}");
         Assert.Equal("200", (await fixture.Client.CurlAsync(fixture.Http.Url("small.txt", ipv6: true))).Stdout);
         Assert.Equal(7, (await fixture.Client.CurlAsync($"http://{fixture.Server.UrlHost(false)}:{LabFixture.ClosedPort}/")).ExitCode);
         await Task.Delay(300);
-        KubeCapture.Testing.Processes.HostCommand.Signal(tcpdump.Id, 15);
-        await tcpdump.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        await tcpdump.StopAsync();
 
         var human = await AgentProcess.RunAsync(null, ["summarize", pcap]);
         Assert.Equal(0, human.ExitCode);
-        Assert.True(!human.Stdout.Contains("TCP: 0 packets", StringComparison.Ordinal), string.Join('\n', log) + human.Stdout + new FileInfo(pcap).Length);
+        Assert.True(!human.Stdout.Contains("TCP: 0 packets", StringComparison.Ordinal), tcpdump.Log + human.Stdout + new FileInfo(pcap).Length);
         Assert.Contains("1 connection to " + fixture.Server.IPv4 + $":{LabFixture.ClosedPort} refused", human.Stdout);
         var json = await AgentProcess.RunAsync(null, ["summarize", "--json", pcap]);
         Assert.Equal(0, json.ExitCode);

@@ -46,6 +46,45 @@ public sealed class HelmChartTests
     }
 
     [Fact]
+    public void Without_S3_the_chart_refuses_to_render_until_a_volume_for_the_captures_is_chosen()
+    {
+        var (code, output) = Helm("template", "kc", Chart);
+
+        Assert.NotEqual(0, code);
+        Assert.Contains("storage: set storage.endpoint (an S3 bucket), or storage.local.existingClaim", output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("storage.local.existingClaim=captures-pvc", "captures-pvc")]
+    [InlineData("storage.local.emptyDir=true", null)]
+    public void Without_S3_the_captures_live_on_the_chosen_volume_and_tmp_is_writable(string set, string? claim)
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--set", set);
+        Assert.True(code == 0, output);
+
+        var pod = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec;
+        var container = Assert.Single(pod.Containers);
+        Assert.True(container.SecurityContext.ReadOnlyRootFilesystem);
+        Assert.Equal("/var/lib/kubecapture", container.Env.Single(e => e.Name == "Storage__LocalPath").Value);
+        var mounts = container.VolumeMounts.ToDictionary(m => m.MountPath, m => m.Name);
+        var captures = pod.Volumes.Single(v => v.Name == mounts["/var/lib/kubecapture"]);
+        Assert.Equal(claim, captures.PersistentVolumeClaim?.ClaimName);
+        Assert.Equal(claim is null, captures.EmptyDir is not null);
+        Assert.NotNull(pod.Volumes.Single(v => v.Name == mounts["/tmp"]).EmptyDir);
+    }
+
+    [Fact]
+    public void With_S3_no_local_store_is_mounted()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000");
+        Assert.True(code == 0, output);
+
+        var container = Assert.Single(Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec.Containers);
+        Assert.DoesNotContain(container.VolumeMounts, m => m.MountPath == "/var/lib/kubecapture");
+        Assert.DoesNotContain(container.Env, e => e.Name == "Storage__LocalPath");
+    }
+
+    [Fact]
     public void Helm_refuses_values_that_break_the_schema()
     {
         var (code, output) = Helm("template", "kc", Chart, "--set", "policy.maxSnaplen=0");

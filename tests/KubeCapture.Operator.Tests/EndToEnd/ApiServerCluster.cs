@@ -1,7 +1,9 @@
 using k8s;
 using k8s.Models;
+using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
+using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.S3;
 using Minio;
@@ -14,7 +16,8 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// (<see cref="KubeCaptureInstall"/>); the operator as a real process (reconciler, leader election
 /// and ingest) with its ServiceAccount's token, never as admin; s3rver for storage; a test kubelet
 /// that binds pods, reports them Running with the IP of the network namespace that plays them, and
-/// runs each capture container's agent inside that namespace. The ingest listens on one
+/// runs each capture container from the agent image (podman, built by scripts/images.sh) inside
+/// that namespace, with the securityContext the operator asked for. The ingest listens on one
 /// <see cref="NodeService"/> address that every pod reaches over its own link to the node.
 /// Each test takes its own namespace and pods. <see cref="OwnApiServerCluster"/> has a server of its
 /// own, for tests that stop the control plane.
@@ -40,9 +43,9 @@ public class ApiServerCluster : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        if (KubeApiServer.Missing is not null && !string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        if ((KubeApiServer.Missing ?? ContainerImages.Missing) is not null && !ContainerImages.RequiredByCi)
         {
-            return; // each test skips with the reason (KubeApiServer.Require)
+            return; // each test skips with the reason (CreateNamespaceAsync)
         }
 
         Install = await InstallAsync();
@@ -56,7 +59,7 @@ public class ApiServerCluster : IAsyncLifetime
         settings["Ingest:BindToPodAddress"] = "true"; // as in a cluster: the reconciler tells the ingest each pod's addresses
         settings["Kestrel:Endpoints:Ingest:Url"] = ingestUrl;
         settings["Reconciler:IngestUrl"] = ingestUrl;
-        settings["Reconciler:AgentImage"] = "kubecapture/agent:0.1.0";
+        settings["Reconciler:AgentImage"] = ContainerImages.Agent;
         settings["Reconciler:Grace"] = "10s";
         settings["Reconciler:ResyncPeriod"] = "1s";
         settings["Policy:MaxConcurrentPerNamespace"] = "5";
@@ -70,7 +73,7 @@ public class ApiServerCluster : IAsyncLifetime
         settings["LeaderElection:RenewDeadline"] = "4s";
         settings["LeaderElection:RetryPeriod"] = "1s";
         Operator = await OperatorHost.StartProcessAsync(settings, new Dictionary<string, string> { ["KUBECONFIG"] = Install.OperatorKubeconfig });
-        Kubelet = new TestKubelet(new ApiServerPods(Install.Server.AdminClient()), OperatorHarness.AgentDll(), AgentMode.Cluster, null, work);
+        Kubelet = new TestKubelet(new ApiServerPods(Install.Server.AdminClient()), OperatorHarness.AgentDll(), AgentMode.Cluster, null, work) { RunImages = true };
     }
 
     /// <summary>The chart installed into the server these tests use (the shared one of the test run).</summary>
@@ -80,6 +83,7 @@ public class ApiServerCluster : IAsyncLifetime
     public Task<string> CreateNamespaceAsync(string prefix, IDictionary<string, string>? labels = null)
     {
         KubeApiServer.Require();
+        ContainerImages.RequireOrSkip();
         return Install.Server.CreateNamespaceAsync(prefix, labels);
     }
 
@@ -109,6 +113,19 @@ public class ApiServerCluster : IAsyncLifetime
 
         network.ConnectToNode();
         return network;
+    }
+
+    /// <summary>
+    /// Applies a capture of one pod and waits until it is Running and its agent captures (printed
+    /// "listening on"): traffic sent after this is in the pcap.
+    /// </summary>
+    public async Task<PacketCapture> StartCaptureAsync(string ns, string name, PacketCaptureSpec spec, TimeSpan timeout)
+    {
+        var created = await Admin.CreatePacketCaptureAsync(ns, name, spec);
+        await Admin.WaitForPhaseAsync(ns, name, CapturePhase.Running, timeout);
+        var pod = spec.Target.PodName ?? throw new ArgumentException("a capture of one named pod", nameof(spec));
+        await Kubelet.WaitUntilListeningAsync(ns, pod, EphemeralContainerSpec.ContainerName(created.Metadata.Uid), timeout);
+        return created;
     }
 
     /// <summary>The operator's last log lines, for failure messages.</summary>

@@ -121,7 +121,7 @@ public sealed class ControlPlaneOutageTests(OwnApiServerCluster cluster) : IClas
 
     private async Task<string> StartCaptureAsync(string ns, string name, string pod, long maxPackets, int snaplen = 128)
     {
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, name, new PacketCaptureSpec
+        var created = await cluster.StartCaptureAsync(ns, name, new PacketCaptureSpec
         {
             Reason = "outage",
             Target = new CaptureTarget { PodName = pod },
@@ -129,11 +129,8 @@ public sealed class ControlPlaneOutageTests(OwnApiServerCluster cluster) : IClas
             MaxPackets = maxPackets,
             Duration = "10m",
             Snaplen = snaplen,
-        });
-        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
-        await cluster.Admin.WaitForPhaseAsync(ns, name, CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, pod, container, Long);
-        return container;
+        }, Long);
+        return EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
     }
 
     /// <summary>After the outage the operator still picks up new work: a capture on a new pod runs to Succeeded.</summary>

@@ -25,9 +25,7 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         var ns = await cluster.CreateNamespaceAsync("kc-e2e");
         var pod = await cluster.StartPodAsync(ns, "api-7d9f");
 
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "partner-timeouts", Icmp("partner API calls time out", "api-7d9f", maxPackets: 8));
-        await cluster.Admin.WaitForPhaseAsync(ns, "partner-timeouts", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api-7d9f", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "partner-timeouts", Icmp("partner API calls time out", "api-7d9f", maxPackets: 8), Long);
         pod.PingFromClient(4);
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "partner-timeouts", CapturePhase.Succeeded, Long);
 
@@ -66,10 +64,8 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         }, ns);
         using var mallory = cluster.Install.Server.Client(KubeApiServer.UserToken("mallory"));
 
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "forged", Icmp("evidence under attack", "api", maxPackets: 8));
+        var created = await cluster.StartCaptureAsync(ns, "forged", Icmp("evidence under attack", "api", maxPackets: 8), Long);
         var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
-        await cluster.Admin.WaitForPhaseAsync(ns, "forged", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", container, Long);
         var (exit, output) = await ForgedUpload.RunAsync(mallory, ns, "api", created.Metadata.Uid, attacker.PodNamespace, OperatorHarness.AgentDll());
         var counted = await cluster.Admin.WaitForPacketCaptureAsync(ns, "forged", c => ForgedUpload.RefusedUploads(c, "api") == 1, Long);
         pod.PingFromClient(4);
@@ -123,9 +119,7 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         var ns = await cluster.CreateNamespaceAsync("kc-e2e-stop");
         var pod = await cluster.StartPodAsync(ns, "api");
 
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "early", Icmp("stop early", "api", duration: "5m"));
-        await cluster.Admin.WaitForPhaseAsync(ns, "early", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "early", Icmp("stop early", "api", duration: "5m"), Long);
         pod.PingFromClient(3);
         await Task.Delay(500);
         await cluster.Admin.StopPacketCaptureAsync(ns, "early");
@@ -144,9 +138,7 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         var ns = await cluster.CreateNamespaceAsync("kc-e2e-kill");
         var pod = await cluster.StartPodAsync(ns, "api");
 
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "survivor", Icmp("operator crash", "api", maxPackets: 20, duration: "5m"));
-        await cluster.Admin.WaitForPhaseAsync(ns, "survivor", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "survivor", Icmp("operator crash", "api", maxPackets: 20, duration: "5m"), Long);
         pod.PingFromClient(5);
         await cluster.Operator.KillAsync();
         pod.PingFromClient(5); // while no operator runs: the agent keeps what it has not delivered
@@ -205,9 +197,7 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         var ns = await cluster.CreateNamespaceAsync("kc-e2e-baseline", new Dictionary<string, string> { [PodSecurityPreflight.EnforceLabel] = "baseline" });
         var pod = await cluster.StartPodAsync(ns, "api");
 
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "baseline", Icmp("baseline", "api", maxPackets: 4));
-        await cluster.Admin.WaitForPhaseAsync(ns, "baseline", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "baseline", Icmp("baseline", "api", maxPackets: 4), Long);
         pod.PingFromClient(2);
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "baseline", CapturePhase.Succeeded, Long);
 

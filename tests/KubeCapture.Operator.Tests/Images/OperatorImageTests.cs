@@ -1,6 +1,8 @@
+using k8s;
 using k8s.Models;
 using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Netns;
+using KubeCapture.Testing.Processes;
 
 namespace KubeCapture.Operator.Tests.Images;
 
@@ -59,6 +61,32 @@ public sealed class OperatorImageTests : IAsyncLifetime
 
         Assert.Equal("200 Healthy", await GetWhenListeningAsync(running, "/healthz"));
         Assert.Equal("503", (await GetAsync("/readyz")).Split(' ')[0]);
+    }
+
+    [ImagesFact]
+    public async Task The_operator_as_the_chart_deploys_it_without_S3_is_ready_with_its_captures_on_the_charts_volume()
+    {
+        // The chart's Deployment as helm renders it: container securityContext, env, and the pod's securityContext.
+        var rendered = (await HostCommand.RunAsync(Tools.Helm, ["template", "kc", Tools.Chart, "--set", "storage.local.emptyDir=true"], Patience)).EnsureSuccess().Stdout;
+        var pod = Assert.Single(KubernetesYaml.LoadAllFromString(rendered).OfType<V1Deployment>()).Spec.Template.Spec;
+        var deployed = Assert.Single(pod.Containers);
+        var container = new V1EphemeralContainer
+        {
+            Name = deployed.Name,
+            Image = ContainerImages.Operator,
+            // No Kubernetes API here: the ingest alone. Env from fieldRefs (POD_NAME...) cannot be mapped and is not needed by it.
+            Args = ["--Reconciler:Enabled=false", "--LeaderElection:Enabled=false", "--Ingest:TokenSecret=image-test"],
+            Env = [.. deployed.Env.Where(e => e.ValueFrom is null)],
+            SecurityContext = deployed.SecurityContext,
+        };
+        // emptyDir volumes as a kubelet gives them: an empty directory writable by the pod.
+        var emptyDirs = pod.Volumes.Where(v => v.EmptyDir is not null).Select(v => v.Name).ToHashSet();
+        var mounts = deployed.VolumeMounts.Where(m => emptyDirs.Contains(m.Name)).SelectMany(m => new[] { "--mount", $"type=tmpfs,destination={m.MountPath},tmpfs-mode=1777" });
+        Assert.Contains(deployed.VolumeMounts, m => m.MountPath == "/var/lib/kubecapture");
+        await using var running = ContainerProcess.Start(PodmanContainer.Command(container, Lab.Server.Name, [.. mounts], pod.SecurityContext), _name);
+
+        Assert.Equal("200 Healthy", await GetWhenListeningAsync(running, "/healthz"));
+        Assert.Equal("200", (await GetAsync("/readyz")).Split(' ')[0]);
     }
 
     private static V1EphemeralContainer Operator(params string[] args) => new()

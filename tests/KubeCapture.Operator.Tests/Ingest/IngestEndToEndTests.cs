@@ -1,5 +1,6 @@
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;
+using KubeCapture.Testing.Netns;
 using KubeCapture.Testing.S3;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -71,27 +72,28 @@ public sealed class IngestEndToEndTests
     [Fact]
     public async Task AgentInsideAPodNetworkNamespaceStreamsItsCaptureAcrossTheVethToTheIngestAndS3()
     {
-        using var pod = new PodNamespace();
+        // The pod and its link to the host, on a subnet no other test process uses.
+        await using var lab = await NetnsLab.CreateAsync("kcI");
+        using var link = await NodeLink.ConnectAsync(lab.Server);
         await using var s3 = await S3rverFixture.StartAsync();
         var settings = OperatorHost.S3Settings(s3);
-        await using var host = await OperatorHost.StartInProcessAsync(settings, PodNamespace.HostAddress);
+        await using var host = await OperatorHost.StartInProcessAsync(settings, link.NodeAddress);
         var target = new CaptureIdentity("uid-netns", "shop", "checkout-slow", "checkout-0");
         var token = new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target);
 
-        await using var server = pod.Start("python3", ["-m", "http.server", "8080", "--bind", PodNamespace.PodAddress]);
-        await using var agent = pod.Start("dotnet", [
+        await using var server = await lab.Server.StartHttpServerAsync(8080, new Dictionary<string, int> { ["index.html"] = 1000 });
+        await using var agent = ChildProcess.Start("ip", ["netns", "exec", lab.Server.Name, "dotnet",
             "exec", Builds.AgentDll, "capture", "--ingest", host.IngestUrl.ToString(),
             "--capture-uid", target.CaptureUid, "--capture-namespace", target.Namespace, "--capture-name", target.CaptureName, "--pod", target.Pod,
-            "-i", pod.PodInterface, "-s", "128", "-c", "500", "--duration", "60s", "tcp port 8080",
+            "-i", link.PodInterface, "-s", "128", "-c", "500", "--duration", "60s", "tcp port 8080",
         ], new Dictionary<string, string> { ["KUBECAPTURE_TOKEN"] = token });
         await agent.WaitForOutputAsync("kubecapture-agent: listening on", TimeSpan.FromSeconds(30));
-        await server.WaitForOutputAsync("Serving HTTP", TimeSpan.FromSeconds(10));
 
         using (var http = new HttpClient())
         {
             for (var i = 0; i < 3; i++)
             {
-                Assert.True((await http.GetAsync($"http://{PodNamespace.PodAddress}:8080/")).IsSuccessStatusCode);
+                Assert.True((await http.GetAsync($"http://{link.PodAddress}:8080/index.html")).IsSuccessStatusCode);
             }
         }
 
@@ -106,8 +108,8 @@ public sealed class IngestEndToEndTests
         Assert.Equal(status.Artifact!.Sha256, Evidence.Sha256Of(pcap));
         var lines = Evidence.TcpdumpLines(pcap);
         Assert.Equal(status.Manifest!.PacketsWritten, lines.Count);
-        Assert.Equal(3, lines.Count(l => l.Contains($"> {PodNamespace.PodAddress}.8080: Flags [S],", StringComparison.Ordinal)));
-        Assert.Contains(lines, l => l.Contains($"{PodNamespace.PodAddress}.8080 > {PodNamespace.HostAddress}.", StringComparison.Ordinal));
+        Assert.Equal(3, lines.Count(l => l.Contains($"> {link.PodAddress}.8080: Flags [S],", StringComparison.Ordinal)));
+        Assert.Contains(lines, l => l.Contains($"{link.PodAddress}.8080 > {link.NodeAddress}.", StringComparison.Ordinal));
         Assert.Equal("EN10MB", status.Manifest.LinkType);
     }
 }

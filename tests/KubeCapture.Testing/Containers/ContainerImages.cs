@@ -55,6 +55,19 @@ public static partial class ContainerImages
         }
     }
 
+    /// <summary>
+    /// For fixtures of [SkippableFact] tests: skips the test with the one-line reason when podman or
+    /// the images are missing; under CI=true it fails instead.
+    /// </summary>
+    public static void RequireOrSkip()
+    {
+        if (Missing is { } reason)
+        {
+            Require();
+            throw new Xunit.SkipException(reason);
+        }
+    }
+
     /// <summary>A podman command with this repository's configuration and storage.</summary>
     public static ProcessStartInfo Podman(IEnumerable<string> arguments)
     {

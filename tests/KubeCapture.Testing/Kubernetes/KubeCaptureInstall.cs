@@ -58,7 +58,8 @@ public sealed class KubeCaptureInstall
     /// <summary>Renders the chart with helm and applies it to <paramref name="server"/>.</summary>
     public static async Task<KubeCaptureInstall> InstallAsync(KubeApiServer server, params string[] helmSet)
     {
-        var arguments = new List<string> { "template", Release, Tools.Chart, "--namespace", Namespace, "--include-crds" };
+        // Storage as a production install sets it (the operator of these tests runs as a process with its own settings).
+        var arguments = new List<string> { "template", Release, Tools.Chart, "--namespace", Namespace, "--include-crds", "--set", "storage.endpoint=rgw.storage.svc:7480", "--set", "storage.credentialsSecret=kubecapture-s3" };
         foreach (var set in helmSet)
         {
             arguments.AddRange(["--set", set]);

@@ -3,8 +3,12 @@ using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using k8s;
+using k8s.Models;
 using KubeCapture.Agent.Capture;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Testing.Containers;
 
 namespace KubeCapture.Testing.Kubernetes;
 
@@ -18,9 +22,12 @@ namespace KubeCapture.Testing.Kubernetes;
 /// In <see cref="AgentMode.Local"/> (before the real ingest is wired), the cluster-mode args are
 /// rewritten into a local capture (-w FILE --json) and the outcome is reported to an
 /// <see cref="InMemoryIngestStatus"/> test double; in <see cref="AgentMode.Cluster"/> the args go to
-/// the agent unchanged and the real ingest reports.
+/// the agent unchanged and the real ingest reports. With <see cref="RunImages"/> each container runs
+/// from its image with podman (<see cref="PodmanContainer"/>), as the kubelet's container runtime
+/// runs it: an image that is not here waits in ErrImagePull, a spec it cannot honour in
+/// CreateContainerConfigError.
 /// </summary>
-public sealed class TestKubelet : IDisposable
+public sealed partial class TestKubelet : IDisposable
 {
     private static readonly HashSet<string> IngestOnlyOptions = ["--ingest", "--capture-uid", "--capture-namespace", "--capture-name", "--pod", "--retention", "--token", "--ingest-retry"];
     private readonly IKubeletPods pods;
@@ -54,6 +61,13 @@ public sealed class TestKubelet : IDisposable
     public IKubeletPods Pods => pods;
 
     public AgentMode Mode { get; }
+
+    /// <summary>
+    /// Runs each container from its image with podman in the pod's network namespace, with the
+    /// container's securityContext (and the pod's) mapped, instead of the agent binary under
+    /// <c>dotnet</c>. Cluster mode only. Set it before the first container appears.
+    /// </summary>
+    public bool RunImages { get; set; }
 
     /// <summary>Images whose pull fails: their containers wait in ImagePullBackOff.</summary>
     public ConcurrentDictionary<string, bool> FailingImages { get; } = new(StringComparer.Ordinal);
@@ -99,6 +113,11 @@ public sealed class TestKubelet : IDisposable
             catch (InvalidOperationException)
             {
             }
+
+            if (s.PodmanName is { } container)
+            {
+                ContainerImages.PodmanAsync(["rm", "--force", "--ignore", "--time", "0", container], TimeSpan.FromSeconds(60)).GetAwaiter().GetResult();
+            }
         }
     }
 
@@ -106,6 +125,7 @@ public sealed class TestKubelet : IDisposable
     {
         var ns = (string)pod["metadata"]!["namespace"]!;
         var name = (string)pod["metadata"]!["name"]!;
+        var podSecurity = pod["spec"]?["securityContext"]?.ToJsonString();
         foreach (var node in pod["spec"]?["ephemeralContainers"] as JsonArray ?? [])
         {
             var container = (JsonObject)node!;
@@ -113,12 +133,12 @@ public sealed class TestKubelet : IDisposable
             var entry = new Started();
             if (started.TryAdd(key, entry))
             {
-                _ = Task.Run(() => RunContainerAsync(ns, name, (JsonObject)container.DeepClone(), entry));
+                _ = Task.Run(() => RunContainerAsync(ns, name, (JsonObject)container.DeepClone(), podSecurity, entry));
             }
         }
     }
 
-    private async Task RunContainerAsync(string ns, string pod, JsonObject container, Started entry)
+    private async Task RunContainerAsync(string ns, string pod, JsonObject container, string? podSecurity, Started entry)
     {
         var name = (string)container["name"]!;
         var image = (string?)container["image"] ?? "";
@@ -142,35 +162,72 @@ public sealed class TestKubelet : IDisposable
             var args = (container["args"] as JsonArray ?? []).Select(a => (string)a!).ToList();
             var identity = IdentityFrom(args);
             string? pcap = null;
-            string[] command;
-            if (CommandOverride is { } replace)
+            networks.TryGetValue($"{ns}/{pod}", out var network);
+            ProcessStartInfo info;
+            if (RunImages && CommandOverride is null)
             {
-                command = replace(container);
-            }
-            else if (Mode == AgentMode.Local)
-            {
-                pcap = PcapPath(ns, pod, name);
-                command = ["dotnet", AgentDll, .. LocalArgs(args, pcap)];
+                if ((await ContainerImages.PodmanAsync(["image", "exists", image], TimeSpan.FromSeconds(30))).ExitCode != 0)
+                {
+                    await ReportAsync(ns, pod, name, image, new JsonObject
+                    {
+                        ["waiting"] = new JsonObject { ["reason"] = "ErrImagePull", ["message"] = $"Failed to pull image \"{image}\": image not known" },
+                    });
+                    return;
+                }
+
+                if (Mode != AgentMode.Cluster)
+                {
+                    throw new InvalidOperationException("the test kubelet runs images in cluster mode only");
+                }
+
+                var spec = KubernetesJson.Deserialize<V1EphemeralContainer>(container.ToJsonString());
+                var podSecurityContext = podSecurity is null ? null : KubernetesJson.Deserialize<V1PodSecurityContext>(podSecurity);
+                entry.PodmanName = PodmanName($"kc-{ns}-{pod}-{name}");
+                try
+                {
+                    info = PodmanContainer.Command(spec, network?.PodNamespace, ["--name", entry.PodmanName], podSecurityContext);
+                }
+                catch (ContainerConfigException e)
+                {
+                    await ReportAsync(ns, pod, name, image, new JsonObject
+                    {
+                        ["waiting"] = new JsonObject { ["reason"] = "CreateContainerConfigError", ["message"] = e.Message },
+                    });
+                    return;
+                }
             }
             else
             {
-                command = ["dotnet", AgentDll, .. args];
-            }
+                string[] command;
+                if (CommandOverride is { } replace)
+                {
+                    command = replace(container);
+                }
+                else if (Mode == AgentMode.Local)
+                {
+                    pcap = PcapPath(ns, pod, name);
+                    command = ["dotnet", AgentDll, .. LocalArgs(args, pcap)];
+                }
+                else
+                {
+                    command = ["dotnet", AgentDll, .. args];
+                }
 
-            if (networks.TryGetValue($"{ns}/{pod}", out var network))
-            {
-                command = ["ip", "netns", "exec", network.PodNamespace, .. command];
-            }
+                if (network is not null)
+                {
+                    command = ["ip", "netns", "exec", network.PodNamespace, .. command];
+                }
 
-            var info = new ProcessStartInfo(command[0]) { RedirectStandardError = true, RedirectStandardOutput = true };
-            foreach (var a in command.Skip(1))
-            {
-                info.ArgumentList.Add(a);
-            }
+                info = new ProcessStartInfo(command[0]) { RedirectStandardError = true, RedirectStandardOutput = true };
+                foreach (var a in command.Skip(1))
+                {
+                    info.ArgumentList.Add(a);
+                }
 
-            foreach (var env in container["env"] as JsonArray ?? [])
-            {
-                info.Environment[(string)env!["name"]!] = (string?)env["value"] ?? "";
+                foreach (var env in container["env"] as JsonArray ?? [])
+                {
+                    info.Environment[(string)env!["name"]!] = (string?)env["value"] ?? "";
+                }
             }
 
             var process = Process.Start(info)!;
@@ -328,6 +385,12 @@ public sealed class TestKubelet : IDisposable
             : null;
     }
 
+    /// <summary>A podman container name (<c>[a-zA-Z0-9][a-zA-Z0-9_.-]*</c>) unique to this test process.</summary>
+    private static string PodmanName(string name) => $"{PodmanNameInvalid().Replace(name, "-")}-{Environment.ProcessId}";
+
+    [GeneratedRegex("[^a-zA-Z0-9_.-]")]
+    private static partial Regex PodmanNameInvalid();
+
     private Task ReportAsync(string ns, string pod, string container, string image, JsonObject state) =>
         pods.WriteEphemeralContainerStatusAsync(ns, pod, new JsonObject
         {
@@ -344,6 +407,9 @@ public sealed class TestKubelet : IDisposable
         public Process? Process { get; set; }
 
         public string? CaptureUid { get; set; }
+
+        /// <summary>The container's podman name, when it runs from its image (removed on dispose).</summary>
+        public string? PodmanName { get; set; }
 
         public Task? Listening { get; set; }
 
