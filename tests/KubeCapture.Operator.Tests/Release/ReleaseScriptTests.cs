@@ -1,0 +1,51 @@
+using System.Text.Json;
+using KubeCapture.Testing.Containers;
+using KubeCapture.Testing.Processes;
+
+namespace KubeCapture.Operator.Tests.Release;
+
+/// <summary><c>bash scripts/release.sh VERSION</c>: what it refuses, and the dist/ it produces.</summary>
+public sealed class ReleaseScriptTests
+{
+    private static readonly string Script = Path.Combine(Tools.RepositoryRoot, "scripts", "release.sh");
+    private static readonly TimeSpan Patience = TimeSpan.FromMinutes(10);
+
+    [Theory]
+    [InlineData("9.9.9", "charts/kubecapture/Chart.yaml has version '{0}' and appVersion '{0}'; set both to '9.9.9' first")]
+    [InlineData("v1", "'v1' is not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE])")]
+    public async Task A_version_the_chart_does_not_carry_is_refused_with_exit_2_before_anything_is_built(string version, string message)
+    {
+        var result = await HostCommand.RunAsync("bash", [Script, version], Patience);
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal($"release: {string.Format(System.Globalization.CultureInfo.InvariantCulture, message, ContainerImages.Version)}", result.Stderr.Trim());
+        Assert.DoesNotContain("images:", result.Stdout, StringComparison.Ordinal);
+    }
+
+    [ImagesFact]
+    public async Task A_release_is_both_images_as_OCI_archives_and_the_chart_package_with_checksums_that_verify()
+    {
+        ContainerImages.Require();
+        var version = ContainerImages.Version;
+
+        var result = await HostCommand.RunAsync("bash", [Script, version], Patience);
+
+        Assert.True(result.ExitCode == 0, result.Stdout + result.Stderr);
+        var dist = Path.Combine(Tools.RepositoryRoot, "dist");
+        var sums = Path.Combine(dist, $"kubecapture-{version}.sha256");
+        Assert.Equal(
+            [$"kubecapture-agent-{version}.oci.tar", $"kubecapture-operator-{version}.oci.tar", $"kubecapture-{version}.tgz"],
+            File.ReadAllLines(sums).Select(l => l.Split("  ")[1]));
+        var check = await HostCommand.RunAsync(new System.Diagnostics.ProcessStartInfo("sha256sum", ["-c", sums]) { WorkingDirectory = dist }, Patience);
+        Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);
+
+        var chart = (await HostCommand.RunAsync(Tools.Helm, ["show", "chart", Path.Combine(dist, $"kubecapture-{version}.tgz")], Patience)).EnsureSuccess().Stdout;
+        Assert.Contains($"appVersion: {version}", chart, StringComparison.Ordinal);
+        foreach (var image in new[] { "agent", "operator" })
+        {
+            var inspect = (await HostCommand.RunAsync("skopeo", ["inspect", $"oci-archive:{Path.Combine(dist, $"kubecapture-{image}-{version}.oci.tar")}"], Patience)).EnsureSuccess().Stdout;
+            using var json = JsonDocument.Parse(inspect);
+            Assert.Equal(("linux", "amd64"), (json.RootElement.GetProperty("Os").GetString(), json.RootElement.GetProperty("Architecture").GetString()));
+        }
+    }
+}
