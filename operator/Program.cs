@@ -1,4 +1,6 @@
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Metrics;
+using OpenTelemetry.Metrics;
 using KubeCapture.Operator.Reconciliation;
 
 namespace KubeCapture.Operator;
@@ -13,6 +15,7 @@ public static class Program
         // appsettings.json is found beside the executable, whatever the working directory.
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(OperatorMetrics.MeterName).AddPrometheusExporter());
         builder.Services.AddIngestAndStorage(builder.Configuration);
         if (builder.Configuration.GetValue("Reconciler:Enabled", defaultValue: true))
         {
@@ -23,6 +26,8 @@ public static class Program
         app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/readyz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = WriteReadiness });
         app.MapIngest();
+        // Prometheus scrapes the health port (HTTP/1.1), not the ingest.
+        app.MapPrometheusScrapingEndpoint("/metrics");
         return app;
     }
 

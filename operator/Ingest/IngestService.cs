@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Metrics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Threading.Channels;
@@ -62,6 +63,7 @@ public sealed partial class IngestService(
         using var streamCancellation = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         var outbox = new Outbox(responseStream, streamCancellation.Token);
         var owner = new StreamOwner(outbox, streamCancellation);
+        OperatorMetrics.ActiveStreams.Add(1);
         try
         {
             using var lease = await registry.AcquireAsync(target, owner, streamCancellation.Token);
@@ -80,10 +82,12 @@ public sealed partial class IngestService(
                 : $"object storage is unavailable: {e.Message}; the incomplete upload was not published";
             logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, UpdatedAt = DateTimeOffset.UtcNow });
+            OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
             throw Fail(e.Refused ? StatusCode.FailedPrecondition : StatusCode.Unavailable, error);
         }
         finally
         {
+            OperatorMetrics.ActiveStreams.Add(-1);
             await outbox.CompleteAsync();
         }
     }
@@ -158,6 +162,7 @@ public sealed partial class IngestService(
                         }
 
                         await pipeline.AppendAsync(message.Chunk.Data.Memory);
+                        OperatorMetrics.IngestedBytes.Add(message.Chunk.Data.Length);
                         break;
                     case AgentMessage.BodyOneofCase.Progress:
                         var progress = message.Progress;
@@ -219,6 +224,7 @@ public sealed partial class IngestService(
             logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
             await StorageRetry.RunAsync("aborting the upload", _storage.RetryBudget, ct => store.AbortUploadAsync(checkpoint, ct), logger, cancellationToken);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, Manifest = agentManifest, UpdatedAt = DateTimeOffset.UtcNow });
+            OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
             throw Fail(StatusCode.DataLoss, error);
         }
 
@@ -237,6 +243,9 @@ public sealed partial class IngestService(
         };
         await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, ct), logger, cancellationToken);
         registry.Publish(UploadRegistry.FromStored(stored));
+        OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "stored"));
+        OperatorMetrics.IngestedPackets.Add(agentManifest?.PacketsWritten ?? 0);
+        OperatorMetrics.KernelDrops.Add(agentManifest?.PacketsDroppedByKernel ?? 0);
         logger.LogInformation("{Namespace}/{Capture} pod {Pod}: stored {Uri} ({Size} bytes, sha256 {Sha256})", target.Namespace, target.CaptureName, target.Pod, stored.Uri, stored.Size, stored.Sha256);
         outbox.Post(StoredMessage(stored));
     }

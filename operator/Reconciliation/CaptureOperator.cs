@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Metrics;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
@@ -70,6 +71,7 @@ public sealed class CaptureOperator
         // Unsubscribed when this run ends: after a lost and regained Lease, the next run has its own queue.
         Captures.Changed += OnCapture;
         Pods.Changed += OnPod;
+        OperatorMetrics.ObserveReconciler(() => Captures.Snapshot(), () => queue.Count);
         ingest.Changed += OnUpload;
         void OnRefused(CaptureIdentity target) => queue.Add($"{target.Namespace}/{target.CaptureName}");
         addresses.Refused += OnRefused;
@@ -81,6 +83,7 @@ public sealed class CaptureOperator
         }
         finally
         {
+            OperatorMetrics.ObserveReconciler(null, null);
             ingest.Changed -= OnUpload;
             addresses.Refused -= OnRefused;
             Pods.Changed -= OnPod;
@@ -118,6 +121,7 @@ public sealed class CaptureOperator
             }
 
             var started = time.GetTimestamp();
+            var outcome = "error";
             try
             {
                 var capture = Captures.Get(key);
@@ -128,6 +132,7 @@ public sealed class CaptureOperator
                 }
 
                 var result = await controller.ReconcileAsync(capture, Captures.Snapshot(), cancellationToken);
+                outcome = "ok";
                 queue.Forget(key);
                 if (result.RequeueAfter is { } after)
                 {
@@ -141,12 +146,15 @@ public sealed class CaptureOperator
             catch (Exception e)
             {
                 var delay = queue.AddRateLimited(key);
+                OperatorMetrics.QueueRetries.Add(1);
                 var conflict = e is k8s.Autorest.HttpOperationException { Response.StatusCode: System.Net.HttpStatusCode.Conflict };
                 logger.Log(conflict ? LogLevel.Debug : LogLevel.Warning, "reconcile {Key} failed ({Error}); retrying in {Delay} ms", key, e.Message, delay.TotalMilliseconds);
             }
             finally
             {
-                Timings.Add(time.GetElapsedTime(started));
+                var elapsed = time.GetElapsedTime(started);
+                Timings.Add(elapsed);
+                OperatorMetrics.ReconcileDuration.Record(elapsed.TotalSeconds, new KeyValuePair<string, object?>("outcome", outcome));
                 queue.Done(key);
             }
         }

@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Metrics;
 using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
@@ -315,7 +316,9 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
     private async Task<HttpResponseMessage> SendSignedAsync(HttpRequestMessage request, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
     {
         _signer.Sign(request, payload.Span, DateTime.UtcNow);
+        using var timing = OperatorMetrics.TimeStorage(Operation(request));
         var response = await _http.SendAsync(request, cancellationToken);
+        timing.Outcome = response.IsSuccessStatusCode ? "ok" : (int)response.StatusCode is >= 400 and < 500 ? "refused" : "error";
         if (response.IsSuccessStatusCode)
         {
             return response;
@@ -333,6 +336,32 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
         }
 
         throw new S3ErrorException(response.StatusCode, code, $"{request.Method} {request.RequestUri?.AbsolutePath}: {(int)response.StatusCode} {code ?? text}");
+    }
+
+    /// <summary>The S3 API operation of a request (a bounded metric label).</summary>
+    internal static string Operation(HttpRequestMessage request)
+    {
+        var query = request.RequestUri?.Query ?? "";
+        bool Has(string name) => query.Contains($"?{name}", StringComparison.Ordinal) || query.Contains($"&{name}", StringComparison.Ordinal);
+        return request.Method.Method switch
+        {
+            "PUT" when Has("partNumber=") => "UploadPart",
+            "PUT" when Has("retention") => "PutObjectRetention",
+            "PUT" when Has("legal-hold") => "PutObjectLegalHold",
+            "PUT" when Has("lifecycle") => "PutBucketLifecycle",
+            "PUT" => "PutObject",
+            "POST" when Has("uploads") => "CreateMultipartUpload",
+            "POST" when Has("uploadId=") => "CompleteMultipartUpload",
+            "POST" when Has("delete") => "DeleteObjects",
+            "DELETE" when Has("uploadId=") => "AbortMultipartUpload",
+            "DELETE" => "DeleteObject",
+            "GET" when Has("list-type=") || Has("prefix=") => "ListObjects",
+            "GET" when Has("uploads") => "ListMultipartUploads",
+            "GET" when Has("object-lock") || Has("lifecycle") || Has("versioning") => "GetBucketConfiguration",
+            "GET" => "GetObject",
+            "HEAD" => request.RequestUri?.AbsolutePath.Trim('/').Contains('/', StringComparison.Ordinal) == true ? "HeadObject" : "HeadBucket",
+            _ => "Other",
+        };
     }
 
     private static string FormatTime(DateTimeOffset time) => time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);

@@ -42,7 +42,7 @@ public sealed class HelmChartTests
         Assert.DoesNotContain(role.Rules, r => r.Resources.Contains("pods") && r.Verbs.Intersect(["create", "delete", "update"]).Any());
         var leases = Assert.Single(objects.OfType<V1Role>());
         Assert.Contains(leases.Rules, r => r.Resources.Contains("leases"));
-        Assert.Single(objects.OfType<V1Service>());
+        Assert.Equal(["kc-kubecapture-ingest", "kc-kubecapture-metrics"], objects.OfType<V1Service>().Select(s => s.Metadata.Name).Order());
     }
 
     [Fact]
@@ -82,6 +82,28 @@ public sealed class HelmChartTests
         var container = Assert.Single(Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec.Containers);
         Assert.DoesNotContain(container.VolumeMounts, m => m.MountPath == "/var/lib/kubecapture");
         Assert.DoesNotContain(container.Env, e => e.Name == "Storage__LocalPath");
+    }
+
+    [Fact]
+    public void The_Grafana_dashboard_queries_only_metrics_the_README_documents_and_ships_when_asked()
+    {
+        var dashboard = File.ReadAllText(Path.Combine(Chart, "dashboards", "kubecapture.json"));
+        var readme = File.ReadAllText(Path.Combine(Root, "README.md"));
+        var documented = System.Text.RegularExpressions.Regex.Matches(readme, @"^\| `(kubecapture_[a-z_]+)` \|", System.Text.RegularExpressions.RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
+        using var json = System.Text.Json.JsonDocument.Parse(dashboard);
+        var queried = json.RootElement.GetProperty("panels").EnumerateArray()
+            .SelectMany(p => p.GetProperty("targets").EnumerateArray()).Select(t => t.GetProperty("expr").GetString()!)
+            .SelectMany(e => System.Text.RegularExpressions.Regex.Matches(e, "kubecapture_[a-z_]+").Select(m => m.Value))
+            .Select(m => System.Text.RegularExpressions.Regex.Replace(m, "_(bucket|count|sum)$", ""))
+            .ToHashSet();
+
+        Assert.NotEmpty(queried);
+        Assert.Empty(queried.Except(documented));
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "metrics.grafanaDashboard.enabled=true");
+        Assert.True(code == 0, output);
+        var configMap = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1ConfigMap>(), c => c.Metadata.Name == "kc-kubecapture-dashboard");
+        Assert.Equal("1", configMap.Metadata.Labels["grafana_dashboard"]);
+        Assert.Equal(dashboard.TrimEnd(), configMap.Data["kubecapture.json"].TrimEnd());
     }
 
     [Fact]

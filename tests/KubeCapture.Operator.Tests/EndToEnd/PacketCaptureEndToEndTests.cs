@@ -98,6 +98,11 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         Assert.Equal(("False", "InvalidFilter"), (accepted.Status, accepted.Reason));
         Assert.Contains("eighty", accepted.Message, StringComparison.Ordinal);
         Assert.Empty(await cluster.CaptureContainersAsync(ns, "api"));
+        // The operator's /metrics counts it among the failed captures, by reason, from its cache.
+        using var http = new HttpClient();
+        var metrics = await http.GetStringAsync($"http://127.0.0.1:{cluster.Operator.HttpPort}/metrics");
+        Assert.Matches(@"(?m)^kubecapture_captures\{[^}]*phase=""Failed""[^}]*reason=""InvalidFilter""[^}]*\} [1-9]", metrics);
+        Assert.Matches(@"(?m)^kubecapture_reconcile_duration_seconds_count\{[^}]*outcome=""ok""[^}]*\} [1-9]", metrics);
     }
 
     [SkippableFact]

@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using KubeCapture.Operator.Resources;
+
+namespace KubeCapture.Operator.Metrics;
+
+/// <summary>
+/// The operator's metrics (System.Diagnostics.Metrics, meter <c>KubeCapture.Operator</c>), served at
+/// <c>/metrics</c> in Prometheus text format by OpenTelemetry's exporter. The Prometheus names follow
+/// from instrument name and unit (dots become underscores; unit <c>s</c> adds <c>_seconds</c>, <c>By</c>
+/// <c>_bytes</c>; counters end in <c>_total</c>). Labels are bounded sets: phase, failure reason
+/// (the documented condition reasons), outcome, storage operation. README (Metrics) lists them.
+/// </summary>
+public static class OperatorMetrics
+{
+    public const string MeterName = "KubeCapture.Operator";
+
+    private static readonly Meter Meter = new(MeterName);
+
+    private static Func<IReadOnlyCollection<PacketCapture>>? captures;
+    private static Func<int>? queueDepth;
+
+    /// <summary><c>kubecapture_reconcile_duration_seconds</c>{outcome=ok|error}.</summary>
+    public static readonly Histogram<double> ReconcileDuration = Meter.CreateHistogram(
+        "kubecapture.reconcile.duration", "s", "Time one reconcile of a PacketCapture took.", advice: new InstrumentAdvice<double>
+        {
+            HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+        });
+
+    /// <summary><c>kubecapture_workqueue_retries_total</c>: reconciles retried after an error, with backoff.</summary>
+    public static readonly Counter<long> QueueRetries = Meter.CreateCounter<long>("kubecapture.workqueue.retries", "{retry}", "Reconciles retried after an error.");
+
+    /// <summary><c>kubecapture_ingest_streams_active</c>: agents streaming to this ingest now.</summary>
+    public static readonly UpDownCounter<long> ActiveStreams = Meter.CreateUpDownCounter<long>("kubecapture.ingest.streams.active", "{stream}", "Agent upload streams open now.");
+
+    /// <summary><c>kubecapture_ingest_bytes_total</c>: pcap bytes received from agents.</summary>
+    public static readonly Counter<long> IngestedBytes = Meter.CreateCounter<long>("kubecapture.ingest", "By", "Pcap bytes received from agents.");
+
+    /// <summary><c>kubecapture_ingest_packets_total</c>: packets in the pcaps stored (as the agents' manifests count them).</summary>
+    public static readonly Counter<long> IngestedPackets = Meter.CreateCounter<long>("kubecapture.ingest.packets", "{packet}", "Packets in the stored pcaps.");
+
+    /// <summary><c>kubecapture_agent_kernel_drops_total</c>: packets the kernel dropped before the agents read them (missing from the evidence).</summary>
+    public static readonly Counter<long> KernelDrops = Meter.CreateCounter<long>("kubecapture.agent.kernel_drops", "{packet}", "Packets dropped by the kernel during stored captures.");
+
+    /// <summary><c>kubecapture_ingest_uploads_total</c>{outcome=stored|failed}.</summary>
+    public static readonly Counter<long> Uploads = Meter.CreateCounter<long>("kubecapture.ingest.uploads", "{upload}", "Uploads that ended, by outcome.");
+
+    /// <summary><c>kubecapture_storage_request_duration_seconds</c>{operation, outcome=ok|refused|error}.</summary>
+    public static readonly Histogram<double> StorageRequestDuration = Meter.CreateHistogram(
+        "kubecapture.storage.request.duration", "s", "Object storage request latency.", advice: new InstrumentAdvice<double>
+        {
+            HistogramBucketBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+        });
+
+    static OperatorMetrics()
+    {
+        Meter.CreateObservableGauge("kubecapture.captures", ObserveCaptures, "{capture}", "PacketCaptures by phase (and failure reason for Failed).");
+        Meter.CreateObservableGauge("kubecapture.workqueue.depth", () => queueDepth?.Invoke() ?? 0, "{item}", "PacketCaptures waiting to be reconciled.");
+    }
+
+    /// <summary>Where the captures gauge counts from (the reconciler's cache), and the work queue's depth; null while not leading.</summary>
+    public static void ObserveReconciler(Func<IReadOnlyCollection<PacketCapture>>? cache, Func<int>? depth)
+    {
+        captures = cache;
+        queueDepth = depth;
+    }
+
+    /// <summary>Times one storage request: dispose the result when it ends; <see cref="StorageTiming.Outcome"/> says how.</summary>
+    public static StorageTiming TimeStorage(string operation) => new(operation, Stopwatch.GetTimestamp());
+
+    private static IEnumerable<Measurement<int>> ObserveCaptures()
+    {
+        var all = captures?.Invoke();
+        if (all is null)
+        {
+            return [];
+        }
+
+        return all
+            .GroupBy(c => (Phase: c.Status?.Phase is { Length: > 0 } phase ? phase : CapturePhase.Pending, Reason: c.Status?.Phase == CapturePhase.Failed ? FailureReason(c) : ""))
+            .Select(g => g.Key.Reason.Length > 0
+                ? new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("phase", g.Key.Phase), new KeyValuePair<string, object?>("reason", g.Key.Reason))
+                : new Measurement<int>(g.Count(), new KeyValuePair<string, object?>("phase", g.Key.Phase)));
+    }
+
+    private static string FailureReason(PacketCapture capture) =>
+        capture.Status?.Conditions?.FirstOrDefault(c => c.Status == "False" && c.Reason is { Length: > 0 })?.Reason ?? "Unknown";
+
+    /// <summary>One storage request being timed.</summary>
+    public sealed class StorageTiming(string operation, long started) : IDisposable
+    {
+        /// <summary>ok (2xx), refused (4xx), error (5xx, timeouts, unreachable): set before dispose; error if never set.</summary>
+        public string Outcome { get; set; } = "error";
+
+        public void Dispose() => StorageRequestDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds,
+            new KeyValuePair<string, object?>("operation", operation), new KeyValuePair<string, object?>("outcome", Outcome));
+    }
+}
