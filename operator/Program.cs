@@ -1,7 +1,7 @@
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
-using OpenTelemetry.Metrics;
 using KubeCapture.Operator.Reconciliation;
+using OpenTelemetry.Metrics;
 
 namespace KubeCapture.Operator;
 

@@ -1,9 +1,9 @@
-using KubeCapture.Operator.Metrics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Threading.Channels;
 using Grpc.Core;
 using KubeCapture.Agent.Capture;
+using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Proto.V1;
 using Microsoft.Extensions.Options;

@@ -1,9 +1,9 @@
-using KubeCapture.Operator.Metrics;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Queue;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Watcher;

@@ -1,10 +1,10 @@
-using KubeCapture.Operator.Metrics;
 using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Xml.Linq;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Metrics;
 using Minio;
 using Minio.DataModel.Args;
 using Minio.DataModel.Encryption;
