@@ -106,6 +106,22 @@ public sealed class HelmChartTests
         Assert.Equal(dashboard.TrimEnd(), configMap.Data["kubecapture.json"].TrimEnd());
     }
 
+    [Theory]
+    [InlineData("text", "simple")]
+    [InlineData("json", "json")]
+    public void The_log_format_selects_the_operators_console_formatter_and_a_PodDisruptionBudget_lets_a_drain_through(string format, string formatter)
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", $"logFormat={format}");
+        Assert.True(code == 0, output);
+
+        var objects = KubernetesYaml.LoadAllFromString(output);
+        var env = Assert.Single(objects.OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env;
+        Assert.Equal(formatter, env.Single(e => e.Name == "Logging__Console__FormatterName").Value);
+        var budget = Assert.Single(objects.OfType<V1PodDisruptionBudget>());
+        Assert.Equal("1", budget.Spec.MaxUnavailable?.Value);
+        Assert.Equal("kc", budget.Spec.Selector.MatchLabels["app.kubernetes.io/instance"]);
+    }
+
     [Fact]
     public void Helm_refuses_values_that_break_the_schema()
     {
