@@ -4,6 +4,7 @@ using k8s.Models;
 using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Resources;
 using Microsoft.Extensions.Logging;
@@ -305,7 +306,13 @@ public sealed class PacketCaptureController(
                 target.Bytes = manifest.BytesWritten;
                 target.DroppedByKernel = manifest.PacketsDroppedByKernel;
                 target.StopReason = manifest.StopReason;
-                target.Summary = manifest.Summary is null ? null : JsonSerializer.SerializeToElement(manifest.Summary, SummaryJsonContext.Default.TcpSummaryReport);
+                if (manifest.Summary is { } summary)
+                {
+                    // The findings go to their own field, typed and bounded; not twice.
+                    target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0 }, SummaryJsonContext.Default.TcpSummaryReport);
+                    target.Findings = StatusFindings.OfTarget(summary, out var omitted);
+                    target.FindingsOmitted = omitted > 0 ? omitted : null;
+                }
             }
 
             if (upload.Artifact is { } artifact)
@@ -430,6 +437,8 @@ public sealed class PacketCaptureController(
         status.TargetSummary = string.Join(",", list.Select(t => t.Pod));
         status.Packets = list.Sum(t => t.Packets);
         status.DroppedByKernel = list.Sum(t => t.DroppedByKernel);
+        status.FindingCount = StatusFindings.Count(list);
+        status.Findings = StatusFindings.OfCapture(list) is { Count: > 0 } findings ? findings : null;
         var generation = capture.Metadata.Generation;
         if (list.All(t => t.State == TargetState.Succeeded))
         {
