@@ -308,8 +308,9 @@ public sealed class PacketCaptureController(
                 target.StopReason = manifest.StopReason;
                 if (manifest.Summary is { } summary)
                 {
-                    // The findings go to their own field, typed and bounded; not twice.
-                    target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0 }, SummaryJsonContext.Default.TcpSummaryReport);
+                    // The findings go to their own field, typed and bounded; not twice. The connection
+                    // records are for comparing two ends, not for the status.
+                    target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0, ConnectionsWithFindings = [], ConnectionsWithFindingsOmitted = 0 }, SummaryJsonContext.Default.TcpSummaryReport);
                     target.Findings = StatusFindings.OfTarget(summary, out var omitted);
                     target.FindingsOmitted = omitted > 0 ? omitted : null;
                 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Cli;
 using KubeCapture.Agent.Summary;
@@ -56,6 +57,8 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
             Assert.Equal(0, end.Retransmissions);
             Assert.NotNull(HumanReport.AllClear(end));
         }
+
+        Assert.Empty(EndComparison.Compare(client.Summary, server.Summary));
     }
 
     [Theory]
@@ -85,6 +88,12 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.StartsWith($"1 connection attempt from here to {ServerEndpoint(ipv6)}", atClient.Message);
         Assert.Contains("From this end a SYN lost on the way and a SYN-ACK lost on the way back look the same", atClient.Message);
         Assert.Equal(client.Summary.Syns, atClient.Evidence.Packets);
+
+        // Both ends compared: the SYN-ACKs left the server and never reached the client.
+        var compared = Assert.Single(EndComparison.Compare(client.Summary, server.Summary));
+        Assert.Equal(FindingTypes.ReturnPath, compared.Type);
+        Assert.Contains("none reached the client", compared.Message);
+        await AssertPacketsAreAsync(server.Pcap, compared, "tcp.flags.syn == 1 && tcp.flags.ack == 1");
     }
 
     [Fact]
@@ -106,6 +115,11 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.True(client.Summary.Syns >= 2, $"{client.Summary.Syns} SYNs");
         Assert.Equal(client.Summary.Syns, finding.Evidence.Packets);
         await AssertPacketsAreAsync(client.Pcap, finding, "tcp.flags.syn == 1 && tcp.flags.ack == 0");
+
+        var compared = Assert.Single(EndComparison.Compare(server.Summary, client.Summary));
+        Assert.Equal(FindingTypes.SilentlyDropped, compared.Type);
+        Assert.Contains($"{client.Summary.Syns} SYNs left the client (its capture) and none reached the server", compared.Message);
+        await AssertPacketsAreAsync(client.Pcap, compared, "tcp.flags.syn == 1 && tcp.flags.ack == 0");
     }
 
     [Fact]
@@ -122,6 +136,8 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
             Assert.Equal(1, end.Summary.Refused);
             await AssertPacketsAreAsync(end.Pcap, finding, "tcp.flags.syn == 1 || tcp.flags.reset == 1");
         }
+
+        Assert.Empty(EndComparison.Compare(client.Summary, server.Summary));
     }
 
     [Theory]
@@ -160,6 +176,14 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.Equal(FindingTypes.NoDataAfterHandshake, silent.Type);
         Assert.Contains("the request never arrived here", silent.Message);
         Assert.Null(HumanReport.AllClear(server.Summary));
+
+        // Both ends compared: the server never sent it.
+        var compared = Assert.Single(EndComparison.Compare(client.Summary, server.Summary));
+        Assert.Equal(FindingTypes.ResetFromMiddlebox, compared.Type);
+        Assert.Contains("a RST claiming to come from the server reached the client, but the server's own capture shows it never sent one", compared.Message);
+        Assert.Contains($"{ttl} 64 where the server's other packets had 63", compared.Message);
+        Assert.DoesNotContain("this end alone could not tell", compared.Message);
+        await AssertPacketsAreAsync(client.Pcap, compared, "tcp.flags.reset == 1");
     }
 
     [Fact]
@@ -172,7 +196,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
               chain relay { type filter hook forward priority 0; tcp dport {{Port}} tcp flags & psh == psh reject with tcp reset; }
             }
             """);
-        var (client, _) = await CaptureBothEndsAsync(async () =>
+        var (client, server) = await CaptureBothEndsAsync(async () =>
             Assert.Equal(56, (await Client.CurlAsync(_http.Url("small.txt"))).ExitCode));
 
         var finding = Assert.Single(client.Summary.Findings);
@@ -181,6 +205,15 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.Contains("from this end the two cannot be told apart; capture at the server", finding.Message);
         Assert.DoesNotContain("reset by the server", finding.Message);
         await AssertPacketsAreAsync(client.Pcap, finding, "tcp.flags.reset == 1");
+
+        // Only the comparison settles it, from the manifests the agent wrote beside each pcap.
+        var compare = await AgentProcess.RunAsync(null, ["compare", "--json", client.Pcap + ".json", server.Pcap + ".json"]);
+        Assert.Equal(0, compare.ExitCode);
+        var compared = Assert.Single(JsonSerializer.Deserialize(compare.Stdout, SummaryJsonContext.Default.ListFinding)!);
+        Assert.Equal(FindingTypes.ResetFromMiddlebox, compared.Type);
+        Assert.Contains("What gives it away here: a bare [R] without ACK. Its TTL matches the server's own packets: this end alone could not tell.", compared.Message);
+        Assert.Equal(["bare-rst"], compared.Evidence.Indicators);
+        await AssertPacketsAreAsync(client.Pcap, compared, "tcp.flags.reset == 1");
     }
 
     [Theory]
@@ -211,6 +244,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         var stalled = Assert.Single(client.Summary.Findings, f => f.Type == FindingTypes.DataStalled);
         Assert.Contains($"that {ServerEndpoint(ipv6)} sent to", stalled.Message);
         Assert.Contains("never arrived here", stalled.Message);
+        Assert.Empty(EndComparison.Compare(client.Summary, server.Summary));
     }
 
     [Fact]
@@ -241,6 +275,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         // tshark calls some of them out of order: it does not know this is the sending end.
         await AssertPacketsAreAsync(server.Pcap, finding, $"tcp.srcport == {Port} && tcp.len > 0 && (tcp.analysis.retransmission || tcp.analysis.fast_retransmission || tcp.analysis.out_of_order)");
         Assert.DoesNotContain(client.Summary.Findings, f => f.Severity == FindingSeverity.Error || f.Message.Contains($"on {Client.IPv4}:", StringComparison.Ordinal));
+        Assert.Empty(EndComparison.Compare(client.Summary, server.Summary));
     }
 
     /// <summary>Data segments from the server whose sequence range starts before the highest byte seen from it before (tcpdump's relative numbers).</summary>
