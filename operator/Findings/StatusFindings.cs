@@ -42,6 +42,20 @@ public static class StatusFindings
             })
             .ToList();
 
+    /// <summary>
+    /// Adds what only comparing two targets shows (<see cref="EndComparison"/>), naming both pods, before
+    /// the targets' own findings (they explain them), within <see cref="MaxPerCapture"/>.
+    /// </summary>
+    public static List<CaptureFinding> WithComparison(IEnumerable<CaptureFinding>? capture, string first, string second, IReadOnlyList<Finding> comparison)
+    {
+        var compared = comparison.Select(Bounded).Select(f =>
+        {
+            f.Target = $"{first},{second}";
+            return f;
+        });
+        return compared.Concat(capture ?? []).OrderBy(f => FindingSeverity.Rank(f.Severity)).Take(MaxPerCapture).ToList();
+    }
+
     /// <summary>Every finding of every target, those left out included: the printer column.</summary>
     public static long Count(IEnumerable<CaptureTargetStatus> targets) =>
         targets.Sum(t => (long)(t.Findings?.Count ?? 0) + (t.FindingsOmitted ?? 0));

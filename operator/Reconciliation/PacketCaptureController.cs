@@ -151,6 +151,7 @@ public sealed class PacketCaptureController(
         Summarize(capture, status, now);
         if (CapturePhase.IsTerminal(status.Phase))
         {
+            await CompareEndsAsync(capture, status, cancellationToken);
             admission.Release(capture.Metadata.Uid);
             await AnnounceEndAsync(capture, status, cancellationToken);
             var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
@@ -429,6 +430,37 @@ public sealed class PacketCaptureController(
         target.State = TargetState.Failed;
         target.Reason = reason;
         target.Message = message;
+    }
+
+    /// <summary>
+    /// Targets captured over the same window are compared two by two (the ends of the conversations
+    /// between them): what only both ends show goes to the capture's findings. Needs the agents'
+    /// manifests, which the ingest keeps while the capture exists.
+    /// </summary>
+    private async Task CompareEndsAsync(PacketCapture capture, PacketCaptureStatus status, CancellationToken cancellationToken)
+    {
+        var succeeded = status.Targets.Where(t => t.State == TargetState.Succeeded).ToList();
+        var summaries = new List<(string Pod, TcpSummaryReport Summary)>();
+        foreach (var target in succeeded)
+        {
+            if ((await ingest.GetAsync(Identity(capture, target.Pod), cancellationToken))?.Manifest?.Summary is { } summary)
+            {
+                summaries.Add((target.Pod, summary));
+            }
+        }
+
+        for (var i = 0; i < summaries.Count; i++)
+        {
+            for (var j = i + 1; j < summaries.Count; j++)
+            {
+                var comparison = EndComparison.Compare(summaries[i].Summary, summaries[j].Summary);
+                if (comparison.Count > 0)
+                {
+                    status.Findings = StatusFindings.WithComparison(status.Findings, summaries[i].Pod, summaries[j].Pod, comparison);
+                    status.FindingCount = (status.FindingCount ?? 0) + comparison.Count;
+                }
+            }
+        }
     }
 
     /// <summary>Phase, counters and the Complete condition from the targets.</summary>

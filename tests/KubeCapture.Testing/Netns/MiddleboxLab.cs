@@ -17,7 +17,15 @@ namespace KubeCapture.Testing.Netns;
 public sealed class MiddleboxLab : IAsyncDisposable
 {
     private static int _counter;
+    private readonly bool _joined;
     private bool _disposed;
+
+    private MiddleboxLab(NetnsPod client, NetnsPod middlebox, string middleboxServerInterface, IPAddress middleboxServerIPv4, IPAddress middleboxServerIPv6, NetnsPod server)
+    {
+        (Client, Middlebox, Server) = (client, middlebox, server);
+        (MiddleboxServerInterface, MiddleboxServerIPv4, MiddleboxServerIPv6) = (middleboxServerInterface, middleboxServerIPv4, middleboxServerIPv6);
+        _joined = true;
+    }
 
     private MiddleboxLab(string prefix, string id, int subnet)
     {
@@ -73,6 +81,44 @@ public sealed class MiddleboxLab : IAsyncDisposable
         return lab;
     }
 
+    /// <summary>
+    /// Puts a middlebox between two namespaces that exist already (two pods of the Kubernetes test
+    /// bed): each gets a link to it on 198.18.N.0/30 (client .2, middlebox .1) and 198.18.N.4/30
+    /// (middlebox .5, server .6) and fd18:N:1::/64, fd18:N:2::/64, and a route to the other's link
+    /// through it; their other routes stay. Dispose deletes the middlebox (and the links with it),
+    /// never the two namespaces.
+    /// </summary>
+    public static async Task<MiddleboxLab> JoinAsync(string clientNamespace, string serverNamespace, string prefix = "kcMJ")
+    {
+        var n = Interlocked.Increment(ref _counter);
+        var id = string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId:x}x{n:x}");
+        var interfaceId = id.Length > 13 - prefix.Length ? id[^(13 - prefix.Length)..] : id;
+        var subnet = n % 250;
+        var lab = new MiddleboxLab(
+            new NetnsPod(clientNamespace, $"{prefix}{interfaceId}c", IPAddress.Parse($"198.18.{subnet}.2"), IPAddress.Parse($"fd18:{subnet:x}:1::2")),
+            new NetnsPod($"{prefix}-{id}-mbx", $"{prefix}{interfaceId}a", IPAddress.Parse($"198.18.{subnet}.1"), IPAddress.Parse($"fd18:{subnet:x}:1::1")),
+            $"{prefix}{interfaceId}b", IPAddress.Parse($"198.18.{subnet}.5"), IPAddress.Parse($"fd18:{subnet:x}:2::1"),
+            new NetnsPod(serverNamespace, $"{prefix}{interfaceId}s", IPAddress.Parse($"198.18.{subnet}.6"), IPAddress.Parse($"fd18:{subnet:x}:2::2")));
+        try
+        {
+            var m = lab.Middlebox;
+            await Ip("netns", "add", m.Name);
+            await Ip("-n", m.Name, "link", "set", "lo", "up");
+            await LinkAsync(m, m.Interface, m.IPv4, m.IPv6, lab.Client);
+            await LinkAsync(m, lab.MiddleboxServerInterface, lab.MiddleboxServerIPv4, lab.MiddleboxServerIPv6, lab.Server);
+            (await m.ExecAsync("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")).EnsureSuccess();
+            await Ip("-n", clientNamespace, "route", "add", $"198.18.{subnet}.4/30", "via", m.IPv4.ToString());
+            await Ip("-n", serverNamespace, "route", "add", $"198.18.{subnet}.0/30", "via", lab.MiddleboxServerIPv4.ToString());
+        }
+        catch
+        {
+            await lab.DisposeAsync();
+            throw;
+        }
+
+        return lab;
+    }
+
     private async Task BuildAsync()
     {
         var (c, m, s) = (Client, Middlebox, Server);
@@ -114,7 +160,7 @@ public sealed class MiddleboxLab : IAsyncDisposable
         }
 
         _disposed = true;
-        foreach (var pod in (NetnsPod[])[Client, Middlebox, Server])
+        foreach (var pod in _joined ? [Middlebox] : (NetnsPod[])[Client, Middlebox, Server])
         {
             foreach (var line in (await HostCommand.RunAsync("ip", "netns", "pids", pod.Name)).StdoutLines)
             {
