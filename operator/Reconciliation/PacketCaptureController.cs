@@ -4,6 +4,7 @@ using k8s.Models;
 using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Resources;
 using Microsoft.Extensions.Logging;
@@ -150,6 +151,7 @@ public sealed class PacketCaptureController(
         Summarize(capture, status, now);
         if (CapturePhase.IsTerminal(status.Phase))
         {
+            await CompareEndsAsync(capture, status, cancellationToken);
             admission.Release(capture.Metadata.Uid);
             await AnnounceEndAsync(capture, status, cancellationToken);
             var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
@@ -305,7 +307,14 @@ public sealed class PacketCaptureController(
                 target.Bytes = manifest.BytesWritten;
                 target.DroppedByKernel = manifest.PacketsDroppedByKernel;
                 target.StopReason = manifest.StopReason;
-                target.Summary = manifest.Summary is null ? null : JsonSerializer.SerializeToElement(manifest.Summary, SummaryJsonContext.Default.TcpSummaryReport);
+                if (manifest.Summary is { } summary)
+                {
+                    // The findings go to their own field, typed and bounded; not twice. The connection
+                    // records are for comparing two ends, not for the status.
+                    target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0, ConnectionsWithFindings = [], ConnectionsWithFindingsOmitted = 0 }, SummaryJsonContext.Default.TcpSummaryReport);
+                    target.Findings = StatusFindings.OfTarget(summary, out var omitted);
+                    target.FindingsOmitted = omitted > 0 ? omitted : null;
+                }
             }
 
             if (upload.Artifact is { } artifact)
@@ -423,6 +432,37 @@ public sealed class PacketCaptureController(
         target.Message = message;
     }
 
+    /// <summary>
+    /// Targets captured over the same window are compared two by two (the ends of the conversations
+    /// between them): what only both ends show goes to the capture's findings. Needs the agents'
+    /// manifests, which the ingest keeps while the capture exists.
+    /// </summary>
+    private async Task CompareEndsAsync(PacketCapture capture, PacketCaptureStatus status, CancellationToken cancellationToken)
+    {
+        var succeeded = status.Targets.Where(t => t.State == TargetState.Succeeded).ToList();
+        var summaries = new List<(string Pod, TcpSummaryReport Summary)>();
+        foreach (var target in succeeded)
+        {
+            if ((await ingest.GetAsync(Identity(capture, target.Pod), cancellationToken))?.Manifest?.Summary is { } summary)
+            {
+                summaries.Add((target.Pod, summary));
+            }
+        }
+
+        for (var i = 0; i < summaries.Count; i++)
+        {
+            for (var j = i + 1; j < summaries.Count; j++)
+            {
+                var comparison = EndComparison.Compare(summaries[i].Summary, summaries[j].Summary);
+                if (comparison.Count > 0)
+                {
+                    status.Findings = StatusFindings.WithComparison(status.Findings, summaries[i].Pod, summaries[j].Pod, comparison);
+                    status.FindingCount = (status.FindingCount ?? 0) + comparison.Count;
+                }
+            }
+        }
+    }
+
     /// <summary>Phase, counters and the Complete condition from the targets.</summary>
     private static void Summarize(PacketCapture capture, PacketCaptureStatus status, DateTime now)
     {
@@ -430,6 +470,8 @@ public sealed class PacketCaptureController(
         status.TargetSummary = string.Join(",", list.Select(t => t.Pod));
         status.Packets = list.Sum(t => t.Packets);
         status.DroppedByKernel = list.Sum(t => t.DroppedByKernel);
+        status.FindingCount = StatusFindings.Count(list);
+        status.Findings = StatusFindings.OfCapture(list) is { Count: > 0 } findings ? findings : null;
         var generation = capture.Metadata.Generation;
         if (list.All(t => t.State == TargetState.Succeeded))
         {

@@ -2,11 +2,14 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using k8s;
 using k8s.Models;
+using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Netns;
+using KubeCapture.Testing.Pcap;
 
 namespace KubeCapture.Operator.Tests.Reconciliation;
 
@@ -526,6 +529,57 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Equal([("web-1", "node-a"), ("web-2", "node-b")], done.Status!.Targets.Select(t => (t.Pod, t.Node!)));
         Assert.All(done.Status.Targets, t => Assert.Equal(("duration", TargetState.Succeeded), (t.StopReason, t.State)));
         Assert.Equal("web-1,web-2", done.Status.TargetSummary);
+    }
+
+    [Fact]
+    public async Task Two_pods_captured_together_are_compared_and_a_reset_the_middlebox_between_them_forged_is_a_capture_finding_first()
+    {
+        var shop = new Dictionary<string, string> { ["app"] = "shop" };
+        using var clientPod = PodNetwork.Create();
+        using var serverPod = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "web", clientPod);
+        harness.Kubelet.AttachNetwork("shop", "db", serverPod);
+        harness.Emulator.AddPod("shop", "web", labels: shop);
+        harness.Emulator.AddPod("shop", "db", labels: shop);
+        await using var lab = await MiddleboxLab.JoinAsync(clientPod.PodNamespace, serverPod.PodNamespace);
+        await using var http = await lab.Server.StartHttpServerAsync(8000, new Dictionary<string, int> { ["small.txt"] = 1000 });
+        // The middlebox lets the handshake through and answers the request in the server's name.
+        await lab.Middlebox.AddNftablesAsync("""
+            table inet kcmj {
+              chain relay { type filter hook forward priority 0; tcp dport 8000 tcp flags & psh == psh reject with tcp reset; }
+            }
+            """);
+
+        var created = await harness.CreateCaptureAsync("shop", "ends", new PacketCaptureSpec
+        {
+            Reason = "connections between web and db die",
+            Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = shop } },
+            Filter = "tcp port 8000",
+            Duration = "60s",
+            Snaplen = 128,
+        });
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        await harness.WaitForPhaseAsync("shop", "ends", CapturePhase.Running);
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "web", container, TimeSpan.FromSeconds(20));
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "db", container, TimeSpan.FromSeconds(20));
+        Assert.Equal(56, (await lab.Client.CurlAsync(http.Url("small.txt"))).ExitCode); // connection reset
+        await Task.Delay(500);
+        await harness.Client.StopPacketCaptureAsync("shop", "ends");
+        var done = await harness.WaitForPhaseAsync("shop", "ends", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+
+        var status = done.Status!;
+        var web = status.Targets.Single(t => t.Pod == "web");
+        var db = status.Targets.Single(t => t.Pod == "db");
+        Assert.Contains(web.Findings!, f => f.Type == FindingTypes.ResetSuspectedForged);
+        Assert.Contains(db.Findings!, f => f.Type == FindingTypes.NoDataAfterHandshake);
+        var compared = Assert.Single(status.Findings!, f => f.Type == FindingTypes.ResetFromMiddlebox);
+        Assert.Same(compared, status.Findings![0]); // it explains the others: first
+        Assert.Equal(string.Join(',', status.Targets.Select(t => t.Pod)), compared.Target);
+        Assert.Contains("the server's own capture shows it never sent one", compared.Message, StringComparison.Ordinal);
+        Assert.Equal(3, status.FindingCount);
+        // Its packet number is the RST in the client pod's pcap.
+        var resets = await Tshark.FieldsAsync(harness.Kubelet.PcapPath("shop", "web", container), ["frame.number"], "tcp.flags.reset == 1");
+        Assert.Equal(resets.Select(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture)), compared.Evidence.PacketNumbers);
     }
 
     [Fact]
