@@ -91,6 +91,8 @@ public sealed class CaptureOperator
         }
         finally
         {
+            var (count, p50, p99) = Timings.Percentiles();
+            logger.LogInformation("reconciles: {Count}, p50 {P50:F1} ms, p99 {P99:F1} ms", count, p50, p99);
             ingest.Changed -= OnUpload;
             addresses.Refused -= OnRefused;
             Pods.Changed -= OnPod;
