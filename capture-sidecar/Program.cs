@@ -19,7 +19,8 @@ public static class Program
                 ["--version" or "version"] => Version(stdout),
                 ["capture", .. var rest] => Capture(CommandLine.ParseCapture(rest, DateTime.UtcNow), stdout, stderr),
                 ["summarize", .. var rest] => OfflineSummary.Run(rest, stdout),
-                [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture' or 'summarize'"),
+                ["compare", .. var rest] => BothEnds.Run(rest, stdout),
+                [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture', 'summarize' or 'compare'"),
             };
         }
         catch (Exception e) when (e is UsageException or CaptureSetupException)

@@ -103,9 +103,19 @@ public static class FindingTypes
     /// <summary>More connections than the summary tracks at once: some were counted, not analysed.</summary>
     public const string ConnectionsNotTracked = "ConnectionsNotTracked";
 
+    /// <summary>Comparing both ends: a RST reached one end in the other's name, and the other end's capture never saw it leave.</summary>
+    public const string ResetFromMiddlebox = "ResetFromMiddlebox";
+
+    /// <summary>Comparing both ends: the server sent SYN-ACKs (its capture) and none reached the client (its capture).</summary>
+    public const string ReturnPath = "ReturnPath";
+
+    /// <summary>Comparing both ends: SYNs left the client and never reached the server.</summary>
+    public const string SilentlyDropped = "SilentlyDropped";
+
     public static IReadOnlyList<string> All { get; } =
     [
         ConnectionRefused, SynUnanswered, HandshakeIncomplete, ResetSuspectedForged, ResetBare, ResetByEndpoint,
         MtuBlackhole, DataStalled, NoDataAfterHandshake, Retransmissions, OutOfOrder, ZeroWindow, ConnectionsNotTracked,
+        ResetFromMiddlebox, ReturnPath, SilentlyDropped,
     ];
 }

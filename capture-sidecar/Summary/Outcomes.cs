@@ -14,6 +14,13 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
     public const long StallMicroseconds = 1_000_000;
 
     private readonly Dictionary<(string Type, string Subject), Group> _groups = new();
+    private readonly List<ConnectionRecord> _records = [];
+    private long _notes;
+
+    /// <summary>Connections with a finding (at most <see cref="ConnectionRecord.Max"/>), for comparing with the other end.</summary>
+    public IReadOnlyList<ConnectionRecord> Records => _records;
+
+    public long RecordsOmitted { get; private set; }
 
     public long Connections { get; private set; }
 
@@ -39,6 +46,28 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
     public long? SmallestLostRetransmitted { get; private set; }
 
     public void Add(TcpConnection c, long now)
+    {
+        var notes = _notes;
+        AddOutcome(c, now);
+        if (_notes != notes)
+        {
+            Keep(c.ToRecord());
+        }
+    }
+
+    private void Keep(ConnectionRecord record)
+    {
+        if (_records.Count < ConnectionRecord.Max)
+        {
+            _records.Add(record);
+        }
+        else
+        {
+            RecordsOmitted++;
+        }
+    }
+
+    private void AddOutcome(TcpConnection c, long now)
     {
         Connections++;
         var clientLocal = c.Key.HasAddress(c.ClientIsA, localAddresses);
@@ -99,6 +128,12 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
         ForgedServerAck += other.ForgedServerAck;
         LargestAcknowledged = Max(LargestAcknowledged, other.LargestAcknowledged);
         SmallestLostRetransmitted = Min(SmallestLostRetransmitted, other.SmallestLostRetransmitted);
+        RecordsOmitted += other.RecordsOmitted;
+        foreach (var record in other._records)
+        {
+            Keep(record);
+        }
+
         foreach (var (key, group) in other._groups)
         {
             if (_groups.TryGetValue(key, out var existing))
@@ -278,6 +313,7 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
     private void Note(string type, string severity, string subject, TcpConnection c, string flow, long packets, IReadOnlyList<long> frames,
         Func<Group, string> describe, IReadOnlyList<string>? indicators = null, long acked = 0, long lost = 0)
     {
+        _notes++;
         if (!_groups.TryGetValue((type, subject), out var group))
         {
             group = new Group(type, severity, describe);

@@ -4,6 +4,7 @@ namespace KubeCapture.Agent.Summary;
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(TcpSummaryReport))]
+[JsonSerializable(typeof(List<Finding>))]
 public sealed partial class SummaryJsonContext : JsonSerializerContext
 {
 }

@@ -72,6 +72,28 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
     private uint _serverIsn;
     private long _firstSynTime;
 
+    /// <summary>As a record, for comparing with the other end's capture.</summary>
+    public ConnectionRecord ToRecord() => new()
+    {
+        Client = Client,
+        Server = Server,
+        ClientAddress = Key.Address(ClientIsA),
+        ServerAddress = Key.Address(!ClientIsA),
+        ServerPort = Key.Port(!ClientIsA),
+        ClientIsn = SawSyn ? ClientIsn : 0,
+        Syns = SynCount,
+        SynAcks = SynAckCount,
+        Completed = Completed,
+        Refused = Refused,
+        ClientBytes = FromClient.Bytes,
+        ServerBytes = FromServer.Bytes,
+        FirstSynFrame = FirstSynFrame,
+        FirstSynAckFrame = FirstSynAckFrame,
+        Reset = Reset is { } r
+            ? new ResetRecord { FromClient = r.FromClient, Bare = r.Bare, Sequence = r.Sequence, HopLimit = r.HopLimit, SideHopLimit = r.SideHopLimit, Frame = r.Frame }
+            : null,
+    };
+
     public bool IsClosed => Refused || Reset is not null || (FromClient.SawFin && FromServer.SawFin);
 
     public string Client => Key.Endpoint(ClientIsA);
@@ -116,7 +138,8 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
                     sender.LastHopLimit,
                     OutsideWindow: sender.IsOutsideReceiveWindow(segment.Sequence, receiver),
                     frame,
-                    time);
+                    time,
+                    segment.Sequence);
             }
 
             return SegmentVerdict.None;
@@ -200,7 +223,7 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
 /// The first reset seen on a connection, and what it can be told by: a bare [R] (no ACK), a hop
 /// limit unlike the one its side used before, a sequence number outside the receiver's window.
 /// </summary>
-internal sealed record TcpReset(bool FromClient, bool Bare, byte HopLimit, byte SideHopLimit, bool OutsideWindow, long Frame, long Time)
+internal sealed record TcpReset(bool FromClient, bool Bare, byte HopLimit, byte SideHopLimit, bool OutsideWindow, long Frame, long Time, uint Sequence)
 {
     /// <summary>A TTL unlike the one the same side used before: likely made by a device in between.</summary>
     public bool HopLimitMismatch => SideHopLimit != 0 && SideHopLimit != HopLimit;

@@ -168,6 +168,8 @@ public sealed class TcpSummary
             LocalAddresses = [.. _localAddresses],
             Findings = findings,
             FindingsOmitted = omitted,
+            ConnectionsWithFindings = outcomes.Records,
+            ConnectionsWithFindingsOmitted = outcomes.RecordsOmitted,
         };
     }
 

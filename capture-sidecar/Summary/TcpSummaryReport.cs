@@ -76,6 +76,12 @@ public sealed record TcpSummaryReport
 
     /// <summary>Findings left out to keep the summary small (the most serious are kept).</summary>
     public int FindingsOmitted { get; init; }
+
+    /// <summary>The connections behind the findings (at most <see cref="ConnectionRecord.Max"/>), for comparing with a capture at the other end.</summary>
+    public IReadOnlyList<ConnectionRecord> ConnectionsWithFindings { get; init; } = [];
+
+    /// <summary>Connections with findings left out of <see cref="ConnectionsWithFindings"/>.</summary>
+    public long ConnectionsWithFindingsOmitted { get; init; }
 }
 
 /// <summary>Resets split by kind: a bare [R] versus [R.] (RST with ACK).</summary>

@@ -5,7 +5,9 @@ namespace KubeCapture.Operator.Queue;
 /// <summary>
 /// The controller's work queue, as in client-go: a key is queued at most once however many events
 /// arrive for it; a key being processed is never handed to a second worker (events meanwhile mark it
-/// to run again once done); failures come back after a per-key exponential backoff.
+/// to run again once done); failures come back after a per-key exponential backoff. A key the
+/// server pushed back (429/5xx with Retry-After) is not run before that time, whatever events
+/// arrive meanwhile: they are deferred to it, not dropped.
 /// </summary>
 public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeProvider? time = null) : IDisposable
     where TKey : notnull
@@ -16,6 +18,7 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
     private readonly HashSet<TKey> dirtyWhileProcessing = [];
     private readonly Dictionary<TKey, int> failures = [];
     private readonly Dictionary<TKey, ITimer> delayed = [];
+    private readonly Dictionary<TKey, DateTimeOffset> notBefore = [];
     private readonly Channel<TKey> ready = Channel.CreateUnbounded<TKey>();
     private readonly TimeProvider time = time ?? TimeProvider.System;
 
@@ -33,6 +36,29 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
     /// <summary>Queues the key unless it is already queued; if it is being processed, it runs again afterwards.</summary>
     public void Add(TKey key)
     {
+        TimeSpan? wait = null;
+        lock (gate)
+        {
+            if (notBefore.TryGetValue(key, out var at))
+            {
+                var remaining = at - time.GetUtcNow();
+                if (remaining > TimeSpan.Zero)
+                {
+                    wait = remaining;
+                }
+                else
+                {
+                    notBefore.Remove(key);
+                }
+            }
+        }
+
+        if (wait is { } deferred)
+        {
+            AddAfter(key, deferred);
+            return;
+        }
+
         lock (gate)
         {
             if (processing.Contains(key))
@@ -48,7 +74,7 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
         }
     }
 
-    /// <summary>Queues the key after a delay (an earlier pending delay for the key wins).</summary>
+    /// <summary>Queues the key after a delay (replacing a pending delay for the key).</summary>
     public void AddAfter(TKey key, TimeSpan delay)
     {
         if (delay <= TimeSpan.Zero)
@@ -76,8 +102,11 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
         }
     }
 
-    /// <summary>Queues the key after its backoff: base * 2^failures, capped.</summary>
-    public TimeSpan AddRateLimited(TKey key)
+    /// <summary>
+    /// Queues the key after its backoff: base * 2^failures, capped; never sooner than
+    /// <paramref name="atLeast"/> (the server's Retry-After).
+    /// </summary>
+    public TimeSpan AddRateLimited(TKey key, TimeSpan? atLeast = null)
     {
         int count;
         lock (gate)
@@ -87,6 +116,15 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
         }
 
         var delay = TimeSpan.FromTicks(Math.Min(maxDelay.Ticks, baseDelay.Ticks * (1L << Math.Min(count, 30))));
+        if (atLeast is { } wait && wait > delay)
+        {
+            delay = wait;
+            lock (gate)
+            {
+                notBefore[key] = time.GetUtcNow() + wait;
+            }
+        }
+
         AddAfter(key, delay);
         return delay;
     }
@@ -97,6 +135,7 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
         lock (gate)
         {
             failures.Remove(key);
+            notBefore.Remove(key);
         }
     }
 
@@ -121,13 +160,16 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
 
     public void Done(TKey key)
     {
+        bool again;
         lock (gate)
         {
             processing.Remove(key);
-            if (dirtyWhileProcessing.Remove(key) && queued.Add(key))
-            {
-                ready.Writer.TryWrite(key);
-            }
+            again = dirtyWhileProcessing.Remove(key);
+        }
+
+        if (again)
+        {
+            Add(key); // honours a pushback set while it ran
         }
     }
 

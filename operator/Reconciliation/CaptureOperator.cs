@@ -12,9 +12,12 @@ using Microsoft.Extensions.Logging;
 namespace KubeCapture.Operator.Reconciliation;
 
 /// <summary>
-/// The running controller while this replica leads: watchers for PacketCaptures and pods feed a
-/// work queue; workers reconcile one key at a time each. Pod changes and ingest progress wake the
-/// capture they belong to; every active capture is looked at again at least every resync period.
+/// The running controller while this replica leads: one list+watch each for PacketCaptures, pods and
+/// namespaces (the caches every read is served from) feed a work queue; workers reconcile one key
+/// at a time each, once the pod and namespace caches hold their first list. Pod changes and ingest
+/// progress wake the capture they belong to; every active capture is looked at again, from the
+/// caches, at least every resync period (no API read). A 429 or 5xx answer puts the capture back
+/// into the queue after the server's Retry-After or the capture's backoff, whichever is longer.
 /// </summary>
 public sealed class CaptureOperator
 {
@@ -25,6 +28,7 @@ public sealed class CaptureOperator
     private readonly ReconcilerOptions options;
     private readonly ILogger logger;
     private readonly TimeProvider time;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> keysByUid = new(StringComparer.Ordinal);
 
     public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
         ILoggerFactory loggers, TimeProvider time)
@@ -36,16 +40,19 @@ public sealed class CaptureOperator
         this.options = options;
         this.time = time;
         logger = loggers.CreateLogger<CaptureOperator>();
-        controller = new PacketCaptureController(kubernetes, ingest, tokens, addresses, policy, options, new TargetResolver(kubernetes, policy),
-            new PodSecurityPreflight(kubernetes), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
+        Cluster = new ClusterCache(kubernetes, logger, time);
+        controller = new PacketCaptureController(kubernetes, Cluster, ingest, tokens, addresses, policy, options, new TargetResolver(Cluster, policy),
+            new PodSecurityPreflight(Cluster), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
             time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written));
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
-        Pods = new ResourceWatcher<V1Pod>("Pod", ListPodsAsync, WatchPodsAsync, logger, time);
     }
 
     public ResourceWatcher<PacketCapture> Captures { get; }
 
-    public ResourceWatcher<V1Pod> Pods { get; }
+    /// <summary>The pod and namespace caches.</summary>
+    public ClusterCache Cluster { get; }
+
+    public ResourceWatcher<V1Pod> Pods => Cluster.Pods;
 
     /// <summary>Reconcile durations, for the benchmark.</summary>
     public ReconcileTimings Timings { get; } = new();
@@ -58,10 +65,13 @@ public sealed class CaptureOperator
         {
             if (change.Type != WatchEventType.Deleted)
             {
-                queue.Add(ResourceWatcher<PacketCapture>.KeyOf(change.Object));
+                var key = ResourceWatcher<PacketCapture>.KeyOf(change.Object);
+                keysByUid[change.Object.Metadata.Uid] = key;
+                queue.Add(key);
             }
             else
             {
+                keysByUid.TryRemove(change.Object.Metadata.Uid, out _);
                 addresses.Forget(change.Object.Metadata.Uid);
             }
         }
@@ -77,13 +87,15 @@ public sealed class CaptureOperator
         addresses.Refused += OnRefused;
         try
         {
-            var watchers = new[] { Captures.RunAsync(cancellationToken), Pods.RunAsync(cancellationToken) };
+            var watchers = new[] { Captures.RunAsync(cancellationToken), Cluster.RunAsync(cancellationToken) };
             var workers = Enumerable.Range(0, Math.Max(1, options.Workers)).Select(_ => WorkAsync(queue, cancellationToken)).ToArray();
             await Task.WhenAll(watchers.Concat(workers));
         }
         finally
         {
             OperatorMetrics.ObserveReconciler(null, null);
+            var (count, p50, p99) = Timings.Percentiles();
+            logger.LogInformation("reconciles: {Count}, p50 {P50:F1} ms, p99 {P99:F1} ms", count, p50, p99);
             ingest.Changed -= OnUpload;
             addresses.Refused -= OnRefused;
             Pods.Changed -= OnPod;
@@ -95,19 +107,25 @@ public sealed class CaptureOperator
     {
         foreach (var container in pod.Status?.EphemeralContainerStatuses ?? [])
         {
-            if (EphemeralContainerSpec.CaptureUidOf(container.Name) is { } uid)
+            if (EphemeralContainerSpec.CaptureUidOf(container.Name) is { } uid && keysByUid.TryGetValue(uid, out var key))
             {
-                var capture = Captures.Snapshot().FirstOrDefault(c => c.Metadata.Uid == uid);
-                if (capture is not null)
-                {
-                    queue.Add(capture.Key);
-                }
+                queue.Add(key);
             }
         }
     }
 
     private async Task WorkAsync(WorkQueue<string> queue, CancellationToken cancellationToken)
     {
+        try
+        {
+            // Reads come from the caches: none before they hold their first list.
+            await Cluster.Synced.WaitAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
         while (!cancellationToken.IsCancellationRequested)
         {
             string key;
@@ -145,7 +163,7 @@ public sealed class CaptureOperator
             }
             catch (Exception e)
             {
-                var delay = queue.AddRateLimited(key);
+                var delay = queue.AddRateLimited(key, ServerPushback.RetryAfter(e));
                 OperatorMetrics.QueueRetries.Add(1);
                 var conflict = e is k8s.Autorest.HttpOperationException { Response.StatusCode: System.Net.HttpStatusCode.Conflict };
                 logger.Log(conflict ? LogLevel.Debug : LogLevel.Warning, "reconcile {Key} failed ({Error}); retrying in {Delay} ms", key, e.Message, delay.TotalMilliseconds);
@@ -178,29 +196,29 @@ public sealed class CaptureOperator
             yield return (type, KubernetesJson.Deserialize<PacketCapture>(json));
         }
     }
-
-    private async Task<(IReadOnlyList<V1Pod>, string)> ListPodsAsync(CancellationToken cancellationToken)
-    {
-        var list = await kubernetes.CoreV1.ListPodForAllNamespacesAsync(cancellationToken: cancellationToken);
-        return ([.. list.Items], list.Metadata.ResourceVersion);
-    }
-
-    private IAsyncEnumerable<(WatchEventType, V1Pod)> WatchPodsAsync(string resourceVersion, Action<Exception> onError, CancellationToken cancellationToken) =>
-        kubernetes.CoreV1.WatchListPodForAllNamespacesAsync(allowWatchBookmarks: true, resourceVersion: resourceVersion, timeoutSeconds: 300,
-            onError: onError, cancellationToken: cancellationToken);
 }
 
-/// <summary>Reconcile durations in milliseconds, kept for percentiles.</summary>
+/// <summary>Reconcile durations in milliseconds, the most recent <see cref="Capacity"/> kept for percentiles (a long-running operator must not grow).</summary>
 public sealed class ReconcileTimings
 {
+    public const int Capacity = 16384;
     private readonly Lock gate = new();
     private readonly List<double> milliseconds = [];
+    private int next;
 
     public void Add(TimeSpan elapsed)
     {
         lock (gate)
         {
-            milliseconds.Add(elapsed.TotalMilliseconds);
+            if (milliseconds.Count < Capacity)
+            {
+                milliseconds.Add(elapsed.TotalMilliseconds);
+            }
+            else
+            {
+                milliseconds[next] = elapsed.TotalMilliseconds;
+                next = (next + 1) % Capacity;
+            }
         }
     }
 

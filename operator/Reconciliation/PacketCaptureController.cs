@@ -4,8 +4,10 @@ using k8s.Models;
 using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Watcher;
 using Microsoft.Extensions.Logging;
 
 namespace KubeCapture.Operator.Reconciliation;
@@ -22,9 +24,12 @@ public sealed record ReconcileResult(TimeSpan? RequeueAfter)
 /// Level-triggered and idempotent: from the capture as it is now, the pods as they are and the
 /// ingest's view of each upload, bring the world one step closer to the spec and write a status
 /// that says exactly what is true. Safe to run any number of times, and after a crash at any line.
+/// Reads pods and namespaces from the operator's caches (<see cref="ClusterCache"/>): a capture on
+/// one pod costs the finalizer patch, the container patch, one Event and the status writes.
 /// </summary>
 public sealed class PacketCaptureController(
     IKubernetes kubernetes,
+    ClusterCache cluster,
     IIngestStatus ingest,
     ICaptureTokenIssuer tokens,
     IAgentAddresses addresses,
@@ -39,6 +44,9 @@ public sealed class PacketCaptureController(
     Action<PacketCapture>? written = null)
 {
     private readonly TimeSpan grace = CapturePolicy.ParseDuration(options.Grace, "Reconciler:Grace");
+    /// <summary>How soon a capture waiting for a concurrency slot looks again (from the cache, no API read).</summary>
+    private static readonly TimeSpan AdmissionRetry = TimeSpan.FromSeconds(5);
+
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
 
     public async Task<ReconcileResult> ReconcileAsync(PacketCapture capture, IReadOnlyList<PacketCapture> allCaptures, CancellationToken cancellationToken)
@@ -82,7 +90,8 @@ public sealed class PacketCaptureController(
 
         CaptureConditions.Set(status, CaptureConditions.Accepted, true, verdict.Reason, verdict.Message, generation, now);
 
-        // 2. Not started yet: wait for a slot, then find the pods, check Pod Security, inject.
+        // 2. Not started yet: wait for a slot, then find the pods, check Pod Security (once), inject.
+        PodSecurityVerdict? security = null;
         if (status.Targets.Count == 0)
         {
             if (deleting || capture.Spec.Stop == true)
@@ -97,26 +106,27 @@ public sealed class PacketCaptureController(
                 status.Phase = CapturePhase.Pending;
                 status.Message = waiting;
                 await WriteStatusAsync(capture, status, before, cancellationToken);
-                return ReconcileResult.After(resync);
+                // From the cache only: a freed slot is seen at the next look, at most this long after.
+                return ReconcileResult.After(resync < AdmissionRetry ? resync : AdmissionRetry);
             }
 
             CaptureConditions.Set(status, CaptureConditions.Admitted, true, "SlotAvailable", "within the concurrency limits", generation, now);
-            if (await ChooseTargetsAsync(capture, status, now, cancellationToken) is { } notReady)
+            // No status write before the pods are touched: after a crash between the container patch
+            // and the status write, the next reconcile finds the pods that already carry this
+            // capture's container (its name holds the capture's UID) and takes exactly those again,
+            // and the name makes a repeated injection a no-op.
+            (string Reason, string Message)? notReady;
+            (notReady, security) = await ChooseTargetsAsync(capture, status, now, cancellationToken);
+            if (notReady is { } problem)
             {
                 admission.Release(capture.Metadata.Uid);
-                return await FailAsync(capture, status, before, notReady.Reason, notReady.Message, deleting, cancellationToken);
+                return await FailAsync(capture, status, before, problem.Reason, problem.Message, deleting, cancellationToken);
             }
-
-            // The chosen targets are durable before any pod is touched: after a crash at any later
-            // line, the next reconcile injects into exactly these pods, and the container name
-            // makes a repeated injection a no-op.
-            capture = await WriteStatusAsync(capture, status, before, cancellationToken);
-            before = JsonSerializer.Serialize(status);
         }
 
         if (status.Targets.Any(t => t.State == TargetState.Pending) && !deleting && capture.Spec.Stop != true)
         {
-            if (await InjectAsync(capture, status, now, cancellationToken) is { } notInjected)
+            if (await InjectAsync(capture, status, security, now, cancellationToken) is { } notInjected)
             {
                 admission.Release(capture.Metadata.Uid);
                 foreach (var target in status.Targets.Where(t => t.State == TargetState.Pending))
@@ -150,6 +160,7 @@ public sealed class PacketCaptureController(
         Summarize(capture, status, now);
         if (CapturePhase.IsTerminal(status.Phase))
         {
+            await CompareEndsAsync(capture, status, cancellationToken);
             admission.Release(capture.Metadata.Uid);
             await AnnounceEndAsync(capture, status, cancellationToken);
             var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
@@ -163,31 +174,38 @@ public sealed class PacketCaptureController(
         return ReconcileResult.After(untilDeadline > TimeSpan.Zero && untilDeadline < resync ? untilDeadline + TimeSpan.FromMilliseconds(50) : resync);
     }
 
-    /// <summary>Resolves the targets and checks Pod Security and the per-pod cap; records the targets as Pending.</summary>
-    private async Task<(string Reason, string Message)?> ChooseTargetsAsync(PacketCapture capture, PacketCaptureStatus status, DateTime now, CancellationToken cancellationToken)
+    /// <summary>
+    /// Resolves the targets (the pods that already carry this capture's container first: an injection
+    /// before a crash) and checks Pod Security and the per-pod cap; records the targets as Pending.
+    /// </summary>
+    private async Task<((string Reason, string Message)? Problem, PodSecurityVerdict? Security)> ChooseTargetsAsync(
+        PacketCapture capture, PacketCaptureStatus status, DateTime now, CancellationToken cancellationToken)
     {
         var generation = capture.Metadata.Generation;
-        var resolution = await targets.ResolveAsync(capture, cancellationToken);
+        var name = EphemeralContainerSpec.ContainerName(capture.Metadata.Uid);
+        var injectedBefore = cluster.PodsWithContainer(capture.Metadata.NamespaceProperty, name);
+        var resolution = injectedBefore.Count > 0
+            ? new TargetResolution([.. injectedBefore.OrderBy(p => p.Metadata.Name, StringComparer.Ordinal)], null, null)
+            : await targets.ResolveAsync(capture, cancellationToken);
         if (!resolution.Found)
         {
             CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, resolution.Reason!, resolution.Message!, generation, now);
-            return (resolution.Reason!, resolution.Message!);
+            return ((resolution.Reason!, resolution.Message!), null);
         }
 
         var security = await podSecurity.CheckAsync(capture.Metadata.NamespaceProperty, cancellationToken);
         if (!security.Allowed)
         {
             CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, security.Reason, security.Message, generation, now);
-            return (security.Reason, security.Message);
+            return ((security.Reason, security.Message), security);
         }
 
-        var name = EphemeralContainerSpec.ContainerName(capture.Metadata.Uid);
         foreach (var pod in resolution.Pods)
         {
             if (AtCaptureContainerCap(pod, name) is { } full)
             {
                 CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, "CaptureContainerLimit", full, generation, now);
-                return ("CaptureContainerLimit", full);
+                return (("CaptureContainerLimit", full), security);
             }
         }
 
@@ -208,14 +226,19 @@ public sealed class PacketCaptureController(
         status.Phase = CapturePhase.Pending;
         status.Message = "adding capture containers";
         status.TargetSummary = string.Join(",", status.Targets.Select(t => t.Pod));
-        return null;
+        return (null, security);
     }
 
-    /// <summary>Adds the capture container to every Pending target (skipping pods that already have it).</summary>
-    private async Task<(string Reason, string Message)?> InjectAsync(PacketCapture capture, PacketCaptureStatus status, DateTime now, CancellationToken cancellationToken)
+    /// <summary>
+    /// Adds the capture container to every Pending target (skipping pods that already have it), with
+    /// one Event on each pod it was added to. <paramref name="checkedSecurity"/>: the Pod Security
+    /// verdict of this reconcile, if it already has one.
+    /// </summary>
+    private async Task<(string Reason, string Message)?> InjectAsync(PacketCapture capture, PacketCaptureStatus status, PodSecurityVerdict? checkedSecurity, DateTime now,
+        CancellationToken cancellationToken)
     {
         var generation = capture.Metadata.Generation;
-        var security = await podSecurity.CheckAsync(capture.Metadata.NamespaceProperty, cancellationToken);
+        var security = checkedSecurity ?? await podSecurity.CheckAsync(capture.Metadata.NamespaceProperty, cancellationToken);
         if (!security.Allowed)
         {
             CaptureConditions.Set(status, CaptureConditions.TargetsReady, false, security.Reason, security.Message, generation, now);
@@ -223,15 +246,9 @@ public sealed class PacketCaptureController(
         }
 
         var name = EphemeralContainerSpec.ContainerName(capture.Metadata.Uid);
-        var added = new List<string>();
         foreach (var target in status.Targets.Where(t => t.State == TargetState.Pending))
         {
-            V1Pod pod;
-            try
-            {
-                pod = await kubernetes.CoreV1.ReadNamespacedPodAsync(target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
-            }
-            catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
+            if (await cluster.GetPodAsync(capture.Metadata.NamespaceProperty, target.Pod, cancellationToken) is not { } pod)
             {
                 addresses.Unbind(Identity(capture, target.Pod));
                 var gone = $"pod '{target.Pod}' was deleted before the capture container could be added";
@@ -253,8 +270,9 @@ public sealed class PacketCaptureController(
                 try
                 {
                     var patch = "{\"spec\":{\"ephemeralContainers\":[" + KubernetesJson.Serialize(container) + "]}}";
-                    await kubernetes.CoreV1.PatchNamespacedPodEphemeralcontainersAsync(
-                        new V1Patch(patch, V1Patch.PatchType.StrategicMergePatch), target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
+                    // The pod as patched joins the cache: the next reconcile sees the container even before the watch does.
+                    cluster.Pods.Offer(await kubernetes.CoreV1.PatchNamespacedPodEphemeralcontainersAsync(
+                        new V1Patch(patch, V1Patch.PatchType.StrategicMergePatch), target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken));
                 }
                 catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode is 403 or 404 or 422)
                 {
@@ -263,9 +281,11 @@ public sealed class PacketCaptureController(
                     return ("InjectionFailed", message);
                 }
 
-                added.Add(target.Pod);
+                // One Event per injection, on the pod (kubectl describe pod): who captures there and why.
+                // The capture itself records it in its Injected condition.
                 await events.OnPodAsync(pod, "Normal", "CaptureStarted",
-                    $"capture container {name} added for PacketCapture {capture.Metadata.Name}: {capture.Spec.Reason}", cancellationToken);
+                    $"capture container {name} added for PacketCapture {capture.Metadata.Name}: {capture.Spec.Reason}" + (security.AddNetRaw ? "" : "; " + security.Message),
+                    cancellationToken);
             }
 
             target.State = TargetState.Starting;
@@ -273,11 +293,6 @@ public sealed class PacketCaptureController(
 
         var injected = $"capture container {name} added to {string.Join(", ", status.Targets.Select(t => t.Pod))}";
         CaptureConditions.Set(status, CaptureConditions.Injected, true, "ContainersAdded", injected, generation, now);
-        if (added.Count > 0)
-        {
-            await events.OnCaptureAsync(capture, "Normal", "Injected", injected + (security.AddNetRaw ? "" : "; " + security.Message), cancellationToken);
-        }
-
         return null;
     }
 
@@ -305,7 +320,14 @@ public sealed class PacketCaptureController(
                 target.Bytes = manifest.BytesWritten;
                 target.DroppedByKernel = manifest.PacketsDroppedByKernel;
                 target.StopReason = manifest.StopReason;
-                target.Summary = manifest.Summary is null ? null : JsonSerializer.SerializeToElement(manifest.Summary, SummaryJsonContext.Default.TcpSummaryReport);
+                if (manifest.Summary is { } summary)
+                {
+                    // The findings go to their own field, typed and bounded; not twice. The connection
+                    // records are for comparing two ends, not for the status.
+                    target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0, ConnectionsWithFindings = [], ConnectionsWithFindingsOmitted = 0 }, SummaryJsonContext.Default.TcpSummaryReport);
+                    target.Findings = StatusFindings.OfTarget(summary, out var omitted);
+                    target.FindingsOmitted = omitted > 0 ? omitted : null;
+                }
             }
 
             if (upload.Artifact is { } artifact)
@@ -327,19 +349,16 @@ public sealed class PacketCaptureController(
             }
         }
 
-        V1ContainerStatus? container;
-        try
-        {
-            var pod = await kubernetes.CoreV1.ReadNamespacedPodAsync(target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
-            addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod)); // again after an operator restart or on a new leader
-            container = pod.Status?.EphemeralContainerStatuses?.FirstOrDefault(c => c.Name == target.Container);
-        }
-        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        // From the pod cache: the pod watch wakes this capture when its container changes.
+        if (await cluster.GetPodAsync(capture.Metadata.NamespaceProperty, target.Pod, cancellationToken) is not { } pod)
         {
             addresses.Unbind(Identity(capture, target.Pod)); // its IP may go to another pod
             Fail(target, "PodDeleted", $"pod '{target.Pod}' was deleted during the capture");
             return;
         }
+
+        addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod)); // again after an operator restart or on a new leader
+        var container = pod.Status?.EphemeralContainerStatuses?.FirstOrDefault(c => c.Name == target.Container);
 
         var state = container?.State;
         if (state?.Waiting is { } waiting && waiting.Reason is "ErrImagePull" or "ImagePullBackOff" or "InvalidImageName" or "ErrImageNeverPull")
@@ -423,6 +442,37 @@ public sealed class PacketCaptureController(
         target.Message = message;
     }
 
+    /// <summary>
+    /// Targets captured over the same window are compared two by two (the ends of the conversations
+    /// between them): what only both ends show goes to the capture's findings. Needs the agents'
+    /// manifests, which the ingest keeps while the capture exists.
+    /// </summary>
+    private async Task CompareEndsAsync(PacketCapture capture, PacketCaptureStatus status, CancellationToken cancellationToken)
+    {
+        var succeeded = status.Targets.Where(t => t.State == TargetState.Succeeded).ToList();
+        var summaries = new List<(string Pod, TcpSummaryReport Summary)>();
+        foreach (var target in succeeded)
+        {
+            if ((await ingest.GetAsync(Identity(capture, target.Pod), cancellationToken))?.Manifest?.Summary is { } summary)
+            {
+                summaries.Add((target.Pod, summary));
+            }
+        }
+
+        for (var i = 0; i < summaries.Count; i++)
+        {
+            for (var j = i + 1; j < summaries.Count; j++)
+            {
+                var comparison = EndComparison.Compare(summaries[i].Summary, summaries[j].Summary);
+                if (comparison.Count > 0)
+                {
+                    status.Findings = StatusFindings.WithComparison(status.Findings, summaries[i].Pod, summaries[j].Pod, comparison);
+                    status.FindingCount = (status.FindingCount ?? 0) + comparison.Count;
+                }
+            }
+        }
+    }
+
     /// <summary>Phase, counters and the Complete condition from the targets.</summary>
     private static void Summarize(PacketCapture capture, PacketCaptureStatus status, DateTime now)
     {
@@ -430,6 +480,8 @@ public sealed class PacketCaptureController(
         status.TargetSummary = string.Join(",", list.Select(t => t.Pod));
         status.Packets = list.Sum(t => t.Packets);
         status.DroppedByKernel = list.Sum(t => t.DroppedByKernel);
+        status.FindingCount = StatusFindings.Count(list);
+        status.Findings = StatusFindings.OfCapture(list) is { Count: > 0 } findings ? findings : null;
         var generation = capture.Metadata.Generation;
         if (list.All(t => t.State == TargetState.Succeeded))
         {

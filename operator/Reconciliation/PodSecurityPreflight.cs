@@ -1,4 +1,4 @@
-using k8s;
+using KubeCapture.Operator.Watcher;
 
 namespace KubeCapture.Operator.Reconciliation;
 
@@ -7,15 +7,16 @@ namespace KubeCapture.Operator.Reconciliation;
 /// namespace's enforce label before injecting, so the user gets a clear condition rather than a
 /// cryptic API error: restricted forbids NET_RAW (refuse); baseline forbids adding capabilities but
 /// common runtimes (containerd, CRI-O) grant NET_RAW by default (do not add it, say so);
-/// privileged, or no label (the API server's default), allows adding it.
+/// privileged, or no label (the API server's default), allows adding it. Reads the operator's
+/// namespace cache.
 /// </summary>
-public sealed class PodSecurityPreflight(IKubernetes kubernetes)
+public sealed class PodSecurityPreflight(ClusterCache cluster)
 {
-    public const string EnforceLabel = "pod-security.kubernetes.io/enforce";
+    public const string EnforceLabel = NamespaceFields.EnforceLabel;
 
     public async Task<PodSecurityVerdict> CheckAsync(string ns, CancellationToken cancellationToken)
     {
-        var namespaceObject = await kubernetes.CoreV1.ReadNamespaceAsync(ns, cancellationToken: cancellationToken);
+        var namespaceObject = await cluster.GetNamespaceAsync(ns, cancellationToken);
         var level = namespaceObject.Metadata.Labels?.TryGetValue(EnforceLabel, out var value) == true ? value : "privileged";
         return level switch
         {

@@ -20,6 +20,10 @@ public sealed class ReconcilerOptions
     /// <summary>Captures reconciled in parallel.</summary>
     public int Workers { get; set; } = 4;
 
-    /// <summary>How often an active capture is looked at even when nothing changed ("5s").</summary>
-    public string ResyncPeriod { get; set; } = "5s";
+    /// <summary>
+    /// How often an active capture is looked at even when nothing changed ("30s"): from the operator's
+    /// caches, no API read (pod changes and ingest progress wake a capture at once; its deadline has a
+    /// timer of its own).
+    /// </summary>
+    public string ResyncPeriod { get; set; } = "30s";
 }

@@ -1,8 +1,6 @@
-using System.Net;
-using k8s;
-using k8s.Autorest;
 using k8s.Models;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Watcher;
 
 namespace KubeCapture.Operator.Reconciliation;
 
@@ -10,8 +8,9 @@ namespace KubeCapture.Operator.Reconciliation;
 /// Finds a capture's target pods by name or label selector, only in the capture's own namespace,
 /// at most the policy's number, each Running on Linux. A problem comes back as a condition reason
 /// (PodNotFound, NoPodsMatched, TooManyPods, HostNetworkPod, PodNotRunning, NotLinux) and a message.
+/// Reads the operator's pod cache (a miss costs one live read, <see cref="ClusterCache"/>).
 /// </summary>
-public sealed class TargetResolver(IKubernetes kubernetes, CapturePolicy policy)
+public sealed class TargetResolver(ClusterCache cluster, CapturePolicy policy)
 {
     public async Task<TargetResolution> ResolveAsync(PacketCapture capture, CancellationToken cancellationToken)
     {
@@ -19,20 +18,18 @@ public sealed class TargetResolver(IKubernetes kubernetes, CapturePolicy policy)
         List<V1Pod> pods;
         if (!string.IsNullOrEmpty(capture.Spec.Target.PodName))
         {
-            try
-            {
-                pods = [await kubernetes.CoreV1.ReadNamespacedPodAsync(capture.Spec.Target.PodName, ns, cancellationToken: cancellationToken)];
-            }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+            if (await cluster.GetPodAsync(ns, capture.Spec.Target.PodName, cancellationToken) is not { } pod)
             {
                 return TargetResolution.Problem("PodNotFound", $"pod '{capture.Spec.Target.PodName}' not found in namespace '{ns}'");
             }
+
+            pods = [pod];
         }
         else
         {
             var selector = LabelSelectorText(capture.Spec.Target.PodSelector!);
-            var list = await kubernetes.CoreV1.ListNamespacedPodAsync(ns, labelSelector: selector, cancellationToken: cancellationToken);
-            pods = list.Items.Where(p => p.Metadata.DeletionTimestamp is null).OrderBy(p => p.Metadata.Name, StringComparer.Ordinal).ToList();
+            var matching = await cluster.ListPodsAsync(ns, capture.Spec.Target.PodSelector!, selector, cancellationToken);
+            pods = matching.Where(p => p.Metadata.DeletionTimestamp is null).OrderBy(p => p.Metadata.Name, StringComparer.Ordinal).ToList();
             if (pods.Count == 0)
             {
                 return TargetResolution.Problem("NoPodsMatched", $"no pod in namespace '{ns}' matches the selector '{selector}'");

@@ -33,6 +33,14 @@ public sealed class PacketCaptureStatus
     [JsonPropertyName("droppedByKernel")]
     public long? DroppedByKernel { get; set; }
 
+    /// <summary>Findings of every target, those left out included: the printer column Findings.</summary>
+    [JsonPropertyName("findingCount")]
+    public long? FindingCount { get; set; }
+
+    /// <summary>The most serious findings of all targets, each naming its target (at most <see cref="Findings.StatusFindings.MaxPerCapture"/>).</summary>
+    [JsonPropertyName("findings")]
+    public IList<CaptureFinding>? Findings { get; set; }
+
     [JsonPropertyName("conditions")]
     public IList<V1Condition> Conditions { get; set; } = [];
 
@@ -105,9 +113,17 @@ public sealed class CaptureTargetStatus
     [JsonPropertyName("lastRefusal")]
     public string? LastRefusal { get; set; }
 
-    /// <summary>The agent's TCP summary (handshakes, refusals, resets, retransmissions, findings).</summary>
+    /// <summary>The agent's TCP summary (handshakes, refusals, resets, retransmissions); its findings are in <see cref="Findings"/>.</summary>
     [JsonPropertyName("summary")]
     public JsonElement? Summary { get; set; }
+
+    /// <summary>What this target's packets show, most serious first (at most <see cref="Findings.StatusFindings.MaxPerTarget"/>); none for healthy traffic.</summary>
+    [JsonPropertyName("findings")]
+    public IList<CaptureFinding>? Findings { get; set; }
+
+    /// <summary>Findings left out to keep the status small.</summary>
+    [JsonPropertyName("findingsOmitted")]
+    public int? FindingsOmitted { get; set; }
 }
 
 public static class TargetState

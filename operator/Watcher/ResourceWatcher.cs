@@ -13,16 +13,20 @@ public sealed record ResourceChange<T>(WatchEventType Type, T Object);
 /// List, then watch from the list's resourceVersion with bookmarks; when the stream ends or breaks,
 /// watch again from the last resourceVersion seen (bookmarks keep it fresh); on 410 Gone, list
 /// again and report what changed while away. Keeps a cache of the objects by namespace/name, which
-/// is what the controller reads.
+/// is what the controller reads. <paramref name="keep"/>, when given, is applied to every object
+/// before it is cached or reported: it keeps only the fields the controller reads (the memory of a
+/// cache of every pod in the cluster).
 /// </summary>
 public sealed class ResourceWatcher<T>(
     string kind,
     Func<CancellationToken, Task<(IReadOnlyList<T> Items, string ResourceVersion)>> list,
     Func<string, Action<Exception>, CancellationToken, IAsyncEnumerable<(WatchEventType Type, T Object)>> watch,
     ILogger logger,
-    TimeProvider? time = null)
+    TimeProvider? time = null,
+    Func<T, T>? keep = null)
     where T : IKubernetesObject<V1ObjectMeta>
 {
+    private readonly Func<T, T> keep = keep ?? (item => item);
     private readonly Lock gate = new();
     private readonly Dictionary<string, T> cache = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource synced = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -57,6 +61,7 @@ public sealed class ResourceWatcher<T>(
     /// </summary>
     public void Offer(T item)
     {
+        item = keep(item);
         lock (gate)
         {
             var key = KeyOf(item);
@@ -77,6 +82,15 @@ public sealed class ResourceWatcher<T>(
         lock (gate)
         {
             return [.. cache.Values];
+        }
+    }
+
+    /// <summary>The cached objects that match, without copying the whole cache.</summary>
+    public IReadOnlyList<T> Where(Func<T, bool> predicate)
+    {
+        lock (gate)
+        {
+            return [.. cache.Values.Where(predicate)];
         }
     }
 
@@ -124,6 +138,11 @@ public sealed class ResourceWatcher<T>(
             {
                 failures++;
                 var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 100 * (1 << Math.Min(failures, 6))));
+                if (KubeCapture.Operator.Queue.ServerPushback.RetryAfter(e) is { } asked && asked > delay)
+                {
+                    delay = asked; // a throttled list or watch waits as long as the server asked
+                }
+
                 logger.LogWarning("{Kind} watch failed ({Error}); retrying in {Delay} ms", kind, e.Message, delay.TotalMilliseconds);
                 try
                 {
@@ -144,8 +163,9 @@ public sealed class ResourceWatcher<T>(
         lock (gate)
         {
             var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var item in items)
+            foreach (var listed in items)
             {
+                var item = keep(listed);
                 var key = KeyOf(item);
                 seen.Add(key);
                 var existed = cache.TryGetValue(key, out var old);
@@ -174,8 +194,9 @@ public sealed class ResourceWatcher<T>(
         }
     }
 
-    private void Apply(WatchEventType type, T item)
+    private void Apply(WatchEventType type, T received)
     {
+        var item = type is WatchEventType.Bookmark or WatchEventType.Error ? received : keep(received);
         if (item.Metadata?.ResourceVersion is { Length: > 0 } version)
         {
             ResourceVersion = version;

@@ -431,6 +431,9 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(FindingEvidence.MaxFlows, finding.Evidence.Flows.Count);
         Assert.Equal(FindingEvidence.MaxPackets, finding.Evidence.PacketNumbers.Count);
         Assert.StartsWith("1000 connections to 169.254.9.1:80 refused", finding.Message);
+        // The connections kept for comparing with the other end are bounded too, the rest counted.
+        Assert.Equal(ConnectionRecord.Max, summary.Report().ConnectionsWithFindings.Count);
+        Assert.Equal(1000 - ConnectionRecord.Max, summary.Report().ConnectionsWithFindingsOmitted);
     }
 
     [Fact]

@@ -139,7 +139,7 @@ public sealed class HelmChartTests
         var version = Assert.Single(crd.Spec.Versions);
         Assert.Equal("v1alpha1", version.Name);
         Assert.NotNull(version.Subresources.Status);
-        Assert.Equal(["Phase", "Target", "Packets", "Drops", "Age"], version.AdditionalPrinterColumns.Select(c => c.Name));
+        Assert.Equal(["Phase", "Target", "Packets", "Drops", "Findings", "Age"], version.AdditionalPrinterColumns.Select(c => c.Name));
 
         var spec = version.Schema.OpenAPIV3Schema.Properties["spec"];
         Assert.Equal(["reason", "target", "duration"], spec.Required);

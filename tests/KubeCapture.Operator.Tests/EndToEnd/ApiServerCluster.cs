@@ -181,6 +181,16 @@ public class ApiServerCluster : IAsyncLifetime
     }
 }
 
+/// <summary>
+/// The test classes that share one <see cref="ApiServerCluster"/> (one operator process, one Lease):
+/// they run one after another, so no second operator leads on the same server.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class ApiServerClusterCollection : ICollectionFixture<ApiServerCluster>
+{
+    public const string Name = "kube-apiserver cluster";
+}
+
 /// <summary>An <see cref="ApiServerCluster"/> on a kube-apiserver and etcd of its own, which its tests may stop and start.</summary>
 public sealed class OwnApiServerCluster : ApiServerCluster
 {

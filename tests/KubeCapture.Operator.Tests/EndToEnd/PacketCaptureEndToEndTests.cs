@@ -1,11 +1,16 @@
+using System.Globalization;
 using System.Net;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
+using KubeCapture.Agent.Summary;
+using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Pcap;
+using KubeCapture.Testing.Processes;
 
 namespace KubeCapture.Operator.Tests.EndToEnd;
 
@@ -15,7 +20,8 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// chain, the test kubelet starting the real agent in the pod's network namespace, the pcap streamed
 /// over gRPC to the real ingest and stored in s3rver, and a status that says what happened.
 /// </summary>
-public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClassFixture<ApiServerCluster>
+[Collection(ApiServerClusterCollection.Name)]
+public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster)
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 
@@ -38,6 +44,9 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         Assert.Equal(new FileInfo(downloaded).Length, artifact.Size);
         Assert.Equal(8, Evidence.TcpdumpLines(downloaded).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
         Assert.Equal("True", CaptureConditions.Find(done.Status, CaptureConditions.Complete)?.Status);
+        Assert.Equal(0, done.Status.FindingCount); // pings: nothing wrong to tell
+        Assert.Null(done.Status.Findings);
+        Assert.Empty(target.Findings ?? []);
         var container = Assert.Single(await cluster.CaptureContainersAsync(ns, "api-7d9f"));
         Assert.Equal(EphemeralContainerSpec.ContainerName(created.Metadata.Uid), container.Name);
         Assert.Equal(["NET_RAW"], container.SecurityContext.Capabilities.Add);
@@ -83,6 +92,68 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClas
         Assert.Equal(8, lines.Count);
         Assert.DoesNotContain("upload interrupted", cluster.Kubelet.Stderr(ns, "api", container), StringComparison.Ordinal);
         Assert.Single(await ForgedUpload.RefusalEventsAsync(cluster.Admin, ns, "forged"));
+    }
+
+    [SkippableFact]
+    public async Task Connections_refused_in_the_pod_are_findings_in_the_status_bounded_with_packet_numbers_of_the_stored_pcap_and_shown_by_kubectl()
+    {
+        const int Ports = 40;
+        var ns = await cluster.CreateNamespaceAsync("kc-e2e-findings");
+        var pod = await cluster.StartPodAsync(ns, "api");
+        var spec = new PacketCaptureSpec
+        {
+            Reason = "calls to api are refused",
+            Target = new CaptureTarget { PodName = "api" },
+            Filter = $"tcp portrange 9001-{9000 + Ports}",
+            MaxPackets = 2 * Ports, // a SYN and its RST per port
+            Duration = "60s",
+            Snaplen = 128,
+        };
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "refused", spec);
+        await cluster.Admin.WaitForPhaseAsync(ns, "refused", CapturePhase.Running, Long);
+        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        // One connection to each of 40 closed ports: 40 findings, more than the status keeps.
+        var connect = $$"""
+            import socket
+            for port in range(9001, {{9001 + Ports}}):
+                try:
+                    socket.create_connection(('{{pod.PodAddress}}', port), timeout=2).close()
+                    raise SystemExit(f'port {port} accepted')
+                except ConnectionRefusedError:
+                    pass
+            """;
+        (await HostCommand.RunAsync("ip", ["netns", "exec", pod.ClientNamespace, "python3", "-c", connect], TimeSpan.FromSeconds(30))).EnsureSuccess();
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "refused", CapturePhase.Succeeded, Long);
+
+        var status = done.Status!;
+        var target = Assert.Single(status.Targets);
+        Assert.Equal(Ports, status.FindingCount);
+        Assert.Equal(StatusFindings.MaxPerTarget, target.Findings!.Count);
+        Assert.Equal(Ports - StatusFindings.MaxPerTarget, target.FindingsOmitted);
+        Assert.Equal(StatusFindings.MaxPerCapture, status.Findings!.Count);
+        Assert.All(status.Findings, f => Assert.Equal(("api", FindingTypes.ConnectionRefused, FindingSeverity.Warning), (f.Target!, f.Type, f.Severity)));
+        Assert.False(target.Summary!.Value.TryGetProperty("findings", out var inSummary) && inSummary.GetArrayLength() > 0); // not twice
+
+        // The packet numbers point at the SYN and the RST of the finding's port in the stored pcap.
+        var downloaded = await cluster.DownloadAsync(target.Artifact!);
+        foreach (var finding in target.Findings)
+        {
+            var port = finding.Message.Split(' ')[3].Split(':')[^1];
+            Assert.StartsWith($"1 connection to {pod.PodAddress}:{port} refused", finding.Message);
+            var frames = await Tshark.FieldsAsync(downloaded, ["frame.number"], $"tcp.port == {port} && (tcp.flags.syn == 1 || tcp.flags.reset == 1)");
+            Assert.Equal(frames.Select(f => long.Parse(f[0], CultureInfo.InvariantCulture)), finding.Evidence.PacketNumbers);
+            Assert.Equal(1, finding.Evidence.Connections);
+        }
+
+        // kubectl: the printer column, and describe shows the sentence with its evidence.
+        var server = cluster.Install.Server;
+        var get = (await server.KubectlAsync(server.AdminToken, ["get", "packetcaptures", "refused", "-n", ns])).EnsureSuccess().StdoutLines;
+        var columns = get[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal($"{Ports}", get[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[Array.IndexOf(columns, "FINDINGS")]);
+        var describe = (await server.KubectlAsync(server.AdminToken, ["describe", "packetcapture", "refused", "-n", ns])).EnsureSuccess().Stdout;
+        Assert.Contains(status.Findings[0].Message[..40], describe, StringComparison.Ordinal);
+        Assert.Contains("Packet Numbers:", describe, StringComparison.Ordinal);
+        Assert.Contains("Finding Count:", describe, StringComparison.Ordinal);
     }
 
     [SkippableFact]

@@ -64,4 +64,36 @@ public sealed class WorkQueueTests
         Assert.Equal("shop/a", key);
         Assert.True(DateTime.UtcNow - started >= TimeSpan.FromMilliseconds(280));
     }
+
+    [Fact]
+    public async Task A_key_the_server_pushed_back_waits_its_Retry_After_even_when_events_add_it_meanwhile()
+    {
+        using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(1));
+        var started = DateTime.UtcNow;
+
+        var delay = queue.AddRateLimited("shop/a", atLeast: TimeSpan.FromMilliseconds(600));
+        queue.Add("shop/a"); // a watch event during the pushback
+        queue.Add("shop/b");
+
+        Assert.Equal(600, delay.TotalMilliseconds);
+        Assert.Equal("shop/b", await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.Equal("shop/a", await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.True(DateTime.UtcNow - started >= TimeSpan.FromMilliseconds(580), $"taken after {(DateTime.UtcNow - started).TotalMilliseconds} ms");
+    }
+
+    [Fact]
+    public async Task A_key_pushed_back_while_an_event_marked_it_during_processing_still_waits_its_Retry_After()
+    {
+        using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(1));
+        queue.Add("shop/a");
+        var key = await queue.TakeAsync(CancellationToken.None);
+        var started = DateTime.UtcNow;
+
+        queue.Add(key); // a watch event while the reconcile runs
+        queue.AddRateLimited(key, atLeast: TimeSpan.FromMilliseconds(600)); // the reconcile got a 429
+        queue.Done(key);
+
+        Assert.Equal("shop/a", await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.True(DateTime.UtcNow - started >= TimeSpan.FromMilliseconds(580), $"taken after {(DateTime.UtcNow - started).TotalMilliseconds} ms");
+    }
 }

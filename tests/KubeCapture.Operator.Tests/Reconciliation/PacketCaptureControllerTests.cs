@@ -2,11 +2,14 @@ using System.Diagnostics;
 using System.Security.Cryptography;
 using k8s;
 using k8s.Models;
+using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Netns;
+using KubeCapture.Testing.Pcap;
 
 namespace KubeCapture.Operator.Tests.Reconciliation;
 
@@ -83,9 +86,10 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Null(injected.VolumeMounts);
 
         var events = await harness.Client.CoreV1.ListNamespacedEventAsync("shop");
-        Assert.Contains(events.Items, e => e.InvolvedObject.Kind == "PacketCapture" && e.Reason == "Injected");
+        // One Event for the injection, on the pod; the capture's own Events say how it ended.
+        Assert.Single(events.Items, e => e.InvolvedObject.Kind == "Pod" && e.InvolvedObject.Name == "api-1" && e.Reason == "CaptureStarted");
         Assert.Contains(events.Items, e => e.InvolvedObject.Kind == "PacketCapture" && e.Reason == "Succeeded");
-        Assert.Contains(events.Items, e => e.InvolvedObject.Kind == "Pod" && e.InvolvedObject.Name == "api-1" && e.Reason == "CaptureStarted");
+        Assert.DoesNotContain(events.Items, e => e.InvolvedObject.Kind == "PacketCapture" && e.Reason == "Injected");
         Assert.Contains(CaptureFinalizer.Name, done.Metadata.Finalizers);
     }
 
@@ -404,8 +408,8 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         await harness.CreateCaptureAsync("shop", "restart", Spec("api-1", duration: "2s"));
         await injected.Task.WaitAsync(TimeSpan.FromSeconds(20));
         await harness.KillOperatorAsync();
-        var recorded = Assert.Single((await harness.GetCaptureAsync("shop", "restart"))!.Status!.Targets);
-        Assert.Equal(TargetState.Pending, recorded.State);
+        // Nothing recorded the target: the next operator finds it from the pod that carries the capture's container.
+        Assert.Empty((await harness.GetCaptureAsync("shop", "restart"))!.Status?.Targets ?? []);
 
         ClearFaults(harness.Emulator);
         harness.StartOperator();
@@ -432,6 +436,44 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
         Assert.Equal(3, harness.Emulator.Requests.Count(r => r.StartsWith("PATCH", StringComparison.Ordinal) && r.Contains("/ephemeralcontainers", StringComparison.Ordinal)));
         Assert.Equal(1, harness.Kubelet.Starts);
+    }
+
+    [Fact]
+    public async Task Throttled_429_answers_are_retried_after_their_Retry_After_and_5xx_answers_with_backoff_and_no_capture_is_dropped()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        foreach (var pod in new[] { "api-0", "api-1", "api-2" })
+        {
+            harness.Emulator.AddPod("shop", pod);
+        }
+
+        // API Priority and Fairness throttles the container patch of one capture (twice, Retry-After 1 s)
+        // and the status write of another; the server fails the finalizer patch of the third.
+        harness.Emulator.Faults.FailNext(2, System.Net.HttpStatusCode.TooManyRequests, "PATCH", "/pods/api-0/ephemeralcontainers", TimeSpan.FromSeconds(1));
+        harness.Emulator.Faults.FailNext(2, System.Net.HttpStatusCode.TooManyRequests, "PUT", "/packetcaptures/throttled-1/status", TimeSpan.FromSeconds(1));
+        harness.Emulator.Faults.FailNext(3, System.Net.HttpStatusCode.ServiceUnavailable, "PATCH", "/packetcaptures/throttled-2");
+
+        for (var i = 0; i < 3; i++)
+        {
+            await harness.CreateCaptureAsync("shop", $"throttled-{i}", Spec($"api-{i}"));
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            var running = await harness.WaitForPhaseAsync("shop", $"throttled-{i}", CapturePhase.Running, TimeSpan.FromSeconds(30));
+            Assert.Equal(TargetState.Capturing, Assert.Single(running.Status!.Targets).State);
+            Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync($"api-{i}", "shop")).Spec.EphemeralContainers);
+        }
+
+        Assert.Equal(3, harness.Kubelet.Starts);
+        // Each retry after a 429 came no sooner than the server asked (the backoff alone is 100 ms, then 200 ms).
+        foreach (var path in new[] { "PATCH /api/v1/namespaces/shop/pods/api-0/ephemeralcontainers", "/packetcaptures/throttled-1/status" })
+        {
+            var times = harness.Emulator.TimedRequests.Where(r => r.Request.Contains(path, StringComparison.Ordinal)).Select(r => r.At).ToList();
+            Assert.True(times.Count >= 3, $"{path}: {times.Count} requests");
+            Assert.True(times[1] - times[0] >= TimeSpan.FromMilliseconds(950), $"{path}: retried after {(times[1] - times[0]).TotalMilliseconds} ms");
+            Assert.True(times[2] - times[1] >= TimeSpan.FromMilliseconds(950), $"{path}: retried after {(times[2] - times[1]).TotalMilliseconds} ms");
+        }
     }
 
     [Fact]
@@ -526,6 +568,57 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Equal([("web-1", "node-a"), ("web-2", "node-b")], done.Status!.Targets.Select(t => (t.Pod, t.Node!)));
         Assert.All(done.Status.Targets, t => Assert.Equal(("duration", TargetState.Succeeded), (t.StopReason, t.State)));
         Assert.Equal("web-1,web-2", done.Status.TargetSummary);
+    }
+
+    [Fact]
+    public async Task Two_pods_captured_together_are_compared_and_a_reset_the_middlebox_between_them_forged_is_a_capture_finding_first()
+    {
+        var shop = new Dictionary<string, string> { ["app"] = "shop" };
+        using var clientPod = PodNetwork.Create();
+        using var serverPod = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "web", clientPod);
+        harness.Kubelet.AttachNetwork("shop", "db", serverPod);
+        harness.Emulator.AddPod("shop", "web", labels: shop);
+        harness.Emulator.AddPod("shop", "db", labels: shop);
+        await using var lab = await MiddleboxLab.JoinAsync(clientPod.PodNamespace, serverPod.PodNamespace);
+        await using var http = await lab.Server.StartHttpServerAsync(8000, new Dictionary<string, int> { ["small.txt"] = 1000 });
+        // The middlebox lets the handshake through and answers the request in the server's name.
+        await lab.Middlebox.AddNftablesAsync("""
+            table inet kcmj {
+              chain relay { type filter hook forward priority 0; tcp dport 8000 tcp flags & psh == psh reject with tcp reset; }
+            }
+            """);
+
+        var created = await harness.CreateCaptureAsync("shop", "ends", new PacketCaptureSpec
+        {
+            Reason = "connections between web and db die",
+            Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = shop } },
+            Filter = "tcp port 8000",
+            Duration = "60s",
+            Snaplen = 128,
+        });
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        await harness.WaitForPhaseAsync("shop", "ends", CapturePhase.Running);
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "web", container, TimeSpan.FromSeconds(20));
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "db", container, TimeSpan.FromSeconds(20));
+        Assert.Equal(56, (await lab.Client.CurlAsync(http.Url("small.txt"))).ExitCode); // connection reset
+        await Task.Delay(500);
+        await harness.Client.StopPacketCaptureAsync("shop", "ends");
+        var done = await harness.WaitForPhaseAsync("shop", "ends", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+
+        var status = done.Status!;
+        var web = status.Targets.Single(t => t.Pod == "web");
+        var db = status.Targets.Single(t => t.Pod == "db");
+        Assert.Contains(web.Findings!, f => f.Type == FindingTypes.ResetSuspectedForged);
+        Assert.Contains(db.Findings!, f => f.Type == FindingTypes.NoDataAfterHandshake);
+        var compared = Assert.Single(status.Findings!, f => f.Type == FindingTypes.ResetFromMiddlebox);
+        Assert.Same(compared, status.Findings![0]); // it explains the others: first
+        Assert.Equal(string.Join(',', status.Targets.Select(t => t.Pod)), compared.Target);
+        Assert.Contains("the server's own capture shows it never sent one", compared.Message, StringComparison.Ordinal);
+        Assert.Equal(3, status.FindingCount);
+        // Its packet number is the RST in the client pod's pcap.
+        var resets = await Tshark.FieldsAsync(harness.Kubelet.PcapPath("shop", "web", container), ["frame.number"], "tcp.flags.reset == 1");
+        Assert.Equal(resets.Select(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture)), compared.Evidence.PacketNumbers);
     }
 
     [Fact]

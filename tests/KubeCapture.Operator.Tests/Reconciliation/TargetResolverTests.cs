@@ -1,13 +1,20 @@
 using k8s.Models;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Watcher;
 using KubeCapture.Testing.Kubernetes;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KubeCapture.Operator.Tests.Reconciliation;
 
+/// <summary>The resolver reads the operator's pod cache, filled by a real list+watch of the emulator.</summary>
 public sealed class TargetResolverTests : IAsyncLifetime
 {
+    private readonly CancellationTokenSource stop = new();
     private KubernetesApiEmulator emulator = null!;
+    private k8s.IKubernetes client = null!;
+    private ClusterCache cluster = null!;
+    private Task watching = Task.CompletedTask;
 
     public async Task InitializeAsync()
     {
@@ -19,15 +26,25 @@ public sealed class TargetResolverTests : IAsyncLifetime
         emulator.AddPod("shop", "ledger-1", labels: new Dictionary<string, string> { ["app"] = "ledger" });
         emulator.AddPod("other", "checkout-9", labels: new Dictionary<string, string> { ["app"] = "checkout" });
         emulator.AddPod("shop", "win-1", labels: new Dictionary<string, string> { ["app"] = "win" }, os: "windows");
+        client = emulator.CreateClient();
+        cluster = new ClusterCache(client, NullLogger.Instance, TimeProvider.System);
+        watching = cluster.RunAsync(stop.Token);
+        await cluster.Synced.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
-    public async Task DisposeAsync() => await emulator.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        await stop.CancelAsync();
+        await watching;
+        client.Dispose();
+        stop.Dispose();
+        await emulator.DisposeAsync();
+    }
 
     [Fact]
     public async Task A_selector_finds_matching_pods_in_the_captures_own_namespace_only()
     {
-        using var client = emulator.CreateClient();
-        var resolver = new TargetResolver(client, new CapturePolicy());
+        var resolver = new TargetResolver(cluster, new CapturePolicy());
 
         var found = await resolver.ResolveAsync(Capture(new V1LabelSelector
         {
@@ -37,13 +54,42 @@ public sealed class TargetResolverTests : IAsyncLifetime
 
         Assert.True(found.Found, found.Message);
         Assert.Equal(["checkout-1", "checkout-2"], found.Pods.Select(p => p.Metadata.Name));
+        Assert.DoesNotContain(emulator.Requests, r => r.StartsWith("GET /api/v1/namespaces/shop/pods", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_pod_created_after_the_cache_was_filled_is_found_by_name_with_one_live_read()
+    {
+        emulator.AddPod("shop", "brand-new");
+        var resolver = new TargetResolver(cluster, new CapturePolicy());
+
+        var found = await resolver.ResolveAsync(new PacketCapture
+        {
+            Metadata = new V1ObjectMeta { Name = "c", NamespaceProperty = "shop", Uid = Guid.NewGuid().ToString() },
+            Spec = new PacketCaptureSpec { Reason = "t", Duration = "10s", Target = new CaptureTarget { PodName = "brand-new" } },
+        }, CancellationToken.None);
+
+        Assert.True(found.Found, found.Message);
+        Assert.Equal("brand-new", Assert.Single(found.Pods).Metadata.Name);
+    }
+
+    [Fact]
+    public void The_pod_cache_keeps_only_the_fields_the_controller_reads()
+    {
+        var pod = cluster.Pods.Get("shop/checkout-1")!;
+
+        Assert.Equal(("checkout-1", "shop", "checkout"), (pod.Metadata.Name, pod.Metadata.NamespaceProperty, pod.Metadata.Labels["app"]));
+        Assert.Equal("Running", pod.Status.Phase);
+        Assert.NotEmpty(PodAddresses.Of(pod));
+        Assert.Empty(pod.Spec.Containers);
+        Assert.Null(pod.Metadata.ManagedFields);
+        Assert.Null(pod.Status.Conditions);
     }
 
     [Fact]
     public async Task More_pods_than_policy_allows_is_TooManyPods_and_none_is_NoPodsMatched()
     {
-        using var client = emulator.CreateClient();
-        var resolver = new TargetResolver(client, new CapturePolicy { MaxPodsPerCapture = 1 });
+        var resolver = new TargetResolver(cluster, new CapturePolicy { MaxPodsPerCapture = 1 });
 
         var tooMany = await resolver.ResolveAsync(Capture(new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["app"] = "checkout" } }), CancellationToken.None);
         var none = await resolver.ResolveAsync(Capture(new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["app"] = "nothing" } }), CancellationToken.None);
@@ -56,8 +102,7 @@ public sealed class TargetResolverTests : IAsyncLifetime
     [Fact]
     public async Task A_pod_not_on_Linux_is_NotLinux()
     {
-        using var client = emulator.CreateClient();
-        var resolver = new TargetResolver(client, new CapturePolicy());
+        var resolver = new TargetResolver(cluster, new CapturePolicy());
 
         var windows = await resolver.ResolveAsync(Capture(new V1LabelSelector { MatchLabels = new Dictionary<string, string> { ["app"] = "win" } }), CancellationToken.None);
 

@@ -14,16 +14,23 @@ public sealed class ApiFaults
     /// <summary>Added before every response (watch streams included, before their first byte).</summary>
     public TimeSpan Latency { get; set; }
 
-    /// <summary>The next <paramref name="count"/> requests whose method and path match fail with <paramref name="status"/>.</summary>
-    public void FailNext(int count, HttpStatusCode status = HttpStatusCode.InternalServerError, string? method = null, string? pathContains = null)
+    /// <summary>
+    /// The next <paramref name="count"/> requests whose method and path match fail with <paramref name="status"/>,
+    /// with a Retry-After header of <paramref name="retryAfter"/> (whole seconds) when given, as API
+    /// Priority and Fairness answers a throttled client (429).
+    /// </summary>
+    public void FailNext(int count, HttpStatusCode status = HttpStatusCode.InternalServerError, string? method = null, string? pathContains = null, TimeSpan? retryAfter = null)
     {
         lock (gate)
         {
-            failures.Add(new FailureRule(count, status, method, pathContains));
+            failures.Add(new FailureRule(count, status, method, pathContains, retryAfter));
         }
     }
 
-    public HttpStatusCode? TakeFailure(string method, string path)
+    public HttpStatusCode? TakeFailure(string method, string path) => TakeFault(method, path)?.Status;
+
+    /// <summary>The injected failure for this request, if one is due: its status and Retry-After.</summary>
+    public (HttpStatusCode Status, TimeSpan? RetryAfter)? TakeFault(string method, string path)
     {
         lock (gate)
         {
@@ -34,7 +41,7 @@ public sealed class ApiFaults
                     (rule.PathContains is null || path.Contains(rule.PathContains, StringComparison.Ordinal)))
                 {
                     rule.Remaining--;
-                    return rule.Status;
+                    return (rule.Status, rule.RetryAfter);
                 }
             }
 
@@ -42,8 +49,10 @@ public sealed class ApiFaults
         }
     }
 
-    private sealed class FailureRule(int remaining, HttpStatusCode status, string? method, string? pathContains)
+    private sealed class FailureRule(int remaining, HttpStatusCode status, string? method, string? pathContains, TimeSpan? retryAfter)
     {
+        public TimeSpan? RetryAfter { get; } = retryAfter;
+
         public int Remaining { get; set; } = remaining;
 
         public HttpStatusCode Status { get; } = status;

@@ -56,7 +56,20 @@ public sealed class KubernetesApiEmulator : IAsyncDisposable
         }
     }
 
+    /// <summary>Every request served with the time it arrived, for tests that check when a client retried.</summary>
+    public IReadOnlyList<(DateTimeOffset At, string Request)> TimedRequests
+    {
+        get
+        {
+            lock (requests)
+            {
+                return [.. requestTimes.Zip(requests)];
+            }
+        }
+    }
+
     private readonly List<string> requests = [];
+    private readonly List<DateTimeOffset> requestTimes = [];
 
     public KubernetesClientConfiguration ClientConfiguration => new() { Host = Url };
 
@@ -153,6 +166,7 @@ public sealed class KubernetesApiEmulator : IAsyncDisposable
         lock (requests)
         {
             requests.Add($"{request.Method} {path}{request.QueryString}");
+            requestTimes.Add(DateTimeOffset.UtcNow);
         }
 
         try
@@ -162,9 +176,14 @@ public sealed class KubernetesApiEmulator : IAsyncDisposable
                 await Task.Delay(Faults.Latency, context.RequestAborted);
             }
 
-            if (Faults.TakeFailure(request.Method, path) is { } failure)
+            if (Faults.TakeFault(request.Method, path) is var (failure, retryAfter))
             {
-                throw new ApiException(failure, failure == HttpStatusCode.InternalServerError ? "InternalError" : failure.ToString(), $"injected fault: {(int)failure}");
+                if (retryAfter is { } wait)
+                {
+                    context.Response.Headers.RetryAfter = ((int)Math.Ceiling(wait.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                }
+
+                throw new ApiException(failure, failure == HttpStatusCode.InternalServerError ? "InternalError" : failure == HttpStatusCode.TooManyRequests ? "TooManyRequests" : failure.ToString(), $"injected fault: {(int)failure}");
             }
 
             var route = Route.Parse(path) ?? throw new ApiException(HttpStatusCode.NotFound, "NotFound", $"the server could not find the requested resource ({path})");

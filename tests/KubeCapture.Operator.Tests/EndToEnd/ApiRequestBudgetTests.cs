@@ -1,0 +1,89 @@
+using KubeCapture.Operator.Resources;
+using KubeCapture.Testing.Kubernetes;
+
+namespace KubeCapture.Operator.Tests.EndToEnd;
+
+/// <summary>
+/// What the operator costs the real kube-apiserver, counted from the server's audit log by the
+/// operator's ServiceAccount user: the requests per capture from creation to Running, and the
+/// requests while captures run and nothing changes. The test kubelet reports each capture container
+/// running at once (no agent, so no ingest progress): every request counted is the operator's own doing.
+/// </summary>
+[Collection(ApiServerClusterCollection.Name)]
+public sealed class ApiRequestBudgetTests(ApiServerCluster cluster)
+{
+    private const int Captures = 3;
+
+    [SkippableFact]
+    public async Task A_capture_on_one_pod_costs_at_most_five_requests_from_creation_to_Running_and_no_pod_or_namespace_read()
+    {
+        var (ns, requests) = await StartRunningCapturesAsync("kc-budget");
+
+        var mine = requests.Where(r => r.Namespace == ns || (r.Resource == "namespaces" && r.Name == ns)).ToList();
+        var summary = string.Join(", ", mine.GroupBy(r => r.What).Select(g => $"{g.Count()} x {g.Key}"));
+        Assert.True(mine.Count <= 5 * Captures, $"{mine.Count} requests for {Captures} captures: {summary}");
+        Assert.DoesNotContain(mine, r => r.IsRead);
+        Assert.Equal(Captures, mine.Count(r => r.What == "patch packetcaptures"));
+        Assert.Equal(Captures, mine.Count(r => r.What == "patch pods/ephemeralcontainers"));
+        Assert.Equal(Captures, mine.Count(r => r.What == "create events"));
+        Assert.InRange(mine.Count(r => r.What == "update packetcaptures/status"), Captures, 2 * Captures);
+    }
+
+    [SkippableFact]
+    public async Task While_captures_run_and_nothing_changes_the_operator_reads_nothing_from_the_API_server()
+    {
+        await StartRunningCapturesAsync("kc-idle");
+        var audit = new AuditLog(cluster.Install.Server.AuditLogPath);
+        var mark = audit.Mark();
+
+        // The fixture's resync period is 1 s: every Running capture is looked at about six times.
+        await Task.Delay(TimeSpan.FromSeconds(6));
+
+        var idle = audit.Since(mark, KubeCaptureInstall.OperatorUser);
+        // The leader Lease is renewed (get + update) by design; the open watches stay open.
+        var reads = idle.Where(r => r.Resource != "leases" && (r.IsRead || r.Verb == "watch")).ToList();
+        Assert.True(reads.Count == 0, "reads while idle: " + string.Join(", ", reads.Select(r => $"{r.What} {r.Namespace}/{r.Name}")));
+    }
+
+    /// <summary>Captures on pods of a new namespace, each Running; the operator's requests meanwhile (from the audit log).</summary>
+    private async Task<(string Namespace, IReadOnlyList<AuditedRequest> Requests)> StartRunningCapturesAsync(string prefix)
+    {
+        var ns = await cluster.CreateNamespaceAsync(prefix);
+        var pods = (ApiServerPods)cluster.Kubelet.Pods;
+        for (var i = 0; i < Captures; i++)
+        {
+            await pods.StartPodAsync(ns, $"api-{i}", $"10.244.0.{i + 1}");
+        }
+
+        // The pods reach the operator's cache through its watch (a capture created before that costs one live read).
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var audit = new AuditLog(cluster.Install.Server.AuditLogPath);
+        var mark = audit.Mark();
+        cluster.Kubelet.SimulateRunning = true;
+        try
+        {
+            for (var i = 0; i < Captures; i++)
+            {
+                await cluster.Admin.CreatePacketCaptureAsync(ns, $"capture-{i}", new PacketCaptureSpec
+                {
+                    Reason = "request budget",
+                    Target = new CaptureTarget { PodName = $"api-{i}" },
+                    Duration = "20s", // then DeadlineExceeded (no agent): the slots are free again for the other tests
+                    Filter = "tcp port 443",
+                });
+            }
+
+            for (var i = 0; i < Captures; i++)
+            {
+                await cluster.Admin.WaitForPhaseAsync(ns, $"capture-{i}", CapturePhase.Running, TimeSpan.FromSeconds(60));
+            }
+        }
+        finally
+        {
+            cluster.Kubelet.SimulateRunning = false;
+        }
+
+        await Task.Delay(TimeSpan.FromMilliseconds(500)); // the last audit lines
+        return (ns, audit.Since(mark, KubeCaptureInstall.OperatorUser));
+    }
+}
