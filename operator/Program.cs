@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 
@@ -18,6 +19,11 @@ public static class Program
         {
             builder.Services.AddPacketCaptureReconciler(builder.Configuration);
         }
+        if (builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
+        {
+            builder.Services.AddServingCertificate(builder.Configuration);
+        }
+
         var app = builder.Build();
         // Liveness: the process answers. Readiness: every check, storage included.
         app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
