@@ -1,6 +1,7 @@
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
+using KubeCapture.Operator.Subresources;
 
 namespace KubeCapture.Operator;
 
@@ -19,7 +20,12 @@ public static class Program
         {
             builder.Services.AddPacketCaptureReconciler(builder.Configuration);
         }
-        if (builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
+        var subresources = builder.Configuration.GetValue($"{SubresourcesOptions.Section}:Enabled", defaultValue: false);
+        if (subresources)
+        {
+            builder.AddSubresources();
+        }
+        else if (builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
         {
             builder.Services.AddServingCertificate(builder.Configuration);
         }
@@ -29,6 +35,11 @@ public static class Program
         app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/readyz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { ResponseWriter = WriteReadiness });
         app.MapIngest();
+        if (subresources)
+        {
+            app.MapSubresources();
+        }
+
         return app;
     }
 

@@ -20,6 +20,7 @@ public sealed partial class IngestService(
     UploadRegistry registry,
     CaptureTokenIssuer tokens,
     AgentAddressBook addresses,
+    LiveRecordFeed live,
     IOptions<StorageOptions> storageOptions,
     ILogger<IngestService> logger) : KubeCapture.Proto.V1.Ingest.IngestBase
 {
@@ -80,6 +81,7 @@ public sealed partial class IngestService(
                 : $"object storage is unavailable: {e.Message}; the incomplete upload was not published";
             logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, UpdatedAt = DateTimeOffset.UtcNow });
+            live.Complete(target);
             throw Fail(e.Refused ? StatusCode.FailedPrecondition : StatusCode.Unavailable, error);
         }
         finally
@@ -158,6 +160,7 @@ public sealed partial class IngestService(
                         }
 
                         await pipeline.AppendAsync(message.Chunk.Data.Memory);
+                        live.Append(target, message.Chunk.Offset, message.Chunk.Data.Memory);
                         break;
                     case AgentMessage.BodyOneofCase.Progress:
                         var progress = message.Progress;
@@ -219,6 +222,7 @@ public sealed partial class IngestService(
             logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
             await StorageRetry.RunAsync("aborting the upload", _storage.RetryBudget, ct => store.AbortUploadAsync(checkpoint, ct), logger, cancellationToken);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, Manifest = agentManifest, UpdatedAt = DateTimeOffset.UtcNow });
+            live.Complete(target);
             throw Fail(StatusCode.DataLoss, error);
         }
 
@@ -237,6 +241,7 @@ public sealed partial class IngestService(
         };
         await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, ct), logger, cancellationToken);
         registry.Publish(UploadRegistry.FromStored(stored));
+        live.Complete(target);
         logger.LogInformation("{Namespace}/{Capture} pod {Pod}: stored {Uri} ({Size} bytes, sha256 {Sha256})", target.Namespace, target.CaptureName, target.Pod, stored.Uri, stored.Size, stored.Sha256);
         outbox.Post(StoredMessage(stored));
     }

@@ -33,6 +33,13 @@ public static class OperatorPermissions
         new("", "namespaces", ["get", "list", "watch"], "read the Pod Security labels before injecting (Reconciliation/PodSecurityPreflight)"),
         new("", "events", ["create"], "record what happened on the capture and its pods (Events/CaptureEvents)"),
         new("apiregistration.k8s.io", "apiservices", ["get", "patch"], "keep the extension API's caBundle current (Certificates/CaBundlePublisher)", [SubresourcesApiService]),
+        new("authorization.k8s.io", "subjectaccessreviews", ["create"], "ask whether the user kube-apiserver names may get a capture's pcap (Subresources/AccessReview)"),
+    ];
+
+    /// <summary>In kube-system only (the chart's authentication-reader Role): kube-apiserver's front-proxy settings.</summary>
+    public static readonly IReadOnlyList<Permission> KubeSystem =
+    [
+        new("", "configmaps", ["get"], "verify the front proxy's client certificate and read its user headers (Subresources/FrontProxyAuthenticator)", ["extension-apiserver-authentication"]),
     ];
 
     /// <summary>In the operator's own namespace only (the chart's Role).</summary>

@@ -22,6 +22,9 @@ public sealed class OperatorPermissionsTests
         Assert.Equal(Grants(OperatorPermissions.ClusterWide), Grants(clusterRole.Rules));
         Assert.Equal(Grants(OperatorPermissions.OwnNamespace), Grants(ownRole.Rules));
         Assert.Equal(KubeCaptureInstall.Namespace, ownRole.Metadata.NamespaceProperty);
+        var kubeSystemRole = objects.OfType<V1Role>().Single(r => r.Metadata.Name == $"{KubeCaptureInstall.Release}-kubecapture-authentication-reader");
+        Assert.Equal(Grants(OperatorPermissions.KubeSystem), Grants(kubeSystemRole.Rules));
+        Assert.Equal("kube-system", kubeSystemRole.Metadata.NamespaceProperty);
     }
 
     [SkippableFact]
@@ -89,6 +92,20 @@ public sealed class OperatorPermissionsTests
         var install = await KubeCaptureInstall.SharedAsync();
 
         var answer = await install.Server.KubectlAsync(install.OperatorToken, ["auth", "can-i", verb, resource]);
+
+        Assert.Equal(expected, answer.Stdout.Trim());
+    }
+
+    [SkippableTheory]
+    [InlineData("get", "configmaps/extension-apiserver-authentication", "yes")]
+    [InlineData("get", "configmaps/kube-proxy", "no")]
+    [InlineData("list", "configmaps", "no")]
+    [InlineData("get", "secrets", "no")]
+    public async Task The_operators_ServiceAccount_may_read_only_the_front_proxy_settings_in_kube_system(string verb, string resource, string expected)
+    {
+        var install = await KubeCaptureInstall.SharedAsync();
+
+        var answer = await install.Server.KubectlAsync(install.OperatorToken, ["auth", "can-i", verb, resource, "-n", "kube-system"]);
 
         Assert.Equal(expected, answer.Stdout.Trim());
     }
