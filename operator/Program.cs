@@ -1,6 +1,8 @@
+using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Reconciliation;
+using KubeCapture.Operator.Subresources;
 using OpenTelemetry.Metrics;
 
 namespace KubeCapture.Operator;
@@ -21,6 +23,16 @@ public static class Program
         {
             builder.Services.AddPacketCaptureReconciler(builder.Configuration);
         }
+        var subresources = builder.Configuration.GetValue($"{SubresourcesOptions.Section}:Enabled", defaultValue: false);
+        if (subresources)
+        {
+            builder.AddSubresources();
+        }
+        else if (builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
+        {
+            builder.Services.AddServingCertificate(builder.Configuration);
+        }
+
         var app = builder.Build();
         // Liveness: the process answers. Readiness: every check, storage included.
         app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });
@@ -28,6 +40,11 @@ public static class Program
         app.MapIngest();
         // Prometheus scrapes the health port (HTTP/1.1), not the ingest.
         app.MapPrometheusScrapingEndpoint("/metrics");
+        if (subresources)
+        {
+            app.MapSubresources();
+        }
+
         return app;
     }
 

@@ -22,6 +22,7 @@ public static class IngestRegistration
         services.AddSingleton<AgentAddressBook>();
         services.AddSingleton<IAgentAddresses>(sp => sp.GetRequiredService<AgentAddressBook>());
         services.AddSingleton<UploadRegistry>();
+        services.AddSingleton<LiveRecordFeed>();
         services.AddSingleton<IIngestStatus>(sp => sp.GetRequiredService<UploadRegistry>());
         services.AddSingleton<RetentionSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());

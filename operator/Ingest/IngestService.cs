@@ -21,6 +21,7 @@ public sealed partial class IngestService(
     UploadRegistry registry,
     CaptureTokenIssuer tokens,
     AgentAddressBook addresses,
+    LiveRecordFeed live,
     IOptions<StorageOptions> storageOptions,
     ILogger<IngestService> logger) : KubeCapture.Proto.V1.Ingest.IngestBase
 {
@@ -83,6 +84,7 @@ public sealed partial class IngestService(
             logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, UpdatedAt = DateTimeOffset.UtcNow });
             OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
+            live.Complete(target);
             throw Fail(e.Refused ? StatusCode.FailedPrecondition : StatusCode.Unavailable, error);
         }
         finally
@@ -163,6 +165,7 @@ public sealed partial class IngestService(
 
                         await pipeline.AppendAsync(message.Chunk.Data.Memory);
                         OperatorMetrics.IngestedBytes.Add(message.Chunk.Data.Length);
+                        live.Append(target, message.Chunk.Offset, message.Chunk.Data.Memory);
                         break;
                     case AgentMessage.BodyOneofCase.Progress:
                         var progress = message.Progress;
@@ -225,6 +228,7 @@ public sealed partial class IngestService(
             await StorageRetry.RunAsync("aborting the upload", _storage.RetryBudget, ct => store.AbortUploadAsync(checkpoint, ct), logger, cancellationToken);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, Manifest = agentManifest, UpdatedAt = DateTimeOffset.UtcNow });
             OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
+            live.Complete(target);
             throw Fail(StatusCode.DataLoss, error);
         }
 
@@ -246,6 +250,7 @@ public sealed partial class IngestService(
         OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "stored"));
         OperatorMetrics.IngestedPackets.Add(agentManifest?.PacketsWritten ?? 0);
         OperatorMetrics.KernelDrops.Add(agentManifest?.PacketsDroppedByKernel ?? 0);
+        live.Complete(target);
         logger.LogInformation("{Namespace}/{Capture} pod {Pod}: stored {Uri} ({Size} bytes, sha256 {Sha256})", target.Namespace, target.CaptureName, target.Pod, stored.Uri, stored.Size, stored.Sha256);
         outbox.Post(StoredMessage(stored));
     }

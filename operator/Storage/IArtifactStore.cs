@@ -38,6 +38,12 @@ public interface IArtifactStore
     /// <summary>The manifest of a completed capture target, or null.</summary>
     Task<StoredCaptureManifest?> FindStoredAsync(CaptureIdentity target, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The stored pcap as a stream read from storage as it is consumed (constant memory), or null when
+    /// it is gone (deleted by retention). Dispose it.
+    /// </summary>
+    Task<Stream?> OpenStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken);
+
     IAsyncEnumerable<StoredCaptureManifest> ListStoredAsync(CancellationToken cancellationToken);
 
     IAsyncEnumerable<UploadCheckpoint> ListCheckpointsAsync(CancellationToken cancellationToken);

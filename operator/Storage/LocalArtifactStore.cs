@@ -99,6 +99,18 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
         return File.Exists(path) ? StorageJsonContext.ReadManifest(await File.ReadAllBytesAsync(path, cancellationToken)) : null;
     }
 
+    public Task<Stream?> OpenStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return Task.FromResult<Stream?>(new FileStream(PathOf(_layout.PcapKey(stored.Target)), FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, useAsync: true));
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return Task.FromResult<Stream?>(null);
+        }
+    }
+
     public async IAsyncEnumerable<StoredCaptureManifest> ListStoredAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var top = PathOf(_layout.Join(""));

@@ -206,6 +206,22 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
         return bytes is null ? null : StorageJsonContext.ReadManifest(bytes);
     }
 
+    public async Task<Stream?> OpenStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, ObjectUri(_layout.PcapKey(stored.Target), ""));
+        HttpResponseMessage response;
+        try
+        {
+            response = await SendSignedAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken, HttpCompletionOption.ResponseHeadersRead);
+        }
+        catch (S3ErrorException e) when (e.Status == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+
+        return new ResponseStream(response, await response.Content.ReadAsStreamAsync(cancellationToken));
+    }
+
     public async IAsyncEnumerable<StoredCaptureManifest> ListStoredAsync([EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var checkpoints = _layout.CheckpointPrefix;
@@ -313,11 +329,11 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
 
     private static string SigV4(string value) => S3Signer.Encode(value, false);
 
-    private async Task<HttpResponseMessage> SendSignedAsync(HttpRequestMessage request, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendSignedAsync(HttpRequestMessage request, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken, HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
     {
         _signer.Sign(request, payload.Span, DateTime.UtcNow);
         using var timing = OperatorMetrics.TimeStorage(Operation(request));
-        var response = await _http.SendAsync(request, cancellationToken);
+        var response = await _http.SendAsync(request, completion, cancellationToken);
         timing.Outcome = response.IsSuccessStatusCode ? "ok" : (int)response.StatusCode is >= 400 and < 500 ? "refused" : "error";
         if (response.IsSuccessStatusCode)
         {
@@ -397,4 +413,45 @@ public sealed class S3ErrorException(HttpStatusCode status, string? code, string
         (int)Status is >= 400 and < 500
         && Status is not (HttpStatusCode.RequestTimeout or HttpStatusCode.Conflict or HttpStatusCode.TooManyRequests)
         && Code is not ("RequestTimeout" or "IncompleteBody" or "SlowDown" or "RequestTimeTooSkewed");
+}
+
+/// <summary>An object's body read from the open response; disposing it closes the response.</summary>
+internal sealed class ResponseStream(HttpResponseMessage response, Stream body) : Stream
+{
+    public override bool CanRead => true;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => false;
+
+    public override long Length => response.Content.Headers.ContentLength ?? throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override int Read(byte[] buffer, int offset, int count) => body.Read(buffer, offset, count);
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => body.ReadAsync(buffer, cancellationToken);
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => body.ReadAsync(buffer, offset, count, cancellationToken);
+
+    public override void Flush()
+    {
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            body.Dispose();
+            response.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
 }

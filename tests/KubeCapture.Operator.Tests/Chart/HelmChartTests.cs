@@ -40,9 +40,9 @@ public sealed class HelmChartTests
         var role = objects.OfType<V1ClusterRole>().Single(r => r.Metadata.Name == "kc-kubecapture-operator");
         Assert.Contains(role.Rules, r => r.Resources.Contains("pods/ephemeralcontainers") && r.Verbs.Contains("patch") && !r.Verbs.Contains("delete"));
         Assert.DoesNotContain(role.Rules, r => r.Resources.Contains("pods") && r.Verbs.Intersect(["create", "delete", "update"]).Any());
-        var leases = Assert.Single(objects.OfType<V1Role>());
+        var leases = objects.OfType<V1Role>().Single(r => r.Metadata.Name == "kc-kubecapture-operator");
         Assert.Contains(leases.Rules, r => r.Resources.Contains("leases"));
-        Assert.Equal(["kc-kubecapture-ingest", "kc-kubecapture-metrics"], objects.OfType<V1Service>().Select(s => s.Metadata.Name).Order());
+        Assert.Equal(["kc-kubecapture-ingest", "kc-kubecapture-metrics", "kc-kubecapture-subresources"], objects.OfType<V1Service>().Select(s => s.Metadata.Name).Order());
     }
 
     [Fact]
@@ -120,6 +120,59 @@ public sealed class HelmChartTests
         var budget = Assert.Single(objects.OfType<V1PodDisruptionBudget>());
         Assert.Equal("1", budget.Spec.MaxUnavailable?.Value);
         Assert.Equal("kc", budget.Spec.Selector.MatchLabels["app.kubernetes.io/instance"]);
+    }
+
+    [Fact]
+    public void The_download_ClusterRole_grants_only_get_on_the_three_subresources_and_is_aggregated_into_admin_and_edit_but_not_view()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
+        Assert.True(code == 0, output);
+
+        var role = KubernetesYaml.LoadAllFromString(output).OfType<V1ClusterRole>().Single(r => r.Metadata.Name == "kc-kubecapture-download");
+
+        var rule = Assert.Single(role.Rules);
+        Assert.Equal(["subresources.kubecapture.io"], rule.ApiGroups);
+        Assert.Equal(["packetcaptures/pcap", "packetcaptures/manifest", "packetcaptures/follow"], rule.Resources);
+        Assert.Equal(["get"], rule.Verbs);
+        Assert.Equal("true", role.Metadata.Labels["rbac.authorization.k8s.io/aggregate-to-admin"]);
+        Assert.Equal("true", role.Metadata.Labels["rbac.authorization.k8s.io/aggregate-to-edit"]);
+        Assert.DoesNotContain("rbac.authorization.k8s.io/aggregate-to-view", role.Metadata.Labels.Keys);
+    }
+
+    [Fact]
+    public void The_APIService_routes_to_the_subresources_Service_whose_name_the_managed_certificate_carries()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
+        Assert.True(code == 0, output);
+        var objects = KubernetesYaml.LoadAllFromString(output);
+
+        var apiService = Assert.Single(objects.OfType<V1APIService>());
+        var env = Assert.Single(objects.OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env.ToDictionary(e => e.Name, e => e.Value);
+
+        Assert.Equal(("v1alpha1.subresources.kubecapture.io", "subresources.kubecapture.io", "v1alpha1"), (apiService.Metadata.Name, apiService.Spec.Group, apiService.Spec.Version));
+        Assert.Null(apiService.Spec.CaBundle); // the operator fills it in
+        Assert.NotEqual(true, apiService.Spec.InsecureSkipTLSVerify);
+        Assert.Equal(("kc-kubecapture-subresources", "kubecapture-system", 443), (apiService.Spec.Service.Name, apiService.Spec.Service.NamespaceProperty, apiService.Spec.Service.Port));
+        Assert.Equal("kc-kubecapture-subresources.kubecapture-system.svc", env["ServingCertificate__DnsNames__0"]);
+        Assert.Equal("v1alpha1.subresources.kubecapture.io", env["ServingCertificate__ApiServices__0"]);
+        Assert.Equal("kc-kubecapture-serving-certificate", env["ServingCertificate__SecretName"]);
+        Assert.Equal("true", env["Subresources__Enabled"]);
+    }
+
+    [Fact]
+    public void Mounted_certificate_mode_mounts_the_given_Secret_and_needs_its_name()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "subresources.certificate.mode=Mounted", "--set", "subresources.certificate.secretName=kc-tls");
+        Assert.True(code == 0, output);
+        var pod = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec;
+        var env = pod.Containers[0].Env.ToDictionary(e => e.Name, e => e.Value);
+        var (missing, error) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "subresources.certificate.mode=Mounted");
+
+        Assert.Equal("kc-tls", pod.Volumes.Single(v => v.Secret is not null).Secret.SecretName);
+        Assert.Equal("serving-certificate", pod.Containers[0].VolumeMounts.Single(m => m.MountPath == "/tls").Name);
+        Assert.Equal(("Mounted", "/tls/tls.crt", "/tls/ca.crt"), (env["ServingCertificate__Mode"], env["ServingCertificate__CertificateFile"], env["ServingCertificate__CaFile"]));
+        Assert.NotEqual(0, missing);
+        Assert.Contains("subresources.certificate.secretName is required in Mounted mode", error, StringComparison.Ordinal);
     }
 
     [Fact]

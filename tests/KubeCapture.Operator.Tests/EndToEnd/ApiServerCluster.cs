@@ -72,9 +72,17 @@ public class ApiServerCluster : IAsyncLifetime
         settings["LeaderElection:LeaseDuration"] = "6s";
         settings["LeaderElection:RenewDeadline"] = "4s";
         settings["LeaderElection:RetryPeriod"] = "1s";
+        await ConfigureAsync(settings);
         Operator = await OperatorHost.StartProcessAsync(settings, new Dictionary<string, string> { ["KUBECONFIG"] = Install.OperatorKubeconfig });
         Kubelet = new TestKubelet(new ApiServerPods(Install.Server.AdminClient()), OperatorHarness.AgentDll(), AgentMode.Cluster, null, work) { RunImages = true };
+        await StartedAsync();
     }
+
+    /// <summary>Adds to the operator's settings before it starts (a fixture that turns more of it on).</summary>
+    protected virtual Task ConfigureAsync(Dictionary<string, string> settings) => Task.CompletedTask;
+
+    /// <summary>After the operator and the kubelet started.</summary>
+    protected virtual Task StartedAsync() => Task.CompletedTask;
 
     /// <summary>The chart installed into the server these tests use (the shared one of the test run).</summary>
     protected virtual Task<KubeCaptureInstall> InstallAsync() => KubeCaptureInstall.SharedAsync();

@@ -289,7 +289,8 @@ public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster)
         Assert.True(refused.Response.Content.Contains("violates PodSecurity \\\"baseline:", StringComparison.Ordinal), refused.Response.Content);
     }
 
-    private static PacketCaptureSpec Icmp(string reason, string pod, long? maxPackets = null, string duration = "60s") => new()
+    /// <summary>An ICMP capture of one pod, headers only.</summary>
+    internal static PacketCaptureSpec Icmp(string reason, string pod, long? maxPackets = null, string duration = "60s") => new()
     {
         Reason = reason,
         Target = new CaptureTarget { PodName = pod },

@@ -15,20 +15,25 @@ public sealed class NodeService : IDisposable
 {
     private readonly NodeLinkSubnet lease;
 
-    private NodeService(NodeLinkSubnet lease)
+    private NodeService(NodeLinkSubnet lease, string address)
     {
         this.lease = lease;
-        Address = lease.NodeAddress;
+        Address = address;
     }
 
     public string Address { get; }
 
-    public static async Task<NodeService> CreateAsync()
+    /// <summary>
+    /// A new node address; <paramref name="routable"/>: in 198.18.0.0/15 instead of link-local, for
+    /// an address kube-apiserver accepts in hand-written Endpoints (an extension API server's).
+    /// </summary>
+    public static async Task<NodeService> CreateAsync(bool routable = false)
     {
         var lease = NodeLinkSubnets.Lease();
-        await HostCommand.RunAsync("ip", "addr", "del", $"{lease.NodeAddress}/32", "dev", "lo"); // left by a killed run
-        (await HostCommand.RunAsync("ip", "addr", "add", $"{lease.NodeAddress}/32", "dev", "lo")).EnsureSuccess();
-        return new NodeService(lease);
+        var address = routable ? lease.RoutableNodeAddress : lease.NodeAddress;
+        await HostCommand.RunAsync("ip", "addr", "del", $"{address}/32", "dev", "lo"); // left by a killed run
+        (await HostCommand.RunAsync("ip", "addr", "add", $"{address}/32", "dev", "lo")).EnsureSuccess();
+        return new NodeService(lease, address);
     }
 
     public string Url(int port) => string.Create(CultureInfo.InvariantCulture, $"http://{Address}:{port}");

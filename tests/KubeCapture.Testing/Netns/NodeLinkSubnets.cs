@@ -86,6 +86,12 @@ public sealed class NodeLinkSubnet(int index, string leasePath) : IDisposable
 
     public string PodAddress { get; } = Address(index, 2);
 
+    /// <summary>
+    /// The same lease's node address in 198.18.0.0/15 (benchmarking, never routed on the Internet):
+    /// for what Kubernetes refuses at link-local addresses (an Endpoints address behind an APIService).
+    /// </summary>
+    public string RoutableNodeAddress { get; } = string.Create(CultureInfo.InvariantCulture, $"198.18.{64 + (index / 64)}.{(index % 64 * 4) + 1}");
+
     public void Dispose() => File.Delete(leasePath);
 
     private static string Address(int index, int host) =>

@@ -1,0 +1,36 @@
+using k8s;
+using k8s.Models;
+
+namespace KubeCapture.Operator.Subresources;
+
+/// <summary>
+/// Asks kube-apiserver whether the user the front proxy named may <c>get</c> the subresource (a
+/// SubjectAccessReview): kube-apiserver already checked, and this makes the operator refuse a
+/// request from anything that merely holds the front-proxy certificate without RBAC behind it.
+/// </summary>
+public sealed class AccessReview(IKubernetes kubernetes)
+{
+    public async Task<(bool Allowed, string Reason)> MayGetAsync(RemoteUser user, string ns, string name, string subresource, CancellationToken cancellationToken)
+    {
+        var review = await kubernetes.AuthorizationV1.CreateSubjectAccessReviewAsync(new V1SubjectAccessReview
+        {
+            Spec = new V1SubjectAccessReviewSpec
+            {
+                User = user.Name,
+                Groups = [.. user.Groups],
+                Extra = user.Extra.ToDictionary(e => e.Key, e => (IList<string>)[.. e.Value]),
+                ResourceAttributes = new V1ResourceAttributes
+                {
+                    Group = SubresourcesApi.Group,
+                    Version = SubresourcesApi.Version,
+                    Resource = SubresourcesApi.Resource,
+                    Subresource = subresource,
+                    Verb = "get",
+                    NamespaceProperty = ns,
+                    Name = name,
+                },
+            },
+        }, cancellationToken: cancellationToken);
+        return (review.Status?.Allowed == true, review.Status?.Reason ?? review.Status?.EvaluationError ?? "");
+    }
+}

@@ -1,0 +1,281 @@
+using System.Globalization;
+using System.Net;
+using k8s;
+using k8s.Autorest;
+using KubeCapture.Agent.Cli;
+using KubeCapture.Operator.Events;
+using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Storage;
+using Microsoft.Extensions.Options;
+
+namespace KubeCapture.Operator.Subresources;
+
+/// <summary>
+/// GET .../namespaces/NS/packetcaptures/NAME/{pcap,manifest,follow}[?pod=POD]: the stored pcap
+/// streamed from object storage (constant memory, Content-Length, SHA-256 header), its manifest,
+/// or the live pcap while the capture runs. Each request is authenticated (front proxy) and
+/// authorized (SubjectAccessReview) first; each download and follow is recorded as an Event on the
+/// PacketCapture and a log line: who, what, when.
+/// </summary>
+public sealed class CaptureDownloads(
+    IKubernetes kubernetes,
+    FrontProxyAuthenticator authenticator,
+    AccessReview access,
+    IArtifactStore store,
+    UploadRegistry registry,
+    LiveRecordFeed live,
+    IOptions<SubresourcesOptions> options,
+    ILogger<CaptureDownloads> logger,
+    ILoggerFactory loggers,
+    TimeProvider time)
+{
+    private readonly CaptureEvents events = new(kubernetes, loggers.CreateLogger<CaptureEvents>(), time);
+
+    public async Task HandleAsync(HttpContext context, string ns, string name, string subresource)
+    {
+        var cancellationToken = context.RequestAborted;
+        var (user, refusal) = await authenticator.AuthenticateAsync(context, requireUser: true, cancellationToken);
+        if (user is null)
+        {
+            logger.LogWarning("refused {Subresource} of {Namespace}/{Capture} from {Peer}: {Refusal}", subresource, ns, name, context.Connection.RemoteIpAddress, refusal);
+            await SubresourcesApi.WriteStatusAsync(context, 401, "Unauthorized", refusal!);
+            return;
+        }
+
+        var pod = context.Request.Query["pod"].FirstOrDefault();
+        try
+        {
+            var (allowed, reason) = await access.MayGetAsync(user, ns, name, subresource, cancellationToken);
+            if (!allowed)
+            {
+                logger.LogWarning("denied {Subresource} of {Namespace}/{Capture} to {User}: {Reason}", subresource, ns, name, user, reason);
+                await SubresourcesApi.WriteStatusAsync(context, 403, "Forbidden",
+                    $"{SubresourcesApi.Resource}.{SubresourcesApi.Group} \"{name}\" is forbidden: User \"{user.Name}\" cannot get resource \"{SubresourcesApi.Resource}/{subresource}\" in API group \"{SubresourcesApi.Group}\" in the namespace \"{ns}\"", name);
+                return;
+            }
+
+            PacketCapture capture;
+            try
+            {
+                capture = await kubernetes.CustomObjects.GetNamespacedCustomObjectAsync<PacketCapture>(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, name, cancellationToken);
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+            {
+                await SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"{PacketCapture.Plural}.{PacketCapture.Group} \"{name}\" not found", name);
+                return;
+            }
+
+            var (target, problem) = ChooseTarget(capture, pod);
+            if (target is null)
+            {
+                await SubresourcesApi.WriteStatusAsync(context, problem!.Value.Code, problem.Value.Reason, problem.Value.Message, name);
+                return;
+            }
+
+            var identity = new CaptureIdentity(capture.Metadata.Uid, ns, name, target.Pod);
+            StoredCaptureManifest? stored;
+            try
+            {
+                stored = await store.FindStoredAsync(identity, cancellationToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                await StorageUnreachableAsync(context, name, e);
+                return;
+            }
+
+            if (stored is not null && stored.CaptureUid != capture.Metadata.Uid)
+            {
+                stored = null; // an earlier capture of the same name
+            }
+
+            if (stored is null && (subresource != SubresourcesApi.Follow || TargetState.IsTerminal(target.State) || CapturePhase.IsTerminal(capture.Status?.Phase)))
+            {
+                var gone = NotStored(capture, target, subresource);
+                await SubresourcesApi.WriteStatusAsync(context, gone.Code, gone.Reason, gone.Message, name);
+                return;
+            }
+
+            if (stored is null)
+            {
+                await FollowAsync(context, capture, identity, user, cancellationToken);
+            }
+            else if (subresource == SubresourcesApi.Manifest)
+            {
+                context.Response.ContentType = "application/json";
+                await context.Response.Body.WriteAsync(StorageJsonContext.Serialize(stored), cancellationToken);
+                await RecordAsync(capture, "ManifestRead", $"{user} read the manifest of pod {target.Pod}", cancellationToken);
+            }
+            else
+            {
+                await SendStoredAsync(context, capture, stored, user, subresource, cancellationToken);
+            }
+        }
+        catch (HttpOperationException e)
+        {
+            logger.LogError("{Subresource} of {Namespace}/{Capture} for {User}: the Kubernetes API answered {Status}: {Error}", subresource, ns, name, user, (int)e.Response.StatusCode, e.Message);
+            await SubresourcesApi.WriteStatusAsync(context, 503, "ServiceUnavailable", $"the Kubernetes API answered {(int)e.Response.StatusCode} to the operator: {e.Response.Content}", name);
+        }
+        catch (HttpRequestException e)
+        {
+            await SubresourcesApi.WriteStatusAsync(context, 503, "ServiceUnavailable", $"the operator cannot reach the Kubernetes API: {e.Message}", name);
+        }
+    }
+
+    /// <summary>The target the request means, or the Status that says why there is none.</summary>
+    internal static (CaptureTargetStatus? Target, (int Code, string Reason, string Message)? Problem) ChooseTarget(PacketCapture capture, string? pod)
+    {
+        var name = capture.Metadata.Name;
+        var targets = capture.Status?.Targets ?? [];
+        var names = string.Join(", ", targets.Select(t => t.Pod));
+        if (pod is { Length: > 0 })
+        {
+            return targets.FirstOrDefault(t => t.Pod == pod) is { } chosen ? (chosen, null)
+                : (null, (404, "NotFound", targets.Count == 0
+                    ? $"capture {name} has no target pods yet (phase {capture.Status?.Phase ?? CapturePhase.Pending}), so no pod \"{pod}\""
+                    : $"capture {name} has no target pod \"{pod}\" (its targets: {names})"));
+        }
+
+        return targets.Count switch
+        {
+            1 => (targets[0], null),
+            0 => (null, CapturePhase.IsTerminal(capture.Status?.Phase)
+                ? (404, "NotFound", $"capture {name} ended {capture.Status!.Phase} without a target pod: {capture.Status.Message}")
+                : (409, "Conflict", $"capture {name} has no target pod yet (phase {capture.Status?.Phase ?? CapturePhase.Pending}); try again when it runs")),
+            _ => (null, (400, "BadRequest", $"capture {name} has {targets.Count} target pods ({names}): choose one with ?pod=")),
+        };
+    }
+
+    /// <summary>Why a target has no stored pcap: still capturing (409), gone by retention (410), never stored (404).</summary>
+    internal static (int Code, string Reason, string Message) NotStored(PacketCapture capture, CaptureTargetStatus target, string subresource)
+    {
+        var name = capture.Metadata.Name;
+        if (target.Artifact is { } artifact)
+        {
+            return artifact.ExpiresAt is { } expired
+                ? (410, "Gone", $"the pcap of capture {name} pod {target.Pod} expired at {expired.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)} and was deleted by retention")
+                : (410, "Gone", $"the pcap of capture {name} pod {target.Pod} is no longer in object storage ({artifact.Uri} was deleted)");
+        }
+
+        if (!TargetState.IsTerminal(target.State) && !CapturePhase.IsTerminal(capture.Status?.Phase))
+        {
+            return (409, "Conflict", subresource == SubresourcesApi.Manifest
+                ? $"capture {name} is still capturing pod {target.Pod} (state {target.State}); the manifest is written when it ends"
+                : $"capture {name} is still capturing pod {target.Pod} (state {target.State}); use follow to stream it live, or download it when the capture has ended");
+        }
+
+        return (404, "NotFound", $"capture {name} stored no pcap for pod {target.Pod}: {target.State}{(target.Reason is { } r ? $" ({r})" : "")}{(target.Message is { } m ? ": " + m : "")}");
+    }
+
+    private async Task SendStoredAsync(HttpContext context, PacketCapture capture, StoredCaptureManifest stored, RemoteUser user, string subresource, CancellationToken cancellationToken)
+    {
+        Stream? body;
+        try
+        {
+            body = await store.OpenStoredAsync(stored, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            await StorageUnreachableAsync(context, capture.Metadata.Name, e);
+            return;
+        }
+
+        if (body is null)
+        {
+            var target = capture.Status!.Targets.First(t => t.Pod == stored.Pod);
+            var (code, reason, message) = NotStored(capture, new CaptureTargetStatus { Pod = target.Pod, State = target.State, Artifact = target.Artifact ?? new CaptureArtifact { Uri = stored.Uri, ExpiresAt = stored.ExpiresAt?.UtcDateTime } }, subresource);
+            await SubresourcesApi.WriteStatusAsync(context, code, reason, message, capture.Metadata.Name);
+            return;
+        }
+
+        await using (body)
+        {
+            context.Response.ContentType = SubresourcesApi.PcapContentType;
+            context.Response.ContentLength = stored.Size;
+            context.Response.Headers[SubresourcesApi.Sha256Header] = stored.Sha256;
+            context.Response.Headers.ContentDisposition = $"attachment; filename=\"{capture.Metadata.Name}-{stored.Pod}.pcap\"";
+            var verb = subresource == SubresourcesApi.Follow ? "followed (stored)" : "downloaded";
+            logger.LogInformation("{User} {Verb} the pcap of {Namespace}/{Capture} pod {Pod} ({Size} bytes, sha256 {Sha256}) from {Peer}",
+                user, verb, stored.Namespace, stored.CaptureName, stored.Pod, stored.Size, stored.Sha256, context.Request.Headers["X-Forwarded-For"].FirstOrDefault() ?? context.Connection.RemoteIpAddress?.ToString());
+            await body.CopyToAsync(context.Response.Body, 1 << 16, cancellationToken);
+            await RecordAsync(capture, subresource == SubresourcesApi.Follow ? "Followed" : "Downloaded", $"{user} {verb} the pcap of pod {stored.Pod} ({stored.Size} bytes, sha256 {stored.Sha256})", CancellationToken.None);
+        }
+    }
+
+    private async Task FollowAsync(HttpContext context, PacketCapture capture, CaptureIdentity identity, RemoteUser user, CancellationToken cancellationToken)
+    {
+        using var subscription = live.Subscribe(identity);
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        ended.CancelAfter(FollowLimit(capture));
+        void OnChanged(TargetUpload upload)
+        {
+            if (upload.Target == identity && upload.Phase is UploadPhase.Failed)
+            {
+                live.Complete(identity);
+            }
+        }
+
+        registry.Changed += OnChanged;
+        try
+        {
+            if (registry.Current(identity) is { Phase: UploadPhase.Failed })
+            {
+                live.Complete(identity);
+            }
+
+            logger.LogInformation("{User} started following {Namespace}/{Capture} pod {Pod} live", user, identity.Namespace, identity.CaptureName, identity.Pod);
+            await RecordAsync(capture, "Followed", $"{user} started following pod {identity.Pod} live", cancellationToken);
+            context.Response.ContentType = SubresourcesApi.PcapContentType;
+            context.Response.Headers.CacheControl = "no-store";
+            await context.Response.StartAsync(cancellationToken);
+            long bytes = 0;
+            var reader = subscription.Reader;
+            try
+            {
+                while (await reader.WaitToReadAsync(ended.Token))
+                {
+                    while (reader.TryRead(out var chunk))
+                    {
+                        await context.Response.Body.WriteAsync(chunk, cancellationToken);
+                        bytes += chunk.Length;
+                    }
+
+                    await context.Response.Body.FlushAsync(cancellationToken);
+                }
+
+                logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User} ended with the capture ({Bytes} bytes)", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes);
+            }
+            catch (Exception e) when (e is FollowerTooSlowException or LiveFeedUnavailableException)
+            {
+                logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} ended after {Bytes} bytes: {Error}", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, e.Message);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} ended after {Bytes} bytes: the capture ran past its duration and grace without ending", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes);
+            }
+        }
+        finally
+        {
+            registry.Changed -= OnChanged;
+        }
+    }
+
+    private TimeSpan FollowLimit(PacketCapture capture)
+    {
+        var grace = Quantities.TryParseDuration(options.Value.FollowGrace, out var g, out _) ? g : TimeSpan.FromMinutes(2);
+        var duration = Quantities.TryParseDuration(capture.Spec.Duration, out var d, out _) ? d : TimeSpan.FromHours(1);
+        var started = capture.Status?.StartTime is { } s ? new DateTimeOffset(DateTime.SpecifyKind(s, DateTimeKind.Utc)) : time.GetUtcNow();
+        var left = started + duration + grace - time.GetUtcNow();
+        return left > TimeSpan.FromSeconds(1) ? left : TimeSpan.FromSeconds(1) + grace;
+    }
+
+    private async Task StorageUnreachableAsync(HttpContext context, string name, Exception e)
+    {
+        logger.LogError("object storage unreachable while serving {Capture}: {Error}", name, e.Message);
+        await SubresourcesApi.WriteStatusAsync(context, 503, "ServiceUnavailable", $"object storage is unreachable: {e.Message}", name);
+    }
+
+    private Task RecordAsync(PacketCapture capture, string reason, string message, CancellationToken cancellationToken) =>
+        events.OnCaptureAsync(capture, "Normal", reason, message, cancellationToken);
+}

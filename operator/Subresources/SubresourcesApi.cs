@@ -1,0 +1,100 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace KubeCapture.Operator.Subresources;
+
+/// <summary>
+/// subresources.kubecapture.io/v1alpha1: the names, the discovery documents kube-apiserver asks
+/// for (an APIService becomes Available once the version's APIResourceList answers), a minimal
+/// OpenAPI v2 document, and errors as Kubernetes Status objects.
+/// </summary>
+public static class SubresourcesApi
+{
+    public const string Group = "subresources.kubecapture.io";
+    public const string Version = "v1alpha1";
+    public const string GroupVersion = Group + "/" + Version;
+    public const string Resource = "packetcaptures";
+    public const string Pcap = "pcap";
+    public const string Manifest = "manifest";
+    public const string Follow = "follow";
+    public const string PcapContentType = "application/vnd.tcpdump.pcap";
+    public const string Sha256Header = "X-KubeCapture-SHA256";
+
+    public static readonly IReadOnlyList<string> Subresources = [Pcap, Manifest, Follow];
+
+    public static JsonObject GroupDocument() => new()
+    {
+        ["kind"] = "APIGroup",
+        ["apiVersion"] = "v1",
+        ["name"] = Group,
+        ["versions"] = new JsonArray(VersionEntry()),
+        ["preferredVersion"] = VersionEntry(),
+    };
+
+    public static JsonObject GroupListDocument() => new()
+    {
+        ["kind"] = "APIGroupList",
+        ["apiVersion"] = "v1",
+        ["groups"] = new JsonArray(GroupDocument().Tap(g => g.Remove("kind")).Tap(g => g.Remove("apiVersion"))),
+    };
+
+    public static JsonObject ResourceListDocument() => new()
+    {
+        ["kind"] = "APIResourceList",
+        ["apiVersion"] = "v1",
+        ["groupVersion"] = GroupVersion,
+        ["resources"] = new JsonArray([.. Subresources.Select(s => (JsonNode)new JsonObject
+        {
+            ["name"] = $"{Resource}/{s}",
+            ["singularName"] = "",
+            ["namespaced"] = true,
+            ["kind"] = s == Manifest ? "StoredCaptureManifest" : "Pcap",
+            ["verbs"] = new JsonArray("get"),
+        })]),
+    };
+
+    public static JsonObject OpenApiDocument() => new()
+    {
+        ["swagger"] = "2.0",
+        ["info"] = new JsonObject { ["title"] = "KubeCapture subresources", ["version"] = Version },
+        ["paths"] = new JsonObject(),
+        ["definitions"] = new JsonObject(),
+    };
+
+    /// <summary>Writes a Kubernetes Status (kind Status, status Failure) with <paramref name="code"/>, as kubectl shows it: "Error from server (REASON): MESSAGE".</summary>
+    public static async Task WriteStatusAsync(HttpContext context, int code, string reason, string message, string? name = null)
+    {
+        var status = new JsonObject
+        {
+            ["kind"] = "Status",
+            ["apiVersion"] = "v1",
+            ["metadata"] = new JsonObject(),
+            ["status"] = "Failure",
+            ["message"] = message,
+            ["reason"] = reason,
+            ["code"] = code,
+        };
+        if (name is not null)
+        {
+            status["details"] = new JsonObject { ["name"] = name, ["group"] = Group, ["kind"] = Resource };
+        }
+
+        context.Response.StatusCode = code;
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(status.ToJsonString(), context.RequestAborted);
+    }
+
+    public static Task WriteJsonAsync(HttpContext context, JsonNode document)
+    {
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsync(document.ToJsonString(new JsonSerializerOptions { WriteIndented = false }), context.RequestAborted);
+    }
+
+    private static JsonObject VersionEntry() => new() { ["groupVersion"] = GroupVersion, ["version"] = Version };
+
+    private static JsonObject Tap(this JsonObject node, Action<JsonObject> change)
+    {
+        change(node);
+        return node;
+    }
+}

@@ -1,0 +1,89 @@
+using System.Net;
+using KubeCapture.Operator.Certificates;
+using KubeCapture.Operator.Health;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Options;
+
+namespace KubeCapture.Operator.Subresources;
+
+/// <summary>
+/// builder.AddSubresources(): the extension API on its own HTTPS endpoint (Subresources:Url), with
+/// the serving certificate (ServingCertificate section) and client certificates requested from
+/// every peer (kube-apiserver's front proxy presents one; the handlers verify it).
+/// </summary>
+public static class SubresourcesRegistration
+{
+    public static WebApplicationBuilder AddSubresources(this WebApplicationBuilder builder)
+    {
+        var options = builder.Configuration.GetSection(SubresourcesOptions.Section).Get<SubresourcesOptions>() ?? new SubresourcesOptions();
+        if (!builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
+        {
+            throw new InvalidOperationException("Subresources:Enabled needs a ServingCertificate section (Managed: DnsNames of the extension API's Service; or Mounted files)");
+        }
+
+        var (address, port) = ParseUrl(options.Url);
+        builder.Services.AddOptions<SubresourcesOptions>().Bind(builder.Configuration.GetSection(SubresourcesOptions.Section));
+        builder.Services.AddServingCertificate(builder.Configuration);
+        builder.Services.AddKubernetesClient();
+        builder.Services.AddSingleton<FrontProxyAuthenticator>();
+        builder.Services.AddSingleton<AccessReview>();
+        builder.Services.AddSingleton<CaptureDownloads>();
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            var certificates = kestrel.ApplicationServices.GetRequiredService<ServingCertificateSource>();
+            kestrel.Listen(address, port, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1AndHttp2;
+                listen.UseHttps(new HttpsConnectionAdapterOptions
+                {
+                    ServerCertificateSelector = (_, _) => certificates.Current,
+                    ClientCertificateMode = ClientCertificateMode.AllowCertificate,
+                    // Verified per request against the requestheader CA, which can change at run time.
+                    ClientCertificateValidation = (_, _, _) => true,
+                });
+            });
+        });
+        return builder;
+    }
+
+    public static WebApplication MapSubresources(this WebApplication app)
+    {
+        var port = ParseUrl(app.Services.GetRequiredService<IOptions<SubresourcesOptions>>().Value.Url).Port;
+        var host = $"*:{port}";
+        app.MapGet("/apis", context => DiscoveryAsync(context, SubresourcesApi.GroupListDocument())).RequireHost(host);
+        app.MapGet("/apis/" + SubresourcesApi.Group, context => DiscoveryAsync(context, SubresourcesApi.GroupDocument())).RequireHost(host);
+        app.MapGet("/apis/" + SubresourcesApi.GroupVersion, context => DiscoveryAsync(context, SubresourcesApi.ResourceListDocument())).RequireHost(host);
+        app.MapGet("/openapi/v2", context => DiscoveryAsync(context, SubresourcesApi.OpenApiDocument())).RequireHost(host);
+        app.MapGet($"/apis/{SubresourcesApi.GroupVersion}/namespaces/{{ns}}/{SubresourcesApi.Resource}/{{name}}/{{subresource}}", (HttpContext context, string ns, string name, string subresource) =>
+            SubresourcesApi.Subresources.Contains(subresource)
+                ? context.RequestServices.GetRequiredService<CaptureDownloads>().HandleAsync(context, ns, name, subresource)
+                : SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"the server could not find the requested resource: {SubresourcesApi.Resource}/{subresource} (there are {string.Join(", ", SubresourcesApi.Subresources)})")).RequireHost(host);
+        return app;
+    }
+
+    /// <summary>Discovery and OpenAPI: for any peer with a verified front-proxy certificate (kube-apiserver asks with no user).</summary>
+    private static async Task DiscoveryAsync(HttpContext context, System.Text.Json.Nodes.JsonNode document)
+    {
+        var (user, refusal) = await context.RequestServices.GetRequiredService<FrontProxyAuthenticator>().AuthenticateAsync(context, requireUser: false, context.RequestAborted);
+        if (user is null)
+        {
+            await SubresourcesApi.WriteStatusAsync(context, 401, "Unauthorized", refusal!);
+            return;
+        }
+
+        await SubresourcesApi.WriteJsonAsync(context, document);
+    }
+
+    internal static (IPAddress Address, int Port) ParseUrl(string url)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "https" || uri.IsDefaultPort && !url.Contains(":443", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"Subresources:Url '{url}' is not an https URL with a port (e.g. https://0.0.0.0:8443)");
+        }
+
+        var host = uri.Host.Trim('[', ']');
+        return IPAddress.TryParse(host, out var address) ? (address, uri.Port)
+            : throw new InvalidOperationException($"Subresources:Url '{url}': the host must be an IP address to listen on (0.0.0.0, [::] or one of this machine's), not '{uri.Host}'");
+    }
+}

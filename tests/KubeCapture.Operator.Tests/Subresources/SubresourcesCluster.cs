@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Http.Headers;
+using k8s;
+using k8s.Models;
+using KubeCapture.Operator.Rbac;
+using KubeCapture.Operator.Subresources;
+using KubeCapture.Operator.Tests.EndToEnd;
+using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Processes;
+using KubeCapture.Testing.S3;
+
+namespace KubeCapture.Operator.Tests.Subresources;
+
+/// <summary>One operator serves the extension API at a time (it owns the APIService's Endpoints): its tests share it.</summary>
+[CollectionDefinition(Name)]
+public sealed class SubresourcesCollection : ICollectionFixture<SubresourcesCluster>
+{
+    public const string Name = "subresources";
+}
+
+/// <summary>
+/// An <see cref="ApiServerCluster"/> whose operator also serves the extension API
+/// subresources.kubecapture.io, behind the real kube-apiserver: the chart's APIService and Service,
+/// hand-written Endpoints (no Endpoints controller runs) at an address in 198.18.0.0/15 on the node
+/// (kube-apiserver refuses loopback and link-local Endpoints), the operator's own CA and serving
+/// certificate in its Secret (as its ServiceAccount), and the APIService waited for until Available.
+/// </summary>
+public sealed class SubresourcesCluster : ApiServerCluster
+{
+    private NodeService? extensionAddress;
+
+    public string ExtensionAddress => extensionAddress?.Address ?? throw new InvalidOperationException("not started");
+
+    public int ExtensionPort { get; } = S3rverFixture.FreeTcpPort();
+
+    public string ServiceName => $"{KubeCaptureInstall.Release}-kubecapture-subresources";
+
+    /// <summary>The path of a capture's subresource through kube-apiserver.</summary>
+    public static string PathOf(string ns, string name, string subresource, string? pod = null) =>
+        $"/apis/{SubresourcesApi.GroupVersion}/namespaces/{ns}/{SubresourcesApi.Resource}/{name}/{subresource}{(pod is null ? "" : "?pod=" + pod)}";
+
+    /// <summary>GET through kube-apiserver as <paramref name="token"/>'s user (for the response headers kubectl does not show).</summary>
+    public async Task<HttpResponseMessage> GetAsync(string token, string path)
+    {
+        var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator };
+        var http = new HttpClient(handler) { BaseAddress = new Uri(Install.Server.Url), Timeout = TimeSpan.FromSeconds(60) };
+        var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+    }
+
+    /// <summary><c>kubectl get --raw PATH &gt; FILE</c> as <paramref name="token"/>'s user: exit code, stderr, the file.</summary>
+    public async Task<(int ExitCode, string Stderr, string File)> KubectlRawAsync(string token, string path)
+    {
+        var file = Path.Combine(WorkDirectory, Guid.NewGuid().ToString("N") + ".out");
+        var kubeconfig = Install.Server.WriteKubeconfig(token, "raw-" + Guid.NewGuid().ToString("N")[..8]);
+        var result = await HostCommand.RunAsync("sh", ["-c", "exec \"$0\" --kubeconfig \"$1\" get --raw \"$2\" > \"$3\"", Tools.Kubectl, kubeconfig, path, file], TimeSpan.FromSeconds(90));
+        return (result.ExitCode, result.Stderr, file);
+    }
+
+    /// <summary>Starts <c>kubectl get --raw PATH | tcpdump -nn -l -r -</c> writing tcpdump's lines to a file as they come.</summary>
+    public (Process Process, string Lines) StartFollowIntoTcpdump(string token, string path)
+    {
+        var lines = Path.Combine(WorkDirectory, Guid.NewGuid().ToString("N") + ".tcpdump");
+        var kubeconfig = Install.Server.WriteKubeconfig(token, "follow-" + Guid.NewGuid().ToString("N")[..8]);
+        var start = new ProcessStartInfo("bash") { UseShellExecute = false, RedirectStandardError = true };
+        start.ArgumentList.Add("-c");
+        start.ArgumentList.Add("set -o pipefail; \"$0\" --kubeconfig \"$1\" get --raw \"$2\" | tcpdump -nn -l -r - > \"$3\"");
+        foreach (var a in new[] { Tools.Kubectl, kubeconfig, path, lines })
+        {
+            start.ArgumentList.Add(a);
+        }
+
+        File.WriteAllText(lines, "");
+        return (Process.Start(start)!, lines);
+    }
+
+    /// <summary>Lets <paramref name="user"/> use a ClusterRole in <paramref name="ns"/> (a RoleBinding, as an admin grants edit or view).</summary>
+    public async Task BindAsync(string ns, string user, string clusterRole)
+    {
+        await Admin.RbacAuthorizationV1.CreateNamespacedRoleBindingAsync(new V1RoleBinding
+        {
+            Metadata = new V1ObjectMeta { Name = $"{user}-{clusterRole}" },
+            RoleRef = new V1RoleRef { ApiGroup = "rbac.authorization.k8s.io", Kind = "ClusterRole", Name = clusterRole },
+            Subjects = [new Rbacv1Subject { Kind = "User", Name = user, ApiGroup = "rbac.authorization.k8s.io" }],
+        }, ns);
+    }
+
+    protected override async Task ConfigureAsync(Dictionary<string, string> settings)
+    {
+        extensionAddress = await NodeService.CreateAsync(routable: true);
+        settings["Subresources:Enabled"] = "true";
+        settings["Subresources:Url"] = string.Create(CultureInfo.InvariantCulture, $"https://{ExtensionAddress}:{ExtensionPort}");
+        settings["ServingCertificate:Namespace"] = KubeCaptureInstall.Namespace;
+        settings["ServingCertificate:SecretName"] = OperatorPermissions.ServingCertificateSecret.Replace(Permission.FullnamePlaceholder, $"{KubeCaptureInstall.Release}-kubecapture", StringComparison.Ordinal);
+        settings["ServingCertificate:DnsNames:0"] = $"{ServiceName}.{KubeCaptureInstall.Namespace}.svc";
+        settings["ServingCertificate:ApiServices:0"] = OperatorPermissions.SubresourcesApiService;
+        settings["Storage:SweepInterval"] = "00:00:01"; // retention runs while the tests wait for it
+    }
+
+    protected override async Task StartedAsync()
+    {
+        var endpoints = new V1Endpoints
+        {
+            Metadata = new V1ObjectMeta { Name = ServiceName, NamespaceProperty = KubeCaptureInstall.Namespace },
+            Subsets = [new V1EndpointSubset { Addresses = [new V1EndpointAddress { Ip = ExtensionAddress }], Ports = [new Corev1EndpointPort { Name = "https", Port = ExtensionPort, Protocol = "TCP" }] }],
+        };
+        try
+        {
+            await Admin.CoreV1.ReplaceNamespacedEndpointsAsync(endpoints, ServiceName, KubeCaptureInstall.Namespace);
+        }
+        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            await Admin.CoreV1.CreateNamespacedEndpointsAsync(endpoints, KubeCaptureInstall.Namespace);
+        }
+
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var apiService = await Admin.ApiregistrationV1.ReadAPIServiceAsync(OperatorPermissions.SubresourcesApiService);
+            var available = apiService.Status?.Conditions?.FirstOrDefault(c => c.Type == "Available");
+            if (available?.Status == "True")
+            {
+                return;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"the APIService did not become Available: {available?.Reason}: {available?.Message}\n{OperatorLog()}");
+            }
+
+            await Task.Delay(250);
+        }
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        extensionAddress?.Dispose();
+    }
+}
