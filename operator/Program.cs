@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 
@@ -13,6 +14,7 @@ public static class Program
         // appsettings.json is found beside the executable, whatever the working directory.
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
+        builder.Services.AddCustody(builder.Configuration);
         builder.Services.AddIngestAndStorage(builder.Configuration);
         if (builder.Configuration.GetValue("Reconciler:Enabled", defaultValue: true))
         {

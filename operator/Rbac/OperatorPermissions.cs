@@ -7,7 +7,7 @@ public sealed record Permission(string ApiGroup, string Resource, IReadOnlyList<
 /// Every Kubernetes API permission the operator uses, in one place, with the reason for each. The
 /// chart's ClusterRole and leader-election Role are held to these lists by a test, and another test
 /// asks the real kube-apiserver what the operator's ServiceAccount may do and fails on anything
-/// broader. Add a rule here when code starts calling a new API; never a wildcard, never secrets.
+/// broader. Add a rule here when code starts calling a new API; never a wildcard, and Secrets only in its own namespace.
 /// </summary>
 public static class OperatorPermissions
 {
@@ -23,9 +23,11 @@ public static class OperatorPermissions
         new("", "events", ["create"], "record what happened on the capture and its pods (Events/CaptureEvents)"),
     ];
 
-    /// <summary>In the operator's own namespace only (the chart's leader-election Role).</summary>
+    /// <summary>In the operator's own namespace only (the chart's Role): the leader Lease and the manifest-signing key.</summary>
     public static readonly IReadOnlyList<Permission> OwnNamespace =
     [
         new("coordination.k8s.io", "leases", ["get", "create", "update"], "hold the leader Lease (LeaderElection/LeaderGate)"),
+        new("", "secrets", ["get", "create"], "keep the manifest-signing key pair (Custody/SecretSigningKey)"),
+        new("", "configmaps", ["get", "create", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)"),
     ];
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Queue;
@@ -20,14 +21,16 @@ public sealed class CaptureOperator
     private readonly IKubernetes kubernetes;
     private readonly IIngestStatus ingest;
     private readonly IAgentAddresses addresses;
+    private readonly ICustodyWitness? custody;
     private readonly PacketCaptureController controller;
     private readonly ReconcilerOptions options;
     private readonly ILogger logger;
     private readonly TimeProvider time;
 
     public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
-        ILoggerFactory loggers, TimeProvider time)
+        ILoggerFactory loggers, TimeProvider time, ICustodyWitness? custody = null)
     {
+        this.custody = custody;
         this.addresses = addresses;
         policy.Validate();
         this.kubernetes = kubernetes;
@@ -37,7 +40,7 @@ public sealed class CaptureOperator
         logger = loggers.CreateLogger<CaptureOperator>();
         controller = new PacketCaptureController(kubernetes, ingest, tokens, addresses, policy, options, new TargetResolver(kubernetes, policy),
             new PodSecurityPreflight(kubernetes), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
-            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written));
+            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody);
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
         Pods = new ResourceWatcher<V1Pod>("Pod", ListPodsAsync, WatchPodsAsync, logger, time);
     }
@@ -62,6 +65,7 @@ public sealed class CaptureOperator
             else
             {
                 addresses.Forget(change.Object.Metadata.Uid);
+                custody?.Forget(change.Object.Metadata.Uid);
             }
         }
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using k8s;
 using k8s.Models;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Ingest;
@@ -36,7 +37,8 @@ public sealed class PacketCaptureController(
     CaptureEvents events,
     TimeProvider time,
     ILogger<PacketCaptureController> logger,
-    Action<PacketCapture>? written = null)
+    Action<PacketCapture>? written = null,
+    ICustodyWitness? custody = null)
 {
     private readonly TimeSpan grace = CapturePolicy.ParseDuration(options.Grace, "Reconciler:Grace");
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
@@ -240,6 +242,7 @@ public sealed class PacketCaptureController(
             }
 
             addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod));
+            custody?.Witness(capture, pod, name);
             if (pod.Spec.EphemeralContainers?.Any(c => c.Name == name) != true)
             {
                 if (AtCaptureContainerCap(pod, name) is { } full)
@@ -332,6 +335,7 @@ public sealed class PacketCaptureController(
         {
             var pod = await kubernetes.CoreV1.ReadNamespacedPodAsync(target.Pod, capture.Metadata.NamespaceProperty, cancellationToken: cancellationToken);
             addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod)); // again after an operator restart or on a new leader
+            custody?.Witness(capture, pod, target.Container);
             container = pod.Status?.EphemeralContainerStatuses?.FirstOrDefault(c => c.Name == target.Container);
         }
         catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)

@@ -41,7 +41,8 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<IOptions<CapturePolicy>>().Value,
             sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value,
             sp.GetRequiredService<ILoggerFactory>(),
-            sp.GetRequiredService<TimeProvider>()));
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetService<KubeCapture.Operator.Custody.ICustodyWitness>()));
         services.AddSingleton(sp => new LeaderGate(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,

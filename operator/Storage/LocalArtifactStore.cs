@@ -44,7 +44,7 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
         return $"{partNumber}-{data.Length}";
     }
 
-    public async Task CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, CancellationToken cancellationToken)
+    public async Task<StoredCaptureManifest> CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken)
     {
         var target = checkpoint.Target;
         var pcap = PathOf(_layout.PcapKey(target));
@@ -77,8 +77,9 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
             throw new IOException($"upload {checkpoint.UploadId} of {pcap} has neither its parts nor a complete file");
         }
 
-        await WriteAtomicallyAsync(PathOf(_layout.ManifestKey(target)), StorageJsonContext.Serialize(manifest), cancellationToken);
+        await WriteAtomicallyAsync(PathOf(_layout.ManifestKey(target)), seal(manifest), cancellationToken);
         File.Delete(PathOf(_layout.CheckpointKey(target)));
+        return manifest;
     }
 
     public Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken)

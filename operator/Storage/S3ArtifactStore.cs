@@ -116,10 +116,11 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
         return response.Headers.ETag?.Tag ?? (response.Headers.TryGetValues("ETag", out var values) ? values.First() : throw new IOException($"S3 returned no ETag for part {partNumber} of {UriOf(target)}"));
     }
 
-    public async Task CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, CancellationToken cancellationToken)
+    public async Task<StoredCaptureManifest> CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken)
     {
         var target = checkpoint.Target;
         var key = _layout.PcapKey(target);
+        string? versionId = null;
         try
         {
             // S3 (AWS, RGW, s3rver) refuses to complete an upload of no part (MalformedXML): an empty
@@ -145,6 +146,8 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             {
                 throw new IOException($"completing {UriOf(target)} failed: {text}");
             }
+
+            versionId = response.Headers.TryGetValues("x-amz-version-id", out var versions) ? versions.FirstOrDefault() : null;
         }
         catch (S3ErrorException e) when (e.Code == "NoSuchUpload")
         {
@@ -155,7 +158,11 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             {
                 throw new IOException($"the multipart upload of {UriOf(target)} is gone and the object there is not this capture's ({stat.Size} bytes, uid {uid})", e);
             }
+
+            versionId = stat.VersionId;
         }
+
+        manifest = manifest with { VersionId = string.IsNullOrEmpty(versionId) || versionId == "null" ? null : versionId };
 
         var tags = new Dictionary<string, string> { ["sha256"] = manifest.Sha256, ["capture-uid"] = target.CaptureUid };
         if (manifest.ExpiresAt is { } expiresAt)
@@ -174,8 +181,9 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             metadata["x-amz-meta-expires-at"] = FormatTime(expiry);
         }
 
-        await PutSmallObjectAsync(_layout.ManifestKey(target), StorageJsonContext.Serialize(manifest), metadata, cancellationToken);
+        await PutSmallObjectAsync(_layout.ManifestKey(target), seal(manifest), metadata, cancellationToken);
         await RemoveAsync(_layout.CheckpointKey(target), cancellationToken);
+        return manifest;
     }
 
     public async Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken)

@@ -61,7 +61,7 @@ public sealed class RetentionSweeperTests
             Sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data)),
             StoredAt = DateTimeOffset.UtcNow,
             ExpiresAt = expiresAt,
-        }, CancellationToken.None);
+        }, StorageJsonContext.Unsigned, CancellationToken.None);
     }
 
     private static UploadCheckpoint Checkpoint(CaptureIdentity target, string uploadId, DateTimeOffset updatedAt) => new()
