@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
@@ -15,6 +16,7 @@ public static class Program
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
         builder.Services.AddCustody(builder.Configuration);
+        builder.Services.AddAuditTrail();
         builder.Services.AddIngestAndStorage(builder.Configuration);
         if (builder.Configuration.GetValue("Reconciler:Enabled", defaultValue: true))
         {

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Ingest;
@@ -28,7 +29,7 @@ public sealed class CaptureOperator
     private readonly TimeProvider time;
 
     public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
-        ILoggerFactory loggers, TimeProvider time, ICustodyWitness? custody = null)
+        ILoggerFactory loggers, TimeProvider time, ICustodyWitness? custody = null, AuditTrail? audit = null)
     {
         this.custody = custody;
         this.addresses = addresses;
@@ -40,7 +41,7 @@ public sealed class CaptureOperator
         logger = loggers.CreateLogger<CaptureOperator>();
         controller = new PacketCaptureController(kubernetes, ingest, tokens, addresses, policy, options, new TargetResolver(kubernetes, policy),
             new PodSecurityPreflight(kubernetes), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
-            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody);
+            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody, audit);
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
         Pods = new ResourceWatcher<V1Pod>("Pod", ListPodsAsync, WatchPodsAsync, logger, time);
     }

@@ -2,6 +2,7 @@ using System.Text.Json;
 using k8s;
 using k8s.Models;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
@@ -38,7 +39,8 @@ public sealed class PacketCaptureController(
     TimeProvider time,
     ILogger<PacketCaptureController> logger,
     Action<PacketCapture>? written = null,
-    ICustodyWitness? custody = null)
+    ICustodyWitness? custody = null,
+    AuditTrail? audit = null)
 {
     private readonly TimeSpan grace = CapturePolicy.ParseDuration(options.Grace, "Reconciler:Grace");
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
@@ -50,6 +52,11 @@ public sealed class PacketCaptureController(
         {
             // The update comes back through the watch and reconciles again.
             written?.Invoke(await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken));
+            if (audit is not null && capture.Status is null)
+            {
+                await audit.RecordAsync(capture, new Transition(AuditEvent.Requested, "Normal", "Requested", $"requested: {Describe(capture.Spec)}"), cancellationToken);
+            }
+
             return ReconcileResult.After(TimeSpan.Zero);
         }
 
@@ -496,6 +503,11 @@ public sealed class PacketCaptureController(
         if (deleting && CaptureFinalizer.IsPresent(capture))
         {
             await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
+            if (audit is not null)
+            {
+                await audit.RecordAsync(capture, new Transition(AuditEvent.Deleted, "Normal", "Deleted",
+                    "the PacketCapture was deleted; its stored pcaps and manifests are kept until their retention ends (status.targets[].artifact.expiresAt)"), cancellationToken);
+            }
         }
 
         return ReconcileResult.Done;
@@ -515,8 +527,16 @@ public sealed class PacketCaptureController(
             cancellationToken: cancellationToken);
         logger.LogDebug("{Capture}: {Phase} - {Message}", capture.Key, status.Phase, status.Message);
         written?.Invoke(result);
+        if (audit is not null)
+        {
+            await audit.RecordTransitionsAsync(capture, status, cancellationToken);
+        }
+
         return result;
     }
+
+    private static string Describe(PacketCaptureSpec spec) =>
+        $"pod {spec.Target.PodName ?? (spec.Target.PodSelector is { } selector ? "selector " + KubernetesJson.Serialize(selector) : "?")}, filter '{spec.Filter}', duration {spec.Duration}, reason: {spec.Reason}";
 
     private static CaptureIdentity Identity(PacketCapture capture, string pod) =>
         new(capture.Metadata.Uid, capture.Metadata.NamespaceProperty, capture.Metadata.Name, pod);

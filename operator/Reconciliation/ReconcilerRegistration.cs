@@ -42,7 +42,8 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value,
             sp.GetRequiredService<ILoggerFactory>(),
             sp.GetRequiredService<TimeProvider>(),
-            sp.GetService<KubeCapture.Operator.Custody.ICustodyWitness>()));
+            sp.GetService<KubeCapture.Operator.Custody.ICustodyWitness>(),
+            sp.GetService<KubeCapture.Operator.Audit.AuditTrail>()));
         services.AddSingleton(sp => new LeaderGate(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,

@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Ingest;
 using Microsoft.Extensions.Options;
 
@@ -9,7 +10,7 @@ namespace KubeCapture.Operator.Storage;
 /// <c>expiresAt</c> has passed, and aborts uploads abandoned longer than <c>Storage:AbandonAfter</c>
 /// that no stream of this process owns.
 /// </summary>
-public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry registry, IOptions<StorageOptions> options, ILogger<RetentionSweeper> logger) : BackgroundService
+public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry registry, IOptions<StorageOptions> options, ILogger<RetentionSweeper> logger, AuditTrail? audit = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -40,6 +41,11 @@ public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry regist
                 await store.DeleteStoredAsync(stored, cancellationToken);
                 expired++;
                 logger.LogInformation("retention: deleted {Uri} (expired at {ExpiresAt:O})", stored.Uri, expiresAt);
+                if (audit is not null)
+                {
+                    await audit.RecordExpiredAsync(stored, cancellationToken);
+                }
+
             }
         }
 
