@@ -20,6 +20,11 @@ public sealed record TargetCustody
     public required TargetPodRecord Pod { get; init; }
 
     public string? AgentImage { get; init; }
+
+    /// <summary>spec.retention.lock: none, governance or compliance.</summary>
+    public string Lock { get; init; } = "none";
+
+    public bool LegalHold { get; init; }
 }
 
 /// <summary>
@@ -56,6 +61,8 @@ public sealed class CustodyLedger : ICustodyWitness
                 Ips = PodAddresses.Of(pod) is { Count: > 0 } ips ? ips : previous?.Pod.Ips ?? [],
             },
             AgentImage = pod.Spec?.EphemeralContainers?.FirstOrDefault(c => c.Name == captureContainer)?.Image ?? previous?.AgentImage,
+            Lock = capture.Spec.Retention?.Lock ?? "none",
+            LegalHold = capture.Spec.Retention?.LegalHold == true,
         };
     }
 

@@ -23,6 +23,7 @@ public static class IngestRegistration
         services.AddSingleton<IAgentAddresses>(sp => sp.GetRequiredService<AgentAddressBook>());
         services.AddSingleton<UploadRegistry>();
         services.AddSingleton<IIngestStatus>(sp => sp.GetRequiredService<UploadRegistry>());
+        services.AddSingleton(sp => new EvidenceRetention(sp.GetRequiredService<IArtifactStore>(), sp.GetService<TimeProvider>() ?? TimeProvider.System));
         services.AddSingleton<RetentionSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
         return services;

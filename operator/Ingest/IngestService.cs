@@ -256,7 +256,12 @@ public sealed partial class IngestService(
             Spec = witnessed?.Spec,
             TargetPod = witnessed?.Pod,
             AgentImage = witnessed?.AgentImage,
-            Retention = new RetentionRecord(),
+            Retention = new RetentionRecord
+            {
+                Lock = witnessed?.Lock ?? "none",
+                RetainUntil = witnessed?.Lock is "governance" or "compliance" ? checkpoint.ExpiresAt : null,
+                LegalHold = witnessed?.LegalHold ?? false,
+            },
         };
         stored = await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, seal, ct), logger, cancellationToken);
         registry.Publish(UploadRegistry.FromStored(stored));

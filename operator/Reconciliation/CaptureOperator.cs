@@ -29,7 +29,8 @@ public sealed class CaptureOperator
     private readonly TimeProvider time;
 
     public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
-        ILoggerFactory loggers, TimeProvider time, ICustodyWitness? custody = null, AuditTrail? audit = null)
+        ILoggerFactory loggers, TimeProvider time, ICustodyWitness? custody = null, AuditTrail? audit = null,
+        KubeCapture.Operator.Storage.EvidenceRetention? retention = null)
     {
         this.custody = custody;
         this.addresses = addresses;
@@ -41,7 +42,7 @@ public sealed class CaptureOperator
         logger = loggers.CreateLogger<CaptureOperator>();
         controller = new PacketCaptureController(kubernetes, ingest, tokens, addresses, policy, options, new TargetResolver(kubernetes, policy),
             new PodSecurityPreflight(kubernetes), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
-            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody, audit);
+            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody, audit, retention);
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
         Pods = new ResourceWatcher<V1Pod>("Pod", ListPodsAsync, WatchPodsAsync, logger, time);
     }

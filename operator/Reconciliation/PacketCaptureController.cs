@@ -8,6 +8,7 @@ using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace KubeCapture.Operator.Reconciliation;
@@ -40,7 +41,8 @@ public sealed class PacketCaptureController(
     ILogger<PacketCaptureController> logger,
     Action<PacketCapture>? written = null,
     ICustodyWitness? custody = null,
-    AuditTrail? audit = null)
+    AuditTrail? audit = null,
+    EvidenceRetention? retention = null)
 {
     private readonly TimeSpan grace = CapturePolicy.ParseDuration(options.Grace, "Reconciler:Grace");
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
@@ -110,6 +112,20 @@ public sealed class PacketCaptureController(
             }
 
             CaptureConditions.Set(status, CaptureConditions.Admitted, true, "SlotAvailable", "within the concurrency limits", generation, now);
+            if (capture.Spec.Retention?.NeedsObjectLock == true && retention is not null)
+            {
+                // Before anything starts: never silently unlocked evidence.
+                if (await retention.CheckObjectLockAsync(cancellationToken) is { } noLock)
+                {
+                    admission.Release(capture.Metadata.Uid);
+                    var message = $"spec.retention asks for {(capture.Spec.Retention.LegalHold == true ? "a legal hold" : "")}{(capture.Spec.Retention.LegalHold == true && capture.Spec.Retention.Lock is "governance" or "compliance" ? " and " : "")}{(capture.Spec.Retention.Lock is "governance" or "compliance" ? $"a {capture.Spec.Retention.Lock} lock" : "")}, but {noLock}; nothing was captured";
+                    CaptureConditions.Set(status, CaptureConditions.StorageReady, false, "ObjectLockUnavailable", message, generation, now);
+                    return await FailAsync(capture, status, before, "ObjectLockUnavailable", message, deleting, cancellationToken);
+                }
+
+                CaptureConditions.Set(status, CaptureConditions.StorageReady, true, "ObjectLockEnabled", "the bucket has Object Lock", generation, now);
+            }
+
             if (await ChooseTargetsAsync(capture, status, now, cancellationToken) is { } notReady)
             {
                 admission.Release(capture.Metadata.Uid);
@@ -320,7 +336,15 @@ public sealed class PacketCaptureController(
 
             if (upload.Artifact is { } artifact)
             {
-                target.Artifact = new CaptureArtifact { Uri = artifact.Uri, Size = artifact.Size, Sha256 = artifact.Sha256, ExpiresAt = artifact.ExpiresAt?.UtcDateTime };
+                target.Artifact = new CaptureArtifact
+                {
+                    Uri = artifact.Uri,
+                    Size = artifact.Size,
+                    Sha256 = artifact.Sha256,
+                    ExpiresAt = artifact.ExpiresAt?.UtcDateTime,
+                    Lock = artifact.Retention?.Lock is "governance" or "compliance" ? artifact.Retention.Lock : null,
+                    LegalHold = artifact.Retention?.LegalHold == true ? true : null,
+                };
             }
 
             if (upload.Phase == UploadPhase.Finished)
@@ -499,14 +523,27 @@ public sealed class PacketCaptureController(
     /// <summary>Writes the final status; a deleted capture then lets go of its finalizer.</summary>
     private async Task<ReconcileResult> FinishAsync(PacketCapture capture, PacketCaptureStatus status, string before, bool deleting, CancellationToken cancellationToken)
     {
+        IReadOnlyList<TargetDisposal> disposals = [];
+        if (deleting && CaptureFinalizer.IsPresent(capture) && retention is not null)
+        {
+            // Deleting the capture deletes what it stored, unless a lock or legal hold keeps it: the status says which, until when.
+            disposals = await retention.DisposeAsync(status.Targets.Where(t => t.Artifact is not null).Select(t => Identity(capture, t.Pod)), cancellationToken);
+            foreach (var disposal in disposals)
+            {
+                status.Targets.First(t => t.Pod == disposal.Pod).Artifact!.Kept = disposal.Kept ?? "deleted with the PacketCapture";
+            }
+        }
+
         capture = await WriteStatusAsync(capture, status, before, cancellationToken);
         if (deleting && CaptureFinalizer.IsPresent(capture))
         {
             await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
             if (audit is not null)
             {
-                await audit.RecordAsync(capture, new Transition(AuditEvent.Deleted, "Normal", "Deleted",
-                    "the PacketCapture was deleted; its stored pcaps and manifests are kept until their retention ends (status.targets[].artifact.expiresAt)"), cancellationToken);
+                var what = disposals.Count == 0
+                    ? "nothing was stored"
+                    : string.Join("; ", disposals.Select(d => d.Deleted ? $"deleted {d.Uri} and its manifest" : $"{d.Uri} and its manifest {d.Kept}"));
+                await audit.RecordAsync(capture, new Transition(AuditEvent.Deleted, "Normal", "Deleted", $"the PacketCapture was deleted: {what}"), cancellationToken);
             }
         }
 

@@ -46,8 +46,14 @@ public interface IArtifactStore
 
     IAsyncEnumerable<UploadCheckpoint> ListCheckpointsAsync(CancellationToken cancellationToken);
 
-    /// <summary>Deletes a stored pcap and its manifest (retention).</summary>
+    /// <summary>
+    /// Deletes a stored pcap and its manifest (every version of them on a versioned bucket). A lock
+    /// or legal hold the storage enforces makes it fail (<see cref="S3ErrorException"/> AccessDenied).
+    /// </summary>
     Task DeleteStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken);
+
+    /// <summary>Null when the store can lock objects (S3 Object Lock enabled on the bucket); otherwise why not.</summary>
+    Task<string?> CheckObjectLockAsync(CancellationToken cancellationToken);
 
     /// <summary>Null when the store can take captures; otherwise what is wrong (readiness).</summary>
     Task<string?> CheckAsync(CancellationToken cancellationToken);
@@ -143,7 +149,7 @@ public sealed record StoredCaptureManifest
 
     public CaptureIdentity Target => new(CaptureUid, Namespace, CaptureName, Pod);
 
-    public StoredArtifact ToArtifact() => new(Uri, Size, Sha256, ExpiresAt);
+    public StoredArtifact ToArtifact() => new(Uri, Size, Sha256, ExpiresAt, Retention);
 }
 
 [JsonSourceGenerationOptions(

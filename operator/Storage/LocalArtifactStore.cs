@@ -46,6 +46,12 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
 
     public async Task<StoredCaptureManifest> CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken)
     {
+        if (manifest.Retention is { } retention && (retention.Lock != "none" || retention.LegalHold))
+        {
+            // The reconciler's preflight refuses such a capture before it starts; never store it unlocked.
+            throw new S3ErrorException(System.Net.HttpStatusCode.NotImplemented, "ObjectLockUnavailable", NoObjectLock);
+        }
+
         var target = checkpoint.Target;
         var pcap = PathOf(_layout.PcapKey(target));
         var directory = PartsDirectory(target, checkpoint.UploadId);
@@ -131,6 +137,10 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
             yield return StorageJsonContext.ReadCheckpoint(await File.ReadAllBytesAsync(path, cancellationToken));
         }
     }
+
+    private const string NoObjectLock = "the local filesystem store cannot lock objects: use an S3 bucket with Object Lock for locked or held captures";
+
+    public Task<string?> CheckObjectLockAsync(CancellationToken cancellationToken) => Task.FromResult<string?>(NoObjectLock);
 
     public Task DeleteStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken)
     {

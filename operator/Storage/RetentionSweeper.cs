@@ -38,7 +38,21 @@ public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry regist
         {
             if (stored.ExpiresAt is { } expiresAt && expiresAt <= now)
             {
-                await store.DeleteStoredAsync(stored, cancellationToken);
+                if (stored.Retention?.LegalHold == true)
+                {
+                    continue; // kept until the hold is removed in the bucket; then the next sweep deletes it
+                }
+
+                try
+                {
+                    await store.DeleteStoredAsync(stored, cancellationToken);
+                }
+                catch (S3ErrorException e) when (e.Code == "AccessDenied")
+                {
+                    logger.LogWarning("retention: {Uri} expired at {ExpiresAt:O} but the storage refuses to delete it yet ({Error}); retrying next sweep", stored.Uri, expiresAt, e.Message);
+                    continue;
+                }
+
                 expired++;
                 logger.LogInformation("retention: deleted {Uri} (expired at {ExpiresAt:O})", stored.Uri, expiresAt);
                 if (audit is not null)

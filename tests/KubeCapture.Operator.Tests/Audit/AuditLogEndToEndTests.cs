@@ -11,7 +11,8 @@ namespace KubeCapture.Operator.Tests.Audit;
 /// The audit log as an operator reads it: the JSON lines the real operator process prints on stdout
 /// for captures on the real kube-apiserver, and the Events beside them.
 /// </summary>
-public sealed class AuditLogEndToEndTests(ApiServerCluster cluster) : IClassFixture<ApiServerCluster>
+[Collection(ApiServerClusterCollection.Name)]
+public sealed class AuditLogEndToEndTests(ApiServerCluster cluster)
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 

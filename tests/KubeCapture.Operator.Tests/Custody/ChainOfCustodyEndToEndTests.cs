@@ -16,7 +16,8 @@ namespace KubeCapture.Operator.Tests.Custody;
 /// manifest stored beside the pcap records the pod, the agent image, the reason and the spec, and
 /// verifies with the published key.
 /// </summary>
-public sealed class ChainOfCustodyEndToEndTests(ApiServerCluster cluster) : IClassFixture<ApiServerCluster>
+[Collection(ApiServerClusterCollection.Name)]
+public sealed class ChainOfCustodyEndToEndTests(ApiServerCluster cluster)
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 

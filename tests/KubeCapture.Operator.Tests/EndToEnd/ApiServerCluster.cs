@@ -189,3 +189,14 @@ public sealed class OwnApiServerCluster : ApiServerCluster
         return await KubeCaptureInstall.InstallAsync(server);
     }
 }
+
+/// <summary>
+/// The test classes that share one <see cref="ApiServerCluster"/> on the run's shared kube-apiserver:
+/// one operator (one Lease) and one test kubelet, so they run one after the other, never two
+/// operators reconciling the same captures.
+/// </summary>
+[CollectionDefinition(Name)]
+public sealed class ApiServerClusterCollection : ICollectionFixture<ApiServerCluster>
+{
+    public const string Name = "ApiServerCluster";
+}

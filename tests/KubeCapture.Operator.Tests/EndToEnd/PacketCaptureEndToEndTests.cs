@@ -15,7 +15,8 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// chain, the test kubelet starting the real agent in the pod's network namespace, the pcap streamed
 /// over gRPC to the real ingest and stored in s3rver, and a status that says what happened.
 /// </summary>
-public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster) : IClassFixture<ApiServerCluster>
+[Collection(ApiServerClusterCollection.Name)]
+public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster)
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 
