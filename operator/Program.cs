@@ -1,4 +1,5 @@
 using KubeCapture.Operator.Audit;
+using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
@@ -22,6 +23,11 @@ public static class Program
         {
             builder.Services.AddPacketCaptureReconciler(builder.Configuration);
         }
+        if (builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
+        {
+            builder.Services.AddServingCertificate(builder.Configuration);
+        }
+
         var app = builder.Build();
         // Liveness: the process answers. Readiness: every check, storage included.
         app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });

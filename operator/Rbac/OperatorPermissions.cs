@@ -1,13 +1,24 @@
 namespace KubeCapture.Operator.Rbac;
 
-/// <summary>One rule of what the operator may do: API group, resource (or subresource), verbs, and why it needs them.</summary>
-public sealed record Permission(string ApiGroup, string Resource, IReadOnlyList<string> Verbs, string Why);
+/// <summary>
+/// One rule of what the operator may do: API group, resource (or subresource), verbs, why it needs
+/// them, and the only objects it applies to (none: all). A name may hold <c>{fullname}</c>, the
+/// chart's full name of the release (<see cref="Permission.ResourceNamesFor"/>).
+/// </summary>
+public sealed record Permission(string ApiGroup, string Resource, IReadOnlyList<string> Verbs, string Why, IReadOnlyList<string>? ResourceNames = null)
+{
+    public const string FullnamePlaceholder = "{fullname}";
+
+    public IReadOnlyList<string> ResourceNamesFor(string fullname) =>
+        (ResourceNames ?? []).Select(n => n.Replace(FullnamePlaceholder, fullname, StringComparison.Ordinal)).ToList();
+}
 
 /// <summary>
 /// Every Kubernetes API permission the operator uses, in one place, with the reason for each. The
 /// chart's ClusterRole and leader-election Role are held to these lists by a test, and another test
 /// asks the real kube-apiserver what the operator's ServiceAccount may do and fails on anything
-/// broader. Add a rule here when code starts calling a new API; never a wildcard, and Secrets only in its own namespace.
+/// broader. Add a rule here when code starts calling a new API; never a wildcard, and Secrets only
+/// by name in the operator's own namespace.
 /// </summary>
 public static class OperatorPermissions
 {
@@ -21,13 +32,26 @@ public static class OperatorPermissions
         new("", "pods/ephemeralcontainers", ["patch"], "add the capture container (Reconciliation/EphemeralContainerSpec)"),
         new("", "namespaces", ["get", "list", "watch"], "read the Pod Security labels before injecting (Reconciliation/PodSecurityPreflight)"),
         new("", "events", ["create"], "record what happened on the capture and its pods (Events/CaptureEvents)"),
+        new("apiregistration.k8s.io", "apiservices", ["get", "patch"], "keep the extension API's caBundle current (Certificates/CaBundlePublisher)", [SubresourcesApiService]),
     ];
 
-    /// <summary>In the operator's own namespace only (the chart's Role): the leader Lease and the manifest-signing key.</summary>
+    /// <summary>In the operator's own namespace only (the chart's Role): the leader Lease, the serving certificate, the manifest-signing key.</summary>
     public static readonly IReadOnlyList<Permission> OwnNamespace =
     [
         new("coordination.k8s.io", "leases", ["get", "create", "update"], "hold the leader Lease (LeaderElection/LeaderGate)"),
-        new("", "secrets", ["get", "create"], "keep the manifest-signing key pair (Custody/SecretSigningKey)"),
-        new("", "configmaps", ["get", "create", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)"),
+        new("", "secrets", ["get", "update"], "read and renew its serving CA and certificate (Certificates/ServingCertificateSecret)", [ServingCertificateSecret]),
+        new("", "secrets", ["get"], "read the manifest-signing key pair (Custody/SecretSigningKey)", [ManifestSigningKey]),
+        new("", "secrets", ["create"], "create its serving CA and certificate and the manifest-signing key pair when missing (RBAC cannot limit create by name)"),
+        new("", "configmaps", ["get", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)", [ManifestSigningKey]),
+        new("", "configmaps", ["create"], "create the ConfigMap with the manifest-signing public key when missing"),
     ];
+
+    /// <summary>The extension API's APIService (its name is VERSION.GROUP).</summary>
+    public const string SubresourcesApiService = "v1alpha1.subresources.kubecapture.io";
+
+    /// <summary>The Secret holding the operator's CA and serving certificate (ServingCertificate:SecretName in the chart).</summary>
+    public const string ServingCertificateSecret = Permission.FullnamePlaceholder + "-serving-certificate";
+
+    /// <summary>The Secret with the manifest-signing key pair, and the ConfigMap with its public key (Custody/SecretSigningKey).</summary>
+    public const string ManifestSigningKey = KubeCapture.Operator.Custody.SecretSigningKey.Name;
 }

@@ -26,13 +26,7 @@ public static class ReconcilerRegistration
         });
         services.AddOptions<CapturePolicy>().Bind(configuration.GetSection(CapturePolicy.Section));
         services.AddOptions<LeaderElectionOptions>().Bind(configuration.GetSection(LeaderElectionOptions.Section));
-        services.TryAddSingleton(TimeProvider.System);
-        // Every request the operator makes goes through KubernetesApiHealth: readiness knows when the API stops answering.
-        services.AddSingleton<KubernetesApiHealth>();
-        services.AddHealthChecks().AddCheck<KubernetesApiHealth>("kubernetes-api");
-        services.TryAddSingleton<IKubernetes>(sp => new k8s.Kubernetes(KubernetesClientConfiguration.IsInCluster()
-            ? KubernetesClientConfiguration.InClusterConfig()
-            : KubernetesClientConfiguration.BuildConfigFromConfigFile(Environment.GetEnvironmentVariable("KUBECONFIG")), sp.GetRequiredService<KubernetesApiHealth>()));
+        services.AddKubernetesClient();
         services.AddSingleton(sp => new CaptureOperator(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IIngestStatus>(),

@@ -17,11 +17,11 @@ public sealed class OperatorPermissionsTests
         var install = await KubeCaptureInstall.SharedAsync();
         var objects = KubernetesYaml.LoadAllFromString(install.RenderedYaml);
         var clusterRole = objects.OfType<V1ClusterRole>().Single(r => r.Metadata.Name == $"{KubeCaptureInstall.Release}-kubecapture-operator");
-        var leaderRole = objects.OfType<V1Role>().Single();
+        var ownRole = objects.OfType<V1Role>().Single(r => r.Metadata.Name == $"{KubeCaptureInstall.Release}-kubecapture-operator");
 
         Assert.Equal(Grants(OperatorPermissions.ClusterWide), Grants(clusterRole.Rules));
-        Assert.Equal(Grants(OperatorPermissions.OwnNamespace), Grants(leaderRole.Rules));
-        Assert.Equal(KubeCaptureInstall.Namespace, leaderRole.Metadata.NamespaceProperty);
+        Assert.Equal(Grants(OperatorPermissions.OwnNamespace), Grants(ownRole.Rules));
+        Assert.Equal(KubeCaptureInstall.Namespace, ownRole.Metadata.NamespaceProperty);
     }
 
     [SkippableFact]
@@ -62,6 +62,37 @@ public sealed class OperatorPermissionsTests
         Assert.Equal("no", answer.Stdout.Trim());
     }
 
+    [SkippableTheory]
+    [InlineData("get", "secrets/kc-kubecapture-serving-certificate", "yes")]
+    [InlineData("update", "secrets/kc-kubecapture-serving-certificate", "yes")]
+    [InlineData("get", "secrets/some-other-secret", "no")]
+    [InlineData("update", "secrets/some-other-secret", "no")]
+    [InlineData("list", "secrets", "no")]
+    [InlineData("watch", "secrets", "no")]
+    [InlineData("delete", "secrets/kc-kubecapture-serving-certificate", "no")]
+    public async Task The_operators_ServiceAccount_may_read_and_renew_only_its_own_serving_certificate_Secret(string verb, string resource, string expected)
+    {
+        var install = await KubeCaptureInstall.SharedAsync();
+
+        var answer = await install.Server.KubectlAsync(install.OperatorToken, ["auth", "can-i", verb, resource, "-n", KubeCaptureInstall.Namespace]);
+
+        Assert.Equal(expected, answer.Stdout.Trim());
+    }
+
+    [SkippableTheory]
+    [InlineData("patch", "apiservices.apiregistration.k8s.io/v1alpha1.subresources.kubecapture.io", "yes")]
+    [InlineData("patch", "apiservices.apiregistration.k8s.io/v1beta1.metrics.k8s.io", "no")]
+    [InlineData("create", "apiservices.apiregistration.k8s.io", "no")]
+    [InlineData("delete", "apiservices.apiregistration.k8s.io/v1alpha1.subresources.kubecapture.io", "no")]
+    public async Task The_operators_ServiceAccount_may_patch_only_its_own_APIService(string verb, string resource, string expected)
+    {
+        var install = await KubeCaptureInstall.SharedAsync();
+
+        var answer = await install.Server.KubectlAsync(install.OperatorToken, ["auth", "can-i", verb, resource]);
+
+        Assert.Equal(expected, answer.Stdout.Trim());
+    }
+
     [SkippableFact]
     public async Task The_operators_ServiceAccount_may_hold_its_Lease_in_its_own_namespace()
     {
@@ -72,13 +103,19 @@ public sealed class OperatorPermissionsTests
         Assert.Equal("yes", answer.Stdout.Trim());
     }
 
+    private const string Fullname = $"{KubeCaptureInstall.Release}-kubecapture";
+
     private static SortedSet<string> Grants(IEnumerable<Permission> permissions) =>
-        new(permissions.SelectMany(p => p.Verbs.Select(v => Grant(p.ApiGroup, p.Resource, v))), StringComparer.Ordinal);
+        new(permissions.SelectMany(p => p.Verbs.SelectMany(v => Names(p.ResourceNamesFor(Fullname)).Select(n => Grant(p.ApiGroup, p.Resource, v, n)))), StringComparer.Ordinal);
 
     private static SortedSet<string> Grants(IEnumerable<V1PolicyRule> rules) =>
-        new(rules.SelectMany(r => r.ApiGroups.SelectMany(g => r.Resources.SelectMany(res => r.Verbs.Select(v => Grant(g, res, v))))), StringComparer.Ordinal);
+        new(rules.SelectMany(r => r.ApiGroups.SelectMany(g => r.Resources.SelectMany(res => r.Verbs.SelectMany(v => Names(r.ResourceNames).Select(n => Grant(g, res, v, n)))))), StringComparer.Ordinal);
 
-    private static string Grant(string group, string resource, string verb) => $"{(group.Length == 0 ? "" : group + "/")}{resource}:{verb}";
+    private static IEnumerable<string> Names(IEnumerable<string>? names) => names?.Any() == true ? names : [""];
+
+    /// <summary>"group/resource:verb", and "@name" when the rule names the objects it applies to.</summary>
+    private static string Grant(string group, string resource, string verb, string name = "") =>
+        $"{(group.Length == 0 ? "" : group + "/")}{resource}:{verb}{(name.Length == 0 ? "" : "@" + name)}";
 
     /// <summary>
     /// kubectl's table: "Resources  Non-Resource URLs  Resource Names  Verbs", resources as
@@ -101,9 +138,16 @@ public sealed class OperatorPermissionsTests
             var (resourceAndGroup, subresource) = slash < 0 ? (columns[0], "") : (columns[0][..slash], columns[0][slash..]);
             var dot = resourceAndGroup.IndexOf('.', StringComparison.Ordinal);
             var (resource, group) = dot < 0 ? (resourceAndGroup + subresource, "") : (resourceAndGroup[..dot] + subresource, resourceAndGroup[(dot + 1)..]);
+            // The columns between: "[]" (non-resource URLs), then the resource names "[a b]" (or "[]").
+            var names = line[..verbsStart].TrimEnd();
+            var namesStart = names.LastIndexOf('[');
+            var resourceNames = names[(namesStart + 1)..^1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
             foreach (var verb in line[(verbsStart + 1)..line.LastIndexOf(']')].Split(' ', StringSplitOptions.RemoveEmptyEntries))
             {
-                grants.Add(Grant(group, resource, verb));
+                foreach (var name in Names(resourceNames))
+                {
+                    grants.Add(Grant(group, resource, verb, name));
+                }
             }
         }
 

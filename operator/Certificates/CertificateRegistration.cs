@@ -1,0 +1,30 @@
+using KubeCapture.Operator.Health;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace KubeCapture.Operator.Certificates;
+
+/// <summary>
+/// services.AddServingCertificate(configuration): the serving certificate (Managed or Mounted), its
+/// rotation, and the CA bundle publisher. Needs an IKubernetes in Managed mode and to publish.
+/// </summary>
+public static class CertificateRegistration
+{
+    public static IServiceCollection AddServingCertificate(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<ServingCertificateOptions>().Bind(configuration.GetSection(ServingCertificateOptions.Section))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<ServingCertificateOptions>, ServingCertificateValidation>();
+        services.AddKubernetesClient();
+        services.TryAddSingleton<ServingCertificateSource>();
+        services.TryAddSingleton(sp => new CaBundlePublisher(sp.GetRequiredService<k8s.IKubernetes>(), sp.GetRequiredService<IOptions<ServingCertificateOptions>>().Value, sp.GetRequiredService<ILogger<CaBundlePublisher>>()));
+        services.AddHostedService<ServingCertificateRotation>();
+        return services;
+    }
+
+    private sealed class ServingCertificateValidation : IValidateOptions<ServingCertificateOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, ServingCertificateOptions options) =>
+            ServingCertificateConfiguration.Problems(options) is { Count: > 0 } problems ? ValidateOptionsResult.Fail(problems) : ValidateOptionsResult.Success;
+    }
+}

@@ -1,0 +1,26 @@
+using System.Security.Cryptography.X509Certificates;
+
+namespace KubeCapture.Operator.Certificates;
+
+/// <summary>
+/// The certificate HTTPS endpoints serve with right now (Kestrel's ServerCertificateSelector reads
+/// <see cref="Current"/> on every handshake, so a renewal takes effect without a restart).
+/// </summary>
+public sealed class ServingCertificateSource
+{
+    private readonly TaskCompletionSource ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile X509Certificate2? current;
+
+    /// <summary>The serving certificate with its key; null until the first one is loaded.</summary>
+    public X509Certificate2? Current => current;
+
+    /// <summary>Completes when the first certificate is loaded.</summary>
+    public Task Ready => ready.Task;
+
+    public void Set(X509Certificate2 certificate)
+    {
+        // The previous certificate is left to the GC: a handshake in flight may still hold it.
+        current = certificate;
+        ready.TrySetResult();
+    }
+}
