@@ -6,7 +6,7 @@ namespace KubeCapture.Agent;
 
 public static class Program
 {
-    /// <summary>Exit codes: 0 captured, 1 failed while capturing (what was captured is kept), 2 bad input.</summary>
+    /// <summary>Exit codes: 0 captured (verified), 1 failed while capturing (what was captured is kept), 2 bad input, 3 and 4 from verify (VerifyCommand).</summary>
     public static int Main(string[] args)
     {
         var stdout = Console.Out;
@@ -20,7 +20,8 @@ public static class Program
                 ["capture", .. var rest] => Capture(CommandLine.ParseCapture(rest, DateTime.UtcNow), stdout, stderr),
                 ["summarize", .. var rest] => OfflineSummary.Run(rest, stdout),
                 ["compare", .. var rest] => BothEnds.Run(rest, stdout),
-                [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture', 'summarize' or 'compare'"),
+                ["verify", .. var rest] => VerifyCommand.Run(rest, stdout, stderr),
+                [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture', 'summarize', 'compare' or 'verify'"),
             };
         }
         catch (Exception e) when (e is UsageException or CaptureSetupException)

@@ -1,4 +1,6 @@
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Certificates;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Reconciliation;
@@ -18,6 +20,8 @@ public static class Program
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(OperatorMetrics.MeterName).AddPrometheusExporter());
+        builder.Services.AddCustody(builder.Configuration);
+        builder.Services.AddAuditTrail();
         builder.Services.AddIngestAndStorage(builder.Configuration);
         if (builder.Configuration.GetValue("Reconciler:Enabled", defaultValue: true))
         {

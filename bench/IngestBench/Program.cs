@@ -143,7 +143,7 @@ public static class Program
             Sha256 = "not-computed",
             StoredAt = DateTimeOffset.UtcNow,
         };
-        await store.CompleteUploadAsync(checkpoint, manifest, CancellationToken.None);
+        await store.CompleteUploadAsync(checkpoint, manifest, StorageJsonContext.Unsigned, CancellationToken.None);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{started.Elapsed.TotalSeconds:0.000}"));
         return 0;
     }

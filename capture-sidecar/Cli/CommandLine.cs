@@ -22,6 +22,7 @@ public static class CommandLine
         usage: kubecapture-agent capture [options] ['BPF FILTER']
                kubecapture-agent summarize [--json] FILE.pcap
                kubecapture-agent compare [--json] CLIENT.pcap.json SERVER.pcap.json
+               kubecapture-agent verify PCAP MANIFEST [--public-key FILE]
 
         capture options (tcpdump's guard rails; the first limit reached stops the capture):
           -i IFACE          interface to capture on (default: any)

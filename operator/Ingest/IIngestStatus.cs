@@ -103,4 +103,4 @@ public sealed record TargetUpload
 }
 
 /// <summary>Where a finished pcap is stored, and how to prove it is untouched.</summary>
-public sealed record StoredArtifact(string Uri, long Size, string Sha256, DateTimeOffset? ExpiresAt);
+public sealed record StoredArtifact(string Uri, long Size, string Sha256, DateTimeOffset? ExpiresAt, KubeCapture.Operator.Custody.RetentionRecord? Retention = null);

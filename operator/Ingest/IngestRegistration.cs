@@ -24,6 +24,7 @@ public static class IngestRegistration
         services.AddSingleton<UploadRegistry>();
         services.AddSingleton<LiveRecordFeed>();
         services.AddSingleton<IIngestStatus>(sp => sp.GetRequiredService<UploadRegistry>());
+        services.AddSingleton(sp => new EvidenceRetention(sp.GetRequiredService<IArtifactStore>(), sp.GetService<TimeProvider>() ?? TimeProvider.System));
         services.AddSingleton<RetentionSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
         return services;

@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using System.Threading.Channels;
 using Grpc.Core;
 using KubeCapture.Agent.Capture;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Proto.V1;
@@ -22,6 +23,8 @@ public sealed partial class IngestService(
     CaptureTokenIssuer tokens,
     AgentAddressBook addresses,
     LiveRecordFeed live,
+    CustodyLedger custody,
+    ManifestSigner signer,
     IOptions<StorageOptions> storageOptions,
     ILogger<IngestService> logger) : KubeCapture.Proto.V1.Ingest.IngestBase
 {
@@ -232,6 +235,19 @@ public sealed partial class IngestService(
             throw Fail(StatusCode.DataLoss, error);
         }
 
+        ManifestSeal seal;
+        try
+        {
+            seal = await signer.SealAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Nothing is published unsigned: the checkpoint stays, and the agent finishes again when it retries.
+            logger.LogError("{Namespace}/{Capture} pod {Pod}: cannot load the manifest-signing key: {Error}", target.Namespace, target.CaptureName, target.Pod, e.Message);
+            throw Fail(StatusCode.Unavailable, $"the operator cannot sign the manifest yet (its signing key: {e.Message}); retry");
+        }
+
+        var witnessed = custody.Of(target);
         var stored = new StoredCaptureManifest
         {
             CaptureUid = target.CaptureUid,
@@ -244,8 +260,20 @@ public sealed partial class IngestService(
             StoredAt = DateTimeOffset.UtcNow,
             ExpiresAt = checkpoint.ExpiresAt,
             Agent = agentManifest,
+            AgentSha256 = finish.Sha256.ToLowerInvariant(),
+            Requester = witnessed?.Requester,
+            Reason = witnessed?.Reason,
+            Spec = witnessed?.Spec,
+            TargetPod = witnessed?.Pod,
+            AgentImage = witnessed?.AgentImage,
+            Retention = new RetentionRecord
+            {
+                Lock = witnessed?.Lock ?? "none",
+                RetainUntil = witnessed?.Lock is "governance" or "compliance" ? checkpoint.ExpiresAt : null,
+                LegalHold = witnessed?.LegalHold ?? false,
+            },
         };
-        await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, ct), logger, cancellationToken);
+        stored = await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, seal, ct), logger, cancellationToken);
         registry.Publish(UploadRegistry.FromStored(stored));
         OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "stored"));
         OperatorMetrics.IngestedPackets.Add(agentManifest?.PacketsWritten ?? 0);

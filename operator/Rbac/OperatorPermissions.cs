@@ -42,12 +42,15 @@ public static class OperatorPermissions
         new("", "configmaps", ["get"], "verify the front proxy's client certificate and read its user headers (Subresources/FrontProxyAuthenticator)", ["extension-apiserver-authentication"]),
     ];
 
-    /// <summary>In the operator's own namespace only (the chart's Role).</summary>
+    /// <summary>In the operator's own namespace only (the chart's Role): the leader Lease, the serving certificate, the manifest-signing key.</summary>
     public static readonly IReadOnlyList<Permission> OwnNamespace =
     [
         new("coordination.k8s.io", "leases", ["get", "create", "update"], "hold the leader Lease (LeaderElection/LeaderGate)"),
         new("", "secrets", ["get", "update"], "read and renew its serving CA and certificate (Certificates/ServingCertificateSecret)", [ServingCertificateSecret]),
-        new("", "secrets", ["create"], "create its serving CA and certificate when missing (RBAC cannot limit create by name)"),
+        new("", "secrets", ["get"], "read the manifest-signing key pair (Custody/SecretSigningKey)", [ManifestSigningKey]),
+        new("", "secrets", ["create"], "create its serving CA and certificate and the manifest-signing key pair when missing (RBAC cannot limit create by name)"),
+        new("", "configmaps", ["get", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)", [ManifestSigningKey]),
+        new("", "configmaps", ["create"], "create the ConfigMap with the manifest-signing public key when missing"),
     ];
 
     /// <summary>The extension API's APIService (its name is VERSION.GROUP).</summary>
@@ -55,4 +58,7 @@ public static class OperatorPermissions
 
     /// <summary>The Secret holding the operator's CA and serving certificate (ServingCertificate:SecretName in the chart).</summary>
     public const string ServingCertificateSecret = Permission.FullnamePlaceholder + "-serving-certificate";
+
+    /// <summary>The Secret with the manifest-signing key pair, and the ConfigMap with its public key (Custody/SecretSigningKey).</summary>
+    public const string ManifestSigningKey = KubeCapture.Operator.Custody.SecretSigningKey.Name;
 }

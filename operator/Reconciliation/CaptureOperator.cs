@@ -1,6 +1,8 @@
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Operator.Audit;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
@@ -24,6 +26,7 @@ public sealed class CaptureOperator
     private readonly IKubernetes kubernetes;
     private readonly IIngestStatus ingest;
     private readonly IAgentAddresses addresses;
+    private readonly ICustodyWitness? custody;
     private readonly PacketCaptureController controller;
     private readonly ReconcilerOptions options;
     private readonly ILogger logger;
@@ -31,8 +34,10 @@ public sealed class CaptureOperator
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> keysByUid = new(StringComparer.Ordinal);
 
     public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
-        ILoggerFactory loggers, TimeProvider time)
+        ILoggerFactory loggers, TimeProvider time, ICustodyWitness? custody = null, AuditTrail? audit = null,
+        KubeCapture.Operator.Storage.EvidenceRetention? retention = null)
     {
+        this.custody = custody;
         this.addresses = addresses;
         policy.Validate();
         this.kubernetes = kubernetes;
@@ -43,7 +48,7 @@ public sealed class CaptureOperator
         Cluster = new ClusterCache(kubernetes, logger, time);
         controller = new PacketCaptureController(kubernetes, Cluster, ingest, tokens, addresses, policy, options, new TargetResolver(Cluster, policy),
             new PodSecurityPreflight(Cluster), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
-            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written));
+            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody, audit, retention);
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
     }
 
@@ -73,6 +78,7 @@ public sealed class CaptureOperator
             {
                 keysByUid.TryRemove(change.Object.Metadata.Uid, out _);
                 addresses.Forget(change.Object.Metadata.Uid);
+                custody?.Forget(change.Object.Metadata.Uid);
             }
         }
 

@@ -21,6 +21,9 @@ public sealed class CapturePolicy
 
     public bool RequireFilter { get; set; }
 
+    /// <summary>Every capture must set spec.retention.lock to governance or compliance (evidence that cannot be deleted early).</summary>
+    public bool RequireLock { get; set; }
+
     public int MaxConcurrentPerNamespace { get; set; } = 2;
 
     public int MaxConcurrentInCluster { get; set; } = 10;
@@ -33,7 +36,7 @@ public sealed class CapturePolicy
     /// <summary>
     /// Checks a capture against libpcap's filter compiler and this policy. The first problem found
     /// is returned with a condition reason (InvalidSpec, InvalidFilter, FilterRequired,
-    /// NamespaceNotAllowed, PolicyExceeded) and a message naming the field and the limit.
+    /// NamespaceNotAllowed, PolicyExceeded, LockRequired) and a message naming the field and the limit.
     /// </summary>
     public SpecVerdict Check(PacketCapture capture)
     {
@@ -97,6 +100,11 @@ public sealed class CapturePolicy
         if (filter.Length == 0 && RequireFilter)
         {
             return SpecVerdict.Refuse("FilterRequired", "spec.filter is required by policy: capture only the traffic you need, e.g. \"host 203.0.113.40 and tcp port 443\"");
+        }
+
+        if (RequireLock && spec.Retention?.Lock is not ("governance" or "compliance"))
+        {
+            return SpecVerdict.Refuse("LockRequired", $"spec.retention.lock is '{spec.Retention?.Lock ?? "none"}', but policy requires governance or compliance: the pcap must be locked against early deletion");
         }
 
         try

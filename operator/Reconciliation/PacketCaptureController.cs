@@ -2,11 +2,14 @@ using System.Text.Json;
 using k8s;
 using k8s.Models;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Operator.Audit;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Watcher;
 using Microsoft.Extensions.Logging;
 
@@ -41,7 +44,10 @@ public sealed class PacketCaptureController(
     CaptureEvents events,
     TimeProvider time,
     ILogger<PacketCaptureController> logger,
-    Action<PacketCapture>? written = null)
+    Action<PacketCapture>? written = null,
+    ICustodyWitness? custody = null,
+    AuditTrail? audit = null,
+    EvidenceRetention? retention = null)
 {
     private readonly TimeSpan grace = CapturePolicy.ParseDuration(options.Grace, "Reconciler:Grace");
     /// <summary>How soon a capture waiting for a concurrency slot looks again (from the cache, no API read).</summary>
@@ -56,6 +62,11 @@ public sealed class PacketCaptureController(
         {
             // The update comes back through the watch and reconciles again.
             written?.Invoke(await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken));
+            if (audit is not null && capture.Status is null)
+            {
+                await audit.RecordAsync(capture, new Transition(AuditEvent.Requested, "Normal", "Requested", $"requested: {Describe(capture.Spec)}"), cancellationToken);
+            }
+
             return ReconcileResult.After(TimeSpan.Zero);
         }
 
@@ -111,6 +122,20 @@ public sealed class PacketCaptureController(
             }
 
             CaptureConditions.Set(status, CaptureConditions.Admitted, true, "SlotAvailable", "within the concurrency limits", generation, now);
+            if (capture.Spec.Retention?.NeedsObjectLock == true && retention is not null)
+            {
+                // Before anything starts: never silently unlocked evidence.
+                if (await retention.CheckObjectLockAsync(cancellationToken) is { } noLock)
+                {
+                    admission.Release(capture.Metadata.Uid);
+                    var message = $"spec.retention asks for {(capture.Spec.Retention.LegalHold == true ? "a legal hold" : "")}{(capture.Spec.Retention.LegalHold == true && capture.Spec.Retention.Lock is "governance" or "compliance" ? " and " : "")}{(capture.Spec.Retention.Lock is "governance" or "compliance" ? $"a {capture.Spec.Retention.Lock} lock" : "")}, but {noLock}; nothing was captured";
+                    CaptureConditions.Set(status, CaptureConditions.StorageReady, false, "ObjectLockUnavailable", message, generation, now);
+                    return await FailAsync(capture, status, before, "ObjectLockUnavailable", message, deleting, cancellationToken);
+                }
+
+                CaptureConditions.Set(status, CaptureConditions.StorageReady, true, "ObjectLockEnabled", "the bucket has Object Lock", generation, now);
+            }
+
             // No status write before the pods are touched: after a crash between the container patch
             // and the status write, the next reconcile finds the pods that already carry this
             // capture's container (its name holds the capture's UID) and takes exactly those again,
@@ -257,6 +282,7 @@ public sealed class PacketCaptureController(
             }
 
             addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod));
+            custody?.Witness(capture, pod, name);
             if (pod.Spec.EphemeralContainers?.Any(c => c.Name == name) != true)
             {
                 if (AtCaptureContainerCap(pod, name) is { } full)
@@ -332,7 +358,15 @@ public sealed class PacketCaptureController(
 
             if (upload.Artifact is { } artifact)
             {
-                target.Artifact = new CaptureArtifact { Uri = artifact.Uri, Size = artifact.Size, Sha256 = artifact.Sha256, ExpiresAt = artifact.ExpiresAt?.UtcDateTime };
+                target.Artifact = new CaptureArtifact
+                {
+                    Uri = artifact.Uri,
+                    Size = artifact.Size,
+                    Sha256 = artifact.Sha256,
+                    ExpiresAt = artifact.ExpiresAt?.UtcDateTime,
+                    Lock = artifact.Retention?.Lock is "governance" or "compliance" ? artifact.Retention.Lock : null,
+                    LegalHold = artifact.Retention?.LegalHold == true ? true : null,
+                };
             }
 
             if (upload.Phase == UploadPhase.Finished)
@@ -358,6 +392,7 @@ public sealed class PacketCaptureController(
         }
 
         addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod)); // again after an operator restart or on a new leader
+        custody?.Witness(capture, pod, target.Container);
         var container = pod.Status?.EphemeralContainerStatuses?.FirstOrDefault(c => c.Name == target.Container);
 
         var state = container?.State;
@@ -540,10 +575,28 @@ public sealed class PacketCaptureController(
     /// <summary>Writes the final status; a deleted capture then lets go of its finalizer.</summary>
     private async Task<ReconcileResult> FinishAsync(PacketCapture capture, PacketCaptureStatus status, string before, bool deleting, CancellationToken cancellationToken)
     {
+        IReadOnlyList<TargetDisposal> disposals = [];
+        if (deleting && CaptureFinalizer.IsPresent(capture) && retention is not null)
+        {
+            // Deleting the capture deletes what it stored, unless a lock or legal hold keeps it: the status says which, until when.
+            disposals = await retention.DisposeAsync(status.Targets.Where(t => t.Artifact is not null).Select(t => Identity(capture, t.Pod)), cancellationToken);
+            foreach (var disposal in disposals)
+            {
+                status.Targets.First(t => t.Pod == disposal.Pod).Artifact!.Kept = disposal.Kept ?? "deleted with the PacketCapture";
+            }
+        }
+
         capture = await WriteStatusAsync(capture, status, before, cancellationToken);
         if (deleting && CaptureFinalizer.IsPresent(capture))
         {
             await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
+            if (audit is not null)
+            {
+                var what = disposals.Count == 0
+                    ? "nothing was stored"
+                    : string.Join("; ", disposals.Select(d => d.Deleted ? $"deleted {d.Uri} and its manifest" : $"{d.Uri} and its manifest {d.Kept}"));
+                await audit.RecordAsync(capture, new Transition(AuditEvent.Deleted, "Normal", "Deleted", $"the PacketCapture was deleted: {what}"), cancellationToken);
+            }
         }
 
         return ReconcileResult.Done;
@@ -563,8 +616,16 @@ public sealed class PacketCaptureController(
             cancellationToken: cancellationToken);
         logger.LogDebug("{Capture}: {Phase} - {Message}", capture.Key, status.Phase, status.Message);
         written?.Invoke(result);
+        if (audit is not null)
+        {
+            await audit.RecordTransitionsAsync(capture, status, cancellationToken);
+        }
+
         return result;
     }
+
+    private static string Describe(PacketCaptureSpec spec) =>
+        $"pod {spec.Target.PodName ?? (spec.Target.PodSelector is { } selector ? "selector " + KubernetesJson.Serialize(selector) : "?")}, filter '{spec.Filter}', duration {spec.Duration}, reason: {spec.Reason}";
 
     private static CaptureIdentity Identity(PacketCapture capture, string pod) =>
         new(capture.Metadata.Uid, capture.Metadata.NamespaceProperty, capture.Metadata.Name, pod);

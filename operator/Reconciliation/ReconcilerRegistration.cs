@@ -35,7 +35,10 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<IOptions<CapturePolicy>>().Value,
             sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value,
             sp.GetRequiredService<ILoggerFactory>(),
-            sp.GetRequiredService<TimeProvider>()));
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetService<KubeCapture.Operator.Custody.ICustodyWitness>(),
+            sp.GetService<KubeCapture.Operator.Audit.AuditTrail>(),
+            sp.GetService<KubeCapture.Operator.Storage.EvidenceRetention>()));
         services.AddSingleton(sp => new LeaderGate(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,

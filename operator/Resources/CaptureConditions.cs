@@ -17,6 +17,9 @@ public static class CaptureConditions
     /// <summary>Every target pod exists, runs Linux, is Running, and Pod Security lets NET_RAW in.</summary>
     public const string TargetsReady = "TargetsReady";
 
+    /// <summary>Object storage can keep the capture as its spec asks (Object Lock for a locked or held capture); checked before anything starts.</summary>
+    public const string StorageReady = "StorageReady";
+
     /// <summary>The ephemeral capture containers were added to every target pod.</summary>
     public const string Injected = "Injected";
 

@@ -106,6 +106,14 @@ public sealed class CaptureRetention
     [JsonPropertyName("ttl")]
     public string? Ttl { get; set; }
 
+    /// <summary>none, governance or compliance (S3 Object Lock until the ttl ends).</summary>
     [JsonPropertyName("lock")]
     public string? Lock { get; set; }
+
+    [JsonPropertyName("legalHold")]
+    public bool? LegalHold { get; set; }
+
+    /// <summary>Whether the stored objects must be locked or held (and so the bucket must have Object Lock).</summary>
+    [JsonIgnore]
+    public bool NeedsObjectLock => Lock is "governance" or "compliance" || LegalHold == true;
 }

@@ -151,4 +151,14 @@ public sealed class CaptureArtifact
 
     [JsonPropertyName("expiresAt")]
     public DateTime? ExpiresAt { get; set; }
+
+    [JsonPropertyName("lock")]
+    public string? Lock { get; set; }
+
+    [JsonPropertyName("legalHold")]
+    public bool? LegalHold { get; set; }
+
+    /// <summary>Set when the PacketCapture was deleted and the objects were kept: why, and until when.</summary>
+    [JsonPropertyName("kept")]
+    public string? Kept { get; set; }
 }

@@ -18,6 +18,19 @@ public static class ArtifactStores
             store.EnsureBucketAsync(CancellationToken.None).GetAwaiter().GetResult();
         }
 
+        if (options.S3.LifecycleExpirationDays > 0)
+        {
+            var logger = loggers.CreateLogger(typeof(ArtifactStores));
+            try
+            {
+                logger.LogInformation("{Lifecycle}", store.EnsureLifecycleAsync(options.S3.LifecycleExpirationDays, CancellationToken.None).GetAwaiter().GetResult());
+            }
+            catch (S3ErrorException e) when (e.Status is System.Net.HttpStatusCode.NotImplemented or System.Net.HttpStatusCode.MethodNotAllowed)
+            {
+                logger.LogWarning("the storage has no lifecycle rules ({Error}): only the retention sweeper expires captures", e.Message);
+            }
+        }
+
         return store;
     }
 }

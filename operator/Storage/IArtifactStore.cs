@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Custody;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 
 namespace KubeCapture.Operator.Storage;
@@ -27,10 +29,12 @@ public interface IArtifactStore
     Task<string> UploadPartAsync(CaptureIdentity target, string uploadId, int partNumber, ReadOnlyMemory<byte> data, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Publishes the pcap from the checkpoint's parts, writes its manifest, removes the checkpoint.
-    /// Safe to repeat after a crash part-way.
+    /// Publishes the pcap from the checkpoint's parts, writes its manifest (the bytes
+    /// <paramref name="seal"/> makes of it once the store has added what only it knows, such as the
+    /// object's version ID), removes the checkpoint, and returns the manifest as stored. Safe to
+    /// repeat after a crash part-way.
     /// </summary>
-    Task CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, CancellationToken cancellationToken);
+    Task<StoredCaptureManifest> CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken);
 
     /// <summary>Drops the parts and the checkpoint; nothing becomes visible.</summary>
     Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken);
@@ -48,8 +52,14 @@ public interface IArtifactStore
 
     IAsyncEnumerable<UploadCheckpoint> ListCheckpointsAsync(CancellationToken cancellationToken);
 
-    /// <summary>Deletes a stored pcap and its manifest (retention).</summary>
+    /// <summary>
+    /// Deletes a stored pcap and its manifest (every version of them on a versioned bucket). A lock
+    /// or legal hold the storage enforces makes it fail (<see cref="S3ErrorException"/> AccessDenied).
+    /// </summary>
     Task DeleteStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken);
+
+    /// <summary>Null when the store can lock objects (S3 Object Lock enabled on the bucket); otherwise why not.</summary>
+    Task<string?> CheckObjectLockAsync(CancellationToken cancellationToken);
 
     /// <summary>Null when the store can take captures; otherwise what is wrong (readiness).</summary>
     Task<string?> CheckAsync(CancellationToken cancellationToken);
@@ -85,6 +95,9 @@ public sealed record UploadCheckpoint
 
 public sealed record UploadedPart(int Number, long Size, string ETag);
 
+/// <summary>The bytes stored as a capture target's manifest: signed by the operator (Custody/ManifestSigner), or plain.</summary>
+public delegate byte[] ManifestSeal(StoredCaptureManifest manifest);
+
 /// <summary>
 /// The <c>.manifest.json</c> beside a stored pcap. It exists only for a complete, verified pcap: a
 /// reader that finds it may trust the pcap's size and SHA-256.
@@ -113,12 +126,36 @@ public sealed record StoredCaptureManifest
     /// <summary>When the retention sweeper deletes the pcap and this manifest; null keeps them.</summary>
     public DateTimeOffset? ExpiresAt { get; init; }
 
-    /// <summary>The agent's own manifest: stop reason, counters, limits, summary.</summary>
+    /// <summary>The agent's own manifest: capture window, stop reason, counters and drops, limits, summary.</summary>
     public CaptureManifest? Agent { get; init; }
+
+    /// <summary>The SHA-256 the agent computed (<see cref="Sha256"/> is the ingest's own, over the bytes it received; they are equal or nothing is stored).</summary>
+    public string? AgentSha256 { get; init; }
+
+    /// <summary>The pcap object's version ID on a versioned bucket.</summary>
+    public string? VersionId { get; init; }
+
+    /// <summary>Who asked for the capture, as kube-apiserver authenticated them (the admission stamp).</summary>
+    public CaptureRequester? Requester { get; init; }
+
+    /// <summary>spec.reason of the PacketCapture.</summary>
+    public string? Reason { get; init; }
+
+    /// <summary>The PacketCapture's spec as it was when the capture ran.</summary>
+    public JsonElement? Spec { get; init; }
+
+    /// <summary>The pod captured: name, UID, node, IPs.</summary>
+    public TargetPodRecord? TargetPod { get; init; }
+
+    /// <summary>The image of the capture container that took the pcap.</summary>
+    public string? AgentImage { get; init; }
+
+    /// <summary>Retention and Object Lock as applied to the stored pcap.</summary>
+    public RetentionRecord? Retention { get; init; }
 
     public CaptureIdentity Target => new(CaptureUid, Namespace, CaptureName, Pod);
 
-    public StoredArtifact ToArtifact() => new(Uri, Size, Sha256, ExpiresAt);
+    public StoredArtifact ToArtifact() => new(Uri, Size, Sha256, ExpiresAt, Retention);
 }
 
 [JsonSourceGenerationOptions(
@@ -133,11 +170,16 @@ public sealed partial class StorageJsonContext : JsonSerializerContext
 
     public static byte[] Serialize(StoredCaptureManifest value) => JsonSerializer.SerializeToUtf8Bytes(value, Default.StoredCaptureManifest);
 
+    /// <summary>The manifest stored unsigned (tools and benchmarks; the ingest signs).</summary>
+    public static readonly ManifestSeal Unsigned = Serialize;
+
     public static UploadCheckpoint ReadCheckpoint(ReadOnlySpan<byte> json) =>
         JsonSerializer.Deserialize(json, Default.UploadCheckpoint) ?? throw new JsonException("empty checkpoint");
 
+    /// <summary>A stored manifest, signed (the payload of its envelope; the signature is checked by <c>kubecapture-agent verify</c>) or plain.</summary>
     public static StoredCaptureManifest ReadManifest(ReadOnlySpan<byte> json) =>
-        JsonSerializer.Deserialize(json, Default.StoredCaptureManifest) ?? throw new JsonException("empty manifest");
+        JsonSerializer.Deserialize(SignedManifest.IsEnvelope(json) ? Convert.FromBase64String(SignedManifest.FromJson(json).Payload) : json, Default.StoredCaptureManifest)
+        ?? throw new JsonException("empty manifest");
 }
 
 /// <summary>Where each object of a capture target lives, under the configured prefix.</summary>

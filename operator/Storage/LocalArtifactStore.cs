@@ -44,8 +44,14 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
         return $"{partNumber}-{data.Length}";
     }
 
-    public async Task CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, CancellationToken cancellationToken)
+    public async Task<StoredCaptureManifest> CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken)
     {
+        if (manifest.Retention is { } retention && (retention.Lock != "none" || retention.LegalHold))
+        {
+            // The reconciler's preflight refuses such a capture before it starts; never store it unlocked.
+            throw new S3ErrorException(System.Net.HttpStatusCode.NotImplemented, "ObjectLockUnavailable", NoObjectLock);
+        }
+
         var target = checkpoint.Target;
         var pcap = PathOf(_layout.PcapKey(target));
         var directory = PartsDirectory(target, checkpoint.UploadId);
@@ -77,8 +83,9 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
             throw new IOException($"upload {checkpoint.UploadId} of {pcap} has neither its parts nor a complete file");
         }
 
-        await WriteAtomicallyAsync(PathOf(_layout.ManifestKey(target)), StorageJsonContext.Serialize(manifest), cancellationToken);
+        await WriteAtomicallyAsync(PathOf(_layout.ManifestKey(target)), seal(manifest), cancellationToken);
         File.Delete(PathOf(_layout.CheckpointKey(target)));
+        return manifest;
     }
 
     public Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken)
@@ -142,6 +149,10 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
             yield return StorageJsonContext.ReadCheckpoint(await File.ReadAllBytesAsync(path, cancellationToken));
         }
     }
+
+    private const string NoObjectLock = "the local filesystem store cannot lock objects: use an S3 bucket with Object Lock for locked or held captures";
+
+    public Task<string?> CheckObjectLockAsync(CancellationToken cancellationToken) => Task.FromResult<string?>(NoObjectLock);
 
     public Task DeleteStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken)
     {

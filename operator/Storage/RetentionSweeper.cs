@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Ingest;
 using Microsoft.Extensions.Options;
 
@@ -9,7 +10,7 @@ namespace KubeCapture.Operator.Storage;
 /// <c>expiresAt</c> has passed, and aborts uploads abandoned longer than <c>Storage:AbandonAfter</c>
 /// that no stream of this process owns.
 /// </summary>
-public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry registry, IOptions<StorageOptions> options, ILogger<RetentionSweeper> logger) : BackgroundService
+public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry registry, IOptions<StorageOptions> options, ILogger<RetentionSweeper> logger, AuditTrail? audit = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -37,9 +38,28 @@ public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry regist
         {
             if (stored.ExpiresAt is { } expiresAt && expiresAt <= now)
             {
-                await store.DeleteStoredAsync(stored, cancellationToken);
+                if (stored.Retention?.LegalHold == true)
+                {
+                    continue; // kept until the hold is removed in the bucket; then the next sweep deletes it
+                }
+
+                try
+                {
+                    await store.DeleteStoredAsync(stored, cancellationToken);
+                }
+                catch (S3ErrorException e) when (e.Code == "AccessDenied")
+                {
+                    logger.LogWarning("retention: {Uri} expired at {ExpiresAt:O} but the storage refuses to delete it yet ({Error}); retrying next sweep", stored.Uri, expiresAt, e.Message);
+                    continue;
+                }
+
                 expired++;
                 logger.LogInformation("retention: deleted {Uri} (expired at {ExpiresAt:O})", stored.Uri, expiresAt);
+                if (audit is not null)
+                {
+                    await audit.RecordExpiredAsync(stored, cancellationToken);
+                }
+
             }
         }
 

@@ -3,6 +3,7 @@ using System.Net;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Xml.Linq;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
 using Minio;
@@ -117,10 +118,11 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
         return response.Headers.ETag?.Tag ?? (response.Headers.TryGetValues("ETag", out var values) ? values.First() : throw new IOException($"S3 returned no ETag for part {partNumber} of {UriOf(target)}"));
     }
 
-    public async Task CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, CancellationToken cancellationToken)
+    public async Task<StoredCaptureManifest> CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken)
     {
         var target = checkpoint.Target;
         var key = _layout.PcapKey(target);
+        string? versionId = null;
         try
         {
             // S3 (AWS, RGW, s3rver) refuses to complete an upload of no part (MalformedXML): an empty
@@ -146,6 +148,8 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             {
                 throw new IOException($"completing {UriOf(target)} failed: {text}");
             }
+
+            versionId = response.Headers.TryGetValues("x-amz-version-id", out var versions) ? versions.FirstOrDefault() : null;
         }
         catch (S3ErrorException e) when (e.Code == "NoSuchUpload")
         {
@@ -156,7 +160,11 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             {
                 throw new IOException($"the multipart upload of {UriOf(target)} is gone and the object there is not this capture's ({stat.Size} bytes, uid {uid})", e);
             }
+
+            versionId = stat.VersionId;
         }
+
+        manifest = manifest with { VersionId = string.IsNullOrEmpty(versionId) || versionId == "null" ? null : versionId };
 
         var tags = new Dictionary<string, string> { ["sha256"] = manifest.Sha256, ["capture-uid"] = target.CaptureUid };
         if (manifest.ExpiresAt is { } expiresAt)
@@ -165,6 +173,10 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
         }
 
         await _minio.SetObjectTagsAsync(new SetObjectTagsArgs().WithBucket(_options.Bucket).WithObject(key).WithTagging(new Tagging(tags, false)), cancellationToken);
+
+        // After completion: RGW ignores lock headers on CreateMultipartUpload, a retention set on the
+        // completed object is enforced.
+        await LockAsync(key, manifest.VersionId, manifest.Retention, cancellationToken);
         var metadata = new Dictionary<string, string>
         {
             ["x-amz-meta-capture-uid"] = target.CaptureUid,
@@ -175,8 +187,10 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             metadata["x-amz-meta-expires-at"] = FormatTime(expiry);
         }
 
-        await PutSmallObjectAsync(_layout.ManifestKey(target), StorageJsonContext.Serialize(manifest), metadata, cancellationToken);
+        await PutSmallObjectAsync(_layout.ManifestKey(target), seal(manifest), metadata, cancellationToken);
+        await LockAsync(_layout.ManifestKey(target), null, manifest.Retention, cancellationToken);
         await RemoveAsync(_layout.CheckpointKey(target), cancellationToken);
+        return manifest;
     }
 
     public async Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken)
@@ -252,9 +266,137 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
 
     public async Task DeleteStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken)
     {
-        await RemoveAsync(_layout.PcapKey(stored.Target), cancellationToken);
-        await RemoveAsync(_layout.ManifestKey(stored.Target), cancellationToken);
+        if (stored.VersionId is null)
+        {
+            await RemoveAsync(_layout.PcapKey(stored.Target), cancellationToken);
+            await RemoveAsync(_layout.ManifestKey(stored.Target), cancellationToken);
+            return;
+        }
+
+        // A versioned bucket (Object Lock turns versioning on): a DELETE without a version only adds a
+        // delete marker and keeps the bytes; delete every version, so a lock really decides.
+        await RemoveAllVersionsAsync(_layout.PcapKey(stored.Target), cancellationToken);
+        await RemoveAllVersionsAsync(_layout.ManifestKey(stored.Target), cancellationToken);
     }
+
+    public async Task<string?> CheckObjectLockAsync(CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, BucketUri("object-lock="));
+        try
+        {
+            using var response = await SendSignedAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken);
+            var xml = XDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+            return xml.Descendants().FirstOrDefault(e => e.Name.LocalName == "ObjectLockEnabled")?.Value == "Enabled"
+                ? null
+                : $"bucket {_options.Bucket} has no Object Lock enabled";
+        }
+        catch (S3ErrorException e) when (e.IsPermanent || e.Status is HttpStatusCode.NotImplemented)
+        {
+            return $"bucket {_options.Bucket} has no Object Lock ({e.Code ?? e.Status.ToString()}): create the bucket with Object Lock enabled to keep locked or held captures";
+        }
+    }
+
+    /// <summary>The ID of the lifecycle rule the operator keeps for its prefix.</summary>
+    public string LifecycleRuleId => $"kubecapture-expiry-{(_layout.Prefix.Length == 0 ? "all" : _layout.Prefix.Replace('/', '-'))}";
+
+    /// <summary>
+    /// Installs the lifecycle rule expiring everything under the prefix after <paramref name="days"/>
+    /// days, keeping the bucket's other rules; returns what it found and did (for the log). A store
+    /// without lifecycle support (s3rver) is told apart: the sweeper remains the only expiry there.
+    /// </summary>
+    public async Task<string> EnsureLifecycleAsync(int days, CancellationToken cancellationToken)
+    {
+        XNamespace s3 = "http://s3.amazonaws.com/doc/2006-03-01/";
+        var rules = new List<XElement>();
+        using (var get = new HttpRequestMessage(HttpMethod.Get, BucketUri("lifecycle=")))
+        {
+            try
+            {
+                using var response = await SendSignedAsync(get, ReadOnlyMemory<byte>.Empty, cancellationToken);
+                var existing = XDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+                rules.AddRange(existing.Root?.Elements().Where(e => e.Name.LocalName == "Rule") ?? []);
+            }
+            catch (S3ErrorException e) when (e.Code == "NoSuchLifecycleConfiguration")
+            {
+            }
+        }
+
+        var ours = rules.FirstOrDefault(r => r.Elements().Any(e => e.Name.LocalName == "ID" && e.Value == LifecycleRuleId));
+        var wanted = new XElement(s3 + "Rule",
+            new XElement(s3 + "ID", LifecycleRuleId),
+            new XElement(s3 + "Filter", new XElement(s3 + "Prefix", _layout.Join(""))),
+            new XElement(s3 + "Status", "Enabled"),
+            new XElement(s3 + "Expiration", new XElement(s3 + "Days", days)));
+        if (ours is not null && ours.Descendants().FirstOrDefault(e => e.Name.LocalName == "Days")?.Value == days.ToString(CultureInfo.InvariantCulture)
+            && ours.Descendants().FirstOrDefault(e => e.Name.LocalName == "Status")?.Value == "Enabled")
+        {
+            return $"lifecycle rule {LifecycleRuleId} (expire {_layout.Join("")} after {days} days) is in place";
+        }
+
+        rules.Remove(ours!);
+        var configuration = new XElement(s3 + "LifecycleConfiguration", rules.Select(r => new XElement(r)).Append(wanted));
+        await PutXmlAsync(BucketUri("lifecycle="), configuration.ToString(SaveOptions.DisableFormatting), cancellationToken);
+        return $"installed lifecycle rule {LifecycleRuleId}: expire {_layout.Join("")} after {days} days";
+    }
+
+    /// <summary>Sets the Object Lock retention and legal hold of one object version (none: nothing to do).</summary>
+    private async Task LockAsync(string key, string? versionId, RetentionRecord? retention, CancellationToken cancellationToken)
+    {
+        if (retention is null)
+        {
+            return;
+        }
+
+        var version = versionId is null ? "" : $"&versionId={SigV4(versionId)}";
+        if (retention.Lock is "governance" or "compliance")
+        {
+            var until = retention.RetainUntil ?? throw new InvalidOperationException($"a {retention.Lock} lock needs a retention end");
+            await PutXmlAsync(key, "retention=" + version,
+                $"<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{retention.Lock.ToUpperInvariant()}</Mode><RetainUntilDate>{until.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)}</RetainUntilDate></Retention>",
+                cancellationToken);
+        }
+
+        if (retention.LegalHold)
+        {
+            await PutXmlAsync(key, "legal-hold=" + version, "<LegalHold xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Status>ON</Status></LegalHold>", cancellationToken);
+        }
+    }
+
+    private Task PutXmlAsync(string key, string query, string xml, CancellationToken cancellationToken) => PutXmlAsync(ObjectUri(key, query), xml, cancellationToken);
+
+    private async Task PutXmlAsync(Uri uri, string xml, CancellationToken cancellationToken)
+    {
+        var payload = Encoding.UTF8.GetBytes(xml);
+        using var request = new HttpRequestMessage(HttpMethod.Put, uri) { Content = new ByteArrayContent(payload) };
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", "application/xml");
+        request.Content.Headers.TryAddWithoutValidation("Content-MD5", Convert.ToBase64String(System.Security.Cryptography.MD5.HashData(payload)));
+        using var response = await SendSignedAsync(request, payload, cancellationToken);
+    }
+
+    private async Task RemoveAllVersionsAsync(string key, CancellationToken cancellationToken)
+    {
+        using var list = new HttpRequestMessage(HttpMethod.Get, BucketUri($"prefix={SigV4(key)}&versions="));
+        XDocument xml;
+        using (var response = await SendSignedAsync(list, ReadOnlyMemory<byte>.Empty, cancellationToken))
+        {
+            xml = XDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+        }
+
+        foreach (var entry in xml.Descendants().Where(e => e.Name.LocalName is "Version" or "DeleteMarker"))
+        {
+            if (entry.Elements().FirstOrDefault(e => e.Name.LocalName == "Key")?.Value != key)
+            {
+                continue;
+            }
+
+            var versionId = entry.Elements().FirstOrDefault(e => e.Name.LocalName == "VersionId")?.Value ?? "null";
+            using var delete = new HttpRequestMessage(HttpMethod.Delete, ObjectUri(key, $"versionId={SigV4(versionId)}"));
+            using var deleted = await SendSignedAsync(delete, ReadOnlyMemory<byte>.Empty, cancellationToken);
+        }
+    }
+
+    private Uri BucketUri(string query) =>
+        new($"{_endpoint.GetLeftPart(UriPartial.Authority)}/{S3Signer.Encode(_options.Bucket, false)}?{query}");
 
     public async Task<string?> CheckAsync(CancellationToken cancellationToken) =>
         await _minio.BucketExistsAsync(new BucketExistsArgs().WithBucket(_options.Bucket), cancellationToken)

@@ -63,4 +63,11 @@ public sealed class S3Options
 
     /// <summary>Creates the bucket at startup when it is missing.</summary>
     public bool CreateBucket { get; set; }
+
+    /// <summary>
+    /// When above 0: at startup the operator installs (and checks) a lifecycle rule expiring objects
+    /// under its prefix this many days after creation, a backstop that holds while the operator is
+    /// down; set it at least as long as the longest spec.retention.ttl. Locked objects are not expired.
+    /// </summary>
+    public int LifecycleExpirationDays { get; set; }
 }

@@ -1,4 +1,5 @@
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Testing.Kubernetes;
 
 namespace KubeCapture.Operator.Tests.EndToEnd;
@@ -10,7 +11,7 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// running at once (no agent, so no ingest progress): every request counted is the operator's own doing.
 /// </summary>
 [Collection(ApiServerClusterCollection.Name)]
-public sealed class ApiRequestBudgetTests(ApiServerCluster cluster)
+public sealed class ApiRequestBudgetTests(SubresourcesCluster cluster)
 {
     private const int Captures = 3;
 

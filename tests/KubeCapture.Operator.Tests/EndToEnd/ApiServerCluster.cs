@@ -144,11 +144,14 @@ public class ApiServerCluster : IAsyncLifetime
         (await Admin.CoreV1.ReadNamespacedPodAsync(pod, ns)).Spec.EphemeralContainers?.ToList() ?? [];
 
     /// <summary>Downloads a stored pcap from S3 into the work directory, as a user with storage credentials would.</summary>
-    public async Task<string> DownloadAsync(CaptureArtifact artifact)
+    public Task<string> DownloadAsync(CaptureArtifact artifact) => DownloadAsync(artifact.Uri, ".pcap");
+
+    /// <summary>Downloads any object of the bucket (an s3:// URI) into the work directory.</summary>
+    public async Task<string> DownloadAsync(string uri, string extension)
     {
         var prefix = $"s3://{S3.Bucket}/";
-        Assert.StartsWith(prefix, artifact.Uri, StringComparison.Ordinal);
-        var path = Path.Combine(WorkDirectory, Guid.NewGuid().ToString("N") + ".pcap");
+        Assert.StartsWith(prefix, uri, StringComparison.Ordinal);
+        var path = Path.Combine(WorkDirectory, Guid.NewGuid().ToString("N") + extension);
         using var client = new MinioClient()
             .WithEndpoint("127.0.0.1", S3.Port)
             .WithCredentials(S3rverFixture.AccessKey, S3rverFixture.SecretKey)
@@ -157,7 +160,7 @@ public class ApiServerCluster : IAsyncLifetime
         await using var file = File.Create(path);
         await client.GetObjectAsync(new GetObjectArgs()
             .WithBucket(S3.Bucket)
-            .WithObject(artifact.Uri[prefix.Length..])
+            .WithObject(uri[prefix.Length..])
             .WithCallbackStream(async (stream, cancellationToken) => await stream.CopyToAsync(file, cancellationToken)));
         return path;
     }
@@ -190,11 +193,12 @@ public class ApiServerCluster : IAsyncLifetime
 }
 
 /// <summary>
-/// The test classes that share one <see cref="ApiServerCluster"/> (one operator process, one Lease):
-/// they run one after another, so no second operator leads on the same server.
+/// The test classes that share the one cluster of the run's shared kube-apiserver (one operator
+/// process, one Lease, and it serves the extension API too: <see cref="Subresources.SubresourcesCluster"/>):
+/// they run one after another, so no second operator reconciles the same captures.
 /// </summary>
 [CollectionDefinition(Name)]
-public sealed class ApiServerClusterCollection : ICollectionFixture<ApiServerCluster>
+public sealed class ApiServerClusterCollection : ICollectionFixture<Subresources.SubresourcesCluster>
 {
     public const string Name = "kube-apiserver cluster";
 }

@@ -8,6 +8,7 @@ using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
+using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Pcap;
 using KubeCapture.Testing.Processes;
@@ -21,7 +22,7 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// over gRPC to the real ingest and stored in s3rver, and a status that says what happened.
 /// </summary>
 [Collection(ApiServerClusterCollection.Name)]
-public sealed class PacketCaptureEndToEndTests(ApiServerCluster cluster)
+public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 

@@ -45,6 +45,19 @@ public sealed class CapturePolicyTests
     }
 
     [Fact]
+    public void A_policy_that_requires_a_lock_refuses_an_unlocked_capture_and_accepts_a_locked_one()
+    {
+        var policy = new CapturePolicy { RequireLock = true };
+        var capture = Capture("r", "tcp", "30s");
+
+        var refused = policy.Check(capture);
+        Assert.Equal(("LockRequired", false), (refused.Reason, refused.Allowed));
+        Assert.Contains("spec.retention.lock is 'none', but policy requires governance or compliance", refused.Message, StringComparison.Ordinal);
+        capture.Spec.Retention = new CaptureRetention { Ttl = "24h", Lock = "governance" };
+        Assert.True(policy.Check(capture).Allowed);
+    }
+
+    [Fact]
     public void A_malformed_policy_fails_at_startup_naming_the_key() =>
         Assert.Contains("Policy:MaxDuration", Assert.Throws<InvalidOperationException>(() => new CapturePolicy { MaxDuration = "soon" }.Validate()).Message, StringComparison.Ordinal);
 

@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -31,10 +32,15 @@ public sealed class RetentionSweeperTests
 
         var options = Options.Create(new StorageOptions { AbandonAfter = TimeSpan.FromMinutes(10) });
         var registry = new UploadRegistry(store, Options.Create(new IngestOptions()), options, NullLogger<UploadRegistry>.Instance);
-        var sweeper = new RetentionSweeper(store, registry, options, NullLogger<RetentionSweeper>.Instance);
+        using var auditLog = new StringWriter();
+        var audit = new AuditTrail(auditLog, null, TimeProvider.System, NullLoggerFactory.Instance);
+        var sweeper = new RetentionSweeper(store, registry, options, NullLogger<RetentionSweeper>.Instance, audit);
         var (deleted, aborted) = await sweeper.SweepAsync(now, CancellationToken.None);
 
         Assert.Equal((1, 1), (deleted, aborted));
+        var line = System.Text.Json.JsonDocument.Parse(Assert.Single(auditLog.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))).RootElement;
+        Assert.Equal(("expired", "uid-old", "web-0"), (line.GetProperty("event").GetString(), line.GetProperty("captureUid").GetString(), line.GetProperty("pod").GetString()));
+        Assert.Equal(store.UriOf(expired), line.GetProperty("artifact").GetProperty("uri").GetString());
         Assert.False(await exists("captures/default/old/web-0.pcap"));
         Assert.False(await exists("captures/default/old/web-0.manifest.json"));
         Assert.True(await exists("captures/default/new/web-0.pcap"));
@@ -61,7 +67,7 @@ public sealed class RetentionSweeperTests
             Sha256 = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data)),
             StoredAt = DateTimeOffset.UtcNow,
             ExpiresAt = expiresAt,
-        }, CancellationToken.None);
+        }, StorageJsonContext.Unsigned, CancellationToken.None);
     }
 
     private static UploadCheckpoint Checkpoint(CaptureIdentity target, string uploadId, DateTimeOffset updatedAt) => new()

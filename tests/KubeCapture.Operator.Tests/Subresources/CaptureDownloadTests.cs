@@ -16,7 +16,7 @@ namespace KubeCapture.Operator.Tests.Subresources;
 /// RBAC on packetcaptures/pcap|manifest|follow and proxies to the operator's extension API, which
 /// verifies the front proxy, asks a SubjectAccessReview and streams from s3rver.
 /// </summary>
-[Collection(SubresourcesCollection.Name)]
+[Collection(ApiServerClusterCollection.Name)]
 public sealed class CaptureDownloadTests(SubresourcesCluster cluster)
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);

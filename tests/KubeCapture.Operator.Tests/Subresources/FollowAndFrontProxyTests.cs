@@ -10,7 +10,7 @@ using KubeCapture.Testing.Pki;
 namespace KubeCapture.Operator.Tests.Subresources;
 
 /// <summary>Live follow through kube-apiserver, and the operator refusing whatever does not come through its front proxy.</summary>
-[Collection(SubresourcesCollection.Name)]
+[Collection(ApiServerClusterCollection.Name)]
 public sealed class FollowAndFrontProxyTests(SubresourcesCluster cluster)
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);

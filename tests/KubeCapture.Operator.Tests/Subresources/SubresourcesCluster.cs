@@ -12,13 +12,6 @@ using KubeCapture.Testing.S3;
 
 namespace KubeCapture.Operator.Tests.Subresources;
 
-/// <summary>One operator serves the extension API at a time (it owns the APIService's Endpoints): its tests share it.</summary>
-[CollectionDefinition(Name)]
-public sealed class SubresourcesCollection : ICollectionFixture<SubresourcesCluster>
-{
-    public const string Name = "subresources";
-}
-
 /// <summary>
 /// An <see cref="ApiServerCluster"/> whose operator also serves the extension API
 /// subresources.kubecapture.io, behind the real kube-apiserver: the chart's APIService and Service,

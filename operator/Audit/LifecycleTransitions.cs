@@ -1,0 +1,59 @@
+using System.Globalization;
+using KubeCapture.Operator.Resources;
+
+namespace KubeCapture.Operator.Audit;
+
+/// <summary>A lifecycle event the status change between two writes shows.</summary>
+public sealed record Transition(string Event, string EventType, string EventReason, string Message, string? Pod = null, AuditArtifact? Artifact = null);
+
+/// <summary>
+/// Which lifecycle events happened between the status as it was and the status just written: each
+/// event is recorded once, when the status first shows it (the reconciler is level-triggered; the
+/// status is the memory).
+/// </summary>
+public static class LifecycleTransitions
+{
+    public static IEnumerable<Transition> Between(PacketCaptureStatus? before, PacketCaptureStatus after)
+    {
+        var accepted = CaptureConditions.Find(after, CaptureConditions.Accepted);
+        if (accepted?.Status == "False" && CaptureConditions.Find(before, CaptureConditions.Accepted)?.Status != "False")
+        {
+            yield return new Transition(AuditEvent.Refused, "Warning", accepted.Reason ?? "Refused", $"refused: {accepted.Message}");
+        }
+        else if (after.Phase == CapturePhase.Failed && before?.Phase != CapturePhase.Failed && after.Targets.Count == 0)
+        {
+            var complete = CaptureConditions.Find(after, CaptureConditions.Complete);
+            yield return new Transition(AuditEvent.Refused, "Warning", complete?.Reason ?? "Refused", $"refused before it started: {after.Message}");
+        }
+
+        if (CaptureConditions.Find(after, CaptureConditions.Admitted)?.Status == "True" && CaptureConditions.Find(before, CaptureConditions.Admitted)?.Status != "True")
+        {
+            yield return new Transition(AuditEvent.Admitted, "Normal", "Admitted", "admitted: within the policy and the concurrency limits");
+        }
+
+        foreach (var target in after.Targets)
+        {
+            var earlier = before?.Targets.FirstOrDefault(t => t.Pod == target.Pod);
+            if (Started(target) && (earlier is null || !Started(earlier)))
+            {
+                yield return new Transition(AuditEvent.Started, "Normal", "Started", $"pod {target.Pod}: capturing in container {target.Container} on node {target.Node}", target.Pod);
+            }
+
+            if (target.StopReason is not null && earlier?.StopReason is null)
+            {
+                yield return new Transition(AuditEvent.Stopped, "Normal", "Stopped", string.Create(CultureInfo.InvariantCulture,
+                    $"pod {target.Pod}: stopped ({target.StopReason}) after {target.Packets} packets, {target.Bytes} bytes, {target.DroppedByKernel} dropped by the kernel"), target.Pod);
+            }
+
+            if (target.Artifact is { } artifact && earlier?.Artifact is null)
+            {
+                yield return new Transition(AuditEvent.Stored, "Normal", "Stored", string.Create(CultureInfo.InvariantCulture,
+                    $"pod {target.Pod}: stored {artifact.Uri} ({artifact.Size} bytes, sha256 {artifact.Sha256})"), target.Pod,
+                    new AuditArtifact { Uri = artifact.Uri, Size = artifact.Size, Sha256 = artifact.Sha256 });
+            }
+        }
+    }
+
+    private static bool Started(CaptureTargetStatus target) =>
+        target.State is TargetState.Capturing or TargetState.Uploading or TargetState.Succeeded || target.StopReason is not null || target.Artifact is not null;
+}

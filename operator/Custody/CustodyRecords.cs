@@ -1,0 +1,35 @@
+namespace KubeCapture.Operator.Custody;
+
+/// <summary>The requester kube-apiserver authenticated, as the admission webhook stamped it.</summary>
+public sealed record CaptureRequester
+{
+    public required string Username { get; init; }
+
+    public string? Uid { get; init; }
+
+    public IReadOnlyList<string> Groups { get; init; } = [];
+}
+
+/// <summary>The pod a pcap was taken in, as the operator saw it.</summary>
+public sealed record TargetPodRecord
+{
+    public required string Name { get; init; }
+
+    public required string Uid { get; init; }
+
+    public string? Node { get; init; }
+
+    public IReadOnlyList<string> Ips { get; init; } = [];
+}
+
+/// <summary>Retention and Object Lock of a stored pcap, as applied.</summary>
+public sealed record RetentionRecord
+{
+    /// <summary>none, governance or compliance.</summary>
+    public string Lock { get; init; } = "none";
+
+    /// <summary>Until when the lock refuses deletion; null without a lock.</summary>
+    public DateTimeOffset? RetainUntil { get; init; }
+
+    public bool LegalHold { get; init; }
+}
