@@ -3,6 +3,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Pki;
