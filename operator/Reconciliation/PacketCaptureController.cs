@@ -53,9 +53,9 @@ public sealed class PacketCaptureController(
         var deleting = capture.Metadata.DeletionTimestamp is not null;
         if (!deleting && !CaptureFinalizer.IsPresent(capture))
         {
-            // The update comes back through the watch and reconciles again.
-            written?.Invoke(await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken));
-            return ReconcileResult.After(TimeSpan.Zero);
+            // Go on with the object as patched (its new resourceVersion): no second trip through the queue.
+            capture = await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken);
+            written?.Invoke(capture);
         }
 
         var status = Clone(capture.Status) ?? new PacketCaptureStatus();
