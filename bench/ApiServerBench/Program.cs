@@ -61,7 +61,7 @@ public static partial class Program
         using var kubelet = new TestKubelet(pods, "", AgentMode.Cluster, null, work) { SimulateRunning = true };
         Log($"{label}: {namespaces} namespaces x {podsPerNamespace} Running pods");
         await ParallelAsync(Enumerable.Range(0, namespaces), 8, n => admin.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = $"ns-{n}" } }));
-        await ParallelAsync(Enumerable.Range(0, captures), 16, i => pods.StartPodAsync($"ns-{i % namespaces}", $"pod-{i}", $"10.{i / 65536 % 256}.{i / 256 % 256}.{i % 256 + 1}"));
+        await ParallelAsync(Enumerable.Range(0, captures), 16, i => pods.StartPodAsync($"ns-{i % namespaces}", $"pod-{i}", $"10.{(i + 1) / 65536 % 256}.{(i + 1) / 256 % 256}.{(i + 1) % 256}"));
 
         var audit = new AuditLog(server.AuditLogPath);
         var (etcdPid, apiserverPid) = ServerPids(server);

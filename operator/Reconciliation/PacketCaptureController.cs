@@ -60,14 +60,14 @@ public sealed class PacketCaptureController(
         var deleting = capture.Metadata.DeletionTimestamp is not null;
         if (!deleting && !CaptureFinalizer.IsPresent(capture))
         {
-            // The update comes back through the watch and reconciles again.
-            written?.Invoke(await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken));
-            if (audit is not null && capture.Status is null)
+            // Go on with the object as patched (its new resourceVersion): no second trip through the queue.
+            var requested = capture.Status is null;
+            capture = await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken);
+            written?.Invoke(capture);
+            if (audit is not null && requested)
             {
                 await audit.RecordAsync(capture, new Transition(AuditEvent.Requested, "Normal", "Requested", $"requested: {Describe(capture.Spec)}"), cancellationToken);
             }
-
-            return ReconcileResult.After(TimeSpan.Zero);
         }
 
         var status = Clone(capture.Status) ?? new PacketCaptureStatus();
