@@ -304,7 +304,7 @@ public abstract class IngestStorageTests
         }
     }
 
-    private static string Sha256(byte[] data) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
+    protected static string Sha256(byte[] data) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
 
     private static async Task StoppedAsync(Task sending)
     {
@@ -386,6 +386,61 @@ public sealed class IngestStorageOnCephRgwTests : IngestStorageTests
         Assert.Null(await s3.ReadObjectAsync("captures/default/small-parts/web-0.pcap"));
         Assert.Null(await store.LoadCheckpointAsync(target, CancellationToken.None));
         await AssertNothingLeftOfUploadAsync(s3, "captures/default/small-parts/web-0.pcap", uploadId);
+    }
+
+    /// <summary>
+    /// Several pods of one capture streaming at once (keys per pod, one folder per capture). Only on
+    /// RGW: s3rver 3.7.1 cannot take it. Its DeleteObject removes the key's emptied parent folders with
+    /// an unguarded readdirSync + rmdir, so two checkpoints of one capture deleted at the same moment
+    /// make one DELETE fail with 500 (scandir ENOENT); the ingest then retries the publish step, and
+    /// s3rver answers CompleteMultipartUpload of the already completed upload with 500 (ENOENT on the
+    /// upload's key file) instead of NoSuchUpload, so that pod's capture fails. Its PUT also truncates
+    /// the object before writing it, so a checkpoint read during a save is torn JSON.
+    /// </summary>
+    [StorageFact]
+    public async Task RealAgentsOfSeveralPodsOfOneCaptureStreamingAtOnceAreEachStoredWithTheShaTheirAgentReports()
+    {
+        await using var s3 = await StartStorageAsync();
+        await using var host = await OperatorHost.StartInProcessAsync(OperatorHost.S3Settings(s3, PartSize));
+        await using var traffic = new LoopbackTraffic();
+        using var store = StoreOf(s3);
+        var targets = new[] { "api-0", "api-1", "api-2" }.Select(pod => new CaptureIdentity("uid-several", "payments", "several", pod)).ToArray();
+        long sent = 3 * PartSize + (1 << 20);
+
+        var agents = await Task.WhenAll(targets.Select(t => AgentRun.StartAsync(host.IngestUrl, t, traffic.Filter)));
+        try
+        {
+            await traffic.SendAsync(sent, pause: TimeSpan.FromMilliseconds(1));
+            await Task.Delay(1000);
+            foreach (var agent in agents)
+            {
+                agent.Signal("TERM");
+            }
+
+            var exits = await Task.WhenAll(agents.Select(a => a.WaitForExitAsync(TimeSpan.FromSeconds(60))));
+            Assert.All(exits.Select((code, i) => (code, i)), e => Assert.True(e.code == 0, $"the agent of {targets[e.i].Pod} exited {e.code}:\n{agents[e.i].Output}"));
+
+            for (var i = 0; i < targets.Length; i++)
+            {
+                var key = $"captures/payments/several/{targets[i].Pod}.pcap";
+                var stored = await store.FindStoredAsync(targets[i], CancellationToken.None);
+                Assert.NotNull(stored);
+                Assert.Equal(AgentRun.ReportedSha256(agents[i]), stored.Sha256);
+                var pcap = await s3.ReadObjectAsync(key) ?? throw new InvalidOperationException($"{key} is not in {s3.Name}");
+                Assert.Equal(stored.Sha256, Sha256(pcap));
+                Assert.True(pcap.Length > sent, $"{targets[i].Pod}: {sent} bytes of traffic make more pcap than that, got {pcap.Length}");
+                Assert.Null(await store.LoadCheckpointAsync(targets[i], CancellationToken.None));
+            }
+
+            Assert.Empty(await ((CephRgwFixture)s3).ListMultipartUploadsAsync());
+        }
+        finally
+        {
+            foreach (var agent in agents)
+            {
+                await agent.DisposeAsync();
+            }
+        }
     }
 
     protected override async Task AssertNothingLeftOfUploadAsync(IS3TestServer s3, string key, string uploadId)
