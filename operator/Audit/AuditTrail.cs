@@ -31,7 +31,7 @@ public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, TimeP
             Message = transition.Message,
             Artifact = transition.Artifact,
         });
-        if (_events is not null)
+        if (_events is not null && transition.Announce)
         {
             await _events.OnCaptureAsync(capture, transition.EventType, transition.EventReason, transition.Message, cancellationToken);
         }

@@ -4,7 +4,13 @@ using KubeCapture.Operator.Resources;
 namespace KubeCapture.Operator.Audit;
 
 /// <summary>A lifecycle event the status change between two writes shows.</summary>
-public sealed record Transition(string Event, string EventType, string EventReason, string Message, string? Pod = null, AuditArtifact? Artifact = null);
+/// <summary>
+/// One lifecycle event. <paramref name="Announce"/>: also a Kubernetes Event on the PacketCapture.
+/// Requested, admitted and started are not: before Running every API request counts (issue 13's
+/// budget of five), and the object already shows them (the Accepted and Admitted conditions, the
+/// CaptureStarted Event on the pod).
+/// </summary>
+public sealed record Transition(string Event, string EventType, string EventReason, string Message, string? Pod = null, AuditArtifact? Artifact = null, bool Announce = true);
 
 /// <summary>
 /// Which lifecycle events happened between the status as it was and the status just written: each
@@ -28,7 +34,7 @@ public static class LifecycleTransitions
 
         if (CaptureConditions.Find(after, CaptureConditions.Admitted)?.Status == "True" && CaptureConditions.Find(before, CaptureConditions.Admitted)?.Status != "True")
         {
-            yield return new Transition(AuditEvent.Admitted, "Normal", "Admitted", "admitted: within the policy and the concurrency limits");
+            yield return new Transition(AuditEvent.Admitted, "Normal", "Admitted", "admitted: within the policy and the concurrency limits", Announce: false);
         }
 
         foreach (var target in after.Targets)
@@ -36,7 +42,7 @@ public static class LifecycleTransitions
             var earlier = before?.Targets.FirstOrDefault(t => t.Pod == target.Pod);
             if (Started(target) && (earlier is null || !Started(earlier)))
             {
-                yield return new Transition(AuditEvent.Started, "Normal", "Started", $"pod {target.Pod}: capturing in container {target.Container} on node {target.Node}", target.Pod);
+                yield return new Transition(AuditEvent.Started, "Normal", "Started", $"pod {target.Pod}: capturing in container {target.Container} on node {target.Node}", target.Pod, Announce: false);
             }
 
             if (target.StopReason is not null && earlier?.StopReason is null)

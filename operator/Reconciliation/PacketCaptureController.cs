@@ -66,7 +66,7 @@ public sealed class PacketCaptureController(
             written?.Invoke(capture);
             if (audit is not null && requested)
             {
-                await audit.RecordAsync(capture, new Transition(AuditEvent.Requested, "Normal", "Requested", $"requested: {Describe(capture.Spec)}"), cancellationToken);
+                await audit.RecordAsync(capture, new Transition(AuditEvent.Requested, "Normal", "Requested", $"requested: {Describe(capture.Spec)}", Announce: false), cancellationToken);
             }
         }
 

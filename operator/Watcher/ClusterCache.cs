@@ -149,7 +149,7 @@ public static class PodFields
             NodeName = spec.NodeName,
             Os = spec.Os,
             HostNetwork = spec.HostNetwork,
-            EphemeralContainers = spec.EphemeralContainers?.Select(c => new V1EphemeralContainer { Name = c.Name }).ToList(),
+            EphemeralContainers = spec.EphemeralContainers?.Select(c => new V1EphemeralContainer { Name = c.Name, Image = c.Image }).ToList(), // the image: the chain of custody records it
         },
         Status = pod.Status is not { } status ? null : new V1PodStatus
         {

@@ -29,6 +29,10 @@ public sealed class HelmInstallTests
         var installed = await HelmAsync(kubeconfig, "install", Release, Tools.Chart, "--namespace", Namespace, "--create-namespace",
             "--set", "storage.endpoint=s3.storage.svc:443", "--set", "storage.credentialsSecret=kubecapture-s3");
         Assert.True(installed.ExitCode == 0, installed.Stdout + installed.Stderr);
+        // NOTES.txt: the first capture to try, and how to get it back with the user's own rights.
+        Assert.Contains("kubectl -n NAMESPACE get pcap first-capture -w", installed.Stdout, StringComparison.Ordinal);
+        Assert.Contains("kubectl get --raw /apis/subresources.kubecapture.io/v1alpha1/namespaces/NAMESPACE/packetcaptures/first-capture/pcap > first-capture.pcap", installed.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"kubectl -n {Namespace} get configmap kubecapture-manifest-signing", installed.Stdout, StringComparison.Ordinal);
         // Every object helm rendered is on the server, as the server stored it.
         var manifest = (await HelmAsync(kubeconfig, "get", "manifest", Release, "--namespace", Namespace)).EnsureSuccess().Stdout;
         var objects = KubernetesYaml.LoadAllFromString(manifest).Cast<IKubernetesObject<V1ObjectMeta>>().ToList();
