@@ -74,9 +74,10 @@ public sealed class OperatorImageTests : IAsyncLifetime
         {
             Name = deployed.Name,
             Image = ContainerImages.Operator,
-            // No Kubernetes API here: the ingest alone. Env from fieldRefs (POD_NAME...) cannot be mapped and is not needed by it.
-            Args = ["--Reconciler:Enabled=false", "--LeaderElection:Enabled=false", "--Ingest:TokenSecret=image-test"],
-            Env = [.. deployed.Env.Where(e => e.ValueFrom is null)],
+            // No Kubernetes API here: the ingest alone, without what needs the API (the extension API and its
+            // serving certificate in a Secret). Env from fieldRefs (POD_NAME...) cannot be mapped and is not needed by it.
+            Args = ["--Reconciler:Enabled=false", "--LeaderElection:Enabled=false", "--Subresources:Enabled=false", "--Ingest:TokenSecret=image-test"],
+            Env = [.. deployed.Env.Where(e => e.ValueFrom is null && !e.Name.StartsWith("ServingCertificate__", StringComparison.Ordinal) && !e.Name.StartsWith("Subresources__", StringComparison.Ordinal))],
             SecurityContext = deployed.SecurityContext,
         };
         // emptyDir volumes as a kubelet gives them: an empty directory writable by the pod.
