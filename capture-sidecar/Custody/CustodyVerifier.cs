@@ -33,8 +33,9 @@ public static class CustodyVerifier
                 throw new FormatException("its payload is not the base64 the operator wrote");
             }
         }
-        catch (Exception e) when (e is JsonException or FormatException)
+        catch (Exception e) when (e is JsonException or FormatException or InvalidOperationException)
         {
+            // InvalidOperationException: a string of the envelope is not valid UTF-8 (a flipped byte).
             problems.Add($"the manifest is not an intact signed KubeCapture manifest ({e.Message}): it was altered or is not one");
             return new CustodyVerdict(problems, facts, false);
         }

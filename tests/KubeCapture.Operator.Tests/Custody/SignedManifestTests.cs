@@ -106,6 +106,22 @@ public sealed class SignedManifestTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_byte_of_the_manifest_turned_into_invalid_UTF8_fails_verification_with_exit_3_not_a_crash()
+    {
+        var bytes = File.ReadAllBytes(_manifest);
+        var inPayloadType = System.Text.Encoding.UTF8.GetString(bytes).IndexOf("application/", StringComparison.Ordinal);
+        Assert.True(inPayloadType > 0);
+        bytes[inPayloadType] = 0xC3; // a UTF-8 lead byte without its continuation, inside a JSON string
+        var tampered = Path.Combine(_root, "invalid-utf8.manifest.json");
+        File.WriteAllBytes(tampered, bytes);
+
+        var result = await AgentProcess.RunAsync(null, ["verify", _pcap, tampered, "--public-key", _publicKey]);
+
+        Assert.True(result.ExitCode == VerifyExit.NotVerified, $"exit {result.ExitCode}\n{result.Stdout}{result.Stderr}");
+        Assert.Contains("the manifest is not an intact signed KubeCapture manifest", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Another_key_fails_verification_as_not_issued_by_this_operator()
     {
         using var other = ECDsa.Create(ECCurve.NamedCurves.nistP256);
