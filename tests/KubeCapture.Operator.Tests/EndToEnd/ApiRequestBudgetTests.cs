@@ -41,8 +41,11 @@ public sealed class ApiRequestBudgetTests(SubresourcesCluster cluster)
         await Task.Delay(TimeSpan.FromSeconds(6));
 
         var idle = audit.Since(mark, KubeCaptureInstall.OperatorUser);
-        // The leader Lease is renewed (get + update) by design; the open watches stay open.
-        var reads = idle.Where(r => r.Resource != "leases" && (r.IsRead || r.Verb == "watch")).ToList();
+        // The leader Lease is renewed (get + update) by design; the open watches stay open. The
+        // extension API server re-reads the front-proxy CA (kube-system/extension-apiserver-authentication)
+        // to follow its rotation, as metrics-server does: not a read per capture (left to make a watch).
+        var reads = idle.Where(r => r.Resource != "leases" && (r.IsRead || r.Verb == "watch")
+            && !(r.Resource == "configmaps" && r.Name == "extension-apiserver-authentication")).ToList();
         Assert.True(reads.Count == 0, "reads while idle: " + string.Join(", ", reads.Select(r => $"{r.What} {r.Namespace}/{r.Name}")));
     }
 
