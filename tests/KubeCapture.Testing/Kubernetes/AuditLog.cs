@@ -14,12 +14,16 @@ public sealed record AuditedRequest(
     string? Name,
     int? Code,
     string Stage,
-    string Uri)
+    string Uri,
+    string UserAgent)
 {
     /// <summary>"verb resource[/subresource]", e.g. "patch pods/ephemeralcontainers".</summary>
     public string What => $"{Verb} {Resource}{(Subresource is null ? "" : "/" + Subresource)}";
 
     public bool IsRead => Verb is "get" or "list";
+
+    /// <summary>Sent by kubectl (its user agent), e.g. a test asking <c>kubectl auth can-i</c> with a ServiceAccount's token.</summary>
+    public bool ByKubectl => UserAgent.StartsWith("kubectl/", StringComparison.Ordinal);
 }
 
 /// <summary>
@@ -75,7 +79,8 @@ public sealed class AuditLog(string path)
                 Field(objectRef, "name"),
                 root.TryGetProperty("responseStatus", out var status) && status.TryGetProperty("code", out var code) ? code.GetInt32() : null,
                 stage,
-                root.GetProperty("requestURI").GetString() ?? ""));
+                root.GetProperty("requestURI").GetString() ?? "",
+                root.TryGetProperty("userAgent", out var agent) ? agent.GetString() ?? "" : ""));
         }
 
         return found;
