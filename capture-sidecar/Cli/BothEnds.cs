@@ -16,7 +16,9 @@ public static class BothEnds
             throw new UsageException("compare takes the manifests of two captures, one at each end: kubecapture-agent compare [--json] CLIENT.pcap.json SERVER.pcap.json");
         }
 
-        var findings = EndComparison.Compare(Summary(files[0]), Summary(files[1])).ToList();
+        var (first, second) = (Manifest(files[0]), Manifest(files[1]));
+        var findings = EndComparison.Compare(Summary(first, files[0]), Summary(second, files[1]),
+            capturesMissedPackets: first.PacketsDroppedByKernel + second.PacketsDroppedByKernel > 0).ToList();
         if (json)
         {
             stdout.WriteLine(JsonSerializer.Serialize(findings, SummaryJsonContext.Default.ListFinding));
@@ -25,7 +27,7 @@ public static class BothEnds
 
         if (findings.Count == 0)
         {
-            stdout.WriteLine("Both ends agree: nothing that only a comparison shows (no forged reset, no lost return path, no SYN dropped in between).");
+            stdout.WriteLine("Both ends agree: nothing that only a comparison shows (no forged reset, no lost return path, no SYN dropped in between, no data lost on one leg).");
         }
 
         foreach (var finding in findings)
@@ -40,23 +42,23 @@ public static class BothEnds
         return 0;
     }
 
-    private static TcpSummaryReport Summary(string path)
+    private static CaptureManifest Manifest(string path)
     {
         if (!File.Exists(path))
         {
             throw new UsageException($"no such file: '{path}'");
         }
 
-        CaptureManifest manifest;
         try
         {
-            manifest = CaptureManifest.FromJson(File.ReadAllText(path));
+            return CaptureManifest.FromJson(File.ReadAllText(path));
         }
         catch (JsonException e)
         {
             throw new UsageException($"'{path}' is not a capture manifest (the FILE.json written beside the pcap): {e.Message}");
         }
-
-        return manifest.Summary ?? throw new UsageException($"'{path}' has no TCP summary (captured with --no-summary?)");
     }
+
+    private static TcpSummaryReport Summary(CaptureManifest manifest, string path) =>
+        manifest.Summary ?? throw new UsageException($"'{path}' has no TCP summary (captured with --no-summary?)");
 }

@@ -36,6 +36,14 @@ public sealed record ConnectionRecord
 
     public long ServerBytes { get; init; }
 
+    /// <summary>Payload bytes of every data segment from the client and from the server, retransmissions included (<c>TcpDirection.WireBytes</c>).</summary>
+    public long ClientWireBytes { get; init; }
+
+    public long ServerWireBytes { get; init; }
+
+    /// <summary>The capture saw the connection end (FIN both ways, a RST or a refusal).</summary>
+    public bool Closed { get; init; }
+
     public long FirstSynFrame { get; init; }
 
     public long FirstSynAckFrame { get; init; }

@@ -4,17 +4,19 @@ namespace KubeCapture.Agent.Summary;
 /// Two captures of the same conversations, one at each end, compared: what only both ends can
 /// tell. Connections are matched by the client's initial sequence number, which survives the path
 /// (addresses and ports may be translated on the way; clocks differ between hosts and are not used).
-/// Which end a capture is comes from its summary's local addresses.
+/// Which end a capture is comes from its summary's local addresses. Data lost on the way is judged
+/// only when both captures saw the connection from its SYN to its end and neither capture missed
+/// packets itself (kernel drops): otherwise the capture, not the path, could have lost them.
 /// </summary>
 public static class EndComparison
 {
-    public static IReadOnlyList<Finding> Compare(TcpSummaryReport first, TcpSummaryReport second)
+    public static IReadOnlyList<Finding> Compare(TcpSummaryReport first, TcpSummaryReport second, bool capturesMissedPackets = false)
     {
         var groups = new Dictionary<(string Type, string Subject), List<(ConnectionRecord Record, long Frame, IReadOnlyList<string> Indicators, string Message)>>();
         foreach (var (here, there) in new[] { (first, second), (second, first) })
         {
             var local = new HashSet<string>(here.LocalAddresses, StringComparer.Ordinal);
-            var theirs = there.ConnectionsWithFindings.Where(r => r.ClientIsn != 0).GroupBy(r => r.ClientIsn).ToDictionary(g => g.Key, g => g.First());
+            var theirs = there.ConnectionsWithFindings.Concat(there.ConnectionsWithoutFindings).Where(r => r.ClientIsn != 0).GroupBy(r => r.ClientIsn).ToDictionary(g => g.Key, g => g.First());
             var complete = there.ConnectionsWithFindingsOmitted == 0;
             foreach (var r in here.ConnectionsWithFindings.Where(r => r.ClientIsn != 0))
             {
@@ -26,9 +28,10 @@ public static class EndComparison
                 }
 
                 theirs.TryGetValue(r.ClientIsn, out var other);
-                foreach (var (type, frame, indicators, message) in Judge(r, other, clientHere, complete))
+                foreach (var (type, frame, indicators, message) in Judge(r, other, clientHere, complete, !capturesMissedPackets))
                 {
-                    var key = (type, r.Server);
+                    // Loss is told per direction: the leg from this end.
+                    var key = (type, type == FindingTypes.LossOnOneLeg ? $"{r.Server}|{clientHere}" : r.Server);
                     if (!groups.TryGetValue(key, out var list))
                     {
                         groups[key] = list = [];
@@ -42,7 +45,7 @@ public static class EndComparison
         return groups.Select(g => ToFinding(g.Key.Type, g.Value)).OrderBy(f => f.Type, StringComparer.Ordinal).ToList();
     }
 
-    private static IEnumerable<(string Type, long Frame, IReadOnlyList<string> Indicators, string Message)> Judge(ConnectionRecord r, ConnectionRecord? other, bool clientHere, bool otherComplete)
+    private static IEnumerable<(string Type, long Frame, IReadOnlyList<string> Indicators, string Message)> Judge(ConnectionRecord r, ConnectionRecord? other, bool clientHere, bool otherComplete, bool judgeLoss)
     {
         var side = clientHere ? "server" : "client";
         if (r.Reset is { } reset && reset.FromClient != clientHere && other is not null && !(other.Reset is { } sent && sent.FromClient == reset.FromClient))
@@ -80,6 +83,18 @@ public static class EndComparison
             yield return (FindingTypes.SilentlyDropped, r.FirstSynFrame, [],
                 $"{r.Syns} SYNs left the client (its capture) and none reached the server (its capture shows no packet of this connection): dropped silently in between. Look at firewalls, security groups and routing on the way to the server.");
         }
+
+        // This end sent, the other received: what left here and never arrived there, retransmissions included.
+        var (sentBytes, arrivedBytes) = clientHere ? (r.ClientWireBytes, other?.ClientWireBytes) : (r.ServerWireBytes, other?.ServerWireBytes);
+        if (judgeLoss && other is not null && r.Closed && other.Closed && arrivedBytes < sentBytes)
+        {
+            var (from, to) = clientHere ? ("client", "server") : ("server", "client");
+            var lost = sentBytes - arrivedBytes.Value;
+            var (back, backArrived) = clientHere ? (r.ServerWireBytes, other.ServerWireBytes) : (r.ClientWireBytes, other.ClientWireBytes);
+            var otherLeg = back == 0 ? "" : backArrived >= back ? $" The {to} -> {from} leg lost nothing ({back} bytes sent, all arrived)." : "";
+            yield return (FindingTypes.LossOnOneLeg, 0, [$"{from}-to-{to}"],
+                $"{lost} of the {sentBytes} payload bytes the {from} sent toward the {to} (retransmissions included, its capture) never reached the {to} ({arrivedBytes} arrived, its capture): lost on the {from} -> {to} leg.{otherLeg} Loss in one direction only points at that direction's path: a congested or faulty link, a policer or rate limit, or an MTU or offload problem on the way to the {to}.");
+        }
     }
 
     private static Finding ToFinding(string type, List<(ConnectionRecord Record, long Frame, IReadOnlyList<string> Indicators, string Message)> list)
@@ -89,11 +104,13 @@ public static class EndComparison
         var flows = list.Select(x => $"{x.Record.Client} -> {x.Record.Server}").Distinct().ToList();
         var more = list.Count > 1 ? $" and {list.Count - 1} more" : "";
         var capture = type == FindingTypes.ReturnPath ? "the server's" : type == FindingTypes.SilentlyDropped ? "the client's" : "the receiving end's";
+        var loss = type == FindingTypes.LossOnOneLeg;
         return new Finding
         {
             Type = type,
-            Severity = FindingSeverity.Error,
-            Message = $"{connections} to {first.Server} ({flows[0]}{more}): {message} (Packet numbers: {capture} pcap.)",
+            // Some loss on a leg is what TCP recovers from; it explains slowness, not a failure.
+            Severity = loss ? FindingSeverity.Warning : FindingSeverity.Error,
+            Message = $"{connections} to {first.Server} ({flows[0]}{more}): {message}" + (loss ? "" : $" (Packet numbers: {capture} pcap.)"),
             Evidence = new FindingEvidence
             {
                 Connections = list.Count,

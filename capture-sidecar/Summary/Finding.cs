@@ -112,10 +112,13 @@ public static class FindingTypes
     /// <summary>Comparing both ends: SYNs left the client and never reached the server.</summary>
     public const string SilentlyDropped = "SilentlyDropped";
 
+    /// <summary>Comparing both ends: data one side sent (its capture) that never reached the other (its capture), by direction.</summary>
+    public const string LossOnOneLeg = "LossOnOneLeg";
+
     public static IReadOnlyList<string> All { get; } =
     [
         ConnectionRefused, SynUnanswered, HandshakeIncomplete, ResetSuspectedForged, ResetBare, ResetByEndpoint,
         MtuBlackhole, DataStalled, NoDataAfterHandshake, Retransmissions, OutOfOrder, ZeroWindow, ConnectionsNotTracked,
-        ResetFromMiddlebox, ReturnPath, SilentlyDropped,
+        ResetFromMiddlebox, ReturnPath, SilentlyDropped, LossOnOneLeg,
     ];
 }

@@ -15,12 +15,20 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
 
     private readonly Dictionary<(string Type, string Subject), Group> _groups = new();
     private readonly List<ConnectionRecord> _records = [];
+    private readonly List<ConnectionRecord> _cleanRecords = [];
     private long _notes;
 
     /// <summary>Connections with a finding (at most <see cref="ConnectionRecord.Max"/>), for comparing with the other end.</summary>
     public IReadOnlyList<ConnectionRecord> Records => _records;
 
     public long RecordsOmitted { get; private set; }
+
+    /// <summary>
+    /// The first connections without a finding (at most <see cref="ConnectionRecord.Max"/>): what a
+    /// connection that is in trouble at the other end looked like here (e.g. data the sender had to
+    /// send again that arrived here in order).
+    /// </summary>
+    public IReadOnlyList<ConnectionRecord> CleanRecords => _cleanRecords;
 
     public long Connections { get; private set; }
 
@@ -52,6 +60,10 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
         if (_notes != notes)
         {
             Keep(c.ToRecord());
+        }
+        else if (_cleanRecords.Count < ConnectionRecord.Max && c.SawSyn)
+        {
+            _cleanRecords.Add(c.ToRecord());
         }
     }
 
@@ -133,6 +145,8 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
         {
             Keep(record);
         }
+
+        _cleanRecords.AddRange(other._cleanRecords.Take(ConnectionRecord.Max - _cleanRecords.Count));
 
         foreach (var (key, group) in other._groups)
         {

@@ -87,6 +87,9 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
         Refused = Refused,
         ClientBytes = FromClient.Bytes,
         ServerBytes = FromServer.Bytes,
+        ClientWireBytes = FromClient.WireBytes,
+        ServerWireBytes = FromServer.WireBytes,
+        Closed = IsClosed,
         FirstSynFrame = FirstSynFrame,
         FirstSynAckFrame = FirstSynAckFrame,
         Reset = Reset is { } r
@@ -281,6 +284,13 @@ internal sealed class TcpDirection
     /// <summary>Payload bytes carried the first time (not counting retransmissions).</summary>
     public long Bytes { get; private set; }
 
+    /// <summary>
+    /// Payload bytes of every data segment that passed this capture point, retransmissions included:
+    /// what the sender put on the wire (at its end) or what arrived (at the other). Unlike a segment
+    /// count it does not depend on how offloads (TSO/GRO) cut the stream at either end.
+    /// </summary>
+    public long WireBytes { get; private set; }
+
     /// <summary>Largest payload seen in this direction.</summary>
     public int LargestSegment { get; private set; }
 
@@ -383,6 +393,8 @@ internal sealed class TcpDirection
         {
             return SegmentVerdict.None;
         }
+
+        WireBytes += length;
 
         if (length > LargestSegment)
         {

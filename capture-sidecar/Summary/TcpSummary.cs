@@ -170,6 +170,7 @@ public sealed class TcpSummary
             FindingsOmitted = omitted,
             ConnectionsWithFindings = outcomes.Records,
             ConnectionsWithFindingsOmitted = outcomes.RecordsOmitted,
+            ConnectionsWithoutFindings = outcomes.CleanRecords,
         };
     }
 

@@ -82,6 +82,9 @@ public sealed record TcpSummaryReport
 
     /// <summary>Connections with findings left out of <see cref="ConnectionsWithFindings"/>.</summary>
     public long ConnectionsWithFindingsOmitted { get; init; }
+
+    /// <summary>The first connections without a finding (at most <see cref="ConnectionRecord.Max"/>), for the other end's comparison.</summary>
+    public IReadOnlyList<ConnectionRecord> ConnectionsWithoutFindings { get; init; } = [];
 }
 
 /// <summary>Resets split by kind: a bare [R] versus [R.] (RST with ACK).</summary>

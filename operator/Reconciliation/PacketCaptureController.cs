@@ -350,7 +350,7 @@ public sealed class PacketCaptureController(
                 {
                     // The findings go to their own field, typed and bounded; not twice. The connection
                     // records are for comparing two ends, not for the status.
-                    target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0, ConnectionsWithFindings = [], ConnectionsWithFindingsOmitted = 0 }, SummaryJsonContext.Default.TcpSummaryReport);
+                    target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0, ConnectionsWithFindings = [], ConnectionsWithFindingsOmitted = 0, ConnectionsWithoutFindings = [] }, SummaryJsonContext.Default.TcpSummaryReport);
                     target.Findings = StatusFindings.OfTarget(summary, out var omitted);
                     target.FindingsOmitted = omitted > 0 ? omitted : null;
                 }
@@ -485,12 +485,12 @@ public sealed class PacketCaptureController(
     private async Task CompareEndsAsync(PacketCapture capture, PacketCaptureStatus status, CancellationToken cancellationToken)
     {
         var succeeded = status.Targets.Where(t => t.State == TargetState.Succeeded).ToList();
-        var summaries = new List<(string Pod, TcpSummaryReport Summary)>();
+        var summaries = new List<(string Pod, TcpSummaryReport Summary, long Dropped)>();
         foreach (var target in succeeded)
         {
-            if ((await ingest.GetAsync(Identity(capture, target.Pod), cancellationToken))?.Manifest?.Summary is { } summary)
+            if ((await ingest.GetAsync(Identity(capture, target.Pod), cancellationToken))?.Manifest is { Summary: { } summary } manifest)
             {
-                summaries.Add((target.Pod, summary));
+                summaries.Add((target.Pod, summary, manifest.PacketsDroppedByKernel));
             }
         }
 
@@ -498,7 +498,7 @@ public sealed class PacketCaptureController(
         {
             for (var j = i + 1; j < summaries.Count; j++)
             {
-                var comparison = EndComparison.Compare(summaries[i].Summary, summaries[j].Summary);
+                var comparison = EndComparison.Compare(summaries[i].Summary, summaries[j].Summary, capturesMissedPackets: summaries[i].Dropped + summaries[j].Dropped > 0);
                 if (comparison.Count > 0)
                 {
                     status.Findings = StatusFindings.WithComparison(status.Findings, summaries[i].Pod, summaries[j].Pod, comparison);

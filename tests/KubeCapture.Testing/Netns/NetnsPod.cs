@@ -60,6 +60,29 @@ public sealed class NetnsPod
     public async Task AddNftablesAsync(string ruleset) =>
         (await ExecAsync(["nft", "-f", "-"], stdin: ruleset)).EnsureSuccess();
 
+    /// <summary>The packets counted by the <c>counter</c> statements of <paramref name="chain"/> in table inet <paramref name="table"/> (nft -j).</summary>
+    public async Task<long> NftablesCounterPacketsAsync(string table, string chain)
+    {
+        var listed = (await ExecAsync(["nft", "-j", "list", "chain", "inet", table, chain])).EnsureSuccess().Stdout;
+        using var json = System.Text.Json.JsonDocument.Parse(listed);
+        long packets = 0;
+        foreach (var item in json.RootElement.GetProperty("nftables").EnumerateArray())
+        {
+            if (item.TryGetProperty("rule", out var rule))
+            {
+                foreach (var statement in rule.GetProperty("expr").EnumerateArray())
+                {
+                    if (statement.TryGetProperty("counter", out var counter))
+                    {
+                        packets += counter.GetProperty("packets").GetInt64();
+                    }
+                }
+            }
+        }
+
+        return packets;
+    }
+
     /// <summary>Sets the MTU of this pod's veth end.</summary>
     public async Task SetMtuAsync(int mtu) =>
         (await HostCommand.RunAsync("ip", "-n", Name, "link", "set", Interface, "mtu", mtu.ToString(System.Globalization.CultureInfo.InvariantCulture))).EnsureSuccess();

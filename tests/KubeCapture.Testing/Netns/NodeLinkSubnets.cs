@@ -34,15 +34,18 @@ public static class NodeLinkSubnets
 
     private static bool TryCreate(string path)
     {
+        // The lease appears with its pid already in it (written aside, then linked into place without
+        // overwriting): another process never sees an empty lease and takes it for a dead one's.
+        var written = $"{path}.{Environment.ProcessId.ToString(CultureInfo.InvariantCulture)}.{Environment.CurrentManagedThreadId.ToString(CultureInfo.InvariantCulture)}.new";
+        File.WriteAllText(written, Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
         try
         {
-            using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
-            using var writer = new StreamWriter(file);
-            writer.Write(Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+            File.Move(written, path, overwrite: false);
             return true;
         }
         catch (IOException)
         {
+            File.Delete(written);
             return false;
         }
     }
