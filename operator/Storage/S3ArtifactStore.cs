@@ -415,17 +415,35 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
 
     private async Task<byte[]?> GetSmallObjectAsync(string key, CancellationToken cancellationToken)
     {
-        // A signed GET of our own: Minio 7.0.0 throws a NullReferenceException instead of
-        // ObjectNotFoundException for some 404s, and "not there" is an ordinary answer here.
-        using var request = new HttpRequestMessage(HttpMethod.Get, ObjectUri(key, ""));
-        try
+        // The JSON objects written here are never empty. An empty answer is a store that writes an
+        // object in place (s3rver) read while it is being replaced: read again, then say so.
+        for (var attempt = 1; ; attempt++)
         {
-            using var response = await SendSignedAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken);
-            return await response.Content.ReadAsByteArrayAsync(cancellationToken);
-        }
-        catch (S3ErrorException e) when (e.Status == HttpStatusCode.NotFound)
-        {
-            return null;
+            // A signed GET of our own: Minio 7.0.0 throws a NullReferenceException instead of
+            // ObjectNotFoundException for some 404s, and "not there" is an ordinary answer here.
+            using var request = new HttpRequestMessage(HttpMethod.Get, ObjectUri(key, ""));
+            byte[] bytes;
+            try
+            {
+                using var response = await SendSignedAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken);
+                bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
+            }
+            catch (S3ErrorException e) when (e.Status == HttpStatusCode.NotFound)
+            {
+                return null;
+            }
+
+            if (bytes.Length > 0)
+            {
+                return bytes;
+            }
+
+            if (attempt == 3)
+            {
+                throw new IOException($"{_options.Bucket}/{key} is empty three times in a row: the store answers with an object that is being written, or someone emptied it");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(50 * attempt), cancellationToken);
         }
     }
 

@@ -227,7 +227,8 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
 
         var failed = await harness.WaitForPhaseAsync("shop", "silent", CapturePhase.Failed, TimeSpan.FromSeconds(30));
 
-        Assert.True(stopwatch.Elapsed >= TimeSpan.FromSeconds(4), $"failed after {stopwatch.Elapsed}: before duration 1s + grace 3s");
+        var grace = CapturePolicy.ParseDuration(harness.Options.Grace, "grace");
+        Assert.True(stopwatch.Elapsed >= TimeSpan.FromSeconds(1) + grace, $"failed after {stopwatch.Elapsed}: before duration 1s + grace {grace}");
         var target = Assert.Single(failed.Status!.Targets);
         Assert.Equal("DeadlineExceeded", target.Reason);
         Assert.Equal("DeadlineExceeded", CaptureConditions.Find(failed.Status, CaptureConditions.Complete)!.Reason);

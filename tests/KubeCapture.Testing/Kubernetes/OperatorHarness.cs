@@ -73,7 +73,9 @@ public sealed class OperatorHarness : IAsyncDisposable
         var emulator = await KubernetesApiEmulator.StartAsync();
         var capturePolicy = new CapturePolicy { MaxConcurrentPerNamespace = 5, MaxConcurrentInCluster = 20 };
         policy?.Invoke(capturePolicy);
-        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "3s", ResyncPeriod = "1s" };
+        // Grace: an agent process (JIT) on a loaded 2-core machine may take seconds to start; the
+        // deadline tests wait for it, the others should never meet it.
+        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "10s", ResyncPeriod = "1s" };
         options?.Invoke(reconcilerOptions);
         var work = Directory.CreateTempSubdirectory("kcK-").FullName;
         var double_ = ingest is null ? new InMemoryIngestStatus() : null;
