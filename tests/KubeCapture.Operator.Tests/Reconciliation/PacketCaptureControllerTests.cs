@@ -574,38 +574,10 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     [Fact]
     public async Task Two_pods_captured_together_are_compared_and_a_reset_the_middlebox_between_them_forged_is_a_capture_finding_first()
     {
-        var shop = new Dictionary<string, string> { ["app"] = "shop" };
-        using var clientPod = PodNetwork.Create();
-        using var serverPod = PodNetwork.Create();
-        harness.Kubelet.AttachNetwork("shop", "web", clientPod);
-        harness.Kubelet.AttachNetwork("shop", "db", serverPod);
-        harness.Emulator.AddPod("shop", "web", labels: shop);
-        harness.Emulator.AddPod("shop", "db", labels: shop);
-        await using var lab = await MiddleboxLab.JoinAsync(clientPod.PodNamespace, serverPod.PodNamespace);
-        await using var http = await lab.Server.StartHttpServerAsync(8000, new Dictionary<string, int> { ["small.txt"] = 1000 });
         // The middlebox lets the handshake through and answers the request in the server's name.
-        await lab.Middlebox.AddNftablesAsync("""
-            table inet kcmj {
-              chain relay { type filter hook forward priority 0; tcp dport 8000 tcp flags & psh == psh reject with tcp reset; }
-            }
-            """);
-
-        var created = await harness.CreateCaptureAsync("shop", "ends", new PacketCaptureSpec
-        {
-            Reason = "connections between web and db die",
-            Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = shop } },
-            Filter = "tcp port 8000",
-            Duration = "60s",
-            Snaplen = 128,
-        });
-        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
-        await harness.WaitForPhaseAsync("shop", "ends", CapturePhase.Running);
-        await harness.Kubelet.WaitUntilListeningAsync("shop", "web", container, TimeSpan.FromSeconds(20));
-        await harness.Kubelet.WaitUntilListeningAsync("shop", "db", container, TimeSpan.FromSeconds(20));
-        Assert.Equal(56, (await lab.Client.CurlAsync(http.Url("small.txt"))).ExitCode); // connection reset
-        await Task.Delay(500);
-        await harness.Client.StopPacketCaptureAsync("shop", "ends");
-        var done = await harness.WaitForPhaseAsync("shop", "ends", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+        var (done, container) = await CaptureWebAndDbThroughMiddleboxAsync("ends", "connections between web and db die", "small.txt", 1000, 128,
+            "tcp dport 8000 tcp flags & psh == psh reject with tcp reset",
+            async (lab, url) => Assert.Equal(56, (await lab.Client.CurlAsync(url)).ExitCode)); // connection reset
 
         var status = done.Status!;
         var web = status.Targets.Single(t => t.Pod == "web");
@@ -623,6 +595,31 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Two_pods_captured_together_with_loss_between_them_in_one_direction_get_a_LossOnOneLeg_finding_with_that_direction()
+    {
+        // Every fifth full-size segment from the server toward the client is lost in the middlebox.
+        long dropped = 0;
+        var (done, container) = await CaptureWebAndDbThroughMiddleboxAsync("lossy", "downloads from db are slow", "200k.bin", 204_800, 96,
+            "tcp sport 8000 meta length > 1000 numgen inc mod 5 == 0 counter drop",
+            async (lab, url) =>
+            {
+                Assert.Equal("200", (await lab.Client.CurlAsync(url, TimeSpan.FromSeconds(20))).Stdout);
+                dropped = await lab.Middlebox.NftablesCounterPacketsAsync("kcmt", "relay");
+            });
+
+
+        Assert.True(dropped > 0);
+        var loss = Assert.Single(done.Status!.Findings!, f => f.Type == FindingTypes.LossOnOneLeg);
+        Assert.Equal(string.Join(',', done.Status.Targets.Select(t => t.Pod)), loss.Target);
+        Assert.Equal(["server-to-client"], loss.Evidence.Indicators);
+        // The bytes lost: what the server's pcap shows sent minus what the client's shows arrived (tshark).
+        var sent = (await Tshark.FieldsAsync(harness.Kubelet.PcapPath("shop", "db", container), ["tcp.len"], "tcp.srcport == 8000")).Sum(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture));
+        var arrived = (await Tshark.FieldsAsync(harness.Kubelet.PcapPath("shop", "web", container), ["tcp.len"], "tcp.srcport == 8000")).Sum(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Contains($"{sent - arrived} of the {sent} payload bytes the server sent toward the client", loss.Message, StringComparison.Ordinal);
+        Assert.Contains(done.Status.Targets.Single(t => t.Pod == "db").Findings!, f => f.Type == FindingTypes.Retransmissions);
+    }
+
+    [Fact]
     public async Task A_pod_at_its_capture_container_cap_is_refused_with_CaptureContainerLimit()
     {
         harness.Options.MaxCaptureContainersPerPod = 1;
@@ -636,6 +633,48 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
 
         Assert.Equal("CaptureContainerLimit", CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!.Reason);
         Assert.Single((await harness.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+    }
+
+    /// <summary>
+    /// Client pod "web" and server pod "db" (HTTP on 8000 serving <paramref name="file"/>), with a
+    /// middlebox between them whose nftables forward rule is <paramref name="relayRule"/>; one
+    /// capture of both pods (podSelector), <paramref name="traffic"/> while both agents listen, then
+    /// stopped. The succeeded capture and its container name.
+    /// </summary>
+    private async Task<(PacketCapture Done, string Container)> CaptureWebAndDbThroughMiddleboxAsync(
+        string name, string reason, string file, int size, int snaplen, string relayRule, Func<MiddleboxLab, string, Task> traffic)
+    {
+        var labels = new Dictionary<string, string> { ["app"] = name };
+        using var clientPod = PodNetwork.Create();
+        using var serverPod = PodNetwork.Create();
+        harness.Kubelet.AttachNetwork("shop", "web", clientPod);
+        harness.Kubelet.AttachNetwork("shop", "db", serverPod);
+        harness.Emulator.AddPod("shop", "web", labels: labels);
+        harness.Emulator.AddPod("shop", "db", labels: labels);
+        await using var lab = await MiddleboxLab.JoinAsync(clientPod.PodNamespace, serverPod.PodNamespace);
+        await using var http = await lab.Server.StartHttpServerAsync(8000, new Dictionary<string, int> { [file] = size });
+        await lab.Middlebox.AddNftablesAsync($$"""
+            table inet kcmt {
+              chain relay { type filter hook forward priority 0; {{relayRule}}; }
+            }
+            """);
+
+        var created = await harness.CreateCaptureAsync("shop", name, new PacketCaptureSpec
+        {
+            Reason = reason,
+            Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = labels } },
+            Filter = "tcp port 8000",
+            Duration = "60s",
+            Snaplen = snaplen,
+        });
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        await harness.WaitForPhaseAsync("shop", name, CapturePhase.Running);
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "web", container, TimeSpan.FromSeconds(20));
+        await harness.Kubelet.WaitUntilListeningAsync("shop", "db", container, TimeSpan.FromSeconds(20));
+        await traffic(lab, http.Url(file));
+        await Task.Delay(500);
+        await harness.Client.StopPacketCaptureAsync("shop", name);
+        return (await harness.WaitForPhaseAsync("shop", name, CapturePhase.Succeeded, TimeSpan.FromSeconds(30)), container);
     }
 
     private static void ClearFaults(KubernetesApiEmulator emulator)
