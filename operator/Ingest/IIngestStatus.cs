@@ -1,4 +1,5 @@
 using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Summary;
 
 namespace KubeCapture.Operator.Ingest;
 
@@ -94,6 +95,9 @@ public sealed record TargetUpload
 
     /// <summary>The agent's manifest, once the capture ended (stop reason, counters, summary, SHA-256).</summary>
     public CaptureManifest? Manifest { get; init; }
+
+    /// <summary>The agent's TCP summary so far (its latest Progress), while it captures.</summary>
+    public TcpSummaryReport? SummarySoFar { get; init; }
 
     public StoredArtifact? Artifact { get; init; }
 

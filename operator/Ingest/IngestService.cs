@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using System.Threading.Channels;
 using Grpc.Core;
 using KubeCapture.Agent.Capture;
+using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Storage;
@@ -172,11 +173,13 @@ public sealed partial class IngestService(
                         break;
                     case AgentMessage.BodyOneofCase.Progress:
                         var progress = message.Progress;
+                        var summary = SummarySoFar(target, progress.SummaryJson);
                         registry.Update(target, u => u with
                         {
                             Packets = progress.Packets,
                             Bytes = progress.Bytes,
                             DroppedByKernel = progress.DroppedByKernel,
+                            SummarySoFar = summary ?? u.SummarySoFar,
                             UpdatedAt = DateTimeOffset.UtcNow,
                         });
                         break;
@@ -370,6 +373,28 @@ public sealed partial class IngestService(
     private static System.Net.IPAddress? PeerAddress(ServerCallContext context) => context.GetHttpContext().Connection.RemoteIpAddress;
 
     private static RpcException Fail(StatusCode code, string message) => new(new Status(code, message));
+
+    /// <summary>Larger summaries so far are not read (the agent's is bounded far below this).</summary>
+    private const int MaxSummaryJson = 512 * 1024;
+
+    /// <summary>The agent's summary so far, or null when it sent none or one that does not parse (logged; the capture goes on).</summary>
+    private TcpSummaryReport? SummarySoFar(CaptureIdentity target, string json)
+    {
+        if (json.Length == 0 || json.Length > MaxSummaryJson)
+        {
+            return null;
+        }
+
+        try
+        {
+            return JsonSerializer.Deserialize(json, SummaryJsonContext.Default.TcpSummaryReport);
+        }
+        catch (JsonException e)
+        {
+            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: the agent's summary so far does not parse: {Error}", target.Namespace, target.CaptureName, target.Pod, e.Message);
+            return null;
+        }
+    }
 
     [GeneratedRegex("^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
     private static partial Regex NamePattern();

@@ -54,6 +54,10 @@ public sealed class PacketCaptureController(
     private static readonly TimeSpan AdmissionRetry = TimeSpan.FromSeconds(5);
 
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
+    private readonly TimeSpan progressInterval = CapturePolicy.ParseDuration(options.ProgressInterval, "Reconciler:ProgressInterval");
+
+    /// <summary>When each active capture's status was last written (by UID), for <see cref="ReconcilerOptions.ProgressInterval"/>.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> statusWrittenAt = new();
 
     public async Task<ReconcileResult> ReconcileAsync(PacketCapture capture, IReadOnlyList<PacketCapture> allCaptures, CancellationToken cancellationToken)
     {
@@ -78,6 +82,7 @@ public sealed class PacketCaptureController(
         {
             // A stored pcap is never replaced, but a forged stream that tries after the end is still recorded.
             admission.Release(capture.Metadata.Uid);
+            statusWrittenAt.TryRemove(capture.Metadata.Uid, out _);
             var refusedAfterEnd = TakeRefusals(capture, status);
             var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
             await AnnounceRefusalsAsync(capture, refusedAfterEnd, cancellationToken);
@@ -187,16 +192,61 @@ public sealed class PacketCaptureController(
         {
             await CompareEndsAsync(capture, status, cancellationToken);
             admission.Release(capture.Metadata.Uid);
+            statusWrittenAt.TryRemove(capture.Metadata.Uid, out _);
             await AnnounceEndAsync(capture, status, cancellationToken);
             var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
             await AnnounceRefusalsAsync(capture, refused, cancellationToken);
             return ended;
         }
 
+        var untilDeadline = deadline - now;
+        var next = untilDeadline > TimeSpan.Zero && untilDeadline < resync ? untilDeadline + TimeSpan.FromMilliseconds(50) : resync;
+        if (ProgressWriteTooSoon(capture.Metadata.Uid, status, before) is { } wait)
+        {
+            // Only counters moved, and the status was written less than ProgressInterval ago: later.
+            await AnnounceRefusalsAsync(capture, refused, cancellationToken);
+            return ReconcileResult.After(wait < next ? wait : next);
+        }
+
         await WriteStatusAsync(capture, status, before, cancellationToken);
         await AnnounceRefusalsAsync(capture, refused, cancellationToken);
-        var untilDeadline = deadline - now;
-        return ReconcileResult.After(untilDeadline > TimeSpan.Zero && untilDeadline < resync ? untilDeadline + TimeSpan.FromMilliseconds(50) : resync);
+        return ReconcileResult.After(next);
+    }
+
+    /// <summary>
+    /// How long until the status may be written again, when only its progress changed (counters,
+    /// findings so far) and it was written less than <see cref="ReconcilerOptions.ProgressInterval"/>
+    /// ago; null when it is to be written now (or not changed at all).
+    /// </summary>
+    private TimeSpan? ProgressWriteTooSoon(string uid, PacketCaptureStatus status, string before)
+    {
+        if (!statusWrittenAt.TryGetValue(uid, out var writtenAt))
+        {
+            return null;
+        }
+
+        var since = time.GetUtcNow() - writtenAt;
+        if (since >= progressInterval || JsonSerializer.Deserialize<PacketCaptureStatus>(before) is not { } previous
+            || WithoutProgress(previous) != WithoutProgress(status))
+        {
+            return null;
+        }
+
+        return progressInterval - since;
+    }
+
+    /// <summary>The status as JSON without what moves while a capture runs: counters and findings so far.</summary>
+    private static string WithoutProgress(PacketCaptureStatus status)
+    {
+        var copy = Clone(status)!;
+        (copy.Packets, copy.DroppedByKernel, copy.FindingCount, copy.Findings) = (null, null, null, null);
+        foreach (var target in copy.Targets)
+        {
+            (target.Packets, target.Bytes, target.DroppedByKernel) = (0, 0, 0);
+            (target.Summary, target.Findings, target.FindingsOmitted) = (null, null, null);
+        }
+
+        return JsonSerializer.Serialize(copy);
     }
 
     /// <summary>
@@ -331,6 +381,15 @@ public sealed class PacketCaptureController(
             : null;
     }
 
+    private static void ShowSummary(CaptureTargetStatus target, TcpSummaryReport summary)
+    {
+        // The findings go to their own field, typed and bounded; not twice. The connection
+        // records are for comparing two ends, not for the status.
+        target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0, ConnectionsWithFindings = [], ConnectionsWithFindingsOmitted = 0, ConnectionsWithoutFindings = [] }, SummaryJsonContext.Default.TcpSummaryReport);
+        target.Findings = StatusFindings.OfTarget(summary, out var omitted);
+        target.FindingsOmitted = omitted > 0 ? omitted : null;
+    }
+
     /// <summary>The container's state and the ingest's view of the upload make the target's state.</summary>
     private async Task ObserveAsync(PacketCapture capture, CaptureTargetStatus target, bool pastDeadline, CancellationToken cancellationToken)
     {
@@ -340,6 +399,12 @@ public sealed class PacketCaptureController(
             target.Packets = upload.Packets;
             target.Bytes = upload.Bytes;
             target.DroppedByKernel = upload.DroppedByKernel;
+            if (upload.Manifest is null && upload.SummarySoFar is { } soFar)
+            {
+                // Findings so far, while it captures (written at most every Reconciler:ProgressInterval).
+                ShowSummary(target, soFar);
+            }
+
             if (upload.Manifest is { } manifest)
             {
                 target.Packets = manifest.PacketsWritten;
@@ -348,11 +413,7 @@ public sealed class PacketCaptureController(
                 target.StopReason = manifest.StopReason;
                 if (manifest.Summary is { } summary)
                 {
-                    // The findings go to their own field, typed and bounded; not twice. The connection
-                    // records are for comparing two ends, not for the status.
-                    target.Summary = JsonSerializer.SerializeToElement(summary with { Findings = [], FindingsOmitted = 0, ConnectionsWithFindings = [], ConnectionsWithFindingsOmitted = 0, ConnectionsWithoutFindings = [] }, SummaryJsonContext.Default.TcpSummaryReport);
-                    target.Findings = StatusFindings.OfTarget(summary, out var omitted);
-                    target.FindingsOmitted = omitted > 0 ? omitted : null;
+                    ShowSummary(target, summary);
                 }
             }
 
@@ -615,6 +676,11 @@ public sealed class PacketCaptureController(
             next, PacketCapture.Group, PacketCapture.Version, capture.Metadata.NamespaceProperty, PacketCapture.Plural, capture.Metadata.Name,
             cancellationToken: cancellationToken);
         logger.LogDebug("{Capture}: {Phase} - {Message}", capture.Key, status.Phase, status.Message);
+        if (!CapturePhase.IsTerminal(status.Phase))
+        {
+            statusWrittenAt[capture.Metadata.Uid] = time.GetUtcNow();
+        }
+
         written?.Invoke(result);
         if (audit is not null)
         {

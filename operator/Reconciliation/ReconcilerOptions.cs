@@ -26,4 +26,11 @@ public sealed class ReconcilerOptions
     /// timer of its own).
     /// </summary>
     public string ResyncPeriod { get; set; } = "30s";
+
+    /// <summary>
+    /// At most one status write per capture this often ("10s") when only its progress changed (packet,
+    /// byte and drop counters, findings so far): a capture with traffic would otherwise write its status
+    /// every second. A change of phase or state is written at once. <c>follow</c> shows the packets live.
+    /// </summary>
+    public string ProgressInterval { get; set; } = "10s";
 }

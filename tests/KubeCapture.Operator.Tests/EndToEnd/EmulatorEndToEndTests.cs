@@ -49,7 +49,7 @@ public sealed class EmulatorEndToEndTests : IAsyncLifetime
             tokens: ingest.Services.GetRequiredService<ICaptureTokenIssuer>(),
             addresses: ingest.Services.GetRequiredService<IAgentAddresses>(),
             mode: AgentMode.Cluster,
-            options: o => o.IngestUrl = ingestUrl);
+            options: o => (o.IngestUrl, o.ProgressInterval) = (ingestUrl, "3s"));
         harness.Emulator.AddNamespace("payments");
         harness.Kubelet.AttachNetwork("payments", Pod, network);
         harness.Emulator.AddPod("payments", Pod, podIp: network.NodeLinkAddress!);
@@ -151,6 +151,48 @@ public sealed class EmulatorEndToEndTests : IAsyncLifetime
         Assert.Equal(artifact.Sha256, Convert.ToHexStringLower(SHA256.HashData(after)));
         Assert.Equal(4, Evidence.TcpdumpLines(await DownloadedAsync(artifact)).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
         Assert.Single(await ForgedUpload.RefusalEventsAsync(harness.Client, "payments", "forged-late"));
+    }
+
+    [Fact]
+    public async Task While_it_runs_a_capture_shows_its_findings_so_far_and_writes_its_progress_at_most_once_per_ProgressInterval()
+    {
+        var created = await harness.CreateCaptureAsync("payments", "refusals", new PacketCaptureSpec
+        {
+            Reason = "clients say connection refused",
+            Target = new CaptureTarget { PodName = Pod },
+            Filter = "tcp port 9",
+            Duration = "60s",
+        });
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        await harness.WaitForPhaseAsync("payments", "refusals", CapturePhase.Running, TimeSpan.FromSeconds(30));
+        await harness.Kubelet.WaitUntilListeningAsync("payments", Pod, container, TimeSpan.FromSeconds(30));
+        var statusWrites = () => harness.Emulator.Requests.Count(r => r.StartsWith("PUT ", StringComparison.Ordinal) && r.Contains("/packetcaptures/refusals/status", StringComparison.Ordinal));
+        var writesBefore = statusWrites();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+
+        // Nothing listens on port 9 in the pod: each connection is refused, one every 300 ms for 6 s.
+        var refusing = Task.Run(async () =>
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                await network.Client.CurlAsync($"http://{network.PodAddress}:9/", TimeSpan.FromSeconds(1));
+                await Task.Delay(300);
+            }
+        });
+        var running = await harness.WaitForAsync("payments", "refusals",
+            c => c.Status?.Targets.FirstOrDefault()?.Findings?.Any(f => f.Type == KubeCapture.Agent.Summary.FindingTypes.ConnectionRefused) == true, TimeSpan.FromSeconds(30));
+        await refusing;
+        var elapsed = watch.Elapsed;
+        var writes = statusWrites() - writesBefore;
+
+        Assert.Equal(CapturePhase.Running, running.Status!.Phase);
+        Assert.True(running.Status.Targets[0].Packets > 0);
+        // The agent reports every second; the status is written at most once per interval (3 s here).
+        var interval = CapturePolicy.ParseDuration(harness.Options.ProgressInterval, "interval");
+        Assert.True(writes <= 1 + (int)(elapsed / interval), $"{writes} status writes in {elapsed} at one per {interval}");
+        await harness.Client.StopPacketCaptureAsync("payments", "refusals");
+        var done = await harness.WaitForPhaseAsync("payments", "refusals", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
+        Assert.Contains(done.Status!.Targets[0].Findings!, f => f.Type == KubeCapture.Agent.Summary.FindingTypes.ConnectionRefused);
     }
 
     [Fact]
