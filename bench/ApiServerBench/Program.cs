@@ -88,7 +88,8 @@ public static partial class Program
         await WaitReadyAsync(httpPort, op);
         await Task.Delay(TimeSpan.FromSeconds(10)); // caches filled, JIT settled: idle
         var idleRss = Rss(op.Id, "VmRSS");
-        Log($"{label}: operator idle at {idleRss / 1024.0:F1} MiB; creating {captures} captures");
+        var idleMap = MemoryMap(op.Id);
+        Log($"{label}: operator idle at {idleRss / 1024.0:F1} MiB ({idleMap.ToJsonString()}); creating {captures} captures");
 
         var cpuBefore = (Cpu(apiserverPid), Cpu(etcdPid), Cpu(op.Id));
         var mark = audit.Mark();
@@ -121,6 +122,7 @@ public static partial class Program
         var allRunning = started.Elapsed;
         var peakRss = Rss(op.Id, "VmHWM");
         var rssAtAll = Rss(op.Id, "VmRSS");
+        var mapAtAll = MemoryMap(op.Id);
         await Task.Delay(500);
         var toRunning = audit.Since(mark, KubeCaptureInstall.OperatorUser).Where(r => r.Resource != "leases" && r.Verb != "watch").ToList();
         var cpuAfter = (Cpu(apiserverPid), Cpu(etcdPid), Cpu(op.Id));
@@ -176,6 +178,8 @@ public static partial class Program
             ["idleReadsPerSecond"] = Math.Round(idle.Count(r => r.IsRead) / IdleWindow.TotalSeconds, 2),
             ["idleRequests"] = new JsonObject(idle.GroupBy(r => r.What).Select(g => KeyValuePair.Create(g.Key, (JsonNode?)g.Count()))),
             ["operatorRssIdleMiB"] = Math.Round(idleRss / 1024.0, 1),
+            ["operatorRssIdleByKindMiB"] = idleMap,
+            ["operatorRssAtAllRunningByKindMiB"] = mapAtAll,
             ["operatorRssAllRunningMiB"] = Math.Round(rssAtAll / 1024.0, 1),
             ["operatorRssAfterIdleMiB"] = Math.Round(rssEnd / 1024.0, 1),
             ["operatorPeakRssMiB"] = Math.Round(peakRss / 1024.0, 1),
@@ -310,6 +314,35 @@ public static partial class Program
         }
 
         return 0;
+    }
+
+    /// <summary>
+    /// Resident MiB by kind of mapping (/proc/PID/smaps): the GC heap and other anonymous memory, the
+    /// JIT's code (memfd:doublemapper), managed assemblies (.dll, ReadyToRun code included), native libraries (.so).
+    /// </summary>
+    private static JsonObject MemoryMap(int pid)
+    {
+        var kinds = new Dictionary<string, long>(StringComparer.Ordinal) { ["anonymous"] = 0, ["jitCode"] = 0, ["assemblies"] = 0, ["nativeLibraries"] = 0, ["other"] = 0 };
+        var kind = "other";
+        foreach (var line in File.ReadLines($"/proc/{pid}/smaps"))
+        {
+            var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (fields.Length >= 5 && fields[0].Contains('-', StringComparison.Ordinal) && !fields[0].EndsWith(':'))
+            {
+                var name = fields.Length >= 6 ? fields[5] : "";
+                kind = name.Length == 0 || name.StartsWith("[heap", StringComparison.Ordinal) || name.StartsWith("[anon", StringComparison.Ordinal) ? "anonymous"
+                    : name.Contains("doublemapper", StringComparison.Ordinal) ? "jitCode"
+                    : name.EndsWith(".dll", StringComparison.Ordinal) ? "assemblies"
+                    : name.Contains(".so", StringComparison.Ordinal) ? "nativeLibraries"
+                    : "other";
+            }
+            else if (fields.Length >= 2 && fields[0] == "Rss:")
+            {
+                kinds[kind] += long.Parse(fields[1], CultureInfo.InvariantCulture);
+            }
+        }
+
+        return new JsonObject(kinds.Select(k => KeyValuePair.Create(k.Key, (JsonNode?)Math.Round(k.Value / 1024.0, 1))));
     }
 
     private static void Signal(int pid, int signal)

@@ -30,6 +30,12 @@ public static class OperatorMetrics
     /// <summary><c>kubecapture_workqueue_retries_total</c>: reconciles retried after an error, with backoff.</summary>
     public static readonly Counter<long> QueueRetries = Meter.CreateCounter<long>("kubecapture.workqueue.retries", "{retry}", "Reconciles retried after an error.");
 
+    /// <summary><c>kubecapture_events_deferred_total</c>: Events put off for a retry after the server pushed back (or while it asked to wait).</summary>
+    public static readonly Counter<long> EventsDeferred = Meter.CreateCounter<long>("kubecapture.events.deferred", "{event}", "Events put off for a retry after the API server pushed back.");
+
+    /// <summary><c>kubecapture_events_dropped_total</c>{reason=refused|backlog_full|retries_exhausted}: Events given up on.</summary>
+    public static readonly Counter<long> EventsDropped = Meter.CreateCounter<long>("kubecapture.events.dropped", "{event}", "Events given up on, by reason.");
+
     /// <summary><c>kubecapture_ingest_streams_active</c>: agents streaming to this ingest now.</summary>
     public static readonly UpDownCounter<long> ActiveStreams = Meter.CreateUpDownCounter<long>("kubecapture.ingest.streams.active", "{stream}", "Agent upload streams open now.");
 

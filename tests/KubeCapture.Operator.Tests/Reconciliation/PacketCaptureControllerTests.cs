@@ -478,6 +478,32 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_throttled_CaptureStarted_Event_does_not_hold_the_capture_back_and_is_recorded_after_its_Retry_After()
+    {
+        harness.Kubelet.CommandOverride = _ => ["sleep", "30"];
+        harness.Emulator.AddPod("shop", "api-1");
+        harness.Emulator.Faults.FailNext(1, System.Net.HttpStatusCode.TooManyRequests, "POST", "/api/v1/namespaces/shop/events", TimeSpan.FromSeconds(5));
+
+        await harness.CreateCaptureAsync("shop", "quiet-events", Spec("api-1"));
+        await harness.WaitForPhaseAsync("shop", "quiet-events", CapturePhase.Running, TimeSpan.FromSeconds(30));
+        List<DateTimeOffset> EventPosts() => [.. harness.Emulator.TimedRequests.Where(r => r.Request.StartsWith("POST /api/v1/namespaces/shop/events", StringComparison.Ordinal)).Select(r => r.At)];
+
+        // Running while the Event still waits for its retry (the reconcile did not wait for it).
+        Assert.Single(EventPosts());
+        Assert.DoesNotContain((await harness.Client.CoreV1.ListNamespacedEventAsync("shop")).Items, e => e.Reason == "CaptureStarted");
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); EventPosts().Count < 2 && DateTime.UtcNow < deadline;)
+        {
+            await Task.Delay(200);
+        }
+
+        var posts = EventPosts();
+        Assert.True(posts.Count >= 2 && posts[1] - posts[0] >= TimeSpan.FromSeconds(4.9), $"{posts.Count} Event POSTs: {string.Join(", ", posts.Select(p => p.ToString("HH:mm:ss.fff", System.Globalization.CultureInfo.InvariantCulture)))}");
+        var started = Assert.Single((await harness.Client.CoreV1.ListNamespacedEventAsync("shop")).Items, e => e.Reason == "CaptureStarted");
+        Assert.Equal("api-1", started.InvolvedObject.Name);
+        Assert.True(started.FirstTimestamp < posts[1].UtcDateTime, "the Event keeps the time it happened, not the time it was sent");
+    }
+
+    [Fact]
     public async Task A_cut_watch_with_compacted_history_is_relisted_and_new_captures_are_still_reconciled()
     {
         harness.Emulator.AddPod("shop", "api-1");

@@ -10,6 +10,7 @@ public sealed class ApiFaults
 {
     private readonly Lock gate = new();
     private readonly List<FailureRule> failures = [];
+    private readonly List<FailureRule> lostAnswers = [];
 
     /// <summary>Added before every response (watch streams included, before their first byte).</summary>
     public TimeSpan Latency { get; set; }
@@ -27,6 +28,27 @@ public sealed class ApiFaults
         }
     }
 
+    /// <summary>
+    /// The next <paramref name="count"/> matching requests are carried out, but the client gets a
+    /// 504 instead of the answer: a timeout after the write (the client cannot tell whether it happened).
+    /// </summary>
+    public void LoseAnswerNext(int count, string? method = null, string? pathContains = null)
+    {
+        lock (gate)
+        {
+            lostAnswers.Add(new FailureRule(count, HttpStatusCode.GatewayTimeout, method, pathContains, null));
+        }
+    }
+
+    /// <summary>Whether the answer to this request, carried out, is to be lost (a lost-answer rule is due).</summary>
+    public bool TakeLostAnswer(string method, string path)
+    {
+        lock (gate)
+        {
+            return Take(lostAnswers, method, path) is not null;
+        }
+    }
+
     public HttpStatusCode? TakeFailure(string method, string path) => TakeFault(method, path)?.Status;
 
     /// <summary>The injected failure for this request, if one is due: its status and Retry-After.</summary>
@@ -34,19 +56,24 @@ public sealed class ApiFaults
     {
         lock (gate)
         {
-            foreach (var rule in failures)
-            {
-                if (rule.Remaining > 0 &&
-                    (rule.Method is null || string.Equals(rule.Method, method, StringComparison.OrdinalIgnoreCase)) &&
-                    (rule.PathContains is null || path.Contains(rule.PathContains, StringComparison.Ordinal)))
-                {
-                    rule.Remaining--;
-                    return (rule.Status, rule.RetryAfter);
-                }
-            }
-
-            return null;
+            return Take(failures, method, path) is { } rule ? (rule.Status, rule.RetryAfter) : null;
         }
+    }
+
+    private static FailureRule? Take(List<FailureRule> rules, string method, string path)
+    {
+        foreach (var rule in rules)
+        {
+            if (rule.Remaining > 0 &&
+                (rule.Method is null || string.Equals(rule.Method, method, StringComparison.OrdinalIgnoreCase)) &&
+                (rule.PathContains is null || path.Contains(rule.PathContains, StringComparison.Ordinal)))
+            {
+                rule.Remaining--;
+                return rule;
+            }
+        }
+
+        return null;
     }
 
     private sealed class FailureRule(int remaining, HttpStatusCode status, string? method, string? pathContains, TimeSpan? retryAfter)

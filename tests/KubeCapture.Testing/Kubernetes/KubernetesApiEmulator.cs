@@ -187,6 +187,20 @@ public sealed class KubernetesApiEmulator : IAsyncDisposable
             }
 
             var route = Route.Parse(path) ?? throw new ApiException(HttpStatusCode.NotFound, "NotFound", $"the server could not find the requested resource ({path})");
+            if (Faults.TakeLostAnswer(request.Method, path))
+            {
+                // Carried out in a context of its own whose answer goes nowhere: the client sees a gateway timeout.
+                var carriedOut = new DefaultHttpContext();
+                carriedOut.Request.Method = request.Method;
+                carriedOut.Request.Path = request.Path;
+                carriedOut.Request.QueryString = request.QueryString;
+                carriedOut.Request.ContentType = request.ContentType;
+                carriedOut.Request.Body = request.Body;
+                carriedOut.Response.Body = Stream.Null;
+                await DispatchAsync(carriedOut, route);
+                throw new ApiException(HttpStatusCode.GatewayTimeout, "Timeout", "injected fault: the answer was lost after the request was carried out");
+            }
+
             await DispatchAsync(context, route);
         }
         catch (ApiException e)
