@@ -26,4 +26,11 @@ public sealed class ReconcilerOptions
     /// timer of its own).
     /// </summary>
     public string ResyncPeriod { get; set; } = "30s";
+
+    /// <summary>
+    /// Refuse to start a capture that the admission webhook did not stamp with its requester
+    /// (condition RequesterVerified False, reason NotStamped). Default on, and on in the chart; off
+    /// only where no webhook can run (tests against the HTTP-level API emulator).
+    /// </summary>
+    public bool RequireRequesterStamp { get; set; } = true;
 }

@@ -1,8 +1,5 @@
-using System.Net;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Health;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.Options;
 
 namespace KubeCapture.Operator.Subresources;
@@ -22,34 +19,20 @@ public static class SubresourcesRegistration
             throw new InvalidOperationException("Subresources:Enabled needs a ServingCertificate section (Managed: DnsNames of the extension API's Service; or Mounted files)");
         }
 
-        var (address, port) = ParseUrl(options.Url);
+        HttpsEndpoints.ParseUrl(options.Url, "Subresources:Url"); // a bad URL fails the start, named
         builder.Services.AddOptions<SubresourcesOptions>().Bind(builder.Configuration.GetSection(SubresourcesOptions.Section));
         builder.Services.AddServingCertificate(builder.Configuration);
         builder.Services.AddKubernetesClient();
         builder.Services.AddSingleton<FrontProxyAuthenticator>();
         builder.Services.AddSingleton<AccessReview>();
         builder.Services.AddSingleton<CaptureDownloads>();
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            var certificates = kestrel.ApplicationServices.GetRequiredService<ServingCertificateSource>();
-            kestrel.Listen(address, port, listen =>
-            {
-                listen.Protocols = HttpProtocols.Http1AndHttp2;
-                listen.UseHttps(new HttpsConnectionAdapterOptions
-                {
-                    ServerCertificateSelector = (_, _) => certificates.Current,
-                    ClientCertificateMode = ClientCertificateMode.AllowCertificate,
-                    // Verified per request against the requestheader CA, which can change at run time.
-                    ClientCertificateValidation = (_, _, _) => true,
-                });
-            });
-        });
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHttps(options.Url, "Subresources:Url", requestClientCertificates: true));
         return builder;
     }
 
     public static WebApplication MapSubresources(this WebApplication app)
     {
-        var port = ParseUrl(app.Services.GetRequiredService<IOptions<SubresourcesOptions>>().Value.Url).Port;
+        var port = HttpsEndpoints.ParseUrl(app.Services.GetRequiredService<IOptions<SubresourcesOptions>>().Value.Url, "Subresources:Url").Port;
         var host = $"*:{port}";
         app.MapGet("/apis", context => DiscoveryAsync(context, SubresourcesApi.GroupListDocument())).RequireHost(host);
         app.MapGet("/apis/" + SubresourcesApi.Group, context => DiscoveryAsync(context, SubresourcesApi.GroupDocument())).RequireHost(host);
@@ -73,17 +56,5 @@ public static class SubresourcesRegistration
         }
 
         await SubresourcesApi.WriteJsonAsync(context, document);
-    }
-
-    internal static (IPAddress Address, int Port) ParseUrl(string url)
-    {
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "https" || uri.IsDefaultPort && !url.Contains(":443", StringComparison.Ordinal))
-        {
-            throw new InvalidOperationException($"Subresources:Url '{url}' is not an https URL with a port (e.g. https://0.0.0.0:8443)");
-        }
-
-        var host = uri.Host.Trim('[', ']');
-        return IPAddress.TryParse(host, out var address) ? (address, uri.Port)
-            : throw new InvalidOperationException($"Subresources:Url '{url}': the host must be an IP address to listen on (0.0.0.0, [::] or one of this machine's), not '{uri.Host}'");
     }
 }

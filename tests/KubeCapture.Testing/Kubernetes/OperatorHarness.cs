@@ -73,7 +73,8 @@ public sealed class OperatorHarness : IAsyncDisposable
         var emulator = await KubernetesApiEmulator.StartAsync();
         var capturePolicy = new CapturePolicy { MaxConcurrentPerNamespace = 5, MaxConcurrentInCluster = 20 };
         policy?.Invoke(capturePolicy);
-        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "3s", ResyncPeriod = "1s" };
+        // No admission webhook can run in front of the emulator: nothing stamps the requester.
+        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "3s", ResyncPeriod = "1s", RequireRequesterStamp = false };
         options?.Invoke(reconcilerOptions);
         var work = Directory.CreateTempSubdirectory("kcK-").FullName;
         var double_ = ingest is null ? new InMemoryIngestStatus() : null;
