@@ -85,6 +85,33 @@ public sealed class RequesterStampEndToEndTests(SubresourcesCluster cluster)
         Assert.Equal(["kcapi-users", "system:authenticated"], RequesterStamp.Read(otherAnnotation.Metadata)?.Groups);
     }
 
+    [SkippableTheory]
+    [InlineData("--server-side")]
+    [InlineData("--server-side=false")]
+    public async Task Applying_the_same_manifest_again_with_kubectl_keeps_the_stamp(string mode)
+    {
+        var (ns, _) = await AliceAsync("kc-stamp-apply");
+        var manifest = $"""
+            apiVersion: kubecapture.io/v1alpha1
+            kind: PacketCapture
+            metadata:
+              name: applied
+              namespace: {ns}
+            spec:
+              reason: applied twice
+              target:
+                podName: absent
+              duration: 10s
+            """;
+
+        var first = await cluster.Install.Server.KubectlAsync(KubeApiServer.UserToken("alice"), ["apply", mode, "-f", "-"], manifest);
+        var again = await cluster.Install.Server.KubectlAsync(KubeApiServer.UserToken("alice"), ["apply", mode, "-f", "-"], manifest);
+
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        Assert.True(again.ExitCode == 0, again.Stderr);
+        Assert.Equal("alice", RequesterStamp.Read((await cluster.Admin.GetPacketCaptureAsync(ns, "applied"))!.Metadata)?.Username);
+    }
+
     /// <summary>A merge patch that sets one annotation (null: removes it).</summary>
     private static string AnnotationPatch(string key, string? value) =>
         new System.Text.Json.Nodes.JsonObject { ["metadata"] = new System.Text.Json.Nodes.JsonObject { ["annotations"] = new System.Text.Json.Nodes.JsonObject { [key] = value } } }.ToJsonString();
