@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Custody;
@@ -32,7 +33,14 @@ public static class Program
         {
             builder.AddSubresources();
         }
-        else if (builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
+
+        var admission = builder.Configuration.GetValue($"{AdmissionOptions.Section}:Enabled", defaultValue: false);
+        if (admission)
+        {
+            builder.AddAdmission();
+        }
+
+        if (builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
         {
             builder.Services.AddServingCertificate(builder.Configuration);
         }
@@ -47,6 +55,11 @@ public static class Program
         if (subresources)
         {
             app.MapSubresources();
+        }
+
+        if (admission)
+        {
+            app.MapAdmission();
         }
 
         return app;

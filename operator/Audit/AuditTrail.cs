@@ -1,6 +1,7 @@
 using System.Net;
 using k8s;
 using k8s.Autorest;
+using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Storage;
@@ -26,6 +27,7 @@ public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, TimeP
             Capture = capture.Metadata.Name,
             CaptureUid = capture.Metadata.Uid,
             Pod = transition.Pod,
+            Requester = RequesterStamp.Read(capture.Metadata),
             CaptureReason = capture.Spec.Reason,
             EventReason = transition.EventReason,
             Message = transition.Message,

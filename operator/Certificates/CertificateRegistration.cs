@@ -12,6 +12,11 @@ public static class CertificateRegistration
 {
     public static IServiceCollection AddServingCertificate(this IServiceCollection services, IConfiguration configuration)
     {
+        if (services.Any(d => d.ServiceType == typeof(ServingCertificateSource)))
+        {
+            return services; // once for every HTTPS endpoint: one certificate, one rotation
+        }
+
         services.AddOptions<ServingCertificateOptions>().Bind(configuration.GetSection(ServingCertificateOptions.Section))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ServingCertificateOptions>, ServingCertificateValidation>();

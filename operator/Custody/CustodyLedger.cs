@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
@@ -51,6 +52,7 @@ public sealed class CustodyLedger : ICustodyWitness
         var previous = _targets.GetValueOrDefault(target);
         _targets[target] = new TargetCustody
         {
+            Requester = RequesterStamp.Read(capture.Metadata),
             Reason = capture.Spec.Reason,
             Spec = JsonDocument.Parse(KubernetesJson.Serialize(capture.Spec)).RootElement.Clone(),
             Pod = new TargetPodRecord

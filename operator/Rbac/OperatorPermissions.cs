@@ -33,6 +33,8 @@ public static class OperatorPermissions
         new("", "namespaces", ["get", "list", "watch"], "read the Pod Security labels before injecting (Reconciliation/PodSecurityPreflight)"),
         new("", "events", ["create"], "record what happened on the capture and its pods (Events/CaptureEvents)"),
         new("apiregistration.k8s.io", "apiservices", ["get", "patch"], "keep the extension API's caBundle current (Certificates/CaBundlePublisher)", [SubresourcesApiService]),
+        new("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ["get", "patch"], "keep the requester-stamp webhook's caBundle current (Certificates/CaBundlePublisher)", [RequesterStampWebhooks]),
+        new("admissionregistration.k8s.io", "validatingwebhookconfigurations", ["get", "patch"], "keep the requester-stamp guard webhook's caBundle current (Certificates/CaBundlePublisher)", [RequesterStampWebhooks]),
         new("authorization.k8s.io", "subjectaccessreviews", ["create"], "ask whether the user kube-apiserver names may get a capture's pcap (Subresources/AccessReview)"),
     ];
 
@@ -55,6 +57,9 @@ public static class OperatorPermissions
 
     /// <summary>The extension API's APIService (its name is VERSION.GROUP).</summary>
     public const string SubresourcesApiService = "v1alpha1.subresources.kubecapture.io";
+
+    /// <summary>The MutatingWebhookConfiguration and the ValidatingWebhookConfiguration of the requester stamp (Admission/), both by this name.</summary>
+    public const string RequesterStampWebhooks = Permission.FullnamePlaceholder + "-requester-stamp";
 
     /// <summary>The Secret holding the operator's CA and serving certificate (ServingCertificate:SecretName in the chart).</summary>
     public const string ServingCertificateSecret = Permission.FullnamePlaceholder + "-serving-certificate";

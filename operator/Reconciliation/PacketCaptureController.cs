@@ -2,6 +2,7 @@ using System.Text.Json;
 using k8s;
 using k8s.Models;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Events;
@@ -94,6 +95,19 @@ public sealed class PacketCaptureController(
         foreach (var condition in status.Conditions)
         {
             condition.ObservedGeneration = generation;
+        }
+
+        // 0. Who asked: the admission webhook's stamp, or nothing starts.
+        if (options.RequireRequesterStamp && status.Targets.Count == 0)
+        {
+            if (RequesterStamp.Read(capture.Metadata.Annotations, out var unstamped) is not { } requester)
+            {
+                var message = $"the capture carries no requester stamped by admission ({unstamped}): the KubeCapture admission webhook is not installed or was bypassed; nothing was captured (recreate the capture once the MutatingWebhookConfiguration is in place)";
+                CaptureConditions.Set(status, CaptureConditions.RequesterVerified, false, "NotStamped", message, generation, now);
+                return await FailAsync(capture, status, before, "NotStamped", message, deleting, cancellationToken);
+            }
+
+            CaptureConditions.Set(status, CaptureConditions.RequesterVerified, true, "Stamped", $"requested by {requester.Username}, as kube-apiserver authenticated them", generation, now);
         }
 
         // 1. The spec: libpcap compiles the filter, policy allows the rest.

@@ -33,4 +33,11 @@ public sealed class ReconcilerOptions
     /// every second. A change of phase or state is written at once. <c>follow</c> shows the packets live.
     /// </summary>
     public string ProgressInterval { get; set; } = "10s";
+
+    /// <summary>
+    /// Refuse to start a capture that the admission webhook did not stamp with its requester
+    /// (condition RequesterVerified False, reason NotStamped). Default on, and on in the chart; off
+    /// only where no webhook can run (tests against the HTTP-level API emulator).
+    /// </summary>
+    public bool RequireRequesterStamp { get; set; } = true;
 }

@@ -8,6 +8,9 @@ namespace KubeCapture.Operator.Resources;
 /// </summary>
 public static class CaptureConditions
 {
+    /// <summary>The admission webhook stamped the capture with the requester kube-apiserver authenticated (False, NotStamped: it did not run).</summary>
+    public const string RequesterVerified = "RequesterVerified";
+
     /// <summary>The spec is valid: the filter compiles, policy allows it, the namespace may capture.</summary>
     public const string Accepted = "Accepted";
 

@@ -1,8 +1,5 @@
-using System.Net;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Health;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.Options;
 
 namespace KubeCapture.Operator.Subresources;
@@ -22,43 +19,44 @@ public static class SubresourcesRegistration
             throw new InvalidOperationException("Subresources:Enabled needs a ServingCertificate section (Managed: DnsNames of the extension API's Service; or Mounted files)");
         }
 
-        var (address, port) = ParseUrl(options.Url);
+        HttpsEndpoints.ParseUrl(options.Url, "Subresources:Url"); // a bad URL fails the start, named
         builder.Services.AddOptions<SubresourcesOptions>().Bind(builder.Configuration.GetSection(SubresourcesOptions.Section));
         builder.Services.AddServingCertificate(builder.Configuration);
         builder.Services.AddKubernetesClient();
         builder.Services.AddSingleton<FrontProxyAuthenticator>();
         builder.Services.AddSingleton<AccessReview>();
         builder.Services.AddSingleton<CaptureDownloads>();
-        builder.WebHost.ConfigureKestrel(kestrel =>
-        {
-            var certificates = kestrel.ApplicationServices.GetRequiredService<ServingCertificateSource>();
-            kestrel.Listen(address, port, listen =>
-            {
-                listen.Protocols = HttpProtocols.Http1AndHttp2;
-                listen.UseHttps(new HttpsConnectionAdapterOptions
-                {
-                    ServerCertificateSelector = (_, _) => certificates.Current,
-                    ClientCertificateMode = ClientCertificateMode.AllowCertificate,
-                    // Verified per request against the requestheader CA, which can change at run time.
-                    ClientCertificateValidation = (_, _, _) => true,
-                });
-            });
-        });
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHttps(options.Url, "Subresources:Url", requestClientCertificates: true));
         return builder;
     }
 
     public static WebApplication MapSubresources(this WebApplication app)
     {
-        var port = ParseUrl(app.Services.GetRequiredService<IOptions<SubresourcesOptions>>().Value.Url).Port;
-        var host = $"*:{port}";
-        app.MapGet("/apis", context => DiscoveryAsync(context, SubresourcesApi.GroupListDocument())).RequireHost(host);
-        app.MapGet("/apis/" + SubresourcesApi.Group, context => DiscoveryAsync(context, SubresourcesApi.GroupDocument())).RequireHost(host);
-        app.MapGet("/apis/" + SubresourcesApi.GroupVersion, context => DiscoveryAsync(context, SubresourcesApi.ResourceListDocument())).RequireHost(host);
-        app.MapGet("/openapi/v2", context => DiscoveryAsync(context, SubresourcesApi.OpenApiDocument())).RequireHost(host);
-        app.MapGet($"/apis/{SubresourcesApi.GroupVersion}/namespaces/{{ns}}/{SubresourcesApi.Resource}/{{name}}/{{subresource}}", (HttpContext context, string ns, string name, string subresource) =>
-            SubresourcesApi.Subresources.Contains(subresource)
+        var port = HttpsEndpoints.ParseUrl(app.Services.GetRequiredService<IOptions<SubresourcesOptions>>().Value.Url, "Subresources:Url").Port;
+        // Served on its own listener only, told by the local port: the Host header names the Service
+        // port (443) when kube-apiserver reaches the APIService through its Service, not this one.
+        RequestDelegate OnListener(RequestDelegate handler) => context =>
+        {
+            if (context.Connection.LocalPort != port)
+            {
+                context.Response.StatusCode = StatusCodes.Status404NotFound;
+                return Task.CompletedTask;
+            }
+
+            return handler(context);
+        };
+
+        app.MapGet("/apis", OnListener(context => DiscoveryAsync(context, SubresourcesApi.GroupListDocument())));
+        app.MapGet("/apis/" + SubresourcesApi.Group, OnListener(context => DiscoveryAsync(context, SubresourcesApi.GroupDocument())));
+        app.MapGet("/apis/" + SubresourcesApi.GroupVersion, OnListener(context => DiscoveryAsync(context, SubresourcesApi.ResourceListDocument())));
+        app.MapGet("/openapi/v2", OnListener(context => DiscoveryAsync(context, SubresourcesApi.OpenApiDocument())));
+        app.MapGet($"/apis/{SubresourcesApi.GroupVersion}/namespaces/{{ns}}/{SubresourcesApi.Resource}/{{name}}/{{subresource}}", OnListener(context =>
+        {
+            var (ns, name, subresource) = ((string)context.Request.RouteValues["ns"]!, (string)context.Request.RouteValues["name"]!, (string)context.Request.RouteValues["subresource"]!);
+            return SubresourcesApi.Subresources.Contains(subresource)
                 ? context.RequestServices.GetRequiredService<CaptureDownloads>().HandleAsync(context, ns, name, subresource)
-                : SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"the server could not find the requested resource: {SubresourcesApi.Resource}/{subresource} (there are {string.Join(", ", SubresourcesApi.Subresources)})")).RequireHost(host);
+                : SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"the server could not find the requested resource: {SubresourcesApi.Resource}/{subresource} (there are {string.Join(", ", SubresourcesApi.Subresources)})");
+        }));
         return app;
     }
 
@@ -73,17 +71,5 @@ public static class SubresourcesRegistration
         }
 
         await SubresourcesApi.WriteJsonAsync(context, document);
-    }
-
-    internal static (IPAddress Address, int Port) ParseUrl(string url)
-    {
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "https" || uri.IsDefaultPort && !url.Contains(":443", StringComparison.Ordinal))
-        {
-            throw new InvalidOperationException($"Subresources:Url '{url}' is not an https URL with a port (e.g. https://0.0.0.0:8443)");
-        }
-
-        var host = uri.Host.Trim('[', ']');
-        return IPAddress.TryParse(host, out var address) ? (address, uri.Port)
-            : throw new InvalidOperationException($"Subresources:Url '{url}': the host must be an IP address to listen on (0.0.0.0, [::] or one of this machine's), not '{uri.Host}'");
     }
 }

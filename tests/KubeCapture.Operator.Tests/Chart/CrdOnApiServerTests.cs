@@ -3,12 +3,19 @@ using k8s;
 using k8s.Autorest;
 using k8s.Models;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Tests.EndToEnd;
+using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Testing.Kubernetes;
 
 namespace KubeCapture.Operator.Tests.Chart;
 
-/// <summary>The CRD's schema, defaults and CEL rules as the real kube-apiserver applies them (no operator runs here).</summary>
-public sealed class CrdOnApiServerTests
+/// <summary>
+/// The CRD's schema, defaults and CEL rules as the real kube-apiserver applies them. In the shared
+/// cluster: every PacketCapture passes the chart's admission webhooks (failurePolicy Fail), which its
+/// operator serves.
+/// </summary>
+[Collection(ApiServerClusterCollection.Name)]
+public sealed class CrdOnApiServerTests(SubresourcesCluster cluster)
 {
     [SkippableFact]
     public async Task The_server_fills_in_the_defaults_of_interface_snaplen_maxBytes_and_retention()
@@ -102,8 +109,8 @@ public sealed class CrdOnApiServerTests
     [SkippableFact]
     public async Task A_user_bound_to_the_charts_edit_role_creates_captures_but_a_viewer_cannot()
     {
-        var install = await KubeCaptureInstall.SharedAsync();
-        var ns = await install.Server.CreateNamespaceAsync("kc-crd-rbac");
+        var ns = await cluster.CreateNamespaceAsync("kc-crd-rbac");
+        var install = cluster.Install;
         using var admin = install.Server.AdminClient();
         // No controller-manager aggregates ClusterRoles here: bind the chart's roles themselves.
         await BindAsync(admin, ns, "alice", $"{KubeCaptureInstall.Release}-kubecapture-edit");
@@ -128,10 +135,10 @@ public sealed class CrdOnApiServerTests
             Subjects = [new Rbacv1Subject { Kind = "User", Name = user, ApiGroup = "rbac.authorization.k8s.io" }],
         }, ns);
 
-    private static async Task<(IKubernetes Client, string Namespace)> UserNamespaceAsync()
+    private async Task<(IKubernetes Client, string Namespace)> UserNamespaceAsync()
     {
-        var install = await KubeCaptureInstall.SharedAsync();
-        return (install.Server.AdminClient(), await install.Server.CreateNamespaceAsync("kc-crd"));
+        var ns = await cluster.CreateNamespaceAsync("kc-crd");
+        return (cluster.Install.Server.AdminClient(), ns);
     }
 
     private static Task<PacketCapture> CreateAsync(IKubernetes client, string ns, string name, PacketCaptureSpec spec) =>

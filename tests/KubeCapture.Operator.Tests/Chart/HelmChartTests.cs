@@ -42,7 +42,7 @@ public sealed class HelmChartTests
         Assert.DoesNotContain(role.Rules, r => r.Resources.Contains("pods") && r.Verbs.Intersect(["create", "delete", "update"]).Any());
         var leases = objects.OfType<V1Role>().Single(r => r.Metadata.Name == "kc-kubecapture-operator");
         Assert.Contains(leases.Rules, r => r.Resources.Contains("leases"));
-        Assert.Equal(["kc-kubecapture-ingest", "kc-kubecapture-metrics", "kc-kubecapture-subresources"], objects.OfType<V1Service>().Select(s => s.Metadata.Name).Order());
+        Assert.Equal(["kc-kubecapture-ingest", "kc-kubecapture-metrics", "kc-kubecapture-subresources", "kc-kubecapture-webhook"], objects.OfType<V1Service>().Select(s => s.Metadata.Name).Order());
     }
 
     [Fact]
@@ -140,6 +140,48 @@ public sealed class HelmChartTests
     }
 
     [Fact]
+    public void The_webhook_configurations_send_only_packetcapture_creates_and_updates_to_the_webhook_Service_whose_name_the_certificate_carries_and_fail_closed()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "subresources.enabled=false");
+        Assert.True(code == 0, output);
+        var objects = KubernetesYaml.LoadAllFromString(output);
+
+        var mutating = Assert.Single(Assert.Single(objects.OfType<V1MutatingWebhookConfiguration>()).Webhooks);
+        var validating = Assert.Single(Assert.Single(objects.OfType<V1ValidatingWebhookConfiguration>()).Webhooks);
+        var service = Assert.Single(objects.OfType<V1Service>(), s => s.Metadata.Name == "kc-kubecapture-webhook");
+        var container = Assert.Single(objects.OfType<V1Deployment>()).Spec.Template.Spec.Containers[0];
+        var env = container.Env.ToDictionary(e => e.Name, e => e.Value);
+
+        Assert.Equal(("stamp.packetcaptures.kubecapture.io", "/admission/stamp"), (mutating.Name, mutating.ClientConfig.Service.Path));
+        Assert.Equal(("stamp-guard.packetcaptures.kubecapture.io", "/admission/guard"), (validating.Name, validating.ClientConfig.Service.Path));
+        Assert.Equal(["CREATE"], Assert.Single(mutating.Rules).Operations);
+        Assert.Equal(["CREATE", "UPDATE"], Assert.Single(validating.Rules).Operations);
+        foreach (var (rule, config, failurePolicy, sideEffects, versions, timeout) in new[]
+        {
+            (mutating.Rules[0], mutating.ClientConfig, mutating.FailurePolicy, mutating.SideEffects, mutating.AdmissionReviewVersions, mutating.TimeoutSeconds),
+            (validating.Rules[0], validating.ClientConfig, validating.FailurePolicy, validating.SideEffects, validating.AdmissionReviewVersions, validating.TimeoutSeconds),
+        })
+        {
+            Assert.Equal(["kubecapture.io"], rule.ApiGroups);
+            Assert.Equal(["packetcaptures"], rule.Resources);
+            Assert.Equal(("Fail", "None", 5), (failurePolicy, sideEffects, timeout));
+            Assert.Equal(["v1"], versions);
+            Assert.Equal(("kc-kubecapture-webhook", "kubecapture-system", 443), (config.Service.Name, config.Service.NamespaceProperty, config.Service.Port));
+            Assert.Null(config.CaBundle); // the operator fills it in
+        }
+
+        Assert.Equal("webhook", service.Spec.Ports.Single().TargetPort.Value);
+        Assert.Contains(container.Ports, p => p.Name == "webhook" && p.ContainerPort == 9443);
+        Assert.Equal("true", env["Admission__Enabled"]);
+        Assert.Equal("https://0.0.0.0:9443", env["Admission__Url"]);
+        Assert.Equal("true", env["Reconciler__RequireRequesterStamp"]);
+        Assert.Equal("kc-kubecapture-requester-stamp", env["ServingCertificate__MutatingWebhookConfigurations__0"]);
+        Assert.Equal("kc-kubecapture-requester-stamp", env["ServingCertificate__ValidatingWebhookConfigurations__0"]);
+        Assert.Equal("kc-kubecapture-webhook.kubecapture-system.svc", env["ServingCertificate__DnsNames__0"]);
+        Assert.False(env.ContainsKey("Subresources__Enabled"));
+    }
+
+    [Fact]
     public void The_APIService_routes_to_the_subresources_Service_whose_name_the_managed_certificate_carries()
     {
         var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
@@ -153,7 +195,7 @@ public sealed class HelmChartTests
         Assert.Null(apiService.Spec.CaBundle); // the operator fills it in
         Assert.NotEqual(true, apiService.Spec.InsecureSkipTLSVerify);
         Assert.Equal(("kc-kubecapture-subresources", "kubecapture-system", 443), (apiService.Spec.Service.Name, apiService.Spec.Service.NamespaceProperty, apiService.Spec.Service.Port));
-        Assert.Equal("kc-kubecapture-subresources.kubecapture-system.svc", env["ServingCertificate__DnsNames__0"]);
+        Assert.Contains("kc-kubecapture-subresources.kubecapture-system.svc", env.Where(e => e.Key.StartsWith("ServingCertificate__DnsNames__", StringComparison.Ordinal)).Select(e => e.Value));
         Assert.Equal("v1alpha1.subresources.kubecapture.io", env["ServingCertificate__ApiServices__0"]);
         Assert.Equal("kc-kubecapture-serving-certificate", env["ServingCertificate__SecretName"]);
         Assert.Equal("true", env["Subresources__Enabled"]);
@@ -192,7 +234,8 @@ public sealed class HelmChartTests
         var version = Assert.Single(crd.Spec.Versions);
         Assert.Equal("v1alpha1", version.Name);
         Assert.NotNull(version.Subresources.Status);
-        Assert.Equal(["Phase", "Target", "Packets", "Drops", "Findings", "Age"], version.AdditionalPrinterColumns.Select(c => c.Name));
+        Assert.Equal(["Phase", "Target", "Packets", "Drops", "Findings", "Age", "Requested-By"], version.AdditionalPrinterColumns.Select(c => c.Name));
+        Assert.Equal(@".metadata.annotations.kubecapture\.io/requested-by", version.AdditionalPrinterColumns.Last().JsonPath); // kubectl get pcap -o wide
 
         var spec = version.Schema.OpenAPIV3Schema.Properties["spec"];
         Assert.Equal(["reason", "target", "duration"], spec.Required);

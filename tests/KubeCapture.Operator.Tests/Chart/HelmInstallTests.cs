@@ -19,7 +19,7 @@ public sealed class HelmInstallTests
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(120);
 
     [SkippableFact]
-    public async Task Helm_installs_upgrades_and_uninstalls_and_uninstall_keeps_the_CRD_and_every_PacketCapture()
+    public async Task Helm_installs_upgrades_and_uninstalls_refuses_captures_while_no_operator_answers_its_webhooks_and_uninstall_keeps_the_CRD_and_every_PacketCapture()
     {
         KubeApiServer.Require();
         await using var server = await KubeApiServer.StartAsync();
@@ -41,21 +41,28 @@ public sealed class HelmInstallTests
         Assert.True(onServer.ExitCode == 0, onServer.Stderr);
         Assert.Equal(objects.Count, onServer.StdoutLines.Count(l => l.Length > 0));
 
-        var ns = await server.CreateNamespaceAsync("kc-helm");
-        await admin.CustomObjects.CreateNamespacedCustomObjectAsync(new PacketCapture
-        {
-            ApiVersion = $"{PacketCapture.Group}/{PacketCapture.Version}",
-            Kind = "PacketCapture",
-            Metadata = new V1ObjectMeta { Name = "evidence", NamespaceProperty = ns },
-            Spec = new PacketCaptureSpec { Reason = "kept across uninstall", Target = new CaptureTarget { PodName = "api" }, Duration = "30s" },
-        }, PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural);
-
         var upgraded = await HelmAsync(kubeconfig, "upgrade", Release, Tools.Chart, "--namespace", Namespace, "--reuse-values", "--set", "policy.maxDuration=30m");
         Assert.True(upgraded.ExitCode == 0, upgraded.Stdout + upgraded.Stderr);
         var deployment = await admin.AppsV1.ReadNamespacedDeploymentAsync($"{Release}-kubecapture", Namespace);
         var env = deployment.Spec.Template.Spec.Containers[0].Env.ToDictionary(e => e.Name, e => e.Value);
         Assert.Equal("30m", env["Policy__MaxDuration"]);
         Assert.Equal("s3.storage.svc:443", env["Storage__S3__Endpoint"]);
+
+        // No operator runs here to answer the admission webhooks: failurePolicy Fail refuses every capture.
+        var ns = await server.CreateNamespaceAsync("kc-helm");
+        var capture = new PacketCapture
+        {
+            ApiVersion = $"{PacketCapture.Group}/{PacketCapture.Version}",
+            Kind = "PacketCapture",
+            Metadata = new V1ObjectMeta { Name = "evidence", NamespaceProperty = ns },
+            Spec = new PacketCaptureSpec { Reason = "kept across uninstall", Target = new CaptureTarget { PodName = "api" }, Duration = "30s" },
+        };
+        var refused = await Assert.ThrowsAsync<HttpOperationException>(() => admin.CustomObjects.CreateNamespacedCustomObjectAsync(capture, PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural));
+        Assert.Contains("failed calling webhook \"stamp.packetcaptures.kubecapture.io\"", KubernetesJson.Deserialize<V1Status>(refused.Response.Content).Message, StringComparison.Ordinal);
+        // An admin who deletes the webhook configurations lets unstamped captures in (the operator would refuse to start them).
+        await admin.AdmissionregistrationV1.DeleteMutatingWebhookConfigurationAsync($"{Release}-kubecapture-requester-stamp");
+        await admin.AdmissionregistrationV1.DeleteValidatingWebhookConfigurationAsync($"{Release}-kubecapture-requester-stamp");
+        await admin.CustomObjects.CreateNamespacedCustomObjectAsync(capture, PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural);
 
         var uninstalled = await HelmAsync(kubeconfig, "uninstall", Release, "--namespace", Namespace);
         Assert.True(uninstalled.ExitCode == 0, uninstalled.Stdout + uninstalled.Stderr);

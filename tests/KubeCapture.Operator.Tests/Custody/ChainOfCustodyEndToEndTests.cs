@@ -14,7 +14,7 @@ namespace KubeCapture.Operator.Tests.Custody;
 /// <summary>
 /// The chain of custody on the real kube-apiserver: the operator (as its ServiceAccount) keeps its
 /// signing key in a Secret of its namespace and publishes the public key in a ConfigMap; the
-/// manifest stored beside the pcap records the pod, the agent image, the reason and the spec, and
+/// manifest stored beside the pcap records who asked (the admission stamp), the pod, the agent image, the reason and the spec, and
 /// verifies with the published key.
 /// </summary>
 [Collection(ApiServerClusterCollection.Name)]
@@ -23,9 +23,11 @@ public sealed class ChainOfCustodyEndToEndTests(SubresourcesCluster cluster)
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 
     [SkippableFact]
-    public async Task The_stored_manifest_records_pod_image_reason_and_spec_and_verifies_with_the_key_published_in_the_ConfigMap()
+    public async Task The_stored_manifest_records_the_stamped_requester_pod_image_reason_and_spec_and_verifies_with_the_key_published_in_the_ConfigMap()
     {
         var ns = await cluster.CreateNamespaceAsync("kc-custody");
+        await cluster.BindAsync(ns, "alice", $"{KubeCaptureInstall.Release}-kubecapture-edit");
+        using var alice = cluster.Install.Server.Client(KubeApiServer.UserToken("alice"));
         var network = await cluster.StartPodAsync(ns, "ledger-0");
         var spec = new PacketCaptureSpec
         {
@@ -36,7 +38,7 @@ public sealed class ChainOfCustodyEndToEndTests(SubresourcesCluster cluster)
             Duration = "60s",
             Snaplen = 96,
         };
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "audited", spec);
+        var created = await alice.CreatePacketCaptureAsync(ns, "audited", spec);
         await cluster.Admin.WaitForPhaseAsync(ns, "audited", CapturePhase.Running, Long);
         await cluster.Kubelet.WaitUntilListeningAsync(ns, "ledger-0", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
         network.PingFromClient(2);
@@ -48,6 +50,9 @@ public sealed class ChainOfCustodyEndToEndTests(SubresourcesCluster cluster)
         var manifest = StorageJsonContext.ReadManifest(File.ReadAllBytes(manifestPath));
         var pod = await cluster.Admin.CoreV1.ReadNamespacedPodAsync("ledger-0", ns);
         var container = Assert.Single(await cluster.CaptureContainersAsync(ns, "ledger-0"));
+        Assert.Equal("alice", manifest.Requester!.Username);
+        Assert.Equal("alice-uid", manifest.Requester.Uid);
+        Assert.Equal(["kcapi-users", "system:authenticated"], manifest.Requester.Groups);
         Assert.Equal(pod.Metadata.Uid, manifest.TargetPod!.Uid);
         Assert.Equal(pod.Spec.NodeName, manifest.TargetPod.Node);
         Assert.Equal(pod.Status.PodIPs.Select(p => p.Ip), manifest.TargetPod.Ips);
@@ -69,5 +74,6 @@ public sealed class ChainOfCustodyEndToEndTests(SubresourcesCluster cluster)
         Assert.True(verified.ExitCode == 0, verified.Stdout + verified.Stderr + cluster.OperatorLog());
         Assert.Contains($"by key {published.Data[SecretSigningKey.KeyIdEntry]}", verified.Stdout, StringComparison.Ordinal);
         Assert.Contains("reason: audit: ledger latency", verified.Stdout, StringComparison.Ordinal);
+        Assert.Contains("requested by: alice", verified.Stdout, StringComparison.Ordinal);
     }
 }

@@ -1,5 +1,8 @@
+using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Rbac;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
@@ -26,6 +29,7 @@ public class ApiServerCluster : IAsyncLifetime
 {
     private readonly List<PodNetwork> networks = [];
     private NodeService? service;
+    private NodeService? httpsAddress;
     private S3rverFixture? s3;
     private string? work;
 
@@ -36,6 +40,14 @@ public class ApiServerCluster : IAsyncLifetime
     public OperatorHost Operator { get; private set; } = null!;
 
     public TestKubelet Kubelet { get; private set; } = null!;
+
+    /// <summary>The node address (in 198.18.0.0/15, as hand-written Endpoints need) where the operator's HTTPS endpoints listen.</summary>
+    public string HttpsAddress => httpsAddress?.Address ?? throw new InvalidOperationException("not started");
+
+    /// <summary>The port of the admission webhooks (the chart's Service RELEASE-kubecapture-webhook points here).</summary>
+    public int WebhookPort { get; } = S3rverFixture.FreeTcpPort();
+
+    public static string WebhookServiceName => $"{KubeCaptureInstall.Release}-kubecapture-webhook";
 
     public S3rverFixture S3 => s3 ?? throw new InvalidOperationException("not started");
 
@@ -72,10 +84,76 @@ public class ApiServerCluster : IAsyncLifetime
         settings["LeaderElection:LeaseDuration"] = "6s";
         settings["LeaderElection:RenewDeadline"] = "4s";
         settings["LeaderElection:RetryPeriod"] = "1s";
+        // The admission webhooks, as the chart runs them: kube-apiserver stamps every capture through them.
+        httpsAddress = await NodeService.CreateAsync(routable: true);
+        settings["Admission:Enabled"] = "true";
+        settings["Admission:Url"] = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"https://{HttpsAddress}:{WebhookPort}");
+        settings["ServingCertificate:Namespace"] = KubeCaptureInstall.Namespace;
+        settings["ServingCertificate:SecretName"] = OperatorPermissions.ServingCertificateSecret.Replace(Permission.FullnamePlaceholder, $"{KubeCaptureInstall.Release}-kubecapture", StringComparison.Ordinal);
+        settings["ServingCertificate:DnsNames:0"] = $"{WebhookServiceName}.{KubeCaptureInstall.Namespace}.svc";
+        settings["ServingCertificate:MutatingWebhookConfigurations:0"] = RequesterStampWebhooks;
+        settings["ServingCertificate:ValidatingWebhookConfigurations:0"] = RequesterStampWebhooks;
         await ConfigureAsync(settings);
         Operator = await OperatorHost.StartProcessAsync(settings, new Dictionary<string, string> { ["KUBECONFIG"] = Install.OperatorKubeconfig });
         Kubelet = new TestKubelet(new ApiServerPods(Install.Server.AdminClient()), OperatorHarness.AgentDll(), AgentMode.Cluster, null, work) { RunImages = true };
+        await PointServiceAsync(WebhookServiceName, "webhook", WebhookPort);
+        await WaitUntilStampedAsync();
         await StartedAsync();
+    }
+
+    /// <summary>Both webhook configurations of the chart are named this (OperatorPermissions.RequesterStampWebhooks).</summary>
+    public static string RequesterStampWebhooks =>
+        OperatorPermissions.RequesterStampWebhooks.Replace(Permission.FullnamePlaceholder, $"{KubeCaptureInstall.Release}-kubecapture", StringComparison.Ordinal);
+
+    /// <summary>Hand-written Endpoints (no Endpoints controller runs) for one of the chart's Services, to the operator's HTTPS address.</summary>
+    protected async Task PointServiceAsync(string serviceName, string portName, int port)
+    {
+        var endpoints = new V1Endpoints
+        {
+            Metadata = new V1ObjectMeta { Name = serviceName, NamespaceProperty = KubeCaptureInstall.Namespace },
+            Subsets = [new V1EndpointSubset { Addresses = [new V1EndpointAddress { Ip = HttpsAddress }], Ports = [new Corev1EndpointPort { Name = portName, Port = port, Protocol = "TCP" }] }],
+        };
+        try
+        {
+            await Admin.CoreV1.ReplaceNamespacedEndpointsAsync(endpoints, serviceName, KubeCaptureInstall.Namespace);
+        }
+        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            await Admin.CoreV1.CreateNamespacedEndpointsAsync(endpoints, KubeCaptureInstall.Namespace);
+        }
+    }
+
+    /// <summary>Until kube-apiserver reaches the webhooks (the operator published its CA to them): a dry-run create comes back stamped.</summary>
+    private async Task WaitUntilStampedAsync()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var probe = new PacketCapture
+        {
+            Metadata = new V1ObjectMeta { Name = "webhook-probe", NamespaceProperty = KubeCaptureInstall.Namespace },
+            Spec = new PacketCaptureSpec { Reason = "is the admission webhook up?", Target = new CaptureTarget { PodName = "none" }, Duration = "1s" },
+        };
+        while (true)
+        {
+            try
+            {
+                var stamped = await Admin.CustomObjects.CreateNamespacedCustomObjectAsync<PacketCapture>(probe, PacketCapture.Group, PacketCapture.Version, KubeCaptureInstall.Namespace, PacketCapture.Plural, dryRun: "All");
+                if (stamped.Metadata.Annotations?.ContainsKey(RequesterStamp.Username) == true)
+                {
+                    return;
+                }
+
+                throw new InvalidOperationException("a dry-run create through the webhooks came back without the requester stamp");
+            }
+            catch (k8s.Autorest.HttpOperationException) when (DateTime.UtcNow < deadline)
+            {
+                // Not reachable yet (no caBundle, or the listener not up).
+                await Task.Delay(250);
+            }
+            catch (k8s.Autorest.HttpOperationException e)
+            {
+                throw new TimeoutException($"kube-apiserver could not call the admission webhooks within 60 s: {e.Response.Content}\n{OperatorLog()}");
+            }
+        }
     }
 
     /// <summary>Adds to the operator's settings before it starts (a fixture that turns more of it on).</summary>
@@ -136,6 +214,27 @@ public class ApiServerCluster : IAsyncLifetime
         return created;
     }
 
+    /// <summary>The operator's audit lines for one capture, once one of event <paramref name="last"/> has been printed (within 90 s).</summary>
+    public async Task<List<JsonElement>> WaitForAuditAsync(string captureUid, string last)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        while (true)
+        {
+            var lines = Operator.Output.Split('\n')
+                .Where(l => l.StartsWith("{\"apiVersion\":\"audit.kubecapture.io/v1\"", StringComparison.Ordinal))
+                .Select(l => JsonDocument.Parse(l).RootElement.Clone())
+                .Where(l => l.GetProperty("captureUid").GetString() == captureUid)
+                .ToList();
+            if (lines.Any(l => l.GetProperty("event").GetString() == last))
+            {
+                return lines;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"no '{last}' audit line for {captureUid}; lines so far:\n{string.Join('\n', lines)}\n{OperatorLog()}");
+            await Task.Delay(200);
+        }
+    }
+
     /// <summary>The operator's last log lines, for failure messages.</summary>
     public string OperatorLog(int lines = 40) => string.Join('\n', Operator.Output.Split('\n').TakeLast(lines));
 
@@ -184,6 +283,7 @@ public class ApiServerCluster : IAsyncLifetime
         }
 
         service?.Dispose();
+        httpsAddress?.Dispose();
         Admin?.Dispose();
         if (work is not null)
         {

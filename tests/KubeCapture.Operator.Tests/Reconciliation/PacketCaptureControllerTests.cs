@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using k8s;
 using k8s.Models;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
@@ -91,6 +93,39 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Contains(events.Items, e => e.InvolvedObject.Kind == "PacketCapture" && e.Reason == "Succeeded");
         Assert.DoesNotContain(events.Items, e => e.InvolvedObject.Kind == "PacketCapture" && e.Reason == "Injected");
         Assert.Contains(CaptureFinalizer.Name, done.Metadata.Finalizers);
+    }
+
+    [Fact]
+    public async Task With_the_stamp_required_an_unstamped_capture_fails_NotStamped_without_touching_its_pod_and_a_stamped_one_is_verified()
+    {
+        await using var strict = await OperatorHarness.StartAsync(options: o => o.RequireRequesterStamp = true);
+        strict.Emulator.AddNamespace("shop");
+        strict.Emulator.AddPod("shop", "api-1");
+        var stamped = new PacketCapture
+        {
+            Metadata = new V1ObjectMeta
+            {
+                Name = "stamped",
+                NamespaceProperty = "shop",
+                Annotations = new Dictionary<string, string>(RequesterStamp.Annotations(new CaptureRequester { Username = "alice", Uid = "u-1", Groups = ["devs"] })),
+            },
+            Spec = new PacketCaptureSpec { Reason = "r", Target = new CaptureTarget { PodName = "absent" }, Duration = "10s" },
+        };
+
+        await strict.CreateCaptureAsync("shop", "unstamped", new PacketCaptureSpec { Reason = "r", Target = new CaptureTarget { PodName = "api-1" }, Duration = "10s" });
+        await strict.Client.CustomObjects.CreateNamespacedCustomObjectAsync<PacketCapture>(stamped, PacketCapture.Group, PacketCapture.Version, "shop", PacketCapture.Plural);
+        var refused = await strict.WaitForPhaseAsync("shop", "unstamped", CapturePhase.Failed);
+        var verified = await strict.WaitForPhaseAsync("shop", "stamped", CapturePhase.Failed);
+
+        var notStamped = CaptureConditions.Find(refused.Status, CaptureConditions.RequesterVerified);
+        Assert.Equal(("False", "NotStamped"), (notStamped?.Status, notStamped?.Reason));
+        Assert.StartsWith("the capture carries no requester stamped by admission (it has no kubecapture.io/requested-by annotation)", notStamped?.Message, StringComparison.Ordinal);
+        Assert.Equal("NotStamped", CaptureConditions.Find(refused.Status, CaptureConditions.Complete)?.Reason);
+        Assert.Null(CaptureConditions.Find(refused.Status, CaptureConditions.Accepted)); // nothing else was looked at
+        Assert.Null((await strict.Client.CoreV1.ReadNamespacedPodAsync("api-1", "shop")).Spec.EphemeralContainers);
+        var stampedCondition = CaptureConditions.Find(verified.Status, CaptureConditions.RequesterVerified);
+        Assert.Equal(("True", "Stamped", "requested by alice, as kube-apiserver authenticated them"), (stampedCondition?.Status, stampedCondition?.Reason, stampedCondition?.Message));
+        Assert.Equal("PodNotFound", CaptureConditions.Find(verified.Status, CaptureConditions.Complete)?.Reason);
     }
 
     [Fact]

@@ -1,4 +1,6 @@
 using k8s;
+using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.LeaderElection;
 using KubeCapture.Operator.Reconciliation;
@@ -47,6 +49,7 @@ public sealed class ReconcilerRegistrationTests
         var options = provider.GetRequiredService<IOptions<ReconcilerOptions>>().Value;
         var policy = provider.GetRequiredService<IOptions<CapturePolicy>>().Value;
         Assert.Equal(("registry.example/agent:9", "http://kubecapture-ingest.ops.svc:8081", "90s"), (options.AgentImage, options.IngestUrl, options.Grace));
+        Assert.True(options.RequireRequesterStamp); // on unless configured off
         Assert.Equal(("10m", true), (policy.MaxDuration, policy.RequireFilter));
         Assert.Equal(["shop"], policy.AllowedNamespaces);
 
@@ -57,7 +60,8 @@ public sealed class ReconcilerRegistrationTests
             using var client = emulator.CreateClient();
             await client.CustomObjects.CreateNamespacedCustomObjectAsync<PacketCapture>(new PacketCapture
             {
-                Metadata = new k8s.Models.V1ObjectMeta { Name = "unfiltered" },
+                // Stamped as the admission webhook would (none runs before the emulator; the stamp is required by default).
+                Metadata = new k8s.Models.V1ObjectMeta { Name = "unfiltered", Annotations = new Dictionary<string, string>(RequesterStamp.Annotations(new CaptureRequester { Username = "alice" })) },
                 Spec = new PacketCaptureSpec { Reason = "t", Duration = "30s", Target = new CaptureTarget { PodName = "api-1" } },
             }, PacketCapture.Group, PacketCapture.Version, "shop", PacketCapture.Plural);
 

@@ -117,6 +117,23 @@ public sealed class FollowAndFrontProxyTests(SubresourcesCluster cluster)
             : $"the client certificate {certificate.Certificate.Subject} is not signed by kube-apiserver's requestheader CA", status.RootElement.GetProperty("message").GetString());
     }
 
+    [SkippableFact]
+    public async Task The_extension_API_answers_whatever_port_the_Host_header_names_as_through_a_Service_on_443()
+    {
+        // Without aggregator routing kube-apiserver reaches the APIService through its Service: the
+        // Host header then says svc:443, not the port the operator listens on.
+        using var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator };
+        using var http = new HttpClient(handler);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://{cluster.ExtensionAddress}:{cluster.ExtensionPort}/apis/subresources.kubecapture.io");
+        request.Headers.Host = "kc-kubecapture-api.kubecapture-system.svc:443";
+
+        using var response = await http.SendAsync(request);
+
+        // Reached the API (which wants the front proxy's certificate), not "no such route".
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Contains("no client certificate", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
     private static PacketCaptureSpec CaptureDownloadTestsSpec(string duration) => EndToEnd.PacketCaptureEndToEndTests.Icmp("follow it live", "api", duration: duration);
 
     private static List<string> Icmp(IEnumerable<string> lines) =>

@@ -21,9 +21,7 @@ namespace KubeCapture.Operator.Tests.Subresources;
 /// </summary>
 public sealed class SubresourcesCluster : ApiServerCluster
 {
-    private NodeService? extensionAddress;
-
-    public string ExtensionAddress => extensionAddress?.Address ?? throw new InvalidOperationException("not started");
+    public string ExtensionAddress => HttpsAddress;
 
     public int ExtensionPort { get; } = S3rverFixture.FreeTcpPort();
 
@@ -80,34 +78,19 @@ public sealed class SubresourcesCluster : ApiServerCluster
         }, ns);
     }
 
-    protected override async Task ConfigureAsync(Dictionary<string, string> settings)
+    protected override Task ConfigureAsync(Dictionary<string, string> settings)
     {
-        extensionAddress = await NodeService.CreateAsync(routable: true);
         settings["Subresources:Enabled"] = "true";
         settings["Subresources:Url"] = string.Create(CultureInfo.InvariantCulture, $"https://{ExtensionAddress}:{ExtensionPort}");
-        settings["ServingCertificate:Namespace"] = KubeCaptureInstall.Namespace;
-        settings["ServingCertificate:SecretName"] = OperatorPermissions.ServingCertificateSecret.Replace(Permission.FullnamePlaceholder, $"{KubeCaptureInstall.Release}-kubecapture", StringComparison.Ordinal);
-        settings["ServingCertificate:DnsNames:0"] = $"{ServiceName}.{KubeCaptureInstall.Namespace}.svc";
+        settings["ServingCertificate:DnsNames:1"] = $"{ServiceName}.{KubeCaptureInstall.Namespace}.svc";
         settings["ServingCertificate:ApiServices:0"] = OperatorPermissions.SubresourcesApiService;
         settings["Storage:SweepInterval"] = "00:00:01"; // retention runs while the tests wait for it
+        return Task.CompletedTask;
     }
 
     protected override async Task StartedAsync()
     {
-        var endpoints = new V1Endpoints
-        {
-            Metadata = new V1ObjectMeta { Name = ServiceName, NamespaceProperty = KubeCaptureInstall.Namespace },
-            Subsets = [new V1EndpointSubset { Addresses = [new V1EndpointAddress { Ip = ExtensionAddress }], Ports = [new Corev1EndpointPort { Name = "https", Port = ExtensionPort, Protocol = "TCP" }] }],
-        };
-        try
-        {
-            await Admin.CoreV1.ReplaceNamespacedEndpointsAsync(endpoints, ServiceName, KubeCaptureInstall.Namespace);
-        }
-        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
-        {
-            await Admin.CoreV1.CreateNamespacedEndpointsAsync(endpoints, KubeCaptureInstall.Namespace);
-        }
-
+        await PointServiceAsync(ServiceName, "https", ExtensionPort);
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (true)
         {
@@ -125,11 +108,5 @@ public sealed class SubresourcesCluster : ApiServerCluster
 
             await Task.Delay(250);
         }
-    }
-
-    public override async Task DisposeAsync()
-    {
-        await base.DisposeAsync();
-        extensionAddress?.Dispose();
     }
 }

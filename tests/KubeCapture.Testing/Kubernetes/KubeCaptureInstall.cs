@@ -56,7 +56,15 @@ public sealed class KubeCaptureInstall
     }
 
     /// <summary>Renders the chart with helm and applies it to <paramref name="server"/>.</summary>
-    public static async Task<KubeCaptureInstall> InstallAsync(KubeApiServer server, params string[] helmSet)
+    public static Task<KubeCaptureInstall> InstallAsync(KubeApiServer server, params string[] helmSet) => InstallAsync(server, withoutWebhooks: false, helmSet);
+
+    /// <summary>
+    /// The chart without its two webhook configurations (test-only: a cluster where the requester
+    /// stamp's webhooks are not installed, or were deleted, so captures arrive unstamped).
+    /// </summary>
+    public static Task<KubeCaptureInstall> InstallWithoutWebhooksAsync(KubeApiServer server) => InstallAsync(server, withoutWebhooks: true, []);
+
+    private static async Task<KubeCaptureInstall> InstallAsync(KubeApiServer server, bool withoutWebhooks, string[] helmSet)
     {
         // Storage as a production install sets it (the operator of these tests runs as a process with its own settings).
         var arguments = new List<string> { "template", Release, Tools.Chart, "--namespace", Namespace, "--include-crds", "--set", "storage.endpoint=rgw.storage.svc:7480", "--set", "storage.credentialsSecret=kubecapture-s3" };
@@ -66,6 +74,11 @@ public sealed class KubeCaptureInstall
         }
 
         var rendered = (await HostCommand.RunAsync(Tools.Helm, arguments, TimeSpan.FromSeconds(60))).EnsureSuccess().Stdout;
+        if (withoutWebhooks)
+        {
+            rendered = string.Join("\n---\n", rendered.Split("\n---\n").Where(d => !d.Contains("\nkind: MutatingWebhookConfiguration\n", StringComparison.Ordinal) && !d.Contains("\nkind: ValidatingWebhookConfiguration\n", StringComparison.Ordinal)));
+        }
+
         using var admin = server.AdminClient();
         try
         {

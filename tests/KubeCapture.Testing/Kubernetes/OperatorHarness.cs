@@ -74,8 +74,9 @@ public sealed class OperatorHarness : IAsyncDisposable
         var capturePolicy = new CapturePolicy { MaxConcurrentPerNamespace = 5, MaxConcurrentInCluster = 20 };
         policy?.Invoke(capturePolicy);
         // Grace: an agent process (JIT) on a loaded 2-core machine may take seconds to start; the
-        // deadline tests wait for it, the others should never meet it.
-        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "10s", ResyncPeriod = "1s" };
+        // deadline tests wait for it, the others should never meet it. No admission webhook can run in
+        // front of the emulator: nothing stamps the requester.
+        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "10s", ResyncPeriod = "1s", RequireRequesterStamp = false };
         options?.Invoke(reconcilerOptions);
         var work = Directory.CreateTempSubdirectory("kcK-").FullName;
         var double_ = ingest is null ? new InMemoryIngestStatus() : null;

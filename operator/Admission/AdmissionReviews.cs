@@ -1,0 +1,168 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using KubeCapture.Operator.Custody;
+
+namespace KubeCapture.Operator.Admission;
+
+/// <summary>
+/// The two admission webhooks on PacketCaptures, as pure functions of an AdmissionReview v1 (JSON in,
+/// JSON out). <see cref="Stamp"/> (mutating, CREATE) writes the requester kube-apiserver
+/// authenticated into the <see cref="RequesterStamp"/> annotations and refuses a capture that brings
+/// its own; <see cref="Guard"/> (validating, CREATE and UPDATE, after every mutation) refuses a
+/// created capture whose stamp is missing or is not its requester, and any update that sets, changes
+/// or removes the stamp, whoever asks (the operator's ServiceAccount included).
+/// </summary>
+public static class AdmissionReviews
+{
+    public const string ApiVersion = "admission.k8s.io/v1";
+    public const string StampWebhook = "stamp.packetcaptures.kubecapture.io";
+    public const string GuardWebhook = "stamp-guard.packetcaptures.kubecapture.io";
+
+    /// <summary>The mutating webhook's answer: a JSONPatch adding the stamp, or a refusal.</summary>
+    public static JsonObject Stamp(JsonNode? review)
+    {
+        var request = Request(review);
+        if (Operation(request) != "CREATE")
+        {
+            return Allow(request);
+        }
+
+        var annotations = Annotations(request["object"]);
+        var brought = annotations.Keys.Where(RequesterStamp.IsStampKey).Order(StringComparer.Ordinal).ToList();
+        if (brought.Count > 0)
+        {
+            return Deny(request, $"metadata.annotations {string.Join(", ", brought)}: the requester is stamped by admission from the user kube-apiserver authenticated; a new PacketCapture may not bring its own (remove them)");
+        }
+
+        if (User(request) is not { } user)
+        {
+            return Deny(request, "kube-apiserver named no user in the admission request: the requester cannot be stamped");
+        }
+
+        var stamp = RequesterStamp.Annotations(user);
+        var operations = new JsonArray();
+        if (request["object"]?["metadata"]?["annotations"] is not JsonObject)
+        {
+            operations.Add(new JsonObject { ["op"] = "add", ["path"] = "/metadata/annotations", ["value"] = new JsonObject(stamp.Select(a => KeyValuePair.Create(a.Key, (JsonNode?)a.Value))) });
+        }
+        else
+        {
+            foreach (var key in RequesterStamp.Keys)
+            {
+                operations.Add(new JsonObject { ["op"] = "add", ["path"] = "/metadata/annotations/" + PointerSegment(key), ["value"] = stamp[key] });
+            }
+        }
+
+        var response = Allow(request);
+        response["response"]!["patchType"] = "JSONPatch";
+        response["response"]!["patch"] = Convert.ToBase64String(Encoding.UTF8.GetBytes(operations.ToJsonString()));
+        return response;
+    }
+
+    /// <summary>The validating webhook's answer: allowed, or refused with what is wrong with the stamp.</summary>
+    public static JsonObject Guard(JsonNode? review)
+    {
+        var request = Request(review);
+        var operation = Operation(request);
+        if (operation == "CREATE")
+        {
+            var stamped = RequesterStamp.Read(Annotations(request["object"]), out var problem);
+            if (stamped is null)
+            {
+                return Deny(request, $"the PacketCapture is not stamped with its requester ({problem}): the mutating webhook {StampWebhook} did not run; is its MutatingWebhookConfiguration installed?");
+            }
+
+            var user = User(request);
+            var extra = Annotations(request["object"]).Keys.Where(k => RequesterStamp.IsStampKey(k) && !RequesterStamp.Keys.Contains(k)).ToList();
+            if (user is null || !Same(stamped, user) || extra.Count > 0)
+            {
+                return Deny(request, $"metadata.annotations {RequesterStamp.Prefix}*: the stamp says {Describe(stamped)}{(extra.Count > 0 ? $" with {string.Join(", ", extra)}" : "")}, but kube-apiserver authenticated {(user is null ? "no user" : Describe(user))}: it was changed after admission stamped it");
+            }
+
+            return Allow(request);
+        }
+
+        if (operation == "UPDATE")
+        {
+            var before = Annotations(request["oldObject"]);
+            var after = Annotations(request["object"]);
+            var changed = before.Keys.Concat(after.Keys).Where(RequesterStamp.IsStampKey).Distinct()
+                .Where(k => before.GetValueOrDefault(k) != after.GetValueOrDefault(k)).Order(StringComparer.Ordinal).ToList();
+            if (changed.Count > 0)
+            {
+                return Deny(request, $"metadata.annotations {string.Join(", ", changed)}: the requester is stamped by admission when a PacketCapture is created and cannot be set, changed or removed afterwards (by anyone)");
+            }
+        }
+
+        return Allow(request);
+    }
+
+    /// <summary>The request of a review; throws <see cref="AdmissionReviewException"/> naming what is missing.</summary>
+    private static JsonObject Request(JsonNode? review)
+    {
+        if (review is not JsonObject root || root["apiVersion"]?.GetValueKind() != JsonValueKind.String || root["apiVersion"]!.GetValue<string>() != ApiVersion)
+        {
+            throw new AdmissionReviewException($"not an AdmissionReview of {ApiVersion}");
+        }
+
+        if (root["request"] is not JsonObject request || request["uid"]?.GetValueKind() != JsonValueKind.String)
+        {
+            throw new AdmissionReviewException("the AdmissionReview has no request with a uid");
+        }
+
+        return request;
+    }
+
+    private static string? Operation(JsonObject request) => request["operation"]?.GetValueKind() == JsonValueKind.String ? request["operation"]!.GetValue<string>() : null;
+
+    private static Dictionary<string, string> Annotations(JsonNode? obj)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (obj?["metadata"]?["annotations"] is JsonObject annotations)
+        {
+            foreach (var (key, value) in annotations)
+            {
+                result[key] = value?.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : value?.ToJsonString() ?? "";
+            }
+        }
+
+        return result;
+    }
+
+    private static CaptureRequester? User(JsonObject request)
+    {
+        var info = request["userInfo"] as JsonObject;
+        string? Text(string key) => info?[key]?.GetValueKind() == JsonValueKind.String ? info[key]!.GetValue<string>() : null;
+        if (Text("username") is not { Length: > 0 } name)
+        {
+            return null;
+        }
+
+        var groups = info?["groups"] is JsonArray array
+            ? array.Where(g => g?.GetValueKind() == JsonValueKind.String).Select(g => g!.GetValue<string>()).ToList()
+            : [];
+        return new CaptureRequester { Username = name, Uid = Text("uid") is { Length: > 0 } uid ? uid : null, Groups = groups };
+    }
+
+    private static bool Same(CaptureRequester a, CaptureRequester b) => a.Username == b.Username && a.Uid == b.Uid && a.Groups.SequenceEqual(b.Groups);
+
+    private static string Describe(CaptureRequester r) => $"{r.Username} (uid {r.Uid ?? "none"}, groups {string.Join(",", r.Groups)})";
+
+    /// <summary>A JSON Pointer segment (RFC 6901): ~ as ~0, / as ~1.</summary>
+    private static string PointerSegment(string key) => key.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);
+
+    private static JsonObject Allow(JsonObject request) => Review(new JsonObject { ["uid"] = request["uid"]!.GetValue<string>(), ["allowed"] = true });
+
+    private static JsonObject Deny(JsonObject request, string message) => Review(new JsonObject
+    {
+        ["uid"] = request["uid"]!.GetValue<string>(),
+        ["allowed"] = false,
+        ["status"] = new JsonObject { ["code"] = 403, ["reason"] = "Forbidden", ["message"] = message },
+    });
+
+    private static JsonObject Review(JsonObject response) => new() { ["apiVersion"] = ApiVersion, ["kind"] = "AdmissionReview", ["response"] = response };
+}
+
+/// <summary>A request body that is not an AdmissionReview v1 the webhooks can answer.</summary>
+public sealed class AdmissionReviewException(string message) : Exception(message);

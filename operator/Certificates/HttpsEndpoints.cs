@@ -1,0 +1,48 @@
+using System.Net;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+
+namespace KubeCapture.Operator.Certificates;
+
+/// <summary>
+/// The operator's HTTPS listeners (the extension API, the admission webhooks): each on its own
+/// address and port, all serving the one certificate of <see cref="ServingCertificateSource"/>
+/// (read on every handshake, so a renewal takes effect without a restart).
+/// </summary>
+public static class HttpsEndpoints
+{
+    /// <summary>
+    /// Listens on <paramref name="url"/> (the value of the setting <paramref name="setting"/>).
+    /// <paramref name="requestClientCertificates"/>: ask every peer for one (kube-apiserver's front
+    /// proxy presents one; the handlers verify it).
+    /// </summary>
+    public static void ListenHttps(this KestrelServerOptions kestrel, string url, string setting, bool requestClientCertificates)
+    {
+        var (address, port) = ParseUrl(url, setting);
+        var certificates = kestrel.ApplicationServices.GetRequiredService<ServingCertificateSource>();
+        kestrel.Listen(address, port, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http1AndHttp2;
+            listen.UseHttps(new HttpsConnectionAdapterOptions
+            {
+                ServerCertificateSelector = (_, _) => certificates.Current,
+                ClientCertificateMode = requestClientCertificates ? ClientCertificateMode.AllowCertificate : ClientCertificateMode.NoCertificate,
+                // Verified per request against the requestheader CA, which can change at run time.
+                ClientCertificateValidation = requestClientCertificates ? (_, _, _) => true : null,
+            });
+        });
+    }
+
+    /// <summary>The address and port of an https URL with an IP address; throws naming <paramref name="setting"/> otherwise.</summary>
+    public static (IPAddress Address, int Port) ParseUrl(string url, string setting)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "https" || uri.IsDefaultPort && !url.Contains(":443", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"{setting} '{url}' is not an https URL with a port (e.g. https://0.0.0.0:8443)");
+        }
+
+        var host = uri.Host.Trim('[', ']');
+        return IPAddress.TryParse(host, out var address) ? (address, uri.Port)
+            : throw new InvalidOperationException($"{setting} '{url}': the host must be an IP address to listen on (0.0.0.0, [::] or one of this machine's), not '{uri.Host}'");
+    }
+}

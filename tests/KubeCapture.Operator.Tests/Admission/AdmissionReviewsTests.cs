@@ -1,0 +1,179 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using k8s;
+using k8s.Models;
+using KubeCapture.Operator.Admission;
+using KubeCapture.Testing.Kubernetes;
+
+namespace KubeCapture.Operator.Tests.Admission;
+
+/// <summary>The two webhooks as functions of an AdmissionReview v1; the stamp's JSONPatch applied by the real kube-apiserver.</summary>
+public sealed class AdmissionReviewsTests
+{
+    private static readonly JsonObject Alice = new() { ["username"] = "alice", ["uid"] = "alice-uid", ["groups"] = new JsonArray("team-payments", "system:authenticated") };
+
+    [Fact]
+    public void A_new_capture_without_annotations_gets_a_JSONPatch_that_adds_the_three_stamp_annotations()
+    {
+        var answer = AdmissionReviews.Stamp(Review("CREATE", Capture(null)));
+
+        var response = answer["response"]!;
+        Assert.Equal("admission.k8s.io/v1", answer["apiVersion"]!.GetValue<string>());
+        Assert.Equal("AdmissionReview", answer["kind"]!.GetValue<string>());
+        Assert.Equal("request-1", response["uid"]!.GetValue<string>());
+        Assert.True(response["allowed"]!.GetValue<bool>());
+        Assert.Equal("JSONPatch", response["patchType"]!.GetValue<string>());
+        var operation = Assert.Single(Patch(answer))!;
+        Assert.Equal("add", operation["op"]!.GetValue<string>());
+        Assert.Equal("/metadata/annotations", operation["path"]!.GetValue<string>());
+        Assert.Equal("alice", operation["value"]![RequesterStamp.Username]!.GetValue<string>());
+        Assert.Equal("alice-uid", operation["value"]![RequesterStamp.Uid]!.GetValue<string>());
+        Assert.Equal("""["team-payments","system:authenticated"]""", operation["value"]![RequesterStamp.Groups]!.GetValue<string>());
+    }
+
+    [Fact]
+    public void A_new_capture_with_other_annotations_keeps_them_and_gets_one_add_per_stamp_key_with_the_slash_escaped()
+    {
+        var answer = AdmissionReviews.Stamp(Review("CREATE", Capture(new JsonObject { ["team"] = "payments" })));
+
+        var paths = Patch(answer).Select(o => o!["path"]!.GetValue<string>()).ToList();
+        Assert.Equal(["/metadata/annotations/kubecapture.io~1requested-by", "/metadata/annotations/kubecapture.io~1requested-by-uid", "/metadata/annotations/kubecapture.io~1requested-by-groups"], paths);
+        Assert.All(Patch(answer), o => Assert.Equal("add", o!["op"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public void A_new_capture_that_brings_its_own_stamp_is_refused_with_the_annotation_named()
+    {
+        var answer = AdmissionReviews.Stamp(Review("CREATE", Capture(new JsonObject { [RequesterStamp.Username] = "bob" })));
+
+        var response = answer["response"]!;
+        Assert.False(response["allowed"]!.GetValue<bool>());
+        Assert.Null(response["patch"]);
+        Assert.Equal(403, response["status"]!["code"]!.GetValue<int>());
+        Assert.Contains("metadata.annotations kubecapture.io/requested-by: the requester is stamped by admission", response["status"]!["message"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_stamp_webhook_lets_an_update_through_untouched()
+    {
+        var answer = AdmissionReviews.Stamp(Review("UPDATE", Capture(null), Capture(null)));
+
+        Assert.True(answer["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Null(answer["response"]!["patch"]);
+    }
+
+    [Fact]
+    public void The_guard_allows_a_created_capture_stamped_with_its_own_requester_and_refuses_one_stamped_with_another()
+    {
+        var own = AdmissionReviews.Guard(Review("CREATE", Capture(Stamped("alice", "alice-uid", """["team-payments","system:authenticated"]"""))));
+        var other = AdmissionReviews.Guard(Review("CREATE", Capture(Stamped("bob", "bob-uid", """["team-payments","system:authenticated"]"""))));
+        var moreGroups = AdmissionReviews.Guard(Review("CREATE", Capture(Stamped("alice", "alice-uid", """["team-payments","system:authenticated","system:masters"]"""))));
+
+        Assert.True(own["response"]!["allowed"]!.GetValue<bool>());
+        Assert.False(other["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Contains("the stamp says bob (uid bob-uid, groups team-payments,system:authenticated), but kube-apiserver authenticated alice", Message(other), StringComparison.Ordinal);
+        Assert.False(moreGroups["response"]!["allowed"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public void The_guard_refuses_a_created_capture_without_a_stamp_and_says_the_mutating_webhook_did_not_run()
+    {
+        var answer = AdmissionReviews.Guard(Review("CREATE", Capture(null)));
+
+        Assert.False(answer["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Contains("not stamped with its requester (it has no kubecapture.io/requested-by annotation): the mutating webhook stamp.packetcaptures.kubecapture.io did not run", Message(answer), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_guard_refuses_an_update_that_changes_removes_or_adds_any_stamp_annotation_and_allows_one_that_leaves_it()
+    {
+        var stamp = Stamped("alice", "alice-uid", """["system:authenticated"]""");
+        var changed = Stamped("mallory", "alice-uid", """["system:authenticated"]""");
+        var removed = new JsonObject { [RequesterStamp.Uid] = "alice-uid", [RequesterStamp.Groups] = """["system:authenticated"]""" };
+        var added = Stamped("alice", "alice-uid", """["system:authenticated"]""");
+        added["kubecapture.io/requested-by-extra"] = "x";
+        var withOther = Stamped("alice", "alice-uid", """["system:authenticated"]""");
+        withOther["team"] = "payments";
+
+        Assert.Contains("kubecapture.io/requested-by: the requester is stamped by admission when a PacketCapture is created and cannot be set, changed or removed", Message(AdmissionReviews.Guard(Review("UPDATE", Capture(changed), Capture(stamp)))), StringComparison.Ordinal);
+        Assert.False(AdmissionReviews.Guard(Review("UPDATE", Capture(removed), Capture(stamp)))["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Contains("kubecapture.io/requested-by-extra", Message(AdmissionReviews.Guard(Review("UPDATE", Capture(added), Capture(stamp)))), StringComparison.Ordinal);
+        Assert.False(AdmissionReviews.Guard(Review("UPDATE", Capture(stamp), Capture(null)))["response"]!["allowed"]!.GetValue<bool>());
+        Assert.True(AdmissionReviews.Guard(Review("UPDATE", Capture(withOther), Capture(stamp)))["response"]!["allowed"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public void A_body_that_is_not_an_AdmissionReview_v1_is_refused_with_what_is_missing()
+    {
+        var wrongVersion = Assert.Throws<AdmissionReviewException>(() => AdmissionReviews.Stamp(JsonNode.Parse("""{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}""")));
+        var noRequest = Assert.Throws<AdmissionReviewException>(() => AdmissionReviews.Guard(JsonNode.Parse("""{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}""")));
+
+        Assert.Equal("not an AdmissionReview of admission.k8s.io/v1", wrongVersion.Message);
+        Assert.Equal("the AdmissionReview has no request with a uid", noRequest.Message);
+    }
+
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_real_kube_apiserver_applies_the_stamp_patch_as_a_JSONPatch_and_the_annotations_read_back_as_the_requester(bool withOtherAnnotations)
+    {
+        KubeApiServer.Require();
+        var server = await KubeApiServer.SharedAsync();
+        var ns = await server.CreateNamespaceAsync("kc-stamp-patch");
+        using var admin = server.AdminClient();
+        var others = withOtherAnnotations ? new Dictionary<string, string> { ["team"] = "payments" } : null;
+        await admin.CoreV1.CreateNamespacedConfigMapAsync(new V1ConfigMap { Metadata = new V1ObjectMeta { Name = "target", Annotations = others } }, ns);
+        var answer = AdmissionReviews.Stamp(Review("CREATE", Capture(withOtherAnnotations ? new JsonObject { ["team"] = "payments" } : null)));
+        var patch = Encoding.UTF8.GetString(Convert.FromBase64String(answer["response"]!["patch"]!.GetValue<string>()));
+
+        var patched = await admin.CoreV1.PatchNamespacedConfigMapAsync(new V1Patch(patch, V1Patch.PatchType.JsonPatch), "target", ns);
+
+        var requester = RequesterStamp.Read(patched.Metadata);
+        Assert.NotNull(requester);
+        Assert.Equal("alice", requester.Username);
+        Assert.Equal("alice-uid", requester.Uid);
+        Assert.Equal(["team-payments", "system:authenticated"], requester.Groups);
+        Assert.Equal(withOtherAnnotations ? "payments" : null, patched.Metadata.Annotations.TryGetValue("team", out var team) ? team : null);
+    }
+
+    private static JsonObject Stamped(string user, string uid, string groups) => new()
+    {
+        [RequesterStamp.Username] = user,
+        [RequesterStamp.Uid] = uid,
+        [RequesterStamp.Groups] = groups,
+    };
+
+    private static JsonObject Capture(JsonObject? annotations)
+    {
+        var metadata = new JsonObject { ["name"] = "partner-timeouts", ["namespace"] = "payments" };
+        if (annotations is not null)
+        {
+            metadata["annotations"] = annotations.DeepClone();
+        }
+
+        return new JsonObject { ["apiVersion"] = "kubecapture.io/v1alpha1", ["kind"] = "PacketCapture", ["metadata"] = metadata, ["spec"] = new JsonObject { ["reason"] = "r" } };
+    }
+
+    /// <summary>An AdmissionReview as kube-apiserver sends it, from alice.</summary>
+    private static JsonNode Review(string operation, JsonObject obj, JsonObject? oldObject = null) => JsonNode.Parse(new JsonObject
+    {
+        ["apiVersion"] = "admission.k8s.io/v1",
+        ["kind"] = "AdmissionReview",
+        ["request"] = new JsonObject
+        {
+            ["uid"] = "request-1",
+            ["kind"] = new JsonObject { ["group"] = "kubecapture.io", ["version"] = "v1alpha1", ["kind"] = "PacketCapture" },
+            ["resource"] = new JsonObject { ["group"] = "kubecapture.io", ["version"] = "v1alpha1", ["resource"] = "packetcaptures" },
+            ["namespace"] = "payments",
+            ["operation"] = operation,
+            ["userInfo"] = Alice.DeepClone(),
+            ["object"] = obj,
+            ["oldObject"] = oldObject,
+        },
+    }.ToJsonString())!;
+
+    private static JsonArray Patch(JsonObject answer) =>
+        JsonNode.Parse(Convert.FromBase64String(answer["response"]!["patch"]!.GetValue<string>()))!.AsArray();
+
+    private static string Message(JsonObject answer) => answer["response"]!["status"]!["message"]!.GetValue<string>();
+}
