@@ -1,5 +1,5 @@
+using System.Reflection;
 using k8s.Autorest;
-using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Cli;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
@@ -10,6 +10,9 @@ namespace KubeCapture.KubectlPlugin;
 public static class Program
 {
     public const string Name = "kubectl-capture";
+
+    public static string Version { get; } =
+        typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
     /// <summary>Exit codes: 0 done; 1 the cluster refused or failed (its message on stderr); 2 bad input; verify: 3 NOT verified, 4 issuer unproven (as kubecapture-agent verify).</summary>
     public static async Task<int> Main(string[] args)
@@ -34,7 +37,7 @@ public static class Program
                     stdout.WriteLine(PluginUsage.Text);
                     return 0;
                 case "version":
-                    stdout.WriteLine($"{Name} {Manifests.AgentVersion}");
+                    stdout.WriteLine($"{Name} {Version}");
                     return 0;
                 case "verify":
                     return Verify(parsed, stdout, stderr);

@@ -15,7 +15,7 @@ namespace KubeCapture.KubectlPlugin.Cli;
 public sealed partial record NewCapture(string? Name, string GenerateName, PacketCaptureSpec Spec, bool Wait)
 {
     /// <summary>The duration when none is given (the agent's default).</summary>
-    public static readonly string DefaultDuration = Quantities.FormatDuration(CaptureOptions.DefaultDuration);
+    public static readonly string DefaultDuration = string.Create(CultureInfo.InvariantCulture, $"{(int)CaptureOptions.DefaultDuration.TotalSeconds}s");
 
     public static NewCapture From(PluginArguments args)
     {
@@ -102,12 +102,18 @@ public sealed partial record NewCapture(string? Name, string GenerateName, Packe
             throw new UsageException($"invalid duration '{text}' for --duration: it must be greater than zero (there is no unbounded capture)");
         }
 
+        if (duration < TimeSpan.FromMilliseconds(1))
+        {
+            throw new UsageException($"invalid duration '{text}' for --duration: it must be at least 1ms");
+        }
+
         if (duration > CaptureOptions.MaxDuration)
         {
             throw new UsageException($"--duration '{text}' is longer than the {Quantities.FormatDuration(CaptureOptions.MaxDuration)} a capture may run");
         }
 
-        return Quantities.FormatDuration(duration);
+        // Kept as typed when the resource's schema takes it ("30s", "1m30s"), else as the agent writes durations.
+        return ResourceDuration().IsMatch(text) ? text : Quantities.FormatDuration(duration);
     }
 
     private static string ParseMaxBytes(string text)
@@ -128,6 +134,9 @@ public sealed partial record NewCapture(string? Name, string GenerateName, Packe
 
     [GeneratedRegex("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")]
     private static partial Regex DnsSubdomain();
+
+    [GeneratedRegex(@"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")]
+    private static partial Regex ResourceDuration();
 
     [GeneratedRegex("^[0-9]+(Ki|Mi|Gi|KiB|MiB|GiB|k|K|M|G|KB|MB|GB|B)?$")]
     private static partial Regex ResourceSize();
