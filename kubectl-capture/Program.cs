@@ -67,6 +67,11 @@ public static class Program
             stderr.WriteLine($"{Name}: cannot reach the Kubernetes API: {e.Message}");
             return 1;
         }
+        catch (IOException e)
+        {
+            stderr.WriteLine($"{Name}: the connection to the Kubernetes API broke: {e.Message}");
+            return 1;
+        }
         catch (DllNotFoundException e)
         {
             stderr.WriteLine($"{Name}: libpcap is needed to check the filter (apt-get install libpcap0.8, or brew install libpcap): {e.Message}");

@@ -46,15 +46,22 @@ public static class DownloadCommand
         var expected = response.Headers.TryGetValues(CaptureSubresources.Sha256Header, out var values) ? values.FirstOrDefault() : null;
         var length = response.Content.Headers.ContentLength;
         var partial = output + PartialSuffix;
-        long received;
+        var where = toStdout ? "the bytes written to stdout" : $"the bytes are kept in {partial}";
+        var progress = new CopyProgress();
         string actual;
-        await using (var body = await response.Content.ReadAsStreamAsync(cancellationToken))
-        await using (var target = toStdout ? openStdout() : OpenNew(partial))
+        try
         {
-            (received, actual) = await CopyHashingAsync(body, target, cancellationToken);
+            await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+            await using var target = toStdout ? openStdout() : Open(partial, FileMode.Create); // a .partial left by a failed download is replaced
+            actual = await CopyHashingAsync(body, target, progress, cancellationToken);
+        }
+        catch (IOException e)
+        {
+            stderr.WriteLine(string.Create(CultureInfo.InvariantCulture, $"kubectl-capture: the download broke off after {progress.Bytes} bytes ({e.Message}); {where} are incomplete, download again"));
+            return 1;
         }
 
-        var where = toStdout ? "the bytes written to stdout" : $"the bytes are kept in {partial}";
+        var received = progress.Bytes;
         if (expected is null)
         {
             stderr.WriteLine($"kubectl-capture: the server sent no {CaptureSubresources.Sha256Header} header: the download cannot be checked; {where}");
@@ -87,7 +94,7 @@ public static class DownloadCommand
         {
             using var manifest = await cluster.GetStreamAsync(CaptureSubresources.PathOf(cluster.Namespace, name, CaptureSubresources.Manifest, pod), cancellationToken);
             await using var body = await manifest.Content.ReadAsStreamAsync(cancellationToken);
-            await using var file = OpenNew(manifestPath);
+            await using var file = Open(manifestPath, FileMode.CreateNew);
             await body.CopyToAsync(file, cancellationToken);
         }
         catch (ClusterException e)
@@ -100,11 +107,11 @@ public static class DownloadCommand
         return 0;
     }
 
-    private static FileStream OpenNew(string path)
+    private static FileStream Open(string path, FileMode mode)
     {
         try
         {
-            return new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read);
+            return new FileStream(path, mode, FileAccess.Write, FileShare.Read);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -112,20 +119,25 @@ public static class DownloadCommand
         }
     }
 
-    private static async Task<(long Bytes, string Sha256)> CopyHashingAsync(Stream source, Stream target, CancellationToken cancellationToken)
+    /// <summary>Bytes copied so far: what a broken download got.</summary>
+    private sealed class CopyProgress
+    {
+        public long Bytes { get; set; }
+    }
+
+    private static async Task<string> CopyHashingAsync(Stream source, Stream target, CopyProgress progress, CancellationToken cancellationToken)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[81920];
-        long total = 0;
         int read;
         while ((read = await source.ReadAsync(buffer, cancellationToken)) > 0)
         {
             hash.AppendData(buffer, 0, read);
             await target.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-            total += read;
+            progress.Bytes += read;
         }
 
         await target.FlushAsync(cancellationToken);
-        return (total, Convert.ToHexStringLower(hash.GetHashAndReset()));
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 }

@@ -93,7 +93,7 @@ public sealed class KubectlCaptureTests(SubresourcesCluster cluster)
     }
 
     [SkippableFact]
-    public async Task A_stored_pcap_altered_in_the_bucket_fails_the_download_SHA256_check_with_exit_1_and_the_bytes_kept_as_partial()
+    public async Task A_stored_pcap_altered_in_the_bucket_fails_the_download_SHA256_check_with_exit_1_and_the_bytes_kept_as_partial_replacing_an_old_one()
     {
         var (ns, name, done) = await FinishedCaptureAsync("kc-plug-sha");
         await cluster.GrantEditAsync(ns, "alice");
@@ -101,6 +101,7 @@ public sealed class KubectlCaptureTests(SubresourcesCluster cluster)
         var stored = await File.ReadAllBytesAsync(await cluster.DownloadAsync(artifact));
         stored[^1] ^= 0x01;
         await cluster.OverwriteStoredAsync(artifact.Uri, stored);
+        await File.WriteAllTextAsync(Path.Combine(cluster.WorkDirectory, "altered.pcap.partial"), "left by an earlier download that broke off");
 
         var download = await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "download", name, "-o", "altered.pcap");
 
