@@ -5,6 +5,8 @@
 #   kubecapture-agent-VERSION.oci.tar      the agent image (OCI archive), tag kubecapture/agent:VERSION
 #   kubecapture-operator-VERSION.oci.tar   the operator image (OCI archive), tag kubecapture/operator:VERSION
 #   kubecapture-VERSION.tgz                the Helm chart (helm package)
+#   kubectl-capture-VERSION-linux-amd64.tar.gz  the kubectl plugin, and capture.yaml its krew manifest
+#                                          (scripts/plugin-release.sh; KUBECAPTURE_RELEASE_URL: where it is published)
 #   kubecapture-VERSION.sha256             SHA-256 of each of them (sha256sum -c kubecapture-VERSION.sha256)
 #
 # VERSION must be the chart's version and appVersion (charts/kubecapture/Chart.yaml): the images are
@@ -30,9 +32,10 @@ helm=.tools/bin/helm
 bash scripts/images.sh
 "$helm" lint charts/kubecapture --strict --set storage.endpoint=s3.example:443 >/dev/null
 "$helm" package charts/kubecapture --destination dist >/dev/null
+bash scripts/plugin-release.sh "$version" >/dev/null
 
 cd dist
-files=("kubecapture-agent-$version.oci.tar" "kubecapture-operator-$version.oci.tar" "kubecapture-$version.tgz")
+files=("kubecapture-agent-$version.oci.tar" "kubecapture-operator-$version.oci.tar" "kubecapture-$version.tgz" "kubectl-capture-$version-linux-amd64.tar.gz" "capture.yaml")
 for f in "${files[@]}"; do
   [[ -s "$f" ]] || fail "dist/$f was not produced"
 done

@@ -14,7 +14,8 @@ public static class VerifyCommand
     public const int NotVerified = 3;
     public const int IssuerUnproven = 4;
 
-    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
+    /// <param name="program">The name the messages start with, and the usage names (kubectl-capture shares this command).</param>
+    public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, string program = "kubecapture-agent")
     {
         string? keyFile = null;
         var files = new List<string>();
@@ -36,7 +37,7 @@ public static class VerifyCommand
 
         if (files.Count != 2)
         {
-            throw new UsageException("verify takes a pcap and its manifest: kubecapture-agent verify PCAP MANIFEST [--public-key FILE]");
+            throw new UsageException($"verify takes a pcap and its manifest: {program} verify PCAP MANIFEST [--public-key FILE]");
         }
 
         foreach (var file in files.Append(keyFile).OfType<string>())
@@ -56,18 +57,18 @@ public static class VerifyCommand
 
         foreach (var problem in verdict.Problems)
         {
-            stderr.WriteLine($"kubecapture-agent: verify: {problem}");
+            stderr.WriteLine($"{program}: verify: {problem}");
         }
 
         if (verdict.Problems.Count > 0)
         {
-            stderr.WriteLine("kubecapture-agent: verify: NOT VERIFIED");
+            stderr.WriteLine($"{program}: verify: NOT VERIFIED");
             return NotVerified;
         }
 
         if (!verdict.SignatureChecked)
         {
-            stderr.WriteLine("kubecapture-agent: verify: the pcap matches the manifest, but the signature was not checked: give --public-key (the operator's ConfigMap kubecapture-manifest-signing, key public-key.pem)");
+            stderr.WriteLine($"{program}: verify: the pcap matches the manifest, but the signature was not checked: give --public-key (the operator's ConfigMap kubecapture-manifest-signing, key public-key.pem)");
             return IssuerUnproven;
         }
 

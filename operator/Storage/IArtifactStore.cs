@@ -42,6 +42,9 @@ public interface IArtifactStore
     /// <summary>The manifest of a completed capture target, or null.</summary>
     Task<StoredCaptureManifest?> FindStoredAsync(CaptureIdentity target, CancellationToken cancellationToken);
 
+    /// <summary>The manifest of a completed capture target byte for byte as stored (the signed envelope that verify checks), or null.</summary>
+    Task<byte[]?> ReadStoredManifestAsync(CaptureIdentity target, CancellationToken cancellationToken);
+
     /// <summary>
     /// The stored pcap as a stream read from storage as it is consumed (constant memory), or null when
     /// it is gone (deleted by retention). Dispose it.

@@ -102,8 +102,14 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
 
     public async Task<StoredCaptureManifest?> FindStoredAsync(CaptureIdentity target, CancellationToken cancellationToken)
     {
+        var bytes = await ReadStoredManifestAsync(target, cancellationToken);
+        return bytes is null ? null : StorageJsonContext.ReadManifest(bytes);
+    }
+
+    public async Task<byte[]?> ReadStoredManifestAsync(CaptureIdentity target, CancellationToken cancellationToken)
+    {
         var path = PathOf(_layout.ManifestKey(target));
-        return File.Exists(path) ? StorageJsonContext.ReadManifest(await File.ReadAllBytesAsync(path, cancellationToken)) : null;
+        return File.Exists(path) ? await File.ReadAllBytesAsync(path, cancellationToken) : null;
     }
 
     public Task<Stream?> OpenStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken)

@@ -216,9 +216,12 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
 
     public async Task<StoredCaptureManifest?> FindStoredAsync(CaptureIdentity target, CancellationToken cancellationToken)
     {
-        var bytes = await GetSmallObjectAsync(_layout.ManifestKey(target), cancellationToken);
+        var bytes = await ReadStoredManifestAsync(target, cancellationToken);
         return bytes is null ? null : StorageJsonContext.ReadManifest(bytes);
     }
+
+    public Task<byte[]?> ReadStoredManifestAsync(CaptureIdentity target, CancellationToken cancellationToken) =>
+        GetSmallObjectAsync(_layout.ManifestKey(target), cancellationToken);
 
     public async Task<Stream?> OpenStoredAsync(StoredCaptureManifest stored, CancellationToken cancellationToken)
     {

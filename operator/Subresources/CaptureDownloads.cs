@@ -103,9 +103,7 @@ public sealed class CaptureDownloads(
             }
             else if (subresource == SubresourcesApi.Manifest)
             {
-                context.Response.ContentType = "application/json";
-                await context.Response.Body.WriteAsync(StorageJsonContext.Serialize(stored), cancellationToken);
-                await RecordAsync(capture, "ManifestRead", $"{user} read the manifest of pod {target.Pod}", cancellationToken);
+                await SendManifestAsync(context, capture, identity, target, user, cancellationToken);
             }
             else
             {
@@ -166,6 +164,33 @@ public sealed class CaptureDownloads(
         }
 
         return (404, "NotFound", $"capture {name} stored no pcap for pod {target.Pod}: {target.State}{(target.Reason is { } r ? $" ({r})" : "")}{(target.Message is { } m ? ": " + m : "")}");
+    }
+
+    /// <summary>The manifest as stored: the signed envelope, so that what a user downloads is what <c>verify</c> checks.</summary>
+    private async Task SendManifestAsync(HttpContext context, PacketCapture capture, CaptureIdentity identity, CaptureTargetStatus target, RemoteUser user, CancellationToken cancellationToken)
+    {
+        byte[]? signed;
+        try
+        {
+            signed = await store.ReadStoredManifestAsync(identity, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            await StorageUnreachableAsync(context, capture.Metadata.Name, e);
+            return;
+        }
+
+        if (signed is null)
+        {
+            var (code, reason, message) = NotStored(capture, target, SubresourcesApi.Manifest);
+            await SubresourcesApi.WriteStatusAsync(context, code, reason, message, capture.Metadata.Name);
+            return;
+        }
+
+        context.Response.ContentType = "application/json";
+        context.Response.ContentLength = signed.Length;
+        await context.Response.Body.WriteAsync(signed, cancellationToken);
+        await RecordAsync(capture, "ManifestRead", $"{user} read the manifest of pod {target.Pod}", cancellationToken);
     }
 
     private async Task SendStoredAsync(HttpContext context, PacketCapture capture, StoredCaptureManifest stored, RemoteUser user, string subresource, CancellationToken cancellationToken)

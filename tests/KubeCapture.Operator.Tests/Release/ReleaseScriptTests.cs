@@ -5,6 +5,7 @@ using KubeCapture.Testing.Processes;
 namespace KubeCapture.Operator.Tests.Release;
 
 /// <summary><c>bash scripts/release.sh VERSION</c>: what it refuses, and the dist/ it produces.</summary>
+[Collection(ReleaseDist.Name)]
 public sealed class ReleaseScriptTests
 {
     private static readonly string Script = Path.Combine(Tools.RepositoryRoot, "scripts", "release.sh");
@@ -23,7 +24,7 @@ public sealed class ReleaseScriptTests
     }
 
     [ImagesFact]
-    public async Task A_release_is_both_images_as_OCI_archives_and_the_chart_package_with_checksums_that_verify()
+    public async Task A_release_is_both_images_as_OCI_archives_the_chart_package_and_the_kubectl_plugin_with_checksums_that_verify()
     {
         ContainerImages.Require();
         var version = ContainerImages.Version;
@@ -34,7 +35,7 @@ public sealed class ReleaseScriptTests
         var dist = Path.Combine(Tools.RepositoryRoot, "dist");
         var sums = Path.Combine(dist, $"kubecapture-{version}.sha256");
         Assert.Equal(
-            [$"kubecapture-agent-{version}.oci.tar", $"kubecapture-operator-{version}.oci.tar", $"kubecapture-{version}.tgz"],
+            [$"kubecapture-agent-{version}.oci.tar", $"kubecapture-operator-{version}.oci.tar", $"kubecapture-{version}.tgz", $"kubectl-capture-{version}-linux-amd64.tar.gz", "capture.yaml"],
             File.ReadAllLines(sums).Select(l => l.Split("  ")[1]));
         var check = await HostCommand.RunAsync(new System.Diagnostics.ProcessStartInfo("sha256sum", ["-c", sums]) { WorkingDirectory = dist }, Patience);
         Assert.True(check.ExitCode == 0, check.Stdout + check.Stderr);

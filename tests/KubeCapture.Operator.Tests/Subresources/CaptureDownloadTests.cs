@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Agent.Custody;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Subresources;
@@ -49,7 +50,7 @@ public sealed class CaptureDownloadTests(SubresourcesCluster cluster)
     }
 
     [SkippableFact]
-    public async Task The_manifest_is_the_stored_one_and_every_download_is_an_Event_naming_the_user()
+    public async Task The_manifest_is_the_stored_signed_envelope_byte_for_byte_and_every_download_is_an_Event_naming_the_user()
     {
         var (ns, done) = await FinishedCaptureAsync("kc-dl-man", "audited");
         await cluster.BindAsync(ns, "alice", DownloadRole);
@@ -59,7 +60,10 @@ public sealed class CaptureDownloadTests(SubresourcesCluster cluster)
 
         Assert.True(exit == 0, stderr);
         Assert.Equal(0, pcapExit);
-        using var manifest = JsonDocument.Parse(await File.ReadAllTextAsync(file));
+        var artifactUri = done.Status!.Targets[0].Artifact!.Uri;
+        var storedManifest = await cluster.DownloadAsync(artifactUri.Replace(".pcap", ".manifest.json", StringComparison.Ordinal), ".json");
+        Assert.Equal(await File.ReadAllBytesAsync(storedManifest), await File.ReadAllBytesAsync(file)); // the signed envelope, as stored
+        using var manifest = JsonDocument.Parse(Convert.FromBase64String(SignedManifest.FromJson(await File.ReadAllBytesAsync(file)).Payload));
         Assert.Equal(done.Status!.Targets[0].Artifact!.Sha256, manifest.RootElement.GetProperty("sha256").GetString());
         Assert.Equal("api", manifest.RootElement.GetProperty("pod").GetString());
         var events = await WaitForEventsAsync(ns, "audited", e => e.Reason == "Downloaded");
