@@ -4,9 +4,12 @@ using Microsoft.AspNetCore.Builder;
 namespace KubeCapture.Operator.Tests.Ingest;
 
 /// <summary>
-/// The operator under test, on 127.0.0.1 at free ports (health over HTTP/1.1, ingest over h2c):
-/// either in this process (to reach its services) or as a real process started with
-/// <c>dotnet exec</c> of its built dll (to kill it, and to measure its memory).
+/// The operator under test, on 127.0.0.1 at free ports (health over HTTP/1.1, ingest over TLS as the
+/// chart serves it, or h2c with Ingest:Tls=false): either in this process (to reach its services) or
+/// as a real process started with <c>dotnet exec</c> of its built dll (to kill it, and to measure its
+/// memory). Without ServingCertificate settings of the test's own, the ingest serves a certificate of
+/// the operator's own issuer (ECDSA, as Managed mode issues) for its address and 127.0.0.1, mounted
+/// from files, with the CA (<see cref="IngestCaPem"/>) the agents are given.
 /// </summary>
 public sealed class OperatorHost : IAsyncDisposable
 {
@@ -20,11 +23,12 @@ public sealed class OperatorHost : IAsyncDisposable
         Address = address;
         HttpPort = S3rverFixture.FreeTcpPort();
         IngestPort = S3rverFixture.FreeTcpPort();
+        Tls = !(settings.TryGetValue("Ingest:Tls", out var tls) && tls == "false");
         var all = new Dictionary<string, string>
         {
             ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{HttpPort}",
             ["Kestrel:Endpoints:Http:Protocols"] = "Http1",
-            ["Kestrel:Endpoints:Ingest:Url"] = $"http://{address}:{IngestPort}",
+            ["Kestrel:Endpoints:Ingest:Url"] = $"{(Tls ? "https" : "http")}://{address}:{IngestPort}",
             ["Kestrel:Endpoints:Ingest:Protocols"] = "Http2",
             ["Ingest:TokenSecret"] = TokenSecret,
             ["Reconciler:Enabled"] = "false", // these tests drive the ingest alone, with no Kubernetes API
@@ -32,6 +36,16 @@ public sealed class OperatorHost : IAsyncDisposable
             ["Logging:LogLevel:Default"] = "Information",
             ["Logging:LogLevel:Microsoft"] = "Warning",
         };
+        if (Tls && !settings.Keys.Any(k => k.StartsWith("ServingCertificate:", StringComparison.Ordinal)))
+        {
+            var files = IngestCertificateFiles.Issue(address);
+            IngestCaPem = files.AuthorityPem;
+            all["ServingCertificate:Mode"] = "Mounted";
+            all["ServingCertificate:CertificateFile"] = files.CertificateFile;
+            all["ServingCertificate:KeyFile"] = files.KeyFile;
+            all["ServingCertificate:CaFile"] = files.AuthorityFile;
+        }
+
         foreach (var (key, value) in settings)
         {
             all[key] = value;
@@ -47,7 +61,13 @@ public sealed class OperatorHost : IAsyncDisposable
     /// <summary>Where the ingest listens (127.0.0.1, or the host side of a pod's veth).</summary>
     public string Address { get; }
 
-    public Uri IngestUrl => new($"http://{Address}:{IngestPort}");
+    /// <summary>Whether the ingest serves TLS (the default; Ingest:Tls=false: h2c).</summary>
+    public bool Tls { get; }
+
+    /// <summary>The CA of the ingest's certificate (PEM), when this host issued it; agents get it as --ingest-ca-pem.</summary>
+    public string? IngestCaPem { get; }
+
+    public Uri IngestUrl => new($"{(Tls ? "https" : "http")}://{Address}:{IngestPort}");
 
     public ChildProcess? Process { get; private set; }
 

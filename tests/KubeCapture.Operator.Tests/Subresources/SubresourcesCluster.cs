@@ -85,8 +85,6 @@ public sealed class SubresourcesCluster : ApiServerCluster
         extensionAddress = await NodeService.CreateAsync(routable: true);
         settings["Subresources:Enabled"] = "true";
         settings["Subresources:Url"] = string.Create(CultureInfo.InvariantCulture, $"https://{ExtensionAddress}:{ExtensionPort}");
-        settings["ServingCertificate:Namespace"] = KubeCaptureInstall.Namespace;
-        settings["ServingCertificate:SecretName"] = OperatorPermissions.ServingCertificateSecret.Replace(Permission.FullnamePlaceholder, $"{KubeCaptureInstall.Release}-kubecapture", StringComparison.Ordinal);
         settings["ServingCertificate:DnsNames:0"] = $"{ServiceName}.{KubeCaptureInstall.Namespace}.svc";
         settings["ServingCertificate:ApiServices:0"] = OperatorPermissions.SubresourcesApiService;
         settings["Storage:SweepInterval"] = "00:00:01"; // retention runs while the tests wait for it
