@@ -52,8 +52,9 @@ public sealed class OperatorImageTests : IAsyncLifetime
         Assert.Equal("200 Healthy", await GetWhenListeningAsync(running, "/healthz"));
         Assert.Equal("200", (await GetAsync("/readyz")).Split(' ')[0]);
         Assert.Equal("200", (await Lab.Client.ExecAsync("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", $"http://{Lab.Server.IPv4}:8080/healthz")).Stdout);
-        // The ingest answers HTTP/2 over TLS with the mounted certificate, verified against its CA (gRPC's 415 to a plain GET).
-        var ingest = await Lab.Client.ExecAsync("curl", "-sS", "--http2", "--cacert", tls.AuthorityFile, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", $"https://{Lab.Server.IPv4}:8081/");
+        // The ingest answers HTTP/2 over TLS with the mounted certificate, verified against its CA (gRPC's 415 to a request that is not gRPC).
+        var ingest = await Lab.Client.ExecAsync("curl", "-sS", "--http2", "--cacert", tls.AuthorityFile, "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+            "-X", "POST", $"https://{Lab.Server.IPv4}:8081/kubecapture.v1.Ingest/Upload");
         Assert.True(ingest.ExitCode == 0, ingest.Stderr);
         Assert.Equal("2 415", ingest.Stdout);
         var exit = await running.StopAsync(Patience);

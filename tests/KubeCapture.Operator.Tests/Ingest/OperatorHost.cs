@@ -122,6 +122,7 @@ public sealed class OperatorHost : IAsyncDisposable
 
     public string Output => Process?.Output ?? "";
 
+    /// <summary>Until /healthz answers and, with TLS, the ingest completes a handshake (its certificate is loaded by a background service).</summary>
     private async Task WaitHealthyAsync()
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
@@ -130,12 +131,12 @@ public sealed class OperatorHost : IAsyncDisposable
         {
             try
             {
-                if ((await http.GetAsync($"http://127.0.0.1:{HttpPort}/healthz")).IsSuccessStatusCode)
+                if ((await http.GetAsync($"http://127.0.0.1:{HttpPort}/healthz")).IsSuccessStatusCode && (!Tls || await IngestHandshakesAsync()))
                 {
                     return;
                 }
             }
-            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException)
             {
                 if (DateTime.UtcNow > deadline || Process?.HasExited == true)
                 {
@@ -145,6 +146,17 @@ public sealed class OperatorHost : IAsyncDisposable
 
             await Task.Delay(100);
         }
+    }
+
+    private async Task<bool> IngestHandshakesAsync()
+    {
+        var address = System.Net.IPAddress.Parse(Address.Trim('[', ']'));
+        var connectTo = address.Equals(System.Net.IPAddress.Any) || address.Equals(System.Net.IPAddress.IPv6Any) ? System.Net.IPAddress.Loopback : address;
+        using var tcp = new System.Net.Sockets.TcpClient(connectTo.AddressFamily);
+        await tcp.ConnectAsync(connectTo, IngestPort);
+        await using var tls = new System.Net.Security.SslStream(tcp.GetStream(), false, (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions { TargetHost = connectTo.ToString(), ApplicationProtocols = [System.Net.Security.SslApplicationProtocol.Http2] });
+        return true;
     }
 
     public async ValueTask DisposeAsync()
