@@ -1,6 +1,7 @@
 using System.Net;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Reconciliation;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace KubeCapture.Operator.Ingest;
 
@@ -28,6 +29,7 @@ public static class IngestTls
             return builder;
         }
 
+        builder.Services.AddHealthChecks().AddCheck<IngestCertificateHealthCheck>("ingest-tls");
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             var certificates = kestrel.ApplicationServices.GetRequiredService<ServingCertificateSource>();
@@ -95,4 +97,13 @@ public static class IngestTls
         IPAddress.TryParse(host, out var ip)
             ? options.IpAddresses.Any(text => IPAddress.TryParse(text, out var named) && named.Equals(ip))
             : options.DnsNames.Any(name => string.Equals(name.TrimEnd('.'), host.TrimEnd('.'), StringComparison.OrdinalIgnoreCase));
+}
+
+/// <summary>Readiness: a TLS ingest without its certificate completes no handshake, so the replica is not ready until it is loaded.</summary>
+public sealed class IngestCertificateHealthCheck(ServingCertificateSource certificates) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(certificates.Current is null
+            ? HealthCheckResult.Unhealthy("the ingest's TLS certificate is not loaded yet (ServingCertificate; see the operator's log)")
+            : HealthCheckResult.Healthy());
 }

@@ -60,6 +60,25 @@ public sealed class IngestTlsTests
         Assert.Empty(Directory.EnumerateFiles(root, "*", SearchOption.AllDirectories));
     }
 
+    [Fact]
+    public async Task UntilItsCertificateLoadsTheTlsIngestIsNotReadyAndReadyzSaysWhy()
+    {
+        var root = Directory.CreateTempSubdirectory("kcI-tls-ready-").FullName;
+        await using var host = await OperatorHost.StartInProcessAsync(new Dictionary<string, string>
+        {
+            ["Storage:LocalPath"] = root,
+            ["ServingCertificate:Mode"] = "Mounted",
+            ["ServingCertificate:CertificateFile"] = Path.Combine(root, "missing", "tls.crt"),
+            ["ServingCertificate:KeyFile"] = Path.Combine(root, "missing", "tls.key"),
+        }, waitForIngest: false);
+        using var http = new HttpClient();
+
+        using var response = await http.GetAsync($"http://127.0.0.1:{host.HttpPort}/readyz");
+
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("Unhealthy\ningest-tls: the ingest's TLS certificate is not loaded yet (ServingCertificate; see the operator's log)\n", await response.Content.ReadAsStringAsync());
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
