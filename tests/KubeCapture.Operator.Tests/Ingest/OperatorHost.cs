@@ -16,6 +16,7 @@ public sealed class OperatorHost : IAsyncDisposable
     public const string TokenSecret = "kcI-test-secret";
     private readonly List<string> _args;
     private readonly Dictionary<string, string> _environment = [];
+    private readonly Uri _ingestEndpoint;
     private WebApplication? _app;
 
     private OperatorHost(IReadOnlyDictionary<string, string> settings, string address = "127.0.0.1")
@@ -52,6 +53,7 @@ public sealed class OperatorHost : IAsyncDisposable
         }
 
         _args = [.. all.Select(kv => $"--{kv.Key}={kv.Value}")];
+        _ingestEndpoint = new Uri(all["Kestrel:Endpoints:Ingest:Url"]);
     }
 
     public int HttpPort { get; }
@@ -132,7 +134,7 @@ public sealed class OperatorHost : IAsyncDisposable
         {
             try
             {
-                if ((await http.GetAsync($"http://127.0.0.1:{HttpPort}/healthz")).IsSuccessStatusCode && (!Tls || !waitForIngest || await IngestHandshakesAsync()))
+                if ((await http.GetAsync($"http://127.0.0.1:{HttpPort}/healthz")).IsSuccessStatusCode && (_ingestEndpoint.Scheme != "https" || !waitForIngest || await IngestHandshakesAsync()))
                 {
                     return;
                 }
@@ -151,10 +153,11 @@ public sealed class OperatorHost : IAsyncDisposable
 
     private async Task<bool> IngestHandshakesAsync()
     {
-        var address = System.Net.IPAddress.Parse(Address.Trim('[', ']'));
+        // Where the ingest really listens (a test may move it, e.g. to a node address the pods reach).
+        var address = System.Net.IPAddress.Parse(_ingestEndpoint.Host.Trim('[', ']'));
         var connectTo = address.Equals(System.Net.IPAddress.Any) || address.Equals(System.Net.IPAddress.IPv6Any) ? System.Net.IPAddress.Loopback : address;
         using var tcp = new System.Net.Sockets.TcpClient(connectTo.AddressFamily);
-        await tcp.ConnectAsync(connectTo, IngestPort);
+        await tcp.ConnectAsync(connectTo, _ingestEndpoint.Port);
         await using var tls = new System.Net.Security.SslStream(tcp.GetStream(), false, (_, _, _, _) => true);
         await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions { TargetHost = connectTo.ToString(), ApplicationProtocols = [System.Net.Security.SslApplicationProtocol.Http2] });
         return true;
