@@ -82,7 +82,7 @@ http_port=$(free_port) ingest_port=$(free_port)
 dotnet exec operator/bin/Release/net10.0/kubecapture-operator.dll \
   "--Kestrel:Endpoints:Http:Url=http://127.0.0.1:$http_port" "--Kestrel:Endpoints:Ingest:Url=http://127.0.0.1:$ingest_port" \
   "--Storage:S3:Endpoint=$endpoint" "--Storage:S3:Bucket=$bucket" "--Storage:S3:AccessKey=$access" "--Storage:S3:SecretKey=$secret" \
-  "--Storage:PartSize=$part" "--Storage:PartsInFlight=$in_flight" --Reconciler:Enabled=false --Ingest:TokenSecret=bench \
+  "--Storage:PartSize=$part" "--Storage:PartsInFlight=$in_flight" --Reconciler:Enabled=false --Ingest:TokenSecret=bench --Ingest:Tls=false \
   --Logging:LogLevel:Default=Warning >"$work/operator.log" 2>&1 &
 operator=$!
 until curl -s -o /dev/null "http://127.0.0.1:$http_port/healthz"; do sleep 0.1; done

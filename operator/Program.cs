@@ -45,6 +45,8 @@ public static class Program
             builder.Services.AddServingCertificate(builder.Configuration);
         }
 
+        builder.AddIngestTls();
+
         var app = builder.Build();
         // Liveness: the process answers. Readiness: every check, storage included.
         app.MapHealthChecks("/healthz", new Microsoft.AspNetCore.Diagnostics.HealthChecks.HealthCheckOptions { Predicate = _ => false });

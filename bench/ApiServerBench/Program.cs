@@ -237,6 +237,7 @@ public static partial class Program
             ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{httpPort}",
             ["Kestrel:Endpoints:Ingest:Url"] = $"http://127.0.0.1:{ingestPort}",
             ["Reconciler:IngestUrl"] = $"http://127.0.0.1:{ingestPort}",
+            ["Ingest:Tls"] = "false", // no agents run: the API requests are measured, not the ingest
             ["Reconciler:AgentImage"] = "kubecapture/agent:bench",
             ["Reconciler:RequireRequesterStamp"] = "false",
             ["Ingest:TokenSecret"] = "bench-secret",

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Security.Cryptography.X509Certificates;
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Ingest;
 
@@ -38,7 +39,11 @@ public static class CommandLine
           --json            print the manifest as JSON on stdout instead of the human summary
 
         cluster mode (instead of -w; the operator starts the agent this way):
-          --ingest URL      stream the pcap to the operator's ingest, e.g. http://kubecapture-ingest:8081
+          --ingest URL      stream the pcap to the operator's ingest: https:// (TLS), or http:// (plain h2c,
+                            local tests only), e.g. https://kubecapture-ingest.kubecapture.svc:8081
+          --ingest-ca-pem CA
+                            the CA (PEM, or PEM in base64) the ingest's certificate must be issued by;
+                            required with https://, and only with it
           --token T         the per-capture token (default: $KUBECAPTURE_TOKEN)
           --capture-uid U --capture-namespace NS --capture-name N --pod P
                             which PacketCapture and target pod this is (all required)
@@ -117,7 +122,7 @@ public static class CommandLine
                 case "--no-summary":
                     options = options with { Summary = false };
                     break;
-                case "--ingest" or "--token" or "--capture-uid" or "--capture-namespace" or "--capture-name" or "--pod" or "--retention" or "--ingest-retry":
+                case "--ingest" or "--ingest-ca-pem" or "--token" or "--capture-uid" or "--capture-namespace" or "--capture-name" or "--pod" or "--retention" or "--ingest-retry":
                     cluster[name] = NonEmpty(name, Value());
                     break;
                 case "-n" or "-nn":
@@ -153,7 +158,19 @@ public static class CommandLine
 
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
         {
-            throw new UsageException($"invalid --ingest '{url}': use an http:// or https:// URL such as http://kubecapture-ingest:8081");
+            throw new UsageException($"invalid --ingest '{url}': use an https:// (or, for local tests, http://) URL such as https://kubecapture-ingest.kubecapture.svc:8081");
+        }
+
+        X509Certificate2Collection? authority = null;
+        if (uri.Scheme == Uri.UriSchemeHttps)
+        {
+            authority = cluster.TryGetValue("--ingest-ca-pem", out var ca)
+                ? IngestAuthority.Parse(ca)
+                : throw new UsageException($"--ingest {url} is TLS: give --ingest-ca-pem CA, the CA the ingest's certificate must be issued by (the operator passes it)");
+        }
+        else if (cluster.ContainsKey("--ingest-ca-pem"))
+        {
+            throw new UsageException($"--ingest-ca-pem is for a TLS ingest, but --ingest {url} is plain h2c: use https:// (the agent never sends a capture in clear when TLS was asked)");
         }
 
         var token = cluster.GetValueOrDefault("--token") ?? environment("KUBECAPTURE_TOKEN");
@@ -169,6 +186,7 @@ public static class CommandLine
         var target = new IngestTarget
         {
             Url = uri,
+            Authority = authority,
             Token = token,
             CaptureUid = Required("--capture-uid"),
             Namespace = Required("--capture-namespace"),

@@ -1,10 +1,15 @@
+using System.Security.Cryptography.X509Certificates;
+
 namespace KubeCapture.Agent.Ingest;
 
 /// <summary>Cluster mode: where the pcap goes and who this agent is (from the operator, in args/env).</summary>
 public sealed record IngestTarget
 {
-    /// <summary>The operator's ingest, e.g. http://kubecapture-ingest.kubecapture:8081.</summary>
+    /// <summary>The operator's ingest, e.g. https://kubecapture-ingest.kubecapture.svc:8081.</summary>
     public required Uri Url { get; init; }
+
+    /// <summary>An https:// ingest: the CA certificates its certificate must chain to (nothing else is trusted); null for plain h2c.</summary>
+    public X509Certificate2Collection? Authority { get; init; }
 
     public required string Token { get; init; }
 

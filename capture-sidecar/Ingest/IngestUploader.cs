@@ -1,3 +1,4 @@
+using System.Net.Security;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -12,24 +13,49 @@ namespace KubeCapture.Agent.Ingest;
 /// ingest is retried with backoff, resuming from the ingest's durable offset, until
 /// <see cref="IngestTarget.RetryBudget"/> passes without a successful connection.
 /// </summary>
-public sealed class IngestUploader(IngestTarget target, UploadBuffer buffer, Action<string> stopRequested, TextWriter log) : IDisposable
+public sealed class IngestUploader : IDisposable
 {
     /// <summary>Below the large-object-heap threshold (85,000 bytes), so neither side allocates chunks on the LOH.</summary>
     private const int ChunkBytes = 60 * 1024;
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(1);
     private readonly string _sessionId = Guid.NewGuid().ToString("N");
-    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(target.Url, new GrpcChannelOptions
+    private readonly GrpcChannel _channel;
+    private volatile string? _tlsRefusal;
+    private volatile TlsHandshakeProbe? _lastConnection;
+
+    public IngestUploader(IngestTarget target, UploadBuffer buffer, Action<string> stopRequested, TextWriter log)
     {
-        HttpHandler = new SocketsHttpHandler
+        this.target = target;
+        this.buffer = buffer;
+        this.stopRequested = stopRequested;
+        this.log = log;
+        var handler = new SocketsHttpHandler
         {
             ConnectTimeout = TimeSpan.FromSeconds(5),
             KeepAlivePingDelay = TimeSpan.FromSeconds(10),
             KeepAlivePingTimeout = TimeSpan.FromSeconds(10),
             KeepAlivePingPolicy = HttpKeepAlivePingPolicy.Always,
             EnableMultipleHttp2Connections = true,
-        },
-        MaxReceiveMessageSize = 4 << 20,
-    });
+        };
+        if (target.Authority is { } authority)
+        {
+            // TLS: trust exactly the given CA; a refusal is remembered so the upload fails for good, saying why.
+            handler.SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
+                    (_tlsRefusal ??= IngestAuthority.Refusal(target.Url, authority, certificate, chain, errors)) is null,
+            };
+            handler.ConnectCallback = async (context, cancellationToken) =>
+                _lastConnection = await TlsHandshakeProbe.ConnectAsync(context.DnsEndPoint, cancellationToken);
+        }
+
+        _channel = GrpcChannel.ForAddress(target.Url, new GrpcChannelOptions { HttpHandler = handler, MaxReceiveMessageSize = 4 << 20 });
+    }
+
+    private readonly IngestTarget target;
+    private readonly UploadBuffer buffer;
+    private readonly Action<string> stopRequested;
+    private readonly TextWriter log;
 
     private volatile Progress? _progress;
     private volatile FinishInfo? _finish;
@@ -81,6 +107,12 @@ public sealed class IngestUploader(IngestTarget target, UploadBuffer buffer, Act
             catch (RpcException e) when (!IsTransient(e.StatusCode))
             {
                 var failure = new IngestFailedException($"the ingest refused the upload ({e.StatusCode}): {e.Status.Detail}", e);
+                buffer.Fail(failure);
+                throw failure;
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested && TlsRefusal() is { } refusal)
+            {
+                var failure = new IngestFailedException(refusal, e);
                 buffer.Fail(failure);
                 throw failure;
             }
@@ -237,6 +269,11 @@ public sealed class IngestUploader(IngestTarget target, UploadBuffer buffer, Act
 
         throw new RpcException(new Status(StatusCode.Unavailable, "the ingest ended the stream before the pcap was stored"));
     }
+
+    /// <summary>Why the ingest's TLS was refused, if it was: its certificate, or a server that answered in plain text.</summary>
+    private string? TlsRefusal() => _tlsRefusal ?? (_lastConnection?.AnsweredInPlainText == true
+        ? $"the ingest at {target.Url} answered in plain text, not TLS (an h2c server?): refusing to send the capture over an unencrypted connection"
+        : null);
 
     /// <summary>
     /// Retried: the ingest or storage is away, or a new operator does not know this pod's addresses

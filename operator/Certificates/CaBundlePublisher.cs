@@ -11,7 +11,11 @@ namespace KubeCapture.Operator.Certificates;
 /// </summary>
 public sealed class CaBundlePublisher(IKubernetes kubernetes, ServingCertificateOptions options, ILogger<CaBundlePublisher> logger)
 {
-    public bool HasTargets => options.ApiServices.Count + options.ValidatingWebhookConfigurations.Count + options.MutatingWebhookConfigurations.Count > 0;
+    public bool HasTargets => Publishes(options);
+
+    /// <summary>Whether <paramref name="options"/> name anything to publish the CA bundle to (only then is the Kubernetes API needed for it).</summary>
+    public static bool Publishes(ServingCertificateOptions options) =>
+        options.ApiServices.Count + options.ValidatingWebhookConfigurations.Count + options.MutatingWebhookConfigurations.Count > 0;
 
     /// <summary>Publishes <paramref name="caBundlePem"/> everywhere configured; throws the first failure after trying all.</summary>
     public async Task PublishAsync(string caBundlePem, CancellationToken cancellationToken)

@@ -6,7 +6,7 @@ namespace KubeCapture.Operator.Certificates;
 
 /// <summary>
 /// services.AddServingCertificate(configuration): the serving certificate (Managed or Mounted), its
-/// rotation, and the CA bundle publisher. Needs an IKubernetes in Managed mode and to publish.
+/// rotation, and the CA bundle publisher. Registers the Kubernetes client in Managed mode and to publish.
 /// </summary>
 public static class CertificateRegistration
 {
@@ -20,7 +20,14 @@ public static class CertificateRegistration
         services.AddOptions<ServingCertificateOptions>().Bind(configuration.GetSection(ServingCertificateOptions.Section))
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<ServingCertificateOptions>, ServingCertificateValidation>();
-        services.AddKubernetesClient();
+        // Mounted files with nothing to publish need no Kubernetes API (a standalone ingest, tests).
+        var options = configuration.GetSection(ServingCertificateOptions.Section).Get<ServingCertificateOptions>() ?? new ServingCertificateOptions();
+        if (options.Mode != ServingCertificateModes.Mounted || CaBundlePublisher.Publishes(options))
+        {
+            services.AddKubernetesClient();
+        }
+
+        services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<ServingCertificateSource>();
         services.TryAddSingleton(sp => new CaBundlePublisher(sp.GetRequiredService<k8s.IKubernetes>(), sp.GetRequiredService<IOptions<ServingCertificateOptions>>().Value, sp.GetRequiredService<ILogger<CaBundlePublisher>>()));
         services.AddHostedService<ServingCertificateRotation>();

@@ -65,7 +65,7 @@ public sealed class ServingCertificateRotation(
         var secret = new ServingCertificateSecret(kubernetes, ServingCertificateConfiguration.Namespace(o), o.SecretName, logger);
         var now = time.GetUtcNow();
         var material = await secret.EnsureAsync(wanted, now, cancellationToken);
-        source.Set(material.Serving.ToX509());
+        source.Set(material.Serving.ToX509(), material.CaBundlePem);
         await services.GetRequiredService<CaBundlePublisher>().PublishAsync(material.CaBundlePem, cancellationToken);
         var wait = material.RenewAt(wanted.RenewBefore) - time.GetUtcNow();
         // Task.Delay takes at most about 49 days; waking early only reads the Secret again.
@@ -76,11 +76,12 @@ public sealed class ServingCertificateRotation(
     {
         var certificate = new PemCertificate(await File.ReadAllTextAsync(o.CertificateFile, cancellationToken), await File.ReadAllTextAsync(o.KeyFile, cancellationToken));
         var loaded = certificate.ToX509();
-        source.Set(loaded);
+        var authority = o.CaFile.Length > 0 ? await File.ReadAllTextAsync(o.CaFile, cancellationToken) : null;
+        source.Set(loaded, authority);
         logger.LogInformation("serving certificate loaded from {File} (expires {NotAfter:O})", o.CertificateFile, loaded.NotAfter.ToUniversalTime());
-        if (o.CaFile.Length > 0)
+        if (authority is not null && CaBundlePublisher.Publishes(o))
         {
-            await services.GetRequiredService<CaBundlePublisher>().PublishAsync(await File.ReadAllTextAsync(o.CaFile, cancellationToken), cancellationToken);
+            await services.GetRequiredService<CaBundlePublisher>().PublishAsync(authority, cancellationToken);
         }
 
         return TimeSpan.FromDays(1);

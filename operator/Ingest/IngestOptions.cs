@@ -12,7 +12,14 @@ public sealed class IngestOptions
     /// </summary>
     public string TokenSecret { get; set; } = "";
 
-    /// <summary>The address agents are given (the Service in front of the leader), e.g. http://kubecapture-ingest.kubecapture:8081.</summary>
+    /// <summary>
+    /// Serve the ingest over TLS with the serving certificate (ServingCertificate section), so captured
+    /// bytes and upload tokens never cross the network in clear. false: plain h2c, only for local runs
+    /// and tests (the ingest endpoint's URL must then be http://).
+    /// </summary>
+    public bool Tls { get; set; } = true;
+
+    /// <summary>The address agents are given (the Service in front of the leader), e.g. https://kubecapture-ingest.kubecapture.svc:8081.</summary>
     public string AdvertisedUrl { get; set; } = "";
 
     /// <summary>

@@ -26,6 +26,12 @@ public static class EphemeralContainerSpec
     ];
     public const string TokenVariable = "KUBECAPTURE_TOKEN";
 
+    /// <summary>The agent's option carrying the CA (PEM, in base64) it verifies a TLS ingest against.</summary>
+    public const string IngestCaOption = "--ingest-ca-pem";
+
+    /// <summary>Whether agents reach the ingest over TLS (an https:// URL).</summary>
+    public static bool IsTls(string ingestUrl) => ingestUrl.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Deterministic from the capture UID: a retry or an operator restart finds it instead of adding another.</summary>
     public static string ContainerName(string captureUid) => NamePrefix + captureUid;
 
@@ -37,21 +43,33 @@ public static class EphemeralContainerSpec
     /// The agent's cluster mode: <c>capture --ingest URL --capture-uid U --capture-namespace NS
     /// --capture-name N --pod P -i IFACE -s SNAPLEN [-c COUNT] --duration D --max-bytes SIZE
     /// --retention TTL [FILTER]</c>, the token in KUBECAPTURE_TOKEN (never on the command line).
+    /// An https:// ingest adds <c>--ingest-ca-pem BASE64</c>: the CA bundle (PEM, base64-encoded so
+    /// it is one word) the agent verifies the ingest's certificate against (ephemeral containers
+    /// cannot mount volumes; a CA certificate is public).
     /// </summary>
-    public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, string token, bool addNetRaw)
+    public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, string token, bool addNetRaw, string? ingestCaPem = null)
     {
         var spec = capture.Spec;
         var args = new List<string>
         {
             "capture",
             "--ingest", ingestUrl,
+        };
+        if (IsTls(ingestUrl))
+        {
+            args.AddRange([IngestCaOption, Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes(
+                ingestCaPem is { Length: > 0 } ? ingestCaPem : throw new ArgumentException($"the ingest {ingestUrl} serves TLS: the agent needs its CA", nameof(ingestCaPem))))]);
+        }
+
+        args.AddRange(
+        [
             "--capture-uid", capture.Metadata.Uid,
             "--capture-namespace", capture.Metadata.NamespaceProperty,
             "--capture-name", capture.Metadata.Name,
             "--pod", pod,
             "-i", spec.Interface ?? "any",
             "-s", (spec.Snaplen ?? CaptureOptions.DefaultSnaplen).ToString(CultureInfo.InvariantCulture),
-        };
+        ]);
         if (spec.MaxPackets is { } count)
         {
             args.AddRange(["-c", count.ToString(CultureInfo.InvariantCulture)]);

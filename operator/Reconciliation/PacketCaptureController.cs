@@ -48,7 +48,8 @@ public sealed class PacketCaptureController(
     Action<PacketCapture>? written = null,
     ICustodyWitness? custody = null,
     AuditTrail? audit = null,
-    EvidenceRetention? retention = null)
+    EvidenceRetention? retention = null,
+    Func<string?>? ingestAuthority = null)
 {
     private readonly TimeSpan grace = CapturePolicy.ParseDuration(options.Grace, "Reconciler:Grace");
     /// <summary>How soon a capture waiting for a concurrency slot looks again (from the cache, no API read).</summary>
@@ -356,7 +357,7 @@ public sealed class PacketCaptureController(
                 }
 
                 var container = EphemeralContainerSpec.Build(capture, target.Pod, options.AgentImage, options.IngestUrl,
-                    tokens.Issue(Identity(capture, target.Pod)), security.AddNetRaw);
+                    tokens.Issue(Identity(capture, target.Pod)), security.AddNetRaw, IngestAuthority());
                 try
                 {
                     var patch = "{\"spec\":{\"ephemeralContainers\":[" + KubernetesJson.Serialize(container) + "]}}";
@@ -385,6 +386,15 @@ public sealed class PacketCaptureController(
         CaptureConditions.Set(status, CaptureConditions.Injected, true, "ContainersAdded", injected, generation, now);
         return null;
     }
+
+    /// <summary>
+    /// The CA the agent verifies a TLS ingest against (https:// ingest URL); null for a plain h2c one.
+    /// Not loaded yet (the serving certificate is read at start): the reconcile fails and is retried.
+    /// </summary>
+    private string? IngestAuthority() =>
+        !EphemeralContainerSpec.IsTls(options.IngestUrl) ? null
+        : ingestAuthority?.Invoke() ?? throw new InvalidOperationException(
+            "the ingest serves TLS but its CA is not loaded yet (ServingCertificate): the capture container is added once it is");
 
     private string? AtCaptureContainerCap(V1Pod pod, string name)
     {

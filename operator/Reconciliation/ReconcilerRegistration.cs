@@ -38,7 +38,8 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<TimeProvider>(),
             sp.GetService<KubeCapture.Operator.Custody.ICustodyWitness>(),
             sp.GetService<KubeCapture.Operator.Audit.AuditTrail>(),
-            sp.GetService<KubeCapture.Operator.Storage.EvidenceRetention>()));
+            sp.GetService<KubeCapture.Operator.Storage.EvidenceRetention>(),
+            sp.GetService<KubeCapture.Operator.Certificates.ServingCertificateSource>() is { } certificate ? () => certificate.AuthorityPem : null));
         services.AddSingleton(sp => new LeaderGate(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,

@@ -16,3 +16,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: kubecapture
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
+
+{{/* Non-empty when the operator serves HTTPS (the extension API, or the ingest over TLS) with its serving certificate. */}}
+{{- define "kubecapture.ingestScheme" -}}{{ .Values.ingest.tls.enabled | ternary "https" "http" }}{{- end -}}
+
+{{/* The serving certificate's DNS names (Managed mode), as a JSON array: the Services it is reached by. */}}
+{{- define "kubecapture.servingDnsNames" -}}
+{{- $names := list -}}
+{{- $fullname := include "kubecapture.fullname" . -}}
+{{- $names = append $names (printf "%s-webhook.%s.svc" $fullname .Release.Namespace) -}}
+{{- $names = append $names (printf "%s-webhook.%s.svc.cluster.local" $fullname .Release.Namespace) -}}
+{{- if .Values.subresources.enabled -}}
+{{- $names = append $names (printf "%s-subresources.%s.svc" $fullname .Release.Namespace) -}}
+{{- $names = append $names (printf "%s-subresources.%s.svc.cluster.local" $fullname .Release.Namespace) -}}
+{{- end -}}
+{{- if .Values.ingest.tls.enabled -}}
+{{- $names = append $names (printf "%s-ingest.%s.svc" $fullname .Release.Namespace) -}}
+{{- $names = append $names (printf "%s-ingest.%s.svc.cluster.local" $fullname .Release.Namespace) -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}

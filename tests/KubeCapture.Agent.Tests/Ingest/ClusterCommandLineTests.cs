@@ -49,6 +49,41 @@ public sealed class ClusterCommandLineTests
         Assert.Contains(message, error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("https://x:1", null, "--ingest https://x:1 is TLS: give --ingest-ca-pem CA")]
+    [InlineData("http://x:1", "CA", "--ingest-ca-pem is for a TLS ingest, but --ingest http://x:1 is plain h2c: use https://")]
+    [InlineData("https://x:1", "not base64 and no pem!", "invalid --ingest-ca-pem: neither PEM (-----BEGIN CERTIFICATE-----) nor PEM in base64")]
+    [InlineData("https://x:1", "aGVsbG8=", "invalid --ingest-ca-pem: it holds no PEM certificate")]
+    public void ATlsIngestNeedsTheCaAndAPlainOneRefusesIt(string url, string? ca, string message)
+    {
+        string[] args = ["--ingest", url, .. ca is null ? Array.Empty<string>() : ["--ingest-ca-pem", ca == "CA" ? Pem() : ca],
+            "--token", "t", "--capture-uid", "u", "--capture-namespace", "n", "--capture-name", "c", "--pod", "p"];
+        var error = Assert.Throws<UsageException>(() => CommandLine.ParseCapture(args, Now, _ => null));
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheCaIsTakenAsPemOrAsPemInBase64(bool base64)
+    {
+        var pem = Pem();
+        var given = base64 ? Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes(pem)) : pem;
+        var request = CommandLine.ParseCapture(["--ingest", "https://kc-ingest.ops.svc:8081", "--ingest-ca-pem", given, "--token", "t",
+            "--capture-uid", "u", "--capture-namespace", "n", "--capture-name", "c", "--pod", "p"], Now, _ => null);
+
+        var authority = Assert.Single(request.Ingest!.Authority!);
+        Assert.Equal("CN=test-ingest-ca", authority.Subject);
+    }
+
+    private static string Pem()
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create();
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=test-ingest-ca", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1));
+        return certificate.ExportCertificatePem();
+    }
+
     [Fact]
     public void LocalModeIsUnchangedWithoutClusterArguments()
     {

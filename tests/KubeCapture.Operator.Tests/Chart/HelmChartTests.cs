@@ -3,6 +3,7 @@ using k8s;
 using k8s.Models;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
+using Microsoft.Extensions.Configuration;
 
 namespace KubeCapture.Operator.Tests.Chart;
 
@@ -36,7 +37,7 @@ public sealed class HelmChartTests
         Assert.Equal("payments", env["Policy__AllowedNamespaces__0"].Value);
         Assert.Equal("shop", env["Policy__AllowedNamespaces__1"].Value);
         Assert.Equal("s3", env["Storage__S3__SecretKey"].ValueFrom.SecretKeyRef.Name);
-        Assert.Equal("http://kc-kubecapture-ingest.kubecapture-system.svc:8081", env["Ingest__AdvertisedUrl"].Value);
+        Assert.Equal("https://kc-kubecapture-ingest.kubecapture-system.svc:8081", env["Ingest__AdvertisedUrl"].Value);
         var role = objects.OfType<V1ClusterRole>().Single(r => r.Metadata.Name == "kc-kubecapture-operator");
         Assert.Contains(role.Rules, r => r.Resources.Contains("pods/ephemeralcontainers") && r.Verbs.Contains("patch") && !r.Verbs.Contains("delete"));
         Assert.DoesNotContain(role.Rules, r => r.Resources.Contains("pods") && r.Verbs.Intersect(["create", "delete", "update"]).Any());
@@ -200,6 +201,61 @@ public sealed class HelmChartTests
         Assert.Equal("kc-kubecapture-serving-certificate", env["ServingCertificate__SecretName"]);
         Assert.Equal("true", env["Subresources__Enabled"]);
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void By_default_the_ingest_serves_TLS_with_a_managed_certificate_naming_the_ingest_Service_and_the_operator_accepts_the_rendered_settings(bool subresources)
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", $"subresources.enabled={subresources.ToString().ToLowerInvariant()}");
+        Assert.True(code == 0, output);
+        var objects = KubernetesYaml.LoadAllFromString(output);
+        var env = Assert.Single(objects.OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+        var port = objects.OfType<V1Service>().Single(s => s.Metadata.Name == "kc-kubecapture-ingest").Spec.Ports.Single(p => p.Name == "grpc-ingest");
+
+        Assert.Equal(("true", "https://0.0.0.0:8081", "https://kc-kubecapture-ingest.kubecapture-system.svc:8081"), (env["Ingest__Tls"], env["Kestrel__Endpoints__Ingest__Url"], env["Ingest__AdvertisedUrl"]));
+        var names = env.Where(e => e.Key.StartsWith("ServingCertificate__DnsNames__", StringComparison.Ordinal)).Select(e => e.Value).ToList();
+        Assert.Contains("kc-kubecapture-ingest.kubecapture-system.svc", names);
+        Assert.Contains("kc-kubecapture-ingest.kubecapture-system.svc.cluster.local", names);
+        Assert.Equal(subresources, names.Contains("kc-kubecapture-subresources.kubecapture-system.svc"));
+        Assert.Equal(subresources, env.ContainsKey("ServingCertificate__ApiServices__0"));
+        Assert.Null(port.AppProtocol); // not h2c
+        Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
+    }
+
+    [Fact]
+    public void With_ingest_TLS_turned_off_the_chart_serves_plain_h2c_and_the_operator_accepts_it()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "subresources.enabled=false", "--set", "ingest.tls.enabled=false");
+        Assert.True(code == 0, output);
+        var objects = KubernetesYaml.LoadAllFromString(output);
+        var env = Assert.Single(objects.OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+        var port = objects.OfType<V1Service>().Single(s => s.Metadata.Name == "kc-kubecapture-ingest").Spec.Ports.Single(p => p.Name == "grpc-ingest");
+
+        Assert.Equal(("false", "http://0.0.0.0:8081", "http://kc-kubecapture-ingest.kubecapture-system.svc:8081"), (env["Ingest__Tls"], env["Kestrel__Endpoints__Ingest__Url"], env["Ingest__AdvertisedUrl"]));
+        Assert.DoesNotContain(env.Keys, k => k.StartsWith("ServingCertificate__", StringComparison.Ordinal));
+        Assert.Equal("kubernetes.io/h2c", port.AppProtocol);
+        Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
+    }
+
+    [Fact]
+    public void A_mounted_certificate_serves_the_TLS_ingest_too_with_its_CA_file_for_the_agents()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "subresources.enabled=false", "--set", "subresources.certificate.mode=Mounted", "--set", "subresources.certificate.secretName=kc-tls");
+        Assert.True(code == 0, output);
+        var pod = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec;
+        var env = pod.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+
+        Assert.Equal("kc-tls", pod.Volumes.Single(v => v.Secret is not null).Secret.SecretName);
+        Assert.Equal(("Mounted", "/tls/ca.crt"), (env["ServingCertificate__Mode"], env["ServingCertificate__CaFile"]));
+        Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
+    }
+
+    /// <summary>The operator's configuration from the Deployment's env, as ASP.NET Core reads it (__ is :).</summary>
+    private static IConfiguration OperatorConfiguration(Dictionary<string, string> env) =>
+        new ConfigurationBuilder()
+            .AddInMemoryCollection(env.Select(e => new KeyValuePair<string, string?>(e.Key.Replace("__", ":", StringComparison.Ordinal), e.Value)))
+            .Build();
 
     [Fact]
     public void Mounted_certificate_mode_mounts_the_given_Secret_and_needs_its_name()

@@ -25,7 +25,7 @@ public sealed class SignedManifestTests : IAsyncLifetime
         await using var host = await OperatorHost.StartInProcessAsync(new Dictionary<string, string> { ["Storage:LocalPath"] = _root, ["Custody:SigningKeyFile"] = key });
         await using var traffic = new LoopbackTraffic();
         var target = new CaptureIdentity("uid-custody-1", "default", "custody", "web-0");
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter, null, "-c", "10");
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter, null, "-c", "10");
         await traffic.SendAsync(64 << 10, pause: TimeSpan.FromMilliseconds(5));
         Assert.Equal(0, await agent.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         _pcap = Path.Combine(_root, "captures", "default", "custody", "web-0.pcap");

@@ -20,8 +20,9 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// and ingest) with its ServiceAccount's token, never as admin; s3rver for storage; a test kubelet
 /// that binds pods, reports them Running with the IP of the network namespace that plays them, and
 /// runs each capture container from the agent image (podman, built by scripts/images.sh) inside
-/// that namespace, with the securityContext the operator asked for. The ingest listens on one
-/// <see cref="NodeService"/> address that every pod reaches over its own link to the node.
+/// that namespace, with the securityContext the operator asked for. The ingest serves TLS (as the
+/// chart does) on one <see cref="NodeService"/> address that every pod reaches over its own link to
+/// the node, with the operator's managed certificate for that address.
 /// Each test takes its own namespace and pods. <see cref="OwnApiServerCluster"/> has a server of its
 /// own, for tests that stop the control plane.
 /// </summary>
@@ -65,8 +66,13 @@ public class ApiServerCluster : IAsyncLifetime
         work = Directory.CreateTempSubdirectory("kcE-").FullName;
         service = await NodeService.CreateAsync();
         s3 = await S3rverFixture.StartAsync();
-        var ingestUrl = service.Url(S3rverFixture.FreeTcpPort());
+        // TLS, as the chart serves the ingest: the operator's own CA and serving certificate in the chart's
+        // Secret (written as its ServiceAccount), for the address the pods reach it by; agents get the CA in their args.
+        var ingestUrl = service.Url(S3rverFixture.FreeTcpPort()).Replace("http://", "https://", StringComparison.Ordinal);
         var settings = OperatorHost.S3Settings(s3);
+        settings["ServingCertificate:Namespace"] = KubeCaptureInstall.Namespace;
+        settings["ServingCertificate:SecretName"] = OperatorPermissions.ServingCertificateSecret.Replace(Permission.FullnamePlaceholder, $"{KubeCaptureInstall.Release}-kubecapture", StringComparison.Ordinal);
+        settings["ServingCertificate:IpAddresses:0"] = service.Address;
         settings["Reconciler:Enabled"] = "true";
         settings["Ingest:BindToPodAddress"] = "true"; // as in a cluster: the reconciler tells the ingest each pod's addresses
         settings["Kestrel:Endpoints:Ingest:Url"] = ingestUrl;
@@ -88,8 +94,6 @@ public class ApiServerCluster : IAsyncLifetime
         httpsAddress = await NodeService.CreateAsync(routable: true);
         settings["Admission:Enabled"] = "true";
         settings["Admission:Url"] = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"https://{HttpsAddress}:{WebhookPort}");
-        settings["ServingCertificate:Namespace"] = KubeCaptureInstall.Namespace;
-        settings["ServingCertificate:SecretName"] = OperatorPermissions.ServingCertificateSecret.Replace(Permission.FullnamePlaceholder, $"{KubeCaptureInstall.Release}-kubecapture", StringComparison.Ordinal);
         settings["ServingCertificate:DnsNames:0"] = $"{WebhookServiceName}.{KubeCaptureInstall.Namespace}.svc";
         settings["ServingCertificate:MutatingWebhookConfigurations:0"] = RequesterStampWebhooks;
         settings["ServingCertificate:ValidatingWebhookConfigurations:0"] = RequesterStampWebhooks;

@@ -51,6 +51,12 @@ public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
         var container = Assert.Single(await cluster.CaptureContainersAsync(ns, "api-7d9f"));
         Assert.Equal(EphemeralContainerSpec.ContainerName(created.Metadata.Uid), container.Name);
         Assert.Equal(["NET_RAW"], container.SecurityContext.Capabilities.Add);
+        // Streamed over TLS: the agent was sent to an https:// ingest with the CA of the operator's Secret, and nothing else to trust.
+        var args = container.Args.ToList();
+        Assert.StartsWith("https://", args[args.IndexOf("--ingest") + 1], StringComparison.Ordinal);
+        var secret = await cluster.Admin.CoreV1.ReadNamespacedSecretAsync($"{KubeCaptureInstall.Release}-kubecapture-serving-certificate", KubeCaptureInstall.Namespace);
+        Assert.Equal(System.Text.Encoding.ASCII.GetString(secret.Data["ca.crt"]).TrimEnd(),
+            System.Text.Encoding.ASCII.GetString(Convert.FromBase64String(args[args.IndexOf(EphemeralContainerSpec.IngestCaOption) + 1])).TrimEnd());
     }
 
     [SkippableFact]

@@ -41,13 +41,22 @@ public sealed class OperatorImageTests : IAsyncLifetime
     [ImagesFact]
     public async Task The_operator_image_starts_and_answers_healthz_and_readyz()
     {
-        // Storage on a tmpfs, as an emptyDir volume would give it.
-        var container = Operator("--Storage:LocalPath=/data");
-        await using var running = ContainerProcess.Start(PodmanContainer.Command(container, Lab.Server.Name, ["--mount", "type=tmpfs,destination=/data,tmpfs-mode=1777"]), _name);
+        // Storage on a tmpfs, as an emptyDir volume would give it; the ingest's TLS certificate mounted as a Secret would be.
+        var tls = KubeCapture.Operator.Tests.Ingest.IngestCertificateFiles.Issue(Lab.Server.IPv4.ToString());
+        (await HostCommand.RunAsync("chmod", "-R", "a+rX", Path.GetDirectoryName(tls.CertificateFile)!)).EnsureSuccess(); // the operator runs as 65532
+        var container = Operator("--Storage:LocalPath=/data", "--ServingCertificate:Mode=Mounted", "--ServingCertificate:CertificateFile=/tls/tls.crt",
+            "--ServingCertificate:KeyFile=/tls/tls.key", "--ServingCertificate:CaFile=/tls/ca.crt");
+        await using var running = ContainerProcess.Start(PodmanContainer.Command(container, Lab.Server.Name,
+            ["--mount", "type=tmpfs,destination=/data,tmpfs-mode=1777", "--volume", $"{Path.GetDirectoryName(tls.CertificateFile)}:/tls:ro"]), _name);
 
         Assert.Equal("200 Healthy", await GetWhenListeningAsync(running, "/healthz"));
         Assert.Equal("200", (await GetAsync("/readyz")).Split(' ')[0]);
         Assert.Equal("200", (await Lab.Client.ExecAsync("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", $"http://{Lab.Server.IPv4}:8080/healthz")).Stdout);
+        // The ingest answers HTTP/2 over TLS with the mounted certificate, verified against its CA (gRPC's 415 to a request that is not gRPC).
+        var ingest = await Lab.Client.ExecAsync("curl", "-sS", "--http2", "--cacert", tls.AuthorityFile, "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+            "-X", "POST", $"https://{Lab.Server.IPv4}:8081/kubecapture.v1.Ingest/Upload");
+        Assert.True(ingest.ExitCode == 0, ingest.Stderr);
+        Assert.Equal("2 415", ingest.Stdout);
         var exit = await running.StopAsync(Patience);
         Assert.True(exit.ExitCode == 0, $"exit {exit.ExitCode}: {exit.Stderr}");
     }
@@ -76,8 +85,11 @@ public sealed class OperatorImageTests : IAsyncLifetime
             Image = ContainerImages.Operator,
             // No Kubernetes API here: the ingest alone, without what needs the API (the extension API and its
             // serving certificate in a Secret). Env from fieldRefs (POD_NAME...) cannot be mapped and is not needed by it.
-            Args = ["--Reconciler:Enabled=false", "--LeaderElection:Enabled=false", "--Subresources:Enabled=false", "--Ingest:TokenSecret=image-test"],
-            Env = [.. deployed.Env.Where(e => e.ValueFrom is null && !e.Name.StartsWith("ServingCertificate__", StringComparison.Ordinal) && !e.Name.StartsWith("Subresources__", StringComparison.Ordinal))],
+            // No serving certificate without the API, so the ingest is plain h2c here (Ingest:Tls=false, an http:// endpoint).
+            Args = ["--Reconciler:Enabled=false", "--LeaderElection:Enabled=false", "--Subresources:Enabled=false", "--Ingest:TokenSecret=image-test",
+                "--Ingest:Tls=false", "--Kestrel:Endpoints:Ingest:Url=http://0.0.0.0:8081"],
+            Env = [.. deployed.Env.Where(e => e.ValueFrom is null && !e.Name.StartsWith("ServingCertificate__", StringComparison.Ordinal) && !e.Name.StartsWith("Subresources__", StringComparison.Ordinal)
+                && e.Name is not ("Ingest__Tls" or "Kestrel__Endpoints__Ingest__Url"))],
             SecurityContext = deployed.SecurityContext,
         };
         // emptyDir volumes as a kubelet gives them: an empty directory writable by the pod.
@@ -94,7 +106,10 @@ public sealed class OperatorImageTests : IAsyncLifetime
     {
         Name = "operator",
         Image = ContainerImages.Operator,
-        Args = ["--Reconciler:Enabled=false", "--Ingest:TokenSecret=image-test", .. args],
+        // The ingest is plain h2c unless the test mounts a certificate (args give Ingest:Tls and the endpoint otherwise).
+        Args = ["--Reconciler:Enabled=false", "--Ingest:TokenSecret=image-test",
+            .. args.Any(a => a.StartsWith("--ServingCertificate:", StringComparison.Ordinal)) ? Array.Empty<string>() : ["--Ingest:Tls=false", "--Kestrel:Endpoints:Ingest:Url=http://0.0.0.0:8081"],
+            .. args],
         SecurityContext = new V1SecurityContext
         {
             AllowPrivilegeEscalation = false,

@@ -17,7 +17,7 @@ public sealed class IngestEndToEndTests
         await using var traffic = new LoopbackTraffic();
         var target = new CaptureIdentity("uid-local-1", "default", "local-capture", "web-0");
 
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter, null, "-c", "20");
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter, null, "-c", "20");
         await traffic.SendAsync(256 << 10, pause: TimeSpan.FromMilliseconds(5));
         Assert.Equal(0, await agent.WaitForExitAsync(TimeSpan.FromSeconds(60)));
 
@@ -39,7 +39,7 @@ public sealed class IngestEndToEndTests
         await using var traffic = new LoopbackTraffic();
         var target = new CaptureIdentity("uid-token-1", "default", "guessing", "web-0");
 
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter, "not-the-token");
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter, "not-the-token");
         Assert.Equal(1, await agent.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("the ingest refused the upload (Unauthenticated): the token is not valid for capture default/guessing", agent.Output, StringComparison.Ordinal);
         Assert.Contains("the capture was not stored", agent.Output, StringComparison.Ordinal);
@@ -55,7 +55,7 @@ public sealed class IngestEndToEndTests
         var target = new CaptureIdentity("uid-early-stop", "default", "early-stop", "web-0");
         var status = host.Services.GetRequiredService<IIngestStatus>();
 
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter);
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter);
         await traffic.SendAsync(64 << 10);
         await IngestProtocolTests.WaitForAsync(status, target, UploadPhase.Streaming, TimeSpan.FromSeconds(10));
         status.RequestStop(target.CaptureUid);
@@ -79,15 +79,9 @@ public sealed class IngestEndToEndTests
         var settings = OperatorHost.S3Settings(s3);
         await using var host = await OperatorHost.StartInProcessAsync(settings, link.NodeAddress);
         var target = new CaptureIdentity("uid-netns", "shop", "checkout-slow", "checkout-0");
-        var token = new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target);
 
         await using var server = await lab.Server.StartHttpServerAsync(8080, new Dictionary<string, int> { ["index.html"] = 1000 });
-        await using var agent = ChildProcess.Start("ip", ["netns", "exec", lab.Server.Name, "dotnet",
-            "exec", Builds.AgentDll, "capture", "--ingest", host.IngestUrl.ToString(),
-            "--capture-uid", target.CaptureUid, "--capture-namespace", target.Namespace, "--capture-name", target.CaptureName, "--pod", target.Pod,
-            "-i", link.PodInterface, "-s", "128", "-c", "500", "--duration", "60s", "tcp port 8080",
-        ], new Dictionary<string, string> { ["KUBECAPTURE_TOKEN"] = token });
-        await agent.WaitForOutputAsync("kubecapture-agent: listening on", TimeSpan.FromSeconds(30));
+        await using var agent = await AgentRun.StartInPodAsync(lab.Server.Name, host, target, link.PodInterface, "128", "tcp port 8080");
 
         using (var http = new HttpClient())
         {

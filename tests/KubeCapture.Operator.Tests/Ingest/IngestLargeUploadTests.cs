@@ -33,6 +33,8 @@ public sealed class IngestLargeUploadTests(ITestOutputHelper output)
         Assert.Equal(sha, Evidence.Sha256Of(s3.ObjectPath("captures/default/large/web-0.pcap")!));
         Assert.True(warmMiB > 10, "the RSS sampler saw the operator");
         Assert.True(peakMiB - warmMiB < 48, $"operator peak RSS grew from {warmMiB:0.0} to {peakMiB:0.0} MiB between a 20 MiB and a 200 MiB upload: memory must not follow the pcap size");
-        Assert.True(peakMiB < 160, $"operator peak RSS {peakMiB:0.0} MiB while ingesting 200 MiB in 8 MiB parts");
+        // Over TLS (as the chart serves it): OpenSSL and SslStream's buffers cost about 6 MiB more, whatever the size
+        // (measured here: 147 -> 162 MiB over TLS, 141 -> 157 MiB over h2c, under the same load).
+        Assert.True(peakMiB < 168, $"operator peak RSS {peakMiB:0.0} MiB while ingesting 200 MiB in 8 MiB parts over TLS");
     }
 }

@@ -108,10 +108,10 @@ public sealed class IngestPeerBindingTests
         var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-mapped", "payments", "mapped", "api-0");
         addresses.Expect(target, ["127.0.0.1", "fd00::7"]);
-        var url = new Uri($"http://127.0.0.1:{host.IngestPort}");
+        var url = new Uri($"https://127.0.0.1:{host.IngestPort}");
         var issuer = new CaptureTokenIssuer(OperatorHost.TokenSecret);
-        using var agent = new TestAgent(url, target, issuer.Issue(target));
-        using var forger = new TestAgent(url, target, issuer.Issue(target), Elsewhere);
+        using var agent = new TestAgent(url, target, issuer.Issue(target), caPem: host.IngestCaPem);
+        using var forger = new TestAgent(url, target, issuer.Issue(target), Elsewhere, host.IngestCaPem);
 
         var (stored, sha) = await agent.UploadWholeAsync(100_000);
         var refused = await Assert.ThrowsAsync<RpcException>(() => forger.OpenAsync());
@@ -122,7 +122,7 @@ public sealed class IngestPeerBindingTests
     }
 
     private static TestAgent Forger(OperatorHost host, CaptureIdentity target) =>
-        new(host.IngestUrl, target, new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target), Elsewhere);
+        new(host.IngestUrl, target, new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target), Elsewhere, host.IngestCaPem);
 
     /// <summary>An in-process ingest over s3rver with the binding on, and its address book (the reconciler's seam).</summary>
     private sealed class BoundIngest(S3rverFixture s3, OperatorHost host) : IAsyncDisposable

@@ -22,7 +22,7 @@ public sealed class IngestProtocolTests
 
         foreach (var victim in new[] { theirs, otherCapture })
         {
-            using var intruder = new TestAgent(host.IngestUrl, victim, issuer.Issue(mine));
+            using var intruder = new TestAgent(host.IngestUrl, victim, issuer.Issue(mine), caPem: host.IngestCaPem);
             var refused = await Assert.ThrowsAsync<RpcException>(() => intruder.OpenAsync());
             Assert.Equal(StatusCode.Unauthenticated, refused.StatusCode);
             Assert.Contains("the token is not valid", refused.Status.Detail, StringComparison.Ordinal);

@@ -4,15 +4,19 @@ using Microsoft.AspNetCore.Builder;
 namespace KubeCapture.Operator.Tests.Ingest;
 
 /// <summary>
-/// The operator under test, on 127.0.0.1 at free ports (health over HTTP/1.1, ingest over h2c):
-/// either in this process (to reach its services) or as a real process started with
-/// <c>dotnet exec</c> of its built dll (to kill it, and to measure its memory).
+/// The operator under test, on 127.0.0.1 at free ports (health over HTTP/1.1, ingest over TLS as the
+/// chart serves it, or h2c with Ingest:Tls=false): either in this process (to reach its services) or
+/// as a real process started with <c>dotnet exec</c> of its built dll (to kill it, and to measure its
+/// memory). Without ServingCertificate settings of the test's own, the ingest serves a certificate of
+/// the operator's own issuer (ECDSA, as Managed mode issues) for its address and 127.0.0.1, mounted
+/// from files, with the CA (<see cref="IngestCaPem"/>) the agents are given.
 /// </summary>
 public sealed class OperatorHost : IAsyncDisposable
 {
     public const string TokenSecret = "kcI-test-secret";
     private readonly List<string> _args;
     private readonly Dictionary<string, string> _environment = [];
+    private readonly Uri _ingestEndpoint;
     private WebApplication? _app;
 
     private OperatorHost(IReadOnlyDictionary<string, string> settings, string address = "127.0.0.1")
@@ -20,11 +24,12 @@ public sealed class OperatorHost : IAsyncDisposable
         Address = address;
         HttpPort = S3rverFixture.FreeTcpPort();
         IngestPort = S3rverFixture.FreeTcpPort();
+        Tls = !(settings.TryGetValue("Ingest:Tls", out var tls) && tls == "false");
         var all = new Dictionary<string, string>
         {
             ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{HttpPort}",
             ["Kestrel:Endpoints:Http:Protocols"] = "Http1",
-            ["Kestrel:Endpoints:Ingest:Url"] = $"http://{address}:{IngestPort}",
+            ["Kestrel:Endpoints:Ingest:Url"] = $"{(Tls ? "https" : "http")}://{address}:{IngestPort}",
             ["Kestrel:Endpoints:Ingest:Protocols"] = "Http2",
             ["Ingest:TokenSecret"] = TokenSecret,
             ["Reconciler:Enabled"] = "false", // these tests drive the ingest alone, with no Kubernetes API
@@ -32,12 +37,23 @@ public sealed class OperatorHost : IAsyncDisposable
             ["Logging:LogLevel:Default"] = "Information",
             ["Logging:LogLevel:Microsoft"] = "Warning",
         };
+        if (Tls && !settings.Keys.Any(k => k.StartsWith("ServingCertificate:", StringComparison.Ordinal)))
+        {
+            var files = IngestCertificateFiles.Issue(address);
+            IngestCaPem = files.AuthorityPem;
+            all["ServingCertificate:Mode"] = "Mounted";
+            all["ServingCertificate:CertificateFile"] = files.CertificateFile;
+            all["ServingCertificate:KeyFile"] = files.KeyFile;
+            all["ServingCertificate:CaFile"] = files.AuthorityFile;
+        }
+
         foreach (var (key, value) in settings)
         {
             all[key] = value;
         }
 
         _args = [.. all.Select(kv => $"--{kv.Key}={kv.Value}")];
+        _ingestEndpoint = new Uri(all["Kestrel:Endpoints:Ingest:Url"]);
     }
 
     public int HttpPort { get; }
@@ -47,7 +63,13 @@ public sealed class OperatorHost : IAsyncDisposable
     /// <summary>Where the ingest listens (127.0.0.1, or the host side of a pod's veth).</summary>
     public string Address { get; }
 
-    public Uri IngestUrl => new($"http://{Address}:{IngestPort}");
+    /// <summary>Whether the ingest serves TLS (the default; Ingest:Tls=false: h2c).</summary>
+    public bool Tls { get; }
+
+    /// <summary>The CA of the ingest's certificate (PEM), when this host issued it; agents get it as --ingest-ca-pem.</summary>
+    public string? IngestCaPem { get; }
+
+    public Uri IngestUrl => new($"{(Tls ? "https" : "http")}://{Address}:{IngestPort}");
 
     public ChildProcess? Process { get; private set; }
 
@@ -64,12 +86,13 @@ public sealed class OperatorHost : IAsyncDisposable
         ["Storage:RetryBudget"] = "00:00:20",
     };
 
-    public static async Task<OperatorHost> StartInProcessAsync(IReadOnlyDictionary<string, string> settings, string ingestAddress = "127.0.0.1")
+    /// <param name="waitForIngest">false: return once /healthz answers, even if the TLS ingest never gets its certificate.</param>
+    public static async Task<OperatorHost> StartInProcessAsync(IReadOnlyDictionary<string, string> settings, string ingestAddress = "127.0.0.1", bool waitForIngest = true)
     {
         var host = new OperatorHost(settings, ingestAddress);
         host._app = Program.Build([.. host._args]);
         await host._app.StartAsync();
-        await host.WaitHealthyAsync();
+        await host.WaitHealthyAsync(waitForIngest);
         return host;
     }
 
@@ -102,7 +125,8 @@ public sealed class OperatorHost : IAsyncDisposable
 
     public string Output => Process?.Output ?? "";
 
-    private async Task WaitHealthyAsync()
+    /// <summary>Until /healthz answers and, with TLS, the ingest completes a handshake (its certificate is loaded by a background service).</summary>
+    private async Task WaitHealthyAsync(bool waitForIngest = true)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -110,12 +134,12 @@ public sealed class OperatorHost : IAsyncDisposable
         {
             try
             {
-                if ((await http.GetAsync($"http://127.0.0.1:{HttpPort}/healthz")).IsSuccessStatusCode)
+                if ((await http.GetAsync($"http://127.0.0.1:{HttpPort}/healthz")).IsSuccessStatusCode && (_ingestEndpoint.Scheme != "https" || !waitForIngest || await IngestHandshakesAsync()))
                 {
                     return;
                 }
             }
-            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or IOException or System.Net.Sockets.SocketException or System.Security.Authentication.AuthenticationException)
             {
                 if (DateTime.UtcNow > deadline || Process?.HasExited == true)
                 {
@@ -125,6 +149,18 @@ public sealed class OperatorHost : IAsyncDisposable
 
             await Task.Delay(100);
         }
+    }
+
+    private async Task<bool> IngestHandshakesAsync()
+    {
+        // Where the ingest really listens (a test may move it, e.g. to a node address the pods reach).
+        var address = System.Net.IPAddress.Parse(_ingestEndpoint.Host.Trim('[', ']'));
+        var connectTo = address.Equals(System.Net.IPAddress.Any) || address.Equals(System.Net.IPAddress.IPv6Any) ? System.Net.IPAddress.Loopback : address;
+        using var tcp = new System.Net.Sockets.TcpClient(connectTo.AddressFamily);
+        await tcp.ConnectAsync(connectTo, _ingestEndpoint.Port);
+        await using var tls = new System.Net.Security.SslStream(tcp.GetStream(), false, (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions { TargetHost = connectTo.ToString(), ApplicationProtocols = [System.Net.Security.SslApplicationProtocol.Http2] });
+        return true;
     }
 
     public async ValueTask DisposeAsync()

@@ -12,9 +12,10 @@ namespace KubeCapture.Operator.Tests.Ingest;
 /// any offset can be produced again after a resume): for large uploads and for faults a real
 /// capture cannot produce on demand (a cut stream, a wrong SHA-256, a stranger's token).
 /// </summary>
-public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, System.Net.IPAddress? source = null) : IDisposable
+/// <param name="caPem">A TLS ingest: the CA its certificate must be issued by (as the agent trusts it).</param>
+public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, System.Net.IPAddress? source = null, string? caPem = null) : IDisposable
 {
-    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(ingest, new GrpcChannelOptions { HttpHandler = Handler(source) });
+    private readonly GrpcChannel _channel = GrpcChannel.ForAddress(ingest, new GrpcChannelOptions { HttpHandler = Handler(ingest, source, caPem) });
 
     public CaptureIdentity Target => target;
 
@@ -23,7 +24,7 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, 
     public long RetentionTtlSeconds { get; set; }
 
     public static TestAgent For(OperatorHost host, CaptureIdentity target) =>
-        new(host.IngestUrl, target, new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target));
+        new(host.IngestUrl, target, new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target), caPem: host.IngestCaPem);
 
     public async Task<Upload> OpenAsync(CancellationToken cancellationToken = default)
     {
@@ -62,9 +63,16 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, 
     public void Dispose() => _channel.Dispose();
 
     /// <summary>Connects from <paramref name="source"/> (e.g. 127.0.0.2 on lo: another "pod" of the same machine) when given.</summary>
-    private static SocketsHttpHandler Handler(System.Net.IPAddress? source)
+    private static SocketsHttpHandler Handler(Uri ingest, System.Net.IPAddress? source, string? caPem)
     {
         var handler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true };
+        if (caPem is not null)
+        {
+            var authority = KubeCapture.Agent.Ingest.IngestAuthority.Parse(caPem);
+            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
+                KubeCapture.Agent.Ingest.IngestAuthority.Refusal(ingest, authority, certificate, chain, errors) is null;
+        }
+
         if (source is not null)
         {
             handler.ConnectCallback = async (context, cancellationToken) =>

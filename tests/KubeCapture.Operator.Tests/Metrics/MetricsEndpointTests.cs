@@ -24,7 +24,7 @@ public sealed partial class MetricsEndpointTests
         await using var traffic = new LoopbackTraffic();
         var target = new CaptureIdentity("uid-metrics", "shop", "metrics", "web-0");
 
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter, null, "-c", "20");
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter, null, "-c", "20");
         await traffic.SendAsync(256 << 10, pause: TimeSpan.FromMilliseconds(5));
         Assert.Equal(0, await agent.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         var stored = new FileInfo(s3.ObjectPath("captures/shop/metrics/web-0.pcap")!).Length;

@@ -40,7 +40,7 @@ public abstract class IngestStorageTests
         var key = "captures/payments/partner-timeouts/api-7d9f.pcap";
         long sent = 2 * PartSize + (1 << 20);
 
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter);
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter);
         await traffic.SendAsync(sent, pause: TimeSpan.FromMilliseconds(1));
         await Task.Delay(1000); // a stop does not drain the kernel's capture buffer (as in tcpdump)
         agent.Signal("TERM");
@@ -119,7 +119,7 @@ public abstract class IngestStorageTests
         using var store = StoreOf(s3);
         await using var traffic = new LoopbackTraffic();
         var target = new CaptureIdentity("uid-killed", "default", "killed", "web-0");
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter);
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter);
         using var stopTraffic = new CancellationTokenSource();
         var sending = traffic.SendAsync(long.MaxValue, pause: TimeSpan.FromMilliseconds(5), cancellationToken: stopTraffic.Token);
 
@@ -145,7 +145,7 @@ public abstract class IngestStorageTests
         using var store = StoreOf(s3);
         await using var traffic = new LoopbackTraffic();
         var target = new CaptureIdentity("uid-restart", "payments", "restart", "api-0");
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, target, traffic.Filter);
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter);
         using var stopTraffic = new CancellationTokenSource();
         var sending = traffic.SendAsync(long.MaxValue, pause: TimeSpan.FromMilliseconds(2), cancellationToken: stopTraffic.Token);
 
@@ -407,7 +407,7 @@ public sealed class IngestStorageOnCephRgwTests : IngestStorageTests
         var targets = new[] { "api-0", "api-1", "api-2" }.Select(pod => new CaptureIdentity("uid-several", "payments", "several", pod)).ToArray();
         long sent = 3 * PartSize + (1 << 20);
 
-        var agents = await Task.WhenAll(targets.Select(t => AgentRun.StartAsync(host.IngestUrl, t, traffic.Filter)));
+        var agents = await Task.WhenAll(targets.Select(t => AgentRun.StartAsync(host, t, traffic.Filter)));
         try
         {
             await traffic.SendAsync(sent, pause: TimeSpan.FromMilliseconds(1));

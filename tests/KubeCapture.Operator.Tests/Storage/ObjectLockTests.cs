@@ -139,7 +139,7 @@ public sealed class ObjectLockTests
         var pod = new V1Pod { Metadata = new V1ObjectMeta { Name = Target.Pod, Uid = "pod-uid-db-0" }, Status = new V1PodStatus { PodIPs = [new V1PodIP { Ip = "127.0.0.1" }] } };
         host.Services.GetRequiredService<ICustodyWitness>().Witness(capture, pod, "kubecapture-x");
         await using var traffic = new LoopbackTraffic();
-        await using var agent = await AgentRun.StartAsync(host.IngestUrl, Target, traffic.Filter, null, "-c", "5", "--retention", "2m");
+        await using var agent = await AgentRun.StartAsync(host, Target, traffic.Filter, null, "-c", "5", "--retention", "2m");
         await traffic.SendAsync(16 << 10, pause: TimeSpan.FromMilliseconds(5));
         Assert.True(await agent.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, agent.Output);
         var store = IngestStorageTests.StoreOf(rgw);

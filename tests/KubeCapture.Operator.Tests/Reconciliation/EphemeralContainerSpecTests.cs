@@ -1,0 +1,40 @@
+using k8s.Models;
+using KubeCapture.Agent.Cli;
+using KubeCapture.Operator.Certificates;
+using KubeCapture.Operator.Reconciliation;
+using KubeCapture.Operator.Resources;
+
+namespace KubeCapture.Operator.Tests.Reconciliation;
+
+/// <summary>The capture container's args toward a TLS ingest: the agent's own parser gets the operator's CA from them.</summary>
+public sealed class EphemeralContainerSpecTests
+{
+    private static readonly PacketCapture Capture = new()
+    {
+        Metadata = new V1ObjectMeta { Name = "partner-timeouts", NamespaceProperty = "payments", Uid = "0b6f3c1e" },
+        Spec = new PacketCaptureSpec { Reason = "r", Target = new CaptureTarget { PodName = "api-1" }, Duration = "30s", Filter = "tcp port 443" },
+    };
+
+    [Fact]
+    public void AnHttpsIngestGivesTheAgentTheOperatorsCaAsOneArgumentItParsesBackToTheSameCertificate()
+    {
+        var authority = CertificateIssuer.IssueAuthority("kubecapture-operator-ca", TimeSpan.FromDays(1), DateTimeOffset.UtcNow);
+        var container = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "https://kc-ingest.ops.svc:8081", "token", addNetRaw: true, authority.CertificatePem);
+
+        var request = CommandLine.ParseCapture(container.Args.Skip(1).ToList(), DateTime.UtcNow, name => name == EphemeralContainerSpec.TokenVariable ? "token" : null);
+        using var expected = authority.PublicCertificate();
+        Assert.Equal(expected.Thumbprint, Assert.Single(request.Ingest!.Authority!).Thumbprint);
+        Assert.Equal("tcp port 443", request.Options.Filter);
+        Assert.DoesNotContain(container.Args, a => a.Contains("BEGIN", StringComparison.Ordinal)); // one base64 word, no line breaks
+    }
+
+    [Fact]
+    public void APlainIngestGetsNoCaAndAnHttpsOneWithoutACaIsRefused()
+    {
+        var plain = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", "token", addNetRaw: true);
+        var error = Assert.Throws<ArgumentException>(() => EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "https://kc-ingest.ops.svc:8081", "token", addNetRaw: true));
+
+        Assert.DoesNotContain(EphemeralContainerSpec.IngestCaOption, plain.Args);
+        Assert.Contains("the ingest https://kc-ingest.ops.svc:8081 serves TLS: the agent needs its CA", error.Message, StringComparison.Ordinal);
+    }
+}
