@@ -30,6 +30,7 @@ public sealed class UnstampedCaptureTests : IAsyncLifetime
         {
             ["Reconciler:Enabled"] = "true",
             ["Reconciler:IngestUrl"] = "http://198.51.100.1:8081",
+            ["Ingest:Tls"] = "false", // no capture starts here: no agent ever reaches the ingest
             ["Reconciler:ResyncPeriod"] = "1s",
             ["Storage:LocalPath"] = storage,
             ["LeaderElection:Namespace"] = KubeCaptureInstall.Namespace,

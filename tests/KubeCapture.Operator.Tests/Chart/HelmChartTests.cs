@@ -233,7 +233,9 @@ public sealed class HelmChartTests
         var port = objects.OfType<V1Service>().Single(s => s.Metadata.Name == "kc-kubecapture-ingest").Spec.Ports.Single(p => p.Name == "grpc-ingest");
 
         Assert.Equal(("false", "http://0.0.0.0:8081", "http://kc-kubecapture-ingest.kubecapture-system.svc:8081"), (env["Ingest__Tls"], env["Kestrel__Endpoints__Ingest__Url"], env["Ingest__AdvertisedUrl"]));
-        Assert.DoesNotContain(env.Keys, k => k.StartsWith("ServingCertificate__", StringComparison.Ordinal));
+        // The certificate stays, for the admission webhooks, without the ingest Service's names.
+        Assert.DoesNotContain(env, e => e.Key.StartsWith("ServingCertificate__DnsNames__", StringComparison.Ordinal) && e.Value.Contains("-ingest.", StringComparison.Ordinal));
+        Assert.Contains(env, e => e.Key.StartsWith("ServingCertificate__DnsNames__", StringComparison.Ordinal) && e.Value == "kc-kubecapture-webhook.kubecapture-system.svc");
         Assert.Equal("kubernetes.io/h2c", port.AppProtocol);
         Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
     }
