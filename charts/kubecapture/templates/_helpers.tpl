@@ -36,3 +36,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- toJson $names -}}
 {{- end -}}
+
+{{/* The serving certificate comes from files of a Secret (Mounted, or CertManager's Certificate). */}}
+{{- define "kubecapture.certificateMounted" -}}
+{{- if has .Values.subresources.certificate.mode (list "Mounted" "CertManager") -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret the serving certificate is mounted from. */}}
+{{- define "kubecapture.certificateSecret" -}}
+{{- if eq .Values.subresources.certificate.mode "CertManager" -}}
+{{ include "kubecapture.fullname" . }}-serving-tls
+{{- else -}}
+{{ required "subresources.certificate.secretName is required in Mounted mode" .Values.subresources.certificate.secretName }}
+{{- end -}}
+{{- end -}}

@@ -275,6 +275,91 @@ public sealed class HelmChartTests
         Assert.Contains("subresources.certificate.secretName is required in Mounted mode", error, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData("corp-ca", "ClusterIssuer")]
+    public void CertManager_mode_asks_cert_manager_for_a_certificate_with_every_name_the_operator_is_reached_by_and_mounts_its_Secret(string? issuer, string? kind)
+    {
+        string[] issuerSets = issuer is null ? [] : ["--set", $"subresources.certificate.issuerRef.name={issuer}", "--set", $"subresources.certificate.issuerRef.kind={kind}"];
+        var (code, output) = Helm(["template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "subresources.certificate.mode=CertManager", .. issuerSets]);
+        Assert.True(code == 0, output);
+        var objects = KubernetesYaml.LoadAllFromString(output, new Dictionary<string, Type>
+        {
+            ["cert-manager.io/v1/Certificate"] = typeof(CertManagerObject),
+            ["cert-manager.io/v1/Issuer"] = typeof(CertManagerObject),
+        });
+        var pod = Assert.Single(objects.OfType<V1Deployment>()).Spec.Template.Spec;
+        var env = pod.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+        var certManager = objects.OfType<CertManagerObject>().ToList();
+        var serving = Assert.Single(certManager, o => o.Kind == "Certificate" && o.Spec.IsCA != true);
+
+        // The names the Managed mode would give its own certificate: webhook, extension API, ingest Services.
+        var (managedCode, managedOutput) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
+        Assert.True(managedCode == 0, managedOutput);
+        var managedEnv = Assert.Single(KubernetesYaml.LoadAllFromString(managedOutput).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env;
+        var managedNames = managedEnv.Where(e => e.Name.StartsWith("ServingCertificate__DnsNames__", StringComparison.Ordinal)).Select(e => e.Value).ToList();
+        Assert.Equal(6, managedNames.Count);
+        Assert.Equal(managedNames, serving.Spec.DnsNames);
+        Assert.Equal("kc-kubecapture-serving-tls", serving.Spec.SecretName);
+        Assert.Equal(serving.Spec.SecretName, pod.Volumes.Single(v => v.Secret is not null).Secret.SecretName);
+        Assert.Equal(("Mounted", "/tls/ca.crt"), (env["ServingCertificate__Mode"], env["ServingCertificate__CaFile"]));
+        Assert.DoesNotContain(env.Keys, k => k.StartsWith("ServingCertificate__DnsNames__", StringComparison.Ordinal));
+        Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
+        if (issuer is null)
+        {
+            // A CA of the release's own: self-signed Issuer -> CA Certificate -> CA Issuer -> the serving certificate.
+            var ca = Assert.Single(certManager, o => o.Kind == "Certificate" && o.Spec.IsCA == true);
+            var caIssuer = Assert.Single(certManager, o => o.Kind == "Issuer" && o.Spec.Ca is not null);
+            Assert.Equal(ca.Spec.SecretName, caIssuer.Spec.Ca!.SecretName);
+            Assert.Equal((caIssuer.Metadata.Name, "Issuer"), (serving.Spec.IssuerRef!.Name, serving.Spec.IssuerRef.Kind));
+            Assert.Single(certManager, o => o.Kind == "Issuer" && o.Spec.SelfSigned is not null && ca.Spec.IssuerRef!.Name == o.Metadata.Name);
+        }
+        else
+        {
+            Assert.Equal((issuer, kind), (serving.Spec.IssuerRef!.Name, serving.Spec.IssuerRef.Kind));
+            Assert.Single(certManager);
+        }
+    }
+
+    /// <summary>The fields of cert-manager's Certificate and Issuer the chart sets (cert-manager.io/v1).</summary>
+    private sealed class CertManagerObject : IKubernetesObject<V1ObjectMeta>
+    {
+        public string ApiVersion { get; set; } = "";
+
+        public string Kind { get; set; } = "";
+
+        public V1ObjectMeta Metadata { get; set; } = new();
+
+        public CertManagerSpec Spec { get; set; } = new();
+    }
+
+    private sealed class CertManagerSpec
+    {
+        public string? SecretName { get; set; }
+
+        public bool? IsCA { get; set; }
+
+        public List<string>? DnsNames { get; set; }
+
+        public CertManagerIssuerRef? IssuerRef { get; set; }
+
+        public CertManagerCa? Ca { get; set; }
+
+        public Dictionary<string, object>? SelfSigned { get; set; }
+    }
+
+    private sealed class CertManagerIssuerRef
+    {
+        public string Name { get; set; } = "";
+
+        public string Kind { get; set; } = "";
+    }
+
+    private sealed class CertManagerCa
+    {
+        public string SecretName { get; set; } = "";
+    }
+
     [Fact]
     public void Helm_refuses_values_that_break_the_schema()
     {
