@@ -341,7 +341,9 @@ public sealed partial class TestKubelet : IDisposable
     {
         foreach (var s in started.Values.Where(s => s.CaptureUid == captureUid))
         {
-            if (s.Process is { HasExited: false } p)
+            // Once, as a kubelet stops a container: a second SIGTERM that lands after the agent has
+            // finished and let go of its signal handlers would end a clean exit with 143.
+            if (s.Process is { HasExited: false } p && Interlocked.Exchange(ref s.Terminated, 1) == 0)
             {
                 // SIGTERM: the agent finishes its pcap cleanly (Process.Kill would be SIGKILL).
                 using var kill = Process.Start("kill", ["-TERM", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
@@ -404,6 +406,9 @@ public sealed partial class TestKubelet : IDisposable
 
     private sealed class Started
     {
+        /// <summary>1 once SIGTERM was sent.</summary>
+        public int Terminated;
+
         public Process? Process { get; set; }
 
         public string? CaptureUid { get; set; }
