@@ -16,7 +16,6 @@ namespace KubeCapture.Testing.Netns;
 /// </summary>
 public sealed class MiddleboxLab : IAsyncDisposable
 {
-    private static int _counter;
     private readonly bool _joined;
     private bool _disposed;
 
@@ -27,9 +26,9 @@ public sealed class MiddleboxLab : IAsyncDisposable
         _joined = true;
     }
 
-    private MiddleboxLab(string prefix, string id, int subnet)
+    private MiddleboxLab(string prefix, LabNames names, int subnet)
     {
-        var interfaceId = id.Length > 13 - prefix.Length ? id[^(13 - prefix.Length)..] : id;
+        var (id, interfaceId) = (names.Id, names.InterfaceId);
         Client = new NetnsPod($"{prefix}-{id}-cli", $"{prefix}{interfaceId}c",
             IPAddress.Parse($"169.254.{subnet}.2"), IPAddress.Parse($"fd{subnet:x2}:0:0:1::2"));
         Middlebox = new NetnsPod($"{prefix}-{id}-mbx", $"{prefix}{interfaceId}a",
@@ -60,14 +59,8 @@ public sealed class MiddleboxLab : IAsyncDisposable
     /// <summary>Creates the lab; <paramref name="prefix"/> is the caller's own, 1 to 5 letters or digits.</summary>
     public static async Task<MiddleboxLab> CreateAsync(string prefix = "kcMB")
     {
-        if (prefix.Length is 0 or > 5 || !prefix.All(char.IsAsciiLetterOrDigit))
-        {
-            throw new ArgumentException("the prefix must be 1 to 5 letters or digits", nameof(prefix));
-        }
-
-        var n = Interlocked.Increment(ref _counter);
-        var id = string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId:x}x{n:x}");
-        var lab = new MiddleboxLab(prefix, id, 100 + (n % 150));
+        var names = NetnsLab.Reserve(prefix);
+        var lab = new MiddleboxLab(prefix, names, 100 + (names.Number % 150));
         try
         {
             await lab.BuildAsync();
@@ -90,9 +83,7 @@ public sealed class MiddleboxLab : IAsyncDisposable
     /// </summary>
     public static async Task<MiddleboxLab> JoinAsync(string clientNamespace, string serverNamespace, string prefix = "kcMJ")
     {
-        var n = Interlocked.Increment(ref _counter);
-        var id = string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId:x}x{n:x}");
-        var interfaceId = id.Length > 13 - prefix.Length ? id[^(13 - prefix.Length)..] : id;
+        var (id, interfaceId, n) = NetnsLab.Reserve(prefix);
         var subnet = n % 250;
         var lab = new MiddleboxLab(
             new NetnsPod(clientNamespace, $"{prefix}{interfaceId}c", IPAddress.Parse($"198.18.{subnet}.2"), IPAddress.Parse($"fd18:{subnet:x}:1::2")),

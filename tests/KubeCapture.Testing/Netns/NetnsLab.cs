@@ -71,20 +71,10 @@ public sealed class NetnsLab : IAsyncDisposable, IDisposable
     /// </summary>
     public static async Task<NetnsLab> CreateAsync(string prefix = "kcAT", int clients = 1)
     {
-        if (prefix.Length is 0 or > 5 || !prefix.All(char.IsAsciiLetterOrDigit))
-        {
-            throw new ArgumentException("the prefix must be 1 to 5 letters or digits", nameof(prefix));
-        }
-
         ArgumentOutOfRangeException.ThrowIfLessThan(clients, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(clients, MaxClients);
-        await RemoveStaleAsync(prefix);
-        var n = Interlocked.Increment(ref _counter);
-        var id = string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId:x}x{n:x}");
-
-        // Interface names have at most 15 characters: prefix + id + "s"/"c" + one digit.
-        var interfaceId = id.Length > 13 - prefix.Length ? id[^(13 - prefix.Length)..] : id;
-        var lab = new NetnsLab(prefix, id, interfaceId, 100 + (n % 150), clients);
+        var names = await ReserveAsync(prefix);
+        var lab = new NetnsLab(prefix, names.Id, names.InterfaceId, 100 + (names.Number % 150), clients);
         try
         {
             await lab.BuildAsync();
@@ -120,6 +110,31 @@ public sealed class NetnsLab : IAsyncDisposable, IDisposable
     }
 
     private static Task<CommandResult> Ip(params string[] arguments) => HostCommand.CheckedAsync("ip", arguments);
+
+    /// <summary><see cref="Reserve"/>, after deleting the namespaces of this prefix that dead processes left.</summary>
+    internal static async Task<LabNames> ReserveAsync(string prefix)
+    {
+        var names = Reserve(prefix);
+        await RemoveStaleAsync(prefix);
+        return names;
+    }
+
+    /// <summary>
+    /// The names of a new lab of <paramref name="prefix"/> (1 to 5 letters or digits), unique per
+    /// process and lab (namespaces <c>PREFIX-ID-role</c>), and the id cut to fit interface names
+    /// (at most 15 characters: prefix + id + a role letter + one digit).
+    /// </summary>
+    internal static LabNames Reserve(string prefix)
+    {
+        if (prefix.Length is 0 or > 5 || !prefix.All(char.IsAsciiLetterOrDigit))
+        {
+            throw new ArgumentException("the prefix must be 1 to 5 letters or digits", nameof(prefix));
+        }
+
+        var n = Interlocked.Increment(ref _counter);
+        var id = string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId:x}x{n:x}");
+        return new LabNames(id, id.Length > 13 - prefix.Length ? id[^(13 - prefix.Length)..] : id, n);
+    }
 
     /// <summary>Deletes namespaces of this prefix whose creating process is gone.</summary>
     private static async Task RemoveStaleAsync(string prefix)
@@ -180,3 +195,6 @@ public sealed class NetnsLab : IAsyncDisposable, IDisposable
         }
     }
 }
+
+/// <summary>A lab's id (<c>PID x N</c>), the id as it fits interface names, and N.</summary>
+internal readonly record struct LabNames(string Id, string InterfaceId, int Number);
