@@ -20,7 +20,8 @@ namespace KubeCapture.Bench.ApiServer;
 /// requests per capture from the audit log, its reads per second over an idle window with all
 /// captures Running, its RSS idle (pods cached, no capture) and at the end, and the CPU seconds of
 /// kube-apiserver, etcd and the operator over the run. Each build gets a fresh server.
-/// usage: ApiServerBench [namespaces=50] [pods=20] [LABEL=OPERATOR.dll ...] (default: current=this repository's build)
+/// usage: ApiServerBench [namespaces=50] [pods=20] [LABEL=OPERATOR.dll[,Key=Value...] ...] (default: current=this repository's build);
+/// the Key=Value pairs are operator settings for that run (e.g. <c>current16=op.dll,Reconciler:Workers=16</c>).
 /// </summary>
 public static partial class Program
 {
@@ -30,17 +31,17 @@ public static partial class Program
     {
         var namespaces = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 50;
         var podsPerNamespace = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 20;
-        var builds = args.Skip(2).Select(a => a.Split('=', 2)).Select(p => (Label: p[0], Dll: Path.GetFullPath(p[1]))).ToList();
+        var builds = args.Skip(2).Select(a => a.Split('=', 2)).Select(p => ParseBuild(p[0], p[1])).ToList();
         if (builds.Count == 0)
         {
-            builds.Add(("current", Path.Combine(RepositoryRoot(), "operator", "bin", "Release", "net10.0", "kubecapture-operator.dll")));
+            builds.Add(("current", Path.Combine(RepositoryRoot(), "operator", "bin", "Release", "net10.0", "kubecapture-operator.dll"), []));
         }
 
         var results = new JsonArray();
         var ok = true;
-        foreach (var (label, dll) in builds)
+        foreach (var (label, dll, settings) in builds)
         {
-            var result = await RunAsync(label, dll, namespaces, podsPerNamespace);
+            var result = await RunAsync(label, dll, settings, namespaces, podsPerNamespace);
             ok &= (int)result["running"]! == namespaces * podsPerNamespace;
             results.Add(result);
             Console.Error.WriteLine(result.ToJsonString());
@@ -50,7 +51,15 @@ public static partial class Program
         return ok ? 0 : 1;
     }
 
-    private static async Task<JsonObject> RunAsync(string label, string dll, int namespaces, int podsPerNamespace)
+    private static (string Label, string Dll, Dictionary<string, string> Settings) ParseBuild(string label, string value)
+    {
+        var parts = value.Split(',');
+        var settings = parts.Skip(1).Select(s => s.Split('=', 2)).ToDictionary(
+            kv => kv[0], kv => kv.Length == 2 ? kv[1] : throw new ArgumentException($"{label}: setting '{kv[0]}' has no '=VALUE'"), StringComparer.Ordinal);
+        return (label, Path.GetFullPath(parts[0]), settings);
+    }
+
+    private static async Task<JsonObject> RunAsync(string label, string dll, Dictionary<string, string> extraSettings, int namespaces, int podsPerNamespace)
     {
         var captures = namespaces * podsPerNamespace;
         await using var server = await KubeApiServer.StartAsync();
@@ -68,7 +77,7 @@ public static partial class Program
         var (etcdPid, apiserverPid) = ServerPids(server);
         var httpPort = FreePort();
         var ingestPort = FreePort();
-        using var op = StartOperator(dll, install.OperatorKubeconfig, httpPort, ingestPort, work);
+        using var op = StartOperator(dll, extraSettings, install.OperatorKubeconfig, httpPort, ingestPort, work);
         var output = new System.Text.StringBuilder();
         op.OutputDataReceived += (_, e) =>
         {
@@ -227,12 +236,12 @@ public static partial class Program
         }
     }
 
-    private static Process StartOperator(string dll, string kubeconfig, int httpPort, int ingestPort, string work)
+    private static Process StartOperator(string dll, Dictionary<string, string> extraSettings, string kubeconfig, int httpPort, int ingestPort, string work)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         info.ArgumentList.Add("exec");
         info.ArgumentList.Add(dll);
-        foreach (var (key, value) in new Dictionary<string, string>
+        var settings = new Dictionary<string, string>
         {
             ["Kestrel:Endpoints:Http:Url"] = $"http://127.0.0.1:{httpPort}",
             ["Kestrel:Endpoints:Ingest:Url"] = $"http://127.0.0.1:{ingestPort}",
@@ -247,7 +256,13 @@ public static partial class Program
             ["LeaderElection:Namespace"] = KubeCaptureInstall.Namespace,
             ["Logging:LogLevel:Default"] = "Warning",
             ["Logging:LogLevel:KubeCapture.Operator.Reconciliation.CaptureOperator"] = "Information",
-        })
+        };
+        foreach (var (key, value) in extraSettings)
+        {
+            settings[key] = value;
+        }
+
+        foreach (var (key, value) in settings)
         {
             info.ArgumentList.Add($"--{key}={value}");
         }

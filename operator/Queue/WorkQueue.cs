@@ -1,5 +1,3 @@
-using System.Threading.Channels;
-
 namespace KubeCapture.Operator.Queue;
 
 /// <summary>
@@ -7,7 +5,11 @@ namespace KubeCapture.Operator.Queue;
 /// arrive for it; a key being processed is never handed to a second worker (events meanwhile mark it
 /// to run again once done); failures come back after a per-key exponential backoff. A key the
 /// server pushed back (429/5xx with Retry-After) is not run before that time, whatever events
-/// arrive meanwhile: they are deferred to it, not dropped.
+/// arrive meanwhile: they are deferred to it, not dropped. A key added <c>ahead</c> (the next step
+/// of work already under way: a pod reporting the capture container running, ingest progress) is
+/// taken before keys added plainly (new captures), as controller-runtime's priority queue serves
+/// events ahead of its initial list: a burst of 1000 new captures must not hold up the captures
+/// that only wait to be marked Running.
 /// </summary>
 public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeProvider? time = null) : IDisposable
     where TKey : notnull
@@ -19,7 +21,13 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
     private readonly Dictionary<TKey, int> failures = [];
     private readonly Dictionary<TKey, ITimer> delayed = [];
     private readonly Dictionary<TKey, DateTimeOffset> notBefore = [];
-    private readonly Channel<TKey> ready = Channel.CreateUnbounded<TKey>();
+    private readonly HashSet<TKey> queuedAhead = [];
+    private readonly HashSet<TKey> dirtyAheadWhileProcessing = [];
+    private readonly Queue<TKey> readyAhead = new();
+    private readonly Queue<TKey> readyInTurn = new();
+    private readonly SemaphoreSlim readyCount = new(0);
+    private readonly CancellationTokenSource closed = new();
+    private bool disposed;
     private readonly TimeProvider time = time ?? TimeProvider.System;
 
     public int Count
@@ -33,8 +41,11 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
         }
     }
 
-    /// <summary>Queues the key unless it is already queued; if it is being processed, it runs again afterwards.</summary>
-    public void Add(TKey key)
+    /// <summary>
+    /// Queues the key unless it is already queued; if it is being processed, it runs again afterwards.
+    /// <paramref name="ahead"/> serves it before the keys queued plainly (a key already queued plainly moves ahead).
+    /// </summary>
+    public void Add(TKey key, bool ahead = false)
     {
         TimeSpan? wait = null;
         lock (gate)
@@ -61,15 +72,37 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
 
         lock (gate)
         {
+            if (disposed)
+            {
+                return;
+            }
+
             if (processing.Contains(key))
             {
                 dirtyWhileProcessing.Add(key);
+                if (ahead)
+                {
+                    dirtyAheadWhileProcessing.Add(key);
+                }
+
                 return;
             }
 
             if (queued.Add(key))
             {
-                ready.Writer.TryWrite(key);
+                (ahead ? readyAhead : readyInTurn).Enqueue(key);
+                if (ahead)
+                {
+                    queuedAhead.Add(key);
+                }
+
+                readyCount.Release();
+            }
+            else if (ahead && queuedAhead.Add(key))
+            {
+                // Queued plainly already: it moves ahead; its place in the plain line is skipped when reached.
+                readyAhead.Enqueue(key);
+                readyCount.Release();
             }
         }
     }
@@ -144,14 +177,34 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
     {
         while (true)
         {
-            var key = await ready.Reader.ReadAsync(cancellationToken);
+            using (var waiting = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, closed.Token))
+            {
+                try
+                {
+                    await readyCount.WaitAsync(waiting.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    throw new ObjectDisposedException(nameof(WorkQueue<TKey>));
+                }
+            }
+
             lock (gate)
             {
-                if (!queued.Remove(key))
+                ObjectDisposedException.ThrowIf(disposed, this);
+                var fromAhead = readyAhead.Count > 0;
+                var key = fromAhead ? readyAhead.Dequeue() : readyInTurn.Dequeue();
+                if (!fromAhead && queuedAhead.Contains(key))
                 {
-                    continue;
+                    continue; // it moved ahead: this is its old place in the plain line
                 }
 
+                if (!queued.Remove(key))
+                {
+                    continue; // taken already from the other line
+                }
+
+                queuedAhead.Remove(key);
                 processing.Add(key);
                 return key;
             }
@@ -160,16 +213,17 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
 
     public void Done(TKey key)
     {
-        bool again;
+        bool again, ahead;
         lock (gate)
         {
             processing.Remove(key);
             again = dirtyWhileProcessing.Remove(key);
+            ahead = dirtyAheadWhileProcessing.Remove(key);
         }
 
         if (again)
         {
-            Add(key); // honours a pushback set while it ran
+            Add(key, ahead); // honours a pushback set while it ran
         }
     }
 
@@ -183,7 +237,9 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
             }
 
             delayed.Clear();
-            ready.Writer.TryComplete();
+            disposed = true;
         }
+
+        closed.Cancel(); // waiting takers end with ObjectDisposedException
     }
 }

@@ -72,7 +72,7 @@ public sealed class CaptureOperator
             {
                 var key = ResourceWatcher<PacketCapture>.KeyOf(change.Object);
                 keysByUid[change.Object.Metadata.Uid] = key;
-                queue.Add(key);
+                queue.Add(key, ahead: change.Type == WatchEventType.Modified); // a change to a capture under way (a stop) before new ones
             }
             else
             {
@@ -82,14 +82,16 @@ public sealed class CaptureOperator
             }
         }
 
+        // The next step of a capture under way (its container reported, its upload progressing, a refused
+        // upload) is served ahead of new captures: a burst of creates does not hold up the ones about to run.
         void OnPod(ResourceChange<V1Pod> change) => WakeCapturesOf(change.Object, queue);
-        void OnUpload(TargetUpload upload) => queue.Add($"{upload.Target.Namespace}/{upload.Target.CaptureName}");
+        void OnUpload(TargetUpload upload) => queue.Add($"{upload.Target.Namespace}/{upload.Target.CaptureName}", ahead: true);
         // Unsubscribed when this run ends: after a lost and regained Lease, the next run has its own queue.
         Captures.Changed += OnCapture;
         Pods.Changed += OnPod;
         OperatorMetrics.ObserveReconciler(() => Captures.Snapshot(), () => queue.Count);
         ingest.Changed += OnUpload;
-        void OnRefused(CaptureIdentity target) => queue.Add($"{target.Namespace}/{target.CaptureName}");
+        void OnRefused(CaptureIdentity target) => queue.Add($"{target.Namespace}/{target.CaptureName}", ahead: true);
         addresses.Refused += OnRefused;
         try
         {
@@ -115,7 +117,7 @@ public sealed class CaptureOperator
         {
             if (EphemeralContainerSpec.CaptureUidOf(container.Name) is { } uid && keysByUid.TryGetValue(uid, out var key))
             {
-                queue.Add(key);
+                queue.Add(key, ahead: true);
             }
         }
     }
@@ -139,7 +141,7 @@ public sealed class CaptureOperator
             {
                 key = await queue.TakeAsync(cancellationToken);
             }
-            catch (Exception e) when (e is OperationCanceledException or System.Threading.Channels.ChannelClosedException)
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
                 return;
             }

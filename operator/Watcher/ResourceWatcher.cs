@@ -57,7 +57,7 @@ public sealed class ResourceWatcher<T>(
     /// <summary>
     /// Puts an object this process just wrote into the cache, unless the cache already holds a newer
     /// version: the next reconcile then starts from what was written instead of a stale copy (which
-    /// would only earn a 409 Conflict). The watch event that follows changes nothing.
+    /// would only earn a 409 Conflict). The watch event that follows changes nothing and raises no <see cref="Changed"/>.
     /// </summary>
     public void Offer(T item)
     {
@@ -221,6 +221,13 @@ public sealed class ResourceWatcher<T>(
             else if (!cache.TryGetValue(KeyOf(item), out var cached) || IsNewer(item.Metadata?.ResourceVersion, cached?.Metadata?.ResourceVersion))
             {
                 cache[KeyOf(item)] = item;
+            }
+            else
+            {
+                // This version (or a newer one) is cached already: this process wrote it and offered it
+                // (Offer). Whoever wrote it knew what it wrote; waking its subscribers again would only
+                // cost a reconcile that finds nothing to do.
+                return;
             }
         }
 

@@ -40,6 +40,57 @@ public sealed class WorkQueueTests
     }
 
     [Fact]
+    public async Task Keys_added_ahead_are_taken_before_keys_queued_in_turn_and_a_key_queued_in_turn_moves_ahead_once()
+    {
+        using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(1));
+        foreach (var name in new[] { "new-1", "new-2", "new-3" })
+        {
+            queue.Add($"shop/{name}");
+        }
+
+        queue.Add("shop/running-1", ahead: true);
+        queue.Add("shop/new-3", ahead: true); // queued in turn already: it moves ahead
+        queue.Add("shop/running-1", ahead: true);
+
+        var order = new List<string>();
+        while (queue.Count > 0)
+        {
+            order.Add(await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout));
+        }
+
+        Assert.Equal(["shop/running-1", "shop/new-3", "shop/new-1", "shop/new-2"], order);
+        using var none = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queue.TakeAsync(none.Token).AsTask()); // new-3's old place is not handed out
+    }
+
+    [Fact]
+    public async Task A_key_added_ahead_while_it_is_processed_runs_again_ahead_of_keys_in_turn()
+    {
+        using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(1));
+        queue.Add("shop/a");
+        var key = await queue.TakeAsync(CancellationToken.None);
+        queue.Add("shop/b");
+        queue.Add("shop/a", ahead: true);
+
+        queue.Done(key);
+
+        Assert.Equal("shop/a", await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.Equal("shop/b", await queue.TakeAsync(CancellationToken.None).AsTask().WaitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task A_worker_waiting_for_a_key_ends_with_ObjectDisposedException_when_the_queue_is_disposed()
+    {
+        var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(10), TimeSpan.FromSeconds(1));
+        var waiting = queue.TakeAsync(CancellationToken.None).AsTask();
+
+        queue.Dispose();
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => waiting.WaitAsync(Timeout));
+        queue.Add("shop/a"); // an event after disposal is dropped, not thrown
+    }
+
+    [Fact]
     public void Failures_back_off_exponentially_up_to_the_cap_and_Forget_starts_over()
     {
         using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(500));

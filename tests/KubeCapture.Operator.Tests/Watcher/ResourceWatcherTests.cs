@@ -96,6 +96,30 @@ public sealed class ResourceWatcherTests : IAsyncLifetime
         await run;
     }
 
+    [Fact]
+    public async Task The_watch_event_of_a_write_this_process_offered_raises_no_change_and_someone_elses_next_write_does()
+    {
+        emulator.AddPod("shop", "api-1");
+        var watcher = PodWatcher("shop");
+        var seen = new ConcurrentQueue<string>();
+        watcher.Changed += c => seen.Enqueue($"{c.Type}:{c.Object.Metadata.Name}:{c.Object.Metadata.Labels?["step"]}");
+        using var cts = new CancellationTokenSource();
+        var run = watcher.RunAsync(cts.Token);
+        await watcher.Synced.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // This process writes and offers what the server returned (as the reconciler does); then another writer changes the pod.
+        var ours = await client.CoreV1.PatchNamespacedPodAsync(new V1Patch("""{"metadata":{"labels":{"step":"ours"}}}""", V1Patch.PatchType.MergePatch), "api-1", "shop");
+        watcher.Offer(ours);
+        var oursVersion = long.Parse(ours.Metadata.ResourceVersion);
+        await WaitUntil(() => long.Parse(watcher.ResourceVersion!) >= oursVersion); // its watch event has arrived
+        await client.CoreV1.PatchNamespacedPodAsync(new V1Patch("""{"metadata":{"labels":{"step":"theirs"}}}""", V1Patch.PatchType.MergePatch), "api-1", "shop");
+        await WaitUntil(() => watcher.Get("shop/api-1")?.Metadata.Labels?["step"] == "theirs");
+
+        Assert.Equal(["Modified:api-1:theirs"], seen);
+        await cts.CancelAsync();
+        await run;
+    }
+
     private ResourceWatcher<V1Pod> PodWatcher(string ns) => new("Pod",
         async token =>
         {
