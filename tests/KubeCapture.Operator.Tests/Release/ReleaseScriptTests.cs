@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
 using System.Text.Json;
 using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Processes;
@@ -29,7 +31,7 @@ public sealed class ReleaseScriptTests
         ContainerImages.Require();
         var version = ContainerImages.Version;
 
-        var result = await HostCommand.RunAsync("bash", [Script, version], Patience);
+        var result = await HostCommand.RunAsync(new ProcessStartInfo("bash", [Script, version]) { Environment = { ["KUBECAPTURE_RELEASE_URL"] = "https://releases.example/kubecapture/" } }, Patience);
 
         Assert.True(result.ExitCode == 0, result.Stdout + result.Stderr);
         var dist = Path.Combine(Tools.RepositoryRoot, "dist");
@@ -47,6 +49,39 @@ public sealed class ReleaseScriptTests
             var inspect = (await HostCommand.RunAsync("skopeo", ["inspect", $"oci-archive:{Path.Combine(dist, $"kubecapture-{image}-{version}.oci.tar")}"], Patience)).EnsureSuccess().Stdout;
             using var json = JsonDocument.Parse(inspect);
             Assert.Equal(("linux", "amd64"), (json.RootElement.GetProperty("Os").GetString(), json.RootElement.GetProperty("Architecture").GetString()));
+        }
+
+        await AssertPluginArchiveRunsAloneAndTheKrewManifestCarriesItAsync(dist, version);
+    }
+
+    /// <summary>The plugin archive holds one self-contained executable that runs without .NET; the krew manifest names it by URL and SHA-256.</summary>
+    private static async Task AssertPluginArchiveRunsAloneAndTheKrewManifestCarriesItAsync(string dist, string version)
+    {
+        var archive = Path.Combine(dist, $"kubectl-capture-{version}-linux-amd64.tar.gz");
+        var manifest = await File.ReadAllTextAsync(Path.Combine(dist, "capture.yaml"));
+        string sha256;
+        await using (var file = File.OpenRead(archive))
+        {
+            sha256 = Convert.ToHexStringLower(await SHA256.HashDataAsync(file));
+        }
+
+        Assert.Contains($"sha256: \"{sha256}\"", manifest, StringComparison.Ordinal);
+        Assert.Contains($"version: \"v{version}\"", manifest, StringComparison.Ordinal);
+        Assert.Contains($"uri: \"https://releases.example/kubecapture/kubectl-capture-{version}-linux-amd64.tar.gz\"", manifest, StringComparison.Ordinal);
+        Assert.DoesNotContain("{{", manifest, StringComparison.Ordinal);
+        var unpacked = Directory.CreateTempSubdirectory("kc-plugin-release-");
+        try
+        {
+            (await HostCommand.RunAsync("tar", ["-xzf", archive, "-C", unpacked.FullName], Patience)).EnsureSuccess();
+            Assert.Equal(["LICENSE.txt", "kubectl-capture"], unpacked.GetFiles().Select(f => f.Name).Order(StringComparer.Ordinal));
+            // Self-contained: it runs with no .NET installed beside it (DOTNET_ROOT pointing nowhere).
+            var help = await HostCommand.RunAsync(new ProcessStartInfo(Path.Combine(unpacked.FullName, "kubectl-capture"), ["version"]) { Environment = { ["DOTNET_ROOT"] = "/nonexistent" } }, Patience);
+            Assert.True(help.ExitCode == 0, help.Stderr);
+            Assert.Equal($"kubectl-capture {version}", help.Stdout.Trim());
+        }
+        finally
+        {
+            unpacked.Delete(recursive: true);
         }
     }
 }
