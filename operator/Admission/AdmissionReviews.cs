@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using KubeCapture.Operator.Custody;
+using KubeCapture.Operator.Finalizer;
 
 namespace KubeCapture.Operator.Admission;
 
@@ -19,7 +20,7 @@ public static class AdmissionReviews
     public const string StampWebhook = "stamp.packetcaptures.kubecapture.io";
     public const string GuardWebhook = "stamp-guard.packetcaptures.kubecapture.io";
 
-    /// <summary>The mutating webhook's answer: a JSONPatch adding the stamp, or a refusal.</summary>
+    /// <summary>The mutating webhook's answer: a JSONPatch adding the stamp and the capture's finalizer, or a refusal.</summary>
     public static JsonObject Stamp(JsonNode? review)
     {
         var request = Request(review);
@@ -52,6 +53,17 @@ public static class AdmissionReviews
             {
                 operations.Add(new JsonObject { ["op"] = "add", ["path"] = "/metadata/annotations/" + PointerSegment(key), ["value"] = stamp[key] });
             }
+        }
+
+        // The finalizer too, from the first moment the capture exists: a capture deleted before the operator
+        // saw it is still stopped and stored, and the operator saves its own finalizer patch (one write less per capture).
+        if (request["object"]?["metadata"]?["finalizers"] is not JsonArray finalizers)
+        {
+            operations.Add(new JsonObject { ["op"] = "add", ["path"] = "/metadata/finalizers", ["value"] = new JsonArray(CaptureFinalizer.Name) });
+        }
+        else if (!finalizers.Any(f => f?.GetValueKind() == JsonValueKind.String && f.GetValue<string>() == CaptureFinalizer.Name))
+        {
+            operations.Add(new JsonObject { ["op"] = "add", ["path"] = "/metadata/finalizers/-", ["value"] = CaptureFinalizer.Name });
         }
 
         var response = Allow(request);

@@ -42,7 +42,7 @@ public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, TimeP
     /// <summary>Records every lifecycle event the status written for <paramref name="before"/> shows.</summary>
     public async Task RecordTransitionsAsync(PacketCapture before, PacketCaptureStatus written, CancellationToken cancellationToken)
     {
-        foreach (var transition in LifecycleTransitions.Between(before.Status, written))
+        foreach (var transition in LifecycleTransitions.Between(before, written))
         {
             await RecordAsync(before, transition, cancellationToken);
         }

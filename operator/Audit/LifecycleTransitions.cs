@@ -7,7 +7,7 @@ namespace KubeCapture.Operator.Audit;
 /// <summary>
 /// One lifecycle event. <paramref name="Announce"/>: also a Kubernetes Event on the PacketCapture.
 /// Requested, admitted and started are not: before Running every API request counts (issue 13's
-/// budget of five), and the object already shows them (the Accepted and Admitted conditions, the
+/// budget), and the object already shows them (the Accepted and Admitted conditions, the
 /// CaptureStarted Event on the pod).
 /// </summary>
 public sealed record Transition(string Event, string EventType, string EventReason, string Message, string? Pod = null, AuditArtifact? Artifact = null, bool Announce = true);
@@ -19,7 +19,26 @@ public sealed record Transition(string Event, string EventType, string EventReas
 /// </summary>
 public static class LifecycleTransitions
 {
-    public static IEnumerable<Transition> Between(PacketCaptureStatus? before, PacketCaptureStatus after)
+    /// <summary>The events between the capture as it was (<paramref name="before"/>) and the status just written for it.</summary>
+    public static IEnumerable<Transition> Between(PacketCapture before, PacketCaptureStatus after)
+    {
+        if (before.Status is null)
+        {
+            // Its first status write: the operator has taken the request up (with or without the finalizer
+            // patch, which the admission webhook makes unnecessary).
+            yield return new Transition(AuditEvent.Requested, "Normal", "Requested", $"requested: {Describe(before.Spec)}", Announce: false);
+        }
+
+        foreach (var transition in Between(before.Status, after))
+        {
+            yield return transition;
+        }
+    }
+
+    private static string Describe(PacketCaptureSpec spec) =>
+        $"pod {spec.Target.PodName ?? (spec.Target.PodSelector is { } selector ? "selector " + k8s.KubernetesJson.Serialize(selector) : "?")}, filter '{spec.Filter}', duration {spec.Duration}, reason: {spec.Reason}";
+
+    private static IEnumerable<Transition> Between(PacketCaptureStatus? before, PacketCaptureStatus after)
     {
         var accepted = CaptureConditions.Find(after, CaptureConditions.Accepted);
         if (accepted?.Status == "False" && CaptureConditions.Find(before, CaptureConditions.Accepted)?.Status != "False")

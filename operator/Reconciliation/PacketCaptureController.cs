@@ -66,14 +66,10 @@ public sealed class PacketCaptureController(
         var deleting = capture.Metadata.DeletionTimestamp is not null;
         if (!deleting && !CaptureFinalizer.IsPresent(capture))
         {
-            // Go on with the object as patched (its new resourceVersion): no second trip through the queue.
-            var requested = capture.Status is null;
+            // Without the admission webhook (which adds it at create): go on with the object as patched
+            // (its new resourceVersion), no second trip through the queue.
             capture = await CaptureFinalizer.AddAsync(kubernetes, capture, cancellationToken);
             written?.Invoke(capture);
-            if (audit is not null && requested)
-            {
-                await audit.RecordAsync(capture, new Transition(AuditEvent.Requested, "Normal", "Requested", $"requested: {Describe(capture.Spec)}", Announce: false), cancellationToken);
-            }
         }
 
         var status = Clone(capture.Status) ?? new PacketCaptureStatus();
@@ -713,9 +709,6 @@ public sealed class PacketCaptureController(
 
         return result;
     }
-
-    private static string Describe(PacketCaptureSpec spec) =>
-        $"pod {spec.Target.PodName ?? (spec.Target.PodSelector is { } selector ? "selector " + KubernetesJson.Serialize(selector) : "?")}, filter '{spec.Filter}', duration {spec.Duration}, reason: {spec.Reason}";
 
     private static CaptureIdentity Identity(PacketCapture capture, string pod) =>
         new(capture.Metadata.Uid, capture.Metadata.NamespaceProperty, capture.Metadata.Name, pod);

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using k8s;
 using k8s.Models;
 using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Finalizer;
 using KubeCapture.Testing.Kubernetes;
 
 namespace KubeCapture.Operator.Tests.Admission;
@@ -13,7 +14,7 @@ public sealed class AdmissionReviewsTests
     private static readonly JsonObject Alice = new() { ["username"] = "alice", ["uid"] = "alice-uid", ["groups"] = new JsonArray("team-payments", "system:authenticated") };
 
     [Fact]
-    public void A_new_capture_without_annotations_gets_a_JSONPatch_that_adds_the_three_stamp_annotations()
+    public void A_new_capture_without_annotations_gets_a_JSONPatch_that_adds_the_three_stamp_annotations_and_the_finalizer()
     {
         var answer = AdmissionReviews.Stamp(Review("CREATE", Capture(null)));
 
@@ -23,7 +24,11 @@ public sealed class AdmissionReviewsTests
         Assert.Equal("request-1", response["uid"]!.GetValue<string>());
         Assert.True(response["allowed"]!.GetValue<bool>());
         Assert.Equal("JSONPatch", response["patchType"]!.GetValue<string>());
-        var operation = Assert.Single(Patch(answer))!;
+        Assert.Equal(2, Patch(answer).Count);
+        var finalizer = Patch(answer)[1]!;
+        Assert.Equal(("add", "/metadata/finalizers"), (finalizer["op"]!.GetValue<string>(), finalizer["path"]!.GetValue<string>()));
+        Assert.Equal([CaptureFinalizer.Name], finalizer["value"]!.AsArray().Select(f => f!.GetValue<string>()));
+        var operation = Patch(answer)[0]!;
         Assert.Equal("add", operation["op"]!.GetValue<string>());
         Assert.Equal("/metadata/annotations", operation["path"]!.GetValue<string>());
         Assert.Equal("alice", operation["value"]![RequesterStamp.Username]!.GetValue<string>());
@@ -37,8 +42,22 @@ public sealed class AdmissionReviewsTests
         var answer = AdmissionReviews.Stamp(Review("CREATE", Capture(new JsonObject { ["team"] = "payments" })));
 
         var paths = Patch(answer).Select(o => o!["path"]!.GetValue<string>()).ToList();
-        Assert.Equal(["/metadata/annotations/kubecapture.io~1requested-by", "/metadata/annotations/kubecapture.io~1requested-by-uid", "/metadata/annotations/kubecapture.io~1requested-by-groups"], paths);
+        Assert.Equal(["/metadata/annotations/kubecapture.io~1requested-by", "/metadata/annotations/kubecapture.io~1requested-by-uid", "/metadata/annotations/kubecapture.io~1requested-by-groups", "/metadata/finalizers"], paths);
         Assert.All(Patch(answer), o => Assert.Equal("add", o!["op"]!.GetValue<string>()));
+    }
+
+    [Theory]
+    [InlineData("""["example.com/keep"]""", """["example.com/keep","kubecapture.io/finalizer"]""")]
+    [InlineData("""["kubecapture.io/finalizer"]""", """["kubecapture.io/finalizer"]""")]
+    public void A_new_capture_with_finalizers_of_its_own_keeps_them_and_gets_the_capture_finalizer_once(string brought, string expected)
+    {
+        var capture = Capture(null);
+        capture["metadata"]!["finalizers"] = JsonNode.Parse(brought);
+
+        var answer = AdmissionReviews.Stamp(Review("CREATE", capture));
+
+        var patched = ApplyFinalizerOperations(JsonNode.Parse(brought)!.AsArray(), Patch(answer));
+        Assert.Equal(expected, patched.ToJsonString());
     }
 
     [Fact]
@@ -115,7 +134,7 @@ public sealed class AdmissionReviewsTests
     [SkippableTheory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task The_real_kube_apiserver_applies_the_stamp_patch_as_a_JSONPatch_and_the_annotations_read_back_as_the_requester(bool withOtherAnnotations)
+    public async Task The_real_kube_apiserver_applies_the_stamp_patch_as_a_JSONPatch_and_the_annotations_read_back_as_the_requester_with_the_finalizer(bool withOtherAnnotations)
     {
         KubeApiServer.Require();
         var server = await KubeApiServer.SharedAsync();
@@ -128,12 +147,34 @@ public sealed class AdmissionReviewsTests
 
         var patched = await admin.CoreV1.PatchNamespacedConfigMapAsync(new V1Patch(patch, V1Patch.PatchType.JsonPatch), "target", ns);
 
+        Assert.Equal([CaptureFinalizer.Name], patched.Metadata.Finalizers);
+        // No controller lets go of it here: removed so that the namespace can go.
+        await admin.CoreV1.PatchNamespacedConfigMapAsync(new V1Patch("""{"metadata":{"finalizers":null}}""", V1Patch.PatchType.MergePatch), "target", ns);
         var requester = RequesterStamp.Read(patched.Metadata);
         Assert.NotNull(requester);
         Assert.Equal("alice", requester.Username);
         Assert.Equal("alice-uid", requester.Uid);
         Assert.Equal(["team-payments", "system:authenticated"], requester.Groups);
         Assert.Equal(withOtherAnnotations ? "payments" : null, patched.Metadata.Annotations.TryGetValue("team", out var team) ? team : null);
+    }
+
+    /// <summary>The finalizer operations of a JSONPatch applied to a finalizers array (add at "-", or the whole list).</summary>
+    private static JsonArray ApplyFinalizerOperations(JsonArray finalizers, JsonArray patch)
+    {
+        foreach (var operation in patch.Where(o => o!["path"]!.GetValue<string>().StartsWith("/metadata/finalizers", StringComparison.Ordinal)))
+        {
+            Assert.Equal("add", operation!["op"]!.GetValue<string>());
+            if (operation["path"]!.GetValue<string>() == "/metadata/finalizers/-")
+            {
+                finalizers.Add(operation["value"]!.DeepClone());
+            }
+            else
+            {
+                finalizers = operation["value"]!.DeepClone().AsArray();
+            }
+        }
+
+        return finalizers;
     }
 
     private static JsonObject Stamped(string user, string uid, string groups) => new()

@@ -3,6 +3,7 @@ using k8s;
 using k8s.Autorest;
 using k8s.Models;
 using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Subresources;
@@ -21,7 +22,7 @@ public sealed class RequesterStampEndToEndTests(SubresourcesCluster cluster)
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(60);
 
     [SkippableFact]
-    public async Task A_user_who_creates_a_capture_is_stamped_on_it_with_the_name_uid_and_groups_kube_apiserver_authenticated()
+    public async Task A_user_who_creates_a_capture_is_stamped_on_it_with_the_name_uid_and_groups_kube_apiserver_authenticated_and_holds_the_finalizer_from_creation()
     {
         var (ns, alice) = await AliceAsync("kc-stamp");
 
@@ -31,6 +32,7 @@ public sealed class RequesterStampEndToEndTests(SubresourcesCluster cluster)
         Assert.Equal("alice", annotations[RequesterStamp.Username]);
         Assert.Equal("alice-uid", annotations[RequesterStamp.Uid]);
         Assert.Equal("""["kcapi-users","system:authenticated"]""", annotations[RequesterStamp.Groups]);
+        Assert.Equal([CaptureFinalizer.Name], created.Metadata.Finalizers); // from admission: held from its first moment
         // The operator verified it (the pod does not exist, so the capture then fails on its target).
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "by-alice", CapturePhase.Failed, Long);
         var verified = CaptureConditions.Find(done.Status, CaptureConditions.RequesterVerified);
