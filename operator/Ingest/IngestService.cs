@@ -277,6 +277,17 @@ public sealed partial class IngestService(
             },
         };
         stored = await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, seal, ct), logger, cancellationToken);
+        try
+        {
+            await StorageRetry.RunAsync("removing the upload checkpoint", _storage.RetryBudget, ct => store.RemoveCheckpointAsync(target, ct), logger, cancellationToken);
+        }
+        catch (StorageUnavailableException e)
+        {
+            // Published: the pcap and its manifest are stored, and that is what the capture reports.
+            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: {Uri} is stored, but its upload checkpoint stays until the retention sweeper removes it: {Error}",
+                target.Namespace, target.CaptureName, target.Pod, stored.Uri, e.Message);
+        }
+
         registry.Publish(UploadRegistry.FromStored(stored));
         OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "stored"));
         OperatorMetrics.IngestedPackets.Add(agentManifest?.PacketsWritten ?? 0);
