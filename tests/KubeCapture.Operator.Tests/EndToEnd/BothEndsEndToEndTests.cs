@@ -5,6 +5,7 @@ using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Subresources;
+using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Netns;
 using KubeCapture.Testing.Pcap;
@@ -31,7 +32,8 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
     [SkippableFact]
     public async Task The_field_guides_scenarios_captured_at_both_ends_through_the_cluster_get_the_findings_each_end_and_the_comparison_give_with_evidence_in_the_stored_pcaps()
     {
-        await cluster.CreateNamespaceAsync("kc-ends-probe"); // skips here when the cluster cannot run
+        KubeApiServer.Require(); // skips here when the cluster cannot run (as CreateNamespaceAsync does)
+        ContainerImages.RequireOrSkip();
         var clock = Stopwatch.StartNew();
         var returnPath = CaptureAsync("return-path", "calls to db hang in connect",
             "chain relay { type filter hook forward priority 0; tcp sport 8000 tcp flags & (syn | ack) == syn | ack drop; }",
@@ -209,6 +211,7 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
         }
         catch (TimeoutException e)
         {
+            // With what the operator logged of this namespace (its storage retries, refusals).
             throw new TimeoutException($"{e.Message}\n{string.Join('\n', cluster.Operator.Output.Split('\n').Where(l => l.Contains(ns, StringComparison.Ordinal)))}", e);
         }
 
