@@ -137,7 +137,11 @@ public sealed partial class IngestService(
                 UpdatedAt = now,
             };
             var first = checkpoint;
-            await StorageRetry.RunAsync("saving the upload checkpoint", budget, ct => store.SaveCheckpointAsync(first, ct), logger, cancellationToken);
+            // Not cancelled with the stream (as PartPipeline's later saves): a write cut half-way leaves
+            // an empty checkpoint on stores whose PUT is not atomic (s3rver), and every later open of
+            // the target then fails on it.
+            using var saveTimeout = new CancellationTokenSource(budget + TimeSpan.FromSeconds(30));
+            await StorageRetry.RunAsync("saving the upload checkpoint", budget, ct => store.SaveCheckpointAsync(first, ct), logger, saveTimeout.Token);
         }
 
         await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, _storage.PartsInFlight, budget, logger, offset =>
@@ -277,6 +281,17 @@ public sealed partial class IngestService(
             },
         };
         stored = await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, seal, ct), logger, cancellationToken);
+        try
+        {
+            await StorageRetry.RunAsync("removing the upload checkpoint", _storage.RetryBudget, ct => store.RemoveCheckpointAsync(target, ct), logger, cancellationToken);
+        }
+        catch (StorageUnavailableException e)
+        {
+            // Published: the pcap and its manifest are stored, and that is what the capture reports.
+            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: {Uri} is stored, but its upload checkpoint stays until the retention sweeper removes it: {Error}",
+                target.Namespace, target.CaptureName, target.Pod, stored.Uri, e.Message);
+        }
+
         registry.Publish(UploadRegistry.FromStored(stored));
         OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "stored"));
         OperatorMetrics.IngestedPackets.Add(agentManifest?.PacketsWritten ?? 0);

@@ -31,10 +31,14 @@ public interface IArtifactStore
     /// <summary>
     /// Publishes the pcap from the checkpoint's parts, writes its manifest (the bytes
     /// <paramref name="seal"/> makes of it once the store has added what only it knows, such as the
-    /// object's version ID), removes the checkpoint, and returns the manifest as stored. Safe to
-    /// repeat after a crash part-way.
+    /// object's version ID), and returns the manifest as stored. Safe to repeat after a crash
+    /// part-way. The checkpoint stays (<see cref="RemoveCheckpointAsync"/>): a failure to delete it
+    /// must not make a published upload look failed, nor a retry complete it a second time.
     /// </summary>
     Task<StoredCaptureManifest> CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken);
+
+    /// <summary>Deletes the checkpoint of a published upload (one left behind, the retention sweeper removes).</summary>
+    Task RemoveCheckpointAsync(CaptureIdentity target, CancellationToken cancellationToken);
 
     /// <summary>Drops the parts and the checkpoint; nothing becomes visible.</summary>
     Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken);

@@ -84,8 +84,13 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
         }
 
         await WriteAtomicallyAsync(PathOf(_layout.ManifestKey(target)), seal(manifest), cancellationToken);
-        File.Delete(PathOf(_layout.CheckpointKey(target)));
         return manifest;
+    }
+
+    public Task RemoveCheckpointAsync(CaptureIdentity target, CancellationToken cancellationToken)
+    {
+        File.Delete(PathOf(_layout.CheckpointKey(target)));
+        return Task.CompletedTask;
     }
 
     public Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken)

@@ -189,9 +189,11 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
 
         await PutSmallObjectAsync(_layout.ManifestKey(target), seal(manifest), metadata, cancellationToken);
         await LockAsync(_layout.ManifestKey(target), null, manifest.Retention, cancellationToken);
-        await RemoveAsync(_layout.CheckpointKey(target), cancellationToken);
         return manifest;
     }
+
+    public Task RemoveCheckpointAsync(CaptureIdentity target, CancellationToken cancellationToken) =>
+        RemoveAsync(_layout.CheckpointKey(target), cancellationToken);
 
     public async Task AbortUploadAsync(UploadCheckpoint checkpoint, CancellationToken cancellationToken)
     {

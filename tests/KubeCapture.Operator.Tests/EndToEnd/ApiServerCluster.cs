@@ -180,13 +180,13 @@ public class ApiServerCluster : IAsyncLifetime
     /// <summary>A Running pod played by a new network namespace (a client namespace beside it sends traffic).</summary>
     public async Task<PodNetwork> StartPodAsync(string ns, string name, IDictionary<string, string>? labels = null)
     {
-        var network = PodNetwork.Create();
+        var network = await PodNetwork.CreateAsync();
         lock (networks)
         {
             networks.Add(network);
         }
 
-        network.ConnectToNode(); // the default route to the node reaches the NodeService address
+        await network.ConnectToNodeAsync(); // the default route to the node reaches the NodeService address
         Kubelet.AttachNetwork(ns, name, network);
         await ((ApiServerPods)Kubelet.Pods).StartPodAsync(ns, name, network.NodeLinkAddress!, labels);
         return network;

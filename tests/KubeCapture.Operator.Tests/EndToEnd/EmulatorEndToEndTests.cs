@@ -4,6 +4,7 @@ using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Netns;
 using KubeCapture.Testing.S3;
 using Microsoft.Extensions.DependencyInjection;
 using Minio;
@@ -221,6 +222,64 @@ public sealed class EmulatorEndToEndTests : IAsyncLifetime
         Assert.Equal(Evidence.Sha256Of(pcap), target.Artifact!.Sha256);
         Assert.Equal(12, Evidence.TcpdumpLines(pcap).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
         Assert.Contains("upload interrupted", harness.Kubelet.Stderr("payments", Pod, container), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Both_ends_uploaded_before_an_operator_restart_are_still_compared_by_the_new_operator_from_the_stored_manifests()
+    {
+        // web (client) and db (server) through a middlebox that resets the request in db's name.
+        using var web = PodNetwork.Create();
+        using var db = PodNetwork.Create();
+        var labels = new Dictionary<string, string> { ["app"] = "ends" };
+        foreach (var (name, pod) in new[] { ("web", web), ("db", db) })
+        {
+            pod.ConnectToNode();
+            harness.Kubelet.AttachNetwork("payments", name, pod);
+            harness.Emulator.AddPod("payments", name, labels: labels, podIp: pod.NodeLinkAddress!);
+        }
+
+        await using var lab = await MiddleboxLab.JoinAsync(web.PodNamespace, db.PodNamespace);
+        await using var http = await lab.Server.StartHttpServerAsync(8000, new Dictionary<string, int> { ["small.txt"] = 1000 });
+        await lab.Middlebox.AddNftablesAsync("""
+            table inet kcends {
+              chain relay { type filter hook forward priority 0; tcp dport 8000 tcp flags & psh == psh reject with tcp reset; }
+            }
+            """);
+        var created = await harness.CreateCaptureAsync("payments", "ends", new PacketCaptureSpec
+        {
+            Reason = "connections between web and db die",
+            Target = new CaptureTarget { PodSelector = new k8s.Models.V1LabelSelector { MatchLabels = labels } },
+            Filter = "tcp port 8000",
+            Duration = "4s",
+            Snaplen = 96,
+        });
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        await harness.WaitForPhaseAsync("payments", "ends", CapturePhase.Running, TimeSpan.FromSeconds(30));
+        await harness.Kubelet.WaitUntilListeningAsync("payments", "web", container, TimeSpan.FromSeconds(30));
+        await harness.Kubelet.WaitUntilListeningAsync("payments", "db", container, TimeSpan.FromSeconds(30));
+        Assert.Equal(56, (await lab.Client.CurlAsync(http.Url("small.txt"))).ExitCode); // reset
+
+        // The reconciler goes; both agents end (duration) and their pcaps are stored by the ingest;
+        // then the ingest goes too. The new operator knows the uploads only from storage.
+        await harness.KillOperatorAsync();
+        foreach (var pod in new[] { "web", "db" })
+        {
+            var identity = new CaptureIdentity(created.Metadata.Uid, "payments", "ends", pod);
+            await WaitForAsync(async () => (await harness.Ingest.GetAsync(identity, CancellationToken.None))?.Phase == UploadPhase.Finished, $"{pod}'s pcap is stored");
+        }
+
+        Assert.Equal(CapturePhase.Running, (await harness.GetCaptureAsync("payments", "ends"))!.Status!.Phase);
+        await ingest.DisposeAsync();
+        ingest = await OperatorHost.StartInProcessAsync(settings);
+        harness.UseIngest(ingest.Services.GetRequiredService<IIngestStatus>(), ingest.Services.GetRequiredService<ICaptureTokenIssuer>(), ingest.Services.GetRequiredService<IAgentAddresses>());
+        harness.StartOperator();
+        var done = await harness.WaitForPhaseAsync("payments", "ends", CapturePhase.Succeeded, TimeSpan.FromSeconds(60));
+
+        var compared = done.Status!.Findings![0];
+        Assert.Equal((KubeCapture.Agent.Summary.FindingTypes.ResetFromMiddlebox, "db,web"), (compared.Type, compared.Target));
+        Assert.Contains("the server's own capture shows it never sent one", compared.Message, StringComparison.Ordinal);
+        var resets = await KubeCapture.Testing.Pcap.Tshark.FieldsAsync(await DownloadedAsync(done.Status.Targets.Single(t => t.Pod == "web").Artifact!), ["frame.number"], "tcp.flags.reset == 1");
+        Assert.Equal(resets.Select(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture)), compared.Evidence.PacketNumbers);
     }
 
     private async Task<(PacketCapture Created, string Container)> StartCaptureAsync(string name, int maxPackets)

@@ -2,6 +2,7 @@ using Grpc.Core;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tests.Ingest;
+using KubeCapture.Testing.Processes;
 using KubeCapture.Testing.S3;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -325,6 +326,41 @@ public sealed class IngestStorageOnS3rverTests : IngestStorageTests
     protected override int PartSize => 64 << 10;
 
     protected override async Task<IS3TestServer> StartStorageAsync() => await S3rverFixture.StartAsync();
+
+    [StorageFact]
+    public async Task A_checkpoint_the_storage_will_not_delete_after_the_pcap_is_published_leaves_the_upload_stored_not_failed()
+    {
+        await using var s3 = await S3rverFixture.StartAsync();
+        var settings = OperatorHost.S3Settings(s3, PartSize);
+        settings["Storage:RetryBudget"] = "00:00:02";
+        await using var host = await OperatorHost.StartInProcessAsync(settings);
+        var target = new CaptureIdentity("uid-kept-checkpoint", "default", "kept", "web-0");
+        using var agent = TestAgent.For(host, target);
+        long total = PartSize + 1000;
+        using var upload = await agent.OpenAsync();
+        await upload.SendPatternAsync(0, total);
+        await upload.WaitForAckAsync(PartSize, TimeSpan.FromSeconds(30));
+        // The checkpoint's folder made immutable: s3rver still rewrites the checkpoint in place, but
+        // answers its DELETE with 500 InternalError (the unlink is refused), for the whole retry budget.
+        var folder = Path.Combine(s3.DataDirectory, s3.Bucket, "captures", ".ingest", "default", "kept");
+        Assert.True(Directory.Exists(folder), folder);
+        (await HostCommand.RunAsync("chattr", "+i", folder)).EnsureSuccess();
+        try
+        {
+            var stored = await upload.FinishAsync(total, Pattern.Sha256(total));
+
+            Assert.Equal((total, Pattern.Sha256(total)), (stored.Size, stored.Sha256));
+            var status = await host.Services.GetRequiredService<IIngestStatus>().GetAsync(target, CancellationToken.None);
+            Assert.Equal(UploadPhase.Finished, status!.Phase);
+            Assert.Equal(Pattern.Sha256(total), Sha256((await s3.ReadObjectAsync("captures/default/kept/web-0.pcap"))!));
+            Assert.NotNull(await s3.ReadObjectAsync("captures/default/kept/web-0.manifest.json"));
+            Assert.NotNull(await s3.ReadObjectAsync("captures/.ingest/default/kept/web-0.json")); // left for the retention sweeper
+        }
+        finally
+        {
+            (await HostCommand.RunAsync("chattr", "-i", folder)).EnsureSuccess();
+        }
+    }
 }
 
 /// <summary>

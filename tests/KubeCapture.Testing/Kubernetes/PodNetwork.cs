@@ -42,14 +42,17 @@ public sealed class PodNetwork : IDisposable
     /// Joins the pod to the node by a <see cref="NodeLink"/>, the pod's default route going to the
     /// node; returns the node-side address, where a service on the node can listen for the pod's agent.
     /// </summary>
-    public string ConnectToNode()
+    public string ConnectToNode() => ConnectToNodeAsync().GetAwaiter().GetResult();
+
+    /// <inheritdoc cref="ConnectToNode"/>
+    public async Task<string> ConnectToNodeAsync()
     {
         if (nodeLink is not null)
         {
             throw new InvalidOperationException("the pod is joined to the node already");
         }
 
-        nodeLink = NodeLink.ConnectAsync(lab.Server).GetAwaiter().GetResult();
+        nodeLink = await NodeLink.ConnectAsync(lab.Server);
         return nodeLink.NodeAddress;
     }
 
