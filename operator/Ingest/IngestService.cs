@@ -7,6 +7,7 @@ using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Storage;
+using KubeCapture.Operator.Tracing;
 using KubeCapture.Proto.V1;
 using Microsoft.Extensions.Options;
 
@@ -44,6 +45,8 @@ public sealed partial class IngestService(
 
         var open = requestStream.Current.Open;
         var target = Validate(open);
+        // The trace the agent was given when its container was added (its metadata), continued here; the storage writes are its children.
+        using var span = CaptureTracing.StartIngest(context.RequestHeaders.GetValue(CaptureTracing.ParentHeader), target.Namespace, target.CaptureName, target.Pod);
         if (!tokens.Verify(target, open.Token))
         {
             logger.LogWarning("rejected an upload for {Namespace}/{Capture} pod {Pod} from {Peer}: wrong token", target.Namespace, target.CaptureName, target.Pod, context.Peer);

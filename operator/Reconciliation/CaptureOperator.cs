@@ -8,6 +8,7 @@ using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Queue;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Tracing;
 using KubeCapture.Operator.Watcher;
 using Microsoft.Extensions.Logging;
 
@@ -146,6 +147,7 @@ public sealed class CaptureOperator
 
             var started = time.GetTimestamp();
             var outcome = "error";
+            System.Diagnostics.Activity? span = null;
             try
             {
                 var capture = Captures.Get(key);
@@ -155,6 +157,7 @@ public sealed class CaptureOperator
                     continue;
                 }
 
+                span = CaptureTracing.StartReconcile(key);
                 var result = await controller.ReconcileAsync(capture, Captures.Snapshot(), cancellationToken);
                 outcome = "ok";
                 queue.Forget(key);
@@ -169,6 +172,7 @@ public sealed class CaptureOperator
             }
             catch (Exception e)
             {
+                span?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, e.Message);
                 var delay = queue.AddRateLimited(key, ServerPushback.RetryAfter(e));
                 OperatorMetrics.QueueRetries.Add(1);
                 var conflict = e is k8s.Autorest.HttpOperationException { Response.StatusCode: System.Net.HttpStatusCode.Conflict };
@@ -176,6 +180,7 @@ public sealed class CaptureOperator
             }
             finally
             {
+                span?.Dispose();
                 var elapsed = time.GetElapsedTime(started);
                 Timings.Add(elapsed);
                 OperatorMetrics.ReconcileDuration.Record(elapsed.TotalSeconds, new KeyValuePair<string, object?>("outcome", outcome));
