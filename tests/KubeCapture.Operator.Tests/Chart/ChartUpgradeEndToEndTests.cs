@@ -27,6 +27,8 @@ public sealed class ChartUpgradeEndToEndTests(SubresourcesCluster cluster)
         var pod = await cluster.StartPodAsync(ns, "api");
         var deployment = $"{KubeCaptureInstall.Release}-kubecapture";
         var before = await DeploymentEnvironmentAsync(deployment);
+        var secret = $"{deployment}-serving-certificate";
+        var authority = (await cluster.Admin.CoreV1.ReadNamespacedSecretAsync(secret, KubeCaptureInstall.Namespace)).Data["ca.crt"];
 
         var created = await cluster.StartCaptureAsync(ns, "across-upgrade", PacketCaptureEndToEndTests.Icmp("across an upgrade", "api", maxPackets: 18, duration: "5m"), Long);
         pod.PingFromClient(3); // 6 packets streamed to the old operator
@@ -59,6 +61,8 @@ public sealed class ChartUpgradeEndToEndTests(SubresourcesCluster cluster)
         Assert.Equal(18, lines.Count);
         Assert.Equal(18, lines.Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
         Assert.Equal(18, (await Tshark.FieldsAsync(downloaded, ["frame.number"], "icmp")).Count);
+        // What the running agent depends on is unchanged: the CA it was given still signs what the new operator serves.
+        Assert.Equal(authority, (await cluster.Admin.CoreV1.ReadNamespacedSecretAsync(secret, KubeCaptureInstall.Namespace)).Data["ca.crt"]);
         var container = Assert.Single(await cluster.CaptureContainersAsync(ns, "api"));
         Assert.Equal(EphemeralContainerSpec.ContainerName(created.Metadata.Uid), container.Name);
         // The new operator leads, and it is the one that stored the pcap and wrote the final status.
