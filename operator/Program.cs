@@ -6,6 +6,7 @@ using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Subresources;
+using KubeCapture.Operator.Tracing;
 using OpenTelemetry.Metrics;
 
 namespace KubeCapture.Operator;
@@ -21,6 +22,7 @@ public static class Program
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(OperatorMetrics.MeterName).AddPrometheusExporter());
+        builder.AddCaptureTracing();
         builder.Services.AddCustody(builder.Configuration);
         builder.Services.AddAuditTrail();
         builder.Services.AddIngestAndStorage(builder.Configuration);

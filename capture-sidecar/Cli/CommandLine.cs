@@ -49,6 +49,7 @@ public static class CommandLine
                             which PacketCapture and target pod this is (all required)
           --retention D     keep the stored pcap for D (default: the operator's)
           --ingest-retry D  give up when the ingest stays unreachable for D (default: 2m)
+          $TRACEPARENT      a W3C trace context, sent with each upload stream (the operator's trace)
         """;
 
     public static CaptureRequest ParseCapture(IReadOnlyList<string> args, DateTime now, Func<string, string?>? environment = null)
@@ -192,6 +193,7 @@ public static class CommandLine
             Namespace = Required("--capture-namespace"),
             CaptureName = Required("--capture-name"),
             Pod = Required("--pod"),
+            TraceParent = TraceParent(environment("TRACEPARENT")),
         };
         if (cluster.TryGetValue("--retention", out var retention))
         {
@@ -205,6 +207,14 @@ public static class CommandLine
 
         return target;
     }
+
+    /// <summary>A W3C traceparent (version 00: 00-32 hex-16 hex-2 hex) passed on as given; anything else is dropped, never an error.</summary>
+    private static string? TraceParent(string? value) =>
+        value is { Length: 55 } && value.StartsWith("00-", StringComparison.Ordinal) && value[35] == '-' && value[52] == '-'
+            && IsLowerHex(value.AsSpan(3, 32)) && IsLowerHex(value.AsSpan(36, 16)) && IsLowerHex(value.AsSpan(53, 2))
+            ? value : null;
+
+    private static bool IsLowerHex(ReadOnlySpan<char> text) => !text.ContainsAnyExcept("0123456789abcdef");
 
     private static TimeSpan ParsePositiveDuration(string name, string text)
     {

@@ -21,6 +21,13 @@ public sealed record IngestTarget
 
     public required string Pod { get; init; }
 
+    /// <summary>
+    /// The W3C trace context the operator gave (env TRACEPARENT), sent back as gRPC metadata
+    /// <c>traceparent</c> on every ingest stream so the operator's trace continues there; null: none.
+    /// Only the header is passed on: the agent records no spans.
+    /// </summary>
+    public string? TraceParent { get; init; }
+
     /// <summary>How long the stored pcap is kept; null: the operator's default.</summary>
     public TimeSpan? Retention { get; init; }
 

@@ -143,7 +143,8 @@ public sealed class IngestUploader : IDisposable
     private async Task<StoredPcap> AttemptAsync(KubeCapture.Proto.V1.Ingest.IngestClient client, Action onAccepted, CancellationToken cancellationToken)
     {
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var call = client.Upload(cancellationToken: attempt.Token);
+        var headers = target.TraceParent is { } traceParent ? new Metadata { { "traceparent", traceParent } } : null;
+        using var call = client.Upload(headers, cancellationToken: attempt.Token);
         Connections++;
         await call.RequestStream.WriteAsync(new AgentMessage
         {

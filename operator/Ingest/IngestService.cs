@@ -7,6 +7,7 @@ using KubeCapture.Agent.Summary;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Storage;
+using KubeCapture.Operator.Tracing;
 using KubeCapture.Proto.V1;
 using Microsoft.Extensions.Options;
 
@@ -27,8 +28,12 @@ public sealed partial class IngestService(
     CustodyLedger custody,
     ManifestSigner signer,
     IOptions<StorageOptions> storageOptions,
+    IHostApplicationLifetime lifetime,
     ILogger<IngestService> logger) : KubeCapture.Proto.V1.Ingest.IngestBase
 {
+    /// <summary>What an agent streaming while the operator stops is told (it resumes from its last acknowledged byte).</summary>
+    public const string ShuttingDown = "the operator is shutting down (a rollout, an upgrade or a drain); resume from the last acknowledged byte with the next operator";
+
     private readonly StorageOptions _storage = storageOptions.Value;
 
     public override async Task Upload(IAsyncStreamReader<AgentMessage> requestStream, IServerStreamWriter<IngestMessage> responseStream, ServerCallContext context)
@@ -40,6 +45,8 @@ public sealed partial class IngestService(
 
         var open = requestStream.Current.Open;
         var target = Validate(open);
+        // The trace the agent was given when its container was added (its metadata), continued here; the storage writes are its children.
+        using var span = CaptureTracing.StartIngest(context.RequestHeaders.GetValue(CaptureTracing.ParentHeader), target.Namespace, target.CaptureName, target.Pod);
         if (!tokens.Verify(target, open.Token))
         {
             logger.LogWarning("rejected an upload for {Namespace}/{Capture} pod {Pod} from {Peer}: wrong token", target.Namespace, target.CaptureName, target.Pod, context.Peer);
@@ -65,7 +72,9 @@ public sealed partial class IngestService(
             throw Fail(StatusCode.FailedPrecondition, $"this capture target's upload already failed: {failed.Error}");
         }
 
-        using var streamCancellation = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        // A stopping operator ends its streams at once, rather than holding its shutdown (and a Deployment
+        // rollout) until the host's shutdown timeout: what is durable was acknowledged, the agent keeps the rest.
+        using var streamCancellation = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         var outbox = new Outbox(responseStream, streamCancellation.Token);
         var owner = new StreamOwner(outbox, streamCancellation);
         OperatorMetrics.ActiveStreams.Add(1);
@@ -77,6 +86,11 @@ public sealed partial class IngestService(
         catch (OperationCanceledException) when (owner.Superseded)
         {
             throw Fail(StatusCode.Aborted, "a newer stream of the same capture target took over");
+        }
+        catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+            logger.LogInformation("{Namespace}/{Capture} pod {Pod}: the operator is stopping; the agent resumes with the next one", target.Namespace, target.CaptureName, target.Pod);
+            throw Fail(StatusCode.Unavailable, ShuttingDown);
         }
         catch (StorageUnavailableException e)
         {
@@ -198,7 +212,7 @@ public sealed partial class IngestService(
         catch (Exception e) when (e is IOException or OperationCanceledException)
         {
             logger.LogWarning("{Namespace}/{Capture} pod {Pod}: the stream broke after {Bytes} bytes ({Durable} durable): {Error}", target.Namespace, target.CaptureName, target.Pod, pipeline.Received, pipeline.Checkpoint.Offset, e.Message);
-            if (outbox.Superseded)
+            if (outbox.Superseded || lifetime.ApplicationStopping.IsCancellationRequested)
             {
                 throw;
             }

@@ -92,13 +92,28 @@ public static class OperatorMetrics
     private static string FailureReason(PacketCapture capture) =>
         capture.Status?.Conditions?.FirstOrDefault(c => c.Status == "False" && c.Reason is { Length: > 0 })?.Reason ?? "Unknown";
 
-    /// <summary>One storage request being timed.</summary>
+    /// <summary>One storage request being timed, and traced (a span <c>storage OPERATION</c> while tracing is on).</summary>
     public sealed class StorageTiming(string operation, long started) : IDisposable
     {
+        private readonly Activity? span = Tracing.CaptureTracing.StartStorage(operation);
+
         /// <summary>ok (2xx), refused (4xx), error (5xx, timeouts, unreachable): set before dispose; error if never set.</summary>
         public string Outcome { get; set; } = "error";
 
-        public void Dispose() => StorageRequestDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds,
-            new KeyValuePair<string, object?>("operation", operation), new KeyValuePair<string, object?>("outcome", Outcome));
+        public void Dispose()
+        {
+            StorageRequestDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds,
+                new KeyValuePair<string, object?>("operation", operation), new KeyValuePair<string, object?>("outcome", Outcome));
+            if (span is not null)
+            {
+                span.SetTag("kubecapture.storage.outcome", Outcome);
+                if (Outcome != "ok")
+                {
+                    span.SetStatus(ActivityStatusCode.Error, Outcome);
+                }
+
+                span.Dispose();
+            }
+        }
     }
 }

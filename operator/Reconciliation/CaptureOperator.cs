@@ -8,6 +8,7 @@ using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Queue;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Tracing;
 using KubeCapture.Operator.Watcher;
 using Microsoft.Extensions.Logging;
 
@@ -148,6 +149,7 @@ public sealed class CaptureOperator
 
             var started = time.GetTimestamp();
             var outcome = "error";
+            System.Diagnostics.Activity? span = null;
             try
             {
                 var capture = Captures.Get(key);
@@ -157,6 +159,7 @@ public sealed class CaptureOperator
                     continue;
                 }
 
+                span = CaptureTracing.StartReconcile(key);
                 var result = await controller.ReconcileAsync(capture, Captures.Snapshot(), cancellationToken);
                 outcome = "ok";
                 queue.Forget(key);
@@ -171,6 +174,7 @@ public sealed class CaptureOperator
             }
             catch (Exception e)
             {
+                span?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, e.Message);
                 var delay = queue.AddRateLimited(key, ServerPushback.RetryAfter(e));
                 OperatorMetrics.QueueRetries.Add(1);
                 var conflict = e is k8s.Autorest.HttpOperationException { Response.StatusCode: System.Net.HttpStatusCode.Conflict };
@@ -178,6 +182,7 @@ public sealed class CaptureOperator
             }
             finally
             {
+                span?.Dispose();
                 var elapsed = time.GetElapsedTime(started);
                 Timings.Add(elapsed);
                 OperatorMetrics.ReconcileDuration.Record(elapsed.TotalSeconds, new KeyValuePair<string, object?>("outcome", outcome));

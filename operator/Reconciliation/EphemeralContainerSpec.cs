@@ -46,8 +46,10 @@ public static class EphemeralContainerSpec
     /// An https:// ingest adds <c>--ingest-ca-pem BASE64</c>: the CA bundle (PEM, base64-encoded so
     /// it is one word) the agent verifies the ingest's certificate against (ephemeral containers
     /// cannot mount volumes; a CA certificate is public).
+    /// With tracing on, <paramref name="traceParent"/> (the inject span's W3C context) goes in
+    /// TRACEPARENT: the agent sends it with its ingest stream, which continues the trace.
     /// </summary>
-    public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, string token, bool addNetRaw, string? ingestCaPem = null)
+    public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, string token, bool addNetRaw, string? ingestCaPem = null, string? traceParent = null)
     {
         var spec = capture.Spec;
         var args = new List<string>
@@ -87,7 +89,9 @@ public static class EphemeralContainerSpec
             Image = image,
             ImagePullPolicy = "IfNotPresent",
             Args = args,
-            Env = [new V1EnvVar { Name = TokenVariable, Value = token }],
+            Env = traceParent is { Length: > 0 }
+                ? [new V1EnvVar { Name = TokenVariable, Value = token }, new V1EnvVar { Name = Tracing.CaptureTracing.ParentVariable, Value = traceParent }]
+                : [new V1EnvVar { Name = TokenVariable, Value = token }],
             Stdin = false,
             Tty = false,
             TerminationMessagePolicy = "FallbackToLogsOnError",

@@ -352,8 +352,9 @@ public sealed class PacketCaptureController(
                     return ("CaptureContainerLimit", full);
                 }
 
+                using var inject = Tracing.CaptureTracing.StartInject(capture.Metadata.NamespaceProperty, capture.Metadata.Name, target.Pod);
                 var container = EphemeralContainerSpec.Build(capture, target.Pod, options.AgentImage, options.IngestUrl,
-                    tokens.Issue(Identity(capture, target.Pod)), security.AddNetRaw, IngestAuthority());
+                    tokens.Issue(Identity(capture, target.Pod)), security.AddNetRaw, IngestAuthority(), traceParent: inject?.Id);
                 try
                 {
                     var patch = "{\"spec\":{\"ephemeralContainers\":[" + KubernetesJson.Serialize(container) + "]}}";

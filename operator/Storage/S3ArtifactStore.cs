@@ -5,7 +5,6 @@ using System.Text;
 using System.Xml.Linq;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
-using KubeCapture.Operator.Metrics;
 using Minio;
 using Minio.DataModel.Args;
 using Minio.DataModel.Encryption;
@@ -46,7 +45,7 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             throw new InvalidOperationException($"Storage:S3:ServerSideEncryption '{options.ServerSideEncryption}' is not supported: use AES256, aws:kms, or leave it empty");
         }
 
-        _http = new HttpClient(new ListObjectsNamespaceFix { InnerHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) } })
+        _http = new HttpClient(new StorageRequestTiming { InnerHandler = new ListObjectsNamespaceFix { InnerHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5) } } })
         {
             Timeout = TimeSpan.FromMinutes(2),
         };
@@ -497,9 +496,7 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
     private async Task<HttpResponseMessage> SendSignedAsync(HttpRequestMessage request, ReadOnlyMemory<byte> payload, CancellationToken cancellationToken, HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
     {
         _signer.Sign(request, payload.Span, DateTime.UtcNow);
-        using var timing = OperatorMetrics.TimeStorage(Operation(request));
         var response = await _http.SendAsync(request, completion, cancellationToken);
-        timing.Outcome = response.IsSuccessStatusCode ? "ok" : (int)response.StatusCode is >= 400 and < 500 ? "refused" : "error";
         if (response.IsSuccessStatusCode)
         {
             return response;
@@ -530,6 +527,7 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             "PUT" when Has("retention") => "PutObjectRetention",
             "PUT" when Has("legal-hold") => "PutObjectLegalHold",
             "PUT" when Has("lifecycle") => "PutBucketLifecycle",
+            "PUT" when Has("tagging") => "PutObjectTagging",
             "PUT" => "PutObject",
             "POST" when Has("uploads") => "CreateMultipartUpload",
             "POST" when Has("uploadId=") => "CompleteMultipartUpload",

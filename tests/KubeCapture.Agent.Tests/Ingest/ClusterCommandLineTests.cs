@@ -37,6 +37,20 @@ public sealed class ClusterCommandLineTests
     }
 
     [Theory]
+    [InlineData("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
+    [InlineData("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", null)] // W3C: lowercase hex only
+    [InlineData("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", null)] // an unknown version
+    [InlineData("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 x", null)]
+    [InlineData("tok-env", null)]
+    [InlineData(null, null)]
+    public void A_W3C_traceparent_in_TRACEPARENT_is_passed_on_to_the_upload_and_anything_else_is_dropped_without_failing_the_capture(string? environment, string? expected)
+    {
+        var request = CommandLine.ParseCapture(OperatorArgs, Now, name => name switch { "KUBECAPTURE_TOKEN" => "tok-env", "TRACEPARENT" => environment, _ => null });
+
+        Assert.Equal(expected, request.Ingest!.TraceParent);
+    }
+
+    [Theory]
     [InlineData(new[] { "--ingest", "http://x:1", "--capture-uid", "u", "--capture-namespace", "n", "--capture-name", "c", "--pod", "p" }, "needs the capture token")]
     [InlineData(new[] { "--ingest", "http://x:1", "--token", "t", "--capture-uid", "u", "--capture-namespace", "n", "--pod", "p" }, "cluster mode needs --capture-name")]
     [InlineData(new[] { "--ingest", "ftp://x", "--token", "t" }, "invalid --ingest 'ftp://x'")]

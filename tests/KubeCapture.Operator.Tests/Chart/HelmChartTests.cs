@@ -3,6 +3,7 @@ using k8s;
 using k8s.Models;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Tracing;
 using Microsoft.Extensions.Configuration;
 
 namespace KubeCapture.Operator.Tests.Chart;
@@ -358,6 +359,26 @@ public sealed class HelmChartTests
     private sealed class CertManagerCa
     {
         public string SecretName { get; set; } = "";
+    }
+
+    [Fact]
+    public void Tracing_is_off_by_default_and_tracing_otlpEndpoint_gives_the_operator_the_standard_OTLP_exporter_settings_the_schema_checks()
+    {
+        var (off, plain) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000");
+        var (on, traced) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "tracing.otlpEndpoint=http://otel-collector.observability:4317", "--set", "tracing.protocol=grpc");
+        var (notUrl, notUrlOutput) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "tracing.otlpEndpoint=otel-collector:4318");
+        var (badProtocol, badProtocolOutput) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "tracing.protocol=thrift");
+
+        Assert.True(off == 0 && on == 0, plain + traced);
+        static Dictionary<string, string> Env(string yaml) => Assert.Single(KubernetesYaml.LoadAllFromString(yaml).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env
+            .Where(e => e.Value is not null).ToDictionary(e => e.Name, e => e.Value);
+        Assert.DoesNotContain(Env(plain).Keys, k => k.StartsWith("OTEL_", StringComparison.Ordinal));
+        var env = Env(traced);
+        Assert.Equal(("http://otel-collector.observability:4317", "grpc"), (env[CaptureTracing.EndpointSetting], env["OTEL_EXPORTER_OTLP_PROTOCOL"]));
+        Assert.NotEqual(0, notUrl);
+        Assert.Contains("tracing.otlpEndpoint", notUrlOutput, StringComparison.Ordinal);
+        Assert.NotEqual(0, badProtocol);
+        Assert.Contains("tracing.protocol", badProtocolOutput, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -33,6 +33,7 @@ public sealed class HelmInstallTests
         Assert.Contains("kubectl -n NAMESPACE get pcap first-capture -w", installed.Stdout, StringComparison.Ordinal);
         Assert.Contains("kubectl get --raw /apis/subresources.kubecapture.io/v1alpha1/namespaces/NAMESPACE/packetcaptures/first-capture/pcap > first-capture.pcap", installed.Stdout, StringComparison.Ordinal);
         Assert.Contains($"kubectl -n {Namespace} get configmap kubecapture-manifest-signing", installed.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Traces are off: --set tracing.otlpEndpoint=", installed.Stdout, StringComparison.Ordinal);
         // Every object helm rendered is on the server, as the server stored it.
         var manifest = (await HelmAsync(kubeconfig, "get", "manifest", Release, "--namespace", Namespace)).EnsureSuccess().Stdout;
         var objects = KubernetesYaml.LoadAllFromString(manifest).Cast<IKubernetesObject<V1ObjectMeta>>().ToList();
@@ -41,12 +42,14 @@ public sealed class HelmInstallTests
         Assert.True(onServer.ExitCode == 0, onServer.Stderr);
         Assert.Equal(objects.Count, onServer.StdoutLines.Count(l => l.Length > 0));
 
-        var upgraded = await HelmAsync(kubeconfig, "upgrade", Release, Tools.Chart, "--namespace", Namespace, "--reuse-values", "--set", "policy.maxDuration=30m");
+        var upgraded = await HelmAsync(kubeconfig, "upgrade", Release, Tools.Chart, "--namespace", Namespace, "--reuse-values", "--set", "policy.maxDuration=30m", "--set", "tracing.otlpEndpoint=http://otel-collector.observability:4318");
         Assert.True(upgraded.ExitCode == 0, upgraded.Stdout + upgraded.Stderr);
+        Assert.Contains("Traces (OTLP, http/protobuf) go to http://otel-collector.observability:4318", upgraded.Stdout, StringComparison.Ordinal);
         var deployment = await admin.AppsV1.ReadNamespacedDeploymentAsync($"{Release}-kubecapture", Namespace);
         var env = deployment.Spec.Template.Spec.Containers[0].Env.ToDictionary(e => e.Name, e => e.Value);
         Assert.Equal("30m", env["Policy__MaxDuration"]);
         Assert.Equal("s3.storage.svc:443", env["Storage__S3__Endpoint"]);
+        Assert.Equal("http://otel-collector.observability:4318", env["OTEL_EXPORTER_OTLP_ENDPOINT"]);
 
         // No operator runs here to answer the admission webhooks: failurePolicy Fail refuses every capture.
         var ns = await server.CreateNamespaceAsync("kc-helm");

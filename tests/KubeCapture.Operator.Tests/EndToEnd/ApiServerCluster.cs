@@ -6,6 +6,7 @@ using KubeCapture.Operator.Rbac;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
+using KubeCapture.Operator.Tests.Tracing;
 using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.S3;
@@ -32,6 +33,7 @@ public class ApiServerCluster : IAsyncLifetime
     private NodeService? service;
     private NodeService? httpsAddress;
     private S3rverFixture? s3;
+    private OtlpTraceReceiver? traces;
     private string? work;
 
     public KubeCaptureInstall Install { get; private set; } = null!;
@@ -51,6 +53,9 @@ public class ApiServerCluster : IAsyncLifetime
     public static string WebhookServiceName => $"{KubeCaptureInstall.Release}-kubecapture-webhook";
 
     public S3rverFixture S3 => s3 ?? throw new InvalidOperationException("not started");
+
+    /// <summary>The OTLP/HTTP receiver the operator exports its traces to.</summary>
+    public OtlpTraceReceiver Traces => traces ?? throw new InvalidOperationException("not started");
 
     public string WorkDirectory => work ?? throw new InvalidOperationException("not started");
 
@@ -98,7 +103,10 @@ public class ApiServerCluster : IAsyncLifetime
         settings["ServingCertificate:MutatingWebhookConfigurations:0"] = RequesterStampWebhooks;
         settings["ServingCertificate:ValidatingWebhookConfigurations:0"] = RequesterStampWebhooks;
         await ConfigureAsync(settings);
-        Operator = await OperatorHost.StartProcessAsync(settings, new Dictionary<string, string> { ["KUBECONFIG"] = Install.OperatorKubeconfig });
+        // Tracing on, as the chart's tracing.otlpEndpoint turns it on: the operator exports its spans to the tests' receiver.
+        traces = new OtlpTraceReceiver();
+        var environment = new Dictionary<string, string>(traces.ExporterEnvironment) { ["KUBECONFIG"] = Install.OperatorKubeconfig };
+        Operator = await OperatorHost.StartProcessAsync(settings, environment);
         Kubelet = new TestKubelet(new ApiServerPods(Install.Server.AdminClient()), OperatorHarness.AgentDll(), AgentMode.Cluster, null, work) { RunImages = true };
         await PointServiceAsync(WebhookServiceName, "webhook", WebhookPort);
         await WaitUntilStampedAsync();
@@ -288,6 +296,7 @@ public class ApiServerCluster : IAsyncLifetime
 
         service?.Dispose();
         httpsAddress?.Dispose();
+        traces?.Dispose();
         Admin?.Dispose();
         if (work is not null)
         {

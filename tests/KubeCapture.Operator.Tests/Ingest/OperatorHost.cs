@@ -120,6 +120,38 @@ public sealed class OperatorHost : IAsyncDisposable
         await WaitHealthyAsync();
     }
 
+    /// <summary>
+    /// A rollout of the chart's Deployment (strategy Recreate): the running process gets SIGTERM and
+    /// its exit is waited for (within <paramref name="grace"/>, terminationGracePeriodSeconds), then the
+    /// new pod's process starts on the same ports with <paramref name="settings"/> changed and
+    /// <paramref name="environment"/> added (the env the upgraded Deployment gives it). Returns the old
+    /// process's exit code. <paramref name="whileNoneRuns"/> runs between the two.
+    /// </summary>
+    public async Task<int> RollOutAsync(IReadOnlyDictionary<string, string> settings, IReadOnlyDictionary<string, string> environment, TimeSpan grace, Action? whileNoneRuns = null)
+    {
+        var old = Process ?? throw new InvalidOperationException("only an operator process is rolled out");
+        old.Signal("TERM");
+        var exit = await old.WaitForExitAsync(grace);
+        whileNoneRuns?.Invoke();
+        foreach (var (key, value) in settings)
+        {
+            _args.RemoveAll(a => a.StartsWith($"--{key}=", StringComparison.Ordinal));
+            _args.Add($"--{key}={value}");
+        }
+
+        foreach (var (name, value) in environment)
+        {
+            _environment[name] = value;
+        }
+
+        PreviousOutput = old.Output;
+        await StartProcessAsync();
+        return exit;
+    }
+
+    /// <summary>What the process before the last rollout printed.</summary>
+    public string PreviousOutput { get; private set; } = "";
+
     /// <summary>SIGKILL: no graceful shutdown, nothing flushed.</summary>
     public Task KillAsync() => Process?.KillAsync() ?? throw new InvalidOperationException("only an operator process can be killed");
 

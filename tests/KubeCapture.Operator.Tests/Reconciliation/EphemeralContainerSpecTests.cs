@@ -37,4 +37,17 @@ public sealed class EphemeralContainerSpecTests
         Assert.DoesNotContain(EphemeralContainerSpec.IngestCaOption, plain.Args);
         Assert.Contains("the ingest https://kc-ingest.ops.svc:8081 serves TLS: the agent needs its CA", error.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void The_inject_spans_traceparent_reaches_the_agents_parser_from_the_containers_env_and_without_tracing_only_the_token_is_there()
+    {
+        const string TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        var traced = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", "token", addNetRaw: true, traceParent: TraceParent);
+        var untraced = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", "token", addNetRaw: true);
+
+        var env = traced.Env.ToDictionary(e => e.Name, e => e.Value);
+        var request = CommandLine.ParseCapture(traced.Args.Skip(1).ToList(), DateTime.UtcNow, name => env.GetValueOrDefault(name));
+        Assert.Equal(TraceParent, request.Ingest!.TraceParent);
+        Assert.Equal([EphemeralContainerSpec.TokenVariable], untraced.Env.Select(e => e.Name));
+    }
 }

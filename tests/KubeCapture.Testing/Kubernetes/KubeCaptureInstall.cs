@@ -19,8 +19,13 @@ public sealed class KubeCaptureInstall
     private static readonly SemaphoreSlim Lock = new(1, 1);
     private static KubeCaptureInstall? shared;
 
-    private KubeCaptureInstall(KubeApiServer server, string renderedYaml, string operatorToken)
+    private readonly string[] helmSet;
+    private readonly bool withoutWebhooks;
+
+    private KubeCaptureInstall(KubeApiServer server, string renderedYaml, string operatorToken, string[] helmSet, bool withoutWebhooks)
     {
+        this.helmSet = helmSet;
+        this.withoutWebhooks = withoutWebhooks;
         Server = server;
         RenderedYaml = renderedYaml;
         OperatorToken = operatorToken;
@@ -29,8 +34,8 @@ public sealed class KubeCaptureInstall
 
     public KubeApiServer Server { get; }
 
-    /// <summary>What helm rendered and the server accepted.</summary>
-    public string RenderedYaml { get; }
+    /// <summary>What helm rendered and the server accepted (the latest, after <see cref="UpgradeAsync"/>).</summary>
+    public string RenderedYaml { get; private set; }
 
     /// <summary>The operator ServiceAccount's token (TokenRequest API).</summary>
     public string OperatorToken { get; }
@@ -64,7 +69,37 @@ public sealed class KubeCaptureInstall
     /// </summary>
     public static Task<KubeCaptureInstall> InstallWithoutWebhooksAsync(KubeApiServer server) => InstallAsync(server, withoutWebhooks: true, []);
 
+    /// <summary>
+    /// An upgrade as <c>helm upgrade --reuse-values --set ...</c> makes it: the chart rendered again with
+    /// the values installed plus <paramref name="set"/>, and applied over what is installed. (The
+    /// install was applied as rendered, not by helm, so helm holds no release to upgrade.)
+    /// </summary>
+    public async Task UpgradeAsync(params string[] set)
+    {
+        string[] values = [.. helmSet, .. set];
+        RenderedYaml = await RenderAsync(values, withoutWebhooks);
+        await Server.ApplyAsync(RenderedYaml);
+    }
+
     private static async Task<KubeCaptureInstall> InstallAsync(KubeApiServer server, bool withoutWebhooks, string[] helmSet)
+    {
+        var rendered = await RenderAsync(helmSet, withoutWebhooks);
+        using var admin = server.AdminClient();
+        try
+        {
+            await admin.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = Namespace } });
+        }
+        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.Conflict)
+        {
+        }
+
+        await server.ApplyAsync(rendered);
+        await WaitEstablishedAsync(admin, "packetcaptures.kubecapture.io");
+        var token = await server.CreateServiceAccountTokenAsync(Namespace, ServiceAccount);
+        return new KubeCaptureInstall(server, rendered, token, helmSet, withoutWebhooks);
+    }
+
+    private static async Task<string> RenderAsync(string[] helmSet, bool withoutWebhooks)
     {
         // Storage as a production install sets it (the operator of these tests runs as a process with its own settings).
         var arguments = new List<string> { "template", Release, Tools.Chart, "--namespace", Namespace, "--include-crds", "--set", "storage.endpoint=rgw.storage.svc:7480", "--set", "storage.credentialsSecret=kubecapture-s3" };
@@ -79,19 +114,7 @@ public sealed class KubeCaptureInstall
             rendered = string.Join("\n---\n", rendered.Split("\n---\n").Where(d => !d.Contains("\nkind: MutatingWebhookConfiguration\n", StringComparison.Ordinal) && !d.Contains("\nkind: ValidatingWebhookConfiguration\n", StringComparison.Ordinal)));
         }
 
-        using var admin = server.AdminClient();
-        try
-        {
-            await admin.CoreV1.CreateNamespaceAsync(new V1Namespace { Metadata = new V1ObjectMeta { Name = Namespace } });
-        }
-        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.Conflict)
-        {
-        }
-
-        await server.ApplyAsync(rendered);
-        await WaitEstablishedAsync(admin, "packetcaptures.kubecapture.io");
-        var token = await server.CreateServiceAccountTokenAsync(Namespace, ServiceAccount);
-        return new KubeCaptureInstall(server, rendered, token);
+        return rendered;
     }
 
     private static async Task WaitEstablishedAsync(IKubernetes admin, string crd)
