@@ -24,19 +24,10 @@ public sealed class CaptureTraceEndToEndTests(SubresourcesCluster cluster)
     {
         var ns = await cluster.CreateNamespaceAsync("kc-e2e-trace");
         var pod = await cluster.StartPodAsync(ns, "api");
-        // The agent of this build (the images of the run may predate its traceparent), run by the test kubelet in the pod's network namespace.
-        cluster.Kubelet.RunImages = false;
-        PacketCapture done;
-        try
-        {
-            await cluster.StartCaptureAsync(ns, "traced", PacketCaptureEndToEndTests.Icmp("follow one capture across the operator", "api", maxPackets: 4), Long);
-            pod.PingFromClient(2);
-            done = await cluster.Admin.WaitForPhaseAsync(ns, "traced", CapturePhase.Succeeded, Long);
-        }
-        finally
-        {
-            cluster.Kubelet.RunImages = true;
-        }
+        // The agent from its image (scripts/images.sh builds it from this tree), run by the test kubelet in the pod's network namespace.
+        await cluster.StartCaptureAsync(ns, "traced", PacketCaptureEndToEndTests.Icmp("follow one capture across the operator", "api", maxPackets: 4), Long);
+        pod.PingFromClient(2);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "traced", CapturePhase.Succeeded, Long);
 
         var capture = $"{ns}/traced";
         // The ingest span ends last (its stream ends once the manifest is stored): its children were exported with it or before.
