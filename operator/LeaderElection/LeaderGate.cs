@@ -14,7 +14,8 @@ namespace KubeCapture.Operator.LeaderElection;
 /// never ends the process: unlike controller-runtime, which exits on a lost Lease and lets the
 /// kubelet restart it, this process also carries live uploads in its ingest, and exiting would cut
 /// every agent's stream. Reconciliation stops at once; the election is joined again with backoff
-/// until the API answers, and reconciliation resumes when the Lease is held again.
+/// until the API answers, and reconciliation resumes when the Lease is held again. On shutdown the
+/// Lease is released, so that a rollout's next replica does not wait out its duration.
 /// </summary>
 public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions options, ILogger<LeaderGate> logger, TimeProvider? time = null)
 {
@@ -102,7 +103,15 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
         {
             lock (gate)
             {
-                logger.LogWarning("{Identity} lost the Lease {Namespace}/{Lease}; stopping reconciliation (the ingest keeps serving)", Identity, ns, options.LeaseName);
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    logger.LogInformation("{Identity} stops leading: shutting down", Identity);
+                }
+                else
+                {
+                    logger.LogWarning("{Identity} lost the Lease {Namespace}/{Lease}; stopping reconciliation (the ingest keeps serving)", Identity, ns, options.LeaseName);
+                }
+
                 IsLeading = false;
                 term?.Cancel();
             }
@@ -128,6 +137,42 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
             }
 
             term?.Dispose();
+            if (cancellationToken.IsCancellationRequested)
+            {
+                await ReleaseAsync(ns); // the elector has already reported "stopped leading" by now: the Lease itself says who holds it
+            }
+        }
+    }
+
+    /// <summary>
+    /// On shutdown, after reconciliation has stopped: gives the Lease up (no holder, as client-go's
+    /// ReleaseOnCancel does), so that the next replica (a rollout's new pod) leads within its retry
+    /// period instead of waiting out the lease duration. Only if the Lease names this replica (the
+    /// update carries the resourceVersion read); best effort, a few seconds at most.
+    /// </summary>
+    private async Task ReleaseAsync(string ns)
+    {
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            var lease = await kubernetes.CoordinationV1.ReadNamespacedLeaseAsync(options.LeaseName, ns, cancellationToken: patience.Token);
+            if (lease.Spec?.HolderIdentity != Identity)
+            {
+                return;
+            }
+
+            var now = clock.GetUtcNow().UtcDateTime;
+            lease.Spec.HolderIdentity = ""; // as client-go releases it: KubernetesClient's elector takes an empty holder as free (with none at all it did not take over)
+            lease.Spec.LeaseDurationSeconds = 1;
+            lease.Spec.RenewTime = now;
+            lease.Spec.AcquireTime = now;
+            await kubernetes.CoordinationV1.ReplaceNamespacedLeaseAsync(lease, options.LeaseName, ns, cancellationToken: patience.Token);
+            logger.LogInformation("{Identity} released the Lease {Namespace}/{Lease} on shutdown", Identity, ns, options.LeaseName);
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning("{Identity} could not release the Lease {Namespace}/{Lease} on shutdown ({Error}); the next replica leads once it expires",
+                Identity, ns, options.LeaseName, e.Message);
         }
     }
 

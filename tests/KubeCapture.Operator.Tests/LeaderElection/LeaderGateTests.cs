@@ -5,7 +5,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KubeCapture.Operator.Tests.LeaderElection;
 
-/// <summary>Two replicas against the emulator's Lease: one reconciles; when it goes away, the other takes over.</summary>
+/// <summary>Replicas sharing a Lease (the emulator's, and the real kube-apiserver's): one reconciles; when it goes away, another takes over.</summary>
 public sealed class LeaderGateTests
 {
     [Fact]
@@ -63,6 +63,54 @@ public sealed class LeaderGateTests
 
         await stopB.CancelAsync();
         await runB.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [SkippableFact]
+    public async Task A_leader_that_shuts_down_releases_the_Lease_on_the_real_kube_apiserver_so_the_next_replica_leads_long_before_it_would_expire()
+    {
+        KubeApiServer.Require();
+        var server = await KubeApiServer.SharedAsync();
+        var ns = await server.CreateNamespaceAsync("kc-lease");
+        using var client = server.AdminClient();
+        LeaderGate Replica(string id) => new(client, new LeaderElectionOptions
+        {
+            Namespace = ns,
+            Identity = id,
+            LeaseDuration = "60s", // waiting it out would take a minute
+            RenewDeadline = "40s",
+            RetryPeriod = "200ms",
+        }, NullLogger<LeaderGate>.Instance);
+        static Task Idle(CancellationToken token) => Task.Delay(Timeout.Infinite, token).ContinueWith(_ => { }, TaskScheduler.Default);
+
+        using var stopOld = new CancellationTokenSource();
+        using var stopNew = new CancellationTokenSource();
+        using var stopThird = new CancellationTokenSource();
+        var old = Replica("old-pod");
+        var runOld = old.RunAsync(Idle, stopOld.Token);
+        await WaitUntil(() => old.IsLeading);
+        var next = Replica("new-pod");
+        var runNext = next.RunAsync(Idle, stopNew.Token);
+        var third = Replica("standby-pod");
+        var runThird = third.RunAsync(Idle, stopThird.Token);
+        await Task.Delay(1000);
+        Assert.False(next.IsLeading || third.IsLeading);
+
+        // A replica that does not lead leaves the Lease alone when it stops.
+        await stopThird.CancelAsync();
+        await runThird.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal("old-pod", (await client.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", ns)).Spec.HolderIdentity);
+
+        var stopped = DateTime.UtcNow;
+        await stopOld.CancelAsync();
+        await runOld.WaitAsync(TimeSpan.FromSeconds(10));
+        await WaitUntil(() => next.IsLeading, TimeSpan.FromSeconds(10));
+
+        Assert.True(DateTime.UtcNow - stopped < TimeSpan.FromSeconds(10), $"took over after {(DateTime.UtcNow - stopped).TotalSeconds:F1} s");
+        var lease = await client.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", ns);
+        Assert.Equal("new-pod", lease.Spec.HolderIdentity);
+        Assert.Equal(60, lease.Spec.LeaseDurationSeconds);
+        await stopNew.CancelAsync();
+        await runNext.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
     private static async Task WaitUntil(Func<bool> condition, TimeSpan? timeout = null)
