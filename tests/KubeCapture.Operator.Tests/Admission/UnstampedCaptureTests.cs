@@ -79,6 +79,13 @@ public sealed class UnstampedCaptureTests : IAsyncLifetime
         Assert.Null(CaptureConditions.Find(failed.Status, CaptureConditions.Injected));
         Assert.Empty(failed.Status!.Targets);
         Assert.Null((await admin.CoreV1.ReadNamespacedPodAsync("api", ns)).Spec.EphemeralContainers);
-        Assert.Contains("\"event\":\"refused\"", string.Join('\n', operatorProcess!.Output.Split('\n').Where(l => l.Contains(created.Metadata.Uid, StringComparison.Ordinal))), StringComparison.Ordinal);
+        // The audit line follows the status write that the watch has shown: it may still be on its way.
+        string AuditLines() => string.Join('\n', operatorProcess!.Output.Split('\n').Where(l => l.Contains(created.Metadata.Uid, StringComparison.Ordinal)));
+        for (var deadline = DateTime.UtcNow.AddSeconds(15); !AuditLines().Contains("\"event\":\"refused\"", StringComparison.Ordinal) && DateTime.UtcNow < deadline;)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Contains("\"event\":\"refused\"", AuditLines(), StringComparison.Ordinal);
     }
 }
