@@ -90,7 +90,7 @@ public sealed class RequesterStampEndToEndTests(SubresourcesCluster cluster)
     [SkippableTheory]
     [InlineData("--server-side")]
     [InlineData("--server-side=false")]
-    public async Task Applying_the_same_manifest_again_with_kubectl_keeps_the_stamp(string mode)
+    public async Task Applying_the_same_manifest_again_with_kubectl_keeps_the_stamp_and_the_finalizer(string mode)
     {
         var (ns, _) = await AliceAsync("kc-stamp-apply");
         var manifest = $"""
@@ -107,11 +107,14 @@ public sealed class RequesterStampEndToEndTests(SubresourcesCluster cluster)
             """;
 
         var first = await cluster.Install.Server.KubectlAsync(KubeApiServer.UserToken("alice"), ["apply", mode, "-f", "-"], manifest);
-        var again = await cluster.Install.Server.KubectlAsync(KubeApiServer.UserToken("alice"), ["apply", mode, "-f", "-"], manifest);
+        var again = await cluster.Install.Server.KubectlAsync(KubeApiServer.UserToken("alice"), ["apply", mode, "-f", "-", "-o", "json"], manifest);
 
         Assert.True(first.ExitCode == 0, first.Stderr);
         Assert.True(again.ExitCode == 0, again.Stderr);
         Assert.Equal("alice", RequesterStamp.Read((await cluster.Admin.GetPacketCaptureAsync(ns, "applied"))!.Metadata)?.Username);
+        // The object as the second apply left it (before the operator could add anything back): the finalizer admission added stays.
+        var applied = k8s.KubernetesJson.Deserialize<PacketCapture>(again.Stdout);
+        Assert.Contains(CaptureFinalizer.Name, applied.Metadata.Finalizers ?? []);
     }
 
     /// <summary>A merge patch that sets one annotation (null: removes it).</summary>
