@@ -40,6 +40,12 @@ public static class LifecycleTransitions
 
     private static IEnumerable<Transition> Between(PacketCaptureStatus? before, PacketCaptureStatus after)
     {
+        // In the order they happened when one write shows several: admitted, then refused before it started (e.g. its pod is gone).
+        if (CaptureConditions.Find(after, CaptureConditions.Admitted)?.Status == "True" && CaptureConditions.Find(before, CaptureConditions.Admitted)?.Status != "True")
+        {
+            yield return new Transition(AuditEvent.Admitted, "Normal", "Admitted", "admitted: within the policy and the concurrency limits", Announce: false);
+        }
+
         var accepted = CaptureConditions.Find(after, CaptureConditions.Accepted);
         if (accepted?.Status == "False" && CaptureConditions.Find(before, CaptureConditions.Accepted)?.Status != "False")
         {
@@ -49,11 +55,6 @@ public static class LifecycleTransitions
         {
             var complete = CaptureConditions.Find(after, CaptureConditions.Complete);
             yield return new Transition(AuditEvent.Refused, "Warning", complete?.Reason ?? "Refused", $"refused before it started: {after.Message}");
-        }
-
-        if (CaptureConditions.Find(after, CaptureConditions.Admitted)?.Status == "True" && CaptureConditions.Find(before, CaptureConditions.Admitted)?.Status != "True")
-        {
-            yield return new Transition(AuditEvent.Admitted, "Normal", "Admitted", "admitted: within the policy and the concurrency limits", Announce: false);
         }
 
         foreach (var target in after.Targets)

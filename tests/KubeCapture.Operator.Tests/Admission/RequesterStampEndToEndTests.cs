@@ -39,7 +39,9 @@ public sealed class RequesterStampEndToEndTests(SubresourcesCluster cluster)
         Assert.Equal("True", verified?.Status);
         Assert.Equal("Stamped", verified?.Reason);
         Assert.Equal("requested by alice, as kube-apiserver authenticated them", verified?.Message);
-        var requested = (await cluster.WaitForAuditAsync(created.Metadata.Uid, "requested")).First(l => l.GetProperty("event").GetString() == "requested");
+        var lines = await cluster.WaitForAuditAsync(created.Metadata.Uid, "refused");
+        Assert.Equal(["requested", "admitted", "refused"], lines.Select(l => l.GetProperty("event").GetString())); // as it happened: the pod is missing after admission
+        var requested = lines.First(l => l.GetProperty("event").GetString() == "requested");
         Assert.Equal("alice", requested.GetProperty("requester").GetProperty("username").GetString());
         Assert.Equal(["kcapi-users", "system:authenticated"], requested.GetProperty("requester").GetProperty("groups").EnumerateArray().Select(g => g.GetString()));
     }
