@@ -150,12 +150,7 @@ public sealed partial class IngestService(
                 StartedAt = now,
                 UpdatedAt = now,
             };
-            var first = checkpoint;
-            // Not cancelled with the stream (as PartPipeline's later saves): a write cut half-way leaves
-            // an empty checkpoint on stores whose PUT is not atomic (s3rver), and every later open of
-            // the target then fails on it.
-            using var saveTimeout = new CancellationTokenSource(budget + TimeSpan.FromSeconds(30));
-            await StorageRetry.RunAsync("saving the upload checkpoint", budget, ct => store.SaveCheckpointAsync(first, ct), logger, saveTimeout.Token);
+            await PartPipeline.SaveCheckpointAsync(store, checkpoint, budget, logger); // not cancelled with the stream, as the later saves
         }
 
         await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, _storage.PartsInFlight, budget, logger, offset =>

@@ -162,18 +162,28 @@ public sealed class PartPipeline : IAsyncDisposable
             UpdatedAt = DateTimeOffset.UtcNow,
         };
 
-        // Not cancelled with the stream: a checkpoint write cut half-way could leave a torn object
-        // on stores whose PUT is not atomic (s3rver). A part upload may be cut: it is not recorded.
-        var target = next.Target;
-        using var saveTimeout = new CancellationTokenSource(_retryBudget + TimeSpan.FromSeconds(30));
-        await StorageRetry.RunAsync(
-            $"saving the upload checkpoint of {target.Namespace}/{target.CaptureName}/{target.Pod}",
-            _retryBudget,
-            ct => _store.SaveCheckpointAsync(next, ct),
-            _logger,
-            saveTimeout.Token);
+        // A part upload may be cut with the stream: it is not recorded. The checkpoint write is not.
+        await SaveCheckpointAsync(_store, next, _retryBudget, _logger);
         Checkpoint = next;
         _durable(offset);
+    }
+
+    /// <summary>
+    /// Saves a checkpoint, the first of an upload or a later one, with retries within the budget.
+    /// Not cancelled with the stream: a checkpoint write cut half-way could leave a torn or empty
+    /// object on stores whose PUT is not atomic (s3rver), and every later open of the target would
+    /// fail on it.
+    /// </summary>
+    public static async Task SaveCheckpointAsync(IArtifactStore store, UploadCheckpoint checkpoint, TimeSpan retryBudget, ILogger logger)
+    {
+        var target = checkpoint.Target;
+        using var saveTimeout = new CancellationTokenSource(retryBudget + TimeSpan.FromSeconds(30));
+        await StorageRetry.RunAsync(
+            $"saving the upload checkpoint of {target.Namespace}/{target.CaptureName}/{target.Pod}",
+            retryBudget,
+            ct => store.SaveCheckpointAsync(checkpoint, ct),
+            logger,
+            saveTimeout.Token);
     }
 
     public async ValueTask DisposeAsync()
