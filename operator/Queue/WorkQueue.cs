@@ -15,19 +15,19 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
     where TKey : notnull
 {
     private readonly Lock gate = new();
-    private readonly HashSet<TKey> queued = [];
+    /// <summary>The keys waiting to be taken, each with whether it was added ahead.</summary>
+    private readonly Dictionary<TKey, bool> queued = [];
     private readonly HashSet<TKey> processing = [];
-    private readonly HashSet<TKey> dirtyWhileProcessing = [];
+    /// <summary>The keys added while they were processed, each with whether it was added ahead.</summary>
+    private readonly Dictionary<TKey, bool> dirtyWhileProcessing = [];
     private readonly Dictionary<TKey, int> failures = [];
     private readonly Dictionary<TKey, ITimer> delayed = [];
     private readonly Dictionary<TKey, DateTimeOffset> notBefore = [];
-    private readonly HashSet<TKey> queuedAhead = [];
-    private readonly HashSet<TKey> dirtyAheadWhileProcessing = [];
     private readonly Queue<TKey> readyAhead = new();
     private readonly Queue<TKey> readyInTurn = new();
     private readonly SemaphoreSlim readyCount = new(0);
+    /// <summary>Cancelled (under the gate) when the queue is disposed.</summary>
     private readonly CancellationTokenSource closed = new();
-    private bool disposed;
     private readonly TimeProvider time = time ?? TimeProvider.System;
 
     public int Count
@@ -72,35 +72,27 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
 
         lock (gate)
         {
-            if (disposed)
+            if (closed.IsCancellationRequested)
             {
                 return;
             }
 
             if (processing.Contains(key))
             {
-                dirtyWhileProcessing.Add(key);
-                if (ahead)
-                {
-                    dirtyAheadWhileProcessing.Add(key);
-                }
-
+                dirtyWhileProcessing[key] = ahead || dirtyWhileProcessing.GetValueOrDefault(key);
                 return;
             }
 
-            if (queued.Add(key))
+            if (!queued.TryGetValue(key, out var queuedAhead))
             {
+                queued[key] = ahead;
                 (ahead ? readyAhead : readyInTurn).Enqueue(key);
-                if (ahead)
-                {
-                    queuedAhead.Add(key);
-                }
-
                 readyCount.Release();
             }
-            else if (ahead && queuedAhead.Add(key))
+            else if (ahead && !queuedAhead)
             {
                 // Queued plainly already: it moves ahead; its place in the plain line is skipped when reached.
+                queued[key] = true;
                 readyAhead.Enqueue(key);
                 readyCount.Release();
             }
@@ -191,20 +183,15 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
 
             lock (gate)
             {
-                ObjectDisposedException.ThrowIf(disposed, this);
+                ObjectDisposedException.ThrowIf(closed.IsCancellationRequested, this);
                 var fromAhead = readyAhead.Count > 0;
                 var key = fromAhead ? readyAhead.Dequeue() : readyInTurn.Dequeue();
-                if (!fromAhead && queuedAhead.Contains(key))
+                if (!queued.TryGetValue(key, out var queuedAhead) || (queuedAhead && !fromAhead))
                 {
-                    continue; // it moved ahead: this is its old place in the plain line
+                    continue; // taken already from the other line, or it moved ahead and this is its old place in the plain line
                 }
 
-                if (!queued.Remove(key))
-                {
-                    continue; // taken already from the other line
-                }
-
-                queuedAhead.Remove(key);
+                queued.Remove(key);
                 processing.Add(key);
                 return key;
             }
@@ -217,8 +204,7 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
         lock (gate)
         {
             processing.Remove(key);
-            again = dirtyWhileProcessing.Remove(key);
-            ahead = dirtyAheadWhileProcessing.Remove(key);
+            again = dirtyWhileProcessing.Remove(key, out ahead);
         }
 
         if (again)
@@ -237,9 +223,7 @@ public sealed class WorkQueue<TKey>(TimeSpan baseDelay, TimeSpan maxDelay, TimeP
             }
 
             delayed.Clear();
-            disposed = true;
+            closed.Cancel(); // waiting takers end with ObjectDisposedException
         }
-
-        closed.Cancel(); // waiting takers end with ObjectDisposedException
     }
 }
