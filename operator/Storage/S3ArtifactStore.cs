@@ -407,10 +407,6 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
             ? null
             : $"bucket {_options.Bucket} does not exist at {_endpoint}";
 
-    /// <summary>Downloads an object into <paramref name="destination"/> (tests, tools).</summary>
-    public Task DownloadAsync(string key, Stream destination, CancellationToken cancellationToken) =>
-        _minio.GetObjectAsync(new GetObjectArgs().WithBucket(_options.Bucket).WithObject(key).WithCallbackStream((s, ct) => s.CopyToAsync(destination, ct)), cancellationToken);
-
     public void Dispose()
     {
         _minio.Dispose();

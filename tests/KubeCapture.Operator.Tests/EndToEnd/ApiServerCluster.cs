@@ -268,12 +268,26 @@ public class ApiServerCluster : IAsyncLifetime
             .WithCredentials(S3rverFixture.AccessKey, S3rverFixture.SecretKey)
             .WithSSL(false)
             .Build();
-        await using var file = File.Create(path);
-        await client.GetObjectAsync(new GetObjectArgs()
-            .WithBucket(S3.Bucket)
-            .WithObject(uri[prefix.Length..])
-            .WithCallbackStream(async (stream, cancellationToken) => await stream.CopyToAsync(file, cancellationToken)));
-        return path;
+        // s3rver answers a HEAD of the bucket with an empty 500 now and then while other captures
+        // write to it (the seven concurrent both-ends scenarios), and Minio 7.0.0 turns that answer
+        // into a NullReferenceException. S3 clients retry a 500 (AWS SDK's standard mode does), so
+        // this one does too, from the first byte; a missing object is never retried.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await using var file = File.Create(path);
+                await client.GetObjectAsync(new GetObjectArgs()
+                    .WithBucket(S3.Bucket)
+                    .WithObject(uri[prefix.Length..])
+                    .WithCallbackStream(async (stream, cancellationToken) => await stream.CopyToAsync(file, cancellationToken)));
+                return path;
+            }
+            catch (Exception e) when (attempt < 4 && e is not Minio.Exceptions.ObjectNotFoundException and not Minio.Exceptions.BucketNotFoundException)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt));
+            }
+        }
     }
 
     public virtual async Task DisposeAsync()
