@@ -10,12 +10,13 @@ namespace KubeCapture.Operator.Audit;
 
 /// <summary>
 /// The audit log: one JSON line per lifecycle event (<see cref="AuditRecord"/>) on stdout, as
-/// Kubernetes components log, and the matching Kubernetes Event on the PacketCapture while it exists.
+/// Kubernetes components log, and the matching Kubernetes Event on the PacketCapture while it exists
+/// (through the process's one <see cref="CaptureEvents"/> recorder, when there is a Kubernetes client).
 /// </summary>
-public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, TimeProvider time, ILoggerFactory loggers)
+public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, CaptureEvents? events, TimeProvider time, ILoggerFactory loggers)
 {
     private readonly Lock _gate = new();
-    private readonly CaptureEvents? _events = kubernetes is null ? null : new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time);
+    private readonly CaptureEvents? _events = events;
 
     public async Task RecordAsync(PacketCapture capture, Transition transition, CancellationToken cancellationToken)
     {

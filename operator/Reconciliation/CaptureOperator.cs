@@ -36,7 +36,7 @@ public sealed class CaptureOperator
 
     public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
         ILoggerFactory loggers, TimeProvider time, ICustodyWitness? custody = null, AuditTrail? audit = null,
-        KubeCapture.Operator.Storage.EvidenceRetention? retention = null, Func<string?>? ingestAuthority = null)
+        KubeCapture.Operator.Storage.EvidenceRetention? retention = null, Func<string?>? ingestAuthority = null, CaptureEvents? events = null)
     {
         this.custody = custody;
         this.addresses = addresses;
@@ -48,7 +48,7 @@ public sealed class CaptureOperator
         logger = loggers.CreateLogger<CaptureOperator>();
         Cluster = new ClusterCache(kubernetes, logger, time);
         controller = new PacketCaptureController(kubernetes, Cluster, ingest, tokens, addresses, policy, options, new TargetResolver(Cluster, policy),
-            new PodSecurityPreflight(Cluster), new CaptureAdmission(policy), new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
+            new PodSecurityPreflight(Cluster), new CaptureAdmission(policy), events ?? new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
             time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody, audit, retention, ingestAuthority);
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
     }

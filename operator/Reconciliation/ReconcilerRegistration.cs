@@ -39,7 +39,8 @@ public static class ReconcilerRegistration
             sp.GetService<KubeCapture.Operator.Custody.ICustodyWitness>(),
             sp.GetService<KubeCapture.Operator.Audit.AuditTrail>(),
             sp.GetService<KubeCapture.Operator.Storage.EvidenceRetention>(),
-            sp.GetService<KubeCapture.Operator.Certificates.ServingCertificateSource>() is { } certificate ? () => certificate.AuthorityPem : null));
+            sp.GetService<KubeCapture.Operator.Certificates.ServingCertificateSource>() is { } certificate ? () => certificate.AuthorityPem : null,
+            sp.GetRequiredService<KubeCapture.Operator.Events.CaptureEvents>()));
         services.AddSingleton(sp => new LeaderGate(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,

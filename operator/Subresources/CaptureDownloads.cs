@@ -27,10 +27,9 @@ public sealed class CaptureDownloads(
     LiveRecordFeed live,
     IOptions<SubresourcesOptions> options,
     ILogger<CaptureDownloads> logger,
-    ILoggerFactory loggers,
+    CaptureEvents events,
     TimeProvider time)
 {
-    private readonly CaptureEvents events = new(kubernetes, loggers.CreateLogger<CaptureEvents>(), time);
 
     public async Task HandleAsync(HttpContext context, string ns, string name, string subresource)
     {

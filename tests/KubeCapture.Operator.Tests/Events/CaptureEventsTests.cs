@@ -3,9 +3,13 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using k8s;
 using k8s.Models;
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Events;
+using KubeCapture.Operator.Health;
 using KubeCapture.Operator.Metrics;
+using KubeCapture.Operator.Resources;
 using KubeCapture.Testing.Kubernetes;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 namespace KubeCapture.Operator.Tests.Events;
@@ -167,6 +171,28 @@ public sealed class CaptureEventsTests : IAsyncLifetime
         Assert.Equal(2, Posts().Count); // the retry was a 409: the Event exists
         Assert.Single((await client.CoreV1.ListNamespacedEventAsync("shop")).Items);
         Assert.Equal(0, events.Dropped);
+    }
+
+    [Fact]
+    public async Task The_audit_log_records_its_events_through_the_processs_one_recorder_so_a_Retry_After_it_met_holds_back_the_other_events_too()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddSingleton(client);
+        services.AddKubernetesClient().AddAuditTrail();
+        await using var provider = services.BuildServiceProvider();
+        var recorder = provider.GetRequiredService<CaptureEvents>();
+        var audit = provider.GetRequiredService<AuditTrail>();
+        emulator.Faults.FailNext(1, HttpStatusCode.TooManyRequests, "POST", EventsPath, TimeSpan.FromSeconds(1));
+
+        var capture = new PacketCapture { Metadata = new V1ObjectMeta { Name = "checkout", NamespaceProperty = "shop", Uid = Guid.NewGuid().ToString() }, Spec = new() };
+        await audit.RecordAsync(capture, new Transition(AuditEvent.Stored, "Normal", "Stored", "stored"), CancellationToken.None);
+        Assert.Equal(1, recorder.Backlog); // the audit log's Event waits in the process's recorder
+        await recorder.OnPodAsync(Pod("api-1"), "Normal", "CaptureStarted", "capture started", CancellationToken.None);
+        Assert.Equal(2, recorder.Backlog); // and the next Event, from anyone, waits behind it without a request
+        Assert.Single(Posts());
+        await recorder.Drained.WaitAsync(TimeSpan.FromSeconds(20));
+
+        Assert.Equal(["CaptureStarted", "Stored"], (await client.CoreV1.ListNamespacedEventAsync("shop")).Items.Select(e => e.Reason).Order());
     }
 
     private CaptureEvents Recorder(int backlogLimit = CaptureEvents.DefaultBacklogLimit) => new(client, logger, TimeProvider.System, backlogLimit);

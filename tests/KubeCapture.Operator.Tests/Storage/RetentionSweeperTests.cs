@@ -33,7 +33,7 @@ public sealed class RetentionSweeperTests
         var options = Options.Create(new StorageOptions { AbandonAfter = TimeSpan.FromMinutes(10) });
         var registry = new UploadRegistry(store, Options.Create(new IngestOptions()), options, NullLogger<UploadRegistry>.Instance);
         using var auditLog = new StringWriter();
-        var audit = new AuditTrail(auditLog, null, TimeProvider.System, NullLoggerFactory.Instance);
+        var audit = new AuditTrail(auditLog, null, null, TimeProvider.System, NullLoggerFactory.Instance);
         var sweeper = new RetentionSweeper(store, registry, options, NullLogger<RetentionSweeper>.Instance, audit);
         var (deleted, aborted) = await sweeper.SweepAsync(now, CancellationToken.None);
 
