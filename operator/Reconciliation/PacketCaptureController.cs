@@ -212,7 +212,7 @@ public sealed class PacketCaptureController(
 
         var untilDeadline = deadline - now;
         var next = untilDeadline > TimeSpan.Zero && untilDeadline < resync ? untilDeadline + TimeSpan.FromMilliseconds(50) : resync;
-        if (ProgressWriteTooSoon(capture.Metadata.Uid, status, before) is { } wait)
+        if (ProgressWriteTooSoon(capture, status) is { } wait)
         {
             // Only counters moved, and the status was written less than ProgressInterval ago: later.
             await AnnounceRefusalsAsync(capture, refused, cancellationToken);
@@ -227,18 +227,18 @@ public sealed class PacketCaptureController(
     /// <summary>
     /// How long until the status may be written again, when only its progress changed (counters,
     /// findings so far) and it was written less than <see cref="ReconcilerOptions.ProgressInterval"/>
-    /// ago; null when it is to be written now (or not changed at all).
+    /// ago; null when it is to be written now (or not changed at all). The status as read is
+    /// <paramref name="capture"/>'s own: the reconcile changes only its clone.
     /// </summary>
-    private TimeSpan? ProgressWriteTooSoon(string uid, PacketCaptureStatus status, string before)
+    private TimeSpan? ProgressWriteTooSoon(PacketCapture capture, PacketCaptureStatus status)
     {
-        if (!statusWrittenAt.TryGetValue(uid, out var writtenAt))
+        if (!statusWrittenAt.TryGetValue(capture.Metadata.Uid, out var writtenAt))
         {
             return null;
         }
 
         var since = time.GetUtcNow() - writtenAt;
-        if (since >= progressInterval || JsonSerializer.Deserialize<PacketCaptureStatus>(before) is not { } previous
-            || WithoutProgress(previous) != WithoutProgress(status))
+        if (since >= progressInterval || WithoutProgress(capture.Status ?? new PacketCaptureStatus()) != WithoutProgress(status))
         {
             return null;
         }
