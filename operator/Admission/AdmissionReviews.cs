@@ -49,9 +49,9 @@ public static class AdmissionReviews
         }
         else
         {
-            foreach (var key in RequesterStamp.Keys)
+            foreach (var (key, value) in stamp)
             {
-                operations.Add(new JsonObject { ["op"] = "add", ["path"] = "/metadata/annotations/" + PointerSegment(key), ["value"] = stamp[key] });
+                operations.Add(new JsonObject { ["op"] = "add", ["path"] = "/metadata/annotations/" + PointerSegment(key), ["value"] = value });
             }
         }
 
@@ -86,10 +86,10 @@ public static class AdmissionReviews
             }
 
             var user = User(request);
-            var extra = Annotations(request["object"]).Keys.Where(k => RequesterStamp.IsStampKey(k) && !RequesterStamp.Keys.Contains(k)).ToList();
-            if (user is null || !Same(stamped, user) || extra.Count > 0)
+            var unknown = Annotations(request["object"]).Keys.Where(k => RequesterStamp.IsStampKey(k) && !RequesterStamp.IsKnownKey(k)).ToList();
+            if (user is null || !Same(stamped, user) || unknown.Count > 0)
             {
-                return Deny(request, $"metadata.annotations {RequesterStamp.Prefix}*: the stamp says {Describe(stamped)}{(extra.Count > 0 ? $" with {string.Join(", ", extra)}" : "")}, but kube-apiserver authenticated {(user is null ? "no user" : Describe(user))}: it was changed after admission stamped it");
+                return Deny(request, $"metadata.annotations {RequesterStamp.Prefix}*: the stamp says {Describe(stamped)}{(unknown.Count > 0 ? $" with {string.Join(", ", unknown)}" : "")}, but kube-apiserver authenticated {(user is null ? "no user" : Describe(user))}: it was changed after admission stamped it");
             }
 
             return Allow(request);
@@ -151,15 +151,23 @@ public static class AdmissionReviews
             return null;
         }
 
-        var groups = info?["groups"] is JsonArray array
-            ? array.Where(g => g?.GetValueKind() == JsonValueKind.String).Select(g => g!.GetValue<string>()).ToList()
-            : [];
-        return new CaptureRequester { Username = name, Uid = Text("uid") is { Length: > 0 } uid ? uid : null, Groups = groups };
+        var groups = info?["groups"] is JsonArray array ? Strings(array) : [];
+        var extra = info?["extra"] is JsonObject given
+            ? RequesterStamp.NormalizeExtra(given.Select(e => KeyValuePair.Create(e.Key, (IReadOnlyList<string>)(e.Value is JsonArray values ? Strings(values) : []))))
+            : null;
+        return new CaptureRequester { Username = name, Uid = Text("uid") is { Length: > 0 } uid ? uid : null, Groups = groups, Extra = extra };
     }
 
-    private static bool Same(CaptureRequester a, CaptureRequester b) => a.Username == b.Username && a.Uid == b.Uid && a.Groups.SequenceEqual(b.Groups);
+    private static List<string> Strings(JsonArray array) => [.. array.Where(g => g?.GetValueKind() == JsonValueKind.String).Select(g => g!.GetValue<string>())];
 
-    private static string Describe(CaptureRequester r) => $"{r.Username} (uid {r.Uid ?? "none"}, groups {string.Join(",", r.Groups)})";
+    private static bool Same(CaptureRequester a, CaptureRequester b) =>
+        a.Username == b.Username && a.Uid == b.Uid && a.Groups.SequenceEqual(b.Groups) && ExtraText(a) == ExtraText(b);
+
+    private static string ExtraText(CaptureRequester r) =>
+        string.Join(";", (r.Extra ?? new Dictionary<string, IReadOnlyList<string>>()).Select(e => $"{e.Key}={string.Join(",", e.Value)}"));
+
+    private static string Describe(CaptureRequester r) =>
+        $"{r.Username} (uid {r.Uid ?? "none"}, groups {string.Join(",", r.Groups)}{(r.Extra is null ? "" : $", extra {ExtraText(r)}")})";
 
     /// <summary>A JSON Pointer segment (RFC 6901): ~ as ~0, / as ~1.</summary>
     private static string PointerSegment(string key) => key.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal);

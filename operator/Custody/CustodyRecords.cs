@@ -8,6 +8,13 @@ public sealed record CaptureRequester
     public string? Uid { get; init; }
 
     public IReadOnlyList<string> Groups { get; init; } = [];
+
+    /// <summary>
+    /// What else the authenticator said (kube-apiserver's <c>userInfo.extra</c>: e.g. the credential
+    /// id of a ServiceAccount token, the pod it is bound to, OIDC scopes), keys in ordinal order;
+    /// null when it said nothing.
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<string>>? Extra { get; init; }
 }
 
 /// <summary>The pod a pcap was taken in, as the operator saw it.</summary>

@@ -122,6 +122,51 @@ public sealed class AdmissionReviewsTests
     }
 
     [Fact]
+    public void A_requester_with_userInfo_extra_gets_it_stamped_keys_in_ordinal_order_and_the_guard_holds_it_to_what_kube_apiserver_said()
+    {
+        var withExtra = (JsonObject)Alice.DeepClone();
+        withExtra["extra"] = new JsonObject
+        {
+            ["scopes"] = new JsonArray("view", "edit"),
+            ["authentication.kubernetes.io/credential-id"] = new JsonArray("JTI=7f3c"),
+        };
+
+        var answer = AdmissionReviews.Stamp(Review("CREATE", Capture(new JsonObject { ["team"] = "payments" }), user: withExtra));
+
+        var added = Patch(answer).Single(o => o!["path"]!.GetValue<string>() == "/metadata/annotations/kubecapture.io~1requested-by-extra")!;
+        Assert.Equal("""{"authentication.kubernetes.io/credential-id":["JTI=7f3c"],"scopes":["view","edit"]}""", added["value"]!.GetValue<string>());
+        var stamp = Stamped("alice", "alice-uid", """["team-payments","system:authenticated"]""");
+        stamp[RequesterStamp.Extra] = added["value"]!.GetValue<string>();
+        var read = RequesterStamp.Read(stamp.ToDictionary(a => a.Key, a => a.Value!.GetValue<string>()), out var problem);
+        Assert.Equal("", problem);
+        Assert.Equal(["authentication.kubernetes.io/credential-id", "scopes"], read!.Extra!.Keys);
+        Assert.Equal(["view", "edit"], read.Extra["scopes"]);
+        Assert.True(AdmissionReviews.Guard(Review("CREATE", Capture(stamp), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
+        // The same stamp from a user kube-apiserver authenticated without that extra, or with other values: refused.
+        var withoutExtra = AdmissionReviews.Guard(Review("CREATE", Capture(stamp)));
+        Assert.False(withoutExtra["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Contains("extra authentication.kubernetes.io/credential-id=JTI=7f3c;scopes=view,edit), but kube-apiserver authenticated alice (uid alice-uid, groups team-payments,system:authenticated)", Message(withoutExtra), StringComparison.Ordinal);
+        withExtra["extra"]!["scopes"] = new JsonArray("view");
+        Assert.False(AdmissionReviews.Guard(Review("CREATE", Capture(stamp), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
+        // A requester without extra gets no fourth annotation.
+        Assert.DoesNotContain(Patch(AdmissionReviews.Stamp(Review("CREATE", Capture(new JsonObject { ["team"] = "payments" })))), o => o!["path"]!.GetValue<string>().EndsWith("requested-by-extra", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("x")]
+    [InlineData("{}")]
+    [InlineData("""{"scopes":"view"}""")]
+    [InlineData("""{"scopes":[1]}""")]
+    public void A_stamp_whose_extra_annotation_is_not_a_JSON_object_of_string_arrays_reads_as_no_stamp_with_the_annotation_named(string extra)
+    {
+        var stamp = Stamped("alice", "alice-uid", """["system:authenticated"]""").ToDictionary(a => a.Key, a => a.Value!.GetValue<string>());
+        stamp[RequesterStamp.Extra] = extra;
+
+        Assert.Null(RequesterStamp.Read(stamp, out var problem));
+        Assert.Equal($"its kubecapture.io/requested-by-extra annotation is not a non-empty JSON object of arrays of strings: {extra}", problem);
+    }
+
+    [Fact]
     public void A_body_that_is_not_an_AdmissionReview_v1_is_refused_with_what_is_missing()
     {
         var wrongVersion = Assert.Throws<AdmissionReviewException>(() => AdmissionReviews.Stamp(JsonNode.Parse("""{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}""")));
@@ -196,7 +241,7 @@ public sealed class AdmissionReviewsTests
     }
 
     /// <summary>An AdmissionReview as kube-apiserver sends it, from alice.</summary>
-    private static JsonNode Review(string operation, JsonObject obj, JsonObject? oldObject = null) => JsonNode.Parse(new JsonObject
+    private static JsonNode Review(string operation, JsonObject obj, JsonObject? oldObject = null, JsonObject? user = null) => JsonNode.Parse(new JsonObject
     {
         ["apiVersion"] = "admission.k8s.io/v1",
         ["kind"] = "AdmissionReview",
@@ -207,7 +252,7 @@ public sealed class AdmissionReviewsTests
             ["resource"] = new JsonObject { ["group"] = "kubecapture.io", ["version"] = "v1alpha1", ["resource"] = "packetcaptures" },
             ["namespace"] = "payments",
             ["operation"] = operation,
-            ["userInfo"] = Alice.DeepClone(),
+            ["userInfo"] = (user ?? Alice).DeepClone(),
             ["object"] = obj,
             ["oldObject"] = oldObject,
         },

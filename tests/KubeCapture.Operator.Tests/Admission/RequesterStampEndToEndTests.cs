@@ -47,6 +47,36 @@ public sealed class RequesterStampEndToEndTests(SubresourcesCluster cluster)
     }
 
     [SkippableFact]
+    public async Task What_else_kube_apiserver_authenticated_userInfo_extra_is_stamped_with_the_requester_and_recorded_in_the_audit_log()
+    {
+        var (ns, _) = await AliceAsync("kc-stamp-extra");
+        // The admin acting as alice with extra (impersonation, as an authenticating proxy or a token's
+        // credential id would give it): kube-apiserver hands the webhook alice with that extra.
+        var headers = new Dictionary<string, IReadOnlyList<string>>
+        {
+            ["Impersonate-User"] = ["alice"],
+            ["Impersonate-Uid"] = ["alice-uid"],
+            ["Impersonate-Group"] = ["kcapi-users"],
+            ["Impersonate-Extra-Scopes"] = ["view"], // one value: HttpClient folds several into one header, which kube-apiserver reads as one
+            ["Impersonate-Extra-Example.com%2freason"] = ["INC-4711"],
+        };
+        var capture = new PacketCapture { Metadata = new V1ObjectMeta { Name = "with-extra", NamespaceProperty = ns }, Spec = Spec() };
+
+        using var response = await cluster.Admin.CustomObjects.CreateNamespacedCustomObjectWithHttpMessagesAsync<PacketCapture>(
+            capture, PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, customHeaders: headers);
+
+        var created = response.Body;
+        Assert.Equal("""{"example.com/reason":["INC-4711"],"scopes":["view"]}""", created.Metadata.Annotations[RequesterStamp.Extra]);
+        var requester = RequesterStamp.Read(created.Metadata);
+        Assert.Equal(("alice", "alice-uid"), (requester?.Username, requester?.Uid));
+        Assert.Equal(["kcapi-users", "system:authenticated"], requester?.Groups);
+        var requested = (await cluster.WaitForAuditAsync(created.Metadata.Uid, "refused")).First(l => l.GetProperty("event").GetString() == "requested");
+        var extra = requested.GetProperty("requester").GetProperty("extra");
+        Assert.Equal(["view"], extra.GetProperty("scopes").EnumerateArray().Select(v => v.GetString()));
+        Assert.Equal(["INC-4711"], extra.GetProperty("example.com/reason").EnumerateArray().Select(v => v.GetString()));
+    }
+
+    [SkippableFact]
     public async Task A_user_who_brings_their_own_stamp_at_create_is_refused_by_admission_with_the_annotation_named()
     {
         var (ns, alice) = await AliceAsync("kc-stamp-forged");
