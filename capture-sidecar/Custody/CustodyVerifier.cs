@@ -131,6 +131,23 @@ public static class CustodyVerifier
         }
     }
 
+    /// <summary>The requester as admission stamped it: "alice (uid U; groups a, b; extra {...})", or "not recorded".</summary>
+    private static string Requester(JsonElement manifest)
+    {
+        if (manifest.ValueKind != JsonValueKind.Object || !manifest.TryGetProperty("requester", out var requester) || requester.ValueKind != JsonValueKind.Object
+            || !requester.TryGetProperty("username", out var username) || username.ValueKind != JsonValueKind.String)
+        {
+            return "not recorded";
+        }
+
+        var uid = requester.TryGetProperty("uid", out var u) && u.ValueKind == JsonValueKind.String ? u.GetString() : null;
+        var groups = requester.TryGetProperty("groups", out var g) && g.ValueKind == JsonValueKind.Array
+            ? string.Join(", ", g.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String ? e.GetString() : e.GetRawText()))
+            : "";
+        var extra = requester.TryGetProperty("extra", out var x) && x.ValueKind == JsonValueKind.Object ? $"; extra {x.GetRawText()}" : "";
+        return $"{username.GetString()} (uid {uid ?? "none"}; groups {(groups.Length == 0 ? "none" : groups)}{extra})";
+    }
+
     private static IEnumerable<string> Describe(JsonElement manifest)
     {
         string? Text(params string[] path)
@@ -148,7 +165,7 @@ public static class CustodyVerifier
         }
 
         yield return $"capture: {Text("namespace")}/{Text("captureName")} (uid {Text("captureUid")}), pod {Text("pod")}";
-        yield return $"requested by: {Text("requester", "username") ?? "not recorded"}";
+        yield return $"requested by: {Requester(manifest)}";
         yield return $"reason: {Text("reason") ?? "not recorded"}";
         yield return $"stored: {Text("uri")}{(Text("versionId") is { } version ? $" (version {version})" : "")} at {Text("storedAt")}";
     }

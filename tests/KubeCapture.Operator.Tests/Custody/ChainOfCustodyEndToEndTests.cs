@@ -74,6 +74,6 @@ public sealed class ChainOfCustodyEndToEndTests(SubresourcesCluster cluster)
         Assert.True(verified.ExitCode == 0, verified.Stdout + verified.Stderr + cluster.OperatorLog());
         Assert.Contains($"by key {published.Data[SecretSigningKey.KeyIdEntry]}", verified.Stdout, StringComparison.Ordinal);
         Assert.Contains("reason: audit: ledger latency", verified.Stdout, StringComparison.Ordinal);
-        Assert.Contains("requested by: alice", verified.Stdout, StringComparison.Ordinal);
+        Assert.Contains("requested by: alice (uid alice-uid; groups kcapi-users, system:authenticated)\n", verified.Stdout, StringComparison.Ordinal);
     }
 }
