@@ -161,7 +161,12 @@ public static class AdmissionReviews
     private static List<string> Strings(JsonArray array) => [.. array.Where(g => g?.GetValueKind() == JsonValueKind.String).Select(g => g!.GetValue<string>())];
 
     private static bool Same(CaptureRequester a, CaptureRequester b) =>
-        a.Username == b.Username && a.Uid == b.Uid && a.Groups.SequenceEqual(b.Groups) && ExtraText(a) == ExtraText(b);
+        a.Username == b.Username && a.Uid == b.Uid && a.Groups.SequenceEqual(b.Groups) && SameExtra(a.Extra, b.Extra);
+
+    /// <summary>The same keys, each with the same values in the same order (both normalized: keys in ordinal order).</summary>
+    private static bool SameExtra(IReadOnlyDictionary<string, IReadOnlyList<string>>? a, IReadOnlyDictionary<string, IReadOnlyList<string>>? b) =>
+        (a?.Count ?? 0) == (b?.Count ?? 0)
+        && (a ?? new Dictionary<string, IReadOnlyList<string>>()).All(e => b is not null && b.TryGetValue(e.Key, out var values) && values.SequenceEqual(e.Value));
 
     private static string ExtraText(CaptureRequester r) =>
         string.Join(";", (r.Extra ?? new Dictionary<string, IReadOnlyList<string>>()).Select(e => $"{e.Key}={string.Join(",", e.Value)}"));

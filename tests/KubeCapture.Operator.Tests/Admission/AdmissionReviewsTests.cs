@@ -146,6 +146,10 @@ public sealed class AdmissionReviewsTests
         var withoutExtra = AdmissionReviews.Guard(Review("CREATE", Capture(stamp)));
         Assert.False(withoutExtra["response"]!["allowed"]!.GetValue<bool>());
         Assert.Contains("extra authentication.kubernetes.io/credential-id=JTI=7f3c;scopes=view,edit), but kube-apiserver authenticated alice (uid alice-uid, groups team-payments,system:authenticated)", Message(withoutExtra), StringComparison.Ordinal);
+        // Values are compared as values: one value "view,edit" is not the two values view and edit.
+        var joined = (JsonObject)stamp.DeepClone();
+        joined[RequesterStamp.Extra] = """{"authentication.kubernetes.io/credential-id":["JTI=7f3c"],"scopes":["view,edit"]}""";
+        Assert.False(AdmissionReviews.Guard(Review("CREATE", Capture(joined), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
         withExtra["extra"]!["scopes"] = new JsonArray("view");
         Assert.False(AdmissionReviews.Guard(Review("CREATE", Capture(stamp), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
         // A requester without extra gets no fourth annotation.
