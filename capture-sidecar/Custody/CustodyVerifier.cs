@@ -131,26 +131,9 @@ public static class CustodyVerifier
         }
     }
 
-    /// <summary>The requester as admission stamped it: "alice (uid U; groups a, b; extra {...})", or "not recorded".</summary>
-    private static string Requester(JsonElement manifest)
-    {
-        if (manifest.ValueKind != JsonValueKind.Object || !manifest.TryGetProperty("requester", out var requester) || requester.ValueKind != JsonValueKind.Object
-            || !requester.TryGetProperty("username", out var username) || username.ValueKind != JsonValueKind.String)
-        {
-            return "not recorded";
-        }
-
-        var uid = requester.TryGetProperty("uid", out var u) && u.ValueKind == JsonValueKind.String ? u.GetString() : null;
-        var groups = requester.TryGetProperty("groups", out var g) && g.ValueKind == JsonValueKind.Array
-            ? string.Join(", ", g.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String ? e.GetString() : e.GetRawText()))
-            : "";
-        var extra = requester.TryGetProperty("extra", out var x) && x.ValueKind == JsonValueKind.Object ? $"; extra {x.GetRawText()}" : "";
-        return $"{username.GetString()} (uid {uid ?? "none"}; groups {(groups.Length == 0 ? "none" : groups)}{extra})";
-    }
-
     private static IEnumerable<string> Describe(JsonElement manifest)
     {
-        string? Text(params string[] path)
+        JsonElement? At(params string[] path)
         {
             var element = manifest;
             foreach (var name in path)
@@ -161,11 +144,27 @@ public static class CustodyVerifier
                 }
             }
 
-            return element.ValueKind == JsonValueKind.String ? element.GetString() : element.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? null : element.GetRawText();
+            return element.ValueKind is JsonValueKind.Null or JsonValueKind.Undefined ? null : element;
+        }
+
+        string? Text(params string[] path) => At(path) is not { } element ? null : element.ValueKind == JsonValueKind.String ? element.GetString() : element.GetRawText();
+
+        // The requester as admission stamped it: "alice (uid U; groups a, b; extra {...})".
+        string Requester()
+        {
+            if (Text("requester", "username") is not { } username)
+            {
+                return "not recorded";
+            }
+
+            var groups = At("requester", "groups") is { ValueKind: JsonValueKind.Array } array
+                ? string.Join(", ", array.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.String ? e.GetString() : e.GetRawText()))
+                : "";
+            return $"{username} (uid {Text("requester", "uid") ?? "none"}; groups {(groups.Length == 0 ? "none" : groups)}{(Text("requester", "extra") is { } extra ? $"; extra {extra}" : "")})";
         }
 
         yield return $"capture: {Text("namespace")}/{Text("captureName")} (uid {Text("captureUid")}), pod {Text("pod")}";
-        yield return $"requested by: {Requester(manifest)}";
+        yield return $"requested by: {Requester()}";
         yield return $"reason: {Text("reason") ?? "not recorded"}";
         yield return $"stored: {Text("uri")}{(Text("versionId") is { } version ? $" (version {version})" : "")} at {Text("storedAt")}";
     }

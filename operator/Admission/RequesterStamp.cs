@@ -40,7 +40,7 @@ public static class RequesterStamp
         ];
         if (requester.Extra is { Count: > 0 } extra)
         {
-            stamp.Add(new(Extra, JsonSerializer.Serialize(extra.OrderBy(e => e.Key, StringComparer.Ordinal).ToDictionary(e => e.Key, e => e.Value, StringComparer.Ordinal))));
+            stamp.Add(new(Extra, JsonSerializer.Serialize(extra))); // keys in ordinal order: NormalizeExtra built it from the request
         }
 
         return stamp;

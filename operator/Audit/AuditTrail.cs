@@ -16,7 +16,6 @@ namespace KubeCapture.Operator.Audit;
 public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, CaptureEvents? events, TimeProvider time, ILoggerFactory loggers)
 {
     private readonly Lock _gate = new();
-    private readonly CaptureEvents? _events = events;
 
     public async Task RecordAsync(PacketCapture capture, Transition transition, CancellationToken cancellationToken)
     {
@@ -34,9 +33,9 @@ public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, Captu
             Message = transition.Message,
             Artifact = transition.Artifact,
         });
-        if (_events is not null && transition.Announce)
+        if (events is not null && transition.Announce)
         {
-            await _events.OnCaptureAsync(capture, transition.EventType, transition.EventReason, transition.Message, cancellationToken);
+            await events.OnCaptureAsync(capture, transition.EventType, transition.EventReason, transition.Message, cancellationToken);
         }
     }
 

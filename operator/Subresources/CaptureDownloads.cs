@@ -30,7 +30,6 @@ public sealed class CaptureDownloads(
     CaptureEvents events,
     TimeProvider time)
 {
-
     public async Task HandleAsync(HttpContext context, string ns, string name, string subresource)
     {
         var cancellationToken = context.RequestAborted;
