@@ -60,6 +60,8 @@ public sealed class NodeCluster : IAsyncDisposable
                 {
                     throw new InvalidOperationException($"the node in {previous} left what could not be undone; fix it by hand first:\n  {string.Join("\n  ", left)}");
                 }
+
+                Directory.Delete(previous, recursive: true);
             }
 
             var layout = new NodeLayout(Path.GetFullPath(directory));

@@ -19,65 +19,93 @@ public static class NodeTeardown
     public static async Task<IReadOnlyList<string>> RunAsync(NodeLayout layout, NodeJournal journal, string? adminKubeconfig, Action<string> log)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        void Step(string what) => log($"teardown: {what} ({clock.Elapsed.TotalSeconds:0.0} s)");
-        // Nothing new is scheduled or recreated while the pods go.
-        await NodeDaemon.StopAsync(layout, "kube-controller-manager", Grace);
-        await NodeDaemon.StopAsync(layout, "kube-scheduler", Grace);
-        Step("controller-manager and scheduler stopped");
-        if (adminKubeconfig is not null && File.Exists(adminKubeconfig))
+        var failures = new List<string>();
+        // Every step is tried whatever the one before did: a step that fails is reported, never the end of the teardown.
+        async Task Step(string what, Func<Task> step)
         {
-            await DeletePodsAsync(adminKubeconfig, log);
-            Step("pods deleted");
-        }
-
-        await NodeDaemon.StopAsync(layout, "kubelet", Grace);
-        await NodeDaemon.StopAsync(layout, "kube-proxy", Grace);
-        Step("kubelet and kube-proxy stopped");
-        if (File.Exists(layout.ContainerdSocket))
-        {
-            await ContainerdRuntime.KillAllTasksAsync(layout);
-        }
-
-        await NodeDaemon.StopAsync(layout, "containerd", Grace);
-        Step("containerd stopped");
-        // Shims outlive containerd (fact 9): only those that name this node's socket.
-        foreach (var (pid, _) in HostState.ProcessesNaming(layout.ContainerdSocket))
-        {
-            HostState.TrySignal(pid, 9);
-        }
-
-        // Their state goes with the directory: no graceful shutdown to wait for.
-        await NodeDaemon.StopAsync(layout, "dnsmasq", TimeSpan.Zero);
-        await NodeDaemon.StopAsync(layout, "kube-apiserver", TimeSpan.Zero);
-        await NodeDaemon.StopAsync(layout, "etcd", TimeSpan.Zero);
-        Step("control plane stopped");
-
-        foreach (var cgroup in HostState.PodCgroups().Where(c => journal.CreatedPaths.Contains("cgroup:kubepods")))
-        {
-            await HostState.RemoveCgroupTreeAsync(cgroup);
-        }
-
-        await HostState.UnmountAllAsync(layout.Directory);
-        foreach (var fixedPath in NodeLayout.FixedHostPaths)
-        {
-            await HostState.UnmountAllAsync(fixedPath);
-        }
-
-        Step("cgroups and mounts removed");
-        await HostState.RemoveKubeChainsAsync();
-        await PodBridge.RemoveAsync(journal);
-        foreach (var (name, value) in journal.Sysctls)
-        {
-            if (HostState.ReadSysctl(name) is { } now && now != value)
+            try
             {
-                log($"restoring {name} = {value} (the node left {now})");
-                HostState.WriteSysctl(name, value);
+                await step();
+                log($"teardown: {what} ({clock.Elapsed.TotalSeconds:0.0} s)");
+            }
+            catch (Exception e)
+            {
+                failures.Add($"teardown step '{what}' failed: {e.GetType().Name}: {e.Message}");
+                log(failures[^1]);
             }
         }
 
-        RemoveNewPaths(journal);
-        Step("host restored");
-        var leftovers = await LeftoversAsync(layout, journal);
+        // Nothing new is scheduled or recreated while the pods go.
+        await Step("controller-manager and scheduler stopped", async () =>
+        {
+            await NodeDaemon.StopAsync(layout, "kube-controller-manager", Grace);
+            await NodeDaemon.StopAsync(layout, "kube-scheduler", Grace);
+        });
+        if (adminKubeconfig is not null && File.Exists(adminKubeconfig))
+        {
+            await Step("pods deleted", () => DeletePodsAsync(adminKubeconfig, log));
+        }
+
+        await Step("kubelet and kube-proxy stopped", async () =>
+        {
+            await NodeDaemon.StopAsync(layout, "kubelet", Grace);
+            await NodeDaemon.StopAsync(layout, "kube-proxy", Grace);
+        });
+        await Step("containerd stopped", async () =>
+        {
+            if (File.Exists(layout.ContainerdSocket))
+            {
+                await ContainerdRuntime.KillAllTasksAsync(layout);
+            }
+
+            await NodeDaemon.StopAsync(layout, "containerd", Grace);
+            // Shims outlive containerd (fact 9): only those that name this node's socket.
+            foreach (var (pid, _) in HostState.ProcessesNaming(layout.ContainerdSocket))
+            {
+                HostState.TrySignal(pid, 9);
+            }
+        });
+        await Step("control plane stopped", async () =>
+        {
+            // Their state goes with the directory: no graceful shutdown to wait for.
+            await NodeDaemon.StopAsync(layout, "dnsmasq", TimeSpan.Zero);
+            await NodeDaemon.StopAsync(layout, "kube-apiserver", TimeSpan.Zero);
+            await NodeDaemon.StopAsync(layout, "etcd", TimeSpan.Zero);
+        });
+        await Step("cgroups and mounts removed", async () =>
+        {
+            foreach (var cgroup in HostState.PodCgroups().Where(c => journal.CreatedPaths.Contains("cgroup:kubepods")))
+            {
+                await HostState.RemoveCgroupTreeAsync(cgroup);
+            }
+
+            await HostState.UnmountAllAsync(layout.Directory);
+            foreach (var fixedPath in NodeLayout.FixedHostPaths)
+            {
+                await HostState.UnmountAllAsync(fixedPath);
+            }
+        });
+        await Step("KUBE-* chains removed", HostState.RemoveKubeChainsAsync);
+        await Step("bridge and node IP removed", () => PodBridge.RemoveAsync(journal));
+        await Step("sysctls restored", () =>
+        {
+            foreach (var (name, value) in journal.Sysctls)
+            {
+                if (HostState.ReadSysctl(name) is { } now && now != value)
+                {
+                    log($"restoring {name} = {value} (the node left {now})");
+                    HostState.WriteSysctl(name, value);
+                }
+            }
+
+            return Task.CompletedTask;
+        });
+        await Step("paths the node created removed", () =>
+        {
+            RemoveNewPaths(journal);
+            return Task.CompletedTask;
+        });
+        var leftovers = failures.Concat(await LeftoversAsync(layout, journal)).ToList();
         journal.Clean = leftovers.Count == 0;
         journal.Write(layout);
         return leftovers;

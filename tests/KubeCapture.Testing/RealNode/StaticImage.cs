@@ -82,6 +82,8 @@ public static class StaticImage
                 tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, directory + "/") { Mode = (UnixFileMode)0b111_101_101 });
             }
 
+            // A world-writable /tmp, as images have: a pod running as any user writes there.
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, "tmp/") { Mode = (UnixFileMode)0b1_111_111_111 });
             foreach (var file in files)
             {
                 var entry = new PaxTarEntry(TarEntryType.RegularFile, file.PathInImage)
