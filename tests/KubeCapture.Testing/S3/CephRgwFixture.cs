@@ -28,6 +28,7 @@ public sealed class CephRgwFixture : IS3TestServer
     private static int _buckets;
     private readonly CephCluster _owner;
     private readonly S3TestClient _client;
+    private bool _ownsCluster;
 
     private CephRgwFixture(CephCluster cluster, string bucket, string? endpoint = null)
     {
@@ -75,16 +76,32 @@ public sealed class CephRgwFixture : IS3TestServer
     }
 
     /// <summary>
-    /// A bucket of its own reached through a second radosgw of the same cluster that listens at
-    /// <paramref name="address"/> (e.g. a node IP that pods reach: 127.0.0.1 is every pod's own loopback).
+    /// A Ceph cluster of the caller's own (not the shared one, which the storage tests stop when they
+    /// are done), with a second radosgw listening at <paramref name="address"/> (e.g. a node IP that
+    /// pods reach: 127.0.0.1 is every pod's own loopback), and a bucket; disposing the fixture stops it.
     /// </summary>
     public static async Task<CephRgwFixture> StartAtAsync(string address, string? bucket = null, bool objectLock = false)
     {
-        var cluster = await SharedAsync();
-        var endpoint = await cluster.StartGatewayAtAsync(address);
-        var fixture = new CephRgwFixture(cluster, bucket ?? NewBucketName(), endpoint);
-        await fixture._client.CreateBucketAsync(fixture.Bucket, objectLock);
-        return fixture;
+        if (MissingReason is { } missing)
+        {
+            throw new InvalidOperationException(missing);
+        }
+
+        var cluster = new CephCluster();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.Shutdown();
+        try
+        {
+            await cluster.StartAsync();
+            var endpoint = await cluster.StartGatewayAtAsync(address);
+            var fixture = new CephRgwFixture(cluster, bucket ?? NewBucketName(), endpoint) { _ownsCluster = true };
+            await fixture._client.CreateBucketAsync(fixture.Bucket, objectLock);
+            return fixture;
+        }
+        catch
+        {
+            cluster.Shutdown();
+            throw;
+        }
     }
 
     /// <summary>Another bucket on the same gateway (with Object Lock enabled if asked).</summary>
@@ -136,7 +153,11 @@ public sealed class CephRgwFixture : IS3TestServer
     public async ValueTask DisposeAsync()
     {
         _client.Dispose();
-        if (_cluster == _owner)
+        if (_ownsCluster)
+        {
+            _owner.Shutdown();
+        }
+        else if (_cluster == _owner)
         {
             await _owner.StartGatewayAsync();
         }
