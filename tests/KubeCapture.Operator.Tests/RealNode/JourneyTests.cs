@@ -210,11 +210,23 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
     }
 
     [SkippableFact]
-    public async Task An_operator_SIGKILLed_mid_capture_as_the_OOM_killer_does_is_restarted_in_place_by_the_kubelet_and_the_capture_Succeeds_with_every_packet()
+    public async Task An_operator_SIGKILLed_mid_capture_right_after_a_token_key_rotation_is_restarted_in_place_by_the_kubelet_and_the_capture_Succeeds_with_every_packet()
     {
+        var secret = $"{RealNodeCluster.Release}-ingest-token";
+        byte[]? rotatedAway = null;
         var replaced = await CaptureWhileTheOperatorIsReplacedAsync("kc-kill",
-            async old => (await HostCommand.RunAsync("ctr", "--address", cluster.Node.ContainerdSocket, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL",
-                old.Status.ContainerStatuses.Single().ContainerID.Split("://")[1])).EnsureSuccess(),
+            async old =>
+            {
+                // The rotation README gives (current to previous, a new current), then the OOM killer: the
+                // restarted process knows the running agent's token only through the previous key.
+                var key = await cluster.Admin.CoreV1.ReadNamespacedSecretAsync(secret, RealNodeCluster.Namespace);
+                rotatedAway = key.Data[IngestTokenKeySecret.CurrentEntry];
+                key.Data[IngestTokenKeySecret.PreviousEntry] = rotatedAway;
+                key.Data[IngestTokenKeySecret.CurrentEntry] = RandomNumberGenerator.GetBytes(32);
+                await cluster.Admin.CoreV1.ReplaceNamespacedSecretAsync(key, secret, RealNodeCluster.Namespace);
+                (await HostCommand.RunAsync("ctr", "--address", cluster.Node.ContainerdSocket, "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL",
+                    old.Status.ContainerStatuses.Single().ContainerID.Split("://")[1])).EnsureSuccess();
+            },
             async old =>
             {
                 // The same pod, its container restarted by the kubelet (no graceful shutdown, no Lease released).
@@ -230,6 +242,9 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         var restarted = replaced.Replacement.Status.ContainerStatuses.Single();
         Assert.Equal(1, restarted.RestartCount);
         Assert.Equal(137, restarted.LastState.Terminated.ExitCode);
+        var rotated = await cluster.Admin.CoreV1.ReadNamespacedSecretAsync(secret, RealNodeCluster.Namespace);
+        Assert.Equal(rotatedAway, rotated.Data[IngestTokenKeySecret.PreviousEntry]);
+        Assert.NotEqual(rotatedAway, rotated.Data[IngestTokenKeySecret.CurrentEntry]);
     }
 
     [SkippableFact]
