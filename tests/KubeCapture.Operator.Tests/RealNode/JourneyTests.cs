@@ -50,9 +50,14 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         Assert.Equal(authority, Pem(apiService.Spec.CaBundle));
         Assert.All(mutating.Webhooks, w => Assert.Equal(authority, Pem(w.ClientConfig.CaBundle)));
         Assert.All(validating.Webhooks, w => Assert.Equal(authority, Pem(w.ClientConfig.CaBundle)));
-        // The upload token key the chart names, created by the operator (the chart renders no Secret).
+        // The upload token key the chart names, created by the operator (the chart renders no Secret),
+        // and followed with the rights the chart gives (list and watch of that one name): no error reading it.
         Assert.Equal(32, tokenKey.Data[IngestTokenKeySecret.CurrentEntry].Length);
         Assert.Equal("kubecapture-operator", tokenKey.Metadata.Labels["app.kubernetes.io/managed-by"]);
+        var log = (await cluster.KubectlAsync(cluster.Node.AdminKubeconfig, ["logs", "-n", RealNodeCluster.Namespace, pod.Metadata.Name])).Stdout;
+        Assert.Contains("ingest token key", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("reading it again", log, StringComparison.Ordinal);
+        Assert.DoesNotContain("Forbidden", log, StringComparison.Ordinal);
     }
 
     [SkippableFact]
