@@ -50,7 +50,8 @@ public static class OperatorPermissions
         new("coordination.k8s.io", "leases", ["get", "create", "update"], "hold the leader Lease (LeaderElection/LeaderGate)"),
         new("", "secrets", ["get", "update"], "read and renew its serving CA and certificate (Certificates/ServingCertificateSecret)", [ServingCertificateSecret]),
         new("", "secrets", ["get"], "read the manifest-signing key pair (Custody/SecretSigningKey)", [ManifestSigningKey]),
-        new("", "secrets", ["create"], "create its serving CA and certificate and the manifest-signing key pair when missing (RBAC cannot limit create by name)"),
+        new("", "secrets", ["get", "list", "watch"], "read the upload token key and follow its rotation (list and watch by name: Ingest/IngestTokenKeySecret)", [IngestTokenKeySecret]),
+        new("", "secrets", ["create"], "create its serving CA and certificate, the manifest-signing key pair and the upload token key when missing (RBAC cannot limit create by name)"),
         new("", "configmaps", ["get", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "configmaps", ["create"], "create the ConfigMap with the manifest-signing public key when missing"),
     ];
@@ -63,6 +64,9 @@ public static class OperatorPermissions
 
     /// <summary>The Secret holding the operator's CA and serving certificate (ServingCertificate:SecretName in the chart).</summary>
     public const string ServingCertificateSecret = Permission.FullnamePlaceholder + "-serving-certificate";
+
+    /// <summary>The Secret with the upload token key (Ingest:TokenKeySecret in the chart, ingest.tokenKey.secretName).</summary>
+    public const string IngestTokenKeySecret = Permission.FullnamePlaceholder + "-ingest-token";
 
     /// <summary>The Secret with the manifest-signing key pair, and the ConfigMap with its public key (Custody/SecretSigningKey).</summary>
     public const string ManifestSigningKey = KubeCapture.Operator.Custody.SecretSigningKey.Name;

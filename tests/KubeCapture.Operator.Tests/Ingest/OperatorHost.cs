@@ -54,6 +54,11 @@ public sealed class OperatorHost : IAsyncDisposable
             all[key] = value;
         }
 
+        if (settings.ContainsKey("Ingest:TokenKeySecret"))
+        {
+            all.Remove("Ingest:TokenSecret"); // the key comes from the Secret, as in the cluster
+        }
+
         _args = [.. all.Select(kv => $"--{kv.Key}={kv.Value}")];
         _ingestEndpoint = new Uri(all["Kestrel:Endpoints:Ingest:Url"]);
     }
