@@ -87,11 +87,11 @@ public sealed class HelmChartTests
     }
 
     [Fact]
-    public void The_Grafana_dashboard_queries_only_metrics_the_README_documents_and_ships_when_asked()
+    public void The_Grafana_dashboard_queries_only_metrics_the_operations_page_documents_and_ships_when_asked()
     {
         var dashboard = File.ReadAllText(Path.Combine(Chart, "dashboards", "kubecapture.json"));
-        var readme = File.ReadAllText(Path.Combine(Root, "README.md"));
-        var documented = System.Text.RegularExpressions.Regex.Matches(readme, @"^\| `(kubecapture_[a-z_]+)` \|", System.Text.RegularExpressions.RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
+        var operations = File.ReadAllText(Path.Combine(Root, "docs", "operations.md"));
+        var documented = System.Text.RegularExpressions.Regex.Matches(operations, @"^\| `(kubecapture_[a-z_]+)` \|", System.Text.RegularExpressions.RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
         using var json = System.Text.Json.JsonDocument.Parse(dashboard);
         var queried = json.RootElement.GetProperty("panels").EnumerateArray()
             .SelectMany(p => p.GetProperty("targets").EnumerateArray()).Select(t => t.GetProperty("expr").GetString()!)
