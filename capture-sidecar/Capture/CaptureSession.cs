@@ -87,10 +87,10 @@ public sealed class CaptureSession : IDisposable
 
         try
         {
-            if (options.Filter.Length > 0)
-            {
-                device.Filter = options.Filter;
-            }
+            // Installed even when empty, as tcpdump does: the compiled program returns the snaplen, so
+            // the kernel copies only that much of each packet into the ring. Without one it copies
+            // whole packets, and BIG TCP or TSO packets of up to 185 KB fill it within a few hundred.
+            device.Filter = options.Filter;
         }
         catch (PcapException e)
         {
@@ -140,6 +140,11 @@ public sealed class CaptureSession : IDisposable
             {
                 handle.DangerousRelease();
             }
+        }
+
+        if (error is not null)
+        {
+            _summary?.EndedEarly(error, live: true);
         }
 
         var ended = DateTime.UtcNow;
@@ -217,7 +222,7 @@ public sealed class CaptureSession : IDisposable
 
             Volatile.Write(ref _packets, writer.Packets);
             Volatile.Write(ref _bytes, writer.BytesWritten);
-            _summary?.Observe(data, (header->Seconds * 1_000_000) + header->Microseconds);
+            _summary?.Observe(data, header->OriginalLength, (header->Seconds * 1_000_000) + header->Microseconds);
             if (writer.Packets >= maxPackets)
             {
                 return StopReason.Count;
@@ -232,16 +237,6 @@ public sealed class CaptureSession : IDisposable
             : (0, 0, 0);
 
     public void Dispose() => _device.Dispose();
-
-    /// <summary>libpcap's <c>struct pcap_pkthdr</c> on 64-bit Linux: a timeval of two longs, then caplen and len.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private readonly struct PcapPacketHeader
-    {
-        public readonly long Seconds;
-        public readonly long Microseconds;
-        public readonly uint CaptureLength;
-        public readonly uint OriginalLength;
-    }
 }
 
 /// <summary>How a capture ended, with libpcap's counters read just before the device closed.</summary>

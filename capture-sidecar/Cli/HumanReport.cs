@@ -30,14 +30,18 @@ public static class HumanReport
     public static void WriteSummary(TextWriter output, TcpSummaryReport s)
     {
         output.WriteLine();
-        output.WriteLine($"TCP: {s.TcpPackets} packets, {s.Connections} connections; {s.Syns} SYN, {s.SynAcks} SYN-ACK, {s.HandshakesCompleted} handshakes completed");
-        output.WriteLine($"  handshakes never completed: {s.HandshakesWithoutFinalAck} without the final ACK, {s.SynsUnanswered} SYNs unanswered; refused: {s.Refused}");
-        output.WriteLine($"  resets: from client {s.ResetsFromClient.Bare} [R] + {s.ResetsFromClient.WithAck} [R.], from server {s.ResetsFromServer.Bare} [R] + {s.ResetsFromServer.WithAck} [R.], suspected forged by a device in between {s.ResetsSuspectedForged.Bare} [R] + {s.ResetsSuspectedForged.WithAck} [R.]");
-        output.WriteLine($"  retransmitted segments: {s.Retransmissions} (handshake: {s.HandshakeRetransmissions}); out of order: {s.OutOfOrderSegments}; zero-window advertisements: {s.ZeroWindowAdvertisements}");
-        output.WriteLine($"  largest segment acknowledged: {Bytes(s.LargestAcknowledgedSegment)}; smallest retransmitted and never acknowledged: {Bytes(s.SmallestUnacknowledgedRetransmittedSegment)}");
-        if (s.UndecodablePackets > 0)
+        if (Coverage(s.Input) is { } coverage)
         {
-            output.WriteLine($"  {s.UndecodablePackets} packets too short to decode (kept in the pcap)");
+            output.WriteLine(coverage);
+        }
+
+        if (s.Input.Packets > 0 && s.Input.PacketsNotAnalysed == s.Input.Packets)
+        {
+            output.WriteLine($"TCP: not analysed (link type {s.Input.LinkType})");
+        }
+        else
+        {
+            WriteCounts(output, s);
         }
 
         if (s.Findings.Count > 0)
@@ -64,20 +68,62 @@ public static class HumanReport
     }
 
     /// <summary>
-    /// The all-clear sentence: only when nothing at all was found. A capture in which data stalls or
-    /// never arrives has a finding (DataStalled, NoDataAfterHandshake...), so it never reads as healthy.
+    /// What of the input the summary read, when that is not simply all of it: where and why reading
+    /// stopped, what was not analysed. Null when the summary covers every packet (or says nothing of
+    /// its input: a manifest written before the summary recorded it).
+    /// </summary>
+    public static string? Coverage(SummaryInput input)
+    {
+        var lines = new List<string>();
+        if (input.Incomplete)
+        {
+            var where = input.FileBytes is > 0 and var size && input.BytesRead is { } read
+                ? read < size ? $"; the file's last {size - read} bytes (of {size}) were not read" : $" at the end of the file ({size} bytes): it was cut short"
+                : "";
+            lines.Add($"INCOMPLETE: reading stopped after packet {input.Packets}: {input.Error}{where}. The summary covers the {input.Packets} packets before.");
+        }
+
+        if (input.PacketsNotAnalysed > 0)
+        {
+            lines.Add($"NOT ANALYSED: {input.PacketsNotAnalysed} packets of link type {input.LinkType}, which the summary does not decode.");
+        }
+
+        return lines.Count == 0 ? null : string.Join(Environment.NewLine, lines);
+    }
+
+    private static void WriteCounts(TextWriter output, TcpSummaryReport s)
+    {
+        output.WriteLine($"TCP: {s.TcpPackets} packets, {s.Connections} connections; {s.Syns} SYN, {s.SynAcks} SYN-ACK, {s.HandshakesCompleted} handshakes completed");
+        output.WriteLine($"  handshakes never completed: {s.HandshakesWithoutFinalAck} without the final ACK, {s.SynsUnanswered} SYNs unanswered; refused: {s.Refused}");
+        output.WriteLine($"  resets: from client {s.ResetsFromClient.Bare} [R] + {s.ResetsFromClient.WithAck} [R.], from server {s.ResetsFromServer.Bare} [R] + {s.ResetsFromServer.WithAck} [R.], suspected forged by a device in between {s.ResetsSuspectedForged.Bare} [R] + {s.ResetsSuspectedForged.WithAck} [R.]");
+        output.WriteLine($"  retransmitted segments: {s.Retransmissions} (handshake: {s.HandshakeRetransmissions}); out of order: {s.OutOfOrderSegments}; zero-window advertisements: {s.ZeroWindowAdvertisements}");
+        output.WriteLine($"  largest segment acknowledged: {Bytes(s.LargestAcknowledgedSegment)}; smallest retransmitted and never acknowledged: {Bytes(s.SmallestUnacknowledgedRetransmittedSegment)}");
+        if (s.UndecodablePackets > 0)
+        {
+            output.WriteLine($"  {s.UndecodablePackets} packets too short to decode (kept in the pcap)");
+        }
+    }
+
+    /// <summary>
+    /// The all-clear sentence: only when nothing at all was found, in an input read whole and analysed
+    /// whole. A capture in which data stalls or never arrives has a finding (DataStalled,
+    /// NoDataAfterHandshake...), and one cut short or not analysed says so, so none reads as healthy;
+    /// packets too short to decode are said to be outside it.
     /// </summary>
     public static string? AllClear(TcpSummaryReport s)
     {
-        if (s.Findings.Count > 0 || s.FindingsOmitted > 0 || s.Connections == 0)
+        if (!s.Input.Covered || s.Findings.Count > 0 || s.FindingsOmitted > 0 || s.Connections == 0)
         {
             return null;
         }
 
         var connections = s.Connections == 1 ? "1 connection" : $"{s.Connections} connections";
-        return s.HandshakesCompleted == s.Connections
+        var clear = s.HandshakesCompleted == s.Connections
             ? $"{connections}, every handshake completed and all data acknowledged; no refusals, resets, retransmissions or stalls."
             : $"{connections} ({s.HandshakesCompleted} handshakes seen completing, the rest already open when the capture began), all data acknowledged; no refusals, resets, retransmissions or stalls.";
+        return s.UndecodablePackets > 0
+            ? $"{clear} ({s.UndecodablePackets} packets too short to decode are not covered.)"
+            : clear;
     }
 
     private static string Bytes(long? value) => value is null ? "-" : $"{value} bytes";

@@ -64,6 +64,12 @@ public static class FindingSeverity
 /// <summary>The finding types, stable: tools may match on them. Documented in README.md ("Findings").</summary>
 public static class FindingTypes
 {
+    /// <summary>The input ended before its end (a file cut short or with a corrupt record, a live capture libpcap stopped reading): the findings cover what came before.</summary>
+    public const string CaptureIncomplete = "CaptureIncomplete";
+
+    /// <summary>Packets of a link type the summary does not decode: counted, not analysed.</summary>
+    public const string LinkTypeNotAnalysed = "LinkTypeNotAnalysed";
+
     /// <summary>The SYN was answered with a RST: nothing listening on that port.</summary>
     public const string ConnectionRefused = "ConnectionRefused";
 
@@ -117,7 +123,7 @@ public static class FindingTypes
 
     public static IReadOnlyList<string> All { get; } =
     [
-        ConnectionRefused, SynUnanswered, HandshakeIncomplete, ResetSuspectedForged, ResetBare, ResetByEndpoint,
+        CaptureIncomplete, LinkTypeNotAnalysed, ConnectionRefused, SynUnanswered, HandshakeIncomplete, ResetSuspectedForged, ResetBare, ResetByEndpoint,
         MtuBlackhole, DataStalled, NoDataAfterHandshake, Retransmissions, OutOfOrder, ZeroWindow, ConnectionsNotTracked,
         ResetFromMiddlebox, ReturnPath, SilentlyDropped, LossOnOneLeg,
     ];

@@ -162,7 +162,8 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
     }
 
     /// <summary>The findings, most serious first, at most <paramref name="max"/> (the rest counted in <paramref name="omitted"/>).</summary>
-    public IReadOnlyList<Finding> Findings(long zeroWindows, IReadOnlyList<long> zeroWindowFrames, long notTracked, int max, out int omitted)
+    /// <param name="first">What the summary could not read or analyse (<see cref="FindingTypes.CaptureIncomplete"/>, <see cref="FindingTypes.LinkTypeNotAnalysed"/>): ahead of the rest.</param>
+    public IReadOnlyList<Finding> Findings(IReadOnlyList<Finding> first, long zeroWindows, IReadOnlyList<long> zeroWindowFrames, long notTracked, int max, out int omitted)
     {
         var groups = _groups.Values.ToList();
         if (zeroWindows > 0)
@@ -180,12 +181,12 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
             groups.Add(g);
         }
 
-        var findings = groups
+        var findings = first.Concat(groups
             .OrderBy(g => FindingSeverity.Rank(g.Severity))
             .ThenBy(g => Order(g.Type))
             .ThenByDescending(g => g.Connections)
             .ThenByDescending(g => g.Packets)
-            .Select(g => g.ToFinding())
+            .Select(g => g.ToFinding()))
             .ToList();
         omitted = Math.Max(0, findings.Count - max);
         return findings.Count > max ? findings.Take(max).ToList() : findings;

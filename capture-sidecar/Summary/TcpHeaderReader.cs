@@ -18,8 +18,11 @@ internal readonly record struct TcpSegment(
 /// <summary>
 /// Reads link, IP and TCP headers in place, without allocating. Lengths come from the IP and TCP
 /// headers, never from how much was captured, so a snaplen-truncated packet is measured right and
-/// a packet cut inside its headers is reported as undecodable instead of throwing.
-/// The link-layer and protocol numbers are PacketDotNet's.
+/// a packet cut inside its headers is reported as undecodable instead of throwing. A packet bigger
+/// than IP's 16-bit length (BIG TCP, or segments that GRO merged past 64 KB) says so the way Linux
+/// writes it: an IPv4 total length of 0, an IPv6 payload length of 0 with a jumbo payload option (or
+/// none); its length is then the one on the wire, from the capture's record header, as tcpdump and
+/// tshark take it. The link-layer and protocol numbers are PacketDotNet's.
 /// </summary>
 internal static class TcpHeaderReader
 {
@@ -48,7 +51,16 @@ internal static class TcpHeaderReader
     private const ushort ArphrdLoopback = 772;
     private const ushort PacketOutgoing = 4;
 
-    public static Result TryRead(LinkLayers link, ReadOnlySpan<byte> frame, out TcpSegment segment)
+    /// <summary>
+    /// The link types whose packets the summary decodes: what a pod's capture holds (Ethernet with
+    /// VLAN/QinQ tags, Linux cooked SLL and SLL2 for <c>-i any</c>, raw IP of tunnels such as WireGuard,
+    /// BSD loopback). Packets of any other link type are counted, not analysed.
+    /// </summary>
+    public static bool Decodes(LinkLayers link) => link is LinkLayers.Ethernet or LinkLayers.LinuxSll or LinkLayers.LinuxSll2
+        or LinkLayers.Raw or LinkLayers.RawLegacy or LinkLayers.IPv4 or LinkLayers.IPv6 or LinkLayers.Null or LinkLayers.Loop;
+
+    /// <param name="wireLength">The packet's length on the wire (the record header's original length): the IP length of a BIG TCP packet.</param>
+    public static Result TryRead(LinkLayers link, ReadOnlySpan<byte> frame, int wireLength, out TcpSegment segment)
     {
         segment = default;
         if (IsLoopbackEcho(link, frame))
@@ -67,10 +79,11 @@ internal static class TcpHeaderReader
         }
 
         var ip = frame[offset..];
+        var ipWireLength = Math.Max(ip.Length, wireLength - offset);
         return etherType switch
         {
-            EthernetType.IPv4 => ReadIPv4(ip, out segment),
-            EthernetType.IPv6 => ReadIPv6(ip, out segment),
+            EthernetType.IPv4 => ReadIPv4(ip, ipWireLength, out segment),
+            EthernetType.IPv6 => ReadIPv6(ip, ipWireLength, out segment),
             _ => Result.NotTcp,
         };
     }
@@ -130,6 +143,8 @@ internal static class TcpHeaderReader
                 return true;
             case LinkLayers.Raw:
             case LinkLayers.RawLegacy:
+            case LinkLayers.IPv4:
+            case LinkLayers.IPv6:
                 if (frame.Length < 1)
                 {
                     return false;
@@ -162,7 +177,7 @@ internal static class TcpHeaderReader
         }
     }
 
-    private static Result ReadIPv4(ReadOnlySpan<byte> ip, out TcpSegment segment)
+    private static Result ReadIPv4(ReadOnlySpan<byte> ip, int wireLength, out TcpSegment segment)
     {
         segment = default;
         if (ip.Length < 20 || ip[0] >> 4 != 4)
@@ -176,7 +191,12 @@ internal static class TcpHeaderReader
         }
 
         var headerLength = (ip[0] & 0x0f) * 4;
-        var totalLength = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
+        int totalLength = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
+        if (totalLength == 0)
+        {
+            totalLength = wireLength; // BIG TCP / TSO: longer than 16 bits can say
+        }
+
         var fragmentOffset = BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x1fff;
         if (fragmentOffset != 0)
         {
@@ -198,7 +218,7 @@ internal static class TcpHeaderReader
         return ReadTcp(ip[headerLength..], totalLength - headerLength, source, destination, ip[8], out segment);
     }
 
-    private static Result ReadIPv6(ReadOnlySpan<byte> ip, out TcpSegment segment)
+    private static Result ReadIPv6(ReadOnlySpan<byte> ip, int wireLength, out TcpSegment segment)
     {
         segment = default;
         if (ip.Length < 40 || ip[0] >> 4 != 6)
@@ -206,7 +226,14 @@ internal static class TcpHeaderReader
             return Result.Undecodable;
         }
 
-        var payloadLength = BinaryPrimitives.ReadUInt16BigEndian(ip[4..]);
+        int payloadLength = BinaryPrimitives.ReadUInt16BigEndian(ip[4..]);
+        if (payloadLength == 0)
+        {
+            // A jumbogram (RFC 2675): the length is in the hop-by-hop jumbo payload option, when
+            // there is one (Linux BIG TCP before 6.x dropped it); else the length on the wire.
+            payloadLength = JumboPayloadLength(ip) ?? wireLength - 40;
+        }
+
         var next = ip[6];
         var offset = 40;
         while (true)
@@ -249,6 +276,41 @@ internal static class TcpHeaderReader
                     return Result.NotTcp;
             }
         }
+    }
+
+    /// <summary>The jumbo payload option (type 0xC2) of a hop-by-hop header right after the IPv6 header, as far as it was captured.</summary>
+    private static int? JumboPayloadLength(ReadOnlySpan<byte> ip)
+    {
+        if (ip[6] != (byte)ProtocolType.IPv6HopByHopOptions || ip.Length < 48)
+        {
+            return null;
+        }
+
+        var end = Math.Min(ip.Length, 40 + ((ip[41] + 1) * 8));
+        for (var i = 42; i < end;)
+        {
+            var type = ip[i];
+            if (type == 0)
+            {
+                i++; // Pad1
+                continue;
+            }
+
+            if (i + 1 >= end)
+            {
+                break;
+            }
+
+            if (type == 0xc2 && ip[i + 1] == 4 && i + 6 <= end)
+            {
+                var jumbo = BinaryPrimitives.ReadUInt32BigEndian(ip[(i + 2)..]);
+                return jumbo > int.MaxValue ? null : (int)jumbo;
+            }
+
+            i += 2 + ip[i + 1];
+        }
+
+        return null;
     }
 
     private static Result ReadTcp(ReadOnlySpan<byte> tcp, int tcpLength, ReadOnlySpan<byte> source, ReadOnlySpan<byte> destination, byte hopLimit, out TcpSegment segment)

@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Runtime.InteropServices;
+using KubeCapture.Agent.Capture;
 using PacketDotNet;
 using static KubeCapture.Agent.Summary.TcpHeaderReader;
 
@@ -18,6 +20,7 @@ public sealed class TcpSummary
     private const int MaxZeroWindowSamples = FindingEvidence.MaxPackets;
 
     private readonly LinkLayers _link;
+    private readonly bool _decodes;
     private readonly IReadOnlySet<string> _localAddresses;
     private readonly Dictionary<FlowKey, TcpConnection> _live = new();
     private readonly Outcomes _archived;
@@ -43,6 +46,9 @@ public sealed class TcpSummary
     private long _resetsFromServerBare;
     private long _resetsFromServerAck;
     private long _notTracked;
+    private long _notAnalysed;
+    private string? _endedEarly;
+    private bool _endedLive;
 
     /// <param name="link">The capture's link type.</param>
     /// <param name="localAddresses">
@@ -52,23 +58,34 @@ public sealed class TcpSummary
     public TcpSummary(LinkLayers link, IEnumerable<string>? localAddresses = null)
     {
         _link = link;
+        _decodes = TcpHeaderReader.Decodes(link);
         _localAddresses = new SortedSet<string>(localAddresses ?? [], StringComparer.Ordinal);
         _archived = new Outcomes(_localAddresses);
     }
 
     /// <summary>Takes one captured frame without a time (tests).</summary>
-    public void Observe(ReadOnlySpan<byte> frame) => Observe(frame, 0);
+    public void Observe(ReadOnlySpan<byte> frame) => Observe(frame, frame.Length, 0);
+
+    /// <summary>Takes a whole frame (captured length = length on the wire) with its time (tests).</summary>
+    public void Observe(ReadOnlySpan<byte> frame, long timeMicroseconds) => Observe(frame, frame.Length, timeMicroseconds);
 
     /// <summary>
-    /// Takes the next captured frame, with its capture time in microseconds since the epoch. Frames are
-    /// numbered from 1 in the order they come, as in the pcap (Wireshark's frame.number): every frame
-    /// written must be observed, once. Never throws for what is inside the frame.
+    /// Takes the next captured frame, with its length on the wire (the record header's original length)
+    /// and its capture time in microseconds since the epoch. Frames are numbered from 1 in the order
+    /// they come, as in the pcap (Wireshark's frame.number): every frame written must be observed, once.
+    /// Never throws for what is inside the frame.
     /// </summary>
-    public void Observe(ReadOnlySpan<byte> frame, long timeMicroseconds)
+    public void Observe(ReadOnlySpan<byte> frame, long wireLength, long timeMicroseconds)
     {
         var number = ++_frames;
         _lastTime = timeMicroseconds;
-        switch (TryRead(_link, frame, out var segment))
+        if (!_decodes)
+        {
+            _notAnalysed++;
+            return;
+        }
+
+        switch (TryRead(_link, frame, (int)Math.Min(wireLength, int.MaxValue), out var segment))
         {
             case Result.NotTcp:
                 _otherPackets++;
@@ -126,6 +143,17 @@ public sealed class TcpSummary
         }
     }
 
+    /// <summary>
+    /// The input ended before its end: libpcap could not read a file on (cut short, a corrupt record),
+    /// or a live capture (<paramref name="live"/>) stopped on an error (libpcap's, or writing the pcap).
+    /// <paramref name="error"/> says why. The summary then says that it covers only the packets before.
+    /// </summary>
+    public void EndedEarly(string error, bool live)
+    {
+        _endedEarly = error;
+        _endedLive = live;
+    }
+
     /// <summary>The summary so far; may be called while capturing.</summary>
     public TcpSummaryReport Report()
     {
@@ -136,10 +164,20 @@ public sealed class TcpSummary
             outcomes.Add(connection, _lastTime);
         }
 
-        var findings = outcomes.Findings(_zeroWindows, _zeroWindowFrames, _notTracked, MaxFindings, out var omitted);
+        var input = new SummaryInput
+        {
+            Packets = _frames,
+            LinkType = LinkTypeName(_link),
+            LinkTypeValue = (int)_link,
+            PacketsNotAnalysed = _notAnalysed,
+            Incomplete = _endedEarly is not null,
+            Error = _endedEarly,
+        };
+        var findings = outcomes.Findings(InputFindings(input), _zeroWindows, _zeroWindowFrames, _notTracked, MaxFindings, out var omitted);
 
         return new TcpSummaryReport
         {
+            Input = input,
             TcpPackets = _tcpPackets,
             OtherPackets = _otherPackets,
             UndecodablePackets = _undecodable,
@@ -174,6 +212,43 @@ public sealed class TcpSummary
         };
     }
 
+
+    /// <summary>libpcap's name for a link type, as tcpdump prints it; "DLT n" for one libpcap does not know.</summary>
+    public static string LinkTypeName(LinkLayers link) =>
+        LibPcapExports.LinkTypeName((int)link) ?? string.Create(CultureInfo.InvariantCulture, $"DLT {(int)link}");
+
+    /// <summary>What the summary could not read or analyse, said first: everything else stands on what it could.</summary>
+    private List<Finding> InputFindings(SummaryInput input)
+    {
+        var findings = new List<Finding>();
+        if (input.Incomplete)
+        {
+            var read = _frames == 1 ? "packet 1" : _frames == 0 ? "the first packet" : $"packet {_frames}";
+            findings.Add(new Finding
+            {
+                Type = FindingTypes.CaptureIncomplete,
+                Severity = FindingSeverity.Error,
+                Message = _endedLive
+                    ? $"The capture is incomplete: it stopped after {read} ({input.Error}). Everything here is about the {_frames} packets captured before; traffic after that was not seen."
+                    : $"The capture file is incomplete: it ends early or holds a corrupt record after {read} (libpcap: {input.Error}). Everything here is about the {_frames} packets read before; whatever the capture held after that was not read.",
+                Evidence = new FindingEvidence { Packets = _frames, PacketNumbers = _frames > 0 ? [_frames] : [] },
+            });
+        }
+
+        if (_notAnalysed > 0)
+        {
+            var description = LibPcapExports.LinkTypeDescription((int)_link) is { Length: > 0 } d ? $" ({d})" : "";
+            findings.Add(new Finding
+            {
+                Type = FindingTypes.LinkTypeNotAnalysed,
+                Severity = FindingSeverity.Warning,
+                Message = $"{(_notAnalysed == 1 ? "1 packet" : $"{_notAnalysed} packets")} of link type {input.LinkType}{description} not analysed: the summary does not decode that link type, so nothing here is about what they hold (tcpdump -r reads them). It decodes Ethernet (VLAN, QinQ), Linux cooked (LINUX_SLL, LINUX_SLL2), raw IP (RAW, IPV4, IPV6) and loopback (NULL, LOOP).",
+                Evidence = new FindingEvidence { Packets = _notAnalysed },
+            });
+        }
+
+        return findings;
+    }
 
     private TcpConnection? Find(in TcpSegment segment, bool isInitialSyn)
     {

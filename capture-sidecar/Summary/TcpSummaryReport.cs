@@ -6,6 +6,9 @@ namespace KubeCapture.Agent.Summary;
 /// </summary>
 public sealed record TcpSummaryReport
 {
+    /// <summary>What of the input was read and analysed: every packet, or where and why reading stopped.</summary>
+    public SummaryInput Input { get; init; } = new();
+
     /// <summary>TCP packets whose headers were decoded.</summary>
     public long TcpPackets { get; init; }
 
@@ -85,6 +88,40 @@ public sealed record TcpSummaryReport
 
     /// <summary>The first connections without a finding (at most <see cref="ConnectionRecord.Max"/>), for the other end's comparison.</summary>
     public IReadOnlyList<ConnectionRecord> ConnectionsWithoutFindings { get; init; } = [];
+}
+
+/// <summary>
+/// How much of its input a summary covers. A file cut short, a corrupt record, a live capture that
+/// libpcap stopped reading, or packets of a link type the summary does not decode: each is said here,
+/// so a summary never reads as covering what it did not see.
+/// </summary>
+public sealed record SummaryInput
+{
+    /// <summary>Packets read, every one numbered (Wireshark's frame.number).</summary>
+    public long Packets { get; init; }
+
+    /// <summary>libpcap's name for the input's link type (EN10MB, LINUX_SLL, IEEE802_11_RADIO...).</summary>
+    public string? LinkType { get; init; }
+
+    /// <summary>The link type's DLT_ number.</summary>
+    public int LinkTypeValue { get; init; }
+
+    /// <summary>Packets of a link type the summary does not decode: counted, never analysed.</summary>
+    public long PacketsNotAnalysed { get; init; }
+
+    /// <summary>Reading stopped before the input's end: a file that ends early or holds a corrupt record, or a live capture libpcap stopped reading.</summary>
+    public bool Incomplete { get; init; }
+
+    /// <summary>Why reading stopped early, in libpcap's words.</summary>
+    public string? Error { get; init; }
+
+    /// <summary>For a file: how far into it libpcap read, and its size.</summary>
+    public long? BytesRead { get; init; }
+
+    public long? FileBytes { get; init; }
+
+    /// <summary>The summary covers all of its input: read to the end, every packet of a link type it decodes.</summary>
+    public bool Covered => !Incomplete && PacketsNotAnalysed == 0;
 }
 
 /// <summary>Resets split by kind: a bare [R] versus [R.] (RST with ACK).</summary>

@@ -73,6 +73,39 @@ public sealed class TcpSummaryFrameTests
     }
 
     [Theory]
+    [InlineData(LinkLayers.Ethernet, false, false)]
+    [InlineData(LinkLayers.LinuxSll, false, false)]
+    [InlineData(LinkLayers.Ethernet, true, true)]
+    [InlineData(LinkLayers.LinuxSll, true, false)]
+    public void BigTcpSegmentsAreDecodedWithTheirLengthOnTheWireAndCountedInTheConnectionsBytes(LinkLayers link, bool ipv6, bool jumboOption)
+    {
+        // 100,000 bytes in one packet, headers-only snaplen: the IP header cannot say the length
+        // (IPv4 total length 0, IPv6 payload length 0 with or without a jumbo payload option).
+        var summary = new TcpSummary(link);
+        var (client, server) = ipv6 ? (Client6, Server6) : (Client4, Server4);
+        var talk = new Conversation(summary, link, client, server);
+        talk.Handshake();
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.C(c, s, Psh | Ack, payload: 80);
+        foreach (var (sequence, payload) in new[] { (s, 100_000), (s + 100_000, 70_000) })
+        {
+            var frame = Tcp(link, server, client, sequence, c + 80, Psh | Ack, payload, hopByHop: jumboOption, bigTcp: true);
+            summary.Observe(frame.AsSpan(0, 128), frame.Length, 0);
+        }
+
+        talk.C(c + 80, s + 170_000, Ack);
+
+        var report = summary.Report();
+        Assert.Equal(0, report.UndecodablePackets);
+        Assert.Equal(7, report.TcpPackets);
+        Assert.Equal(0, report.Retransmissions);
+        Assert.Equal(100_000, report.LargestAcknowledgedSegment);
+        Assert.Empty(report.Findings);
+        var record = Assert.Single(report.ConnectionsWithoutFindings);
+        Assert.Equal((80, 170_000), (record.ClientWireBytes, record.ServerWireBytes));
+    }
+
+    [Theory]
     [InlineData(LinkLayers.Ethernet, false)]
     [InlineData(LinkLayers.LinuxSll, true)]
     public void SynAnsweredByResetIsARefusalNotAReset(LinkLayers link, bool ipv6)

@@ -83,6 +83,37 @@ public sealed class NetnsPod
         return packets;
     }
 
+    /// <summary>
+    /// Makes this pod's link carry BIG TCP, as a node with BIG TCP enabled does (Cilium's option,
+    /// <c>ip link set ... gso_max_size</c>): segmentation offload (TSO/GSO: the stack sends packets up
+    /// to <paramref name="maxSize"/> bytes and the capture sees them whole) and receive offload (GRO:
+    /// received segments merged up to <paramref name="maxSize"/>) as asked, with the largest GSO and GRO
+    /// packet raised for IPv6 (<c>gso_max_size</c>, <c>gro_max_size</c>) and IPv4
+    /// (<c>gso_ipv4_max_size</c>, <c>gro_ipv4_max_size</c>, set by netlink: this iproute2 lacks them).
+    /// Takes effect for connections made afterwards.
+    /// </summary>
+    public async Task EnableBigTcpAsync(int maxSize, bool segmentationOffload, bool receiveOffload)
+    {
+        var size = maxSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        (await ExecAsync("ethtool", "-K", Interface, "tso", segmentationOffload ? "on" : "off", "gso", segmentationOffload ? "on" : "off", "gro", receiveOffload ? "on" : "off")).EnsureSuccess();
+        (await HostCommand.RunAsync("ip", "-n", Name, "link", "set", Interface, "gso_max_size", size, "gro_max_size", size)).EnsureSuccess();
+        (await ExecAsync("python3", "-c", SetIPv4GsoGroMaxSize, Interface, size)).EnsureSuccess();
+    }
+
+    /// <summary>RTM_NEWLINK with IFLA_GSO_IPV4_MAX_SIZE (63) and IFLA_GRO_IPV4_MAX_SIZE (64): argv[1] the interface, argv[2] the size.</summary>
+    private const string SetIPv4GsoGroMaxSize = """
+        import socket, struct, sys
+        index, size = socket.if_nametoindex(sys.argv[1]), int(sys.argv[2])
+        def attr(kind, value):
+            a = struct.pack('=HH', 4 + len(value), kind) + value
+            return a + bytes(-len(a) % 4)
+        body = struct.pack('=BxHiII', socket.AF_UNSPEC, 0, index, 0, 0) + attr(63, struct.pack('=I', size)) + attr(64, struct.pack('=I', size))
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        s.send(struct.pack('=IHHII', 16 + len(body), 16, 1 | 4, 1, 0) + body)
+        error = struct.unpack('=i', s.recv(65536)[16:20])[0]
+        sys.exit(f'netlink: error {error}' if error else 0)
+        """;
+
     /// <summary>Sets the MTU of this pod's veth end.</summary>
     public async Task SetMtuAsync(int mtu) =>
         (await HostCommand.RunAsync("ip", "-n", Name, "link", "set", Interface, "mtu", mtu.ToString(System.Globalization.CultureInfo.InvariantCulture))).EnsureSuccess();
