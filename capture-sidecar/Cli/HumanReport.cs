@@ -85,7 +85,7 @@ public static class HumanReport
 
         if (input.PacketsNotAnalysed > 0)
         {
-            lines.Add($"NOT ANALYSED: {input.PacketsNotAnalysed} packets of link type {input.LinkType}, which the summary does not decode.");
+            lines.Add($"NOT ANALYSED: {(input.PacketsNotAnalysed == 1 ? "1 packet" : $"{input.PacketsNotAnalysed} packets")} of link type {input.LinkType}, which the summary does not decode.");
         }
 
         return lines.Count == 0 ? null : string.Join(Environment.NewLine, lines);

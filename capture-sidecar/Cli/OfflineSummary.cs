@@ -2,6 +2,7 @@ using System.Text.Json;
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Summary;
 using PacketDotNet;
+using SharpPcap.LibPcap;
 
 namespace KubeCapture.Agent.Cli;
 
@@ -31,10 +32,7 @@ public static class OfflineSummary
 
         using (reader)
         {
-            if (LibPcapExports.LinkTypeName(reader.LinkType) is null)
-            {
-                throw new UsageException($"'{path}': unknown data link type {reader.LinkType} in its header (not one libpcap knows: the file is damaged, or not a capture)");
-            }
+            RefuseUnknownLinkType(path, reader.LinkType);
 
             var summary = new TcpSummary((LinkLayers)reader.LinkType, localAddresses);
             while (reader.TryRead(out var data, out var wireLength, out var time))
@@ -111,6 +109,23 @@ public static class OfflineSummary
         if (!File.Exists(path))
         {
             throw new UsageException($"no such file: '{path}'");
+        }
+    }
+
+    /// <summary>
+    /// A link type libpcap cannot compile a filter for is one no tool knows (the header is damaged):
+    /// refused, as tcpdump refuses it (it compiles its filter, an empty one too, for every file it reads).
+    /// Link types libpcap knows and the summary does not decode are read, counted and named.
+    /// </summary>
+    private static void RefuseUnknownLinkType(string path, int linkType)
+    {
+        try
+        {
+            using var program = BpfProgram.Create((LinkLayers)linkType, "");
+        }
+        catch (SharpPcap.PcapException e)
+        {
+            throw new UsageException($"'{path}': {e.Message} in its header: not a link type libpcap knows (the file is damaged, or not a capture)");
         }
     }
 

@@ -213,9 +213,9 @@ public sealed class TcpSummary
     }
 
 
-    /// <summary>libpcap's name for a link type, as tcpdump prints it; "DLT n" for one libpcap does not know.</summary>
+    /// <summary>libpcap's name for a link type, as tcpdump prints it (its number for one libpcap has no name for, such as USER2: 149).</summary>
     public static string LinkTypeName(LinkLayers link) =>
-        LibPcapExports.LinkTypeName((int)link) ?? string.Create(CultureInfo.InvariantCulture, $"DLT {(int)link}");
+        LibPcapExports.LinkTypeName((int)link) ?? ((int)link).ToString(CultureInfo.InvariantCulture);
 
     /// <summary>What the summary could not read or analyse, said first: everything else stands on what it could.</summary>
     private List<Finding> InputFindings(SummaryInput input)

@@ -88,7 +88,7 @@ public sealed class DamagedCaptureTests(LabFixture fixture) : IClassFixture<LabF
         Assert.StartsWith("unknown data link type 601", (await Tcpdump.ReadDamagedAsync(garbage)).Error);
         var exit = await AgentProcess.RunAsync(null, ["summarize", garbage]);
         Assert.Equal(2, exit.ExitCode);
-        Assert.Equal($"kubecapture-agent: '{garbage}': unknown data link type 601 in its header (not one libpcap knows: the file is damaged, or not a capture)", Assert.Single(exit.StderrLines));
+        Assert.Equal($"kubecapture-agent: '{garbage}': unknown data link type 601 (min 104, max 289) in its header: not a link type libpcap knows (the file is damaged, or not a capture)", Assert.Single(exit.StderrLines));
         Assert.Empty(exit.Stdout);
     }
 

@@ -34,7 +34,7 @@ public sealed record TcpdumpOutput(IReadOnlyList<string> Lines, string Stderr, i
         : null;
 
     /// <summary>The link type from "reading from file ..., link-type LINUX_SLL (...)".</summary>
-    public string? LinkType => Regex.Match(Stderr, @"link-type (\S+)") is { Success: true } m ? m.Groups[1].Value : null;
+    public string? LinkType => Regex.Match(Stderr, @"link-type ([^\s,]+)") is { Success: true } m ? m.Groups[1].Value : null;
 
     /// <summary>The snapshot length tcpdump read from the file header.</summary>
     public int? SnapshotLength => Regex.Match(Stderr, @"snapshot length (\d+)") is { Success: true } m
