@@ -32,16 +32,18 @@ public sealed class CaptureSession : IDisposable
     private readonly CaptureOptions _options;
     private readonly LibPcapLiveDevice _device;
     private readonly TcpSummary? _summary;
+    private readonly WidenedFilter? _widened;
     private readonly PacketReadiness _readiness;
     private readonly (long Received, long Dropped, long InterfaceDropped) _baseline;
     private volatile int _stopRequested = -1;
     private long _packets;
     private long _bytes;
 
-    private CaptureSession(CaptureOptions options, LibPcapLiveDevice device)
+    private CaptureSession(CaptureOptions options, LibPcapLiveDevice device, WidenedFilter? widened)
     {
         _options = options;
         _device = device;
+        _widened = widened;
         LinkType = device.LinkType;
         _readiness = new PacketReadiness(device.Handle);
         _summary = options.Summary ? new TcpSummary(LinkType, LocalAddresses.OfThisHost()) : null;
@@ -98,7 +100,28 @@ public sealed class CaptureSession : IDisposable
             throw new CaptureSetupException($"invalid filter '{options.Filter}': {e.Message}");
         }
 
-        return new CaptureSession(options, device);
+        return new CaptureSession(options, device, Widen(options, device));
+    }
+
+    /// <summary>The user's filter widened to the ICMP errors and jumbograms of its flows (<see cref="WidenedFilter"/>); null without a filter, with --exact-filter, or where the link type cannot take the additions.</summary>
+    private static WidenedFilter? Widen(CaptureOptions options, LibPcapLiveDevice device)
+    {
+        if (!options.WidenFilter || options.Filter.Length == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            var widened = WidenedFilter.Create(device.Handle, device.LinkType, options.Filter, EffectiveSnaplen(options.Snaplen));
+            device.Filter = widened.Expression;
+            return widened;
+        }
+        catch (PcapException)
+        {
+            device.Filter = options.Filter; // exactly the user's, as tcpdump would run it
+            return null;
+        }
     }
 
     /// <summary>-s 0 means the whole packet, as in tcpdump.</summary>
@@ -150,7 +173,8 @@ public sealed class CaptureSession : IDisposable
         var ended = DateTime.UtcNow;
         var statistics = ReadStatistics();
         _device.Close();
-        return new CaptureOutcome(started, ended, reason, error, statistics.Received, statistics.Dropped, statistics.InterfaceDropped, _summary?.Report());
+        return new CaptureOutcome(started, ended, reason, error, statistics.Received, statistics.Dropped, statistics.InterfaceDropped, _summary?.Report(),
+            _widened?.Expression, _widened?.Added ?? 0, _widened?.Discarded ?? 0);
     }
 
     /// <summary>The end of the capture window as packet timestamps count it: microseconds since the epoch.</summary>
@@ -215,6 +239,11 @@ public sealed class CaptureSession : IDisposable
             }
 
             var data = new ReadOnlySpan<byte>((void*)dataPointer, (int)header->CaptureLength);
+            if (_widened is { } widened && !widened.Keep(data))
+            {
+                continue; // let through by the widening, about another flow
+            }
+
             if (!writer.TryWrite((uint)header->Seconds, (uint)header->Microseconds, data, header->OriginalLength))
             {
                 return StopReason.Bytes;
@@ -236,7 +265,11 @@ public sealed class CaptureSession : IDisposable
             ? (now.Received - _baseline.Received, now.Dropped - _baseline.Dropped, now.InterfaceDropped - _baseline.InterfaceDropped)
             : (0, 0, 0);
 
-    public void Dispose() => _device.Dispose();
+    public void Dispose()
+    {
+        _widened?.Dispose();
+        _device.Dispose();
+    }
 }
 
 /// <summary>How a capture ended, with libpcap's counters read just before the device closed.</summary>
@@ -248,4 +281,7 @@ public sealed record CaptureOutcome(
     long PacketsReceived,
     long PacketsDroppedByKernel,
     long PacketsDroppedByInterface,
-    TcpSummaryReport? Summary);
+    TcpSummaryReport? Summary,
+    string? CaptureFilter = null,
+    long PacketsAdded = 0,
+    long PacketsDiscarded = 0);

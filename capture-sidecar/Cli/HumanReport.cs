@@ -10,6 +10,11 @@ public static class HumanReport
     {
         var stop = Enum.GetValues<StopReason>().First(r => r.ToWire() == manifest.StopReason);
         output.WriteLine($"capture on {manifest.Interface} ({manifest.LinkType}), filter '{manifest.Filter}', snaplen {manifest.Snaplen}");
+        if (manifest.CaptureFilter is not null)
+        {
+            output.WriteLine($"kept {manifest.PacketsAdded} ICMP errors and IPv6 jumbograms about the filter's flows that it does not match itself ({manifest.PacketsDiscarded} about other flows discarded; --exact-filter for the filter alone)");
+        }
+
         output.WriteLine($"stopped: {stop.Describe()} after {Elapsed(manifest)}");
         output.WriteLine($"{manifest.PacketsWritten} packets captured");
         output.WriteLine($"{manifest.PacketsReceived} packets received by filter");
@@ -44,9 +49,17 @@ public static class HumanReport
             WriteCounts(output, s);
         }
 
-        if (s.Findings.Count > 0)
+        if (AllClear(s) is { } clear)
+        {
+            output.WriteLine($"What the packets show: {clear}");
+        }
+        else if (s.Findings.Count > 0)
         {
             output.WriteLine("What the packets show:");
+        }
+
+        if (s.Findings.Count > 0)
+        {
             foreach (var finding in s.Findings)
             {
                 output.WriteLine($"  - {finding.Severity} {finding.Type}: {finding.Message}");
@@ -60,10 +73,6 @@ public static class HumanReport
             {
                 output.WriteLine($"  ... and {s.FindingsOmitted} more findings.");
             }
-        }
-        else if (AllClear(s) is { } clear)
-        {
-            output.WriteLine($"What the packets show: {clear}");
         }
     }
 
@@ -96,7 +105,11 @@ public static class HumanReport
         output.WriteLine($"TCP: {s.TcpPackets} packets, {s.Connections} connections; {s.Syns} SYN, {s.SynAcks} SYN-ACK, {s.HandshakesCompleted} handshakes completed");
         output.WriteLine($"  handshakes never completed: {s.HandshakesWithoutFinalAck} without the final ACK, {s.SynsUnanswered} SYNs unanswered; refused: {s.Refused}");
         output.WriteLine($"  resets: from client {s.ResetsFromClient.Bare} [R] + {s.ResetsFromClient.WithAck} [R.], from server {s.ResetsFromServer.Bare} [R] + {s.ResetsFromServer.WithAck} [R.], suspected forged by a device in between {s.ResetsSuspectedForged.Bare} [R] + {s.ResetsSuspectedForged.WithAck} [R.]");
-        output.WriteLine($"  retransmitted segments: {s.Retransmissions} (handshake: {s.HandshakeRetransmissions}); out of order: {s.OutOfOrderSegments}; zero-window advertisements: {s.ZeroWindowAdvertisements}");
+        output.WriteLine($"  retransmitted segments: {s.Retransmissions} (spurious: {s.SpuriousRetransmissions}; handshake: {s.HandshakeRetransmissions}); duplicated by the network: {s.DuplicateSegments}; out of order: {s.OutOfOrderSegments}; zero-window advertisements: {s.ZeroWindowAdvertisements}");
+        if (s.IcmpErrors > 0)
+        {
+            output.WriteLine($"  ICMP errors: {s.IcmpErrors} (connection attempts answered by one: {s.SynsAnsweredByIcmp})");
+        }
         output.WriteLine($"  largest segment acknowledged: {Bytes(s.LargestAcknowledgedSegment)}; smallest retransmitted and never acknowledged: {Bytes(s.SmallestUnacknowledgedRetransmittedSegment)}");
         if (s.UndecodablePackets > 0)
         {
@@ -105,14 +118,15 @@ public static class HumanReport
     }
 
     /// <summary>
-    /// The all-clear sentence: only when nothing at all was found, in an input read whole and analysed
-    /// whole. A capture in which data stalls or never arrives has a finding (DataStalled,
-    /// NoDataAfterHandshake...), and one cut short or not analysed says so, so none reads as healthy;
-    /// packets too short to decode are said to be outside it.
+    /// The all-clear sentence: only when nothing was found but the latency figures (the Info finding
+    /// <see cref="FindingTypes.Latency"/>), in an input read whole and analysed whole. A capture in
+    /// which data stalls or never arrives has a finding (DataStalled, NoDataAfterHandshake...), one in
+    /// which segments were sent again, copied or reordered says so too, and one cut short or not
+    /// analysed says so, so none reads as healthy; packets too short to decode are said to be outside it.
     /// </summary>
     public static string? AllClear(TcpSummaryReport s)
     {
-        if (!s.Input.Covered || s.Findings.Count > 0 || s.FindingsOmitted > 0 || s.Connections == 0)
+        if (!s.Input.Covered || s.Findings.Any(f => f.Type != FindingTypes.Latency) || s.FindingsOmitted > 0 || s.Connections == 0)
         {
             return null;
         }

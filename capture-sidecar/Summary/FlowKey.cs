@@ -43,6 +43,9 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
 
     public ushort Port(bool a) => a ? APort : BPort;
 
+    /// <summary>Endpoint A's (or B's) address as the two halves of an IPv6 address (IPv4 mapped).</summary>
+    public (ulong High, ulong Low) AddressBits(bool a) => a ? (AHigh, ALow) : (BHigh, BLow);
+
     /// <summary>IPv6 (IPv4 is held as IPv4-mapped IPv6).</summary>
     public bool IsIPv6 => !(AHigh == 0 && (ALow >> 32) == 0xffff);
 
@@ -50,7 +53,7 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
     public bool HasAddress(bool a, IReadOnlySet<string> addresses) => addresses.Contains(Address(a));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Widen(ReadOnlySpan<byte> address, out ulong high, out ulong low)
+    public static void Widen(ReadOnlySpan<byte> address, out ulong high, out ulong low)
     {
         if (address.Length == 4)
         {
@@ -64,7 +67,7 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
         }
     }
 
-    private static string FormatAddress(ulong high, ulong low)
+    public static string FormatAddress(ulong high, ulong low)
     {
         Span<byte> bytes = stackalloc byte[16];
         BinaryPrimitives.WriteUInt64BigEndian(bytes, high);

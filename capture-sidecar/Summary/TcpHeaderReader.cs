@@ -3,7 +3,12 @@ using PacketDotNet;
 
 namespace KubeCapture.Agent.Summary;
 
-/// <summary>The fields of one TCP segment that the summary needs, read from its headers.</summary>
+/// <summary>
+/// The fields of one TCP segment that the summary needs, read from its headers: which copy of a
+/// segment this is can be told by its IPv4 identification (<see cref="IpId"/>, incremented per
+/// packet by Linux and Windows) and its TCP timestamps; the first SACK block says what the receiver
+/// has beyond a gap, or, below the acknowledged point, that it got something twice (D-SACK).
+/// </summary>
 internal readonly record struct TcpSegment(
     FlowKey Key,
     bool FromA,
@@ -13,7 +18,15 @@ internal readonly record struct TcpSegment(
     ushort Window,
     int PayloadLength,
     byte HopLimit,
-    byte WindowShift = TcpHeaderReader.NoWindowScale);
+    byte WindowShift = TcpHeaderReader.NoWindowScale,
+    ushort IpId = 0,
+    bool IsIPv4 = false,
+    bool HasTimestamps = false,
+    uint TsVal = 0,
+    uint TsEcr = 0,
+    bool HasSack = false,
+    uint SackLeft = 0,
+    uint SackRight = 0);
 
 /// <summary>
 /// Reads link, IP and TCP headers in place, without allocating. Lengths come from the IP and TCP
@@ -46,6 +59,9 @@ internal static class TcpHeaderReader
         /// in: counting it would make every localhost segment look retransmitted.
         /// </summary>
         LoopbackEcho,
+
+        /// <summary>An ICMP or ICMPv6 error (destination unreachable, packet too big, time exceeded): read it with <see cref="IcmpErrorReader"/>.</summary>
+        IcmpError,
     }
 
     private const ushort ArphrdLoopback = 772;
@@ -100,7 +116,8 @@ internal static class TcpHeaderReader
         _ => false,
     };
 
-    private static bool TryFindNetworkLayer(LinkLayers link, ReadOnlySpan<byte> frame, out EthernetType etherType, out int offset)
+    /// <summary>Where the network layer starts in a frame of <paramref name="link"/>, and which it is (IPv4, IPv6, or the EtherType of something else).</summary>
+    public static bool TryFindNetworkLayer(LinkLayers link, ReadOnlySpan<byte> frame, out EthernetType etherType, out int offset)
     {
         etherType = EthernetType.None;
         offset = 0;
@@ -185,12 +202,15 @@ internal static class TcpHeaderReader
             return Result.Undecodable;
         }
 
+        var headerLength = (ip[0] & 0x0f) * 4;
         if (ip[9] != (byte)ProtocolType.Tcp)
         {
-            return Result.NotTcp;
+            return ip[9] == (byte)ProtocolType.Icmp && ip.Length > headerLength && IcmpErrorReader.IsIPv4Error(ip[headerLength]) &&
+                (BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x1fff) == 0
+                ? Result.IcmpError
+                : Result.NotTcp;
         }
 
-        var headerLength = (ip[0] & 0x0f) * 4;
         int totalLength = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
         if (totalLength == 0)
         {
@@ -215,7 +235,7 @@ internal static class TcpHeaderReader
             return Result.Undecodable;
         }
 
-        return ReadTcp(ip[headerLength..], totalLength - headerLength, source, destination, ip[8], out segment);
+        return ReadTcp(ip[headerLength..], totalLength - headerLength, source, destination, ip[8], BinaryPrimitives.ReadUInt16BigEndian(ip[4..]), isIPv4: true, out segment);
     }
 
     private static Result ReadIPv6(ReadOnlySpan<byte> ip, int wireLength, out TcpSegment segment)
@@ -246,7 +266,9 @@ internal static class TcpHeaderReader
                         return Result.Undecodable;
                     }
 
-                    return ReadTcp(ip[offset..], payloadLength - (offset - 40), ip.Slice(8, 16), ip.Slice(24, 16), ip[7], out segment);
+                    return ReadTcp(ip[offset..], payloadLength - (offset - 40), ip.Slice(8, 16), ip.Slice(24, 16), ip[7], 0, isIPv4: false, out segment);
+                case ProtocolType.IcmpV6:
+                    return ip.Length > offset && IcmpErrorReader.IsIPv6Error(ip[offset]) ? Result.IcmpError : Result.NotTcp;
                 case ProtocolType.IPv6HopByHopOptions:
                 case ProtocolType.IPv6RoutingHeader:
                 case ProtocolType.IPv6DestinationOptions:
@@ -313,7 +335,7 @@ internal static class TcpHeaderReader
         return null;
     }
 
-    private static Result ReadTcp(ReadOnlySpan<byte> tcp, int tcpLength, ReadOnlySpan<byte> source, ReadOnlySpan<byte> destination, byte hopLimit, out TcpSegment segment)
+    private static Result ReadTcp(ReadOnlySpan<byte> tcp, int tcpLength, ReadOnlySpan<byte> source, ReadOnlySpan<byte> destination, byte hopLimit, ushort ipId, bool isIPv4, out TcpSegment segment)
     {
         segment = default;
         if (tcp.Length < 16)
@@ -331,7 +353,12 @@ internal static class TcpHeaderReader
         var destinationPort = BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]);
         var key = FlowKey.Create(source, sourcePort, destination, destinationPort, out var fromA);
         var flags = tcp[13];
-        var windowShift = (flags & Syn) != 0 ? ReadWindowScale(tcp[..Math.Min(dataOffset, tcp.Length)]) : NoWindowScale;
+        var options = default(TcpOptions);
+        if (dataOffset > 20)
+        {
+            options = ReadOptions(tcp[20..Math.Min(dataOffset, tcp.Length)], (flags & Syn) != 0);
+        }
+
         segment = new TcpSegment(
             key,
             fromA,
@@ -341,16 +368,37 @@ internal static class TcpHeaderReader
             BinaryPrimitives.ReadUInt16BigEndian(tcp[14..]),
             tcpLength - dataOffset,
             hopLimit,
-            windowShift);
+            options.WindowShift,
+            ipId,
+            isIPv4,
+            options.HasTimestamps,
+            options.TsVal,
+            options.TsEcr,
+            options.HasSack,
+            options.SackLeft,
+            options.SackRight);
         return Result.Tcp;
     }
 
-    /// <summary>The window scale option of a SYN or SYN-ACK (RFC 7323), read as far as it was captured.</summary>
-    private static byte ReadWindowScale(ReadOnlySpan<byte> header)
+    /// <summary>
+    /// The options the summary reads, as far as they were captured: timestamps (RFC 7323), the first
+    /// SACK block (RFC 2018; a D-SACK, RFC 2883, is always first) and, on a SYN, the window scale.
+    /// The usual layout of a Linux segment (NOP, NOP, timestamps) is read without the loop.
+    /// </summary>
+    private static TcpOptions ReadOptions(ReadOnlySpan<byte> options, bool syn)
     {
-        for (var i = 20; i < header.Length;)
+        var read = new TcpOptions { WindowShift = NoWindowScale };
+        if (!syn && options.Length == 12 && BinaryPrimitives.ReadUInt32BigEndian(options) == 0x0101080a)
         {
-            var kind = header[i];
+            read.HasTimestamps = true;
+            read.TsVal = BinaryPrimitives.ReadUInt32BigEndian(options[4..]);
+            read.TsEcr = BinaryPrimitives.ReadUInt32BigEndian(options[8..]);
+            return read;
+        }
+
+        for (var i = 0; i < options.Length;)
+        {
+            var kind = options[i];
             if (kind == 0)
             {
                 break;
@@ -362,19 +410,43 @@ internal static class TcpHeaderReader
                 continue;
             }
 
-            if (i + 1 >= header.Length || header[i + 1] < 2)
+            if (i + 1 >= options.Length || options[i + 1] < 2 || i + options[i + 1] > options.Length)
             {
-                break;
+                break; // malformed, or cut by the snaplen
             }
 
-            if (kind == 3 && header[i + 1] == 3 && i + 2 < header.Length)
+            var length = options[i + 1];
+            switch (kind)
             {
-                return Math.Min(header[i + 2], (byte)14);
+                case 3 when syn && length == 3:
+                    read.WindowShift = Math.Min(options[i + 2], (byte)14);
+                    break;
+                case 5 when length >= 10:
+                    read.HasSack = true;
+                    read.SackLeft = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 2)..]);
+                    read.SackRight = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 6)..]);
+                    break;
+                case 8 when length == 10:
+                    read.HasTimestamps = true;
+                    read.TsVal = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 2)..]);
+                    read.TsEcr = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 6)..]);
+                    break;
             }
 
-            i += header[i + 1];
+            i += length;
         }
 
-        return NoWindowScale;
+        return read;
+    }
+
+    private struct TcpOptions
+    {
+        public byte WindowShift;
+        public bool HasTimestamps;
+        public uint TsVal;
+        public uint TsEcr;
+        public bool HasSack;
+        public uint SackLeft;
+        public uint SackRight;
     }
 }

@@ -17,14 +17,12 @@ public sealed class TcpSummary
     public const int MaxTrackedConnections = 16384;
     private const int MaxFindings = 20;
 
-    private const int MaxZeroWindowSamples = FindingEvidence.MaxPackets;
-
     private readonly LinkLayers _link;
     private readonly bool _decodes;
     private readonly IReadOnlySet<string> _localAddresses;
+    private readonly (ulong High, ulong Low)[] _localBits;
     private readonly Dictionary<FlowKey, TcpConnection> _live = new();
     private readonly Outcomes _archived;
-    private readonly List<long> _zeroWindowFrames = [];
 
     // The connection of the previous segment: segments of one connection tend to come in runs (a
     // data segment and its ACK, a burst of data), and a match skips the dictionary. Always a live
@@ -37,10 +35,8 @@ public sealed class TcpSummary
     private long _undecodable;
     private long _syns;
     private long _synAcks;
-    private long _retransmissions;
-    private long _handshakeRetransmissions;
-    private long _outOfOrder;
     private long _zeroWindows;
+    private long _icmpErrors;
     private long _resetsFromClientBare;
     private long _resetsFromClientAck;
     private long _resetsFromServerBare;
@@ -60,6 +56,7 @@ public sealed class TcpSummary
         _link = link;
         _decodes = TcpHeaderReader.Decodes(link);
         _localAddresses = new SortedSet<string>(localAddresses ?? [], StringComparer.Ordinal);
+        _localBits = [.. _localAddresses.Select(a => System.Net.IPAddress.TryParse(a, out var ip) ? ip : null).OfType<System.Net.IPAddress>().Select(Bits)];
         _archived = new Outcomes(_localAddresses);
     }
 
@@ -95,6 +92,10 @@ public sealed class TcpSummary
                 return;
             case Result.LoopbackEcho:
                 return;
+            case Result.IcmpError:
+                _otherPackets++;
+                ObserveIcmp(frame, number, timeMicroseconds);
+                return;
         }
 
         _tcpPackets++;
@@ -115,10 +116,7 @@ public sealed class TcpSummary
 
         if (segment.Window == 0 && (flags & (Syn | Rst)) == 0)
         {
-            if (_zeroWindows++ < MaxZeroWindowSamples)
-            {
-                _zeroWindowFrames.Add(number);
-            }
+            _zeroWindows++;
         }
 
         var connection = Find(segment, isSyn && !hasAck);
@@ -129,13 +127,7 @@ public sealed class TcpSummary
         }
 
         var fromClient = connection.IsFromClient(segment.FromA);
-        var verdict = connection.Observe(segment, fromClient, number, timeMicroseconds);
-        if (verdict != SegmentVerdict.None)
-        {
-            _retransmissions += (verdict & SegmentVerdict.Retransmission) != 0 ? 1 : 0;
-            _handshakeRetransmissions += (verdict & SegmentVerdict.HandshakeRetransmission) != 0 ? 1 : 0;
-            _outOfOrder += (verdict & SegmentVerdict.OutOfOrder) != 0 ? 1 : 0;
-        }
+        connection.Observe(segment, fromClient, number, timeMicroseconds);
 
         if ((flags & Rst) != 0)
         {
@@ -173,7 +165,7 @@ public sealed class TcpSummary
             Incomplete = _endedEarly is not null,
             Error = _endedEarly,
         };
-        var findings = outcomes.Findings(InputFindings(input), _zeroWindows, _zeroWindowFrames, _notTracked, MaxFindings, out var omitted);
+        var findings = outcomes.Findings(InputFindings(input), _notTracked, MaxFindings, out var omitted);
 
         return new TcpSummaryReport
         {
@@ -197,10 +189,15 @@ public sealed class TcpSummary
                 Bare = outcomes.ForgedClientBare + outcomes.ForgedServerBare,
                 WithAck = outcomes.ForgedClientAck + outcomes.ForgedServerAck,
             },
-            Retransmissions = _retransmissions,
-            OutOfOrderSegments = _outOfOrder,
-            HandshakeRetransmissions = _handshakeRetransmissions,
+            Retransmissions = outcomes.Retransmissions,
+            SpuriousRetransmissions = outcomes.SpuriousRetransmissions,
+            DuplicateSegments = outcomes.DuplicateSegments,
+            OutOfOrderSegments = outcomes.OutOfOrder,
+            HandshakeRetransmissions = outcomes.HandshakeRetransmissions,
             ZeroWindowAdvertisements = _zeroWindows,
+            IcmpErrors = _icmpErrors,
+            SynsAnsweredByIcmp = outcomes.AnsweredByIcmp,
+            Latency = outcomes.Latency.ToReport(),
             LargestAcknowledgedSegment = outcomes.LargestAcknowledged,
             SmallestUnacknowledgedRetransmittedSegment = outcomes.SmallestLostRetransmitted,
             LocalAddresses = [.. _localAddresses],
@@ -274,7 +271,7 @@ public sealed class TcpSummary
             if (isInitialSyn && slot!.IsNewConnection(segment))
             {
                 _archived.Add(slot, _lastTime);
-                slot = new TcpConnection(segment.Key, segment.FromA, sawSyn: true);
+                slot = NewConnection(segment, isInitialSyn, sawSyn: true);
             }
 
             return slot;
@@ -291,7 +288,7 @@ public sealed class TcpSummary
             if (isInitialSyn && existing.IsNewConnection(segment))
             {
                 _archived.Add(existing, _lastTime);
-                var replacement = new TcpConnection(segment.Key, segment.FromA, sawSyn: true);
+                var replacement = NewConnection(segment, isInitialSyn, sawSyn: true);
                 _live[segment.Key] = replacement;
                 return replacement;
             }
@@ -312,8 +309,55 @@ public sealed class TcpSummary
     }
 
     // Without a SYN the direction is a guess: the lower port is taken to be the server's.
-    private static TcpConnection NewConnection(in TcpSegment segment, bool isInitialSyn) =>
-        new(segment.Key, isInitialSyn ? segment.FromA : segment.Key.APort > segment.Key.BPort, sawSyn: false);
+    private TcpConnection NewConnection(in TcpSegment segment, bool isInitialSyn, bool sawSyn = false)
+    {
+        var clientIsA = isInitialSyn ? segment.FromA : segment.Key.APort > segment.Key.BPort;
+        var (client, server) = (IsLocal(segment.Key.AddressBits(clientIsA)), IsLocal(segment.Key.AddressBits(!clientIsA)));
+        var local = client ? (server ? LocalEnd.Both : LocalEnd.Client) : server ? LocalEnd.Server : LocalEnd.None;
+        return new TcpConnection(segment.Key, clientIsA, sawSyn, local);
+    }
+
+    private bool IsLocal((ulong High, ulong Low) address)
+    {
+        foreach (var local in _localBits)
+        {
+            if (local == address)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static (ulong High, ulong Low) Bits(System.Net.IPAddress address)
+    {
+        FlowKey.Widen(address.IsIPv4MappedToIPv6 ? address.MapToIPv4().GetAddressBytes() : address.GetAddressBytes(), out var high, out var low);
+        return (high, low);
+    }
+
+    /// <summary>
+    /// An ICMP error: tied to the connection whose packet it quotes when one is tracked (it then
+    /// speaks for that connection: a rejected SYN is not a silent drop), else counted by what it says
+    /// and about which flow.
+    /// </summary>
+    private void ObserveIcmp(ReadOnlySpan<byte> frame, long number, long time)
+    {
+        if (!IcmpErrorReader.TryRead(_link, frame, out var error))
+        {
+            return;
+        }
+
+        _icmpErrors++;
+        if (error.QuotedProtocol == 6 && _live.TryGetValue(error.QuotedKey, out var connection))
+        {
+            connection.ObserveIcmp(error, number, time);
+        }
+        else
+        {
+            _archived.AddIcmp(error, number, time);
+        }
+    }
 
     private void ArchiveClosedConnections()
     {

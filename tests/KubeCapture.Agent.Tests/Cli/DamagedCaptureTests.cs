@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Text.Json;
 using KubeCapture.Agent.Cli;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Agent.Tests.Summary;
 using KubeCapture.Testing.Agent;
 using KubeCapture.Testing.Pcap;
 
@@ -107,7 +108,7 @@ public sealed class DamagedCaptureTests(LabFixture fixture) : IClassFixture<LabF
         Assert.False(report.Input.Incomplete);
         Assert.Equal(tcpdump.LinkType, report.Input.LinkType); // libpcap's name, as tcpdump prints it
         Assert.Equal(source.Records.Count, report.Input.PacketsNotAnalysed);
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal(FindingTypes.LinkTypeNotAnalysed, finding.Type);
         Assert.StartsWith($"{source.Records.Count} packets of link type IEEE802_11_RADIO (802.11 plus radiotap header) not analysed", finding.Message);
         Assert.Equal(0, report.TcpPackets);

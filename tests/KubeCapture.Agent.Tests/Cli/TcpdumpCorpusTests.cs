@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Agent.Tests.Summary;
 using KubeCapture.Testing.Agent;
 using KubeCapture.Testing.Pcap;
 using PacketDotNet;
@@ -55,7 +56,7 @@ public sealed partial class TcpdumpCorpusTests
         Assert.Equal(count, report.Input.Packets);
         Assert.Equal(count, report.Input.PacketsNotAnalysed);
         Assert.Equal(tcpdump.LinkType, report.Input.LinkType);
-        Assert.Equal(FindingTypes.LinkTypeNotAnalysed, Assert.Single(report.Findings).Type);
+        Assert.Equal(FindingTypes.LinkTypeNotAnalysed, Assert.Single(report.BesideLatency()).Type);
     }
 
     [Fact]

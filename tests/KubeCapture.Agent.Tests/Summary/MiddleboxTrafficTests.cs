@@ -52,7 +52,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
 
         foreach (var end in (TcpSummaryReport[])[client.Summary, server.Summary])
         {
-            Assert.Empty(end.Findings);
+            Assert.Empty(end.BesideLatency());
             Assert.Equal(2, end.HandshakesCompleted);
             Assert.Equal(0, end.Retransmissions);
             Assert.NotNull(HumanReport.AllClear(end));
@@ -78,12 +78,12 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.Contains(serverDump, l => l.Flags == "S.");
         Assert.DoesNotContain((await Tcpdump.ReadAsync(client.Pcap)).Tcp, l => l.Flags == "S."); // ground truth: never arrived
 
-        var atServer = Assert.Single(server.Summary.Findings);
+        var atServer = Assert.Single(server.Summary.BesideLatency());
         Assert.Equal(FindingTypes.HandshakeIncomplete, atServer.Type);
         Assert.Contains("the SYN-ACK is not reaching the client. Look at the return path", atServer.Message);
         await AssertPacketsAreAsync(server.Pcap, atServer, "tcp.flags.syn == 1");
 
-        var atClient = Assert.Single(client.Summary.Findings);
+        var atClient = Assert.Single(client.Summary.BesideLatency());
         Assert.Equal(FindingTypes.SynUnanswered, atClient.Type);
         Assert.StartsWith($"1 connection attempt from here to {ServerEndpoint(ipv6)}", atClient.Message);
         Assert.Contains("From this end a SYN lost on the way and a SYN-ACK lost on the way back look the same", atClient.Message);
@@ -110,7 +110,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.Empty((await Tcpdump.ReadAsync(server.Pcap)).Tcp);
         Assert.Equal(0, server.Summary.Connections);
         Assert.Null(HumanReport.AllClear(server.Summary)); // nothing seen is not healthy either
-        var finding = Assert.Single(client.Summary.Findings);
+        var finding = Assert.Single(client.Summary.BesideLatency());
         Assert.Equal(FindingTypes.SynUnanswered, finding.Type);
         Assert.True(client.Summary.Syns >= 2, $"{client.Summary.Syns} SYNs");
         Assert.Equal(client.Summary.Syns, finding.Evidence.Packets);
@@ -130,7 +130,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
 
         foreach (var end in (CapturedEnd[])[client, server])
         {
-            var finding = Assert.Single(end.Summary.Findings);
+            var finding = Assert.Single(end.Summary.BesideLatency());
             Assert.Equal(FindingTypes.ConnectionRefused, finding.Type);
             Assert.StartsWith($"1 connection to {ServerEndpoint(false, ClosedPort)} refused", finding.Message);
             Assert.Equal(1, end.Summary.Refused);
@@ -172,7 +172,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         await AssertPacketsAreAsync(client.Pcap, forged, "tcp.flags.reset == 1");
 
         // The server end: the handshake, then nothing: never an all-clear.
-        var silent = Assert.Single(server.Summary.Findings);
+        var silent = Assert.Single(server.Summary.BesideLatency());
         Assert.Equal(FindingTypes.NoDataAfterHandshake, silent.Type);
         Assert.Contains("the request never arrived here", silent.Message);
         Assert.Null(HumanReport.AllClear(server.Summary));
@@ -199,7 +199,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         var (client, server) = await CaptureBothEndsAsync(async () =>
             Assert.Equal(56, (await Client.CurlAsync(_http.Url("small.txt"))).ExitCode));
 
-        var finding = Assert.Single(client.Summary.Findings);
+        var finding = Assert.Single(client.Summary.BesideLatency());
         Assert.Equal(FindingTypes.ResetBare, finding.Type);
         Assert.Contains("its TTL the same as the server's other packets", finding.Message);
         Assert.Contains("from this end the two cannot be told apart; capture at the server", finding.Message);
@@ -269,7 +269,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         var clientDump = (await Tcpdump.ReadAsync(client.Pcap)).Tcp;
         Assert.Equal(SentAgain(clientDump), client.Summary.Retransmissions + client.Summary.OutOfOrderSegments);
         var leg = $"{ServerEndpoint(false)} -> {Client.IPv4}:";
-        var finding = Assert.Single(server.Summary.Findings);
+        var finding = Assert.Single(server.Summary.BesideLatency());
         Assert.Equal(FindingTypes.Retransmissions, finding.Type);
         Assert.Contains($" on {leg}", finding.Message);
         // tshark calls some of them out of order: it does not know this is the sending end.
