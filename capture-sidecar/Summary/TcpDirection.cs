@@ -28,7 +28,8 @@ internal sealed class TcpDirection(CapturePoint point)
 {
     private const int MaxPending = 64; // a power of two: ring indexes wrap with a mask
     private const int Samples = 4;
-    private const int RecentCount = 4;
+    private const int RecentCount = 4; // a power of two, grown to RecentCountInDisorder at the first gap
+    private const int RecentCountInDisorder = 256; // a late first copy may come after a hundred others (a slow lane on the path)
     private const int MaxGaps = 16;
     private const int RecentCopies = 32; // a power of two
 
@@ -48,7 +49,9 @@ internal sealed class TcpDirection(CapturePoint point)
     private uint _acknowledged;
     private long _outstandingSince;
 
-    // The last few segments of new data, for telling a copy the network made from a retransmission.
+    // The last few segments of new data, for telling a copy the network made from a retransmission,
+    // and a first copy that comes late from the retransmission that came before it: a few, and more
+    // once a gap shows the path reorders.
     private RecentSegment[]? _recent;
     private int _recentNext;
 
@@ -247,7 +250,11 @@ internal sealed class TcpDirection(CapturePoint point)
     /// <summary>A probe of a closed window: Linux's, one byte before the acknowledged point and empty (it looks like a keep-alive).</summary>
     public bool IsWindowProbe(uint sequence) => _hasAcknowledged && sequence == _acknowledged - 1;
 
-    /// <summary>A RST whose sequence number lies outside what the receiver would accept: [acknowledged, acknowledged + window).</summary>
+    /// <summary>
+    /// A RST whose sequence number lies beyond what the receiver would accept: past acknowledged +
+    /// window. (One before the acknowledged point is what a stack sends in answer to a late segment
+    /// carrying an old ACK, after it closed the connection: not a give-away.)
+    /// </summary>
     public bool IsOutsideReceiveWindow(uint sequence, TcpDirection receiver)
     {
         if (!_hasAcknowledged || !SawSynSegment || !receiver.SawSynSegment)
@@ -255,7 +262,7 @@ internal sealed class TcpDirection(CapturePoint point)
             return false; // without both SYNs the window's scale is unknown
         }
 
-        return sequence != _highest && (SequenceNumbers.Before(sequence, _acknowledged) || sequence - _acknowledged >= ReceiveWindow(receiver));
+        return sequence != _highest && SequenceNumbers.AtOrAfter(sequence, _acknowledged) && sequence - _acknowledged >= ReceiveWindow(receiver);
     }
 
     /// <summary>
@@ -325,7 +332,7 @@ internal sealed class TcpDirection(CapturePoint point)
             var first = SequenceNumbers.Before(sequence, gap.Start) ? gap.Start : sequence;
             var last = SequenceNumbers.Before(gap.End, end) ? gap.End : end;
             Bytes += last - first;
-            Remember(sequence, length, identity, time, retransmitted: order <= 0);
+            Remember(sequence, length, identity, time, frame, retransmitted: order <= 0);
             if (order > 0 || (order == 0 && time - gap.Time < roundTrip))
             {
                 OutOfOrder++;
@@ -362,7 +369,7 @@ internal sealed class TcpDirection(CapturePoint point)
         }
 
         // Bytes that came by here before.
-        if (IsLateFirstCopy(sequence, identity, frame))
+        if (IsLateFirstCopy(sequence, identity, frame) || IsOlderThanTheCopySeen(sequence, identity, frame))
         {
             return false;
         }
@@ -513,9 +520,10 @@ internal sealed class TcpDirection(CapturePoint point)
             }
         }
 
-        // Reported twice, and never sent again here: the network made the second copy. (Where the
-        // capture is in between, a copy made before it was counted as it came by.)
-        if (!found && Point == CapturePoint.Sender)
+        // Reported twice, and nothing was ever sent again here: the network made the second copy.
+        // (Once anything was sent again, a copy the records above no longer hold may be the reason.
+        // Where the capture is in between, a copy made before it was counted as it came by.)
+        if (!found && Point == CapturePoint.Sender && Retransmissions == 0)
         {
             Duplicates++;
             Sample(ref _duplicateFrames, Duplicates, frame);
@@ -549,7 +557,7 @@ internal sealed class TcpDirection(CapturePoint point)
 
         Bytes += newBytes;
         Track(end - (uint)newBytes, end, newBytes, frame, identity.TsVal);
-        Remember(end - (uint)newBytes, newBytes, identity, time, retransmitted: false);
+        Remember(end - (uint)newBytes, newBytes, identity, time, frame, retransmitted: false);
         _newest = identity;
         _next = end;
     }
@@ -635,6 +643,38 @@ internal sealed class TcpDirection(CapturePoint point)
         return false;
     }
 
+    /// <summary>
+    /// A copy sent before the one that came by first with these bytes, which had arrived as new data
+    /// (nothing after it had come yet): that one was a retransmission, needless, and this the first
+    /// copy, late.
+    /// </summary>
+    private bool IsOlderThanTheCopySeen(uint sequence, in SegmentIdentity identity, long frame)
+    {
+        if (_recent is null)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < _recent.Length; i++)
+        {
+            ref var seen = ref _recent[i];
+            if (seen.Length != 0 && !seen.Retransmitted && SequenceNumbers.AtOrAfter(sequence, seen.Sequence) &&
+                SequenceNumbers.Before(sequence, seen.Sequence + (uint)seen.Length) && identity.SentBefore(seen.Identity, IpIdsIncrease) > 0)
+            {
+                Retransmissions++;
+                Sample(ref _retransmissionFrames, Retransmissions, seen.Frame);
+                Spurious++;
+                Sample(ref _spuriousFrames, Spurious, seen.Frame);
+                OutOfOrder++;
+                Sample(ref _outOfOrderFrames, OutOfOrder, frame);
+                seen = seen with { Retransmitted = true };
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static void Keep(ref RecentCopy[]? ring, ref int next, RecentCopy copy)
     {
         ring ??= new RecentCopy[RecentCopies];
@@ -662,15 +702,27 @@ internal sealed class TcpDirection(CapturePoint point)
         return false;
     }
 
-    private void Remember(uint sequence, int length, in SegmentIdentity identity, long time, bool retransmitted)
+    private void Remember(uint sequence, int length, in SegmentIdentity identity, long time, long frame, bool retransmitted)
     {
         _recent ??= new RecentSegment[RecentCount];
-        _recent[_recentNext] = new RecentSegment(sequence, length, identity, time, retransmitted);
-        _recentNext = (_recentNext + 1) & (RecentCount - 1);
+        _recent[_recentNext] = new RecentSegment(sequence, length, identity, time, frame, retransmitted);
+        _recentNext = (_recentNext + 1) & (_recent.Length - 1);
     }
 
     private void OpenGap(uint start, uint end, long time, in SegmentIdentity opener)
     {
+        if (_recent is { Length: < RecentCountInDisorder } recent)
+        {
+            // The path reorders: remember more, oldest first from the start of the bigger ring.
+            var grown = new RecentSegment[RecentCountInDisorder];
+            for (var i = 0; i < recent.Length; i++)
+            {
+                grown[i] = recent[(_recentNext + i) & (recent.Length - 1)];
+            }
+
+            (_recent, _recentNext) = (grown, recent.Length);
+        }
+
         _gaps ??= new Gap[MaxGaps];
         if (_gapCount == MaxGaps)
         {
@@ -737,16 +789,6 @@ internal sealed class TcpDirection(CapturePoint point)
         Track(sequence, end, length, frame, tsVal);
         ref var added = ref _pending[(_head + _count - 1) & (_pending.Length - 1)];
         added = added with { Retransmitted = true, Resolution = resolution };
-        if (_recent is not null)
-        {
-            for (var i = 0; i < RecentCount; i++)
-            {
-                if (_recent[i].Sequence == sequence)
-                {
-                    _recent[i] = _recent[i] with { Retransmitted = true };
-                }
-            }
-        }
     }
 
     private void Track(uint sequence, uint end, int length, long frame, uint tsVal)
@@ -812,7 +854,7 @@ internal sealed class TcpDirection(CapturePoint point)
     /// <summary>A segment waiting for its ACK: where it was first seen (<see cref="Frame"/>), and, sent again, the last copy's timestamp and packet.</summary>
     private readonly record struct PendingSegment(uint Sequence, uint End, int Length, bool Retransmitted, uint Frame, uint FirstTsVal, uint LastTsVal, Resolution Resolution, uint LastFrame);
 
-    private readonly record struct RecentSegment(uint Sequence, int Length, SegmentIdentity Identity, long Time, bool Retransmitted);
+    private readonly record struct RecentSegment(uint Sequence, int Length, SegmentIdentity Identity, long Time, long Frame, bool Retransmitted);
 
     private readonly record struct Gap(uint Start, uint End, long Time, SegmentIdentity Opener);
 

@@ -296,10 +296,6 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.Empty(EndComparison.Compare(client.Summary, server.Summary, capturesMissedPackets: true));
     }
 
-    /// <summary>tshark's sum of tcp.len over the packets <paramref name="displayFilter"/> matches.</summary>
-    private static async Task<long> PayloadBytesAsync(string pcap, string displayFilter) =>
-        (await Tshark.FieldsAsync(pcap, ["tcp.len"], displayFilter)).Sum(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture));
-
     /// <summary>Data segments from the server whose sequence range starts before the highest byte seen from it before (tcpdump's relative numbers).</summary>
     private static int SentAgain(IReadOnlyList<TcpdumpTcpLine> dump)
     {
@@ -313,34 +309,10 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         return again;
     }
 
-    /// <summary>Every packet number a finding cites is a packet of the pcap that <paramref name="displayFilter"/> matches (tshark's frame.number).</summary>
-    private static async Task AssertPacketsAreAsync(string pcap, Finding finding, string displayFilter)
-    {
-        Assert.NotEmpty(finding.Evidence.PacketNumbers);
-        var matching = (await Tshark.FieldsAsync(pcap, ["frame.number"], displayFilter)).Select(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
-        Assert.All(finding.Evidence.PacketNumbers, n => Assert.Contains(n, matching));
-    }
+    private Task<(CapturedEnd Client, CapturedEnd Server)> CaptureBothEndsAsync(Func<Task> traffic) =>
+        BothEndsCapture.CaptureAsync(_lab, _files, $"tcp port {Port} or tcp port {ClosedPort}", traffic);
 
-    private sealed record CapturedEnd(TcpSummaryReport Summary, string Pcap);
+    private static Task AssertPacketsAreAsync(string pcap, Finding finding, string displayFilter) => BothEndsCapture.AssertPacketsAreAsync(pcap, finding, displayFilter);
 
-    private async Task<(CapturedEnd Client, CapturedEnd Server)> CaptureBothEndsAsync(Func<Task> traffic)
-    {
-        var filter = $"tcp port {Port} or tcp port {ClosedPort}";
-        var (clientPcap, serverPcap) = (_files.Pcap("client.pcap"), _files.Pcap("server.pcap"));
-        await using var clientAgent = AgentProcess.Start(Client, ["capture", "-i", Client.Interface, "--json", "--duration", "60s", "-w", clientPcap, filter]);
-        await using var serverAgent = AgentProcess.Start(Server, ["capture", "-i", Server.Interface, "--json", "--duration", "60s", "-w", serverPcap, filter]);
-        await clientAgent.WaitUntilListeningAsync();
-        await serverAgent.WaitUntilListeningAsync();
-        await traffic();
-        await Task.Delay(300);
-        return (await StopAsync(clientAgent, clientPcap), await StopAsync(serverAgent, serverPcap));
-    }
-
-    private static async Task<CapturedEnd> StopAsync(AgentProcess agent, string pcap)
-    {
-        var exit = await agent.StopAsync();
-        Assert.Equal(0, exit.ExitCode);
-        var manifest = CaptureManifest.FromJson(exit.Stdout);
-        return new CapturedEnd(manifest.Summary ?? throw new InvalidOperationException("no summary in the manifest"), pcap);
-    }
+    private static Task<long> PayloadBytesAsync(string pcap, string displayFilter) => BothEndsCapture.PayloadBytesAsync(pcap, displayFilter);
 }

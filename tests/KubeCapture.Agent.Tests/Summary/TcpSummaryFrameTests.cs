@@ -459,6 +459,25 @@ public sealed class TcpSummaryFrameTests
     }
 
     [Fact]
+    public void ABareResetWithASequenceNumberBeforeTheWindowIsAStacksAnswerToALateSegmentNotSuspected()
+    {
+        // The client closed; a late segment of the server's, carrying an old ACK, gets a bare [R] with that ACK as its sequence number.
+        var summary = new TcpSummary(LinkLayers.Ethernet);
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4);
+        talk.Handshake();
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.C(c, s, Psh | Ack, payload: 100);
+        talk.S(s, c + 100, Ack, window: 1000);
+        talk.C(c + 100, s, Psh | Ack, payload: 100);
+        talk.S(s, c + 200, Ack, window: 1000);
+        talk.C(c + 100, 0, Rst); // before the acknowledged point (c + 200)
+
+        var finding = Assert.Single(summary.Report().BesideLatency());
+        Assert.Equal(FindingTypes.ResetBare, finding.Type);
+        Assert.Equal(new ResetCounts(), summary.Report().ResetsSuspectedForged);
+    }
+
+    [Fact]
     public void DataUnacknowledgedForMoreThanASecondIsAStallNeverAnAllClear()
     {
         var summary = new TcpSummary(LinkLayers.Ethernet);
