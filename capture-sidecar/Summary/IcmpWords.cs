@@ -18,8 +18,8 @@ internal static class IcmpWords
     /// <summary>Who sent it: the quoted packet's destination, a device on the path, or this host.</summary>
     public static string By(in IcmpError error, IReadOnlySet<string> localAddresses) =>
         localAddresses.Contains(error.Sender) ? $"by this host ({error.Sender})"
-        : error.FromDestination ? $"by {error.Sender}, the destination itself,"
-        : $"by {error.Sender}, a device on the path (not the destination {error.QuotedKey.Address(!error.QuotedFromA)}),";
+        : error.FromDestination ? $"by {error.Sender}, the destination itself"
+        : $"by {error.Sender}, a device on the path (not the destination {error.QuotedKey.Address(!error.QuotedFromA)})";
 
     public static string Meaning(in IcmpError error) => error.Kind switch
     {

@@ -464,7 +464,7 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
         var by = IcmpWords.By(error, localAddresses);
         var count = c.IcmpCount;
         var server = c.Server;
-        var quotes = attempt && c.IcmpQuotesSyn ? " quoting its SYN" : "";
+        var quotes = attempt && c.IcmpQuotesSyn ? ", quoting its SYN" : "";
         Note(type, severity, $"{server}|{error.Sender}|{error.Type}|{error.Code}|{attempt}", c, flow, count, [attempt ? c.FirstSynFrame : 0, c.IcmpFrame],
             g => attempt
                 ? $"{Plural(g.Connections, "connection attempt")} to {server} ({g.Flows[0]}{More(g)}) answered with ICMP {what} {by}{quotes}: {meaning}. Not dropped silently: the answer came from {(error.FromDestination ? $"{server}'s host" : "the path")}."

@@ -16,7 +16,8 @@ public sealed class RuntimeFailureTests(LabFixture fixture) : IClassFixture<LabF
         await using var lab = await NetnsLab.CreateAsync("kcAT"); // its own: this test deletes the link
         using var files = new CaptureFiles();
         var pcap = files.Pcap();
-        await using var agent = AgentProcess.Start(lab.Server, ["capture", "-i", lab.Server.Interface, "--duration", "20s", "-w", pcap, "udp port 9"]);
+        // --exact-filter: the server's ICMP port unreachables about these datagrams would be kept too (IcmpTrafficTests).
+        await using var agent = AgentProcess.Start(lab.Server, ["capture", "-i", lab.Server.Interface, "--duration", "20s", "--exact-filter", "-w", pcap, "udp port 9"]);
         await agent.WaitUntilListeningAsync();
         (await lab.Client.ExecAsync("bash", "-c", $"for i in 1 2 3 4 5; do echo $i > /dev/udp/{lab.Server.IPv4}/9; done")).EnsureSuccess();
         await Task.Delay(300);

@@ -269,12 +269,22 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         var clientDump = (await Tcpdump.ReadAsync(client.Pcap)).Tcp;
         Assert.Equal(SentAgain(clientDump), client.Summary.Retransmissions + client.Summary.OutOfOrderSegments);
         var leg = $"{ServerEndpoint(false)} -> {Client.IPv4}:";
-        var finding = Assert.Single(server.Summary.BesideLatency());
-        Assert.Equal(FindingTypes.Retransmissions, finding.Type);
+        var finding = Assert.Single(server.Summary.BesideLatency(), f => f.Type == FindingTypes.Retransmissions);
         Assert.Contains($" on {leg}", finding.Message);
+        Assert.Contains("this end cannot tell whether the first copies were lost or only late", finding.Message); // the sender's end
+        Assert.DoesNotContain(server.Summary.Findings, f => f.Severity == FindingSeverity.Error);
         // tshark calls some of them out of order: it does not know this is the sending end.
         await AssertPacketsAreAsync(server.Pcap, finding, $"tcp.srcport == {Port} && tcp.len > 0 && (tcp.analysis.retransmission || tcp.analysis.fast_retransmission || tcp.analysis.out_of_order)");
         Assert.DoesNotContain(client.Summary.Findings, f => f.Severity == FindingSeverity.Error || f.Message.Contains($"on {Client.IPv4}:", StringComparison.Ordinal));
+
+        // At the client (the receiver) the loss is told from its own capture: every first copy that never
+        // arrived (by its IP identification in the server's capture) is a gap filled by a later copy.
+        var truth = await SegmentTruth.OfAsync(server.Pcap, client.Pcap, $"tcp.srcport == {Port}", "tcp.dstport");
+        Assert.True(truth.FirstCopiesNeverArrived > 0);
+        var lost = Assert.Single(client.Summary.Findings, f => f.Type == FindingTypes.Retransmissions);
+        Assert.Equal(truth.FirstCopiesNeverArrived, lost.Evidence.Packets);
+        Assert.Contains($"lost and sent again: they filled a gap: the first copy never arrived here, lost on the way from {ServerEndpoint(false)}", lost.Message);
+        Assert.Subset(truth.RetransmissionFramesAtReceiver.ToHashSet(), lost.Evidence.PacketNumbers.ToHashSet());
 
         // Both ends compared: the bytes that left the server and never reached the client, by tshark's
         // count of payload bytes (tcp.len, retransmissions included) at each end.
