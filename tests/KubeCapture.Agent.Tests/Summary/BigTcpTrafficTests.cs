@@ -30,12 +30,7 @@ public sealed class BigTcpTrafficTests
         using var files = new CaptureFiles();
         await lab.Client.EnableBigTcpAsync(185_000, segmentationOffload, receiveOffload: true);
         await lab.Server.EnableBigTcpAsync(185_000, segmentationOffload: true, receiveOffload: true);
-        using var sink = lab.Server.Start(["python3", "-c", Sink, Port.ToString(CultureInfo.InvariantCulture)]);
-        while (!await lab.Server.IsListeningAsync(Port))
-        {
-            Assert.False(sink.HasExited, "the sink did not start");
-            await Task.Delay(20);
-        }
+        using var sink = await lab.Server.StartListeningAsync(["python3", "-c", Sink, Port.ToString(CultureInfo.InvariantCulture)], Port);
 
         var (clientPcap, serverPcap) = (files.Pcap("client.pcap"), files.Pcap("server.pcap"));
         await using var atClient = AgentProcess.Start(lab.Client, ["capture", "-i", lab.Client.Interface, "--json", "--duration", "60s", "-w", clientPcap]);

@@ -31,12 +31,7 @@ public sealed class LatencyTrafficTests : IAsyncLifetime
     [InlineData(true)]
     public async Task AServerThatAnswersSecondsAfterItAcknowledgedTheRequestIsTheApplicationsDelayNotTheNetworksAtBothEnds(bool ipv6)
     {
-        using var server = _lab.Server.Start(["python3", "-c", SlowServer, SlowPort.ToString(CultureInfo.InvariantCulture), "1.5"]);
-        while (!await _lab.Server.IsListeningAsync(SlowPort))
-        {
-            Assert.False(server.HasExited, "the slow server did not start");
-            await Task.Delay(20);
-        }
+        using var server = await _lab.Server.StartListeningAsync(["python3", "-c", SlowServer, SlowPort.ToString(CultureInfo.InvariantCulture), "1.5"], SlowPort);
 
         var (client, serverEnd) = await BothEndsCapture.CaptureAsync(_lab, _files, $"tcp port {SlowPort}", async () =>
             Assert.Equal("200", (await _lab.Client.CurlAsync($"http://{_lab.Server.UrlHost(ipv6)}:{SlowPort}/report", TimeSpan.FromSeconds(10))).Stdout));

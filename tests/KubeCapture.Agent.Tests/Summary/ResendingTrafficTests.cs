@@ -155,12 +155,7 @@ public sealed class ResendingTrafficTests : IAsyncLifetime
     public async Task AReceiverThatStopsReadingIsNamedWithHowLongItsWindowStayedClosedAndWhatWasSentAgainMeanwhileIsFlowControlNotLoss()
     {
         // The server accepts an upload and reads nothing for two seconds.
-        using var reader = _lab.Server.Start(["python3", "-c", SlowReader, "8100", "2.0"]);
-        while (!await _lab.Server.IsListeningAsync(8100))
-        {
-            Assert.False(reader.HasExited, "the slow reader did not start");
-            await Task.Delay(20);
-        }
+        using var reader = await _lab.Server.StartListeningAsync(["python3", "-c", SlowReader, "8100", "2.0"], 8100);
 
         var (client, server) = await BothEndsCapture.CaptureAsync(_lab, _files, "tcp port 8100", async () =>
             (await _lab.Client.ExecAsync(["python3", "-c", Upload, _lab.Server.IPv4.ToString(), "8100", "4000000"], TimeSpan.FromSeconds(30))).EnsureSuccess());

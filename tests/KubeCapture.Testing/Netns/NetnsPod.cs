@@ -56,6 +56,26 @@ public sealed class NetnsPod
         return Process.Start(start) ?? throw new InvalidOperationException($"could not start {string.Join(' ', command)} in {Name}");
     }
 
+    /// <summary>Starts a server (a long-running command) in this pod and returns once it listens on <paramref name="port"/>; the caller owns the process.</summary>
+    public async Task<Process> StartListeningAsync(IEnumerable<string> command, int port)
+    {
+        var process = Start(command);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while (!await IsListeningAsync(port))
+        {
+            if (process.HasExited || DateTime.UtcNow > deadline)
+            {
+                var why = process.HasExited ? $"it exited {process.ExitCode}" : "timed out";
+                process.Dispose();
+                throw new InvalidOperationException($"{string.Join(' ', command).Split('\n')[0]} did not listen on port {port} in {Name}: {why}");
+            }
+
+            await Task.Delay(20);
+        }
+
+        return process;
+    }
+
     /// <summary>Loads an nftables ruleset (nft -f syntax) into this namespace.</summary>
     public async Task AddNftablesAsync(string ruleset) =>
         (await ExecAsync(["nft", "-f", "-"], stdin: ruleset)).EnsureSuccess();
