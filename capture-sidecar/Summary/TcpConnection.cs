@@ -56,7 +56,8 @@ internal sealed class TcpConnection
         FromServer = new TcpDirection(local switch { LocalEnd.Server => CapturePoint.Sender, LocalEnd.Client => CapturePoint.Receiver, _ => CapturePoint.Unknown });
     }
 
-    public FlowKey Key { get; }
+    /// <summary>The 4-tuple (a field, not a property: looked up for every segment, never copied).</summary>
+    public readonly FlowKey Key;
 
     public bool ClientIsA { get; }
 
@@ -262,7 +263,7 @@ internal sealed class TcpConnection
         }
 
         var fin = (flags & Fin) != 0;
-        sender.See(segment.Sequence, segment.Sequence + (uint)segment.PayloadLength + (fin ? 1u : 0u), frame, time, new SegmentIdentity(segment));
+        sender.See(segment.Sequence, segment.Sequence + (uint)segment.PayloadLength + (fin ? 1u : 0u), frame, time, segment);
         if (segment.PayloadLength == 0)
         {
             SawFinOrProbe(segment, fin, sender, receiver);

@@ -8,7 +8,7 @@ namespace KubeCapture.Agent.Summary;
 /// the other side's data (closed, for how long, probed how often).
 /// </summary>
 /// <remarks>
-/// A data segment that does not start past everything seen before is one of four things, told apart
+/// A data segment that does not start past everything seen before is one of these, told apart
 /// from the segment itself and what came before, never from a guess about the network:
 /// <list type="bullet">
 /// <item>out of order: it fills a gap, and it was sent before the segment that opened the gap (its
@@ -19,10 +19,14 @@ namespace KubeCapture.Agent.Summary;
 /// <item>a retransmission that fills a gap: sent after the segment that opened it, so the first copy
 /// never came by here: lost before this point;</item>
 /// <item>a retransmission of bytes that came by before: spurious where the capture is the receiver's
-/// (or the receiver had acknowledged them), sent during flow control when the receiver's window was
-/// closed or full; at the sender it is told later, when the receiver reports the copy twice (D-SACK)
-/// or its ACK echoes the first copy's timestamp (spurious) or the retransmission's (the first was lost).</item>
+/// (or the receiver had acknowledged them), flow control when the receiver's window was closed or
+/// full; at the sender it is spurious only on the receiver's word, when it reports the copy twice
+/// (D-SACK) or its ACK echoes the first copy's timestamp, and otherwise this end cannot tell;</item>
+/// <item>the first copy of bytes a retransmission brought before it: late, and that retransmission
+/// needless.</item>
 /// </list>
+/// A gap filled later than a round trip by a segment nothing dates (IPv6 without identification,
+/// timestamps in the same millisecond) is said to be either, not called loss.
 /// </remarks>
 internal sealed class TcpDirection(CapturePoint point)
 {
@@ -212,7 +216,7 @@ internal sealed class TcpDirection(CapturePoint point)
     {
         _started = true;
         _next = next;
-        See(next, next, frame, time, default);
+        See(next, next, frame, time, default(TcpSegment));
     }
 
     public void Finish() => SawFin = true;
@@ -269,11 +273,11 @@ internal sealed class TcpDirection(CapturePoint point)
     /// A segment's sequence range (zero-length ones too): how far the sender says it got. A start
     /// past everything seen before opens a gap: bytes sent that have not reached this capture point.
     /// </summary>
-    public void See(uint start, uint end, long frame, long time, in SegmentIdentity identity)
+    public void See(uint start, uint end, long frame, long time, in TcpSegment segment)
     {
         if (_hasHighest && SequenceNumbers.Before(_highest, start))
         {
-            OpenGap(_highest, start, time, identity);
+            OpenGap(_highest, start, time, new SegmentIdentity(segment));
         }
 
         if (!_hasHighest || SequenceNumbers.Before(_highest, end))
@@ -336,7 +340,7 @@ internal sealed class TcpDirection(CapturePoint point)
             if (order > 0 || (order == 0 && time - gap.Time < roundTrip))
             {
                 OutOfOrder++;
-                Sample(ref _outOfOrderFrames, OutOfOrder, frame);
+                Sample(ref _outOfOrderFrames, frame);
                 Track(sequence, end, length, frame, identity.TsVal);
             }
             else if (order == 0)
@@ -345,7 +349,7 @@ internal sealed class TcpDirection(CapturePoint point)
                 // the gap (IPv6 has no identification; the timestamps share a millisecond): the first
                 // copy, late, or a retransmission of a lost one. A second copy would settle it.
                 Ambiguous++;
-                Sample(ref _ambiguousFrames, Ambiguous, frame);
+                Sample(ref _ambiguousFrames, frame);
                 Track(sequence, end, length, frame, identity.TsVal);
                 Keep(ref _lateFills, ref _lateFillNext, new RecentCopy(sequence, end, identity, Resolution.Ambiguous, frame));
             }
@@ -353,8 +357,8 @@ internal sealed class TcpDirection(CapturePoint point)
             {
                 Retransmissions++;
                 LostBefore++;
-                Sample(ref _retransmissionFrames, Retransmissions, frame);
-                Sample(ref _lostFrames, LostBefore, frame);
+                Sample(ref _retransmissionFrames, frame);
+                Sample(ref _lostFrames, frame);
                 MarkRetransmitted(sequence, end, length, frame, identity.TsVal, Resolution.LostBefore);
                 Keep(ref _lateFills, ref _lateFillNext, new RecentCopy(sequence, end, identity, Resolution.LostBefore, frame));
             }
@@ -369,21 +373,13 @@ internal sealed class TcpDirection(CapturePoint point)
         }
 
         // Bytes that came by here before.
-        if (IsLateFirstCopy(sequence, identity, frame) || IsOlderThanTheCopySeen(sequence, identity, frame))
+        if (IsLateFirstCopy(sequence, identity, frame) || IsLateOrCopy(sequence, length, identity, frame, time, roundTrip))
         {
-            return false;
-        }
-
-        // Where the capture is the sender's, no copy was made yet: everything seen twice was sent twice.
-        if (Point != CapturePoint.Sender && IsCopyOfRecent(sequence, length, identity, time, roundTrip))
-        {
-            Duplicates++;
-            Sample(ref _duplicateFrames, Duplicates, frame);
             return false;
         }
 
         Retransmissions++;
-        Sample(ref _retransmissionFrames, Retransmissions, frame);
+        Sample(ref _retransmissionFrames, frame);
         var resolution = Resolution.Unresolved;
         if (_hasAcknowledged && SequenceNumbers.AtOrAfter(_acknowledged, end))
         {
@@ -526,7 +522,7 @@ internal sealed class TcpDirection(CapturePoint point)
         if (!found && Point == CapturePoint.Sender && Retransmissions == 0)
         {
             Duplicates++;
-            Sample(ref _duplicateFrames, Duplicates, frame);
+            Sample(ref _duplicateFrames, frame);
         }
     }
 
@@ -568,7 +564,7 @@ internal sealed class TcpDirection(CapturePoint point)
         {
             case Resolution.Spurious:
                 Spurious++;
-                Sample(ref _spuriousFrames, Spurious, frame);
+                Sample(ref _spuriousFrames, frame);
                 break;
             case Resolution.FlowControl:
                 FlowControl++;
@@ -618,11 +614,11 @@ internal sealed class TcpDirection(CapturePoint point)
                 Ambiguous--;
                 Unsample(_ambiguousFrames, fill.Frame);
                 Retransmissions++;
-                Sample(ref _retransmissionFrames, Retransmissions, frame);
+                Sample(ref _retransmissionFrames, frame);
                 Spurious++;
-                Sample(ref _spuriousFrames, Spurious, frame);
+                Sample(ref _spuriousFrames, frame);
                 OutOfOrder++;
-                Sample(ref _outOfOrderFrames, OutOfOrder, fill.Frame);
+                Sample(ref _outOfOrderFrames, fill.Frame);
                 fill = fill with { Resolution = Resolution.Spurious };
                 return true;
             }
@@ -632,9 +628,9 @@ internal sealed class TcpDirection(CapturePoint point)
                 LostBefore--;
                 Unsample(_lostFrames, fill.Frame);
                 Spurious++;
-                Sample(ref _spuriousFrames, Spurious, fill.Frame);
+                Sample(ref _spuriousFrames, fill.Frame);
                 OutOfOrder++;
-                Sample(ref _outOfOrderFrames, OutOfOrder, frame);
+                Sample(ref _outOfOrderFrames, frame);
                 fill = fill with { Resolution = Resolution.Spurious };
                 return true;
             }
@@ -644,32 +640,49 @@ internal sealed class TcpDirection(CapturePoint point)
     }
 
     /// <summary>
-    /// A copy sent before the one that came by first with these bytes, which had arrived as new data
-    /// (nothing after it had come yet): that one was a retransmission, needless, and this the first
-    /// copy, late.
+    /// Bytes that came by before, seen again: the newest copy that brought them tells what this one is.
+    /// Sent before it, while it had arrived as new data (nothing after it had come yet): this is the
+    /// first copy, late, and that one was a retransmission, needless. The same copy (the same
+    /// identification, or the same timestamps a moment apart): the network duplicated it. Neither: false.
     /// </summary>
-    private bool IsOlderThanTheCopySeen(uint sequence, in SegmentIdentity identity, long frame)
+    private bool IsLateOrCopy(uint sequence, int length, in SegmentIdentity identity, long frame, long time, long roundTrip)
     {
-        if (_recent is null)
+        if (_recent is not { } recent)
         {
             return false;
         }
 
-        for (var i = 0; i < _recent.Length; i++)
+        var mask = recent.Length - 1;
+        for (var i = 1; i <= recent.Length; i++)
         {
-            ref var seen = ref _recent[i];
-            if (seen.Length != 0 && !seen.Retransmitted && SequenceNumbers.AtOrAfter(sequence, seen.Sequence) &&
-                SequenceNumbers.Before(sequence, seen.Sequence + (uint)seen.Length) && identity.SentBefore(seen.Identity, IpIdsIncrease) > 0)
+            ref var seen = ref recent[(_recentNext - i) & mask];
+            if (seen.Length == 0 || !SequenceNumbers.AtOrAfter(sequence, seen.Sequence) || !SequenceNumbers.Before(sequence, seen.Sequence + (uint)seen.Length))
+            {
+                continue;
+            }
+
+            if (!seen.Retransmitted && identity.SentBefore(seen.Identity, IpIdsIncrease) > 0)
             {
                 Retransmissions++;
-                Sample(ref _retransmissionFrames, Retransmissions, seen.Frame);
+                Sample(ref _retransmissionFrames, seen.Frame);
                 Spurious++;
-                Sample(ref _spuriousFrames, Spurious, seen.Frame);
+                Sample(ref _spuriousFrames, seen.Frame);
                 OutOfOrder++;
-                Sample(ref _outOfOrderFrames, OutOfOrder, frame);
+                Sample(ref _outOfOrderFrames, frame);
                 seen = seen with { Retransmitted = true };
                 return true;
             }
+
+            // Where the capture is the sender's, no copy was made yet: everything seen twice was sent twice.
+            if (Point != CapturePoint.Sender && seen.Sequence == sequence && seen.Length == length && identity.SameCopy(seen.Identity, IpIdsIncrease) &&
+                ((identity.IsIPv4 && IpIdsIncrease) || (uint)time - seen.Time < Math.Max(roundTrip / 2, 100)))
+            {
+                Duplicates++;
+                Sample(ref _duplicateFrames, frame);
+                return true;
+            }
+
+            return false;
         }
 
         return false;
@@ -682,30 +695,10 @@ internal sealed class TcpDirection(CapturePoint point)
         next = (next + 1) & (RecentCopies - 1);
     }
 
-    private bool IsCopyOfRecent(uint sequence, int length, in SegmentIdentity identity, long time, long roundTrip)
-    {
-        if (_recent is null)
-        {
-            return false;
-        }
-
-        foreach (var recent in _recent)
-        {
-            if (recent.Sequence == sequence && recent.Length == length && length != 0 &&
-                identity.SameCopy(recent.Identity, IpIdsIncrease) &&
-                ((identity.IsIPv4 && IpIdsIncrease) || time - recent.Time < Math.Max(roundTrip / 2, 100)))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
     private void Remember(uint sequence, int length, in SegmentIdentity identity, long time, long frame, bool retransmitted)
     {
         _recent ??= new RecentSegment[RecentCount];
-        _recent[_recentNext] = new RecentSegment(sequence, length, identity, time, frame, retransmitted);
+        _recent[_recentNext] = new RecentSegment(sequence, length, identity, (uint)time, (uint)frame, retransmitted);
         _recentNext = (_recentNext + 1) & (_recent.Length - 1);
     }
 
@@ -813,19 +806,17 @@ internal sealed class TcpDirection(CapturePoint point)
         _pending[(_head + _count++) & (_pending.Length - 1)] = new PendingSegment(sequence, end, length, false, (uint)frame, tsVal, tsVal, Resolution.Unresolved, (uint)frame);
     }
 
-    /// <summary>Keeps <paramref name="frame"/> among the first few of its kind (<paramref name="count"/>: how many there are now).</summary>
-    private static void Sample(ref long[]? frames, long count, long frame)
+    /// <summary>Keeps <paramref name="frame"/> among the first few of its kind (kept compact: a full set ends in a non-zero).</summary>
+    private static void Sample(ref long[]? frames, long frame)
     {
-        if (count > Samples && frames is not null && Array.IndexOf(frames, 0L) < 0)
+        if (frames is null)
         {
-            return;
+            frames = new long[Samples];
+            frames[0] = frame;
         }
-
-        frames ??= new long[Samples];
-        var free = Array.IndexOf(frames, 0L);
-        if (free >= 0)
+        else if (frames[Samples - 1] == 0)
         {
-            frames[free] = frame;
+            frames[Array.IndexOf(frames, 0L)] = frame;
         }
     }
 
@@ -854,7 +845,8 @@ internal sealed class TcpDirection(CapturePoint point)
     /// <summary>A segment waiting for its ACK: where it was first seen (<see cref="Frame"/>), and, sent again, the last copy's timestamp and packet.</summary>
     private readonly record struct PendingSegment(uint Sequence, uint End, int Length, bool Retransmitted, uint Frame, uint FirstTsVal, uint LastTsVal, Resolution Resolution, uint LastFrame);
 
-    private readonly record struct RecentSegment(uint Sequence, int Length, SegmentIdentity Identity, long Time, long Frame, bool Retransmitted);
+    /// <summary>A copy that brought new bytes (its time in microseconds, modulo 2^32: only ever compared a moment apart).</summary>
+    private readonly record struct RecentSegment(uint Sequence, int Length, SegmentIdentity Identity, uint Time, uint Frame, bool Retransmitted);
 
     private readonly record struct Gap(uint Start, uint End, long Time, SegmentIdentity Opener);
 

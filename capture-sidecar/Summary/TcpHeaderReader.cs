@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using PacketDotNet;
 
 namespace KubeCapture.Agent.Summary;
@@ -9,24 +11,30 @@ namespace KubeCapture.Agent.Summary;
 /// packet by Linux and Windows) and its TCP timestamps; the first SACK block says what the receiver
 /// has beyond a gap, or, below the acknowledged point, that it got something twice (D-SACK).
 /// </summary>
-internal readonly record struct TcpSegment(
-    FlowKey Key,
-    bool FromA,
-    uint Sequence,
-    uint Acknowledgment,
-    byte Flags,
-    ushort Window,
-    int PayloadLength,
-    byte HopLimit,
-    byte WindowShift = TcpHeaderReader.NoWindowScale,
-    ushort IpId = 0,
-    bool IsIPv4 = false,
-    bool HasTimestamps = false,
-    uint TsVal = 0,
-    uint TsEcr = 0,
-    bool HasSack = false,
-    uint SackLeft = 0,
-    uint SackRight = 0);
+[StructLayout(LayoutKind.Auto)]
+internal struct TcpSegment
+{
+    public FlowKey Key;
+    public bool FromA;
+    public uint Sequence;
+    public uint Acknowledgment;
+    public byte Flags;
+    public ushort Window;
+    public int PayloadLength;
+    public byte HopLimit;
+
+    /// <summary>The window scale option of a SYN (<see cref="TcpHeaderReader.NoWindowScale"/> without one).</summary>
+    public byte WindowShift;
+
+    public ushort IpId;
+    public bool IsIPv4;
+    public bool HasTimestamps;
+    public uint TsVal;
+    public uint TsEcr;
+    public bool HasSack;
+    public uint SackLeft;
+    public uint SackRight;
+}
 
 /// <summary>
 /// Reads link, IP and TCP headers in place, without allocating. Lengths come from the IP and TCP
@@ -78,7 +86,7 @@ internal static class TcpHeaderReader
     /// <param name="wireLength">The packet's length on the wire (the record header's original length): the IP length of a BIG TCP packet.</param>
     public static Result TryRead(LinkLayers link, ReadOnlySpan<byte> frame, int wireLength, out TcpSegment segment)
     {
-        segment = default;
+        Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
         if (IsLoopbackEcho(link, frame))
         {
             return Result.LoopbackEcho;
@@ -196,7 +204,7 @@ internal static class TcpHeaderReader
 
     private static Result ReadIPv4(ReadOnlySpan<byte> ip, int wireLength, out TcpSegment segment)
     {
-        segment = default;
+        Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
         if (ip.Length < 20 || ip[0] >> 4 != 4)
         {
             return Result.Undecodable;
@@ -240,7 +248,7 @@ internal static class TcpHeaderReader
 
     private static Result ReadIPv6(ReadOnlySpan<byte> ip, int wireLength, out TcpSegment segment)
     {
-        segment = default;
+        Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
         if (ip.Length < 40 || ip[0] >> 4 != 6)
         {
             return Result.Undecodable;
@@ -337,7 +345,7 @@ internal static class TcpHeaderReader
 
     private static Result ReadTcp(ReadOnlySpan<byte> tcp, int tcpLength, ReadOnlySpan<byte> source, ReadOnlySpan<byte> destination, byte hopLimit, ushort ipId, bool isIPv4, out TcpSegment segment)
     {
-        segment = default;
+        Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
         if (tcp.Length < 16)
         {
             return Result.Undecodable;
@@ -349,34 +357,24 @@ internal static class TcpHeaderReader
             return Result.Undecodable;
         }
 
-        var sourcePort = BinaryPrimitives.ReadUInt16BigEndian(tcp);
-        var destinationPort = BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]);
-        var key = FlowKey.Create(source, sourcePort, destination, destinationPort, out var fromA);
+        segment.Key = FlowKey.Create(source, BinaryPrimitives.ReadUInt16BigEndian(tcp), destination, BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]), out segment.FromA);
         var flags = tcp[13];
-        var options = default(TcpOptions);
+        segment.Sequence = BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]);
+        segment.Acknowledgment = BinaryPrimitives.ReadUInt32BigEndian(tcp[8..]);
+        segment.Flags = flags;
+        segment.Window = BinaryPrimitives.ReadUInt16BigEndian(tcp[14..]);
+        segment.PayloadLength = tcpLength - dataOffset;
+        segment.HopLimit = hopLimit;
+        segment.IpId = ipId;
+        segment.IsIPv4 = isIPv4;
+        segment.WindowShift = NoWindowScale;
+        segment.HasTimestamps = false;
+        segment.HasSack = false;
         if (dataOffset > 20)
         {
-            options = ReadOptions(tcp[20..Math.Min(dataOffset, tcp.Length)], (flags & Syn) != 0);
+            ReadOptions(ref segment, tcp[20..Math.Min(dataOffset, tcp.Length)], (flags & Syn) != 0);
         }
 
-        segment = new TcpSegment(
-            key,
-            fromA,
-            BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]),
-            BinaryPrimitives.ReadUInt32BigEndian(tcp[8..]),
-            flags,
-            BinaryPrimitives.ReadUInt16BigEndian(tcp[14..]),
-            tcpLength - dataOffset,
-            hopLimit,
-            options.WindowShift,
-            ipId,
-            isIPv4,
-            options.HasTimestamps,
-            options.TsVal,
-            options.TsEcr,
-            options.HasSack,
-            options.SackLeft,
-            options.SackRight);
         return Result.Tcp;
     }
 
@@ -385,15 +383,14 @@ internal static class TcpHeaderReader
     /// SACK block (RFC 2018; a D-SACK, RFC 2883, is always first) and, on a SYN, the window scale.
     /// The usual layout of a Linux segment (NOP, NOP, timestamps) is read without the loop.
     /// </summary>
-    private static TcpOptions ReadOptions(ReadOnlySpan<byte> options, bool syn)
+    private static void ReadOptions(ref TcpSegment segment, ReadOnlySpan<byte> options, bool syn)
     {
-        var read = new TcpOptions { WindowShift = NoWindowScale };
         if (!syn && options.Length == 12 && BinaryPrimitives.ReadUInt32BigEndian(options) == 0x0101080a)
         {
-            read.HasTimestamps = true;
-            read.TsVal = BinaryPrimitives.ReadUInt32BigEndian(options[4..]);
-            read.TsEcr = BinaryPrimitives.ReadUInt32BigEndian(options[8..]);
-            return read;
+            segment.HasTimestamps = true;
+            segment.TsVal = BinaryPrimitives.ReadUInt32BigEndian(options[4..]);
+            segment.TsEcr = BinaryPrimitives.ReadUInt32BigEndian(options[8..]);
+            return;
         }
 
         for (var i = 0; i < options.Length;)
@@ -419,34 +416,21 @@ internal static class TcpHeaderReader
             switch (kind)
             {
                 case 3 when syn && length == 3:
-                    read.WindowShift = Math.Min(options[i + 2], (byte)14);
+                    segment.WindowShift = Math.Min(options[i + 2], (byte)14);
                     break;
                 case 5 when length >= 10:
-                    read.HasSack = true;
-                    read.SackLeft = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 2)..]);
-                    read.SackRight = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 6)..]);
+                    segment.HasSack = true;
+                    segment.SackLeft = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 2)..]);
+                    segment.SackRight = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 6)..]);
                     break;
                 case 8 when length == 10:
-                    read.HasTimestamps = true;
-                    read.TsVal = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 2)..]);
-                    read.TsEcr = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 6)..]);
+                    segment.HasTimestamps = true;
+                    segment.TsVal = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 2)..]);
+                    segment.TsEcr = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 6)..]);
                     break;
             }
 
             i += length;
         }
-
-        return read;
-    }
-
-    private struct TcpOptions
-    {
-        public byte WindowShift;
-        public bool HasTimestamps;
-        public uint TsVal;
-        public uint TsEcr;
-        public bool HasSack;
-        public uint SackLeft;
-        public uint SackRight;
     }
 }

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Runtime.InteropServices;
 using KubeCapture.Agent.Capture;
 using PacketDotNet;
 using static KubeCapture.Agent.Summary.TcpHeaderReader;
@@ -21,7 +20,7 @@ public sealed class TcpSummary
     private readonly bool _decodes;
     private readonly IReadOnlySet<string> _localAddresses;
     private readonly (ulong High, ulong Low)[] _localBits;
-    private readonly Dictionary<FlowKey, TcpConnection> _live = new();
+    private readonly ConnectionTable _live = new();
     private readonly Outcomes _archived;
 
     // The connection of the previous segment: segments of one connection tend to come in runs (a
@@ -249,7 +248,7 @@ public sealed class TcpSummary
 
     private TcpConnection? Find(in TcpSegment segment, bool isInitialSyn)
     {
-        if (_last is { } last && last.Key.Equals(segment.Key) && !(isInitialSyn && last.IsNewConnection(segment)))
+        if (_last is { } last && last.Key.Is(segment.Key) && !(isInitialSyn && last.IsNewConnection(segment)))
         {
             return last;
         }
@@ -259,13 +258,26 @@ public sealed class TcpSummary
 
     private TcpConnection? FindInDictionary(in TcpSegment segment, bool isInitialSyn)
     {
-        if (_live.Count >= MaxTrackedConnections)
+        var hash = segment.Key.GetHashCode();
+        var found = _live.Find(segment.Key, hash);
+        if (found is not null && !(isInitialSyn && found.IsNewConnection(segment)))
         {
-            return FindWhenFull(segment, isInitialSyn);
+            return found; // the usual case: one probe, nothing to make
         }
 
-        // One hash lookup per segment: the slot is found, or made, in place.
-        ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_live, segment.Key, out var exists);
+        if (found is null && _live.Count >= MaxTrackedConnections)
+        {
+            // Full: room is made by archiving the connections that are closed; else this one is counted, not tracked.
+            ArchiveClosedConnections();
+            if (_live.Count >= MaxTrackedConnections)
+            {
+                _notTracked++;
+                return null;
+            }
+        }
+
+        // One probe sequence per segment: the slot is found, or made, in place.
+        ref var slot = ref _live.Slot(segment.Key, hash, out var exists);
         if (exists)
         {
             if (isInitialSyn && slot!.IsNewConnection(segment))
@@ -279,33 +291,6 @@ public sealed class TcpSummary
 
         slot = NewConnection(segment, isInitialSyn);
         return slot;
-    }
-
-    private TcpConnection? FindWhenFull(in TcpSegment segment, bool isInitialSyn)
-    {
-        if (_live.TryGetValue(segment.Key, out var existing))
-        {
-            if (isInitialSyn && existing.IsNewConnection(segment))
-            {
-                _archived.Add(existing, _lastTime);
-                var replacement = NewConnection(segment, isInitialSyn, sawSyn: true);
-                _live[segment.Key] = replacement;
-                return replacement;
-            }
-
-            return existing;
-        }
-
-        ArchiveClosedConnections();
-        if (_live.Count >= MaxTrackedConnections)
-        {
-            _notTracked++;
-            return null;
-        }
-
-        var connection = NewConnection(segment, isInitialSyn);
-        _live.Add(segment.Key, connection);
-        return connection;
     }
 
     // Without a SYN the direction is a guess: the lower port is taken to be the server's.
@@ -349,7 +334,7 @@ public sealed class TcpSummary
         }
 
         _icmpErrors++;
-        if (error.QuotedProtocol == 6 && _live.TryGetValue(error.QuotedKey, out var connection))
+        if (error.QuotedProtocol == 6 && _live.Find(error.QuotedKey, error.QuotedKey.GetHashCode()) is { } connection)
         {
             connection.ObserveIcmp(error, number, time);
         }
@@ -362,14 +347,7 @@ public sealed class TcpSummary
     private void ArchiveClosedConnections()
     {
         _last = null;
-        foreach (var (key, connection) in _live)
-        {
-            if (connection.IsClosed)
-            {
-                _archived.Add(connection, _lastTime);
-                _live.Remove(key);
-            }
-        }
+        _live.RemoveWhere(c => c.IsClosed, c => _archived.Add(c, _lastTime));
     }
 
     private void CountResetWithoutConnection(in TcpSegment segment)
