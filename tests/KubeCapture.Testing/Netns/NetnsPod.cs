@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using KubeCapture.Testing.Processes;
 
@@ -182,4 +183,27 @@ public sealed class NetnsPod
     /// <summary>Starts a throwaway HTTP server (python3 -m http.server, bound to ::) in this pod.</summary>
     public Task<HttpFileServer> StartHttpServerAsync(int port, IReadOnlyDictionary<string, int> filesBySize) =>
         HttpFileServer.StartAsync(this, port, filesBySize);
+
+    /// <summary>
+    /// An HTTP server on <paramref name="port"/> (IPv4 and IPv6) that reads each request, answers it
+    /// <paramref name="delay"/> after it came (200, "ready") and closes: an application slow to answer
+    /// a request its TCP acknowledged at once. Returned once it listens; kill it when done.
+    /// </summary>
+    public Task<Process> StartSlowHttpServerAsync(int port, TimeSpan delay) =>
+        StartListeningAsync(["python3", "-c", SlowHttpServer, port.ToString(CultureInfo.InvariantCulture), delay.TotalSeconds.ToString(CultureInfo.InvariantCulture)], port);
+
+    private const string SlowHttpServer = """
+        import socket, sys, threading, time
+        s = socket.socket(socket.AF_INET6)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('::', int(sys.argv[1])))
+        s.listen()
+        def answer(c):
+            c.recv(65536)
+            time.sleep(float(sys.argv[2]))
+            c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nready')
+            c.close()
+        while True:
+            threading.Thread(target=answer, args=(s.accept()[0],)).start()
+        """;
 }
