@@ -8,22 +8,25 @@
 # at a 10 MB and at a 1 GB capture, to show its RSS does not grow with the capture.
 #
 # CI runs it briefly (bench/smoke.sh). Needs root. Usage:
-#   bash bench/capture-bench.sh [--frames N] [--repeats R] [--mix udp|tcp] [--no-big]
+#   bash bench/capture-bench.sh [--frames N] [--repeats R] [--mix udp|tcp] [--no-big] [--baseline AGENT]
 # Defaults: 5,000,000 frames per run, 3 repeats, UDP frames, with the 10 MB / 1 GB comparison.
 # "agent" is the published executable (NativeAOT, as the Dockerfile builds it); "agent (JIT)" is the
 # `dotnet build` output, run once for comparison. KCB_AGENT=/path/to/kubecapture-agent overrides "agent".
+# --baseline AGENT runs another agent executable (e.g. one published from an earlier commit) in each
+# repeat beside tcpdump and "agent", as "baseline": before and after, side by side in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-frames=5000000 repeats=3 mix=udp big=1
+frames=5000000 repeats=3 mix=udp big=1 baseline=""
 while (($#)); do
   case "$1" in
     --frames) frames=$2; shift 2 ;;
     --repeats) repeats=$2; shift 2 ;;
     --mix) mix=$2; shift 2 ;;
     --no-big) big=0; shift ;;
-    *) echo "usage: $0 [--frames N] [--repeats R] [--mix udp|tcp] [--no-big]" >&2; exit 2 ;;
+    --baseline) baseline=$(realpath "$2"); shift 2 ;;
+    *) echo "usage: $0 [--frames N] [--repeats R] [--mix udp|tcp] [--no-big] [--baseline AGENT]" >&2; exit 2 ;;
   esac
 done
 
@@ -96,6 +99,7 @@ python3 "$helper" floor "JIT --version" "$agent_jit" --version | tee -a "$result
 for ((r = 1; r <= repeats; r++)); do
   run_tcpdump "$loops"
   run_agent "$loops" 4GiB
+  if [[ -n "$baseline" ]]; then run_agent "$loops" 4GiB baseline "$baseline"; fi
 done
 run_agent "$loops" 4GiB "agent (JIT)" "$agent_jit"
 
@@ -127,6 +131,10 @@ t_rss, a_rss = med("tcpdump", "peak_rss_kib"), med("agent", "peak_rss_kib")
 print()
 ratio = f"ratio {a_cpu/t_cpu:.2f}x" if t_cpu else "no ratio (tcpdump's CPU time rounds to 0: too few frames)"
 print(f"median CPU: tcpdump {t_cpu:.2f} s, agent {a_cpu:.2f} s, {ratio} (target <= 1.5x)")
+b_cpu = med("baseline", "cpu")
+if b_cpu:
+    b_ratio = f"ratio {b_cpu/t_cpu:.2f}x; " if t_cpu else ""
+    print(f"median CPU: baseline {b_cpu:.2f} s, {b_ratio}agent against baseline {a_cpu/b_cpu:.2f}x")
 print(f"median peak RSS: tcpdump {t_rss/1024:.1f} MiB, agent {a_rss/1024:.1f} MiB (target <= 48 MiB)")
 missed = [r for r in rows if r.get("tool") == "agent" and r["captured"] < max(t["captured"] for t in rows if t["tool"] == "tcpdump")]
 print(f"agent runs that captured fewer packets than the best tcpdump run: {len(missed)}")

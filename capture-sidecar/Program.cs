@@ -6,7 +6,7 @@ namespace KubeCapture.Agent;
 
 public static class Program
 {
-    /// <summary>Exit codes: 0 captured (verified), 1 failed while capturing (what was captured is kept), 2 bad input, 3 and 4 from verify (VerifyCommand).</summary>
+    /// <summary>Exit codes: 0 captured (verified), 1 failed while capturing (what was captured is kept), 2 bad input, 3 and 4 from verify (VerifyCommand), 5 from summarize when the summary does not cover all of its input (OfflineSummary).</summary>
     public static int Main(string[] args)
     {
         var stdout = Console.Out;

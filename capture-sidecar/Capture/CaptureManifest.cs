@@ -22,6 +22,19 @@ public sealed record CaptureManifest
 
     public required string Filter { get; init; }
 
+    /// <summary>
+    /// The expression the kernel ran, when it is not <see cref="Filter"/>: the filter widened to the
+    /// ICMP errors and IPv6 jumbograms of the flows it selects (see <c>WidenedFilter</c>); null when
+    /// the capture ran exactly the filter (none given, or <c>--exact-filter</c>).
+    /// </summary>
+    public string? CaptureFilter { get; init; }
+
+    /// <summary>Packets kept that the filter alone did not match: ICMP errors quoting a packet it matches, jumbograms whose TCP it matches.</summary>
+    public long PacketsAdded { get; init; }
+
+    /// <summary>Packets the widened kernel filter passed that were about other flows: discarded, not in the pcap (counted in <see cref="PacketsReceived"/>).</summary>
+    public long PacketsDiscarded { get; init; }
+
     public required int Snaplen { get; init; }
 
     public required CaptureLimits Limits { get; init; }

@@ -40,4 +40,7 @@ public sealed record CaptureOptions
 
     /// <summary>Whether to decode TCP and build the connection summary.</summary>
     public bool Summary { get; init; } = true;
+
+    /// <summary>Whether a filter also keeps the ICMP errors and IPv6 jumbograms of the flows it selects (<see cref="WidenedFilter"/>); false: exactly the filter, as tcpdump.</summary>
+    public bool WidenFilter { get; init; } = true;
 }

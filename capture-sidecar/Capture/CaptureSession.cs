@@ -32,16 +32,18 @@ public sealed class CaptureSession : IDisposable
     private readonly CaptureOptions _options;
     private readonly LibPcapLiveDevice _device;
     private readonly TcpSummary? _summary;
+    private readonly WidenedFilter? _widened;
     private readonly PacketReadiness _readiness;
     private readonly (long Received, long Dropped, long InterfaceDropped) _baseline;
     private volatile int _stopRequested = -1;
     private long _packets;
     private long _bytes;
 
-    private CaptureSession(CaptureOptions options, LibPcapLiveDevice device)
+    private CaptureSession(CaptureOptions options, LibPcapLiveDevice device, WidenedFilter? widened)
     {
         _options = options;
         _device = device;
+        _widened = widened;
         LinkType = device.LinkType;
         _readiness = new PacketReadiness(device.Handle);
         _summary = options.Summary ? new TcpSummary(LinkType, LocalAddresses.OfThisHost()) : null;
@@ -87,10 +89,10 @@ public sealed class CaptureSession : IDisposable
 
         try
         {
-            if (options.Filter.Length > 0)
-            {
-                device.Filter = options.Filter;
-            }
+            // Installed even when empty, as tcpdump does: the compiled program returns the snaplen, so
+            // the kernel copies only that much of each packet into the ring. Without one it copies
+            // whole packets, and BIG TCP or TSO packets of up to 185 KB fill it within a few hundred.
+            device.Filter = options.Filter;
         }
         catch (PcapException e)
         {
@@ -98,7 +100,28 @@ public sealed class CaptureSession : IDisposable
             throw new CaptureSetupException($"invalid filter '{options.Filter}': {e.Message}");
         }
 
-        return new CaptureSession(options, device);
+        return new CaptureSession(options, device, Widen(options, device));
+    }
+
+    /// <summary>The user's filter widened to the ICMP errors and jumbograms of its flows (<see cref="WidenedFilter"/>); null without a filter, with --exact-filter, or where the link type cannot take the additions.</summary>
+    private static WidenedFilter? Widen(CaptureOptions options, LibPcapLiveDevice device)
+    {
+        if (!options.WidenFilter || options.Filter.Length == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            var widened = WidenedFilter.Create(device.Handle, device.LinkType, options.Filter, EffectiveSnaplen(options.Snaplen));
+            device.Filter = widened.Expression;
+            return widened;
+        }
+        catch (PcapException)
+        {
+            device.Filter = options.Filter; // exactly the user's, as tcpdump would run it
+            return null;
+        }
     }
 
     /// <summary>-s 0 means the whole packet, as in tcpdump.</summary>
@@ -142,10 +165,16 @@ public sealed class CaptureSession : IDisposable
             }
         }
 
+        if (error is not null)
+        {
+            _summary?.EndedEarly(error, live: true);
+        }
+
         var ended = DateTime.UtcNow;
         var statistics = ReadStatistics();
         _device.Close();
-        return new CaptureOutcome(started, ended, reason, error, statistics.Received, statistics.Dropped, statistics.InterfaceDropped, _summary?.Report());
+        return new CaptureOutcome(started, ended, reason, error, statistics.Received, statistics.Dropped, statistics.InterfaceDropped, _summary?.Report(),
+            _widened?.Expression, _widened?.Added ?? 0, _widened?.Discarded ?? 0);
     }
 
     /// <summary>The end of the capture window as packet timestamps count it: microseconds since the epoch.</summary>
@@ -210,6 +239,11 @@ public sealed class CaptureSession : IDisposable
             }
 
             var data = new ReadOnlySpan<byte>((void*)dataPointer, (int)header->CaptureLength);
+            if (_widened is { } widened && !widened.Keep(data))
+            {
+                continue; // let through by the widening, about another flow
+            }
+
             if (!writer.TryWrite((uint)header->Seconds, (uint)header->Microseconds, data, header->OriginalLength))
             {
                 return StopReason.Bytes;
@@ -217,7 +251,7 @@ public sealed class CaptureSession : IDisposable
 
             Volatile.Write(ref _packets, writer.Packets);
             Volatile.Write(ref _bytes, writer.BytesWritten);
-            _summary?.Observe(data, (header->Seconds * 1_000_000) + header->Microseconds);
+            _summary?.Observe(data, header->OriginalLength, (header->Seconds * 1_000_000) + header->Microseconds);
             if (writer.Packets >= maxPackets)
             {
                 return StopReason.Count;
@@ -231,16 +265,10 @@ public sealed class CaptureSession : IDisposable
             ? (now.Received - _baseline.Received, now.Dropped - _baseline.Dropped, now.InterfaceDropped - _baseline.InterfaceDropped)
             : (0, 0, 0);
 
-    public void Dispose() => _device.Dispose();
-
-    /// <summary>libpcap's <c>struct pcap_pkthdr</c> on 64-bit Linux: a timeval of two longs, then caplen and len.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private readonly struct PcapPacketHeader
+    public void Dispose()
     {
-        public readonly long Seconds;
-        public readonly long Microseconds;
-        public readonly uint CaptureLength;
-        public readonly uint OriginalLength;
+        _widened?.Dispose();
+        _device.Dispose();
     }
 }
 
@@ -253,4 +281,7 @@ public sealed record CaptureOutcome(
     long PacketsReceived,
     long PacketsDroppedByKernel,
     long PacketsDroppedByInterface,
-    TcpSummaryReport? Summary);
+    TcpSummaryReport? Summary,
+    string? CaptureFilter = null,
+    long PacketsAdded = 0,
+    long PacketsDiscarded = 0);

@@ -30,6 +30,48 @@ internal static unsafe class LibPcapExports
     public static readonly delegate* unmanaged<nint, uint*, int> Stats =
         (delegate* unmanaged<nint, uint*, int>)Export("pcap_stats");
 
+    /// <summary><c>pcap_t *pcap_open_offline_with_tstamp_precision(const char *fname, u_int precision, char *errbuf)</c></summary>
+    public static readonly delegate* unmanaged<byte*, uint, byte*, nint> OpenOffline =
+        (delegate* unmanaged<byte*, uint, byte*, nint>)Export("pcap_open_offline_with_tstamp_precision");
+
+    /// <summary><c>int pcap_next_ex(...)</c> with the GC transition, for files: reading may block on the disk.</summary>
+    public static readonly delegate* unmanaged<nint, nint*, nint*, int> NextEx =
+        (delegate* unmanaged<nint, nint*, nint*, int>)Export("pcap_next_ex");
+
+    /// <summary><c>char *pcap_geterr(pcap_t *p)</c></summary>
+    public static readonly delegate* unmanaged<nint, nint> GetError =
+        (delegate* unmanaged<nint, nint>)Export("pcap_geterr");
+
+    /// <summary><c>int pcap_datalink(pcap_t *p)</c></summary>
+    public static readonly delegate* unmanaged<nint, int> Datalink =
+        (delegate* unmanaged<nint, int>)Export("pcap_datalink");
+
+    /// <summary><c>const char *pcap_datalink_val_to_name(int dlt)</c>: NULL for a link type libpcap does not know.</summary>
+    public static readonly delegate* unmanaged<int, nint> DatalinkName =
+        (delegate* unmanaged<int, nint>)Export("pcap_datalink_val_to_name");
+
+    /// <summary><c>const char *pcap_datalink_val_to_description(int dlt)</c></summary>
+    public static readonly delegate* unmanaged<int, nint> DatalinkDescription =
+        (delegate* unmanaged<int, nint>)Export("pcap_datalink_val_to_description");
+
+    /// <summary><c>FILE *pcap_file(pcap_t *p)</c>: the savefile's stream.</summary>
+    public static readonly delegate* unmanaged<nint, nint> File =
+        (delegate* unmanaged<nint, nint>)Export("pcap_file");
+
+    /// <summary><c>void pcap_close(pcap_t *p)</c></summary>
+    public static readonly delegate* unmanaged<nint, void> Close =
+        (delegate* unmanaged<nint, void>)Export("pcap_close");
+
+    /// <summary>libc's <c>long ftell(FILE *stream)</c>: how far libpcap read into a savefile.</summary>
+    public static readonly delegate* unmanaged<nint, long> Tell =
+        (delegate* unmanaged<nint, long>)LibcExport("ftell");
+
+    /// <summary>libpcap's name for a link type (EN10MB, LINUX_SLL, IEEE802_11_RADIO...), or null when libpcap does not know it.</summary>
+    public static string? LinkTypeName(int linkType) => Marshal.PtrToStringUTF8(DatalinkName(linkType));
+
+    /// <summary>libpcap's description of a link type ("802.11 plus radiotap header"), or null.</summary>
+    public static string? LinkTypeDescription(int linkType) => Marshal.PtrToStringUTF8(DatalinkDescription(linkType));
+
     private static nint Load()
     {
         foreach (var name in new[] { "libpcap.so.0.8", "libpcap.so.1", "libpcap.so" })
@@ -43,8 +85,23 @@ internal static unsafe class LibPcapExports
         throw new DllNotFoundException("libpcap (libpcap.so.0.8)");
     }
 
+    private static nint LibcExport(string name) =>
+        NativeLibrary.TryLoad("libc.so.6", out var libc) && NativeLibrary.TryGetExport(libc, name, out var export)
+            ? export
+            : throw new EntryPointNotFoundException($"libc has no {name}");
+
     private static nint Export(string name) =>
         NativeLibrary.TryGetExport(Library, name, out var export)
             ? export
             : throw new EntryPointNotFoundException($"libpcap has no {name}");
+}
+
+/// <summary>libpcap's <c>struct pcap_pkthdr</c> on 64-bit Linux: a timeval of two longs, then caplen and len.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal readonly struct PcapPacketHeader
+{
+    public readonly long Seconds;
+    public readonly long Microseconds;
+    public readonly uint CaptureLength;
+    public readonly uint OriginalLength;
 }

@@ -17,6 +17,9 @@ public static class Manifests
         LinkType = InterfaceCatalog.DltName(link),
         LinkTypeValue = (uint)link,
         Filter = options.Filter,
+        CaptureFilter = outcome.CaptureFilter,
+        PacketsAdded = outcome.PacketsAdded,
+        PacketsDiscarded = outcome.PacketsDiscarded,
         Snaplen = CaptureSession.EffectiveSnaplen(options.Snaplen),
         Limits = new CaptureLimits
         {

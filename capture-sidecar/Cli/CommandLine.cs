@@ -36,6 +36,8 @@ public static class CommandLine
                             (default: kubecapture-<UTC time>.pcap; an existing file is never overwritten)
           --overwrite       allow -w to replace an existing file
           --no-summary      do not decode TCP for the summary
+          --exact-filter    capture exactly the filter, as tcpdump (by default a filter also keeps the ICMP
+                            errors and IPv6 jumbograms of the flows it selects: see docs/agent.md)
           --json            print the manifest as JSON on stdout instead of the human summary
 
         cluster mode (instead of -w; the operator starts the agent this way):
@@ -122,6 +124,9 @@ public static class CommandLine
                     break;
                 case "--no-summary":
                     options = options with { Summary = false };
+                    break;
+                case "--exact-filter":
+                    options = options with { WidenFilter = false };
                     break;
                 case "--ingest" or "--ingest-ca-pem" or "--token" or "--capture-uid" or "--capture-namespace" or "--capture-name" or "--pod" or "--retention" or "--ingest-retry":
                     cluster[name] = NonEmpty(name, Value());

@@ -41,6 +41,14 @@ public sealed record ConnectionRecord
 
     public long ServerWireBytes { get; init; }
 
+    /// <summary>Data segments the client and the server sent again, as seen here.</summary>
+    public long ClientRetransmissions { get; init; }
+
+    public long ServerRetransmissions { get; init; }
+
+    /// <summary>The first ICMP error about the connection (it quotes one of its packets), or null.</summary>
+    public IcmpRecord? Icmp { get; init; }
+
     /// <summary>The capture saw the connection end (FIN both ways, a RST or a refusal).</summary>
     public bool Closed { get; init; }
 
@@ -65,6 +73,18 @@ public sealed record ResetRecord
 
     /// <summary>The TTL/hop limit of the claimed sender's other packets (0: none seen).</summary>
     public int SideHopLimit { get; init; }
+
+    public long Frame { get; init; }
+}
+
+/// <summary>An ICMP error about a connection: its type and code, who sent it, its packet number.</summary>
+public sealed record IcmpRecord
+{
+    public int Type { get; init; }
+
+    public int Code { get; init; }
+
+    public string Sender { get; init; } = "";
 
     public long Frame { get; init; }
 }

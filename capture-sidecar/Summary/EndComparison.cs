@@ -4,14 +4,16 @@ namespace KubeCapture.Agent.Summary;
 /// Two captures of the same conversations, one at each end, compared: what only both ends can
 /// tell. Connections are matched by the client's initial sequence number, which survives the path
 /// (addresses and ports may be translated on the way; clocks differ between hosts and are not used).
-/// Which end a capture is comes from its summary's local addresses. Data lost on the way is judged
-/// only when both captures saw the connection from its SYN to its end and neither capture missed
-/// packets itself (kernel drops): otherwise the capture, not the path, could have lost them.
+/// Which end a capture is comes from its summary's local addresses. Data lost on the way, or sent
+/// again needlessly, is judged only when both captures saw the connection from its SYN to its end and
+/// neither capture missed packets itself (kernel drops, a capture cut short): otherwise the capture,
+/// not the path, could have lost them.
 /// </summary>
 public static class EndComparison
 {
     public static IReadOnlyList<Finding> Compare(TcpSummaryReport first, TcpSummaryReport second, bool capturesMissedPackets = false)
     {
+        capturesMissedPackets |= first.Input.Incomplete || second.Input.Incomplete;
         var groups = new Dictionary<(string Type, string Subject), List<(ConnectionRecord Record, long Frame, IReadOnlyList<string> Indicators, string Message)>>();
         foreach (var (here, there) in new[] { (first, second), (second, first) })
         {
@@ -31,7 +33,7 @@ public static class EndComparison
                 foreach (var (type, frame, indicators, message) in Judge(r, other, clientHere, complete, !capturesMissedPackets))
                 {
                     // Loss is told per direction: the leg from this end.
-                    var key = (type, type == FindingTypes.LossOnOneLeg ? $"{r.Server}|{clientHere}" : r.Server);
+                    var key = (type, type is FindingTypes.LossOnOneLeg or FindingTypes.SpuriousRetransmissions ? $"{r.Server}|{clientHere}" : r.Server);
                     if (!groups.TryGetValue(key, out var list))
                     {
                         groups[key] = list = [];
@@ -78,7 +80,7 @@ public static class EndComparison
                 $"the server answered with SYN-ACK ({r.SynAcks} sent, its capture) and none reached the client ({other.Syns} SYNs sent, no SYN-ACK in its capture): the return path drops them. Look at asymmetric routing, NAT, a stateful firewall that saw only half the conversation.");
         }
 
-        if (clientHere && otherComplete && other is null && r.Syns > 0 && r.SynAcks == 0 && !r.Refused && r.Reset is null)
+        if (clientHere && otherComplete && other is null && r.Syns > 0 && r.SynAcks == 0 && !r.Refused && r.Reset is null && r.Icmp is null)
         {
             yield return (FindingTypes.SilentlyDropped, r.FirstSynFrame, [],
                 $"{r.Syns} SYNs left the client (its capture) and none reached the server (its capture shows no packet of this connection): dropped silently in between. Look at firewalls, security groups and routing on the way to the server.");
@@ -86,6 +88,14 @@ public static class EndComparison
 
         // This end sent, the other received: what left here and never arrived there, retransmissions included.
         var (sentBytes, arrivedBytes) = clientHere ? (r.ClientWireBytes, other?.ClientWireBytes) : (r.ServerWireBytes, other?.ServerWireBytes);
+        var sentAgain = clientHere ? r.ClientRetransmissions : r.ServerRetransmissions;
+        if (judgeLoss && other is not null && r.Closed && other.Closed && sentAgain > 0 && arrivedBytes >= sentBytes)
+        {
+            var (from, to) = clientHere ? ("client", "server") : ("server", "client");
+            yield return (FindingTypes.SpuriousRetransmissions, 0, [$"{from}-to-{to}"],
+                $"the {from} sent {sentAgain} segments again (its capture), and the {to}'s capture shows every one of the {sentBytes} payload bytes the {from} sent arriving ({arrivedBytes} arrived, copies included): the first copies had arrived, so the retransmissions were spurious, not loss. The {from}'s retransmission timer fired before the ACKs got back: delay, jitter or reordering on the path, or late ACKs.");
+        }
+
         if (judgeLoss && other is not null && r.Closed && other.Closed && arrivedBytes < sentBytes)
         {
             var (from, to) = clientHere ? ("client", "server") : ("server", "client");
@@ -104,13 +114,18 @@ public static class EndComparison
         var flows = list.Select(x => $"{x.Record.Client} -> {x.Record.Server}").Distinct().ToList();
         var more = list.Count > 1 ? $" and {list.Count - 1} more" : "";
         var capture = type == FindingTypes.ReturnPath ? "the server's" : type == FindingTypes.SilentlyDropped ? "the client's" : "the receiving end's";
-        var loss = type == FindingTypes.LossOnOneLeg;
+        var byBytes = type is FindingTypes.LossOnOneLeg or FindingTypes.SpuriousRetransmissions;
         return new Finding
         {
             Type = type,
-            // Some loss on a leg is what TCP recovers from; it explains slowness, not a failure.
-            Severity = loss ? FindingSeverity.Warning : FindingSeverity.Error,
-            Message = $"{connections} to {first.Server} ({flows[0]}{more}): {message}" + (loss ? "" : $" (Packet numbers: {capture} pcap.)"),
+            // Some loss on a leg is what TCP recovers from; it explains slowness, not a failure. Spurious retransmissions are no loss at all.
+            Severity = type switch
+            {
+                FindingTypes.LossOnOneLeg => FindingSeverity.Warning,
+                FindingTypes.SpuriousRetransmissions => FindingSeverity.Info,
+                _ => FindingSeverity.Error,
+            },
+            Message = $"{connections} to {first.Server} ({flows[0]}{more}): {message}" + (byBytes ? "" : $" (Packet numbers: {capture} pcap.)"),
             Evidence = new FindingEvidence
             {
                 Connections = list.Count,

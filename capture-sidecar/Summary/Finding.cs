@@ -2,7 +2,7 @@ namespace KubeCapture.Agent.Summary;
 
 /// <summary>
 /// One thing the packets show, as data: a stable <see cref="Type"/> (the list is
-/// <see cref="FindingTypes"/>, documented in the README), how serious it is, one sentence for
+/// <see cref="FindingTypes"/>, documented in docs/findings.md), how serious it is, one sentence for
 /// people, and the evidence to check it in Wireshark. Bounded whatever the traffic: connections with
 /// the same finding are grouped, counted, and only a few samples are kept.
 /// </summary>
@@ -61,9 +61,15 @@ public static class FindingSeverity
     };
 }
 
-/// <summary>The finding types, stable: tools may match on them. Documented in README.md ("Findings").</summary>
+/// <summary>The finding types, stable: tools may match on them. Documented in docs/findings.md.</summary>
 public static class FindingTypes
 {
+    /// <summary>The input ended before its end (a file cut short or with a corrupt record, a live capture libpcap stopped reading): the findings cover what came before.</summary>
+    public const string CaptureIncomplete = "CaptureIncomplete";
+
+    /// <summary>Packets of a link type the summary does not decode: counted, not analysed.</summary>
+    public const string LinkTypeNotAnalysed = "LinkTypeNotAnalysed";
+
     /// <summary>The SYN was answered with a RST: nothing listening on that port.</summary>
     public const string ConnectionRefused = "ConnectionRefused";
 
@@ -100,6 +106,27 @@ public static class FindingTypes
     /// <summary>A receiver advertised a zero window: it stopped reading.</summary>
     public const string ZeroWindow = "ZeroWindow";
 
+    /// <summary>An ICMP or ICMPv6 destination unreachable about a flow (a SYN rejected by a firewall on the path, a UDP port nothing listens on), named with who sent it.</summary>
+    public const string IcmpDestinationUnreachable = "IcmpDestinationUnreachable";
+
+    /// <summary>An ICMP or ICMPv6 time exceeded about a flow: its TTL or hop limit ran out on the way (a routing loop).</summary>
+    public const string IcmpTimeExceeded = "IcmpTimeExceeded";
+
+    /// <summary>ICMP "fragmentation needed" or ICMPv6 "packet too big" about a flow: the path's MTU, told to the sender.</summary>
+    public const string IcmpPacketTooBig = "IcmpPacketTooBig";
+
+    /// <summary>Data sent again whose first copy had arrived: the retransmission timer fired early (delay, jitter, reordering, late ACKs); not loss.</summary>
+    public const string SpuriousRetransmissions = "SpuriousRetransmissions";
+
+    /// <summary>Identical copies of a segment that the network made; not loss.</summary>
+    public const string DuplicateSegments = "DuplicateSegments";
+
+    /// <summary>A server whose response took far longer than the network's round trip: the delay is the application's.</summary>
+    public const string ApplicationLatency = "ApplicationLatency";
+
+    /// <summary>The network round trip and response times, where nothing was slow.</summary>
+    public const string Latency = "Latency";
+
     /// <summary>More connections than the summary tracks at once: some were counted, not analysed.</summary>
     public const string ConnectionsNotTracked = "ConnectionsNotTracked";
 
@@ -117,8 +144,9 @@ public static class FindingTypes
 
     public static IReadOnlyList<string> All { get; } =
     [
-        ConnectionRefused, SynUnanswered, HandshakeIncomplete, ResetSuspectedForged, ResetBare, ResetByEndpoint,
-        MtuBlackhole, DataStalled, NoDataAfterHandshake, Retransmissions, OutOfOrder, ZeroWindow, ConnectionsNotTracked,
+        CaptureIncomplete, LinkTypeNotAnalysed, ConnectionRefused, IcmpDestinationUnreachable, IcmpTimeExceeded, SynUnanswered, HandshakeIncomplete,
+        ResetSuspectedForged, ResetBare, ResetByEndpoint, MtuBlackhole, IcmpPacketTooBig, DataStalled, NoDataAfterHandshake, ApplicationLatency,
+        ZeroWindow, Retransmissions, SpuriousRetransmissions, DuplicateSegments, OutOfOrder, Latency, ConnectionsNotTracked,
         ResetFromMiddlebox, ReturnPath, SilentlyDropped, LossOnOneLeg,
     ];
 }

@@ -25,7 +25,11 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
             : new FlowKey(dh, dl, destinationPort, sh, sl, sourcePort);
     }
 
-    public bool Equals(FlowKey other) =>
+    public bool Equals(FlowKey other) => Is(other);
+
+    /// <summary><see cref="Equals(FlowKey)"/> without copying either key: what the summary asks of every segment.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool Is(in FlowKey other) =>
         ALow == other.ALow && BLow == other.BLow && APort == other.APort && BPort == other.BPort &&
         AHigh == other.AHigh && BHigh == other.BHigh;
 
@@ -33,8 +37,12 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
     {
         var hash = (ALow * 0x9E3779B97F4A7C15UL) ^ (BLow * 0xC2B2AE3D27D4EB4FUL) ^
             ((AHigh ^ BHigh) * 0x165667B19E3779F9UL) ^ (((ulong)APort << 16) | BPort);
-        hash ^= hash >> 29;
-        return (int)hash ^ (int)(hash >> 32);
+
+        // Every bit into the low ones (MurmurHash3's finalizer): the connection table indexes by them.
+        hash ^= hash >> 33;
+        hash *= 0xff51afd7ed558ccdUL;
+        hash ^= hash >> 33;
+        return (int)hash;
     }
 
     public string Endpoint(bool a) => a ? Format(AHigh, ALow, APort) : Format(BHigh, BLow, BPort);
@@ -43,6 +51,9 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
 
     public ushort Port(bool a) => a ? APort : BPort;
 
+    /// <summary>Endpoint A's (or B's) address as the two halves of an IPv6 address (IPv4 mapped).</summary>
+    public (ulong High, ulong Low) AddressBits(bool a) => a ? (AHigh, ALow) : (BHigh, BLow);
+
     /// <summary>IPv6 (IPv4 is held as IPv4-mapped IPv6).</summary>
     public bool IsIPv6 => !(AHigh == 0 && (ALow >> 32) == 0xffff);
 
@@ -50,7 +61,7 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
     public bool HasAddress(bool a, IReadOnlySet<string> addresses) => addresses.Contains(Address(a));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Widen(ReadOnlySpan<byte> address, out ulong high, out ulong low)
+    public static void Widen(ReadOnlySpan<byte> address, out ulong high, out ulong low)
     {
         if (address.Length == 4)
         {
@@ -64,7 +75,7 @@ internal readonly record struct FlowKey(ulong AHigh, ulong ALow, ushort APort, u
         }
     }
 
-    private static string FormatAddress(ulong high, ulong low)
+    public static string FormatAddress(ulong high, ulong low)
     {
         Span<byte> bytes = stackalloc byte[16];
         BinaryPrimitives.WriteUInt64BigEndian(bytes, high);

@@ -13,6 +13,12 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
     /// <summary>Data unacknowledged (or a gap unfilled) this long, with the connection still open, is a stall.</summary>
     public const long StallMicroseconds = 1_000_000;
 
+    /// <summary>An application time this long, and ten times the network's round trip, is the application's delay (<see cref="FindingTypes.ApplicationLatency"/>).</summary>
+    public const long SlowApplicationMicroseconds = 200_000;
+
+    /// <summary>ICMP errors that quote no tracked connection are grouped by what they say and about whom; past this many groups, by what they say only.</summary>
+    private const int MaxIcmpSubjects = 256;
+
     private readonly Dictionary<(string Type, string Subject), Group> _groups = new();
     private readonly List<ConnectionRecord> _records = [];
     private readonly List<ConnectionRecord> _cleanRecords = [];
@@ -53,6 +59,25 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
 
     public long? SmallestLostRetransmitted { get; private set; }
 
+    /// <summary>Connections whose SYN was answered by an ICMP error (unreachable, time exceeded) instead of the server.</summary>
+    public long AnsweredByIcmp { get; private set; }
+
+    /// <summary>Data segments sent again, and of those the spurious ones; copies the network made; segments that arrived out of order; SYNs and SYN-ACKs sent again.</summary>
+    public long Retransmissions { get; private set; }
+
+    public long SpuriousRetransmissions { get; private set; }
+
+    public long DuplicateSegments { get; private set; }
+
+    public long OutOfOrder { get; private set; }
+
+    public long HandshakeRetransmissions { get; private set; }
+
+    /// <summary>Round trips (handshakes) and response times, as measured here.</summary>
+    public LatencyTally Latency { get; } = new();
+
+    private int _icmpSubjects;
+
     public void Add(TcpConnection c, long now)
     {
         var notes = _notes;
@@ -82,12 +107,20 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
     private void AddOutcome(TcpConnection c, long now)
     {
         Connections++;
-        var clientLocal = c.Key.HasAddress(c.ClientIsA, localAddresses);
-        var serverLocal = c.Key.HasAddress(!c.ClientIsA, localAddresses);
+        HandshakeRetransmissions += c.HandshakeRetransmissions;
+        var clientLocal = c.Local is LocalEnd.Client or LocalEnd.Both;
+        var serverLocal = c.Local is LocalEnd.Server or LocalEnd.Both;
         var flow = $"{c.Client} -> {c.Server}";
+        var icmpAnswered = c.Icmp is { Kind: not IcmpErrorKind.PacketTooBig } && c.SawSyn && !c.SawSynAck && !c.Refused && c.Reset is null;
         if (c.Completed)
         {
             Completed++;
+        }
+        else if (icmpAnswered)
+        {
+            // Not a silent drop: something on the path, or the server's host, said why.
+            AnsweredByIcmp++;
+            NoteIcmp(c, c.Icmp!.Value, flow, attempt: true);
         }
         else if (c.Refused)
         {
@@ -110,16 +143,22 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
                 g => DescribeUnanswered(g, c.Server, end));
         }
 
+        if (c.Icmp is { } error && !icmpAnswered)
+        {
+            NoteIcmp(c, error, flow, attempt: false);
+        }
+
         if (c.Reset is { } reset)
         {
             AddReset(c, reset, flow, clientLocal, serverLocal);
         }
 
+        AddLatency(c, flow);
         var open = (c.Completed || !c.SawSyn) && !c.IsClosed;
         var established = (c.Completed || !c.SawSyn) && c.Reset is null && !c.Refused;
         var closing = c.FromClient.SawFin || c.FromServer.SawFin;
-        AddDirection(c, c.FromServer, c.Server, c.Client, established, closing, now);
-        AddDirection(c, c.FromClient, c.Client, c.Server, established, closing, now);
+        AddDirection(c, c.FromServer, c.FromClient, c.Server, c.Client, established, closing, now);
+        AddDirection(c, c.FromClient, c.FromServer, c.Client, c.Server, established, closing, now);
         if (c.Completed && open && !closing && c.FromClient.Bytes == 0 && c.FromServer.Bytes == 0)
         {
             Note(FindingTypes.NoDataAfterHandshake, FindingSeverity.Warning, c.Server, c, flow, 0, [c.FirstSynFrame, c.CompletionFrame],
@@ -140,6 +179,14 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
         ForgedServerAck += other.ForgedServerAck;
         LargestAcknowledged = Max(LargestAcknowledged, other.LargestAcknowledged);
         SmallestLostRetransmitted = Min(SmallestLostRetransmitted, other.SmallestLostRetransmitted);
+        AnsweredByIcmp += other.AnsweredByIcmp;
+        Retransmissions += other.Retransmissions;
+        SpuriousRetransmissions += other.SpuriousRetransmissions;
+        DuplicateSegments += other.DuplicateSegments;
+        OutOfOrder += other.OutOfOrder;
+        HandshakeRetransmissions += other.HandshakeRetransmissions;
+        Latency.Add(other.Latency);
+        _icmpSubjects += other._icmpSubjects;
         RecordsOmitted += other.RecordsOmitted;
         foreach (var record in other._records)
         {
@@ -162,14 +209,20 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
     }
 
     /// <summary>The findings, most serious first, at most <paramref name="max"/> (the rest counted in <paramref name="omitted"/>).</summary>
-    public IReadOnlyList<Finding> Findings(long zeroWindows, IReadOnlyList<long> zeroWindowFrames, long notTracked, int max, out int omitted)
+    /// <param name="first">What the summary could not read or analyse (<see cref="FindingTypes.CaptureIncomplete"/>, <see cref="FindingTypes.LinkTypeNotAnalysed"/>): ahead of the rest.</param>
+    public IReadOnlyList<Finding> Findings(IReadOnlyList<Finding> first, long notTracked, int max, out int omitted)
     {
         var groups = _groups.Values.ToList();
-        if (zeroWindows > 0)
+        if (Latency.Responses + Latency.RoundTrips > 0 && !groups.Any(g => g.Type == FindingTypes.ApplicationLatency))
         {
-            var g = new Group(FindingTypes.ZeroWindow, FindingSeverity.Warning, g => $"{Plural(g.Packets, "zero-window advertisement")}: a receiver stopped reading and told its peer to wait.");
-            g.Packets = zeroWindows;
-            g.Frames.AddRange(zeroWindowFrames);
+            var describe = Latency.Describe();
+            var g = new Group(FindingTypes.Latency, FindingSeverity.Info, _ => describe);
+            g.Packets = Latency.Responses;
+            if (Latency.Slowest is { } slow)
+            {
+                g.Frames.AddRange(new[] { slow.RequestFrame, slow.AckFrame, slow.ResponseFrame }.Where(f => f > 0));
+            }
+
             groups.Add(g);
         }
 
@@ -180,12 +233,12 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
             groups.Add(g);
         }
 
-        var findings = groups
+        var findings = first.Concat(groups
             .OrderBy(g => FindingSeverity.Rank(g.Severity))
             .ThenBy(g => Order(g.Type))
             .ThenByDescending(g => g.Connections)
             .ThenByDescending(g => g.Packets)
-            .Select(g => g.ToFinding())
+            .Select(g => g.ToFinding()))
             .ToList();
         omitted = Math.Max(0, findings.Count - max);
         return findings.Count > max ? findings.Take(max).ToList() : findings;
@@ -264,23 +317,33 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
             g => $"{Plural(g.Connections, "connection")} {flow} reset by the {side} with [R.]: the application aborted it, or closed it with data unread.");
     }
 
-    private void AddDirection(TcpConnection c, TcpDirection direction, string sender, string receiver, bool established, bool closing, long now)
+    private void AddDirection(TcpConnection c, TcpDirection direction, TcpDirection receiverSide, string sender, string receiver, bool established, bool closing, long now)
     {
         LargestAcknowledged = Max(LargestAcknowledged, direction.LargestAcknowledged);
         var (lost, lostFrame) = direction.SmallestUnacknowledgedRetransmitted();
         SmallestLostRetransmitted = Min(SmallestLostRetransmitted, lost);
+        Retransmissions += direction.Retransmissions;
+        SpuriousRetransmissions += direction.Spurious;
+        DuplicateSegments += direction.Duplicates;
+        OutOfOrder += direction.OutOfOrder;
         var subject = $"{sender} -> {receiver}";
+        AddFlowControl(c, direction, receiverSide, sender, receiver, now);
         var icmp = c.IsIPv6 ? "ICMPv6 'packet too big'" : "ICMP 'fragmentation needed'";
         if (lost is not null && direction.LargestAcknowledged is { } acked && acked < lost)
         {
+            var told = c.Icmp is { Kind: IcmpErrorKind.PacketTooBig } ptb && ptb.QuotedSource.StartsWith(c.Key.Address(direction == c.FromClient ? c.ClientIsA : !c.ClientIsA), StringComparison.Ordinal)
+                ? $" The {icmp} did come back (packet {c.IcmpFrame}, from {ptb.Sender}, MTU {ptb.Mtu}), yet {sender} kept sending big segments: it is dropped after this capture point (a firewall on {sender}'s host) or ignored."
+                : $" A link on the path has a smaller MTU and the {icmp} is not getting back to {sender}.";
             Note(FindingTypes.MtuBlackhole, FindingSeverity.Error, subject, c, subject, direction.Retransmissions, [lostFrame, .. direction.RetransmissionFrames],
-                g => $"MTU blackhole suspected on {subject}: segments up to {g.Acked} bytes were acknowledged, segments of {g.Lost} bytes were retransmitted and never acknowledged. A link on the path has a smaller MTU and the {icmp} is not getting back to {sender}.",
+                g => $"MTU blackhole suspected on {subject}: segments up to {g.Acked} bytes were acknowledged, segments of {g.Lost} bytes were retransmitted and never acknowledged.{told}",
                 acked: acked, lost: lost.Value);
             return;
         }
 
-        var gap = established && direction.HasUnfilledGap && direction.Unacknowledged > 0 && (closing || now - direction.GapTime >= StallMicroseconds);
-        var waiting = established && direction.Unacknowledged > 0 && now - direction.OutstandingSince >= StallMicroseconds;
+        // A closed window explains data that waits: flow control (ZeroWindow), not a stall.
+        var flowControlled = receiverSide.WindowClosed;
+        var gap = established && !flowControlled && direction.HasUnfilledGap && direction.Unacknowledged > 0 && (closing || now - direction.GapTime >= StallMicroseconds);
+        var waiting = established && !flowControlled && direction.Unacknowledged > 0 && now - direction.OutstandingSince >= StallMicroseconds;
         if (gap || waiting)
         {
             var bytes = direction.Unacknowledged;
@@ -295,17 +358,165 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
             return;
         }
 
-        if (direction.Retransmissions > 0)
+        AddResendings(c, direction, sender, receiver, subject);
+    }
+
+    /// <summary>
+    /// What was sent again, arrived twice or out of order, each named for what it is, as far as this
+    /// capture point can tell: only a first copy that never came by is loss.
+    /// </summary>
+    private void AddResendings(TcpConnection c, TcpDirection direction, string sender, string receiver, string subject)
+    {
+        var point = direction.Point;
+        var (gapFilled, unresolved, undated) = (direction.LostBefore, direction.Unresolved, direction.Ambiguous);
+        if (gapFilled + unresolved + undated > 0)
         {
-            Note(FindingTypes.Retransmissions, FindingSeverity.Warning, subject, c, subject, direction.Retransmissions, direction.RetransmissionFrames,
-                g => $"{Plural(g.Packets, "retransmitted segment")} on {subject}: packets lost on that leg, or their ACKs lost on the way back.");
+            // Each kind in its own words; counted when more than one is there.
+            var several = (gapFilled > 0 ? 1 : 0) + (unresolved > 0 ? 1 : 0) + (undated > 0 ? 1 : 0) > 1;
+            string Of(long n, string one, string many) => several ? $"{n} of them" : n == 1 ? one : many;
+            var parts = new List<string>();
+            if (gapFilled > 0)
+            {
+                parts.Add(point == CapturePoint.Receiver
+                    ? $"{Of(gapFilled, "it", "they")} filled a gap: the first copy never arrived here, lost on the way from {sender}"
+                    : $"{Of(gapFilled, "it", "they")} filled a gap: the first copy never came by this point, lost on the way to it");
+            }
+
+            if (unresolved > 0)
+            {
+                parts.Add(point switch
+                {
+                    CapturePoint.Sender => $"this end cannot tell whether the first {(unresolved == 1 ? "copy was" : "copies were")} lost or only late{(several ? $" (for {unresolved} of them)" : "")}: a capture at {receiver} tells (kubecapture-agent compare)",
+                    CapturePoint.Receiver => $"{Of(unresolved, "it", "they")} came by here twice",
+                    _ => $"{Of(unresolved, "it", "they")} came by here twice: the first copy was lost after this point, or only late; captures at both ends tell",
+                });
+            }
+
+            if (undated > 0)
+            {
+                parts.Add($"{Of(undated, "it", "they")} filled a gap more than a round trip after it opened, and nothing here dates {(undated == 1 ? "it" : "them")} against the segment that opened it (no IP identification on IPv6, the same TCP timestamp): the first copy, late, or a retransmission of a lost one; a capture at {sender} tells (kubecapture-agent compare)");
+            }
+
+            var evidence = gapFilled > 0 ? direction.LostFrames : unresolved > 0 ? direction.RetransmissionFrames : direction.AmbiguousFrames;
+            var what = unresolved + undated == 0 ? "lost and sent again" : undated == 0 ? "sent again" : "sent again or late";
+            Note(FindingTypes.Retransmissions, FindingSeverity.Warning, subject, c, subject, gapFilled + unresolved + undated, evidence,
+                g => $"{Plural(g.Packets, "segment")} on {subject} {what}{More(g)}: {string.Join("; ", parts)}.");
+        }
+
+        if (direction.Spurious > 0)
+        {
+            Note(FindingTypes.SpuriousRetransmissions, FindingSeverity.Info, subject, c, subject, direction.Spurious, direction.SpuriousFrames,
+                g => point switch
+                {
+                    CapturePoint.Receiver => $"{Plural(g.Packets, "segment")} on {subject} arrived twice{More(g)}: the first copy had already arrived here and {sender} sent it again anyway: its retransmission timer fired before the ACK got back (delay, jitter or reordering on the path, or late ACKs from {receiver}). Not loss.",
+                    CapturePoint.Sender => $"{Plural(g.Packets, "segment")} on {subject} sent again needlessly{More(g)}: {receiver} reported getting them twice (D-SACK), or its ACK echoed the first copy's timestamp: the first copies had arrived. The retransmission timer fired before the ACK got back (delay, jitter or reordering on the path, or late ACKs); not loss.",
+                    _ => $"{Plural(g.Packets, "segment")} on {subject} sent again after their first copy had arrived{More(g)}: {receiver} had acknowledged it, or reported getting it twice (D-SACK), or its ACK echoed the first copy's timestamp. Not loss.",
+                });
+        }
+
+        if (direction.Duplicates > 0)
+        {
+            Note(FindingTypes.DuplicateSegments, FindingSeverity.Info, subject, c, subject, direction.Duplicates, direction.DuplicateFrames,
+                g => point == CapturePoint.Sender
+                    ? $"{receiver} reported getting {Plural(g.Packets, "segment")} on {subject} twice that {sender} sent once (D-SACK){More(g)}: the network duplicated them. Not loss."
+                    : $"{Plural(g.Packets, "segment")} on {subject} came by twice as identical copies{More(g)} (the same IP identification, or the same TCP timestamps, a moment apart): the network duplicated them; {sender} sent each once. Not loss.");
         }
 
         if (direction.OutOfOrder > 0)
         {
             Note(FindingTypes.OutOfOrder, FindingSeverity.Info, subject, c, subject, direction.OutOfOrder, direction.OutOfOrderFrames,
-                g => $"{Plural(g.Packets, "segment")} on {subject} arrived out of order (each filled a gap within one round trip of the segment after it): reordered on the path, or lost before this point and sent again at once. Not counted as retransmissions.");
+                g => $"{Plural(g.Packets, "segment")} on {subject} arrived out of order{More(g)}: each was sent before the segments that came ahead of it (its IP identification or TCP timestamp is the older), so the network reordered them (jitter, several paths). Not loss, not retransmissions.");
         }
+    }
+
+    /// <summary>A receiver whose window closed (it stopped reading) or filled: flow control, named with the end that stopped reading and for how long.</summary>
+    private void AddFlowControl(TcpConnection c, TcpDirection direction, TcpDirection receiverSide, string sender, string receiver, long now)
+    {
+        var closings = receiverSide.WindowClosings;
+        var resent = direction.FlowControl;
+        if (closings == 0 && resent == 0)
+        {
+            return;
+        }
+
+        var closed = receiverSide.WindowClosedMicroseconds + receiverSide.ClosedFor(now);
+        var longest = Math.Max(receiverSide.LongestWindowClosedMicroseconds, receiverSide.ClosedFor(now));
+        var still = receiverSide.WindowClosed ? ", still closed when the capture ended" : "";
+        var probes = receiverSide.ProbesWhileClosed;
+        var again = resent > 0 ? $"; {sender} sent {Plural(resent, "segment")} again while the window was closed or full, waiting for {receiver}'s late ACKs" : "";
+        var who = receiverSide.Point == CapturePoint.Sender ? $"{receiver} (this host)" : receiver;
+        Note(FindingTypes.ZeroWindow, closings > 0 ? FindingSeverity.Warning : FindingSeverity.Info, receiver, c, $"{sender} -> {receiver}", receiverSide.ZeroWindowAdvertisements,
+            [receiverSide.FirstZeroWindowFrame, receiverSide.FirstReopenFrame, .. direction.RetransmissionFrames.Take(2)],
+            g => closings > 0
+                ? $"{who} stopped reading{More(g)}: it closed its receive window to {sender} {Times(closings)}, {Durations.Format(closed)} in all (the longest {Durations.Format(longest)}{still}); {sender} sent {Plural(probes, "window probe")} meanwhile{again}. Flow control, not loss: the application at {receiver} reads slower than {sender} sends, or stopped reading."
+                : $"{who}'s receive window filled up{More(g)}{again}. Flow control, not loss: the application at {receiver} reads slower than {sender} sends.");
+    }
+
+    /// <summary>
+    /// An ICMP error about a connection: what it says, who sent it (the destination's host, or a device
+    /// on the path), and, where it answered the SYN, that the attempt was not dropped silently.
+    /// </summary>
+    private void NoteIcmp(TcpConnection c, IcmpError error, string flow, bool attempt)
+    {
+        var (type, severity) = IcmpWords.Finding(error);
+        var what = IcmpWords.What(error);
+        var meaning = IcmpWords.Meaning(error);
+        var by = IcmpWords.By(error, localAddresses);
+        var count = c.IcmpCount;
+        var server = c.Server;
+        var quotes = attempt && c.IcmpQuotesSyn ? ", quoting its SYN" : "";
+        Note(type, severity, $"{server}|{error.Sender}|{error.Type}|{error.Code}|{attempt}", c, flow, count, [attempt ? c.FirstSynFrame : 0, c.IcmpFrame],
+            g => attempt
+                ? $"{Plural(g.Connections, "connection attempt")} to {server} ({g.Flows[0]}{More(g)}) answered with ICMP {what} {by}{quotes}: {meaning}. Not dropped silently: the answer came from {(error.FromDestination ? $"{server}'s host" : "the path")}."
+                : $"{Plural(g.Connections, "connection")} {flow}{More(g)}: ICMP {what} {by}, about its packets ({Plural(count, "time")}): {meaning}.");
+    }
+
+    /// <summary>An ICMP error that quotes no connection tracked here (UDP, or a TCP flow not seen): grouped by what it says and about whom.</summary>
+    public void AddIcmp(in IcmpError error, long frame, long time)
+    {
+        var (type, severity) = IcmpWords.Finding(error);
+        var what = IcmpWords.What(error);
+        var meaning = IcmpWords.Meaning(error);
+        var by = IcmpWords.By(error, localAddresses);
+        var protocol = error.QuotedProtocol switch { 6 => "TCP", 17 => "UDP", _ => "IP" };
+        var flow = $"{error.QuotedSource} -> {error.QuotedDestination}";
+        var destination = error.QuotedDestination;
+        var subject = $"{destination}|{error.Sender}|{error.Type}|{error.Code}";
+        if (!_groups.ContainsKey((type, subject)) && ++_icmpSubjects > MaxIcmpSubjects)
+        {
+            subject = $"*|{error.Type}|{error.Code}";
+        }
+
+        Note(type, severity, subject, flow, 1, [frame], time, time,
+            g => $"{Plural(g.Packets, $"{protocol} packet")} to {destination} ({g.Flows[0]}{More(g)}) answered with ICMP {what} {by}: {meaning}.");
+    }
+
+    /// <summary>Round trip and response times; a finding when the application's time dwarfs the network's.</summary>
+    private void AddLatency(TcpConnection c, string flow)
+    {
+        var rtt = c.RoundTripMicroseconds;
+        Latency.Add(c);
+        if (c.Slowest is not { } slow || !c.HasRoundTrip)
+        {
+            return;
+        }
+
+        // At the server the response's wait is the application's alone; elsewhere it includes up to one round trip.
+        var application = slow.Microseconds - (c.Local == LocalEnd.Server ? 0 : rtt);
+        if (application < SlowApplicationMicroseconds || application < 10 * rtt)
+        {
+            return;
+        }
+
+        var (server, client, local) = (c.Server, c.Client, c.Local);
+        var slowest = c.Responses == 1 ? "" : $" (the slowest of {c.Responses} responses)";
+        var acknowledged = slow.AckFrame != 0;
+        Note(FindingTypes.ApplicationLatency, FindingSeverity.Warning, server, c, flow, c.Responses, [slow.RequestFrame, slow.AckFrame, slow.ResponseFrame],
+            g => local switch
+            {
+                LocalEnd.Server => $"This host ({server}) answered a request from {client} {Durations.Format(slow.Microseconds)} after it arrived{More(g)}{slowest}{(acknowledged ? $"; its TCP acknowledged the request after {Durations.Format(slow.AckMicroseconds)}" : "")}. The network round trip to {client} is {Durations.Format(rtt)} (the handshake): the delay is in the application here, not the network.",
+                _ => $"{server} {(acknowledged ? $"acknowledged a request from {client} in {Durations.Format(slow.AckMicroseconds)} and " : "")}answered {(acknowledged ? "it" : $"a request from {client}")} {Durations.Format(slow.Microseconds)} after it {(local == LocalEnd.Client ? "was sent" : "passed here")}{More(g)}{slowest}, while the network round trip is {Durations.Format(rtt)} (the handshake): the delay is in the application at {server}, not the network.",
+            });
     }
 
     private static string DescribeUnanswered(Group g, string server, string end) => end switch
@@ -325,6 +536,10 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
     private static string More(Group g) => g.Connections > 1 ? $" and {g.Connections - 1} more" : "";
 
     private void Note(string type, string severity, string subject, TcpConnection c, string flow, long packets, IReadOnlyList<long> frames,
+        Func<Group, string> describe, IReadOnlyList<string>? indicators = null, long acked = 0, long lost = 0) =>
+        Note(type, severity, subject, flow, packets, frames, c.FirstTime, c.LastTime, describe, indicators, acked, lost);
+
+    private void Note(string type, string severity, string subject, string flow, long packets, IReadOnlyList<long> frames, long first, long last,
         Func<Group, string> describe, IReadOnlyList<string>? indicators = null, long acked = 0, long lost = 0)
     {
         _notes++;
@@ -334,10 +549,12 @@ internal sealed class Outcomes(IReadOnlySet<string> localAddresses)
             _groups[(type, subject)] = group;
         }
 
-        group.Add(flow, packets, frames, c.FirstTime, c.LastTime, indicators ?? [], acked, lost);
+        group.Add(flow, packets, frames, first, last, indicators ?? [], acked, lost);
     }
 
-    private static string Plural(long count, string noun) => count == 1 ? $"1 {noun}" : $"{count} {noun}s";
+    internal static string Plural(long count, string noun) => count == 1 ? $"1 {noun}" : $"{count} {noun}s";
+
+    private static string Times(long count) => count switch { 1 => "once", 2 => "twice", _ => $"{count} times" };
 
     private static long? Max(long? a, long? b) => a is null ? b : b is null ? a : Math.Max(a.Value, b.Value);
 

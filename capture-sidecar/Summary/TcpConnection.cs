@@ -2,31 +2,68 @@ using static KubeCapture.Agent.Summary.TcpHeaderReader;
 
 namespace KubeCapture.Agent.Summary;
 
-/// <summary>What one segment turned out to be, for the summary's per-packet counters.</summary>
-[Flags]
-internal enum SegmentVerdict
+/// <summary>Which ends of a connection are the capture's own host (its local addresses).</summary>
+internal enum LocalEnd : byte
 {
-    None = 0,
-    Retransmission = 1,
-    HandshakeRetransmission = 2,
-    OutOfOrder = 4,
+    None,
+    Client,
+    Server,
+    Both,
 }
 
 /// <summary>
-/// One TCP connection as the capture saw it: handshake, resets, and each direction's data, with the
-/// packet numbers (1-based, as Wireshark's <c>frame.number</c>) and times (microseconds since the
-/// epoch) of what a finding cites as evidence.
+/// Where the capture sits for one direction of a connection's data: at the sender (its segments seen
+/// leaving), at the receiver (seen arriving), or unknown (in between, or the local addresses unknown).
+/// What a segment seen twice means depends on it: at the receiver the first copy arrived; at the sender
+/// it only left.
 /// </summary>
-internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
+internal enum CapturePoint : byte
+{
+    Unknown,
+    Sender,
+    Receiver,
+}
+
+/// <summary>
+/// One TCP connection as the capture saw it: handshake, resets, ICMP errors about it, each direction's
+/// data and advertised window, and its request/response timing, with the packet numbers (1-based, as
+/// Wireshark's <c>frame.number</c>) and times (microseconds since the epoch) of what a finding cites.
+/// </summary>
+internal sealed class TcpConnection
 {
     /// <summary>Out-of-order threshold without a handshake to measure the round trip (Wireshark's 3 ms).</summary>
     private const long DefaultReorderWindowMicroseconds = 3000;
 
-    public FlowKey Key { get; } = key;
+    private uint _serverIsn;
+    private long _lastSynTime;
 
-    public bool ClientIsA { get; } = clientIsA;
+    // The request waiting for its response: the client's last new data since the server last sent
+    // any, and the server's first ACK that covered it.
+    private bool _awaitingResponse;
+    private uint _requestEnd;
+    private long _requestEndTime;
+    private long _requestEndFrame;
+    private long _requestAckTime;
+    private long _requestAckFrame;
 
-    public bool SawSyn { get; private set; } = sawSyn;
+    public TcpConnection(FlowKey key, bool clientIsA, bool sawSyn, LocalEnd local = LocalEnd.None)
+    {
+        Key = key;
+        ClientIsA = clientIsA;
+        SawSyn = sawSyn;
+        Local = local;
+        FromClient = new TcpDirection(local switch { LocalEnd.Client => CapturePoint.Sender, LocalEnd.Server => CapturePoint.Receiver, _ => CapturePoint.Unknown });
+        FromServer = new TcpDirection(local switch { LocalEnd.Server => CapturePoint.Sender, LocalEnd.Client => CapturePoint.Receiver, _ => CapturePoint.Unknown });
+    }
+
+    /// <summary>The 4-tuple (a field, not a property: looked up for every segment, never copied).</summary>
+    public readonly FlowKey Key;
+
+    public bool ClientIsA { get; }
+
+    public LocalEnd Local { get; }
+
+    public bool SawSyn { get; private set; }
 
     public bool SawSynAck { get; private set; }
 
@@ -38,11 +75,16 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
 
     public int SynAckCount { get; private set; }
 
+    /// <summary>SYNs and SYN-ACKs sent again for this connection.</summary>
+    public int HandshakeRetransmissions { get; private set; }
+
     public TcpReset? Reset { get; private set; }
 
-    public TcpDirection FromClient { get; } = new();
+    /// <summary>The client's data, and the window the client advertised for the server's.</summary>
+    public TcpDirection FromClient { get; }
 
-    public TcpDirection FromServer { get; } = new();
+    /// <summary>The server's data, and the window the server advertised for the client's.</summary>
+    public TcpDirection FromServer { get; }
 
     public uint ClientIsn { get; private set; }
 
@@ -66,11 +108,32 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
     /// <summary>The client's ACK that completed the handshake.</summary>
     public long CompletionFrame { get; private set; }
 
-    /// <summary>From the first SYN to the ACK that completed the handshake, as seen here: about one round trip at either end.</summary>
-    public long HandshakeMicroseconds { get; private set; }
+    /// <summary>From the last SYN to the ACK that completed the handshake, as seen here: one network round trip between the two ends, wherever the capture sits.</summary>
+    public long RoundTripMicroseconds { get; private set; }
 
-    private uint _serverIsn;
-    private long _firstSynTime;
+    /// <summary>The handshake was seen from its SYN to its completion: <see cref="RoundTripMicroseconds"/> is measured.</summary>
+    public bool HasRoundTrip { get; private set; }
+
+    /// <summary>The first ICMP error about this connection (it quotes one of its packets), and how many came.</summary>
+    public IcmpError? Icmp { get; private set; }
+
+    public long IcmpFrame { get; private set; }
+
+    public int IcmpCount { get; private set; }
+
+    /// <summary>The ICMP error quotes the client's SYN: the connection attempt itself was answered from the path.</summary>
+    public bool IcmpQuotesSyn { get; private set; }
+
+    /// <summary>Responses seen: server data following client data.</summary>
+    public int Responses { get; private set; }
+
+    /// <summary>The slowest response: from the request's last segment to the response's first, as seen here.</summary>
+    public Response? Slowest { get; private set; }
+
+    /// <summary>Every response's time, summed (microseconds), for the typical one.</summary>
+    public long ResponseMicrosecondsTotal { get; private set; }
+
+    public long FastestResponseMicroseconds { get; private set; } = long.MaxValue;
 
     /// <summary>As a record, for comparing with the other end's capture.</summary>
     public ConnectionRecord ToRecord() => new()
@@ -89,12 +152,15 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
         ServerBytes = FromServer.Bytes,
         ClientWireBytes = FromClient.WireBytes,
         ServerWireBytes = FromServer.WireBytes,
+        ClientRetransmissions = FromClient.Retransmissions,
+        ServerRetransmissions = FromServer.Retransmissions,
         Closed = IsClosed,
         FirstSynFrame = FirstSynFrame,
         FirstSynAckFrame = FirstSynAckFrame,
         Reset = Reset is { } r
             ? new ResetRecord { FromClient = r.FromClient, Bare = r.Bare, Sequence = r.Sequence, HopLimit = r.HopLimit, SideHopLimit = r.SideHopLimit, Frame = r.Frame }
             : null,
+        Icmp = Icmp is { } icmp ? new IcmpRecord { Type = icmp.Type, Code = icmp.Code, Sender = icmp.Sender, Frame = IcmpFrame } : null,
     };
 
     public bool IsClosed => Refused || Reset is not null || (FromClient.SawFin && FromServer.SawFin);
@@ -111,7 +177,19 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
     public bool IsNewConnection(in TcpSegment syn) =>
         !SawSyn || !IsFromClient(syn.FromA) || syn.Sequence != ClientIsn;
 
-    public SegmentVerdict Observe(in TcpSegment segment, bool fromClient, long frame, long time)
+    /// <summary>An ICMP error that quotes one of this connection's packets.</summary>
+    public void ObserveIcmp(in IcmpError error, long frame, long time)
+    {
+        LastTime = time;
+        if (IcmpCount++ == 0)
+        {
+            Icmp = error;
+            IcmpFrame = frame;
+            IcmpQuotesSyn = SawSyn && error.HasQuotedSequence && error.QuotedSequence == ClientIsn && IsFromClient(error.QuotedFromA);
+        }
+    }
+
+    public void Observe(in TcpSegment segment, bool fromClient, long frame, long time)
     {
         if (FirstFrame == 0)
         {
@@ -145,42 +223,102 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
                     segment.Sequence);
             }
 
-            return SegmentVerdict.None;
+            return;
         }
 
         sender.LastHopLimit = segment.HopLimit;
-        sender.LastWindow = segment.Window;
         if ((flags & Syn) != 0)
         {
+            sender.LastWindow = segment.Window;
             sender.WindowShift = segment.WindowShift;
             sender.SawSynSegment = true;
             if (hasAck)
             {
-                receiver.Acknowledge(segment.Acknowledgment, frame, time);
+                receiver.Acknowledge(segment, frame, time);
             }
 
-            return ObserveSyn(segment, fromClient, hasAck, sender, frame, time) ? SegmentVerdict.HandshakeRetransmission : SegmentVerdict.None;
+            if (ObserveSyn(segment, fromClient, hasAck, sender, frame, time))
+            {
+                HandshakeRetransmissions++;
+            }
+
+            return;
         }
 
+        sender.AdvertiseWindow(segment.Window, frame, time);
         if (hasAck)
         {
             if (fromClient && SawSynAck && !Completed && SequenceNumbers.AtOrAfter(segment.Acknowledgment, _serverIsn + 1))
             {
                 Completed = true;
                 CompletionFrame = frame;
-                if (_firstSynTime != 0)
+                if (LastSynFrame != 0)
                 {
-                    HandshakeMicroseconds = time - _firstSynTime;
+                    RoundTripMicroseconds = time - _lastSynTime;
+                    HasRoundTrip = true;
                 }
             }
 
-            receiver.Acknowledge(segment.Acknowledgment, frame, time);
+            receiver.Acknowledge(segment, frame, time);
         }
 
         var fin = (flags & Fin) != 0;
-        sender.See(segment.Sequence, segment.Sequence + (uint)segment.PayloadLength + (fin ? 1u : 0u), frame, time);
-        var reorderWindow = HandshakeMicroseconds > 0 ? HandshakeMicroseconds : DefaultReorderWindowMicroseconds;
-        return sender.Send(segment.Sequence, segment.PayloadLength, fin, frame, time, reorderWindow);
+        sender.See(segment.Sequence, segment.Sequence + (uint)segment.PayloadLength + (fin ? 1u : 0u), frame, time, segment);
+        if (segment.PayloadLength == 0)
+        {
+            SawFinOrProbe(segment, fin, sender, receiver);
+            if (!fromClient && _awaitingResponse && _requestAckFrame == 0 && hasAck && SequenceNumbers.AtOrAfter(segment.Acknowledgment, _requestEnd))
+            {
+                (_requestAckTime, _requestAckFrame) = (time, frame);
+            }
+
+            return;
+        }
+
+        var reorderWindow = HasRoundTrip && RoundTripMicroseconds > 0 ? RoundTripMicroseconds : DefaultReorderWindowMicroseconds;
+        if (sender.Send(segment, fin, frame, time, reorderWindow, receiver))
+        {
+            ObserveTurn(segment, fromClient, frame, time);
+        }
+    }
+
+    private static void SawFinOrProbe(in TcpSegment segment, bool fin, TcpDirection sender, TcpDirection receiver)
+    {
+        if (fin)
+        {
+            sender.Finish();
+        }
+        else if (receiver.WindowClosed && sender.IsWindowProbe(segment.Sequence))
+        {
+            receiver.ProbesWhileClosed++;
+        }
+    }
+
+    /// <summary>New data: the client's is a request (or more of it), the server's first after it is the response.</summary>
+    private void ObserveTurn(in TcpSegment segment, bool fromClient, long frame, long time)
+    {
+        if (fromClient)
+        {
+            _awaitingResponse = true;
+            _requestEnd = segment.Sequence + (uint)segment.PayloadLength;
+            (_requestEndTime, _requestEndFrame, _requestAckTime, _requestAckFrame) = (time, frame, 0, 0);
+            return;
+        }
+
+        if (!_awaitingResponse)
+        {
+            return; // the server speaks first, or goes on: not an answer to anything seen here
+        }
+
+        _awaitingResponse = false;
+        var microseconds = time - _requestEndTime;
+        Responses++;
+        ResponseMicrosecondsTotal += microseconds;
+        FastestResponseMicroseconds = Math.Min(FastestResponseMicroseconds, microseconds);
+        if (Slowest is null || microseconds > Slowest.Microseconds)
+        {
+            Slowest = new Response(microseconds, _requestEndFrame, frame, _requestAckFrame, _requestAckFrame == 0 ? 0 : _requestAckTime - _requestEndTime);
+        }
     }
 
     private bool ObserveSyn(in TcpSegment segment, bool fromClient, bool hasAck, TcpDirection sender, long frame, long time)
@@ -194,9 +332,9 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
             if (FirstSynFrame == 0)
             {
                 FirstSynFrame = frame;
-                _firstSynTime = time;
             }
 
+            _lastSynTime = time;
             LastSynFrame = frame;
             sender.Start(segment.Sequence + 1, frame, time);
             return repeat;
@@ -223,6 +361,13 @@ internal sealed class TcpConnection(FlowKey key, bool clientIsA, bool sawSyn)
 }
 
 /// <summary>
+/// One response, as seen here: the request's last segment and the response's first (their times
+/// apart), and the server's ACK of the request before it answered, if it sent one (how long after the
+/// request it came).
+/// </summary>
+internal sealed record Response(long Microseconds, long RequestFrame, long ResponseFrame, long AckFrame, long AckMicroseconds);
+
+/// <summary>
 /// The first reset seen on a connection, and what it can be told by: a bare [R] (no ACK), a hop
 /// limit unlike the one its side used before, a sequence number outside the receiver's window.
 /// </summary>
@@ -233,325 +378,6 @@ internal sealed record TcpReset(bool FromClient, bool Bare, byte HopLimit, byte 
 
     /// <summary>What a device in between gives itself away by (not a bare [R] alone: stacks send those too).</summary>
     public bool SuspectedForged => HopLimitMismatch || OutsideWindow;
-}
-
-/// <summary>One direction's data: the highest sequence sent, and segments still waiting for an ACK.</summary>
-internal sealed class TcpDirection
-{
-    private const int MaxPending = 64; // a power of two: ring indexes wrap with a mask
-    private const int RetransmissionSamples = 4;
-
-    // Unacknowledged segments, oldest first, in a ring that grows to MaxPending and then drops its
-    // oldest entry for each new one. Grown on demand, so quiet connections stay small.
-    private PendingSegment[] _pending = [];
-    private int _head;
-    private int _count;
-    private bool _started;
-    private uint _next;
-    private long _lastAdvanceTime;
-
-    // Everything the sender's sequence numbers say it sent (zero-length segments and FIN included),
-    // and what the receiver acknowledged of it: the difference is what never arrived, or is in flight.
-    private bool _hasHighest;
-    private uint _highest;
-    private bool _hasAcknowledged;
-    private uint _acknowledged;
-    private long _outstandingSince;
-
-    // The oldest gap in the sequence space seen here (a later segment came first), until filled.
-    private bool _hasHole;
-    private uint _holeStart;
-    private uint _holeEnd;
-    private long _holeTime;
-    private long[]? _retransmissionFrames;
-    private long[]? _outOfOrderFrames;
-
-    public byte LastHopLimit { get; set; }
-
-    public ushort LastWindow { get; set; }
-
-    public byte WindowShift { get; set; } = NoWindowScale;
-
-    /// <summary>This side's SYN (or SYN-ACK) was seen: its window scale is known.</summary>
-    public bool SawSynSegment { get; set; }
-
-    public bool SawFin { get; private set; }
-
-    public long Retransmissions { get; private set; }
-
-    public long OutOfOrder { get; private set; }
-
-    /// <summary>Payload bytes carried the first time (not counting retransmissions).</summary>
-    public long Bytes { get; private set; }
-
-    /// <summary>
-    /// Payload bytes of every data segment that passed this capture point, retransmissions included:
-    /// what the sender put on the wire (at its end) or what arrived (at the other). Unlike a segment
-    /// count it does not depend on how offloads (TSO/GRO) cut the stream at either end.
-    /// </summary>
-    public long WireBytes { get; private set; }
-
-    /// <summary>Largest payload seen in this direction.</summary>
-    public int LargestSegment { get; private set; }
-
-    /// <summary>Largest payload the other side acknowledged.</summary>
-    public long? LargestAcknowledged { get; private set; }
-
-    /// <summary>The first few retransmissions, by packet number.</summary>
-    public IReadOnlyList<long> RetransmissionFrames => _retransmissionFrames is null ? [] : _retransmissionFrames.Where(f => f != 0).ToArray();
-
-    /// <summary>The first few out-of-order segments, by packet number.</summary>
-    public IReadOnlyList<long> OutOfOrderFrames => _outOfOrderFrames is null ? [] : _outOfOrderFrames.Where(f => f != 0).ToArray();
-
-    /// <summary>The segment that last moved the acknowledged point, and the one with the highest sequence.</summary>
-    public long LastAcknowledgmentFrame { get; private set; }
-
-    public long HighestFrame { get; private set; }
-
-    /// <summary>Bytes the sender's sequence numbers show as sent that the receiver has not acknowledged.</summary>
-    public long Unacknowledged => _hasHighest && _hasAcknowledged && SequenceNumbers.Before(_acknowledged, _highest) ? _highest - _acknowledged : 0;
-
-    /// <summary>Since when the oldest unacknowledged byte has waited (the last time the acknowledged point moved, or data started to wait).</summary>
-    public long OutstandingSince => _outstandingSince;
-
-    /// <summary>A gap in what arrived here that was never filled: bytes the sender sent that never reached this capture point.</summary>
-    public bool HasUnfilledGap => _hasHole;
-
-    public long GapTime => _holeTime;
-
-    /// <summary>Smallest payload that was retransmitted and is still unacknowledged, and the packet that first carried it.</summary>
-    public (long? Length, long Frame) SmallestUnacknowledgedRetransmitted()
-    {
-        long? smallest = null;
-        long frame = 0;
-        for (var i = 0; i < _count; i++)
-        {
-            var segment = _pending[(_head + i) & (_pending.Length - 1)];
-            if (segment.Retransmitted && (smallest is null || segment.Length < smallest))
-            {
-                smallest = segment.Length;
-                frame = segment.Frame;
-            }
-        }
-
-        return (smallest, frame);
-    }
-
-    public void Start(uint next, long frame, long time)
-    {
-        _started = true;
-        _next = next;
-        _lastAdvanceTime = time;
-        See(next, next, frame, time);
-    }
-
-    /// <summary>A RST whose sequence number lies outside what the receiver would accept: [acknowledged, acknowledged + window).</summary>
-    public bool IsOutsideReceiveWindow(uint sequence, TcpDirection receiver)
-    {
-        if (!_hasAcknowledged || !SawSynSegment || !receiver.SawSynSegment)
-        {
-            return false; // without both SYNs the window's scale is unknown
-        }
-
-        var shift = WindowShift != NoWindowScale && receiver.WindowShift != NoWindowScale ? receiver.WindowShift : 0;
-        var window = Math.Max(1u, (uint)receiver.LastWindow << shift);
-        return sequence != _highest && (SequenceNumbers.Before(sequence, _acknowledged) || sequence - _acknowledged >= window);
-    }
-
-    /// <summary>
-    /// A segment's sequence range (zero-length ones too): how far the sender says it got. A start
-    /// past everything seen before opens a gap: bytes sent that have not reached this capture point.
-    /// </summary>
-    public void See(uint start, uint end, long frame, long time)
-    {
-        if (_hasHighest && !_hasHole && SequenceNumbers.Before(_highest, start))
-        {
-            _hasHole = true;
-            _holeStart = _highest;
-            _holeEnd = start;
-            _holeTime = time;
-        }
-
-        if (!_hasHighest || SequenceNumbers.Before(_highest, end))
-        {
-            if (Unacknowledged == 0)
-            {
-                _outstandingSince = time;
-            }
-
-            _hasHighest = true;
-            _highest = end;
-            HighestFrame = frame;
-        }
-    }
-
-    /// <summary>Records a segment: a retransmission when it repeats a sequence range already sent, out of order when it fills a gap within one round trip.</summary>
-    public SegmentVerdict Send(uint sequence, int length, bool fin, long frame, long time, long reorderWindow)
-    {
-        SawFin |= fin;
-        if (length == 0)
-        {
-            return SegmentVerdict.None;
-        }
-
-        WireBytes += length;
-
-        if (length > LargestSegment)
-        {
-            LargestSegment = length;
-        }
-
-        var end = sequence + (uint)length;
-        if (!_started)
-        {
-            Start(end, frame, time);
-            Bytes += length;
-            Track(sequence, end, length, retransmitted: false, frame);
-            return SegmentVerdict.None;
-        }
-
-        if (length == 1 && sequence == _next - 1)
-        {
-            return SegmentVerdict.None; // keep-alive probe
-        }
-
-        if (SequenceNumbers.Before(sequence, _next))
-        {
-            if (_hasHole && SequenceNumbers.AtOrAfter(sequence, _holeStart) && SequenceNumbers.Before(sequence, _holeEnd))
-            {
-                var outOfOrder = time - _lastAdvanceTime < reorderWindow;
-                Fill(sequence, end);
-                if (outOfOrder)
-                {
-                    if (++OutOfOrder <= RetransmissionSamples)
-                    {
-                        (_outOfOrderFrames ??= new long[RetransmissionSamples])[OutOfOrder - 1] = frame;
-                    }
-
-                    Bytes += length;
-                    Track(sequence, end, length, retransmitted: false, frame);
-                    return SegmentVerdict.OutOfOrder;
-                }
-            }
-
-            Retransmissions++;
-            if (Retransmissions <= RetransmissionSamples)
-            {
-                (_retransmissionFrames ??= new long[RetransmissionSamples])[Retransmissions - 1] = frame;
-            }
-
-            MarkRetransmitted(sequence, end, length, frame);
-            if (SequenceNumbers.Before(_next, end))
-            {
-                _next = end;
-                _lastAdvanceTime = time;
-            }
-
-            return SegmentVerdict.Retransmission;
-        }
-
-        Bytes += length;
-        _next = end;
-        _lastAdvanceTime = time;
-        Track(sequence, end, length, retransmitted: false, frame);
-        return SegmentVerdict.None;
-    }
-
-    public void Acknowledge(uint acknowledgment, long frame, long time)
-    {
-        if (!_hasAcknowledged || SequenceNumbers.Before(_acknowledged, acknowledgment))
-        {
-            _hasAcknowledged = true;
-            _acknowledged = acknowledgment;
-            _outstandingSince = time;
-            LastAcknowledgmentFrame = frame;
-            if (_hasHole && SequenceNumbers.AtOrAfter(acknowledgment, _holeEnd))
-            {
-                _hasHole = false; // the receiver has it all: filled where this capture did not see it
-            }
-        }
-
-        if (_count == 0)
-        {
-            return;
-        }
-
-        var mask = _pending.Length - 1;
-        var kept = 0;
-        for (var i = 0; i < _count; i++)
-        {
-            var segment = _pending[(_head + i) & mask];
-            if (SequenceNumbers.AtOrAfter(acknowledgment, segment.End))
-            {
-                if (LargestAcknowledged is null || segment.Length > LargestAcknowledged)
-                {
-                    LargestAcknowledged = segment.Length;
-                }
-            }
-            else
-            {
-                _pending[(_head + kept++) & mask] = segment;
-            }
-        }
-
-        _count = kept;
-    }
-
-    private void Fill(uint sequence, uint end)
-    {
-        if (sequence == _holeStart)
-        {
-            _holeStart = end;
-        }
-        else if (end == _holeEnd)
-        {
-            _holeEnd = sequence;
-        }
-
-        if (!SequenceNumbers.Before(_holeStart, _holeEnd))
-        {
-            _hasHole = false;
-        }
-    }
-
-    private void MarkRetransmitted(uint sequence, uint end, int length, long frame)
-    {
-        for (var i = 0; i < _count; i++)
-        {
-            ref var segment = ref _pending[(_head + i) & (_pending.Length - 1)];
-            if (segment.Sequence == sequence)
-            {
-                segment = segment with { Retransmitted = true };
-                return;
-            }
-        }
-
-        Track(sequence, end, length, retransmitted: true, frame);
-    }
-
-    private void Track(uint sequence, uint end, int length, bool retransmitted, long frame)
-    {
-        if (_count == MaxPending)
-        {
-            _head = (_head + 1) & (MaxPending - 1);
-            _count--;
-        }
-        else if (_count == _pending.Length)
-        {
-            var grown = new PendingSegment[Math.Max(4, _pending.Length * 2)];
-            for (var i = 0; i < _count; i++)
-            {
-                grown[i] = _pending[(_head + i) & (_pending.Length - 1)];
-            }
-
-            _pending = grown;
-            _head = 0;
-        }
-
-        _pending[(_head + _count++) & (_pending.Length - 1)] = new PendingSegment(sequence, end, length, retransmitted, (uint)frame);
-    }
-
-    private readonly record struct PendingSegment(uint Sequence, uint End, int Length, bool Retransmitted, uint Frame);
 }
 
 /// <summary>Sequence-number comparisons modulo 2^32 (RFC 1982 style).</summary>

@@ -1,25 +1,49 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using PacketDotNet;
 
 namespace KubeCapture.Agent.Summary;
 
-/// <summary>The fields of one TCP segment that the summary needs, read from its headers.</summary>
-internal readonly record struct TcpSegment(
-    FlowKey Key,
-    bool FromA,
-    uint Sequence,
-    uint Acknowledgment,
-    byte Flags,
-    ushort Window,
-    int PayloadLength,
-    byte HopLimit,
-    byte WindowShift = TcpHeaderReader.NoWindowScale);
+/// <summary>
+/// The fields of one TCP segment that the summary needs, read from its headers: which copy of a
+/// segment this is can be told by its IPv4 identification (<see cref="IpId"/>, incremented per
+/// packet by Linux and Windows) and its TCP timestamps; the first SACK block says what the receiver
+/// has beyond a gap, or, below the acknowledged point, that it got something twice (D-SACK).
+/// </summary>
+[StructLayout(LayoutKind.Auto)]
+internal struct TcpSegment
+{
+    public FlowKey Key;
+    public bool FromA;
+    public uint Sequence;
+    public uint Acknowledgment;
+    public byte Flags;
+    public ushort Window;
+    public int PayloadLength;
+    public byte HopLimit;
+
+    /// <summary>The window scale option of a SYN (<see cref="TcpHeaderReader.NoWindowScale"/> without one).</summary>
+    public byte WindowShift;
+
+    public ushort IpId;
+    public bool IsIPv4;
+    public bool HasTimestamps;
+    public uint TsVal;
+    public uint TsEcr;
+    public bool HasSack;
+    public uint SackLeft;
+    public uint SackRight;
+}
 
 /// <summary>
 /// Reads link, IP and TCP headers in place, without allocating. Lengths come from the IP and TCP
 /// headers, never from how much was captured, so a snaplen-truncated packet is measured right and
-/// a packet cut inside its headers is reported as undecodable instead of throwing.
-/// The link-layer and protocol numbers are PacketDotNet's.
+/// a packet cut inside its headers is reported as undecodable instead of throwing. A packet bigger
+/// than IP's 16-bit length (BIG TCP, or segments that GRO merged past 64 KB) says so the way Linux
+/// writes it: an IPv4 total length of 0, an IPv6 payload length of 0 with a jumbo payload option (or
+/// none); its length is then the one on the wire, from the capture's record header, as tcpdump and
+/// tshark take it. The link-layer and protocol numbers are PacketDotNet's.
 /// </summary>
 internal static class TcpHeaderReader
 {
@@ -43,14 +67,26 @@ internal static class TcpHeaderReader
         /// in: counting it would make every localhost segment look retransmitted.
         /// </summary>
         LoopbackEcho,
+
+        /// <summary>An ICMP or ICMPv6 error (destination unreachable, packet too big, time exceeded): read it with <see cref="IcmpErrorReader"/>.</summary>
+        IcmpError,
     }
 
     private const ushort ArphrdLoopback = 772;
     private const ushort PacketOutgoing = 4;
 
-    public static Result TryRead(LinkLayers link, ReadOnlySpan<byte> frame, out TcpSegment segment)
+    /// <summary>
+    /// The link types whose packets the summary decodes: what a pod's capture holds (Ethernet with
+    /// VLAN/QinQ tags, Linux cooked SLL and SLL2 for <c>-i any</c>, raw IP of tunnels such as WireGuard,
+    /// BSD loopback). Packets of any other link type are counted, not analysed.
+    /// </summary>
+    public static bool Decodes(LinkLayers link) => link is LinkLayers.Ethernet or LinkLayers.LinuxSll or LinkLayers.LinuxSll2
+        or LinkLayers.Raw or LinkLayers.RawLegacy or LinkLayers.IPv4 or LinkLayers.IPv6 or LinkLayers.Null or LinkLayers.Loop;
+
+    /// <param name="wireLength">The packet's length on the wire (the record header's original length): the IP length of a BIG TCP packet.</param>
+    public static Result TryRead(LinkLayers link, ReadOnlySpan<byte> frame, int wireLength, out TcpSegment segment)
     {
-        segment = default;
+        Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
         if (IsLoopbackEcho(link, frame))
         {
             return Result.LoopbackEcho;
@@ -67,10 +103,11 @@ internal static class TcpHeaderReader
         }
 
         var ip = frame[offset..];
+        var ipWireLength = Math.Max(ip.Length, wireLength - offset);
         return etherType switch
         {
-            EthernetType.IPv4 => ReadIPv4(ip, out segment),
-            EthernetType.IPv6 => ReadIPv6(ip, out segment),
+            EthernetType.IPv4 => ReadIPv4(ip, ipWireLength, out segment),
+            EthernetType.IPv6 => ReadIPv6(ip, ipWireLength, out segment),
             _ => Result.NotTcp,
         };
     }
@@ -87,7 +124,8 @@ internal static class TcpHeaderReader
         _ => false,
     };
 
-    private static bool TryFindNetworkLayer(LinkLayers link, ReadOnlySpan<byte> frame, out EthernetType etherType, out int offset)
+    /// <summary>Where the network layer starts in a frame of <paramref name="link"/>, and which it is (IPv4, IPv6, or the EtherType of something else).</summary>
+    public static bool TryFindNetworkLayer(LinkLayers link, ReadOnlySpan<byte> frame, out EthernetType etherType, out int offset)
     {
         etherType = EthernetType.None;
         offset = 0;
@@ -130,6 +168,8 @@ internal static class TcpHeaderReader
                 return true;
             case LinkLayers.Raw:
             case LinkLayers.RawLegacy:
+            case LinkLayers.IPv4:
+            case LinkLayers.IPv6:
                 if (frame.Length < 1)
                 {
                     return false;
@@ -162,21 +202,29 @@ internal static class TcpHeaderReader
         }
     }
 
-    private static Result ReadIPv4(ReadOnlySpan<byte> ip, out TcpSegment segment)
+    private static Result ReadIPv4(ReadOnlySpan<byte> ip, int wireLength, out TcpSegment segment)
     {
-        segment = default;
+        Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
         if (ip.Length < 20 || ip[0] >> 4 != 4)
         {
             return Result.Undecodable;
         }
 
+        var headerLength = (ip[0] & 0x0f) * 4;
         if (ip[9] != (byte)ProtocolType.Tcp)
         {
-            return Result.NotTcp;
+            return ip[9] == (byte)ProtocolType.Icmp && ip.Length > headerLength && IcmpErrorReader.IsIPv4Error(ip[headerLength]) &&
+                (BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x1fff) == 0
+                ? Result.IcmpError
+                : Result.NotTcp;
         }
 
-        var headerLength = (ip[0] & 0x0f) * 4;
-        var totalLength = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
+        int totalLength = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
+        if (totalLength == 0)
+        {
+            totalLength = wireLength; // BIG TCP / TSO: longer than 16 bits can say
+        }
+
         var fragmentOffset = BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x1fff;
         if (fragmentOffset != 0)
         {
@@ -195,18 +243,25 @@ internal static class TcpHeaderReader
             return Result.Undecodable;
         }
 
-        return ReadTcp(ip[headerLength..], totalLength - headerLength, source, destination, ip[8], out segment);
+        return ReadTcp(ip[headerLength..], totalLength - headerLength, source, destination, ip[8], BinaryPrimitives.ReadUInt16BigEndian(ip[4..]), isIPv4: true, out segment);
     }
 
-    private static Result ReadIPv6(ReadOnlySpan<byte> ip, out TcpSegment segment)
+    private static Result ReadIPv6(ReadOnlySpan<byte> ip, int wireLength, out TcpSegment segment)
     {
-        segment = default;
+        Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
         if (ip.Length < 40 || ip[0] >> 4 != 6)
         {
             return Result.Undecodable;
         }
 
-        var payloadLength = BinaryPrimitives.ReadUInt16BigEndian(ip[4..]);
+        int payloadLength = BinaryPrimitives.ReadUInt16BigEndian(ip[4..]);
+        if (payloadLength == 0)
+        {
+            // A jumbogram (RFC 2675): the length is in the hop-by-hop jumbo payload option, when
+            // there is one (Linux BIG TCP before 6.x dropped it); else the length on the wire.
+            payloadLength = JumboPayloadLength(ip) ?? wireLength - 40;
+        }
+
         var next = ip[6];
         var offset = 40;
         while (true)
@@ -219,7 +274,9 @@ internal static class TcpHeaderReader
                         return Result.Undecodable;
                     }
 
-                    return ReadTcp(ip[offset..], payloadLength - (offset - 40), ip.Slice(8, 16), ip.Slice(24, 16), ip[7], out segment);
+                    return ReadTcp(ip[offset..], payloadLength - (offset - 40), ip.Slice(8, 16), ip.Slice(24, 16), ip[7], 0, isIPv4: false, out segment);
+                case ProtocolType.IcmpV6:
+                    return ip.Length > offset && IcmpErrorReader.IsIPv6Error(ip[offset]) ? Result.IcmpError : Result.NotTcp;
                 case ProtocolType.IPv6HopByHopOptions:
                 case ProtocolType.IPv6RoutingHeader:
                 case ProtocolType.IPv6DestinationOptions:
@@ -251,9 +308,44 @@ internal static class TcpHeaderReader
         }
     }
 
-    private static Result ReadTcp(ReadOnlySpan<byte> tcp, int tcpLength, ReadOnlySpan<byte> source, ReadOnlySpan<byte> destination, byte hopLimit, out TcpSegment segment)
+    /// <summary>The jumbo payload option (type 0xC2) of a hop-by-hop header right after the IPv6 header, as far as it was captured.</summary>
+    private static int? JumboPayloadLength(ReadOnlySpan<byte> ip)
     {
-        segment = default;
+        if (ip[6] != (byte)ProtocolType.IPv6HopByHopOptions || ip.Length < 48)
+        {
+            return null;
+        }
+
+        var end = Math.Min(ip.Length, 40 + ((ip[41] + 1) * 8));
+        for (var i = 42; i < end;)
+        {
+            var type = ip[i];
+            if (type == 0)
+            {
+                i++; // Pad1
+                continue;
+            }
+
+            if (i + 1 >= end)
+            {
+                break;
+            }
+
+            if (type == 0xc2 && ip[i + 1] == 4 && i + 6 <= end)
+            {
+                var jumbo = BinaryPrimitives.ReadUInt32BigEndian(ip[(i + 2)..]);
+                return jumbo > int.MaxValue ? null : (int)jumbo;
+            }
+
+            i += 2 + ip[i + 1];
+        }
+
+        return null;
+    }
+
+    private static Result ReadTcp(ReadOnlySpan<byte> tcp, int tcpLength, ReadOnlySpan<byte> source, ReadOnlySpan<byte> destination, byte hopLimit, ushort ipId, bool isIPv4, out TcpSegment segment)
+    {
+        Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
         if (tcp.Length < 16)
         {
             return Result.Undecodable;
@@ -265,30 +357,45 @@ internal static class TcpHeaderReader
             return Result.Undecodable;
         }
 
-        var sourcePort = BinaryPrimitives.ReadUInt16BigEndian(tcp);
-        var destinationPort = BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]);
-        var key = FlowKey.Create(source, sourcePort, destination, destinationPort, out var fromA);
+        segment.Key = FlowKey.Create(source, BinaryPrimitives.ReadUInt16BigEndian(tcp), destination, BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]), out segment.FromA);
         var flags = tcp[13];
-        var windowShift = (flags & Syn) != 0 ? ReadWindowScale(tcp[..Math.Min(dataOffset, tcp.Length)]) : NoWindowScale;
-        segment = new TcpSegment(
-            key,
-            fromA,
-            BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]),
-            BinaryPrimitives.ReadUInt32BigEndian(tcp[8..]),
-            flags,
-            BinaryPrimitives.ReadUInt16BigEndian(tcp[14..]),
-            tcpLength - dataOffset,
-            hopLimit,
-            windowShift);
+        segment.Sequence = BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]);
+        segment.Acknowledgment = BinaryPrimitives.ReadUInt32BigEndian(tcp[8..]);
+        segment.Flags = flags;
+        segment.Window = BinaryPrimitives.ReadUInt16BigEndian(tcp[14..]);
+        segment.PayloadLength = tcpLength - dataOffset;
+        segment.HopLimit = hopLimit;
+        segment.IpId = ipId;
+        segment.IsIPv4 = isIPv4;
+        segment.WindowShift = NoWindowScale;
+        segment.HasTimestamps = false;
+        segment.HasSack = false;
+        if (dataOffset > 20)
+        {
+            ReadOptions(ref segment, tcp[20..Math.Min(dataOffset, tcp.Length)], (flags & Syn) != 0);
+        }
+
         return Result.Tcp;
     }
 
-    /// <summary>The window scale option of a SYN or SYN-ACK (RFC 7323), read as far as it was captured.</summary>
-    private static byte ReadWindowScale(ReadOnlySpan<byte> header)
+    /// <summary>
+    /// The options the summary reads, as far as they were captured: timestamps (RFC 7323), the first
+    /// SACK block (RFC 2018; a D-SACK, RFC 2883, is always first) and, on a SYN, the window scale.
+    /// The usual layout of a Linux segment (NOP, NOP, timestamps) is read without the loop.
+    /// </summary>
+    private static void ReadOptions(ref TcpSegment segment, ReadOnlySpan<byte> options, bool syn)
     {
-        for (var i = 20; i < header.Length;)
+        if (!syn && options.Length == 12 && BinaryPrimitives.ReadUInt32BigEndian(options) == 0x0101080a)
         {
-            var kind = header[i];
+            segment.HasTimestamps = true;
+            segment.TsVal = BinaryPrimitives.ReadUInt32BigEndian(options[4..]);
+            segment.TsEcr = BinaryPrimitives.ReadUInt32BigEndian(options[8..]);
+            return;
+        }
+
+        for (var i = 0; i < options.Length;)
+        {
+            var kind = options[i];
             if (kind == 0)
             {
                 break;
@@ -300,19 +407,30 @@ internal static class TcpHeaderReader
                 continue;
             }
 
-            if (i + 1 >= header.Length || header[i + 1] < 2)
+            if (i + 1 >= options.Length || options[i + 1] < 2 || i + options[i + 1] > options.Length)
             {
-                break;
+                break; // malformed, or cut by the snaplen
             }
 
-            if (kind == 3 && header[i + 1] == 3 && i + 2 < header.Length)
+            var length = options[i + 1];
+            switch (kind)
             {
-                return Math.Min(header[i + 2], (byte)14);
+                case 3 when syn && length == 3:
+                    segment.WindowShift = Math.Min(options[i + 2], (byte)14);
+                    break;
+                case 5 when length >= 10:
+                    segment.HasSack = true;
+                    segment.SackLeft = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 2)..]);
+                    segment.SackRight = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 6)..]);
+                    break;
+                case 8 when length == 10:
+                    segment.HasTimestamps = true;
+                    segment.TsVal = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 2)..]);
+                    segment.TsEcr = BinaryPrimitives.ReadUInt32BigEndian(options[(i + 6)..]);
+                    break;
             }
 
-            i += header[i + 1];
+            i += length;
         }
-
-        return NoWindowScale;
     }
 }

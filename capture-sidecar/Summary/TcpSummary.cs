@@ -1,4 +1,5 @@
-using System.Runtime.InteropServices;
+using System.Globalization;
+using KubeCapture.Agent.Capture;
 using PacketDotNet;
 using static KubeCapture.Agent.Summary.TcpHeaderReader;
 
@@ -15,13 +16,12 @@ public sealed class TcpSummary
     public const int MaxTrackedConnections = 16384;
     private const int MaxFindings = 20;
 
-    private const int MaxZeroWindowSamples = FindingEvidence.MaxPackets;
-
     private readonly LinkLayers _link;
+    private readonly bool _decodes;
     private readonly IReadOnlySet<string> _localAddresses;
-    private readonly Dictionary<FlowKey, TcpConnection> _live = new();
+    private readonly (ulong High, ulong Low)[] _localBits;
+    private readonly ConnectionTable _live = new();
     private readonly Outcomes _archived;
-    private readonly List<long> _zeroWindowFrames = [];
 
     // The connection of the previous segment: segments of one connection tend to come in runs (a
     // data segment and its ACK, a burst of data), and a match skips the dictionary. Always a live
@@ -34,15 +34,16 @@ public sealed class TcpSummary
     private long _undecodable;
     private long _syns;
     private long _synAcks;
-    private long _retransmissions;
-    private long _handshakeRetransmissions;
-    private long _outOfOrder;
     private long _zeroWindows;
+    private long _icmpErrors;
     private long _resetsFromClientBare;
     private long _resetsFromClientAck;
     private long _resetsFromServerBare;
     private long _resetsFromServerAck;
     private long _notTracked;
+    private long _notAnalysed;
+    private string? _endedEarly;
+    private bool _endedLive;
 
     /// <param name="link">The capture's link type.</param>
     /// <param name="localAddresses">
@@ -52,23 +53,35 @@ public sealed class TcpSummary
     public TcpSummary(LinkLayers link, IEnumerable<string>? localAddresses = null)
     {
         _link = link;
+        _decodes = TcpHeaderReader.Decodes(link);
         _localAddresses = new SortedSet<string>(localAddresses ?? [], StringComparer.Ordinal);
+        _localBits = [.. _localAddresses.Select(a => System.Net.IPAddress.TryParse(a, out var ip) ? ip : null).OfType<System.Net.IPAddress>().Select(Bits)];
         _archived = new Outcomes(_localAddresses);
     }
 
     /// <summary>Takes one captured frame without a time (tests).</summary>
-    public void Observe(ReadOnlySpan<byte> frame) => Observe(frame, 0);
+    public void Observe(ReadOnlySpan<byte> frame) => Observe(frame, frame.Length, 0);
+
+    /// <summary>Takes a whole frame (captured length = length on the wire) with its time (tests).</summary>
+    public void Observe(ReadOnlySpan<byte> frame, long timeMicroseconds) => Observe(frame, frame.Length, timeMicroseconds);
 
     /// <summary>
-    /// Takes the next captured frame, with its capture time in microseconds since the epoch. Frames are
-    /// numbered from 1 in the order they come, as in the pcap (Wireshark's frame.number): every frame
-    /// written must be observed, once. Never throws for what is inside the frame.
+    /// Takes the next captured frame, with its length on the wire (the record header's original length)
+    /// and its capture time in microseconds since the epoch. Frames are numbered from 1 in the order
+    /// they come, as in the pcap (Wireshark's frame.number): every frame written must be observed, once.
+    /// Never throws for what is inside the frame.
     /// </summary>
-    public void Observe(ReadOnlySpan<byte> frame, long timeMicroseconds)
+    public void Observe(ReadOnlySpan<byte> frame, long wireLength, long timeMicroseconds)
     {
         var number = ++_frames;
         _lastTime = timeMicroseconds;
-        switch (TryRead(_link, frame, out var segment))
+        if (!_decodes)
+        {
+            _notAnalysed++;
+            return;
+        }
+
+        switch (TryRead(_link, frame, (int)Math.Min(wireLength, int.MaxValue), out var segment))
         {
             case Result.NotTcp:
                 _otherPackets++;
@@ -77,6 +90,10 @@ public sealed class TcpSummary
                 _undecodable++;
                 return;
             case Result.LoopbackEcho:
+                return;
+            case Result.IcmpError:
+                _otherPackets++;
+                ObserveIcmp(frame, number, timeMicroseconds);
                 return;
         }
 
@@ -98,10 +115,7 @@ public sealed class TcpSummary
 
         if (segment.Window == 0 && (flags & (Syn | Rst)) == 0)
         {
-            if (_zeroWindows++ < MaxZeroWindowSamples)
-            {
-                _zeroWindowFrames.Add(number);
-            }
+            _zeroWindows++;
         }
 
         var connection = Find(segment, isSyn && !hasAck);
@@ -112,18 +126,23 @@ public sealed class TcpSummary
         }
 
         var fromClient = connection.IsFromClient(segment.FromA);
-        var verdict = connection.Observe(segment, fromClient, number, timeMicroseconds);
-        if (verdict != SegmentVerdict.None)
-        {
-            _retransmissions += (verdict & SegmentVerdict.Retransmission) != 0 ? 1 : 0;
-            _handshakeRetransmissions += (verdict & SegmentVerdict.HandshakeRetransmission) != 0 ? 1 : 0;
-            _outOfOrder += (verdict & SegmentVerdict.OutOfOrder) != 0 ? 1 : 0;
-        }
+        connection.Observe(segment, fromClient, number, timeMicroseconds);
 
         if ((flags & Rst) != 0)
         {
             CountReset(fromClient, hasAck);
         }
+    }
+
+    /// <summary>
+    /// The input ended before its end: libpcap could not read a file on (cut short, a corrupt record),
+    /// or a live capture (<paramref name="live"/>) stopped on an error (libpcap's, or writing the pcap).
+    /// <paramref name="error"/> says why. The summary then says that it covers only the packets before.
+    /// </summary>
+    public void EndedEarly(string error, bool live)
+    {
+        _endedEarly = error;
+        _endedLive = live;
     }
 
     /// <summary>The summary so far; may be called while capturing.</summary>
@@ -136,10 +155,20 @@ public sealed class TcpSummary
             outcomes.Add(connection, _lastTime);
         }
 
-        var findings = outcomes.Findings(_zeroWindows, _zeroWindowFrames, _notTracked, MaxFindings, out var omitted);
+        var input = new SummaryInput
+        {
+            Packets = _frames,
+            LinkType = LinkTypeName(_link),
+            LinkTypeValue = (int)_link,
+            PacketsNotAnalysed = _notAnalysed,
+            Incomplete = _endedEarly is not null,
+            Error = _endedEarly,
+        };
+        var findings = outcomes.Findings(InputFindings(input), _notTracked, MaxFindings, out var omitted);
 
         return new TcpSummaryReport
         {
+            Input = input,
             TcpPackets = _tcpPackets,
             OtherPackets = _otherPackets,
             UndecodablePackets = _undecodable,
@@ -159,10 +188,15 @@ public sealed class TcpSummary
                 Bare = outcomes.ForgedClientBare + outcomes.ForgedServerBare,
                 WithAck = outcomes.ForgedClientAck + outcomes.ForgedServerAck,
             },
-            Retransmissions = _retransmissions,
-            OutOfOrderSegments = _outOfOrder,
-            HandshakeRetransmissions = _handshakeRetransmissions,
+            Retransmissions = outcomes.Retransmissions,
+            SpuriousRetransmissions = outcomes.SpuriousRetransmissions,
+            DuplicateSegments = outcomes.DuplicateSegments,
+            OutOfOrderSegments = outcomes.OutOfOrder,
+            HandshakeRetransmissions = outcomes.HandshakeRetransmissions,
             ZeroWindowAdvertisements = _zeroWindows,
+            IcmpErrors = _icmpErrors,
+            SynsAnsweredByIcmp = outcomes.AnsweredByIcmp,
+            Latency = outcomes.Latency.ToReport(),
             LargestAcknowledgedSegment = outcomes.LargestAcknowledged,
             SmallestUnacknowledgedRetransmittedSegment = outcomes.SmallestLostRetransmitted,
             LocalAddresses = [.. _localAddresses],
@@ -175,9 +209,46 @@ public sealed class TcpSummary
     }
 
 
+    /// <summary>libpcap's name for a link type, as tcpdump prints it (its number for one libpcap has no name for, such as USER2: 149).</summary>
+    public static string LinkTypeName(LinkLayers link) =>
+        LibPcapExports.LinkTypeName((int)link) ?? ((int)link).ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>What the summary could not read or analyse, said first: everything else stands on what it could.</summary>
+    private List<Finding> InputFindings(SummaryInput input)
+    {
+        var findings = new List<Finding>();
+        if (input.Incomplete)
+        {
+            var read = _frames == 1 ? "packet 1" : _frames == 0 ? "the first packet" : $"packet {_frames}";
+            findings.Add(new Finding
+            {
+                Type = FindingTypes.CaptureIncomplete,
+                Severity = FindingSeverity.Error,
+                Message = _endedLive
+                    ? $"The capture is incomplete: it stopped after {read} ({input.Error}). Everything here is about the {_frames} packets captured before; traffic after that was not seen."
+                    : $"The capture file is incomplete: it ends early or holds a corrupt record after {read} (libpcap: {input.Error}). Everything here is about the {_frames} packets read before; whatever the capture held after that was not read.",
+                Evidence = new FindingEvidence { Packets = _frames, PacketNumbers = _frames > 0 ? [_frames] : [] },
+            });
+        }
+
+        if (_notAnalysed > 0)
+        {
+            var description = LibPcapExports.LinkTypeDescription((int)_link) is { Length: > 0 } d ? $" ({d})" : "";
+            findings.Add(new Finding
+            {
+                Type = FindingTypes.LinkTypeNotAnalysed,
+                Severity = FindingSeverity.Warning,
+                Message = $"{(_notAnalysed == 1 ? "1 packet" : $"{_notAnalysed} packets")} of link type {input.LinkType}{description} not analysed: the summary does not decode that link type, so nothing here is about what they hold (tcpdump -r reads them). It decodes Ethernet (VLAN, QinQ), Linux cooked (LINUX_SLL, LINUX_SLL2), raw IP (RAW, IPV4, IPV6) and loopback (NULL, LOOP).",
+                Evidence = new FindingEvidence { Packets = _notAnalysed },
+            });
+        }
+
+        return findings;
+    }
+
     private TcpConnection? Find(in TcpSegment segment, bool isInitialSyn)
     {
-        if (_last is { } last && last.Key.Equals(segment.Key) && !(isInitialSyn && last.IsNewConnection(segment)))
+        if (_last is { } last && last.Key.Is(segment.Key) && !(isInitialSyn && last.IsNewConnection(segment)))
         {
             return last;
         }
@@ -187,19 +258,32 @@ public sealed class TcpSummary
 
     private TcpConnection? FindInDictionary(in TcpSegment segment, bool isInitialSyn)
     {
-        if (_live.Count >= MaxTrackedConnections)
+        var hash = segment.Key.GetHashCode();
+        var found = _live.Find(segment.Key, hash);
+        if (found is not null && !(isInitialSyn && found.IsNewConnection(segment)))
         {
-            return FindWhenFull(segment, isInitialSyn);
+            return found; // the usual case: one probe, nothing to make
         }
 
-        // One hash lookup per segment: the slot is found, or made, in place.
-        ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_live, segment.Key, out var exists);
+        if (found is null && _live.Count >= MaxTrackedConnections)
+        {
+            // Full: room is made by archiving the connections that are closed; else this one is counted, not tracked.
+            ArchiveClosedConnections();
+            if (_live.Count >= MaxTrackedConnections)
+            {
+                _notTracked++;
+                return null;
+            }
+        }
+
+        // One probe sequence per segment: the slot is found, or made, in place.
+        ref var slot = ref _live.Slot(segment.Key, hash, out var exists);
         if (exists)
         {
             if (isInitialSyn && slot!.IsNewConnection(segment))
             {
                 _archived.Add(slot, _lastTime);
-                slot = new TcpConnection(segment.Key, segment.FromA, sawSyn: true);
+                slot = NewConnection(segment, isInitialSyn, sawSyn: true);
             }
 
             return slot;
@@ -209,48 +293,61 @@ public sealed class TcpSummary
         return slot;
     }
 
-    private TcpConnection? FindWhenFull(in TcpSegment segment, bool isInitialSyn)
+    // Without a SYN the direction is a guess: the lower port is taken to be the server's.
+    private TcpConnection NewConnection(in TcpSegment segment, bool isInitialSyn, bool sawSyn = false)
     {
-        if (_live.TryGetValue(segment.Key, out var existing))
-        {
-            if (isInitialSyn && existing.IsNewConnection(segment))
-            {
-                _archived.Add(existing, _lastTime);
-                var replacement = new TcpConnection(segment.Key, segment.FromA, sawSyn: true);
-                _live[segment.Key] = replacement;
-                return replacement;
-            }
-
-            return existing;
-        }
-
-        ArchiveClosedConnections();
-        if (_live.Count >= MaxTrackedConnections)
-        {
-            _notTracked++;
-            return null;
-        }
-
-        var connection = NewConnection(segment, isInitialSyn);
-        _live.Add(segment.Key, connection);
-        return connection;
+        var clientIsA = isInitialSyn ? segment.FromA : segment.Key.APort > segment.Key.BPort;
+        var (client, server) = (IsLocal(segment.Key.AddressBits(clientIsA)), IsLocal(segment.Key.AddressBits(!clientIsA)));
+        var local = client ? (server ? LocalEnd.Both : LocalEnd.Client) : server ? LocalEnd.Server : LocalEnd.None;
+        return new TcpConnection(segment.Key, clientIsA, sawSyn, local);
     }
 
-    // Without a SYN the direction is a guess: the lower port is taken to be the server's.
-    private static TcpConnection NewConnection(in TcpSegment segment, bool isInitialSyn) =>
-        new(segment.Key, isInitialSyn ? segment.FromA : segment.Key.APort > segment.Key.BPort, sawSyn: false);
+    private bool IsLocal((ulong High, ulong Low) address)
+    {
+        foreach (var local in _localBits)
+        {
+            if (local == address)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static (ulong High, ulong Low) Bits(System.Net.IPAddress address)
+    {
+        FlowKey.Widen(address.IsIPv4MappedToIPv6 ? address.MapToIPv4().GetAddressBytes() : address.GetAddressBytes(), out var high, out var low);
+        return (high, low);
+    }
+
+    /// <summary>
+    /// An ICMP error: tied to the connection whose packet it quotes when one is tracked (it then
+    /// speaks for that connection: a rejected SYN is not a silent drop), else counted by what it says
+    /// and about which flow.
+    /// </summary>
+    private void ObserveIcmp(ReadOnlySpan<byte> frame, long number, long time)
+    {
+        if (!IcmpErrorReader.TryRead(_link, frame, out var error))
+        {
+            return;
+        }
+
+        _icmpErrors++;
+        if (error.QuotedProtocol == 6 && _live.Find(error.QuotedKey, error.QuotedKey.GetHashCode()) is { } connection)
+        {
+            connection.ObserveIcmp(error, number, time);
+        }
+        else
+        {
+            _archived.AddIcmp(error, number, time);
+        }
+    }
 
     private void ArchiveClosedConnections()
     {
         _last = null;
-        foreach (var (key, connection) in _live)
-        {
-            if (connection.IsClosed)
-            {
-                _archived.Add(connection, _lastTime);
-                _live.Remove(key);
-            }
-        }
+        _live.RemoveWhere(c => c.IsClosed, c => _archived.Add(c, _lastTime));
     }
 
     private void CountResetWithoutConnection(in TcpSegment segment)

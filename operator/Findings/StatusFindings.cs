@@ -56,9 +56,14 @@ public static class StatusFindings
         return compared.Concat(capture ?? []).OrderBy(f => FindingSeverity.Rank(f.Severity)).Take(MaxPerCapture).ToList();
     }
 
-    /// <summary>Every finding of every target, those left out included: the printer column.</summary>
+    /// <summary>
+    /// The findings that say something is wrong (Error and Warning) of every target, those left out
+    /// included: the printer column. Info findings (the latency figures, segments reordered or copied
+    /// by the network, retransmissions that were needless) describe healthy traffic too, so healthy
+    /// traffic counts 0.
+    /// </summary>
     public static long Count(IEnumerable<CaptureTargetStatus> targets) =>
-        targets.Sum(t => (long)(t.Findings?.Count ?? 0) + (t.FindingsOmitted ?? 0));
+        targets.Sum(t => (long)(t.Findings ?? []).Count(f => f.Severity != FindingSeverity.Info) + (t.FindingsOmitted ?? 0));
 
     private static CaptureFinding Bounded(Finding finding) => new()
     {

@@ -66,7 +66,13 @@ public sealed class IngestTokenKeySecret(IKubernetes kubernetes, string @namespa
             logger.LogInformation("ingest token key: created {Source} with a new key", Describe);
         }
 
+        var first = !keys.IsLoaded;
         Use(secret);
+        if (first)
+        {
+            logger.LogInformation("ingest token key: {Source} in use", Describe);
+        }
+
         return secret;
     }
 

@@ -454,7 +454,8 @@ public sealed class PacketCaptureController(
             if (upload.Phase == UploadPhase.Finished)
             {
                 target.State = TargetState.Succeeded;
-                target.Message = $"stored and verified ({target.Packets} packets, stopped: {target.StopReason ?? "unknown"})";
+                var error = upload.Manifest?.Error is { Length: > 0 } why ? $": {why}" : "";
+                target.Message = $"stored and verified ({target.Packets} packets, stopped: {target.StopReason ?? "unknown"}{error})";
                 return;
             }
 
@@ -584,7 +585,7 @@ public sealed class PacketCaptureController(
                 if (comparison.Count > 0)
                 {
                     status.Findings = StatusFindings.WithComparison(status.Findings, summaries[i].Pod, summaries[j].Pod, comparison);
-                    status.FindingCount = (status.FindingCount ?? 0) + comparison.Count;
+                    status.FindingCount = (status.FindingCount ?? 0) + comparison.Count(f => f.Severity != FindingSeverity.Info);
                 }
             }
         }

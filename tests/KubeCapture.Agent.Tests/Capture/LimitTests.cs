@@ -141,7 +141,8 @@ public sealed class LimitTests(LabFixture fixture) : IClassFixture<LabFixture>
     {
         using var files = new CaptureFiles();
         var pcap = files.Pcap();
-        await using var agent = AgentProcess.Start(fixture.Server, ["capture", "-i", fixture.Server.Interface, "--duration", "20s", "-w", pcap, "udp port 9"]);
+        // --exact-filter: the server's ICMP port unreachables about these datagrams would be kept too (IcmpTrafficTests).
+        await using var agent = AgentProcess.Start(fixture.Server, ["capture", "-i", fixture.Server.Interface, "--duration", "20s", "--exact-filter", "-w", pcap, "udp port 9"]);
         await agent.WaitUntilListeningAsync();
         (await fixture.Client.ExecAsync("bash", "-c", $"for i in 1 2 3 4 5; do echo $i > /dev/udp/{fixture.Server.IPv4}/9; done")).EnsureSuccess();
         var exit = await agent.StopAsync(); // no pause: the packets may still sit in the kernel's ring

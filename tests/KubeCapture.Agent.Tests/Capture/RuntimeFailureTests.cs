@@ -1,3 +1,5 @@
+using KubeCapture.Agent.Cli;
+using KubeCapture.Agent.Summary;
 using KubeCapture.Testing.Agent;
 using KubeCapture.Testing.Netns;
 using KubeCapture.Testing.Pcap;
@@ -14,7 +16,8 @@ public sealed class RuntimeFailureTests(LabFixture fixture) : IClassFixture<LabF
         await using var lab = await NetnsLab.CreateAsync("kcAT"); // its own: this test deletes the link
         using var files = new CaptureFiles();
         var pcap = files.Pcap();
-        await using var agent = AgentProcess.Start(lab.Server, ["capture", "-i", lab.Server.Interface, "--duration", "20s", "-w", pcap, "udp port 9"]);
+        // --exact-filter: the server's ICMP port unreachables about these datagrams would be kept too (IcmpTrafficTests).
+        await using var agent = AgentProcess.Start(lab.Server, ["capture", "-i", lab.Server.Interface, "--duration", "20s", "--exact-filter", "-w", pcap, "udp port 9"]);
         await agent.WaitUntilListeningAsync();
         (await lab.Client.ExecAsync("bash", "-c", $"for i in 1 2 3 4 5; do echo $i > /dev/udp/{lab.Server.IPv4}/9; done")).EnsureSuccess();
         await Task.Delay(300);
@@ -30,6 +33,17 @@ public sealed class RuntimeFailureTests(LabFixture fixture) : IClassFixture<LabF
         Assert.Equal(5, PcapFile.Read(pcap).Records.Count);
         Assert.Equal(5, (await Tcpdump.ReadAsync(pcap)).Lines.Count);
         Assert.Equal(CaptureFiles.Sha256(pcap), manifest.Sha256);
+
+        // The summary says it is incomplete, where and why, first; never an all-clear.
+        var summary = manifest.Summary!;
+        Assert.True(summary.Input.Incomplete);
+        Assert.Equal(5, summary.Input.Packets);
+        Assert.Equal(manifest.Error, summary.Input.Error);
+        var incomplete = summary.Findings[0];
+        Assert.Equal((FindingTypes.CaptureIncomplete, FindingSeverity.Error), (incomplete.Type, incomplete.Severity));
+        Assert.StartsWith($"The capture is incomplete: it stopped after packet 5 ({manifest.Error}).", incomplete.Message);
+        Assert.Null(HumanReport.AllClear(summary));
+        Assert.Contains("INCOMPLETE: reading stopped after packet 5: libpcap stopped reading", exit.Stdout);
     }
 
     [Fact]
@@ -62,6 +76,8 @@ public sealed class RuntimeFailureTests(LabFixture fixture) : IClassFixture<LabF
             var dump = await Tcpdump.ReadAsync(pcap);
             Assert.Equal(file.Records.Count, dump.Lines.Count);
             Assert.DoesNotContain("truncated", dump.Stderr, StringComparison.OrdinalIgnoreCase);
+            Assert.True(manifest.Summary!.Input.Incomplete);
+            Assert.Equal(FindingTypes.CaptureIncomplete, manifest.Summary.Findings[0].Type);
         }
         finally
         {

@@ -49,6 +49,6 @@ public sealed class OfflineSummaryTests(LabFixture fixture) : IClassFixture<LabF
         await File.WriteAllTextAsync(notPcap, "this is not a capture\n");
         var exit = await AgentProcess.RunAsync(null, ["summarize", notPcap]);
         Assert.Equal(2, exit.ExitCode);
-        Assert.StartsWith($"kubecapture-agent: '{notPcap}' is not a pcap file libpcap can read: ", Assert.Single(exit.StderrLines));
+        Assert.Equal($"kubecapture-agent: '{notPcap}' is not a capture file libpcap can read: unknown file format", Assert.Single(exit.StderrLines));
     }
 }

@@ -52,7 +52,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
 
         foreach (var end in (TcpSummaryReport[])[client.Summary, server.Summary])
         {
-            Assert.Empty(end.Findings);
+            Assert.Empty(end.BesideLatency());
             Assert.Equal(2, end.HandshakesCompleted);
             Assert.Equal(0, end.Retransmissions);
             Assert.NotNull(HumanReport.AllClear(end));
@@ -78,12 +78,12 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.Contains(serverDump, l => l.Flags == "S.");
         Assert.DoesNotContain((await Tcpdump.ReadAsync(client.Pcap)).Tcp, l => l.Flags == "S."); // ground truth: never arrived
 
-        var atServer = Assert.Single(server.Summary.Findings);
+        var atServer = Assert.Single(server.Summary.BesideLatency());
         Assert.Equal(FindingTypes.HandshakeIncomplete, atServer.Type);
         Assert.Contains("the SYN-ACK is not reaching the client. Look at the return path", atServer.Message);
         await AssertPacketsAreAsync(server.Pcap, atServer, "tcp.flags.syn == 1");
 
-        var atClient = Assert.Single(client.Summary.Findings);
+        var atClient = Assert.Single(client.Summary.BesideLatency());
         Assert.Equal(FindingTypes.SynUnanswered, atClient.Type);
         Assert.StartsWith($"1 connection attempt from here to {ServerEndpoint(ipv6)}", atClient.Message);
         Assert.Contains("From this end a SYN lost on the way and a SYN-ACK lost on the way back look the same", atClient.Message);
@@ -110,7 +110,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.Empty((await Tcpdump.ReadAsync(server.Pcap)).Tcp);
         Assert.Equal(0, server.Summary.Connections);
         Assert.Null(HumanReport.AllClear(server.Summary)); // nothing seen is not healthy either
-        var finding = Assert.Single(client.Summary.Findings);
+        var finding = Assert.Single(client.Summary.BesideLatency());
         Assert.Equal(FindingTypes.SynUnanswered, finding.Type);
         Assert.True(client.Summary.Syns >= 2, $"{client.Summary.Syns} SYNs");
         Assert.Equal(client.Summary.Syns, finding.Evidence.Packets);
@@ -130,7 +130,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
 
         foreach (var end in (CapturedEnd[])[client, server])
         {
-            var finding = Assert.Single(end.Summary.Findings);
+            var finding = Assert.Single(end.Summary.BesideLatency());
             Assert.Equal(FindingTypes.ConnectionRefused, finding.Type);
             Assert.StartsWith($"1 connection to {ServerEndpoint(false, ClosedPort)} refused", finding.Message);
             Assert.Equal(1, end.Summary.Refused);
@@ -172,7 +172,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         await AssertPacketsAreAsync(client.Pcap, forged, "tcp.flags.reset == 1");
 
         // The server end: the handshake, then nothing: never an all-clear.
-        var silent = Assert.Single(server.Summary.Findings);
+        var silent = Assert.Single(server.Summary.BesideLatency());
         Assert.Equal(FindingTypes.NoDataAfterHandshake, silent.Type);
         Assert.Contains("the request never arrived here", silent.Message);
         Assert.Null(HumanReport.AllClear(server.Summary));
@@ -199,7 +199,7 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         var (client, server) = await CaptureBothEndsAsync(async () =>
             Assert.Equal(56, (await Client.CurlAsync(_http.Url("small.txt"))).ExitCode));
 
-        var finding = Assert.Single(client.Summary.Findings);
+        var finding = Assert.Single(client.Summary.BesideLatency());
         Assert.Equal(FindingTypes.ResetBare, finding.Type);
         Assert.Contains("its TTL the same as the server's other packets", finding.Message);
         Assert.Contains("from this end the two cannot be told apart; capture at the server", finding.Message);
@@ -269,12 +269,22 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         var clientDump = (await Tcpdump.ReadAsync(client.Pcap)).Tcp;
         Assert.Equal(SentAgain(clientDump), client.Summary.Retransmissions + client.Summary.OutOfOrderSegments);
         var leg = $"{ServerEndpoint(false)} -> {Client.IPv4}:";
-        var finding = Assert.Single(server.Summary.Findings);
-        Assert.Equal(FindingTypes.Retransmissions, finding.Type);
+        var finding = Assert.Single(server.Summary.BesideLatency(), f => f.Type == FindingTypes.Retransmissions);
         Assert.Contains($" on {leg}", finding.Message);
+        Assert.Contains("this end cannot tell whether the first copies were lost or only late", finding.Message); // the sender's end
+        Assert.DoesNotContain(server.Summary.Findings, f => f.Severity == FindingSeverity.Error);
         // tshark calls some of them out of order: it does not know this is the sending end.
         await AssertPacketsAreAsync(server.Pcap, finding, $"tcp.srcport == {Port} && tcp.len > 0 && (tcp.analysis.retransmission || tcp.analysis.fast_retransmission || tcp.analysis.out_of_order)");
         Assert.DoesNotContain(client.Summary.Findings, f => f.Severity == FindingSeverity.Error || f.Message.Contains($"on {Client.IPv4}:", StringComparison.Ordinal));
+
+        // At the client (the receiver) the loss is told from its own capture: every first copy that never
+        // arrived (by its IP identification in the server's capture) is a gap filled by a later copy.
+        var truth = await SegmentTruth.OfAsync(server.Pcap, client.Pcap, $"tcp.srcport == {Port}", "tcp.dstport");
+        Assert.True(truth.FirstCopiesNeverArrived > 0);
+        var lost = Assert.Single(client.Summary.Findings, f => f.Type == FindingTypes.Retransmissions);
+        Assert.Equal(truth.FirstCopiesNeverArrived, lost.Evidence.Packets);
+        Assert.Contains($"lost and sent again: they filled a gap: the first copy never arrived here, lost on the way from {ServerEndpoint(false)}", lost.Message);
+        Assert.Subset(truth.RetransmissionFramesAtReceiver.ToHashSet(), lost.Evidence.PacketNumbers.ToHashSet());
 
         // Both ends compared: the bytes that left the server and never reached the client, by tshark's
         // count of payload bytes (tcp.len, retransmissions included) at each end.
@@ -296,10 +306,6 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         Assert.Empty(EndComparison.Compare(client.Summary, server.Summary, capturesMissedPackets: true));
     }
 
-    /// <summary>tshark's sum of tcp.len over the packets <paramref name="displayFilter"/> matches.</summary>
-    private static async Task<long> PayloadBytesAsync(string pcap, string displayFilter) =>
-        (await Tshark.FieldsAsync(pcap, ["tcp.len"], displayFilter)).Sum(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture));
-
     /// <summary>Data segments from the server whose sequence range starts before the highest byte seen from it before (tcpdump's relative numbers).</summary>
     private static int SentAgain(IReadOnlyList<TcpdumpTcpLine> dump)
     {
@@ -313,34 +319,10 @@ public sealed class MiddleboxTrafficTests : IAsyncLifetime
         return again;
     }
 
-    /// <summary>Every packet number a finding cites is a packet of the pcap that <paramref name="displayFilter"/> matches (tshark's frame.number).</summary>
-    private static async Task AssertPacketsAreAsync(string pcap, Finding finding, string displayFilter)
-    {
-        Assert.NotEmpty(finding.Evidence.PacketNumbers);
-        var matching = (await Tshark.FieldsAsync(pcap, ["frame.number"], displayFilter)).Select(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
-        Assert.All(finding.Evidence.PacketNumbers, n => Assert.Contains(n, matching));
-    }
+    private Task<(CapturedEnd Client, CapturedEnd Server)> CaptureBothEndsAsync(Func<Task> traffic) =>
+        BothEndsCapture.CaptureAsync(_lab, _files, $"tcp port {Port} or tcp port {ClosedPort}", traffic);
 
-    private sealed record CapturedEnd(TcpSummaryReport Summary, string Pcap);
+    private static Task AssertPacketsAreAsync(string pcap, Finding finding, string displayFilter) => BothEndsCapture.AssertPacketsAreAsync(pcap, finding, displayFilter);
 
-    private async Task<(CapturedEnd Client, CapturedEnd Server)> CaptureBothEndsAsync(Func<Task> traffic)
-    {
-        var filter = $"tcp port {Port} or tcp port {ClosedPort}";
-        var (clientPcap, serverPcap) = (_files.Pcap("client.pcap"), _files.Pcap("server.pcap"));
-        await using var clientAgent = AgentProcess.Start(Client, ["capture", "-i", Client.Interface, "--json", "--duration", "60s", "-w", clientPcap, filter]);
-        await using var serverAgent = AgentProcess.Start(Server, ["capture", "-i", Server.Interface, "--json", "--duration", "60s", "-w", serverPcap, filter]);
-        await clientAgent.WaitUntilListeningAsync();
-        await serverAgent.WaitUntilListeningAsync();
-        await traffic();
-        await Task.Delay(300);
-        return (await StopAsync(clientAgent, clientPcap), await StopAsync(serverAgent, serverPcap));
-    }
-
-    private static async Task<CapturedEnd> StopAsync(AgentProcess agent, string pcap)
-    {
-        var exit = await agent.StopAsync();
-        Assert.Equal(0, exit.ExitCode);
-        var manifest = CaptureManifest.FromJson(exit.Stdout);
-        return new CapturedEnd(manifest.Summary ?? throw new InvalidOperationException("no summary in the manifest"), pcap);
-    }
+    private static Task<long> PayloadBytesAsync(string pcap, string displayFilter) => BothEndsCapture.PayloadBytesAsync(pcap, displayFilter);
 }

@@ -13,20 +13,26 @@ public sealed class TcpSummaryFrameTests
     private static readonly Endpoint Client6 = new("fd09::2", 40000);
     private static readonly Endpoint Server6 = new("fd09::1", 443);
 
-    /// <summary>Feeds one connection's packets, client and server side, with fixed ISNs.</summary>
+    /// <summary>
+    /// Feeds one connection's packets, client and server side, with fixed ISNs. Each side numbers its
+    /// IPv4 packets by one per packet, as Linux does, unless a test gives the identification.
+    /// </summary>
     private sealed class Conversation(TcpSummary summary, LinkLayers link, Endpoint client, Endpoint server, bool vlan = false)
     {
         public const uint ClientIsn = 1000;
         public const uint ServerIsn = 0xffff_ff00; // the server's data wraps past 2^32
 
+        private ushort _clientId = 100;
+        private ushort _serverId = 5000;
+
         /// <summary>The capture time of the next packet, in microseconds since the epoch.</summary>
         public long Time { get; set; }
 
-        public void C(uint sequence, uint acknowledgment, byte flags, int payload = 0, ushort window = 64240, byte ttl = 64) =>
-            summary.Observe(Tcp(link, client, server, sequence, acknowledgment, flags, payload, window, ttl, vlan), Time);
+        public void C(uint sequence, uint acknowledgment, byte flags, int payload = 0, ushort window = 64240, byte ttl = 64, ushort? ipId = null, (uint, uint)? timestamps = null, (uint, uint)? sack = null) =>
+            summary.Observe(Tcp(link, client, server, sequence, acknowledgment, flags, payload, window, ttl, vlan, ipId: ipId ?? _clientId++, timestamps: timestamps, sack: sack), Time);
 
-        public void S(uint sequence, uint acknowledgment, byte flags, int payload = 0, ushort window = 64240, byte ttl = 64) =>
-            summary.Observe(Tcp(link, server, client, sequence, acknowledgment, flags, payload, window, ttl, vlan), Time);
+        public void S(uint sequence, uint acknowledgment, byte flags, int payload = 0, ushort window = 64240, byte ttl = 64, ushort? ipId = null, (uint, uint)? timestamps = null, (uint, uint)? sack = null) =>
+            summary.Observe(Tcp(link, server, client, sequence, acknowledgment, flags, payload, window, ttl, vlan, ipId: ipId ?? _serverId++, timestamps: timestamps, sack: sack), Time);
 
         public void Handshake()
         {
@@ -68,8 +74,41 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(1000, report.LargestAcknowledgedSegment);
         Assert.Null(report.SmallestUnacknowledgedRetransmittedSegment);
         Assert.Equal(0, report.UndecodablePackets);
-        Assert.Empty(report.Findings);
+        Assert.Empty(report.BesideLatency());
         Assert.Equal("1 connection, every handshake completed and all data acknowledged; no refusals, resets, retransmissions or stalls.", HumanReport.AllClear(report));
+    }
+
+    [Theory]
+    [InlineData(LinkLayers.Ethernet, false, false)]
+    [InlineData(LinkLayers.LinuxSll, false, false)]
+    [InlineData(LinkLayers.Ethernet, true, true)]
+    [InlineData(LinkLayers.LinuxSll, true, false)]
+    public void BigTcpSegmentsAreDecodedWithTheirLengthOnTheWireAndCountedInTheConnectionsBytes(LinkLayers link, bool ipv6, bool jumboOption)
+    {
+        // 100,000 bytes in one packet, headers-only snaplen: the IP header cannot say the length
+        // (IPv4 total length 0, IPv6 payload length 0 with or without a jumbo payload option).
+        var summary = new TcpSummary(link);
+        var (client, server) = ipv6 ? (Client6, Server6) : (Client4, Server4);
+        var talk = new Conversation(summary, link, client, server);
+        talk.Handshake();
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.C(c, s, Psh | Ack, payload: 80);
+        foreach (var (sequence, payload) in new[] { (s, 100_000), (s + 100_000, 70_000) })
+        {
+            var frame = Tcp(link, server, client, sequence, c + 80, Psh | Ack, payload, hopByHop: jumboOption, bigTcp: true);
+            summary.Observe(frame.AsSpan(0, 128), frame.Length, 0);
+        }
+
+        talk.C(c + 80, s + 170_000, Ack);
+
+        var report = summary.Report();
+        Assert.Equal(0, report.UndecodablePackets);
+        Assert.Equal(7, report.TcpPackets);
+        Assert.Equal(0, report.Retransmissions);
+        Assert.Equal(100_000, report.LargestAcknowledgedSegment);
+        Assert.Empty(report.BesideLatency());
+        var record = Assert.Single(report.ConnectionsWithoutFindings);
+        Assert.Equal((80, 170_000), (record.ClientWireBytes, record.ServerWireBytes));
     }
 
     [Theory]
@@ -88,7 +127,7 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(new ResetCounts { WithAck = 1 }, report.ResetsFromServer);
         var server = ipv6 ? "[fd09::1]:443" : "169.254.9.1:80";
         var client = ipv6 ? "[fd09::2]:40000" : "169.254.9.2:40000";
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal((FindingTypes.ConnectionRefused, FindingSeverity.Warning), (finding.Type, finding.Severity));
         Assert.Equal($"1 connection to {server} refused: the SYN from {client} was answered with a RST (1 RST, 1 SYN): nothing listening on that port.", finding.Message);
         Assert.Equal([1L, 2L], finding.Evidence.PacketNumbers);
@@ -110,7 +149,7 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(0, report.HandshakesCompleted);
         Assert.Equal(2, report.SynAcks);
         Assert.Equal(1, report.HandshakeRetransmissions);
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal(FindingTypes.HandshakeIncomplete, finding.Type);
         Assert.StartsWith("1 handshake with 169.254.9.1:80 never completed (169.254.9.2:40000 -> 169.254.9.1:80): it answered the SYN with SYN-ACK but the final ACK never came", finding.Message);
         Assert.Contains("Look at the return path", finding.Message);
@@ -131,7 +170,7 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(1, report.SynsUnanswered);
         Assert.Equal(3, report.Syns);
         Assert.Equal(2, report.HandshakeRetransmissions);
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal((FindingTypes.SynUnanswered, FindingSeverity.Error), (finding.Type, finding.Severity));
         Assert.StartsWith("1 connection attempt to [fd09::1]:443 ([fd09::2]:40000 -> [fd09::1]:443) got no answer seen here (3 SYNs, no SYN-ACK, no RST)", finding.Message);
         Assert.Equal([1L, 3L], finding.Evidence.PacketNumbers);
@@ -155,9 +194,10 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(1, report.Retransmissions);
         Assert.Equal(1428, report.LargestAcknowledgedSegment);
         Assert.Null(report.SmallestUnacknowledgedRetransmittedSegment);
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal(FindingTypes.Retransmissions, finding.Type);
-        Assert.Equal("1 retransmitted segment on [fd09::1]:443 -> [fd09::2]:40000: packets lost on that leg, or their ACKs lost on the way back.", finding.Message);
+        // Without the local addresses this capture could be anywhere: the first copy came by, then was lost, or was only late.
+        Assert.Equal("1 segment on [fd09::1]:443 -> [fd09::2]:40000 sent again: it came by here twice: the first copy was lost after this point, or only late; captures at both ends tell.", finding.Message);
         Assert.Equal([7L], finding.Evidence.PacketNumbers);
     }
 
@@ -181,7 +221,7 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(200, report.LargestAcknowledgedSegment);
         Assert.Equal(1448, report.SmallestUnacknowledgedRetransmittedSegment);
         Assert.Equal(4, report.Retransmissions);
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal((FindingTypes.MtuBlackhole, FindingSeverity.Error), (finding.Type, finding.Severity));
         Assert.Equal(
             "MTU blackhole suspected on 169.254.9.1:80 -> 169.254.9.2:40000: segments up to 200 bytes were acknowledged, segments of 1448 bytes were retransmitted and never acknowledged. A link on the path has a smaller MTU and the ICMP 'fragmentation needed' is not getting back to 169.254.9.1:80.",
@@ -234,7 +274,7 @@ public sealed class TcpSummaryFrameTests
         talk.S(Conversation.ServerIsn + 1, Conversation.ClientIsn + 1, Rst | Ack, ttl: 250);
 
         var report = summary.Report();
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal((FindingTypes.ResetSuspectedForged, FindingSeverity.Error), (finding.Type, finding.Severity));
         Assert.Contains("TTL 250 where the server's other packets had 64", finding.Message);
         Assert.Contains("claims to come from the server but was likely made by a device in between", finding.Message);
@@ -248,19 +288,26 @@ public sealed class TcpSummaryFrameTests
     }
 
     [Fact]
-    public void ZeroWindowAdvertisementsAreCounted()
+    public void AZeroWindowNamesTheEndThatStoppedReadingAndHowLongItsWindowStayedClosed()
     {
         var summary = new TcpSummary(LinkLayers.Ethernet);
-        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4);
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4) { Time = 1_000_000 };
         talk.Handshake();
-        talk.C(Conversation.ClientIsn + 1, Conversation.ServerIsn + 1, Ack, window: 0);
-        talk.C(Conversation.ClientIsn + 1, Conversation.ServerIsn + 1, Ack, window: 0);
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.S(s, c, Ack, payload: 1000);
+        talk.C(c, s + 1000, Ack, window: 0); // the client stops reading
+        talk.Time += 200_000;
+        talk.S(s + 999, c, Ack); // a window probe (Linux: one byte before the acknowledged point, empty)
+        talk.C(c, s + 1000, Ack, window: 0);
+        talk.Time += 2_300_000;
+        talk.C(c, s + 1000, Ack, window: 500); // and reads again 2.5 s later
 
         var report = summary.Report();
         Assert.Equal(2, report.ZeroWindowAdvertisements);
-        var finding = Assert.Single(report.Findings, f => f.Type == FindingTypes.ZeroWindow);
-        Assert.Equal("2 zero-window advertisements: a receiver stopped reading and told its peer to wait.", finding.Message);
-        Assert.Equal([4L, 5L], finding.Evidence.PacketNumbers);
+        var finding = Assert.Single(report.BesideLatency());
+        Assert.Equal((FindingTypes.ZeroWindow, FindingSeverity.Warning), (finding.Type, finding.Severity));
+        Assert.Equal("169.254.9.2:40000 stopped reading: it closed its receive window to 169.254.9.1:80 once, 2.5 s in all (the longest 2.5 s); 169.254.9.1:80 sent 1 window probe meanwhile. Flow control, not loss: the application at 169.254.9.2:40000 reads slower than 169.254.9.1:80 sends, or stopped reading.", finding.Message);
+        Assert.Equal([5L, 8L], finding.Evidence.PacketNumbers);
     }
 
     [Fact]
@@ -275,7 +322,7 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(1, report.Connections);
         Assert.Equal(0, report.HandshakesCompleted);
         Assert.Equal(500, report.LargestAcknowledgedSegment);
-        Assert.Empty(report.Findings);
+        Assert.Empty(report.BesideLatency());
         Assert.Contains("already open when the capture began", HumanReport.AllClear(report));
     }
 
@@ -286,21 +333,21 @@ public sealed class TcpSummaryFrameTests
         var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4) { Time = 1_000_000 };
         talk.Handshake(); // SYN to final ACK in 0 us here: the 3 ms default window applies
         uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
-        talk.S(s + 1000, c, Ack, payload: 1000); // the second segment first
+        talk.S(s + 1000, c, Ack, payload: 1000, ipId: 7001); // the second segment first
         talk.Time += 500;
-        talk.S(s, c, Ack, payload: 1000); // then the first, 0.5 ms later
+        talk.S(s, c, Ack, payload: 1000, ipId: 7000); // then the first, 0.5 ms later
         talk.C(c, s + 2000, Ack);
 
         var report = summary.Report();
         Assert.Equal(1, report.OutOfOrderSegments);
         Assert.Equal(0, report.Retransmissions);
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal((FindingTypes.OutOfOrder, FindingSeverity.Info), (finding.Type, finding.Severity));
         Assert.Equal([5L], finding.Evidence.PacketNumbers);
     }
 
     [Fact]
-    public void ASegmentThatFillsAGapAfterMoreThanARoundTripIsARetransmission()
+    public void ASegmentThatFillsAGapSentAfterTheSegmentsAheadOfItIsARetransmissionOfALostOne()
     {
         var summary = new TcpSummary(LinkLayers.Ethernet);
         var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4) { Time = 1_000_000 };
@@ -310,15 +357,42 @@ public sealed class TcpSummaryFrameTests
         talk.C(Conversation.ClientIsn + 1, Conversation.ServerIsn + 1, Ack); // a 2 ms round trip
         uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
         talk.S(s + 1000, c, Ack, payload: 1000); // the first segment was lost before this point
-        talk.C(c, s, Ack); // duplicate ACK
+        talk.S(s + 2000, c, Ack, payload: 1000);
+        talk.S(s + 3000, c, Ack, payload: 1000);
+        talk.C(c, s, Ack); // duplicate ACKs
+        talk.C(c, s, Ack);
         talk.Time += 200_000;
-        talk.S(s, c, Ack, payload: 1000); // sent again after the sender's timeout
-        talk.C(c, s + 2000, Ack);
+        talk.S(s, c, Ack, payload: 1000); // sent again after the sender's timeout: its IP identification is the newest
+        talk.C(c, s + 4000, Ack);
 
         var report = summary.Report();
         Assert.Equal(0, report.OutOfOrderSegments);
         Assert.Equal(1, report.Retransmissions);
-        Assert.Equal([6L], Assert.Single(report.Findings).Evidence.PacketNumbers);
+        var finding = Assert.Single(report.BesideLatency());
+        Assert.Equal("1 segment on 169.254.9.1:80 -> 169.254.9.2:40000 lost and sent again: it filled a gap: the first copy never came by this point, lost on the way to it.", finding.Message);
+        Assert.Equal([9L], finding.Evidence.PacketNumbers);
+    }
+
+    [Fact]
+    public void AGapFilledLateByASegmentNothingDatesIsNeitherCalledLostNorReordered()
+    {
+        // IPv6 has no identification, and these carry no timestamps: the late copy may be the first, or a retransmission.
+        var summary = new TcpSummary(LinkLayers.Ethernet, [Client6.Address]);
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client6, Server6) { Time = 1_000_000 };
+        talk.Handshake();
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.S(s + 1000, c, Ack, payload: 1000);
+        talk.Time += 50_000;
+        talk.S(s, c, Ack, payload: 1000);
+        talk.C(c, s + 2000, Ack);
+
+        var report = summary.Report();
+        Assert.Equal((0, 0), (report.Retransmissions, report.OutOfOrderSegments));
+        var finding = Assert.Single(report.BesideLatency());
+        Assert.Equal(FindingTypes.Retransmissions, finding.Type);
+        Assert.Equal("1 segment on [fd09::1]:443 -> [fd09::2]:40000 sent again or late: it filled a gap more than a round trip after it opened, and nothing here dates it against the segment that opened it (no IP identification on IPv6, the same TCP timestamp): the first copy, late, or a retransmission of a lost one; a capture at [fd09::1]:443 tells (kubecapture-agent compare).", finding.Message);
+        Assert.DoesNotContain("lost on the way", finding.Message);
+        Assert.Equal([5L], finding.Evidence.PacketNumbers);
     }
 
     [Fact]
@@ -333,8 +407,8 @@ public sealed class TcpSummaryFrameTests
             talk.C(Conversation.ClientIsn, 0, Syn);
         }
 
-        var fromClient = Assert.Single(client.Report().Findings);
-        var fromServer = Assert.Single(server.Report().Findings);
+        var fromClient = Assert.Single(client.Report().BesideLatency());
+        var fromServer = Assert.Single(server.Report().BesideLatency());
         Assert.Equal(FindingTypes.SynUnanswered, fromClient.Type);
         Assert.Equal(FindingTypes.SynUnanswered, fromServer.Type);
         Assert.Contains("2 SYNs sent, no SYN-ACK and no RST came back", fromClient.Message);
@@ -357,13 +431,13 @@ public sealed class TcpSummaryFrameTests
             talk.S(Conversation.ServerIsn + 1, Conversation.ClientIsn + 1, Rst, ttl: 64);
         }
 
-        var forged = Assert.Single(remote.Report().Findings);
+        var forged = Assert.Single(remote.Report().BesideLatency());
         Assert.Equal(FindingTypes.ResetSuspectedForged, forged.Type);
         Assert.Contains("hop limit 64 where the server's other packets had 63", forged.Message);
         Assert.Contains("a bare [R] with no ACK", forged.Message);
         Assert.DoesNotContain("TTL", forged.Message);
         Assert.Equal(["bare-rst", "hop-limit-mismatch"], forged.Evidence.Indicators);
-        var own = Assert.Single(local.Report().Findings);
+        var own = Assert.Single(local.Report().BesideLatency());
         Assert.Equal(FindingTypes.ResetByEndpoint, own.Type);
         Assert.Contains("reset by the server (this host)", own.Message);
     }
@@ -378,10 +452,29 @@ public sealed class TcpSummaryFrameTests
         talk.S(Conversation.ServerIsn + 1, Conversation.ClientIsn + 101, Ack, window: 1000);
         talk.C(Conversation.ClientIsn + 1_000_000, 0, Rst); // far beyond what the server would accept
 
-        var finding = Assert.Single(summary.Report().Findings);
+        var finding = Assert.Single(summary.Report().BesideLatency());
         Assert.Equal(FindingTypes.ResetSuspectedForged, finding.Type);
         Assert.Contains("a sequence number outside the receiver's window", finding.Message);
         Assert.Contains("sequence-outside-window", finding.Evidence.Indicators);
+    }
+
+    [Fact]
+    public void ABareResetWithASequenceNumberBeforeTheWindowIsAStacksAnswerToALateSegmentNotSuspected()
+    {
+        // The client closed; a late segment of the server's, carrying an old ACK, gets a bare [R] with that ACK as its sequence number.
+        var summary = new TcpSummary(LinkLayers.Ethernet);
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4);
+        talk.Handshake();
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.C(c, s, Psh | Ack, payload: 100);
+        talk.S(s, c + 100, Ack, window: 1000);
+        talk.C(c + 100, s, Psh | Ack, payload: 100);
+        talk.S(s, c + 200, Ack, window: 1000);
+        talk.C(c + 100, 0, Rst); // before the acknowledged point (c + 200)
+
+        var finding = Assert.Single(summary.Report().BesideLatency());
+        Assert.Equal(FindingTypes.ResetBare, finding.Type);
+        Assert.Equal(new ResetCounts(), summary.Report().ResetsSuspectedForged);
     }
 
     [Fact]
@@ -396,7 +489,7 @@ public sealed class TcpSummaryFrameTests
         talk.C(c + 100, s, Ack); // still nothing acknowledged 1.5 s later
 
         var report = summary.Report();
-        var finding = Assert.Single(report.Findings);
+        var finding = Assert.Single(report.BesideLatency());
         Assert.Equal((FindingTypes.DataStalled, FindingSeverity.Error), (finding.Type, finding.Severity));
         Assert.StartsWith("100 bytes sent by 169.254.9.2:40000 to 169.254.9.1:80 were never acknowledged: the transfer stalled for 1.5 s", finding.Message);
         Assert.Null(HumanReport.AllClear(report));
@@ -408,7 +501,7 @@ public sealed class TcpSummaryFrameTests
         var summary = new TcpSummary(LinkLayers.Ethernet);
         new Conversation(summary, LinkLayers.Ethernet, Client4, Server4).Handshake();
 
-        var finding = Assert.Single(summary.Report().Findings);
+        var finding = Assert.Single(summary.Report().BesideLatency());
         Assert.Equal(FindingTypes.NoDataAfterHandshake, finding.Type);
         Assert.Contains("request never arrived here", finding.Message);
         Assert.Equal([1L, 3L], finding.Evidence.PacketNumbers);
@@ -425,7 +518,7 @@ public sealed class TcpSummaryFrameTests
             talk.S(0, Conversation.ClientIsn + 1, Rst | Ack);
         }
 
-        var finding = Assert.Single(summary.Report().Findings);
+        var finding = Assert.Single(summary.Report().BesideLatency());
         Assert.Equal(1000, finding.Evidence.Connections);
         Assert.Equal(2000, finding.Evidence.Packets);
         Assert.Equal(FindingEvidence.MaxFlows, finding.Evidence.Flows.Count);
@@ -447,7 +540,7 @@ public sealed class TcpSummaryFrameTests
         Assert.Equal(2, report.OtherPackets);
         Assert.Equal(0, report.TcpPackets);
         Assert.Equal(0, report.Connections);
-        Assert.Empty(report.Findings);
+        Assert.Empty(report.BesideLatency());
     }
 
     [Fact]

@@ -144,17 +144,131 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
             Assert.Contains(ends.Db.Findings!, f => f.Type == FindingTypes.Retransmissions);
         }
 
-        // Healthy traffic through the same middlebox: no finding anywhere.
+        // Healthy traffic through the same middlebox: nothing wrong anywhere, only each end's latency figures (Info).
         {
             var ends = await healthy;
             Assert.Equal(0, ends.Done.Status!.FindingCount);
-            Assert.Null(ends.Done.Status.Findings);
-            Assert.Empty(ends.Web.Findings ?? []);
-            Assert.Empty(ends.Db.Findings ?? []);
+            foreach (var target in new[] { ends.Web, ends.Db })
+            {
+                var latency = Assert.Single(target.Findings!);
+                Assert.Equal((FindingTypes.Latency, FindingSeverity.Info), (latency.Type, latency.Severity));
+                Assert.EndsWith("nothing points at the application.", latency.Message, StringComparison.Ordinal);
+            }
+
+            Assert.All(ends.Done.Status.Findings!, f => Assert.Equal((FindingTypes.Latency, FindingSeverity.Info), (f.Type, f.Severity)));
             var arrived = await PayloadBytesAsync(ends.WebPcap); // the file and the response headers, each byte once
             Assert.InRange(arrived, 204_800 + 100, 204_800 + 400);
             Assert.Equal(await PayloadBytesAsync(ends.DbPcap), arrived);
         }
+    }
+
+    [SkippableFact]
+    public async Task An_icmp_rejection_a_slow_application_and_a_capture_cut_short_reach_the_status_named_for_what_they_are_with_evidence_in_the_stored_pcaps()
+    {
+        KubeApiServer.Require();
+        ContainerImages.RequireOrSkip();
+        var rejected = CaptureAsync("rejected", "connects from web to db fail at once",
+            "chain relay { type filter hook forward priority 0; tcp dport 8000 meta nfproto ipv4 reject with icmp type admin-prohibited; }",
+            async lab => Assert.NotEqual(0, (await lab.Client.CurlAsync(Url(lab, "small.txt"), TimeSpan.FromSeconds(2.5))).ExitCode));
+        System.Diagnostics.Process? slowServer = null;
+        var slow = CaptureAsync("slow", "requests from web to db take seconds",
+            "chain relay { type filter hook forward priority 0; }",
+            async lab => Assert.Equal("200", (await lab.Client.CurlAsync($"http://{lab.Server.IPv4}:{SlowPort}/report", TimeSpan.FromSeconds(10))).Stdout),
+            async lab => slowServer = await lab.Server.StartSlowHttpServerAsync(SlowPort, TimeSpan.FromSeconds(1.5)),
+            filter: $"tcp port {SlowPort}");
+        var cut = CaptureCutShortAsync();
+        try
+        {
+            await Task.WhenAll(rejected, slow, cut);
+        }
+        finally
+        {
+            slowServer?.Kill();
+            slowServer?.Dispose();
+        }
+
+        // A firewall on the path rejects the SYN with ICMP "administratively prohibited": the client's
+        // end names it and who sent it, the comparison does not call it a silent drop.
+        {
+            var ends = await rejected;
+            var finding = Assert.Single(ends.Web.Findings!);
+            Assert.Equal((FindingTypes.IcmpDestinationUnreachable, FindingSeverity.Error), (finding.Type, finding.Severity));
+            Assert.Contains($"answered with ICMP destination unreachable, administratively prohibited (type 3, code 13) by {ends.Middlebox}, a device on the path (not the destination {ends.Server}), quoting its SYN", finding.Message, StringComparison.Ordinal);
+            var syn = (await FramesAsync(ends.WebPcap, "tcp.flags.syn == 1"))[0];
+            var icmp = (await FramesAsync(ends.WebPcap, "icmp.type == 3 && icmp.code == 13"))[0];
+            Assert.Equal([syn, icmp], finding.Evidence.PacketNumbers);
+            Assert.Empty(ends.Db.Findings ?? []);
+            Assert.Empty(await FramesAsync(ends.DbPcap, "tcp"));
+            Assert.DoesNotContain(ends.Done.Status!.Findings!, f => f.Type == FindingTypes.SilentlyDropped);
+            Assert.Equal(1, ends.Done.Status.FindingCount);
+        }
+
+        // A server that acknowledges at once and answers 1.5 s later: the application's delay, at both ends.
+        {
+            var ends = await slow;
+            foreach (var (target, pcap) in new[] { (ends.Web, ends.WebPcap), (ends.Db, ends.DbPcap) })
+            {
+                var finding = Assert.Single(target.Findings!);
+                Assert.Equal((FindingTypes.ApplicationLatency, FindingSeverity.Warning), (finding.Type, finding.Severity));
+                var answered = System.Text.RegularExpressions.Regex.Match(finding.Message, @"(\d+(?:\.\d+)?) s after it");
+                Assert.True(answered.Success && double.Parse(answered.Groups[1].Value, CultureInfo.InvariantCulture) >= 1.5, finding.Message); // the server's sleep: a floor, load only adds to it
+                Assert.EndsWith("the delay is in the application" + (target == ends.Db ? " here, not the network." : $" at {ends.Server}:{SlowPort}, not the network."), finding.Message, StringComparison.Ordinal);
+                var request = Assert.Single(await FramesAsync(pcap, $"tcp.dstport == {SlowPort} && tcp.len > 0"));
+                var response = (await FramesAsync(pcap, $"tcp.srcport == {SlowPort} && tcp.len > 0"))[0];
+                Assert.Equal(request, finding.Evidence.PacketNumbers[0]);
+                Assert.Equal(response, finding.Evidence.PacketNumbers[^1]);
+            }
+
+            Assert.Equal(2, ends.Done.Status!.FindingCount);
+        }
+
+        // The capture's interface goes away under it: the stored pcap ends there, and the status says the capture is incomplete.
+        {
+            var (done, pcap) = await cut;
+            var target = Assert.Single(done.Status!.Targets);
+            Assert.Equal((TargetState.Succeeded, "error"), (target.State, target.StopReason));
+            Assert.Contains("libpcap stopped reading", target.Message, StringComparison.Ordinal);
+            var packets = (await FramesAsync(pcap, "frame")).Count;
+            Assert.True(packets > 0);
+            var finding = target.Findings![0];
+            Assert.Equal((FindingTypes.CaptureIncomplete, FindingSeverity.Error), (finding.Type, finding.Severity));
+            Assert.StartsWith($"The capture is incomplete: it stopped after packet {packets} (libpcap stopped reading", finding.Message, StringComparison.Ordinal);
+            Assert.Equal([(long)packets], finding.Evidence.PacketNumbers);
+            Assert.Contains(done.Status.Findings!, f => f.Type == FindingTypes.CaptureIncomplete && f.Target == "web");
+            Assert.True(done.Status.FindingCount >= 1);
+        }
+    }
+
+    private const int SlowPort = 8002;
+
+    /// <summary>
+    /// One capture of pod "web" on its link to the middlebox (spec.interface), cut short: after one
+    /// request the middlebox, and that link with it, is deleted. Returns the finished capture and web's stored pcap.
+    /// </summary>
+    private async Task<(PacketCapture Done, string Pcap)> CaptureCutShortAsync()
+    {
+        await Task.Yield();
+        var ns = await cluster.CreateNamespaceAsync("kc-ends-cut");
+        var web = await cluster.StartPodAsync(ns, "web");
+        var db = await cluster.StartPodAsync(ns, "db");
+        await using var lab = await MiddleboxLab.JoinAsync(web.PodNamespace, db.PodNamespace);
+        await using var http = await lab.Server.StartHttpServerAsync(Port, new Dictionary<string, int> { ["small.txt"] = 1000 });
+        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "cut", new PacketCaptureSpec
+        {
+            Reason = "what does web send to db",
+            Target = new CaptureTarget { PodName = "web" },
+            Interface = lab.Client.Interface,
+            Filter = $"tcp port {Port}",
+            Duration = "60s",
+            Snaplen = 96,
+        });
+        await cluster.Admin.WaitForPhaseAsync(ns, "cut", CapturePhase.Running, Long);
+        await cluster.Kubelet.WaitUntilListeningAsync(ns, "web", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        Assert.Equal("200", (await lab.Client.CurlAsync(Url(lab, "small.txt"))).Stdout);
+        await Task.Delay(500);
+        await lab.DisposeAsync(); // the middlebox goes, and web's link to it
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "cut", CapturePhase.Succeeded, Long);
+        return (done, await cluster.DownloadAsync(done.Status!.Targets.Single().Artifact!));
     }
 
     private static string Url(MiddleboxLab lab, string file) => $"http://{lab.Server.IPv4}:{Port}/{file}";
@@ -174,7 +288,7 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
     /// <paramref name="chain"/> in its table inet kcends, one capture of both (podSelector), the
     /// traffic while both agents listen, the capture stopped, and both stored pcaps downloaded.
     /// </summary>
-    private async Task<BothEnds> CaptureAsync(string name, string reason, string chain, Func<MiddleboxLab, Task> traffic, Func<MiddleboxLab, Task>? prepare = null)
+    private async Task<BothEnds> CaptureAsync(string name, string reason, string chain, Func<MiddleboxLab, Task> traffic, Func<MiddleboxLab, Task>? prepare = null, string? filter = null)
     {
         await Task.Yield();
         var ns = await cluster.CreateNamespaceAsync($"kc-ends-{name}");
@@ -193,7 +307,7 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
         {
             Reason = reason,
             Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = labels } },
-            Filter = $"tcp port {Port} or tcp port {ClosedPort}",
+            Filter = filter ?? $"tcp port {Port} or tcp port {ClosedPort}",
             Duration = "60s",
             Snaplen = 96,
         });
@@ -217,11 +331,12 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
 
         var targets = done.Status!.Targets;
         var (webTarget, dbTarget) = (targets.Single(t => t.Pod == "web"), targets.Single(t => t.Pod == "db"));
-        return new BothEnds(done, webTarget, dbTarget, await cluster.DownloadAsync(webTarget.Artifact!), await cluster.DownloadAsync(dbTarget.Artifact!));
+        return new BothEnds(done, webTarget, dbTarget, await cluster.DownloadAsync(webTarget.Artifact!), await cluster.DownloadAsync(dbTarget.Artifact!),
+            lab.Middlebox.IPv4.ToString(), lab.Server.IPv4.ToString());
     }
 
-    /// <summary>A succeeded capture of both ends: its targets and their stored pcaps.</summary>
-    private sealed record BothEnds(PacketCapture Done, CaptureTargetStatus Web, CaptureTargetStatus Db, string WebPcap, string DbPcap)
+    /// <summary>A succeeded capture of both ends: its targets, their stored pcaps, and the middlebox's and the server's addresses toward the client.</summary>
+    private sealed record BothEnds(PacketCapture Done, CaptureTargetStatus Web, CaptureTargetStatus Db, string WebPcap, string DbPcap, string Middlebox, string Server)
     {
         /// <summary>The comparison's finding of <paramref name="type"/>: the first of the capture's findings, naming both pods.</summary>
         public CaptureFinding First(string type)

@@ -53,6 +53,17 @@ public sealed class StatusFindingsTests
     }
 
     [Fact]
+    public void Healthy_traffic_with_its_latency_figures_lists_the_info_finding_and_counts_zero()
+    {
+        var latency = Finding(FindingSeverity.Info, 1, 1) with { Type = FindingTypes.Latency };
+        var findings = StatusFindings.OfTarget(new TcpSummaryReport { Connections = 3, HandshakesCompleted = 3, Findings = [latency] }, out _);
+        var targets = new List<CaptureTargetStatus> { new() { Pod = "api", Findings = findings } };
+
+        Assert.Equal(FindingTypes.Latency, Assert.Single(StatusFindings.OfCapture(targets)).Type);
+        Assert.Equal(0, StatusFindings.Count(targets));
+    }
+
+    [Fact]
     public void The_capture_lists_errors_of_every_target_before_warnings_each_naming_its_target()
     {
         var targets = new List<CaptureTargetStatus>

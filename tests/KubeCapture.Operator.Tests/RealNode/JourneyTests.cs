@@ -320,7 +320,10 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         var uninstalled = await cluster.HelmAsync(["uninstall", RealNodeCluster.Release, "-n", RealNodeCluster.Namespace, "--wait"]);
         await RealNodeCluster.WaitForAsync("the operator pod gone", async () =>
             (await cluster.Admin.CoreV1.ListNamespacedPodAsync(RealNodeCluster.Namespace)).Items.Count == 0 ? "gone" : null);
+        // The pod is gone from the API once the kubelet has stopped its containers; their records stay in containerd
+        // until the kubelet's container GC, so "nothing running" is read from containerd's tasks.
         var containers = await HostCommand.RunAsync("ctr", "--address", cluster.Node.ContainerdSocket, "-n", "k8s.io", "containers", "ls");
+        var tasks = await HostCommand.RunAsync("ctr", "--address", cluster.Node.ContainerdSocket, "-n", "k8s.io", "tasks", "ls");
         var clusterRoles = (await cluster.Admin.RbacAuthorizationV1.ListClusterRoleAsync()).Items.Select(r => r.Metadata.Name).ToList();
         var apiServiceGone = await Assert.ThrowsAsync<HttpOperationException>(() => cluster.Admin.ApiregistrationV1.ReadAPIServiceAsync($"{SubresourcesApi.Version}.{SubresourcesApi.Group}"));
         var webhooks = (await cluster.Admin.AdmissionregistrationV1.ListMutatingWebhookConfigurationAsync()).Items;
@@ -329,7 +332,11 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         await cluster.InstallAsync();
 
         Assert.True(uninstalled.ExitCode == 0, uninstalled.Stdout + uninstalled.Stderr);
-        Assert.DoesNotContain(RealNodeCluster.OperatorImage, containers.Stdout, StringComparison.Ordinal); // nothing of it left in containerd
+        var operatorContainers = containers.Stdout.Split('\n').Where(l => l.Contains(RealNodeCluster.OperatorImage, StringComparison.Ordinal))
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0]).ToHashSet();
+        Assert.True(tasks.ExitCode == 0, tasks.Stderr);
+        Assert.DoesNotContain(tasks.Stdout.Split('\n'), l => l.Contains("RUNNING", StringComparison.Ordinal)
+            && operatorContainers.Contains(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0])); // nothing of it runs in containerd
         Assert.DoesNotContain(clusterRoles, r => r.StartsWith($"{RealNodeCluster.Release}-", StringComparison.Ordinal));
         Assert.Equal(HttpStatusCode.NotFound, apiServiceGone.Response.StatusCode);
         Assert.Empty(webhooks);

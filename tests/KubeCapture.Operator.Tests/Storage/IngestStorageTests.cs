@@ -154,7 +154,16 @@ public abstract class IngestStorageTests
         await host.KillAsync();
         await Task.Delay(1000);
         await host.StartProcessAsync();
-        var after = await WaitForCheckpointAsync(store, target, before.Offset + PartSize);
+        UploadCheckpoint after;
+        try
+        {
+            after = await WaitForCheckpointAsync(store, target, before.Offset + PartSize);
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}\nagent:\n{agent.Output}\noperator after the restart:\n{host.Process!.Output}", e);
+        }
+
         Assert.Equal(before.UploadId, after.UploadId); // the new process continued the same multipart upload
 
         await stopTraffic.CancelAsync();

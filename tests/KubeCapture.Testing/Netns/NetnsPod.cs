@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using KubeCapture.Testing.Processes;
 
@@ -56,6 +57,26 @@ public sealed class NetnsPod
         return Process.Start(start) ?? throw new InvalidOperationException($"could not start {string.Join(' ', command)} in {Name}");
     }
 
+    /// <summary>Starts a server (a long-running command) in this pod and returns once it listens on <paramref name="port"/>; the caller owns the process.</summary>
+    public async Task<Process> StartListeningAsync(IEnumerable<string> command, int port)
+    {
+        var process = Start(command);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        while (!await IsListeningAsync(port))
+        {
+            if (process.HasExited || DateTime.UtcNow > deadline)
+            {
+                var why = process.HasExited ? $"it exited {process.ExitCode}" : "timed out";
+                process.Dispose();
+                throw new InvalidOperationException($"{string.Join(' ', command).Split('\n')[0]} did not listen on port {port} in {Name}: {why}");
+            }
+
+            await Task.Delay(20);
+        }
+
+        return process;
+    }
+
     /// <summary>Loads an nftables ruleset (nft -f syntax) into this namespace.</summary>
     public async Task AddNftablesAsync(string ruleset) =>
         (await ExecAsync(["nft", "-f", "-"], stdin: ruleset)).EnsureSuccess();
@@ -82,6 +103,37 @@ public sealed class NetnsPod
 
         return packets;
     }
+
+    /// <summary>
+    /// Makes this pod's link carry BIG TCP, as a node with BIG TCP enabled does (Cilium's option,
+    /// <c>ip link set ... gso_max_size</c>): segmentation offload (TSO/GSO: the stack sends packets up
+    /// to <paramref name="maxSize"/> bytes and the capture sees them whole) and receive offload (GRO:
+    /// received segments merged up to <paramref name="maxSize"/>) as asked, with the largest GSO and GRO
+    /// packet raised for IPv6 (<c>gso_max_size</c>, <c>gro_max_size</c>) and IPv4
+    /// (<c>gso_ipv4_max_size</c>, <c>gro_ipv4_max_size</c>, set by netlink: this iproute2 lacks them).
+    /// Takes effect for connections made afterwards.
+    /// </summary>
+    public async Task EnableBigTcpAsync(int maxSize, bool segmentationOffload, bool receiveOffload)
+    {
+        var size = maxSize.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        (await ExecAsync("ethtool", "-K", Interface, "tso", segmentationOffload ? "on" : "off", "gso", segmentationOffload ? "on" : "off", "gro", receiveOffload ? "on" : "off")).EnsureSuccess();
+        (await HostCommand.RunAsync("ip", "-n", Name, "link", "set", Interface, "gso_max_size", size, "gro_max_size", size)).EnsureSuccess();
+        (await ExecAsync("python3", "-c", SetIPv4GsoGroMaxSize, Interface, size)).EnsureSuccess();
+    }
+
+    /// <summary>RTM_NEWLINK with IFLA_GSO_IPV4_MAX_SIZE (63) and IFLA_GRO_IPV4_MAX_SIZE (64): argv[1] the interface, argv[2] the size.</summary>
+    private const string SetIPv4GsoGroMaxSize = """
+        import socket, struct, sys
+        index, size = socket.if_nametoindex(sys.argv[1]), int(sys.argv[2])
+        def attr(kind, value):
+            a = struct.pack('=HH', 4 + len(value), kind) + value
+            return a + bytes(-len(a) % 4)
+        body = struct.pack('=BxHiII', socket.AF_UNSPEC, 0, index, 0, 0) + attr(63, struct.pack('=I', size)) + attr(64, struct.pack('=I', size))
+        s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        s.send(struct.pack('=IHHII', 16 + len(body), 16, 1 | 4, 1, 0) + body)
+        error = struct.unpack('=i', s.recv(65536)[16:20])[0]
+        sys.exit(f'netlink: error {error}' if error else 0)
+        """;
 
     /// <summary>Sets the MTU of this pod's veth end.</summary>
     public async Task SetMtuAsync(int mtu) =>
@@ -131,4 +183,27 @@ public sealed class NetnsPod
     /// <summary>Starts a throwaway HTTP server (python3 -m http.server, bound to ::) in this pod.</summary>
     public Task<HttpFileServer> StartHttpServerAsync(int port, IReadOnlyDictionary<string, int> filesBySize) =>
         HttpFileServer.StartAsync(this, port, filesBySize);
+
+    /// <summary>
+    /// An HTTP server on <paramref name="port"/> (IPv4 and IPv6) that reads each request, answers it
+    /// <paramref name="delay"/> after it came (200, "ready") and closes: an application slow to answer
+    /// a request its TCP acknowledged at once. Returned once it listens; kill it when done.
+    /// </summary>
+    public Task<Process> StartSlowHttpServerAsync(int port, TimeSpan delay) =>
+        StartListeningAsync(["python3", "-c", SlowHttpServer, port.ToString(CultureInfo.InvariantCulture), delay.TotalSeconds.ToString(CultureInfo.InvariantCulture)], port);
+
+    private const string SlowHttpServer = """
+        import socket, sys, threading, time
+        s = socket.socket(socket.AF_INET6)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(('::', int(sys.argv[1])))
+        s.listen()
+        def answer(c):
+            c.recv(65536)
+            time.sleep(float(sys.argv[2]))
+            c.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nready')
+            c.close()
+        while True:
+            threading.Thread(target=answer, args=(s.accept()[0],)).start()
+        """;
 }

@@ -14,6 +14,33 @@ public sealed record PcapFile(ushort VersionMajor, ushort VersionMinor, int This
 {
     public static PcapFile Read(string path) => Parse(File.ReadAllBytes(path));
 
+    /// <summary>Writes it as a classic pcap (little-endian, microseconds): tests make damaged or re-encapsulated copies this way.</summary>
+    public void Write(string path)
+    {
+        using var file = File.Create(path);
+        Span<byte> header = stackalloc byte[24];
+        BinaryPrimitives.WriteUInt32LittleEndian(header, 0xa1b2c3d4);
+        BinaryPrimitives.WriteUInt16LittleEndian(header[4..], VersionMajor);
+        BinaryPrimitives.WriteUInt16LittleEndian(header[6..], VersionMinor);
+        BinaryPrimitives.WriteInt32LittleEndian(header[8..], ThisZone);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[16..], SnapshotLength);
+        BinaryPrimitives.WriteUInt32LittleEndian(header[20..], LinkType);
+        file.Write(header);
+        Span<byte> record = stackalloc byte[16];
+        foreach (var r in Records)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(record, r.Seconds);
+            BinaryPrimitives.WriteUInt32LittleEndian(record[4..], r.Microseconds);
+            BinaryPrimitives.WriteUInt32LittleEndian(record[8..], r.CapturedLength);
+            BinaryPrimitives.WriteUInt32LittleEndian(record[12..], r.OriginalLength);
+            file.Write(record);
+            file.Write(r.Data);
+        }
+    }
+
+    /// <summary>Where record <paramref name="index"/> (0-based) starts in the file as written: its 16-byte header.</summary>
+    public long RecordOffset(int index) => 24 + Records.Take(index).Sum(r => 16L + r.Data.Length);
+
     public static PcapFile Parse(ReadOnlySpan<byte> bytes)
     {
         if (bytes.Length < 24)

@@ -22,10 +22,19 @@ public sealed record TcpdumpTcpLine(
 }
 
 /// <summary>What <c>tcpdump -nn -r FILE</c> printed.</summary>
-public sealed record TcpdumpOutput(IReadOnlyList<string> Lines, string Stderr)
+public sealed record TcpdumpOutput(IReadOnlyList<string> Lines, string Stderr, int ExitCode = 0)
 {
+    /// <summary>
+    /// Why tcpdump stopped reading, as libpcap said it ("truncated dump file; ...", "invalid packet
+    /// capture length ..."): its last "tcpdump: " line on stderr, without pcap_loop's prefix. Null when it read to the end.
+    /// </summary>
+    public string? Error => Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        .LastOrDefault(l => l.StartsWith("tcpdump: ", StringComparison.Ordinal)) is { } line
+        ? line["tcpdump: ".Length..].Replace("pcap_loop: ", "", StringComparison.Ordinal)
+        : null;
+
     /// <summary>The link type from "reading from file ..., link-type LINUX_SLL (...)".</summary>
-    public string? LinkType => Regex.Match(Stderr, @"link-type (\S+)") is { Success: true } m ? m.Groups[1].Value : null;
+    public string? LinkType => Regex.Match(Stderr, @"link-type ([^\s,]+)") is { Success: true } m ? m.Groups[1].Value : null;
 
     /// <summary>The snapshot length tcpdump read from the file header.</summary>
     public int? SnapshotLength => Regex.Match(Stderr, @"snapshot length (\d+)") is { Success: true } m
@@ -44,6 +53,13 @@ public static partial class Tcpdump
         string[] arguments = ["-nn", "-r", path, .. extra, .. filter is null ? Array.Empty<string>() : [filter]];
         var result = (await HostCommand.RunAsync("tcpdump", arguments)).EnsureSuccess();
         return new TcpdumpOutput(result.StdoutLines, result.Stderr);
+    }
+
+    /// <summary>Runs <c>tcpdump -nn -r FILE</c> on a file that may be damaged: what it printed before it stopped, its exit code and <see cref="TcpdumpOutput.Error"/>.</summary>
+    public static async Task<TcpdumpOutput> ReadDamagedAsync(string path)
+    {
+        var result = await HostCommand.RunAsync("tcpdump", "-nn", "-r", path);
+        return new TcpdumpOutput(result.StdoutLines, result.Stderr, result.ExitCode);
     }
 
     /// <summary>Parses a TCP line of tcpdump -nn; null for anything else (UDP, ICMP, ARP).</summary>
