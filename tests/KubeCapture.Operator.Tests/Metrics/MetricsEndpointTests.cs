@@ -38,6 +38,8 @@ public sealed class MetricsEndpointTests
         Assert.Equal(20, Value(text, "kubecapture_ingest_packets_total"));
         Assert.Equal(0, Value(text, "kubecapture_agent_kernel_drops_total"));
         Assert.Equal(1, Value(text, "kubecapture_ingest_uploads_total", "outcome=\"stored\""));
+        Assert.Equal(1, Value(text, "kubecapture_ingest_streams_ended_total", "code=\"OK\""));
+        Assert.Equal(0, Value(text, "kubecapture_ingest_streams_ended_total", "code=\"Unauthenticated\""));
         Assert.Equal(0, Value(text, "kubecapture_ingest_streams_active"));
         Assert.Equal(1, Value(text, "kubecapture_storage_request_duration_seconds_count", "operation=\"CompleteMultipartUpload\"", "outcome=\"ok\""));
         Assert.True(Value(text, "kubecapture_storage_request_duration_seconds_count", "operation=\"UploadPart\"", "outcome=\"ok\"") >= 1, text);
