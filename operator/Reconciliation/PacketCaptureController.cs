@@ -9,6 +9,7 @@ using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Watcher;
@@ -652,6 +653,7 @@ public sealed class PacketCaptureController(
         }
 
         var reason = CaptureConditions.Find(status, CaptureConditions.Complete)?.Reason ?? status.Phase!;
+        OperatorMetrics.CapturesEnded.Add(1, new KeyValuePair<string, object?>("phase", status.Phase));
         await events.OnCaptureAsync(capture, status.Phase == CapturePhase.Succeeded ? "Normal" : "Warning", reason, status.Message ?? "", cancellationToken);
     }
 

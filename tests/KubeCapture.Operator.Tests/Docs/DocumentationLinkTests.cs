@@ -71,13 +71,13 @@ public sealed class DocumentationLinkTests : IDisposable
         Assert.Equal(anchor, DocumentationSite.Slug(heading));
 
     [Fact]
-    public void A_repeated_heading_gets_a_numbered_anchor_as_on_GitHub()
+    public void A_repeated_heading_gets_a_numbered_anchor_as_on_GitHub_and_an_HTML_anchor_is_one_outside_code()
     {
-        Write("README.md", "# Front\n\n## Options\n\n## Options\n\n### Options ###\n");
+        Write("README.md", "# Front\n\n## Options\n\n## Options\n\n### Options ###\n\n| <a id=\"kubecapturenoleader\"></a>`KubeCaptureNoLeader` | `<a id=\"in-code\"></a>` |\n");
 
         var anchors = DocumentationSite.Load(site).AnchorsOf("README.md");
 
-        Assert.Equal(["front", "options", "options-1", "options-2"], anchors.Order(StringComparer.Ordinal));
+        Assert.Equal(["front", "kubecapturenoleader", "options", "options-1", "options-2"], anchors.Order(StringComparer.Ordinal));
     }
 
     [Fact]

@@ -52,7 +52,10 @@ public sealed partial class DocumentationSite
         return [.. Pages.Where(p => p.StartsWith("docs/", StringComparison.Ordinal) && !linked.Contains(p))];
     }
 
-    /// <summary>The anchors GitHub gives the headings of a page: each heading's slug, a repeated one with -1, -2, ...</summary>
+    /// <summary>
+    /// The anchors of a page: GitHub's for its headings (each heading's slug, a repeated one with -1,
+    /// -2, ...) and the HTML anchors it writes itself (<c>&lt;a id="x"&gt;&lt;/a&gt;</c>, as the runbook rows of the alerts).
+    /// </summary>
     public IReadOnlySet<string> AnchorsOf(string page)
     {
         if (anchors.TryGetValue(page, out var known))
@@ -64,6 +67,7 @@ public sealed partial class DocumentationSite
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var (line, _) in ProseLines(page))
         {
+            found.UnionWith(HtmlAnchor().Matches(InlineCode().Replace(line, "")).Select(m => m.Groups["id"].Value));
             var heading = Heading().Match(line);
             if (!heading.Success)
             {
@@ -206,6 +210,9 @@ public sealed partial class DocumentationSite
 
     [GeneratedRegex(@"^\s{0,3}\[[^\]]+\]:\s*(?<target>\S+)")]
     private static partial Regex LinkDefinition();
+
+    [GeneratedRegex(@"<a\s+(?:id|name)=""(?<id>[^""]+)""")]
+    private static partial Regex HtmlAnchor();
 
     [GeneratedRegex(@"`+[^`]*`+")]
     private static partial Regex InlineCode();
