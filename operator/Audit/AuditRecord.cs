@@ -23,7 +23,7 @@ public sealed record AuditRecord
     [JsonPropertyOrder(-1)]
     public required string Time { get; init; }
 
-    /// <summary>requested, refused, admitted, started, stopped, stored, downloaded, expired or deleted (<see cref="AuditEvent"/>).</summary>
+    /// <summary>requested, refused, admitted, started, stopped, stored, contested, downloaded, expired or deleted (<see cref="AuditEvent"/>).</summary>
     public required string Event { get; init; }
 
     public required string Namespace { get; init; }
@@ -78,6 +78,7 @@ public static class AuditEvent
     public const string Started = "started";
     public const string Stopped = "stopped";
     public const string Stored = "stored";
+    public const string Contested = "contested";
     public const string Downloaded = "downloaded";
     public const string Expired = "expired";
     public const string Deleted = "deleted";

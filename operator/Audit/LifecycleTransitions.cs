@@ -77,6 +77,12 @@ public static class LifecycleTransitions
                     $"pod {target.Pod}: stored {artifact.Uri} ({artifact.Size} bytes, sha256 {artifact.Sha256})"), target.Pod,
                     new AuditArtifact { Uri = artifact.Uri, Size = artifact.Size, Sha256 = artifact.Sha256 });
             }
+
+            if (target.Reason == CaptureConditions.UploadContested && earlier?.Reason != target.Reason)
+            {
+                yield return new Transition(AuditEvent.Contested, "Warning", target.Reason, $"pod {target.Pod}: {target.Message}", target.Pod,
+                    target.Artifact is { } contested ? new AuditArtifact { Uri = contested.Uri, Size = contested.Size, Sha256 = contested.Sha256 } : null);
+            }
         }
     }
 

@@ -68,7 +68,7 @@ public sealed class CapturePolicy
             return SpecVerdict.Refuse("PolicyExceeded", $"spec.duration {spec.Duration} is longer than the policy's maximum {MaxDuration}");
         }
 
-        var maxBytesText = spec.MaxBytes ?? "64Mi";
+        var maxBytesText = spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes;
         if (!Quantities.TryParseSize(maxBytesText, out var bytes, out var sizeError) || bytes < CaptureOptions.MinMaxBytes)
         {
             return SpecVerdict.Refuse("InvalidSpec", $"spec.maxBytes: {(bytes > 0 ? $"a pcap needs at least {CaptureOptions.MinMaxBytes} bytes" : sizeError)}");
