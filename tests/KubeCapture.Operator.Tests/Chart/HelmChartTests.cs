@@ -254,6 +254,35 @@ public sealed class HelmChartTests
         Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
     }
 
+    [Fact]
+    public void The_charts_retention_and_lock_policy_is_the_operators_cautious_default_and_bounds_what_it_renders()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
+        var values = Path.Combine(Directory.CreateTempSubdirectory("kcH-").FullName, "forensics.yaml");
+        File.WriteAllText(values, "policy:\n  maxRetention: 8760h\n  locks:\n    governance: []\n    compliance: [forensics, audit]\n    legalHold: [forensics]\n");
+        var (namedCode, named) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "-f", values);
+        var (badCode, bad) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "policy.locks.compliance={Not_A_Namespace}");
+        Assert.True(code == 0 && namedCode == 0, output + named);
+        static CapturePolicy Bound(string yaml)
+        {
+            var env = Assert.Single(KubernetesYaml.LoadAllFromString(yaml).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env
+                .Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+            var policy = OperatorConfiguration(env).GetSection(CapturePolicy.Section).Get<CapturePolicy>()!;
+            policy.Validate();
+            return policy;
+        }
+
+        var defaults = Bound(output);
+        var operatorDefaults = new CapturePolicy();
+        Assert.Equal((operatorDefaults.MaxRetention, operatorDefaults.Locks.Describe()), (defaults.MaxRetention, defaults.Locks.Describe()));
+        Assert.Equal(("720h", "governance in every namespace; compliance nowhere; legalHold nowhere"), (defaults.MaxRetention, defaults.Locks.Describe()));
+        var forensics = Bound(named);
+        Assert.Equal(("8760h", "governance nowhere; compliance in forensics, audit; legalHold in forensics"), (forensics.MaxRetention, forensics.Locks.Describe()));
+        Assert.NotEqual(0, badCode);
+        Assert.Contains("policy.locks.compliance", bad, StringComparison.Ordinal);
+        Directory.Delete(Path.GetDirectoryName(values)!, recursive: true);
+    }
+
     /// <summary>The operator's configuration from the Deployment's env, as ASP.NET Core reads it (__ is :).</summary>
     private static IConfiguration OperatorConfiguration(Dictionary<string, string> env) =>
         new ConfigurationBuilder()
