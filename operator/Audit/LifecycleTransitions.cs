@@ -3,14 +3,13 @@ using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.Operator.Audit;
 
-/// <summary>A lifecycle event the status change between two writes shows.</summary>
 /// <summary>
 /// One lifecycle event. <paramref name="Announce"/>: also a Kubernetes Event on the PacketCapture.
 /// Requested, admitted and started are not: before Running every API request counts (issue 13's
 /// budget), and the object already shows them (the Accepted and Admitted conditions, the
-/// CaptureStarted Event on the pod).
+/// CaptureStarted Event on the pod). <paramref name="Actor"/>: who caused it, where that is not the requester.
 /// </summary>
-public sealed record Transition(string Event, string EventType, string EventReason, string Message, string? Pod = null, AuditArtifact? Artifact = null, bool Announce = true);
+public sealed record Transition(string Event, string EventType, string EventReason, string Message, string? Pod = null, AuditArtifact? Artifact = null, bool Announce = true, string? Actor = null);
 
 /// <summary>
 /// Which lifecycle events happened between the status as it was and the status just written: each

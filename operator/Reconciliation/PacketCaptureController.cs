@@ -58,13 +58,16 @@ public sealed class PacketCaptureController(
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
     private readonly TimeSpan progressInterval = CapturePolicy.ParseDuration(options.ProgressInterval, "Reconciler:ProgressInterval");
 
+    /// <summary>Captures (by UID) whose deletion the operator let go of itself, its audit line written.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> deletionsRecorded = new();
+
     /// <summary>When each active capture's status was last written (by UID), for <see cref="ReconcilerOptions.ProgressInterval"/>.</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> statusWrittenAt = new();
 
     public async Task<ReconcileResult> ReconcileAsync(PacketCapture capture, IReadOnlyList<PacketCapture> allCaptures, CancellationToken cancellationToken)
     {
         var deleting = capture.Metadata.DeletionTimestamp is not null;
-        if (!deleting && !CaptureFinalizer.IsPresent(capture))
+        if (!deleting && !CaptureFinalizer.IsPresent(capture) && CaptureFinalizer.BreakGlass(capture) is null)
         {
             // Without the admission webhook (which adds it at create): go on with the object as patched
             // (its new resourceVersion), no second trip through the queue.
@@ -776,6 +779,7 @@ public sealed class PacketCaptureController(
         if (deleting && CaptureFinalizer.IsPresent(capture))
         {
             await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
+            deletionsRecorded[capture.Metadata.Uid] = true;
             if (audit is not null)
             {
                 var what = disposals.Count == 0
@@ -786,6 +790,40 @@ public sealed class PacketCaptureController(
         }
 
         return ReconcileResult.Done;
+    }
+
+    /// <summary>
+    /// The PacketCapture is gone. When the operator let it go (its finalizer), that is recorded
+    /// already. Otherwise it went without: someone broke glass, or it was deleted before the finalizer
+    /// was added. Its agents are told to stop (each stores what it captured, with the capture's lock
+    /// and requester from its upload checkpoint), and the audit log records the deletion.
+    /// </summary>
+    public void Deleted(PacketCapture capture)
+    {
+        if (deletionsRecorded.TryRemove(capture.Metadata.Uid, out _))
+        {
+            return;
+        }
+
+        ingest.RequestStop(capture.Metadata.Uid);
+        var why = CaptureFinalizer.BreakGlass(capture) is { } reason ? $"someone broke glass: {reason}" : "it was deleted before the finalizer was added";
+        var message = $"the PacketCapture was deleted without the operator's finalizer ({why}): its agents were told to stop; " +
+            "what they store is kept, with the capture's lock and requester, until its retention ends";
+        logger.LogWarning("{Capture}: {Message}", capture.Key, message);
+        if (audit is not null)
+        {
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await audit.RecordAsync(capture, new Transition(AuditEvent.Deleted, "Warning", "DeletedWithoutFinalizer", message), CancellationToken.None);
+                }
+                catch (Exception e)
+                {
+                    logger.LogWarning("{Capture}: the Event of its deletion was not recorded: {Error}", capture.Key, e.Message);
+                }
+            });
+        }
     }
 
     /// <summary>PUT on the status subresource with the read resourceVersion: a stale view gets 409 and runs again.</summary>
