@@ -7,7 +7,7 @@
 # the capture process) and peak RSS (its ru_maxrss, the VmHWM), both from GNU time. Then the agent alone
 # at a 10 MB and at a 1 GB capture, to show its RSS does not grow with the capture.
 #
-# Not part of CI. Needs root. Usage:
+# CI runs it briefly (bench/smoke.sh). Needs root. Usage:
 #   bash bench/capture-bench.sh [--frames N] [--repeats R] [--mix udp|tcp] [--no-big]
 # Defaults: 5,000,000 frames per run, 3 repeats, UDP frames, with the 10 MB / 1 GB comparison.
 # "agent" is the published executable (NativeAOT, as the Dockerfile builds it); "agent (JIT)" is the
@@ -47,9 +47,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The agent as users run it: published exactly as the Dockerfile does (NativeAOT, see the csproj).
-echo "bench: publishing the agent (dotnet publish capture-sidecar -c Release)"
-dotnet publish capture-sidecar -c Release -o "$work/agent" -v quiet -nologo >/dev/null
+# The agent as users run it: published exactly as the Dockerfile does (NativeAOT, see the csproj),
+# unless KCB_AGENT names a binary to measure instead.
+if [[ -z ${KCB_AGENT:-} ]]; then
+  echo "bench: publishing the agent (dotnet publish capture-sidecar -c Release)"
+  dotnet publish capture-sidecar -c Release -o "$work/agent" -v quiet -nologo >/dev/null
+fi
 agent="${KCB_AGENT:-$work/agent/kubecapture-agent}"
 # For comparison: the JIT build that `dotnet build` / `dotnet run` give.
 echo "bench: building the JIT build too (dotnet build capture-sidecar -c Release), for comparison"
@@ -122,7 +125,8 @@ def med(tool, key):
 t_cpu, a_cpu = med("tcpdump", "cpu"), med("agent", "cpu")
 t_rss, a_rss = med("tcpdump", "peak_rss_kib"), med("agent", "peak_rss_kib")
 print()
-print(f"median CPU: tcpdump {t_cpu:.2f} s, agent {a_cpu:.2f} s, ratio {a_cpu/t_cpu:.2f}x (target <= 1.5x)")
+ratio = f"ratio {a_cpu/t_cpu:.2f}x" if t_cpu else "no ratio (tcpdump's CPU time rounds to 0: too few frames)"
+print(f"median CPU: tcpdump {t_cpu:.2f} s, agent {a_cpu:.2f} s, {ratio} (target <= 1.5x)")
 print(f"median peak RSS: tcpdump {t_rss/1024:.1f} MiB, agent {a_rss/1024:.1f} MiB (target <= 48 MiB)")
 missed = [r for r in rows if r.get("tool") == "agent" and r["captured"] < max(t["captured"] for t in rows if t["tool"] == "tcpdump")]
 print(f"agent runs that captured fewer packets than the best tcpdump run: {len(missed)}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ingest benchmark (not in CI): throughput agent protocol -> operator ingest -> S3 versus a plain PUT of
+# Ingest benchmark (CI runs it briefly: bench/smoke.sh): throughput agent protocol -> operator ingest -> S3 versus a plain PUT of
 # the same bytes to the same kind of S3, in one run, with the same client code (the operator's S3Signer
 # and HttpClient), and the operator's peak RSS while ingesting. Also times a bare multipart upload of
 # the same bytes through the operator's S3ArtifactStore (no ingest) to show what multipart costs by itself.
@@ -25,7 +25,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 bench=(dotnet exec bench/IngestBench/bin/Release/net10.0/IngestBench.dll)
 server_pid="" operator=""
 stop_s3() {
-  if [[ $store == rgw ]]; then exec 3>&- 2>/dev/null || true; else [[ -z $server_pid ]] || kill "$server_pid" 2>/dev/null || true; fi
+  if [[ $store == rgw ]]; then exec 3>&-; else [[ -z $server_pid ]] || kill "$server_pid" 2>/dev/null || true; fi
   [[ -z $server_pid ]] || while kill -0 "$server_pid" 2>/dev/null; do sleep 0.1; done # serve-rgw stops Ceph when its stdin closes
   server_pid=""
 }
@@ -82,12 +82,12 @@ http_port=$(free_port) ingest_port=$(free_port)
 dotnet exec operator/bin/Release/net10.0/kubecapture-operator.dll \
   "--Kestrel:Endpoints:Http:Url=http://127.0.0.1:$http_port" "--Kestrel:Endpoints:Ingest:Url=http://127.0.0.1:$ingest_port" \
   "--Storage:S3:Endpoint=$endpoint" "--Storage:S3:Bucket=$bucket" "--Storage:S3:AccessKey=$access" "--Storage:S3:SecretKey=$secret" \
-  "--Storage:PartSize=$part" "--Storage:PartsInFlight=$in_flight" --Reconciler:Enabled=false --Ingest:TokenSecret=bench --Ingest:Tls=false \
+  "--Storage:PartSize=$part" "--Storage:PartsInFlight=$in_flight" --Reconciler:Enabled=false --Ingest:TokenSecret=bench --Ingest:Tls=false --Ingest:BindToPodAddress=false \
   --Logging:LogLevel:Default=Warning >"$work/operator.log" 2>&1 &
 operator=$!
 until curl -s -o /dev/null "http://127.0.0.1:$http_port/healthz"; do sleep 0.1; done
 idle_kib=$(awk '/VmHWM/ {print $2}' "/proc/$operator/status")
-"${bench[@]}" upload "http://127.0.0.1:$ingest_port" bench $((64 << 20)) >/dev/null # warm-up (JIT), not timed
+"${bench[@]}" upload "http://127.0.0.1:$ingest_port" bench $((size < (64 << 20) ? size : (64 << 20))) >/dev/null # warm-up (JIT), not timed
 warm_kib=$(awk '/VmHWM/ {print $2}' "/proc/$operator/status")
 operator_cpu0=$(cpu_ticks "$operator")
 server_mark=$(server_ticks)

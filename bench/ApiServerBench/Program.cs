@@ -25,7 +25,9 @@ namespace KubeCapture.Bench.ApiServer;
 /// </summary>
 public static partial class Program
 {
-    private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(20);
+    // The idle window over which reads per second are counted: 20 s, or KCB_IDLE_SECONDS (bench/smoke.sh runs it short).
+    private static readonly TimeSpan IdleWindow = TimeSpan.FromSeconds(
+        int.TryParse(Environment.GetEnvironmentVariable("KCB_IDLE_SECONDS"), CultureInfo.InvariantCulture, out var seconds) && seconds > 0 ? seconds : 20);
 
     public static async Task<int> Main(string[] args)
     {

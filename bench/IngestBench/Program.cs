@@ -150,14 +150,19 @@ public static class Program
 
     private static async Task<int> ShaAsync(S3Options s3, string key)
     {
-        using var store = new S3ArtifactStore(s3, "");
-        using var sha = SHA256.Create();
-        await using (var hashing = new CryptoStream(Stream.Null, sha, CryptoStreamMode.Write))
+        // One signed GET with the operator's own S3 code, as the plain PUT: the bytes hashed as they arrive.
+        using var http = new HttpClient(new SocketsHttpHandler()) { Timeout = TimeSpan.FromMinutes(10) };
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"{s3.Endpoint.TrimEnd('/')}/{s3.Bucket}/{S3Signer.Encode(key, true)}");
+        new S3Signer(s3.Region, s3.AccessKey, s3.SecretKey).Sign(request, [], DateTime.UtcNow);
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        if (!response.IsSuccessStatusCode)
         {
-            await store.DownloadAsync(key, hashing, CancellationToken.None);
+            await Console.Error.WriteLineAsync($"GET {key} failed: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+            return 1;
         }
 
-        Console.WriteLine(Convert.ToHexStringLower(sha.Hash!));
+        await using var body = await response.Content.ReadAsStreamAsync();
+        Console.WriteLine(Convert.ToHexStringLower(await SHA256.HashDataAsync(body)));
         return 0;
     }
 

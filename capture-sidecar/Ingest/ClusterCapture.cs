@@ -24,7 +24,9 @@ public static class ClusterCapture
         var options = request.Options;
         InterfaceCatalog.Find(options.Interface).Dispose();
         LocalCapture.CheckFilter(options);
-        using var session = CaptureSession.Open(options);
+        // The agent's own upload is never part of the capture (the manifest keeps the user's filter).
+        var capturing = options with { Filter = OwnUploadFilter.Combine(options.Filter, OwnUploadFilter.Resolve(target.Url, stderr), target.Url.Port) };
+        using var session = CaptureSession.Open(capturing);
         using var buffer = new UploadBuffer(target.BufferBytes);
         using var uploader = new IngestUploader(target, buffer, reason =>
         {

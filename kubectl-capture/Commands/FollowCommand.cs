@@ -23,26 +23,50 @@ public static class FollowCommand
             : new Request(name, args.Option("--pod"));
     }
 
-    public static async Task<int> RunAsync(Request request, ClusterConnection cluster, Func<Stream> openStdout, CancellationToken cancellationToken)
+    /// <summary>
+    /// kube-apiserver ends a request to an extension API after its <c>--request-timeout</c> (1 minute
+    /// by default), a live follow included: a stream that breaks while the capture runs is followed
+    /// again, and stdout goes on as one pcap (<see cref="FollowedPcap"/>). A record that reached the
+    /// ingest while no follower was connected is only in the stored pcap (download). Three breaks in a
+    /// row that bring nothing end it with the error.
+    /// </summary>
+    public static async Task<int> RunAsync(Request request, ClusterConnection cluster, Func<Stream> openStdout, TextWriter stderr, CancellationToken cancellationToken)
     {
-        using var response = await cluster.GetStreamAsync(CaptureSubresources.PathOf(cluster.Namespace, request.Name, CaptureSubresources.Follow, request.Pod), cancellationToken);
-        await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+        var path = CaptureSubresources.PathOf(cluster.Namespace, request.Name, CaptureSubresources.Follow, request.Pod);
         await using var output = openStdout();
+        var pcap = new FollowedPcap(output);
         var buffer = new byte[65536];
-        int read;
-        while ((read = await body.ReadAsync(buffer, cancellationToken)) > 0)
+        var fruitless = 0;
+        while (true)
         {
+            using var response = await cluster.GetStreamAsync(path, cancellationToken);
+            var before = pcap.Records;
+            pcap.StartStream();
             try
             {
-                await output.WriteAsync(buffer.AsMemory(0, read), cancellationToken);
-                await output.FlushAsync(cancellationToken);
+                await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
+                int read;
+                while ((read = await body.ReadAsync(buffer, cancellationToken)) > 0)
+                {
+                    if (!await pcap.WriteAsync(buffer.AsMemory(0, read), cancellationToken))
+                    {
+                        return 0;
+                    }
+                }
+
+                return 0; // the capture ended (or this was its stored pcap)
             }
-            catch (IOException)
+            catch (IOException e) when (!cancellationToken.IsCancellationRequested)
             {
-                return 0; // the reader closed the pipe: what it read is whole records up to there
+                fruitless = pcap.Records > before ? 0 : fruitless + 1;
+                if (fruitless >= 3)
+                {
+                    throw;
+                }
+
+                stderr.WriteLine($"kubectl-capture: the live stream broke ({e.Message}; kube-apiserver ends a request to an extension API after its request timeout, 1 minute by default): following again, the pcap goes on");
+                stderr.Flush();
             }
         }
-
-        return 0;
     }
 }

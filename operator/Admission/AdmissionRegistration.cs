@@ -21,7 +21,7 @@ public static class AdmissionRegistration
         var options = builder.Configuration.GetSection(AdmissionOptions.Section).Get<AdmissionOptions>() ?? new AdmissionOptions();
         if (!builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
         {
-            throw new InvalidOperationException("Admission:Enabled needs a ServingCertificate section (Managed: DnsNames of the webhook's Service; or Mounted files)");
+            throw new OperatorConfigurationException("Admission:Enabled needs a ServingCertificate section (Managed: DnsNames of the webhook's Service; or Mounted files)");
         }
 
         HttpsEndpoints.ParseUrl(options.Url, "Admission:Url"); // a bad URL fails the start, named

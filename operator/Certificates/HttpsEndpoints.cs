@@ -38,11 +38,11 @@ public static class HttpsEndpoints
     {
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != "https" || uri.IsDefaultPort && !url.Contains(":443", StringComparison.Ordinal))
         {
-            throw new InvalidOperationException($"{setting} '{url}' is not an https URL with a port (e.g. https://0.0.0.0:8443)");
+            throw new OperatorConfigurationException($"{setting} '{url}' is not an https URL with a port (e.g. https://0.0.0.0:8443)");
         }
 
         var host = uri.Host.Trim('[', ']');
         return IPAddress.TryParse(host, out var address) ? (address, uri.Port)
-            : throw new InvalidOperationException($"{setting} '{url}': the host must be an IP address to listen on (0.0.0.0, [::] or one of this machine's), not '{uri.Host}'");
+            : throw new OperatorConfigurationException($"{setting} '{url}': the host must be an IP address to listen on (0.0.0.0, [::] or one of this machine's), not '{uri.Host}'");
     }
 }

@@ -135,10 +135,10 @@ public static class ServingCertificateConfiguration
     public static ServingRequirements Requirements(ServingCertificateOptions o)
     {
         var ips = o.IpAddresses.Select(text => IPAddress.TryParse(text, out var ip) ? ip
-            : throw new InvalidOperationException($"ServingCertificate:IpAddresses: '{text}' is not an IP address")).ToList();
+            : throw new OperatorConfigurationException($"ServingCertificate:IpAddresses: '{text}' is not an IP address")).ToList();
         if (o.DnsNames.Count == 0 && ips.Count == 0)
         {
-            throw new InvalidOperationException("ServingCertificate: give at least one of DnsNames or IpAddresses (the names clients reach the operator by)");
+            throw new OperatorConfigurationException("ServingCertificate: give at least one of DnsNames or IpAddresses (the names clients reach the operator by)");
         }
 
         var validity = Duration(o.Validity, "Validity");
@@ -146,7 +146,7 @@ public static class ServingCertificateConfiguration
         var renewBefore = Duration(o.RenewBefore, "RenewBefore");
         if (renewBefore >= validity || renewBefore >= authorityValidity)
         {
-            throw new InvalidOperationException($"ServingCertificate:RenewBefore ({o.RenewBefore}) must be shorter than Validity ({o.Validity}) and AuthorityValidity ({o.AuthorityValidity})");
+            throw new OperatorConfigurationException($"ServingCertificate:RenewBefore ({o.RenewBefore}) must be shorter than Validity ({o.Validity}) and AuthorityValidity ({o.AuthorityValidity})");
         }
 
         return new ServingRequirements("kubecapture-operator-ca", o.DnsNames, ips, validity, authorityValidity, renewBefore);
@@ -191,9 +191,9 @@ public static class ServingCertificateConfiguration
     {
         if (!Quantities.TryParseDuration(text, out var value, out var error))
         {
-            throw new InvalidOperationException($"ServingCertificate:{key}: {error}");
+            throw new OperatorConfigurationException($"ServingCertificate:{key}: {error}");
         }
 
-        return value > TimeSpan.Zero ? value : throw new InvalidOperationException($"ServingCertificate:{key} must be positive, not '{text}'");
+        return value > TimeSpan.Zero ? value : throw new OperatorConfigurationException($"ServingCertificate:{key} must be positive, not '{text}'");
     }
 }

@@ -6,9 +6,21 @@ public sealed class IngestOptions
     public const string Section = "Ingest";
 
     /// <summary>
-    /// The secret the per-capture tokens are derived from (any string; 32 random bytes in base64 is
-    /// right). Every replica must share it, or a new leader rejects the agents of the old one. Empty:
-    /// a random secret per process, which only suits a single replica that never restarts.
+    /// The Secret (in <see cref="TokenKeyNamespace"/>) holding the key the per-capture upload tokens
+    /// are signed with, entries <c>current</c> and <c>previous</c> (<see cref="IngestTokenKeySecret"/>):
+    /// created when missing, shared by every replica and restart, rotated without failing a capture.
+    /// The chart sets it. In a cluster, or with the reconciler on, this or <see cref="TokenSecret"/>
+    /// is required: the operator refuses to start without a stable key.
+    /// </summary>
+    public string TokenKeySecret { get; set; } = "";
+
+    /// <summary>The namespace of <see cref="TokenKeySecret"/>; empty: LeaderElection:Namespace, POD_NAMESPACE, else "default".</summary>
+    public string TokenKeyNamespace { get; set; } = "";
+
+    /// <summary>
+    /// A fixed secret the tokens are derived from instead of <see cref="TokenKeySecret"/> (any string):
+    /// for an ingest run without Kubernetes (local runs, tests). Neither set: a random key per process,
+    /// allowed only outside a cluster with the reconciler off (no agent outlives the process then).
     /// </summary>
     public string TokenSecret { get; set; } = "";
 

@@ -1,3 +1,7 @@
+using System.Security.Cryptography;
+using System.Text;
+using k8s;
+using KubeCapture.Operator.Health;
 using KubeCapture.Operator.Storage;
 using Microsoft.Extensions.Options;
 
@@ -17,6 +21,7 @@ public static class IngestRegistration
             .Validate(o => o.PartsInFlight is >= 1 and <= 16, "Storage:PartsInFlight must be 1 to 16")
             .ValidateOnStart();
         services.AddSingleton<IArtifactStore>(sp => ArtifactStores.Create(sp.GetRequiredService<IOptions<StorageOptions>>().Value, sp.GetRequiredService<ILoggerFactory>()));
+        services.AddIngestTokenKey(configuration);
         services.AddSingleton<CaptureTokenIssuer>();
         services.AddSingleton<ICaptureTokenIssuer>(sp => sp.GetRequiredService<CaptureTokenIssuer>());
         services.AddSingleton<AgentAddressBook>();
@@ -28,6 +33,71 @@ public static class IngestRegistration
         services.AddSingleton<RetentionSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
         return services;
+    }
+
+    /// <summary>
+    /// Where the upload tokens' key comes from: Ingest:TokenSecret (a fixed string), else the Secret
+    /// Ingest:TokenKeySecret (read, created when missing, followed), else a random key, which is
+    /// refused in a cluster and with the reconciler on (<see cref="TokenKeyProblem"/>).
+    /// </summary>
+    public static IServiceCollection AddIngestTokenKey(this IServiceCollection services, IConfiguration configuration)
+    {
+        if (TokenKeyProblem(configuration) is { } problem)
+        {
+            throw new OperatorConfigurationException(problem);
+        }
+
+        var options = configuration.GetSection(IngestOptions.Section).Get<IngestOptions>() ?? new IngestOptions();
+        if (options.TokenSecret.Length > 0)
+        {
+            services.AddSingleton(IngestTokenKeys.Of(Encoding.UTF8.GetBytes(options.TokenSecret), "Ingest:TokenSecret"));
+        }
+        else if (options.TokenKeySecret.Length > 0)
+        {
+            var ns = new[] { options.TokenKeyNamespace, configuration["LeaderElection:Namespace"], Environment.GetEnvironmentVariable("POD_NAMESPACE") }
+                .FirstOrDefault(n => !string.IsNullOrEmpty(n)) ?? "default";
+            services.AddKubernetesClient();
+            services.AddSingleton<IngestTokenKeys>();
+            services.AddSingleton(sp => new IngestTokenKeySecret(sp.GetRequiredService<IKubernetes>(), ns, options.TokenKeySecret,
+                sp.GetRequiredService<IngestTokenKeys>(), sp.GetRequiredService<ILogger<IngestTokenKeySecret>>()));
+            services.AddHostedService(sp => sp.GetRequiredService<IngestTokenKeySecret>());
+        }
+        else
+        {
+            services.AddSingleton(sp =>
+            {
+                sp.GetRequiredService<ILogger<CaptureTokenIssuer>>().LogWarning(
+                    "neither Ingest:TokenKeySecret nor Ingest:TokenSecret is set: upload tokens use a random key that dies with this process");
+                return IngestTokenKeys.Of(RandomNumberGenerator.GetBytes(32), "a random key of this process");
+            });
+        }
+
+        return services;
+    }
+
+    /// <summary>
+    /// Why the token key settings cannot run (one sentence), or null: in a cluster, or wherever the
+    /// reconciler hands tokens to agents that outlive this process, a random key would turn every
+    /// running agent away after a restart, an upgrade or a change of leader.
+    /// </summary>
+    public static string? TokenKeyProblem(IConfiguration configuration)
+    {
+        var options = configuration.GetSection(IngestOptions.Section).Get<IngestOptions>() ?? new IngestOptions();
+        if (options.TokenSecret.Length > 0 && options.TokenKeySecret.Length > 0)
+        {
+            return "Ingest:TokenSecret and Ingest:TokenKeySecret are both set: give one (TokenKeySecret, the Secret, in a cluster)";
+        }
+
+        if (options.TokenSecret.Length > 0 || options.TokenKeySecret.Length > 0)
+        {
+            return null;
+        }
+
+        var inCluster = KubernetesClientConfiguration.IsInCluster();
+        var reconciler = configuration.GetValue("Reconciler:Enabled", defaultValue: true);
+        return inCluster || reconciler
+            ? $"no upload token key: set Ingest:TokenKeySecret (a Secret the operator creates when missing and every replica shares; the chart sets it), or Ingest:TokenSecret; {(inCluster ? "in a cluster" : "with the reconciler on")} a random key would turn every running agent away after a restart, an upgrade or a change of leader"
+            : null;
     }
 
     public static WebApplication MapIngest(this WebApplication app)

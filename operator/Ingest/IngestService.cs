@@ -47,6 +47,11 @@ public sealed partial class IngestService(
         var target = Validate(open);
         // The trace the agent was given when its container was added (its metadata), continued here; the storage writes are its children.
         using var span = CaptureTracing.StartIngest(context.RequestHeaders.GetValue(CaptureTracing.ParentHeader), target.Namespace, target.CaptureName, target.Pod);
+        if (!tokens.HasKey)
+        {
+            throw Fail(StatusCode.Unavailable, "the operator has not read its upload token key yet (Ingest:TokenKeySecret); retry");
+        }
+
         if (!tokens.Verify(target, open.Token))
         {
             logger.LogWarning("rejected an upload for {Namespace}/{Capture} pod {Pod} from {Peer}: wrong token", target.Namespace, target.CaptureName, target.Pod, context.Peer);

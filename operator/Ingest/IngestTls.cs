@@ -21,7 +21,7 @@ public static class IngestTls
         var configuration = builder.Configuration;
         if (Problems(configuration) is { Count: > 0 } problems)
         {
-            throw new InvalidOperationException(string.Join("; ", problems));
+            throw new OperatorConfigurationException(string.Join("; ", problems));
         }
 
         if (!configuration.GetValue($"{IngestOptions.Section}:Tls", defaultValue: true))

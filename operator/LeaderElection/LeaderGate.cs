@@ -176,6 +176,14 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
         }
     }
 
+    /// <summary>Throws naming the key when a Lease timing does not parse (checked at start, before the host runs).</summary>
+    public static void Validate(LeaderElectionOptions options)
+    {
+        _ = Duration(options.LeaseDuration, "LeaseDuration");
+        _ = Duration(options.RenewDeadline, "RenewDeadline");
+        _ = Duration(options.RetryPeriod, "RetryPeriod");
+    }
+
     private static TimeSpan Duration(string text, string key) =>
-        Quantities.TryParseDuration(text, out var value, out var error) ? value : throw new InvalidOperationException($"LeaderElection:{key}: {error}");
+        Quantities.TryParseDuration(text, out var value, out var error) ? value : throw new OperatorConfigurationException($"LeaderElection:{key}: {error}");
 }

@@ -35,7 +35,7 @@ public static class OperatorPermissions
         new("", "events", ["create"], "record what happened on the capture and its pods (Events/CaptureEvents)"),
         new("", "secrets", ["create"],
             "hand each capture container its upload token in a Secret of the capture's namespace, never a literal in the pod spec (Reconciliation/UploadTokenSecret); " +
-            "and, in its own namespace, create its serving CA and certificate and the manifest-signing key pair when missing. RBAC cannot limit create by name; create reads nothing"),
+            "and, in its own namespace, create its serving CA and certificate, the manifest-signing key pair and the upload token key when missing. RBAC cannot limit create by name; create reads nothing"),
         new("apiregistration.k8s.io", "apiservices", ["get", "patch"], "keep the extension API's caBundle current (Certificates/CaBundlePublisher)", [SubresourcesApiService]),
         new("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ["get", "patch"], "keep the requester-stamp webhook's caBundle current (Certificates/CaBundlePublisher)", [RequesterStampWebhooks]),
         new("admissionregistration.k8s.io", "validatingwebhookconfigurations", ["get", "patch"], "keep the requester-stamp guard webhook's caBundle current (Certificates/CaBundlePublisher)", [RequesterStampWebhooks]),
@@ -54,6 +54,7 @@ public static class OperatorPermissions
         new("coordination.k8s.io", "leases", ["get", "create", "update"], "hold the leader Lease (LeaderElection/LeaderGate)"),
         new("", "secrets", ["get", "update"], "read and renew its serving CA and certificate (Certificates/ServingCertificateSecret)", [ServingCertificateSecret]),
         new("", "secrets", ["get"], "read the manifest-signing key pair (Custody/SecretSigningKey)", [ManifestSigningKey]),
+        new("", "secrets", ["get", "list", "watch"], "read the upload token key and follow its rotation (list and watch by name: Ingest/IngestTokenKeySecret)", [IngestTokenKeySecret]),
         new("", "configmaps", ["get", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "configmaps", ["create"], "create the ConfigMap with the manifest-signing public key when missing"),
     ];
@@ -66,6 +67,9 @@ public static class OperatorPermissions
 
     /// <summary>The Secret holding the operator's CA and serving certificate (ServingCertificate:SecretName in the chart).</summary>
     public const string ServingCertificateSecret = Permission.FullnamePlaceholder + "-serving-certificate";
+
+    /// <summary>The Secret with the upload token key (Ingest:TokenKeySecret in the chart, ingest.tokenKey.secretName).</summary>
+    public const string IngestTokenKeySecret = Permission.FullnamePlaceholder + "-ingest-token";
 
     /// <summary>The Secret with the manifest-signing key pair, and the ConfigMap with its public key (Custody/SecretSigningKey).</summary>
     public const string ManifestSigningKey = KubeCapture.Operator.Custody.SecretSigningKey.Name;

@@ -193,20 +193,20 @@ public sealed class CapturePolicy
         _ = ParseSize(MaxBytes, "Policy:MaxBytes");
         if (MaxSnaplen is < 1 or > CaptureOptions.MaxSnaplen)
         {
-            throw new InvalidOperationException($"Policy:MaxSnaplen {MaxSnaplen}: use 1 to {CaptureOptions.MaxSnaplen}");
+            throw new OperatorConfigurationException($"Policy:MaxSnaplen {MaxSnaplen}: use 1 to {CaptureOptions.MaxSnaplen}");
         }
 
         if (MaxConcurrentPerNamespace < 1 || MaxConcurrentInCluster < 1 || MaxPodsPerCapture < 1)
         {
-            throw new InvalidOperationException("Policy:MaxConcurrentPerNamespace, MaxConcurrentInCluster and MaxPodsPerCapture must be at least 1");
+            throw new OperatorConfigurationException("Policy:MaxConcurrentPerNamespace, MaxConcurrentInCluster and MaxPodsPerCapture must be at least 1");
         }
     }
 
     internal static TimeSpan ParseDuration(string text, string key) =>
-        Quantities.TryParseDuration(text, out var value, out var error) ? value : throw new InvalidOperationException($"{key}: {error}");
+        Quantities.TryParseDuration(text, out var value, out var error) ? value : throw new OperatorConfigurationException($"{key}: {error}");
 
     private static long ParseSize(string text, string key) =>
-        Quantities.TryParseSize(text, out var value, out var error) ? value : throw new InvalidOperationException($"{key}: {error}");
+        Quantities.TryParseSize(text, out var value, out var error) ? value : throw new OperatorConfigurationException($"{key}: {error}");
 }
 
 /// <summary>Whether a capture's spec may run, and if not, the condition reason and message.</summary>

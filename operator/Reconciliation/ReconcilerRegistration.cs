@@ -46,7 +46,7 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,
             sp.GetRequiredService<ILogger<LeaderGate>>(),
             sp.GetRequiredService<TimeProvider>()));
-        services.AddHostedService<ReconcilerHost>();
+        services.AddHostedService(sp => new ReconcilerHost(sp.GetRequiredService<LeaderGate>(), sp.GetRequiredService<CaptureOperator>(), sp.GetService<IngestTokenKeys>()));
         return services;
     }
 
@@ -62,8 +62,19 @@ public static class ReconcilerRegistration
     }
 }
 
-/// <summary>Runs the controller while this replica leads; stops it cleanly on shutdown.</summary>
-public sealed class ReconcilerHost(LeaderGate leader, CaptureOperator captureOperator) : BackgroundService
+/// <summary>
+/// Runs the controller while this replica leads; stops it cleanly on shutdown. It joins the election
+/// only once the upload token key is read: a leader must be able to hand agents their tokens.
+/// </summary>
+public sealed class ReconcilerHost(LeaderGate leader, CaptureOperator captureOperator, IngestTokenKeys? keys) : BackgroundService
 {
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => leader.RunAsync(captureOperator.RunAsync, stoppingToken);
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (keys is not null)
+        {
+            await keys.WhenLoadedAsync(stoppingToken);
+        }
+
+        await leader.RunAsync(captureOperator.RunAsync, stoppingToken);
+    }
 }

@@ -8,7 +8,8 @@ namespace KubeCapture.Operator.Reconciliation;
 /// Finds a capture's target pods by name or label selector, only in the capture's own namespace,
 /// at most the policy's number, each Running on Linux. A problem comes back as a condition reason
 /// (PodNotFound, NoPodsMatched, TooManyPods, HostNetworkPod, PodNotRunning, NotLinux) and a message.
-/// Reads the operator's pod cache (a miss costs one live read, <see cref="ClusterCache"/>).
+/// Reads the operator's pod cache (a miss costs one live read, <see cref="ClusterCache"/>, and so does a
+/// pod the cache shows not Running, before the capture fails on it: the cache may be a moment behind).
 /// </summary>
 public sealed class TargetResolver(ClusterCache cluster, CapturePolicy policy)
 {
@@ -41,8 +42,17 @@ public sealed class TargetResolver(ClusterCache cluster, CapturePolicy policy)
             }
         }
 
-        foreach (var pod in pods)
+        for (var i = 0; i < pods.Count; i++)
         {
+            var pod = pods[i];
+            if (pod.Status?.Phase != "Running")
+            {
+                // The cache may not have the kubelet's "Running" yet (its watch event still on the way):
+                // one live read before the capture fails on it.
+                pod = await cluster.ReadPodAsync(ns, pod.Metadata.Name, cancellationToken) ?? pod;
+                pods[i] = pod;
+            }
+
             var os = pod.Spec?.Os?.Name;
             if (os is not null && !string.Equals(os, "linux", StringComparison.OrdinalIgnoreCase))
             {

@@ -38,19 +38,37 @@ public static class SubresourcesApi
         ["groups"] = new JsonArray(GroupDocument().Tap(g => g.Remove("kind")).Tap(g => g.Remove("apiVersion"))),
     };
 
+    /// <summary>
+    /// The version's resources: the parent <c>packetcaptures</c> (no verbs of its own: it is the
+    /// kubecapture.io resource's, and nothing lists, watches or deletes it here, so the garbage
+    /// collector and namespace deletion leave it alone) and its subresources. Without the parent,
+    /// kube-apiserver's aggregated discovery has nothing to hang the subresources on, and
+    /// <c>kubectl auth can-i get packetcaptures.subresources.kubecapture.io --subresource=pcap</c> answers
+    /// "no" with a warning that the resource type does not exist.
+    /// </summary>
     public static JsonObject ResourceListDocument() => new()
     {
         ["kind"] = "APIResourceList",
         ["apiVersion"] = "v1",
         ["groupVersion"] = GroupVersion,
-        ["resources"] = new JsonArray([.. Subresources.Select(s => (JsonNode)new JsonObject
-        {
-            ["name"] = $"{Resource}/{s}",
-            ["singularName"] = "",
-            ["namespaced"] = true,
-            ["kind"] = s == Manifest ? "StoredCaptureManifest" : "Pcap",
-            ["verbs"] = new JsonArray("get"),
-        })]),
+        ["resources"] = new JsonArray([
+            new JsonObject
+            {
+                ["name"] = Resource,
+                ["singularName"] = "packetcapture",
+                ["namespaced"] = true,
+                ["kind"] = "PacketCaptureSubresources",
+                ["verbs"] = new JsonArray(),
+            },
+            .. Subresources.Select(s => (JsonNode)new JsonObject
+            {
+                ["name"] = $"{Resource}/{s}",
+                ["singularName"] = "",
+                ["namespaced"] = true,
+                ["kind"] = s == Manifest ? "StoredCaptureManifest" : "Pcap",
+                ["verbs"] = new JsonArray("get"),
+            }),
+        ]),
     };
 
     public static JsonObject OpenApiDocument() => new()

@@ -16,7 +16,7 @@ public static class SubresourcesRegistration
         var options = builder.Configuration.GetSection(SubresourcesOptions.Section).Get<SubresourcesOptions>() ?? new SubresourcesOptions();
         if (!builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
         {
-            throw new InvalidOperationException("Subresources:Enabled needs a ServingCertificate section (Managed: DnsNames of the extension API's Service; or Mounted files)");
+            throw new OperatorConfigurationException("Subresources:Enabled needs a ServingCertificate section (Managed: DnsNames of the extension API's Service; or Mounted files)");
         }
 
         HttpsEndpoints.ParseUrl(options.Url, "Subresources:Url"); // a bad URL fails the start, named

@@ -43,11 +43,21 @@ public sealed class ClusterCache
             return cached;
         }
 
+        return await ReadPodAsync(ns, name, cancellationToken) is null ? null : Pods.Get($"{ns}/{name}");
+    }
+
+    /// <summary>
+    /// The pod as the server has it now: one GET, offered to the cache (null when the server has no such
+    /// pod). For a decision the cache may be too late for: a pod the cache still shows Pending may have
+    /// been reported Running a moment ago, before its watch event arrived.
+    /// </summary>
+    public async Task<V1Pod?> ReadPodAsync(string ns, string name, CancellationToken cancellationToken)
+    {
         try
         {
             var pod = await kubernetes.CoreV1.ReadNamespacedPodAsync(name, ns, cancellationToken: cancellationToken);
             Pods.Offer(pod);
-            return Pods.Get($"{ns}/{name}");
+            return PodFields.Keep(pod);
         }
         catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
         {

@@ -50,3 +50,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ required "subresources.certificate.secretName is required in Mounted mode" .Values.subresources.certificate.secretName }}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret with the ingest token key (the operator creates it when missing). */}}
+{{- define "kubecapture.tokenKeySecret" -}}
+{{- .Values.ingest.tokenKey.secretName | default (printf "%s-ingest-token" (include "kubecapture.fullname" .)) -}}
+{{- end -}}

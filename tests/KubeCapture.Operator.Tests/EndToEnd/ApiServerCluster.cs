@@ -79,6 +79,8 @@ public class ApiServerCluster : IAsyncLifetime
         settings["ServingCertificate:SecretName"] = OperatorPermissions.ServingCertificateSecret.Replace(Permission.FullnamePlaceholder, $"{KubeCaptureInstall.Release}-kubecapture", StringComparison.Ordinal);
         settings["ServingCertificate:IpAddresses:0"] = service.Address;
         settings["Reconciler:Enabled"] = "true";
+        // The upload tokens' key as the chart configures it: the Secret it names, created by the operator (nothing injected).
+        settings["Ingest:TokenKeySecret"] = Install.OperatorSettings["Ingest:TokenKeySecret"];
         settings["Ingest:BindToPodAddress"] = "true"; // as in a cluster: the reconciler tells the ingest each pod's addresses
         settings["Kestrel:Endpoints:Ingest:Url"] = ingestUrl;
         settings["Reconciler:IngestUrl"] = ingestUrl;

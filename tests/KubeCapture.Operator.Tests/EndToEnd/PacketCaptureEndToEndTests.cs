@@ -27,39 +27,6 @@ public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 
     [SkippableFact]
-    public async Task An_applied_capture_ends_Succeeded_with_the_SHA256_of_the_object_stored_in_S3()
-    {
-        var ns = await cluster.CreateNamespaceAsync("kc-e2e");
-        var pod = await cluster.StartPodAsync(ns, "api-7d9f");
-
-        var created = await cluster.StartCaptureAsync(ns, "partner-timeouts", Icmp("partner API calls time out", "api-7d9f", maxPackets: 8), Long);
-        pod.PingFromClient(4);
-        var done = await cluster.Admin.WaitForPhaseAsync(ns, "partner-timeouts", CapturePhase.Succeeded, Long);
-
-        var target = Assert.Single(done.Status!.Targets);
-        Assert.Equal((8L, "count"), (target.Packets, target.StopReason));
-        var artifact = target.Artifact!;
-        Assert.Equal($"s3://{cluster.S3.Bucket}/captures/{ns}/partner-timeouts/api-7d9f.pcap", artifact.Uri);
-        var downloaded = await cluster.DownloadAsync(artifact);
-        Assert.Equal(Evidence.Sha256Of(downloaded), artifact.Sha256);
-        Assert.Equal(new FileInfo(downloaded).Length, artifact.Size);
-        Assert.Equal(8, Evidence.TcpdumpLines(downloaded).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
-        Assert.Equal("True", CaptureConditions.Find(done.Status, CaptureConditions.Complete)?.Status);
-        Assert.Equal(0, done.Status.FindingCount); // pings: nothing wrong to tell
-        Assert.Null(done.Status.Findings);
-        Assert.Empty(target.Findings ?? []);
-        var container = Assert.Single(await cluster.CaptureContainersAsync(ns, "api-7d9f"));
-        Assert.Equal(EphemeralContainerSpec.ContainerName(created.Metadata.Uid), container.Name);
-        Assert.Equal(["NET_RAW"], container.SecurityContext.Capabilities.Add);
-        // Streamed over TLS: the agent was sent to an https:// ingest with the CA of the operator's Secret, and nothing else to trust.
-        var args = container.Args.ToList();
-        Assert.StartsWith("https://", args[args.IndexOf("--ingest") + 1], StringComparison.Ordinal);
-        var secret = await cluster.Admin.CoreV1.ReadNamespacedSecretAsync($"{KubeCaptureInstall.Release}-kubecapture-serving-certificate", KubeCaptureInstall.Namespace);
-        Assert.Equal(System.Text.Encoding.ASCII.GetString(secret.Data["ca.crt"]).TrimEnd(),
-            System.Text.Encoding.ASCII.GetString(Convert.FromBase64String(args[args.IndexOf(EphemeralContainerSpec.IngestCaOption) + 1])).TrimEnd());
-    }
-
-    [SkippableFact]
     public async Task A_user_replaying_the_upload_token_from_outside_the_pod_is_refused_and_the_real_capture_Succeeds()
     {
         var ns = await cluster.CreateNamespaceAsync("kc-e2e-forged");
@@ -255,47 +222,6 @@ public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
         }
     }
 
-    [SkippableFact]
-    public async Task A_restricted_namespace_is_refused_with_PodSecurityRestricted_and_the_real_admission_would_refuse_the_container_too()
-    {
-        var ns = await cluster.CreateNamespaceAsync("kc-e2e-restricted", new Dictionary<string, string> { [PodSecurityPreflight.EnforceLabel] = "restricted" });
-        await cluster.StartPodAsync(ns, "api");
-
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "refused", Icmp("restricted", "api"));
-        var failed = await cluster.Admin.WaitForPhaseAsync(ns, "refused", CapturePhase.Failed, Long);
-
-        var ready = CaptureConditions.Find(failed.Status, CaptureConditions.TargetsReady)!;
-        Assert.Equal(("False", "PodSecurityRestricted"), (ready.Status, ready.Reason));
-        Assert.Empty(await cluster.CaptureContainersAsync(ns, "api"));
-        // The operator's refusal is not a guess: the real Pod Security admission refuses the same container, as admin.
-        var container = EphemeralContainerSpec.Build(created, "api", "kubecapture/agent:0.1.0", "http://127.0.0.1:1", "t", addNetRaw: true);
-        var refused = await Assert.ThrowsAsync<HttpOperationException>(() => AddEphemeralContainerAsync(ns, "api", container));
-        Assert.Equal(HttpStatusCode.Forbidden, refused.Response.StatusCode);
-        Assert.Contains("violates PodSecurity \\\"restricted:", refused.Response.Content, StringComparison.Ordinal);
-    }
-
-    [SkippableFact]
-    public async Task A_baseline_namespace_is_accepted_by_the_real_Pod_Security_admission_and_the_capture_Succeeds()
-    {
-        var ns = await cluster.CreateNamespaceAsync("kc-e2e-baseline", new Dictionary<string, string> { [PodSecurityPreflight.EnforceLabel] = "baseline" });
-        var pod = await cluster.StartPodAsync(ns, "api");
-
-        var created = await cluster.StartCaptureAsync(ns, "baseline", Icmp("baseline", "api", maxPackets: 4), Long);
-        pod.PingFromClient(2);
-        var done = await cluster.Admin.WaitForPhaseAsync(ns, "baseline", CapturePhase.Succeeded, Long);
-
-        Assert.Equal(4L, Assert.Single(done.Status!.Targets).Packets);
-        var container = Assert.Single(await cluster.CaptureContainersAsync(ns, "api"));
-        Assert.Null(container.SecurityContext.Capabilities.Add);
-        Assert.DoesNotContain("NET_RAW", container.SecurityContext.Capabilities.Drop);
-        Assert.Contains("SETUID", container.SecurityContext.Capabilities.Drop);
-        // Adding NET_RAW is what baseline forbids: the real admission refuses that variant.
-        var adding = EphemeralContainerSpec.Build(created, "api", "kubecapture/agent:0.1.0", "http://127.0.0.1:1", "t", addNetRaw: true);
-        adding.Name += "-x";
-        var refused = await Assert.ThrowsAsync<HttpOperationException>(() => AddEphemeralContainerAsync(ns, "api", adding));
-        Assert.True(refused.Response.Content.Contains("violates PodSecurity \\\"baseline:", StringComparison.Ordinal), refused.Response.Content);
-    }
-
     /// <summary>An ICMP capture of one pod, headers only.</summary>
     internal static PacketCaptureSpec Icmp(string reason, string pod, long? maxPackets = null, string duration = "60s") => new()
     {
@@ -306,9 +232,4 @@ public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
         Duration = duration,
         Snaplen = 128,
     };
-
-    /// <summary>Adds the container as admin (a strategic merge patch of pods/ephemeralcontainers, merged by name), through the real admission chain.</summary>
-    private Task AddEphemeralContainerAsync(string ns, string pod, V1EphemeralContainer container) =>
-        cluster.Admin.CoreV1.PatchNamespacedPodEphemeralcontainersAsync(
-            new V1Patch(new { spec = new { ephemeralContainers = new[] { container } } }, V1Patch.PatchType.StrategicMergePatch), pod, ns);
 }

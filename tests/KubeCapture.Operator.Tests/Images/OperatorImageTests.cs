@@ -84,13 +84,14 @@ public sealed class OperatorImageTests : IAsyncLifetime
             Name = deployed.Name,
             Image = ContainerImages.Operator,
             // No Kubernetes API here: the ingest alone, without what needs the API (the extension API, the
-            // admission webhooks and their serving certificate in a Secret). Env from fieldRefs (POD_NAME...) cannot be mapped and is not needed by it.
+            // admission webhooks and their serving certificate in a Secret, the upload token key in a Secret:
+            // a fixed key instead). Env from fieldRefs (POD_NAME...) cannot be mapped and is not needed by it.
             // No serving certificate without the API, so the ingest is plain h2c here (Ingest:Tls=false, an http:// endpoint).
             Args = ["--Reconciler:Enabled=false", "--LeaderElection:Enabled=false", "--Subresources:Enabled=false", "--Admission:Enabled=false", "--Ingest:TokenSecret=image-test",
                 "--Ingest:Tls=false", "--Kestrel:Endpoints:Ingest:Url=http://0.0.0.0:8081"],
             Env = [.. deployed.Env.Where(e => e.ValueFrom is null && !e.Name.StartsWith("ServingCertificate__", StringComparison.Ordinal) && !e.Name.StartsWith("Subresources__", StringComparison.Ordinal)
                 && !e.Name.StartsWith("Admission__", StringComparison.Ordinal)
-                && e.Name is not ("Ingest__Tls" or "Kestrel__Endpoints__Ingest__Url"))],
+                && e.Name is not ("Ingest__Tls" or "Kestrel__Endpoints__Ingest__Url" or "Ingest__TokenKeySecret"))],
             SecurityContext = deployed.SecurityContext,
         };
         // emptyDir volumes as a kubelet gives them: an empty directory writable by the pod.

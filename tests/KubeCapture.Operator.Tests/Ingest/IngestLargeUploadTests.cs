@@ -1,10 +1,14 @@
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Testing.Processes;
 using KubeCapture.Testing.S3;
 using Xunit.Abstractions;
 
 namespace KubeCapture.Operator.Tests.Ingest;
 
-/// <summary>A large pcap goes through in bounded memory: never the whole pcap in RAM.</summary>
+/// <summary>
+/// A large pcap goes through in bounded memory: never the whole pcap in RAM. The operator process runs
+/// under the memory limit the chart sets for its container (a memory cgroup), as users run it.
+/// </summary>
 public sealed class IngestLargeUploadTests(ITestOutputHelper output)
 {
     [Fact]
@@ -12,7 +16,9 @@ public sealed class IngestLargeUploadTests(ITestOutputHelper output)
     {
         const long Total = 200L << 20;
         await using var s3 = await S3rverFixture.StartAsync();
-        await using var host = await OperatorHost.StartProcessAsync(OperatorHost.S3Settings(s3, partSize: 8 << 20));
+        // Under the memory limit the chart gives the operator's container, as in its pod: the runtime sizes its heap to it.
+        var limit = await MemoryCgroup.ChartOperatorLimitAsync();
+        await using var host = await OperatorHost.StartProcessAsync(OperatorHost.S3Settings(s3, partSize: 8 << 20), memoryLimitBytes: limit);
         using (var warmup = TestAgent.For(host, new CaptureIdentity("uid-warmup", "default", "warmup", "web-0")))
         {
             await warmup.UploadWholeAsync(20L << 20); // every code path JIT-compiled, every pool warmed
@@ -36,5 +42,6 @@ public sealed class IngestLargeUploadTests(ITestOutputHelper output)
         // Over TLS (as the chart serves it): OpenSSL and SslStream's buffers cost about 6 MiB more, whatever the size
         // (measured here: 147 -> 162 MiB over TLS, 141 -> 157 MiB over h2c, under the same load).
         Assert.True(peakMiB < 168, $"operator peak RSS {peakMiB:0.0} MiB while ingesting 200 MiB in 8 MiB parts over TLS");
+        Assert.True(peakMiB < limit / 1024.0 / 1024.0, "the operator's RSS stays under its container's limit");
     }
 }

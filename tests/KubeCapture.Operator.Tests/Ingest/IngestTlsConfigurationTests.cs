@@ -51,7 +51,7 @@ public sealed class IngestTlsConfigurationTests
     [Fact]
     public void TheOperatorRefusesToStartWithAPlainIngestWhileTlsIsOn()
     {
-        var error = Assert.Throws<InvalidOperationException>(() => Program.Build(["--Kestrel:Endpoints:Ingest:Url=http://127.0.0.1:1", "--Reconciler:Enabled=false", "--Storage:LocalPath=/tmp/kcI-never"]));
+        var error = Assert.Throws<OperatorConfigurationException>(() => Program.Build(["--Kestrel:Endpoints:Ingest:Url=http://127.0.0.1:1", "--Reconciler:Enabled=false", "--Storage:LocalPath=/tmp/kcI-never"]));
         Assert.Contains("Kestrel:Endpoints:Ingest:Url 'http://127.0.0.1:1' is plain h2c but Ingest:Tls is true", error.Message, StringComparison.Ordinal);
     }
 

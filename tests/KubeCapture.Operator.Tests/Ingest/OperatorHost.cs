@@ -1,3 +1,4 @@
+using KubeCapture.Testing.Processes;
 using KubeCapture.Testing.S3;
 using Microsoft.AspNetCore.Builder;
 
@@ -18,6 +19,7 @@ public sealed class OperatorHost : IAsyncDisposable
     private readonly Dictionary<string, string> _environment = [];
     private readonly Uri _ingestEndpoint;
     private WebApplication? _app;
+    private MemoryCgroup? _cgroup;
 
     private OperatorHost(IReadOnlyDictionary<string, string> settings, string address = "127.0.0.1")
     {
@@ -50,6 +52,11 @@ public sealed class OperatorHost : IAsyncDisposable
         foreach (var (key, value) in settings)
         {
             all[key] = value;
+        }
+
+        if (settings.ContainsKey("Ingest:TokenKeySecret"))
+        {
+            all.Remove("Ingest:TokenSecret"); // the key comes from the Secret, as in the cluster
         }
 
         _args = [.. all.Select(kv => $"--{kv.Key}={kv.Value}")];
@@ -96,9 +103,9 @@ public sealed class OperatorHost : IAsyncDisposable
         return host;
     }
 
-    public static async Task<OperatorHost> StartProcessAsync(IReadOnlyDictionary<string, string> settings, IReadOnlyDictionary<string, string>? environment = null)
+    public static async Task<OperatorHost> StartProcessAsync(IReadOnlyDictionary<string, string> settings, IReadOnlyDictionary<string, string>? environment = null, long? memoryLimitBytes = null)
     {
-        var host = new OperatorHost(settings);
+        var host = new OperatorHost(settings) { _cgroup = memoryLimitBytes is { } limit ? MemoryCgroup.Create(limit) : null };
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
             host._environment[name] = value;
@@ -116,7 +123,8 @@ public sealed class OperatorHost : IAsyncDisposable
             await Process.DisposeAsync();
         }
 
-        Process = ChildProcess.StartDotnet(Builds.OperatorDll, _args, _environment);
+        var (fileName, args) = _cgroup?.Wrap("dotnet", ["exec", Builds.OperatorDll, .. _args]) ?? ("dotnet", ["exec", Builds.OperatorDll, .. _args]);
+        Process = ChildProcess.Start(fileName, args, _environment);
         await WaitHealthyAsync();
     }
 
@@ -207,5 +215,7 @@ public sealed class OperatorHost : IAsyncDisposable
         {
             await Process.DisposeAsync();
         }
+
+        _cgroup?.Dispose();
     }
 }

@@ -113,7 +113,7 @@ public sealed class CapturePolicyTests
 
     [Fact]
     public void A_malformed_policy_fails_at_startup_naming_the_key() =>
-        Assert.Contains("Policy:MaxDuration", Assert.Throws<InvalidOperationException>(() => new CapturePolicy { MaxDuration = "soon" }.Validate()).Message, StringComparison.Ordinal);
+        Assert.Contains("Policy:MaxDuration", Assert.Throws<OperatorConfigurationException>(() => new CapturePolicy { MaxDuration = "soon" }.Validate()).Message, StringComparison.Ordinal);
 
     private static PacketCapture Capture(string reason, string filter, string duration) => new()
     {

@@ -109,6 +109,43 @@ public sealed class TargetResolverTests : IAsyncLifetime
         Assert.Equal("NotLinux", windows.Reason);
     }
 
+    [Fact]
+    public async Task A_pod_the_cache_still_shows_Pending_that_the_server_has_Running_is_found_with_one_live_read()
+    {
+        var pending = emulator.AddPod("shop", "starting", phase: "Pending");
+        // A cache one watch event behind: it holds the pod as it was, Pending; the kubelet has since reported it Running.
+        var behind = new ClusterCache(client, NullLogger.Instance, TimeProvider.System);
+        behind.Pods.Offer(k8s.KubernetesJson.Deserialize<V1Pod>(pending.ToJsonString()));
+        var running = pending.DeepClone().AsObject();
+        running["status"]!["phase"] = "Running";
+        emulator.Store.Update(ResourceType.Pods, "shop", "starting", running, "status");
+        var reads = emulator.Requests.Count(r => r.StartsWith("GET /api/v1/namespaces/shop/pods/starting", StringComparison.Ordinal));
+
+        var found = await new TargetResolver(behind, new CapturePolicy()).ResolveAsync(Named("starting"), CancellationToken.None);
+
+        Assert.True(found.Found, found.Message);
+        Assert.Equal("Running", Assert.Single(found.Pods).Status.Phase);
+        Assert.Equal(reads + 1, emulator.Requests.Count(r => r.StartsWith("GET /api/v1/namespaces/shop/pods/starting", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_pod_the_server_too_has_Pending_is_PodNotRunning()
+    {
+        emulator.AddPod("shop", "stuck", phase: "Pending");
+        var resolver = new TargetResolver(cluster, new CapturePolicy());
+
+        var found = await resolver.ResolveAsync(Named("stuck"), CancellationToken.None);
+
+        Assert.Equal("PodNotRunning", found.Reason);
+        Assert.Equal("pod 'stuck' is Pending, not Running", found.Message);
+    }
+
+    private static PacketCapture Named(string pod) => new()
+    {
+        Metadata = new V1ObjectMeta { Name = "c", NamespaceProperty = "shop", Uid = Guid.NewGuid().ToString() },
+        Spec = new PacketCaptureSpec { Reason = "t", Duration = "10s", Target = new CaptureTarget { PodName = pod } },
+    };
+
     private static PacketCapture Capture(V1LabelSelector selector) => new()
     {
         Metadata = new V1ObjectMeta { Name = "c", NamespaceProperty = "shop", Uid = Guid.NewGuid().ToString() },

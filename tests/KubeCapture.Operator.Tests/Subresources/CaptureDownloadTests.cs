@@ -96,6 +96,31 @@ public sealed class CaptureDownloadTests(SubresourcesCluster cluster)
     }
 
     [SkippableFact]
+    public async Task Kubectl_auth_can_i_answers_truthfully_for_the_pcap_subresource_and_kubectl_get_packetcaptures_still_means_the_captures()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-dl-can-i");
+        await cluster.BindAsync(ns, "alice", DownloadRole);
+        await cluster.BindAsync(ns, "bob", ViewRole);
+        string[] canI = ["auth", "can-i", "get", "packetcaptures.subresources.kubecapture.io", "--subresource=pcap", "-n", ns];
+        var server = cluster.Install.Server;
+
+        var alice = await server.KubectlAsync(Alice, canI);
+        var bob = await server.KubectlAsync(Bob, canI);
+        var followAlice = await server.KubectlAsync(Alice, ["auth", "can-i", "get", "packetcaptures.subresources.kubecapture.io", "--subresource=follow", "-n", ns]);
+        await cluster.Admin.CreatePacketCaptureAsync(ns, "listed", PacketCaptureEndToEndTests.Icmp("is it listed", "nobody"));
+        var get = await server.KubectlAsync(server.AdminToken, ["get", "packetcaptures", "-n", ns, "-o", "name"]);
+
+        Assert.Equal((0, "yes"), (alice.ExitCode, alice.Stdout.Trim()));
+        Assert.Equal("", alice.Stderr.Trim()); // no "the server doesn't have a resource type" warning: discovery lists the parent
+        Assert.Equal((1, "no"), (bob.ExitCode, bob.Stdout.Trim()));
+        Assert.Equal("", bob.Stderr.Trim());
+        Assert.Equal("yes", followAlice.Stdout.Trim());
+        // The parent the extension API now lists does not take the name over from the CRD's resource.
+        Assert.True(get.ExitCode == 0, get.Stderr);
+        Assert.Equal("packetcapture.kubecapture.io/listed", get.Stdout.Trim());
+    }
+
+    [SkippableFact]
     public async Task Unknown_capture_and_unknown_pod_are_404_with_what_was_asked()
     {
         var (ns, _) = await FinishedCaptureAsync("kc-dl-404", "known");

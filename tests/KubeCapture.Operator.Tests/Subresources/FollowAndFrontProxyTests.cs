@@ -71,14 +71,18 @@ public sealed class FollowAndFrontProxyTests(SubresourcesCluster cluster)
     }
 
     [SkippableFact]
-    public async Task The_extension_API_is_Available_with_discovery_listing_the_three_subresources()
+    public async Task The_extension_API_is_Available_with_discovery_listing_the_three_subresources_under_a_parent_with_no_verbs()
     {
         var (exit, stderr, file) = await cluster.KubectlRawAsync(Alice, "/apis/subresources.kubecapture.io/v1alpha1");
 
         Assert.True(exit == 0, stderr);
         using var list = JsonDocument.Parse(await File.ReadAllTextAsync(file));
         Assert.Equal("APIResourceList", list.RootElement.GetProperty("kind").GetString());
-        Assert.Equal(["packetcaptures/pcap", "packetcaptures/manifest", "packetcaptures/follow"], list.RootElement.GetProperty("resources").EnumerateArray().Select(r => r.GetProperty("name").GetString()));
+        var resources = list.RootElement.GetProperty("resources").EnumerateArray().ToList();
+        Assert.Equal(["packetcaptures", "packetcaptures/pcap", "packetcaptures/manifest", "packetcaptures/follow"], resources.Select(r => r.GetProperty("name").GetString()));
+        // Nothing lists, watches or deletes the parent here: the garbage collector and namespace deletion pass it by.
+        Assert.Equal(0, resources[0].GetProperty("verbs").GetArrayLength());
+        Assert.All(resources.Skip(1), r => Assert.Equal(["get"], r.GetProperty("verbs").EnumerateArray().Select(v => v.GetString())));
     }
 
     public static TheoryData<string> Impostors => ["no certificate", "another CA's certificate named front-proxy-client", "a kube-apiserver user's client certificate"];

@@ -168,30 +168,8 @@ public sealed class KubeApiServer : IAsyncDisposable
     public IKubernetes Client(string token) => new k8s.Kubernetes(ClientConfiguration(token));
 
     /// <summary>A kubeconfig file for <paramref name="token"/> (for kubectl and for an operator process).</summary>
-    public string WriteKubeconfig(string token, string name)
-    {
-        var path = Path.Combine(Directory, $"{name}.kubeconfig");
-        File.WriteAllText(path, $"""
-            apiVersion: v1
-            kind: Config
-            clusters:
-            - name: envtest
-              cluster:
-                server: {Url}
-                insecure-skip-tls-verify: true
-            users:
-            - name: {name}
-              user:
-                token: {token}
-            contexts:
-            - name: {name}
-              context:
-                cluster: envtest
-                user: {name}
-            current-context: {name}
-            """);
-        return path;
-    }
+    public string WriteKubeconfig(string token, string name) =>
+        KubeconfigFile.Write(Path.Combine(Directory, $"{name}.kubeconfig"), Url, name, token, caPem: null);
 
     /// <summary>A new namespace of its own for a test: PREFIX-N, with the given labels (e.g. Pod Security).</summary>
     public async Task<string> CreateNamespaceAsync(string prefix, IDictionary<string, string>? labels = null)
@@ -340,19 +318,7 @@ public sealed class KubeApiServer : IAsyncDisposable
 
     private Process Launch(string file, string name, params string[] arguments)
     {
-        var log = Path.Combine(Directory, name + ".log");
-        var start = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
-        // The shell only redirects output to a log (the server's logs are long and nobody reads a pipe).
-        start.ArgumentList.Add("-c");
-        start.ArgumentList.Add("exec \"$0\" \"$@\" >>\"$KC_LOG\" 2>&1");
-        start.ArgumentList.Add(file);
-        foreach (var a in arguments)
-        {
-            start.ArgumentList.Add(a);
-        }
-
-        start.Environment["KC_LOG"] = log;
-        var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {file}");
+        var process = LoggedProcess.Start(file, arguments, Path.Combine(Directory, name + ".log"));
         File.AppendAllText(Path.Combine(Directory, "pids"), process.Id.ToString(CultureInfo.InvariantCulture) + "\n");
         return process;
     }

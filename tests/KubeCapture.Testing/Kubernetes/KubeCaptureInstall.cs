@@ -45,6 +45,21 @@ public sealed class KubeCaptureInstall
 
     public static string OperatorUser => $"system:serviceaccount:{Namespace}:{ServiceAccount}";
 
+    /// <summary>
+    /// The operator's settings exactly as the chart renders them: the literal env values of the
+    /// Deployment's operator container, as configuration keys (<c>Ingest__TokenKeySecret</c> is
+    /// <c>Ingest:TokenKeySecret</c>). An operator process of a test takes what it claims to test from here.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> OperatorSettings => ChartSettings(RenderedYaml);
+
+    public static Dictionary<string, string> ChartSettings(string renderedYaml)
+    {
+        var deployment = KubernetesYaml.LoadAllFromString(renderedYaml).OfType<V1Deployment>().Single();
+        return deployment.Spec.Template.Spec.Containers.Single(c => c.Name == "operator").Env
+            .Where(e => e.Value is not null)
+            .ToDictionary(e => e.Name.Replace("__", ":", StringComparison.Ordinal), e => e.Value);
+    }
+
     /// <summary>The chart installed once into <see cref="KubeApiServer.SharedAsync"/>.</summary>
     public static async Task<KubeCaptureInstall> SharedAsync()
     {

@@ -28,11 +28,13 @@ public sealed class CephRgwFixture : IS3TestServer
     private static int _buckets;
     private readonly CephCluster _owner;
     private readonly S3TestClient _client;
+    private bool _ownsCluster;
 
-    private CephRgwFixture(CephCluster cluster, string bucket)
+    private CephRgwFixture(CephCluster cluster, string bucket, string? endpoint = null)
     {
         _owner = cluster;
         Bucket = bucket;
+        Endpoint = endpoint ?? cluster.Endpoint;
         _client = new S3TestClient(cluster.Endpoint, AccessKey, SecretKey);
     }
 
@@ -46,9 +48,10 @@ public sealed class CephRgwFixture : IS3TestServer
 
     public string Bucket { get; }
 
-    public string Endpoint => _owner.Endpoint;
+    /// <summary>Where this fixture's clients reach S3: the shared gateway on 127.0.0.1, or one at another address (<see cref="StartAtAsync"/>).</summary>
+    public string Endpoint { get; }
 
-    public int Port => _owner.GatewayPort;
+    public int Port => new Uri(Endpoint).Port;
 
     public bool AbortsMultipartUploads => true;
 
@@ -70,6 +73,35 @@ public sealed class CephRgwFixture : IS3TestServer
         var fixture = new CephRgwFixture(cluster, bucket ?? NewBucketName());
         await fixture._client.CreateBucketAsync(fixture.Bucket, objectLock);
         return fixture;
+    }
+
+    /// <summary>
+    /// A Ceph cluster of the caller's own (not the shared one, which the storage tests stop when they
+    /// are done), with a second radosgw listening at <paramref name="address"/> (e.g. a node IP that
+    /// pods reach: 127.0.0.1 is every pod's own loopback), and a bucket; disposing the fixture stops it.
+    /// </summary>
+    public static async Task<CephRgwFixture> StartAtAsync(string address, string? bucket = null, bool objectLock = false)
+    {
+        if (MissingReason is { } missing)
+        {
+            throw new InvalidOperationException(missing);
+        }
+
+        var cluster = new CephCluster();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.Shutdown();
+        try
+        {
+            await cluster.StartAsync();
+            var endpoint = await cluster.StartGatewayAtAsync(address);
+            var fixture = new CephRgwFixture(cluster, bucket ?? NewBucketName(), endpoint) { _ownsCluster = true };
+            await fixture._client.CreateBucketAsync(fixture.Bucket, objectLock);
+            return fixture;
+        }
+        catch
+        {
+            cluster.Shutdown();
+            throw;
+        }
     }
 
     /// <summary>Another bucket on the same gateway (with Object Lock enabled if asked).</summary>
@@ -121,7 +153,11 @@ public sealed class CephRgwFixture : IS3TestServer
     public async ValueTask DisposeAsync()
     {
         _client.Dispose();
-        if (_cluster == _owner)
+        if (_ownsCluster)
+        {
+            _owner.Shutdown();
+        }
+        else if (_cluster == _owner)
         {
             await _owner.StartGatewayAsync();
         }
@@ -169,6 +205,7 @@ public sealed class CephRgwFixture : IS3TestServer
         private readonly SemaphoreSlim _gatewayGate = new(1, 1);
         private DaemonProcess? _mon;
         private DaemonProcess? _osd;
+        private readonly Dictionary<string, (DaemonProcess Daemon, string Endpoint)> _gatewaysAt = [];
         private DaemonProcess? _gateway;
         private int _shutdown;
 
@@ -242,19 +279,54 @@ public sealed class CephRgwFixture : IS3TestServer
 
                 _gateway?.Dispose();
                 _gateway = DaemonProcess.Start(Directory, "rgw", "radosgw", ["-c", Conf, "-f", "-n", "client.rgw.a"]);
-                using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
-                await WaitForAsync($"radosgw answering on {Endpoint}", TimeSpan.FromSeconds(90), async () =>
+                await WaitForAnswerAsync(Endpoint, () => _gateway);
+            }
+            finally
+            {
+                _gatewayGate.Release();
+            }
+        }
+
+        private static async Task WaitForAnswerAsync(string endpoint, Func<DaemonProcess?> daemon)
+        {
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+            await WaitForAsync($"radosgw answering on {endpoint}", TimeSpan.FromSeconds(90), async () =>
+            {
+                try
                 {
-                    try
-                    {
-                        using var response = await http.GetAsync(Endpoint + "/");
-                        return true; // any HTTP answer: the anonymous service listing is 200
-                    }
-                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
-                    {
-                        return false;
-                    }
-                }, () => _gateway);
+                    using var response = await http.GetAsync(endpoint + "/");
+                    return true; // any HTTP answer: the anonymous service listing is 200
+                }
+                catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                {
+                    return false;
+                }
+            }, daemon);
+        }
+
+        /// <summary>A second radosgw listening at <paramref name="address"/> (started once per address); returns its endpoint.</summary>
+        public async Task<string> StartGatewayAtAsync(string address)
+        {
+            await _gatewayGate.WaitAsync();
+            try
+            {
+                if (_gatewaysAt.TryGetValue(address, out var running) && !running.Daemon.HasExited)
+                {
+                    return running.Endpoint;
+                }
+
+                var port = S3rverFixture.FreeTcpPort();
+                var name = $"rgw-at-{_gatewaysAt.Count}";
+                var endpoint = $"http://{address}:{port}";
+                System.IO.Directory.CreateDirectory(Path.Combine(Directory, name));
+                var daemon = DaemonProcess.Start(Directory, name, "radosgw",
+                [
+                    "-c", Conf, "-f", "-n", $"client.{name}", $"--rgw_frontends=beast endpoint={address}:{port}",
+                    $"--rgw_data={Path.Combine(Directory, name)}", "--rgw_exit_timeout_secs=5",
+                ]);
+                _gatewaysAt[address] = (daemon, endpoint);
+                await WaitForAnswerAsync(endpoint, () => daemon);
+                return endpoint;
             }
             finally
             {
@@ -292,7 +364,7 @@ public sealed class CephRgwFixture : IS3TestServer
                 return;
             }
 
-            DaemonProcess?[] daemons = [_gateway, _osd, _mon];
+            DaemonProcess?[] daemons = [.. _gatewaysAt.Values.Select(g => g.Daemon), _gateway, _osd, _mon];
             foreach (var daemon in daemons)
             {
                 daemon?.Terminate();
