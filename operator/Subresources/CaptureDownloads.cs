@@ -26,6 +26,7 @@ public sealed class CaptureDownloads(
     UploadRegistry registry,
     LiveRecordFeed live,
     IOptions<SubresourcesOptions> options,
+    IOptions<FollowLimits> followLimits,
     ILogger<CaptureDownloads> logger,
     CaptureEvents events,
     TimeProvider time)
@@ -253,25 +254,39 @@ public sealed class CaptureDownloads(
             context.Response.Headers.CacheControl = "no-store";
             await context.Response.StartAsync(cancellationToken);
             long bytes = 0;
-            var reader = subscription.Reader;
+            // A follower cut off for falling behind gets its last whole records, if it takes them within the grace; else its request ends.
+            using var stalled = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var grace = followLimits.Value.CutGrace;
+            _ = subscription.Cut.ContinueWith(_ => StallAfter(stalled, grace), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             try
             {
-                while (await reader.WaitToReadAsync(ended.Token))
+                while (await subscription.WaitToReadAsync(ended.Token))
                 {
-                    while (reader.TryRead(out var chunk))
+                    while (subscription.TryRead(out var chunk))
                     {
-                        await context.Response.Body.WriteAsync(chunk, cancellationToken);
+                        await context.Response.Body.WriteAsync(chunk, stalled.Token);
                         bytes += chunk.Length;
                     }
 
-                    await context.Response.Body.FlushAsync(cancellationToken);
+                    await context.Response.Body.FlushAsync(stalled.Token);
                 }
 
                 logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User} ended with the capture ({Bytes} bytes)", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes);
             }
-            catch (Exception e) when (e is FollowerTooSlowException or LiveFeedUnavailableException)
+            catch (FollowerTooSlowException e)
+            {
+                logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} was cut off after {Bytes} bytes: {Error}", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, e.Message);
+                await RecordCutAsync(capture, identity, user, bytes, e.Message);
+            }
+            catch (LiveFeedUnavailableException e)
             {
                 logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} ended after {Bytes} bytes: {Error}", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, e.Message);
+            }
+            catch (OperationCanceledException) when (stalled.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} was cut off after {Bytes} bytes and did not read its last records within {Grace}: the request is ended", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, followLimits.Value.FollowCutGrace);
+                await RecordCutAsync(capture, identity, user, bytes, new FollowerTooSlowException().Message);
+                context.Abort();
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -282,6 +297,26 @@ public sealed class CaptureDownloads(
         {
             registry.Changed -= OnChanged;
         }
+    }
+
+    /// <summary>Ends the writes of a cut-off follower after <paramref name="grace"/> (not when its follow has ended meanwhile).</summary>
+    private static void StallAfter(CancellationTokenSource stalled, TimeSpan grace)
+    {
+        try
+        {
+            stalled.CancelAfter(grace);
+        }
+        catch (ObjectDisposedException)
+        {
+            // the follow ended before it was cut off
+        }
+    }
+
+    /// <summary>A Warning Event on the capture: the follower, and why it was cut off.</summary>
+    private Task RecordCutAsync(PacketCapture capture, CaptureIdentity identity, RemoteUser user, long bytes, string why)
+    {
+        Metrics.OperatorMetrics.FollowCutoffs.Add(1);
+        return events.OnCaptureAsync(capture, "Warning", "FollowerCutOff", $"{user}'s live follow of pod {identity.Pod} was cut off after {bytes} bytes: {why}", CancellationToken.None);
     }
 
     private TimeSpan FollowLimit(PacketCapture capture)

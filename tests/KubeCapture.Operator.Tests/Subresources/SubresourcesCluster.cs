@@ -57,7 +57,7 @@ public sealed class SubresourcesCluster : ApiServerCluster
         var kubeconfig = Install.Server.WriteKubeconfig(token, "follow-" + Guid.NewGuid().ToString("N")[..8]);
         var start = new ProcessStartInfo("bash") { UseShellExecute = false, RedirectStandardError = true };
         start.ArgumentList.Add("-c");
-        start.ArgumentList.Add("set -o pipefail; \"$0\" --kubeconfig \"$1\" get --raw \"$2\" | tcpdump -nn -l -r - > \"$3\"");
+        start.ArgumentList.Add("set -o pipefail; \"$0\" --kubeconfig \"$1\" get --raw \"$2\" | tcpdump -nn -l -r - > \"$3\"; codes=\"${PIPESTATUS[*]}\"; echo \"kubectl, tcpdump exited: $codes\" >&2; [ \"$codes\" = \"0 0\" ]");
         foreach (var a in new[] { Tools.Kubectl, kubeconfig, path, lines })
         {
             start.ArgumentList.Add(a);
