@@ -220,8 +220,8 @@ public sealed class CaptureDownloads(
             context.Response.Headers[SubresourcesApi.Sha256Header] = stored.Sha256;
             context.Response.Headers.ContentDisposition = $"attachment; filename=\"{capture.Metadata.Name}-{stored.Pod}.pcap\"";
             var verb = subresource == SubresourcesApi.Follow ? "followed (stored)" : "downloaded";
-            logger.LogInformation("{User} {Verb} the pcap of {Namespace}/{Capture} pod {Pod} ({Size} bytes, sha256 {Sha256}) from {Peer}",
-                user, verb, stored.Namespace, stored.CaptureName, stored.Pod, stored.Size, stored.Sha256, context.Request.Headers["X-Forwarded-For"].FirstOrDefault() ?? context.Connection.RemoteIpAddress?.ToString());
+            logger.LogInformation("{User} {Verb} the pcap of {Namespace}/{Capture} pod {Pod} ({Size} bytes, sha256 {Sha256}) from {Client} via {Peer}",
+                user, verb, stored.Namespace, stored.CaptureName, stored.Pod, stored.Size, stored.Sha256, ClientAddress(context), context.Connection.RemoteIpAddress?.ToString());
             await body.CopyToAsync(context.Response.Body, 1 << 16, cancellationToken);
             await RecordAsync(capture, subresource == SubresourcesApi.Follow ? "Followed" : "Downloaded", $"{user} {verb} the pcap of pod {stored.Pod} ({stored.Size} bytes, sha256 {stored.Sha256})", CancellationToken.None);
         }
@@ -298,6 +298,15 @@ public sealed class CaptureDownloads(
             registry.Changed -= OnChanged;
         }
     }
+
+    /// <summary>
+    /// The user's address as kube-apiserver saw it: the last entry of <c>X-Forwarded-For</c>, the one
+    /// kube-apiserver's proxy appends (only a verified front proxy's request gets here). What came
+    /// before it was sent by the client and proves nothing: never logged as the peer.
+    /// </summary>
+    public static string ClientAddress(HttpContext context) =>
+        context.Request.Headers["X-Forwarded-For"].SelectMany(v => (v ?? "").Split(',')).Select(a => a.Trim()).LastOrDefault(a => a.Length > 0)
+        ?? context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
 
     /// <summary>Ends the writes of a cut-off follower after <paramref name="grace"/> (not when its follow has ended meanwhile).</summary>
     private static void StallAfter(CancellationTokenSource stalled, TimeSpan grace)

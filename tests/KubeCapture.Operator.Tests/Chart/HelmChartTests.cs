@@ -12,7 +12,7 @@ namespace KubeCapture.Operator.Tests.Chart;
 public sealed class HelmChartTests
 {
     private static readonly string Root = FindRoot();
-    private static readonly string Chart = Path.Combine(Root, "charts", "kubecapture");
+    internal static readonly string Chart = Path.Combine(Root, "charts", "kubecapture");
     private static readonly string Crd = Path.Combine(Chart, "crds", "packetcaptures.kubecapture.io.yaml");
 
     [Fact]
@@ -479,7 +479,7 @@ public sealed class HelmChartTests
         }
     }
 
-    private static (int Code, string Output) Helm(params string[] args)
+    internal static (int Code, string Output) Helm(params string[] args)
     {
         var helm = Path.Combine(Root, ".tools", "bin", "helm");
         Assert.True(File.Exists(helm), $"{helm} is missing: run scripts/setup.sh");

@@ -32,12 +32,17 @@ public sealed class SubresourcesCluster : ApiServerCluster
         $"/apis/{SubresourcesApi.GroupVersion}/namespaces/{ns}/{SubresourcesApi.Resource}/{name}/{subresource}{(pod is null ? "" : "?pod=" + pod)}";
 
     /// <summary>GET through kube-apiserver as <paramref name="token"/>'s user (for the response headers kubectl does not show).</summary>
-    public async Task<HttpResponseMessage> GetAsync(string token, string path)
+    public async Task<HttpResponseMessage> GetAsync(string token, string path, IReadOnlyDictionary<string, string>? headers = null)
     {
         var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator };
         var http = new HttpClient(handler) { BaseAddress = new Uri(Install.Server.Url), Timeout = TimeSpan.FromSeconds(60) };
         var request = new HttpRequestMessage(HttpMethod.Get, path);
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        foreach (var (name, value) in headers ?? new Dictionary<string, string>())
+        {
+            request.Headers.Add(name, value);
+        }
+
         return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
     }
 
