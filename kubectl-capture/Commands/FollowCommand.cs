@@ -1,6 +1,7 @@
 using KubeCapture.Agent.Cli;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
+using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.KubectlPlugin.Commands;
 
@@ -72,16 +73,28 @@ public static class FollowCommand
         }
     }
 
-    /// <summary>0 when the followed target ended; 1, said on stderr, when it still captures (the operator cut the follower off).</summary>
+    /// <summary>
+    /// 0 when the followed target ended (or its status cannot be read: a user with the download role
+    /// alone may not get the capture); 1, said on stderr, when it still captures (the operator cut the
+    /// follower off).
+    /// </summary>
     private static async Task<int> EndedAsync(Request request, ClusterConnection cluster, TextWriter stderr, CancellationToken cancellationToken)
     {
         // The follow ends when the capture ends; the status says so moments later (the agent confirms the stored pcap).
         var deadline = DateTime.UtcNow.AddSeconds(30);
-        var capture = await ResourceCommands.GetAsync(cluster, request.Name, cancellationToken);
-        while (StillCapturing(capture, request.Pod) && DateTime.UtcNow < deadline)
+        PacketCapture capture;
+        try
         {
-            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
             capture = await ResourceCommands.GetAsync(cluster, request.Name, cancellationToken);
+            while (StillCapturing(capture, request.Pod) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+                capture = await ResourceCommands.GetAsync(cluster, request.Name, cancellationToken);
+            }
+        }
+        catch (ClusterException)
+        {
+            return 0;
         }
 
         if (StillCapturing(capture, request.Pod))
@@ -95,7 +108,7 @@ public static class FollowCommand
     }
 
     /// <summary>The followed target (or the only one) is still capturing.</summary>
-    private static bool StillCapturing(KubeCapture.Operator.Resources.PacketCapture capture, string? pod) =>
+    private static bool StillCapturing(PacketCapture capture, string? pod) =>
         capture.Status?.Phase is not ("Succeeded" or "Failed")
         && (capture.Status?.Targets.FirstOrDefault(t => pod is null || t.Pod == pod)?.State ?? "Capturing") == "Capturing";
 }
