@@ -51,6 +51,9 @@ public static class OperatorMetrics
     /// <summary><c>kubecapture_ingest_uploads_total</c>{outcome=stored|failed}.</summary>
     public static readonly Counter<long> Uploads = Meter.CreateCounter<long>("kubecapture.ingest.uploads", "{upload}", "Uploads that ended, by outcome.");
 
+    /// <summary><c>kubecapture_follow_cutoffs_total</c>: live followers cut off for falling behind.</summary>
+    public static readonly Counter<long> FollowCutoffs = Meter.CreateCounter<long>("kubecapture.follow.cutoffs", "{follower}", "Live followers cut off for falling behind.");
+
     /// <summary><c>kubecapture_storage_request_duration_seconds</c>{operation, outcome=ok|refused|error}.</summary>
     public static readonly Histogram<double> StorageRequestDuration = Meter.CreateHistogram(
         "kubecapture.storage.request.duration", "s", "Object storage request latency.", advice: new InstrumentAdvice<double>
@@ -62,7 +65,13 @@ public static class OperatorMetrics
     {
         Meter.CreateObservableGauge("kubecapture.captures", ObserveCaptures, "{capture}", "PacketCaptures by phase (and failure reason for Failed).");
         Meter.CreateObservableGauge("kubecapture.workqueue.depth", () => queueDepth?.Invoke() ?? 0, "{item}", "PacketCaptures waiting to be reconciled.");
+        Meter.CreateObservableGauge("kubecapture.follow.held", () => followHeld?.Invoke() ?? 0, "By", "Pcap bytes held for live followers that have not read them yet.");
     }
+
+    private static Func<long>? followHeld;
+
+    /// <summary>Where <c>kubecapture_follow_held_bytes</c> is read from (the live feed).</summary>
+    public static void ObserveFollowers(Func<long> held) => followHeld = held;
 
     /// <summary>Where the captures gauge counts from (the reconciler's cache), and the work queue's depth; null while not leading.</summary>
     public static void ObserveReconciler(Func<IReadOnlyCollection<PacketCapture>>? cache, Func<int>? depth)

@@ -77,6 +77,7 @@ public sealed class CaptureOperator
             }
             else
             {
+                controller.Deleted(change.Object);
                 keysByUid.TryRemove(change.Object.Metadata.Uid, out _);
                 addresses.Forget(change.Object.Metadata.Uid);
                 custody?.Forget(change.Object.Metadata.Uid);

@@ -32,7 +32,7 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<IIngestStatus>(),
             sp.GetRequiredService<ICaptureTokenIssuer>(),
             sp.GetRequiredService<IAgentAddresses>(),
-            sp.GetRequiredService<IOptions<CapturePolicy>>().Value,
+            PolicyWithin(sp.GetRequiredService<IOptions<CapturePolicy>>().Value, sp.GetService<IOptions<KubeCapture.Operator.Storage.StorageOptions>>()?.Value),
             sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value,
             sp.GetRequiredService<ILoggerFactory>(),
             sp.GetRequiredService<TimeProvider>(),
@@ -48,6 +48,17 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<TimeProvider>()));
         services.AddHostedService(sp => new ReconcilerHost(sp.GetRequiredService<LeaderGate>(), sp.GetRequiredService<CaptureOperator>(), sp.GetService<IngestTokenKeys>()));
         return services;
+    }
+
+    /// <summary>The policy, once the storage's default retention is found within its longest retention.</summary>
+    private static CapturePolicy PolicyWithin(CapturePolicy policy, KubeCapture.Operator.Storage.StorageOptions? storage)
+    {
+        if (storage is not null)
+        {
+            policy.CheckDefaultRetention(storage.DefaultRetention);
+        }
+
+        return policy;
     }
 }
 

@@ -108,12 +108,17 @@ public class ApiServerCluster : IAsyncLifetime
         // Tracing on, as the chart's tracing.otlpEndpoint turns it on: the operator exports its spans to the tests' receiver.
         traces = new OtlpTraceReceiver();
         var environment = new Dictionary<string, string>(traces.ExporterEnvironment) { ["KUBECONFIG"] = Install.OperatorKubeconfig };
-        Operator = await OperatorHost.StartProcessAsync(settings, environment);
+        // Under the memory limit the chart renders for the operator's container (a memory cgroup), as in its pod.
+        Operator = await OperatorHost.StartProcessAsync(settings, environment, memoryLimitBytes: OperatorMemoryLimit);
         Kubelet = new TestKubelet(new ApiServerPods(Install.Server.AdminClient()), OperatorHarness.AgentDll(), AgentMode.Cluster, null, work) { RunImages = true };
         await PointServiceAsync(WebhookServiceName, "webhook", WebhookPort);
         await WaitUntilStampedAsync();
         await StartedAsync();
     }
+
+    /// <summary>The operator container's memory limit as the chart renders it (resources.limits.memory), in bytes.</summary>
+    public long OperatorMemoryLimit => (long)KubernetesYaml.LoadAllFromString(Install.RenderedYaml).OfType<V1Deployment>().Single()
+        .Spec.Template.Spec.Containers.Single(c => c.Name == "operator").Resources.Limits["memory"].ToDecimal();
 
     /// <summary>Both webhook configurations of the chart are named this (OperatorPermissions.RequesterStampWebhooks).</summary>
     public static string RequesterStampWebhooks =>
