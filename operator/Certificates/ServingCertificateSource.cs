@@ -30,6 +30,7 @@ public sealed class ServingCertificateSource
         authorityPem = authorityBundlePem;
         // The previous certificate is left to the GC: a handshake in flight may still hold it.
         current = certificate;
+        Metrics.OperatorMetrics.ObserveServingCertificate(certificate.NotAfter);
         ready.TrySetResult();
     }
 }

@@ -19,6 +19,7 @@ public static class OperatorMetrics
 
     private static Func<IReadOnlyCollection<PacketCapture>>? captures;
     private static Func<int>? queueDepth;
+    private static long certificateExpiresAt; // Unix seconds; 0 until a certificate is loaded
 
     /// <summary><c>kubecapture_reconcile_duration_seconds</c>{outcome=ok|error}.</summary>
     public static readonly Histogram<double> ReconcileDuration = Meter.CreateHistogram(
@@ -54,6 +55,12 @@ public static class OperatorMetrics
     /// <summary><c>kubecapture_follow_cutoffs_total</c>: live followers cut off for falling behind.</summary>
     public static readonly Counter<long> FollowCutoffs = Meter.CreateCounter<long>("kubecapture.follow.cutoffs", "{follower}", "Live followers cut off for falling behind.");
 
+    /// <summary><c>kubecapture_ingest_streams_ended_total</c>{code}: agent streams the ingest ended, by gRPC status (OK, Unauthenticated, PermissionDenied, ...).</summary>
+    public static readonly Counter<long> IngestStreamsEnded = Meter.CreateCounter<long>("kubecapture.ingest.streams.ended", "{stream}", "Agent upload streams that ended, by gRPC status code.");
+
+    /// <summary><c>kubecapture_captures_ended_total</c>{phase=Succeeded|Failed}: captures the reconciler brought to an end.</summary>
+    public static readonly Counter<long> CapturesEnded = Meter.CreateCounter<long>("kubecapture.captures.ended", "{capture}", "PacketCaptures that ended, by final phase.");
+
     /// <summary><c>kubecapture_storage_request_duration_seconds</c>{operation, outcome=ok|refused|error}.</summary>
     public static readonly Histogram<double> StorageRequestDuration = Meter.CreateHistogram(
         "kubecapture.storage.request.duration", "s", "Object storage request latency.", advice: new InstrumentAdvice<double>
@@ -66,12 +73,47 @@ public static class OperatorMetrics
         Meter.CreateObservableGauge("kubecapture.captures", ObserveCaptures, "{capture}", "PacketCaptures by phase (and failure reason for Failed).");
         Meter.CreateObservableGauge("kubecapture.workqueue.depth", () => queueDepth?.Invoke() ?? 0, "{item}", "PacketCaptures waiting to be reconciled.");
         Meter.CreateObservableGauge("kubecapture.follow.held", () => followHeld?.Invoke() ?? 0, "By", "Pcap bytes held for live followers that have not read them yet.");
+        Meter.CreateObservableGauge("kubecapture.leader", () => captures is null ? 0 : 1, "{replica}", "1 while this replica holds the Lease and reconciles, else 0.");
+        Meter.CreateObservableGauge("kubecapture.certificate.expiration_timestamp", ObserveCertificate, "s", "When the serving certificate (webhooks, extension API, TLS ingest) expires, in Unix seconds.");
     }
 
     private static Func<long>? followHeld;
 
     /// <summary>Where <c>kubecapture_follow_held_bytes</c> is read from (the live feed).</summary>
     public static void ObserveFollowers(Func<long> held) => followHeld = held;
+
+    /// <summary>
+    /// The label sets the alerts watch, recorded as 0 once the exporter listens (by <see cref="MetricsRegistration"/>):
+    /// a counter series that first appears at 1 would show Prometheus no increase, and the first failure no alert.
+    /// </summary>
+    public static void RecordBaseline()
+    {
+        foreach (var outcome in new[] { "stored", "failed" })
+        {
+            Uploads.Add(0, new KeyValuePair<string, object?>("outcome", outcome));
+        }
+
+        foreach (var reason in new[] { "refused", "backlog_full", "retries_exhausted" })
+        {
+            EventsDropped.Add(0, new KeyValuePair<string, object?>("reason", reason));
+        }
+
+        foreach (var code in new[] { "OK", "Unauthenticated", "PermissionDenied" })
+        {
+            IngestStreamsEnded.Add(0, new KeyValuePair<string, object?>("code", code));
+        }
+
+        foreach (var phase in new[] { CapturePhase.Succeeded, CapturePhase.Failed })
+        {
+            CapturesEnded.Add(0, new KeyValuePair<string, object?>("phase", phase));
+        }
+    }
+
+    /// <summary>The serving certificate now in use (every time one is loaded or renewed).</summary>
+    public static void ObserveServingCertificate(DateTimeOffset notAfter) => Interlocked.Exchange(ref certificateExpiresAt, notAfter.ToUnixTimeSeconds());
+
+    private static IEnumerable<Measurement<long>> ObserveCertificate() =>
+        Interlocked.Read(ref certificateExpiresAt) is var expiresAt and not 0 ? [new Measurement<long>(expiresAt)] : [];
 
     /// <summary>Where the captures gauge counts from (the reconciler's cache), and the work queue's depth; null while not leading.</summary>
     public static void ObserveReconciler(Func<IReadOnlyCollection<PacketCapture>>? cache, Func<int>? depth)

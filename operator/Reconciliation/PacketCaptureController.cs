@@ -9,6 +9,7 @@ using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Watcher;
@@ -754,6 +755,7 @@ public sealed class PacketCaptureController(
         }
 
         var reason = CaptureConditions.Find(status, CaptureConditions.Complete)?.Reason ?? status.Phase!;
+        OperatorMetrics.CapturesEnded.Add(1, new KeyValuePair<string, object?>("phase", status.Phase));
         if (reason == CaptureConditions.UploadContested && audit is not null)
         {
             return; // the audit line 'contested' of the pod announced it, with its Event

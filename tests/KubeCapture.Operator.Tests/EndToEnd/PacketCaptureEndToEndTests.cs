@@ -148,6 +148,9 @@ public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
         var metrics = await http.GetStringAsync($"http://127.0.0.1:{cluster.Operator.HttpPort}/metrics");
         Assert.Matches(@"(?m)^kubecapture_captures\{[^}]*phase=""Failed""[^}]*reason=""InvalidFilter""[^}]*\} [1-9]", metrics);
         Assert.Matches(@"(?m)^kubecapture_reconcile_duration_seconds_count\{[^}]*outcome=""ok""[^}]*\} [1-9]", metrics);
+        // ... counts its end among the captures ended Failed, and says this replica leads.
+        Assert.Matches(@"(?m)^kubecapture_captures_ended_total\{[^}]*phase=""Failed""[^}]*\} [1-9]", metrics);
+        Assert.Matches(@"(?m)^kubecapture_leader(\{[^}]*\})? 1( |\r?$)", metrics);
     }
 
     [SkippableFact]

@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text.RegularExpressions;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.S3;
@@ -11,7 +9,7 @@ namespace KubeCapture.Operator.Tests.Metrics;
 /// capture streamed through the ingest to S3: Prometheus text format, and figures that match what
 /// was stored.
 /// </summary>
-public sealed partial class MetricsEndpointTests
+public sealed class MetricsEndpointTests
 {
     [Fact]
     public async Task After_a_stored_capture_metrics_show_its_bytes_packets_upload_and_storage_requests()
@@ -40,6 +38,8 @@ public sealed partial class MetricsEndpointTests
         Assert.Equal(20, Value(text, "kubecapture_ingest_packets_total"));
         Assert.Equal(0, Value(text, "kubecapture_agent_kernel_drops_total"));
         Assert.Equal(1, Value(text, "kubecapture_ingest_uploads_total", "outcome=\"stored\""));
+        Assert.Equal(1, Value(text, "kubecapture_ingest_streams_ended_total", "code=\"OK\""));
+        Assert.Equal(0, Value(text, "kubecapture_ingest_streams_ended_total", "code=\"Unauthenticated\""));
         Assert.Equal(0, Value(text, "kubecapture_ingest_streams_active"));
         Assert.Equal(1, Value(text, "kubecapture_storage_request_duration_seconds_count", "operation=\"CompleteMultipartUpload\"", "outcome=\"ok\""));
         Assert.True(Value(text, "kubecapture_storage_request_duration_seconds_count", "operation=\"UploadPart\"", "outcome=\"ok\"") >= 1, text);
@@ -47,17 +47,27 @@ public sealed partial class MetricsEndpointTests
         Assert.DoesNotContain("kubecapture_captures{", text, StringComparison.Ordinal);
     }
 
-    /// <summary>The value of the one sample of <paramref name="metric"/> whose labels contain every one of <paramref name="labels"/>.</summary>
-    private static double Value(string text, string metric, params string[] labels)
+    [Fact]
+    public async Task The_series_the_alerts_watch_are_exported_from_start_and_count_a_refused_upload_storage_errors_and_the_certificates_expiry()
     {
-        var samples = text.Split('\n')
-            .Select(l => SampleLine().Match(l))
-            .Where(m => m.Success && m.Groups["name"].Value == metric && labels.All(l => m.Groups["labels"].Value.Contains(l, StringComparison.Ordinal)))
-            .ToList();
-        Assert.True(samples.Count == 1, $"{samples.Count} samples of {metric} {string.Join(',', labels)} in:\n{text}");
-        return double.Parse(samples[0].Groups["value"].Value, CultureInfo.InvariantCulture);
+        var metrics = await OperatorExposition.ScrapeAsync();
+
+        // What happened to this process: one upload refused for its token, its store unreachable, a mounted certificate.
+        Assert.Equal(1, metrics.Sample("kubecapture_ingest_streams_ended_total", "code=\"Unauthenticated\"").Value);
+        Assert.True(metrics.Sample("kubecapture_storage_request_duration_seconds_count", "operation=\"HeadBucket\"", "outcome=\"error\"").Value >= 1, metrics.Text);
+        Assert.Equal(metrics.CertificateNotAfter.ToUnixTimeSeconds(), metrics.Sample("kubecapture_certificate_expiration_timestamp_seconds").Value);
+        Assert.Contains("# TYPE kubecapture_certificate_expiration_timestamp_seconds gauge", metrics.Text, StringComparison.Ordinal);
+        // An ingest-only replica never leads.
+        Assert.Equal(0, metrics.Sample("kubecapture_leader").Value);
+        // What has not happened is there at 0, so that its first occurrence is an increase Prometheus sees.
+        Assert.Equal(0, metrics.Sample("kubecapture_ingest_streams_ended_total", "code=\"PermissionDenied\"").Value);
+        Assert.Equal(0, metrics.Sample("kubecapture_ingest_streams_ended_total", "code=\"OK\"").Value);
+        Assert.Equal(0, metrics.Sample("kubecapture_ingest_uploads_total", "outcome=\"failed\"").Value);
+        Assert.Equal(0, metrics.Sample("kubecapture_ingest_uploads_total", "outcome=\"stored\"").Value);
+        Assert.All(new[] { "refused", "backlog_full", "retries_exhausted" }, reason => Assert.Equal(0, metrics.Sample("kubecapture_events_dropped_total", $"reason=\"{reason}\"").Value));
+        Assert.All(new[] { "Succeeded", "Failed" }, phase => Assert.Equal(0, metrics.Sample("kubecapture_captures_ended_total", $"phase=\"{phase}\"").Value));
     }
 
-    [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?<labels>[^}]*)\})? (?<value>\S+)")]
-    private static partial Regex SampleLine();
+    /// <summary>The value of the one sample of <paramref name="metric"/> whose labels contain every one of <paramref name="labels"/>.</summary>
+    private static double Value(string text, string metric, params string[] labels) => new OperatorExposition(text, default).Sample(metric, labels).Value;
 }
