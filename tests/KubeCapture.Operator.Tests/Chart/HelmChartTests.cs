@@ -225,6 +225,30 @@ public sealed class HelmChartTests
         Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
     }
 
+    [Theory]
+    [InlineData(null, "Auto")]
+    [InlineData("Secret", "Secret")]
+    [InlineData("PodSpec", "PodSpec")]
+    public void The_upload_token_delivery_is_Auto_by_default_and_reaches_the_operator_as_set(string? set, string expected)
+    {
+        string[] extra = set is null ? [] : ["--set", $"ingest.tokenDelivery={set}"];
+        var (code, output) = Helm(["template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", .. extra]);
+        Assert.True(code == 0, output);
+        var env = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+
+        Assert.Equal(expected, env["Ingest__TokenDelivery"]);
+        Assert.Equal(Enum.Parse<KubeCapture.Operator.Reconciliation.TokenDelivery>(expected), KubeCapture.Operator.Reconciliation.TokenDeliveryChoice.Read(env["Ingest__TokenDelivery"]));
+    }
+
+    [Fact]
+    public void A_token_delivery_the_operator_does_not_know_is_refused_by_the_charts_schema()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "ingest.tokenDelivery=Literal");
+
+        Assert.NotEqual(0, code);
+        Assert.Contains("tokenDelivery", output, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void With_ingest_TLS_turned_off_the_chart_serves_plain_h2c_and_the_operator_accepts_it()
     {
