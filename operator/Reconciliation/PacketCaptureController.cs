@@ -794,8 +794,21 @@ public sealed class PacketCaptureController(
         capture = await WriteStatusAsync(capture, status, before, cancellationToken);
         if (deleting && CaptureFinalizer.IsPresent(capture))
         {
-            await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
-            deletionsRecorded[capture.Metadata.Uid] = true;
+            // Marked before the finalizer goes: the object is gone the moment it does, and the watch's
+            // Deleted may reach Deleted() on another thread before RemoveAsync returns here; unmarked,
+            // it would take this for a deletion without the finalizer and record 'deleted' a second time.
+            // A reconcile of a stale view (the mark already there) neither adds nor takes it away.
+            var marked = deletionsRecorded.TryAdd(capture.Metadata.Uid, true);
+            try
+            {
+                await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
+            }
+            catch when (marked)
+            {
+                deletionsRecorded.TryRemove(capture.Metadata.Uid, out _);
+                throw;
+            }
+
             if (audit is not null)
             {
                 var what = disposals.Count == 0
