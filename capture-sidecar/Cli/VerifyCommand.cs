@@ -5,14 +5,16 @@ namespace KubeCapture.Agent.Cli;
 
 /// <summary>
 /// <c>verify PCAP MANIFEST [--public-key FILE]</c>: exit 0 when both are untouched and the manifest
-/// is signed by the key; 3 when anything does not verify; 4 when the pcap matches the manifest but no
-/// key was given, so who issued it is unproven; 2 for bad input (a missing file, a key that is not
-/// an ECDSA P-256 public key in PEM).
+/// is signed by the key; 3 when anything does not verify; 5 when both are untouched but the manifest
+/// records the pcap as contested (it did not come from the target's capture agent: never clean
+/// evidence); 4 when the pcap matches the manifest but no key was given, so who issued it is
+/// unproven; 2 for bad input (a missing file, a key that is not an ECDSA P-256 public key in PEM).
 /// </summary>
 public static class VerifyCommand
 {
     public const int NotVerified = 3;
     public const int IssuerUnproven = 4;
+    public const int Contested = 5;
 
     /// <param name="program">The name the messages start with, and the usage names (kubectl-capture shares this command).</param>
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr, string program = "kubecapture-agent")
@@ -64,6 +66,13 @@ public static class VerifyCommand
         {
             stderr.WriteLine($"{program}: verify: NOT VERIFIED");
             return NotVerified;
+        }
+
+        if (verdict.Contested is { } contested)
+        {
+            stderr.WriteLine($"{program}: verify: CONTESTED: the manifest records that this pcap did not come from the target's capture agent: {contested}");
+            stderr.WriteLine($"{program}: verify: the pcap and manifest are untouched{(verdict.SignatureChecked ? " and signed by this key" : "")}, but this pcap is not clean evidence");
+            return Contested;
         }
 
         if (!verdict.SignatureChecked)

@@ -4,8 +4,12 @@ using System.Text.Json;
 
 namespace KubeCapture.Agent.Custody;
 
-/// <summary>What <see cref="CustodyVerifier.Verify"/> found: each problem in words, and what the manifest says.</summary>
-public sealed record CustodyVerdict(IReadOnlyList<string> Problems, IReadOnlyList<string> Facts, bool SignatureChecked)
+/// <summary>
+/// What <see cref="CustodyVerifier.Verify"/> found: each problem in words, and what the manifest says.
+/// <paramref name="Contested"/>: the manifest records that the pcap did not come from the target's
+/// capture agent (why), or null.
+/// </summary>
+public sealed record CustodyVerdict(IReadOnlyList<string> Problems, IReadOnlyList<string> Facts, bool SignatureChecked, string? Contested = null)
 {
     /// <summary>Pcap and manifest are untouched and the manifest was signed by the given key.</summary>
     public bool Verified => Problems.Count == 0 && SignatureChecked;
@@ -65,7 +69,10 @@ public static class CustodyVerifier
 
         CheckPcap(pcapPath, manifest, problems, facts);
         facts.AddRange(Describe(manifest));
-        return new CustodyVerdict(problems, facts, signatureChecked);
+        var contested = manifest.TryGetProperty("contested", out var contest) && contest.ValueKind == JsonValueKind.Object
+            ? contest.TryGetProperty("message", out var why) && why.ValueKind == JsonValueKind.String ? why.GetString() : contest.GetRawText()
+            : null;
+        return new CustodyVerdict(problems, facts, signatureChecked, contested);
     }
 
     private static void CheckSignature(SignedManifest envelope, byte[] payload, ECDsa publicKey, List<string> problems, List<string> facts)

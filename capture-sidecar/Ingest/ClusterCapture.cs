@@ -15,6 +15,12 @@ public static class ClusterCapture
 {
     public static int Run(CaptureRequest request, IngestTarget target, TextWriter stdout, TextWriter stderr)
     {
+        // First: the token in the environment and the session about to be drawn are this process's alone.
+        if (!ProcessSecrecy.Seal(out var notSealed))
+        {
+            stderr.WriteLine($"kubecapture-agent: warning: other processes of this user may read the upload token: {notSealed}");
+        }
+
         var options = request.Options;
         InterfaceCatalog.Find(options.Interface).Dispose();
         LocalCapture.CheckFilter(options);

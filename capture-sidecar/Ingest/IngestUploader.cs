@@ -16,9 +16,14 @@ namespace KubeCapture.Agent.Ingest;
 public sealed class IngestUploader : IDisposable
 {
     /// <summary>Below the large-object-heap threshold (85,000 bytes), so neither side allocates chunks on the LOH.</summary>
-    private const int ChunkBytes = 60 * 1024;
+    public const int ChunkBytes = 60 * 1024;
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(1);
-    private readonly string _sessionId = Guid.NewGuid().ToString("N");
+    /// <summary>
+    /// This process's session: 256 random bits, known only to this process (never logged, never in
+    /// the spec). The ingest lets only this session continue the upload it opened, so someone else
+    /// with the token cannot take it over, and a reconnect proves it is the same process.
+    /// </summary>
+    private readonly string _sessionId = System.Security.Cryptography.RandomNumberGenerator.GetHexString(64, lowercase: true);
     private readonly GrpcChannel _channel;
     private volatile string? _tlsRefusal;
     private volatile TlsHandshakeProbe? _lastConnection;
@@ -49,7 +54,12 @@ public sealed class IngestUploader : IDisposable
                 _lastConnection = await TlsHandshakeProbe.ConnectAsync(context.DnsEndPoint, cancellationToken);
         }
 
-        _channel = GrpcChannel.ForAddress(target.Url, new GrpcChannelOptions { HttpHandler = handler, MaxReceiveMessageSize = 4 << 20 });
+        _channel = GrpcChannel.ForAddress(target.Url, new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            MaxReceiveMessageSize = IngestMessageLimits.IngestMessage,
+            MaxSendMessageSize = IngestMessageLimits.AgentMessage,
+        });
     }
 
     private readonly IngestTarget target;

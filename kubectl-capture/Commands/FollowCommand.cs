@@ -1,13 +1,15 @@
 using KubeCapture.Agent.Cli;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
+using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.KubectlPlugin.Commands;
 
 /// <summary>
 /// <c>follow NAME [--pod P]</c>: the live pcap on stdout, each chunk flushed as it arrives
 /// (<c>| tcpdump -nn -l -r -</c>, <c>| wireshark -k -i -</c>); ends when the capture ends. The reader
-/// going away (tcpdump -c, Wireshark closed) is a normal end.
+/// going away (tcpdump -c, Wireshark closed) is a normal end. A follow that ends while the capture
+/// still runs was cut off by the operator for falling behind: said on stderr, exit 1.
 /// </summary>
 public static class FollowCommand
 {
@@ -28,7 +30,8 @@ public static class FollowCommand
     /// by default), a live follow included: a stream that breaks while the capture runs is followed
     /// again, and stdout goes on as one pcap (<see cref="FollowedPcap"/>). A record that reached the
     /// ingest while no follower was connected is only in the stored pcap (download). Three breaks in a
-    /// row that bring nothing end it with the error.
+    /// row that bring nothing end it with the error. A stream the operator ends while the capture still
+    /// runs was cut off for falling behind: said on stderr, exit 1.
     /// </summary>
     public static async Task<int> RunAsync(Request request, ClusterConnection cluster, Func<Stream> openStdout, TextWriter stderr, CancellationToken cancellationToken)
     {
@@ -54,7 +57,7 @@ public static class FollowCommand
                     }
                 }
 
-                return 0; // the capture ended (or this was its stored pcap)
+                return await EndedAsync(request, cluster, stderr, cancellationToken); // the capture ended (or this was its stored pcap), or the operator cut the follower off
             }
             catch (IOException e) when (!cancellationToken.IsCancellationRequested)
             {
@@ -69,4 +72,43 @@ public static class FollowCommand
             }
         }
     }
+
+    /// <summary>
+    /// 0 when the followed target ended (or its status cannot be read: a user with the download role
+    /// alone may not get the capture); 1, said on stderr, when it still captures (the operator cut the
+    /// follower off).
+    /// </summary>
+    private static async Task<int> EndedAsync(Request request, ClusterConnection cluster, TextWriter stderr, CancellationToken cancellationToken)
+    {
+        // The follow ends when the capture ends; the status says so moments later (the agent confirms the stored pcap).
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        PacketCapture capture;
+        try
+        {
+            capture = await ResourceCommands.GetAsync(cluster, request.Name, cancellationToken);
+            while (StillCapturing(capture, request.Pod) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+                capture = await ResourceCommands.GetAsync(cluster, request.Name, cancellationToken);
+            }
+        }
+        catch (ClusterException)
+        {
+            return 0;
+        }
+
+        if (StillCapturing(capture, request.Pod))
+        {
+            await stderr.WriteLineAsync($"kubectl-capture: the follow of {request.Name} ended while the capture still runs: the operator cut it off for falling too far behind " +
+                $"(its stream ends at a whole record); follow again, or download the pcap when the capture ends (kubectl capture download {request.Name})");
+            return 1;
+        }
+
+        return 0;
+    }
+
+    /// <summary>The followed target (or the only one) is still capturing.</summary>
+    private static bool StillCapturing(PacketCapture capture, string? pod) =>
+        capture.Status?.Phase is not ("Succeeded" or "Failed")
+        && (capture.Status?.Targets.FirstOrDefault(t => pod is null || t.Pod == pod)?.State ?? "Capturing") == "Capturing";
 }

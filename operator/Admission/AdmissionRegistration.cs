@@ -8,8 +8,8 @@ namespace KubeCapture.Operator.Admission;
 /// builder.AddAdmission(): the admission webhooks on their own HTTPS endpoint (Admission:Url) with
 /// the serving certificate (ServingCertificate section); app.MapAdmission(): POST
 /// <see cref="StampPath"/> (mutating) and <see cref="GuardPath"/> (validating), on that port only.
-/// kube-apiserver calls them without a client certificate; they have no side effects, so any caller
-/// gets only an answer.
+/// kube-apiserver calls them without a client certificate. Their only side effect is the guard's
+/// audit line when it lets someone break glass (not on a dry run): any other caller gets only an answer.
 /// </summary>
 public static class AdmissionRegistration
 {
@@ -26,6 +26,7 @@ public static class AdmissionRegistration
 
         HttpsEndpoints.ParseUrl(options.Url, "Admission:Url"); // a bad URL fails the start, named
         builder.Services.AddOptions<AdmissionOptions>().Bind(builder.Configuration.GetSection(AdmissionOptions.Section));
+        builder.Services.AddSingleton<OperatorIdentity>();
         builder.Services.AddServingCertificate(builder.Configuration);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHttps(options.Url, "Admission:Url", requestClientCertificates: false));
         return builder;
@@ -35,12 +36,28 @@ public static class AdmissionRegistration
     {
         var options = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<AdmissionOptions>>().Value;
         var port = HttpsEndpoints.ParseUrl(options.Url, "Admission:Url").Port;
-        app.MapPost(StampPath, context => AnswerAsync(context, port, AdmissionReviews.Stamp));
-        app.MapPost(GuardPath, context => AnswerAsync(context, port, AdmissionReviews.Guard));
+        var identity = app.Services.GetRequiredService<OperatorIdentity>();
+        var audit = app.Services.GetService<Audit.AuditTrail>();
+        Func<JsonNode?, CancellationToken, Task<JsonObject>> stamp = (review, _) => Task.FromResult(AdmissionReviews.Stamp(review));
+        Func<JsonNode?, CancellationToken, Task<JsonObject>> guard = (review, cancellationToken) => GuardAsync(review, identity, audit, cancellationToken);
+        app.MapPost(StampPath, context => AnswerAsync(context, port, stamp));
+        app.MapPost(GuardPath, context => AnswerAsync(context, port, guard));
         return app;
     }
 
-    private static async Task AnswerAsync(HttpContext context, int port, Func<JsonNode?, JsonObject> webhook)
+    /// <summary>The guard's answer; a removal of the finalizer allowed by the break-glass annotation is audited first.</summary>
+    private static async Task<JsonObject> GuardAsync(JsonNode? review, OperatorIdentity identity, Audit.AuditTrail? audit, CancellationToken cancellationToken)
+    {
+        var answer = AdmissionReviews.Guard(review, await identity.UsernameAsync(cancellationToken), out var brokenGlass);
+        if (brokenGlass is not null && audit is not null)
+        {
+            await audit.RecordBreakGlassAsync(brokenGlass, cancellationToken);
+        }
+
+        return answer;
+    }
+
+    private static async Task AnswerAsync(HttpContext context, int port, Func<JsonNode?, CancellationToken, Task<JsonObject>> webhook)
     {
         if (context.Connection.LocalPort != port)
         {
@@ -51,7 +68,7 @@ public static class AdmissionRegistration
         JsonObject answer;
         try
         {
-            answer = webhook(await JsonNode.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted));
+            answer = await webhook(await JsonNode.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted), context.RequestAborted);
         }
         catch (Exception e) when (e is JsonException or AdmissionReviewException or InvalidOperationException)
         {

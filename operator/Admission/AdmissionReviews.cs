@@ -11,8 +11,10 @@ namespace KubeCapture.Operator.Admission;
 /// JSON out). <see cref="Stamp"/> (mutating, CREATE) writes the requester kube-apiserver
 /// authenticated into the <see cref="RequesterStamp"/> annotations and refuses a capture that brings
 /// its own; <see cref="Guard"/> (validating, CREATE and UPDATE, after every mutation) refuses a
-/// created capture whose stamp is missing or is not its requester, and any update that sets, changes
-/// or removes the stamp, whoever asks (the operator's ServiceAccount included).
+/// created capture whose stamp is missing or is not its requester, any update that sets, changes
+/// or removes the stamp, whoever asks (the operator's ServiceAccount included), and any update that
+/// removes the capture finalizer by anyone but the operator, cluster admins included, unless the
+/// capture carries the break-glass annotation (then the removal is reported, to be audited).
 /// </summary>
 public static class AdmissionReviews
 {
@@ -72,9 +74,15 @@ public static class AdmissionReviews
         return response;
     }
 
-    /// <summary>The validating webhook's answer: allowed, or refused with what is wrong with the stamp.</summary>
-    public static JsonObject Guard(JsonNode? review)
+    /// <summary>
+    /// The validating webhook's answer: allowed, or refused with what is wrong with the stamp or the
+    /// finalizer. <paramref name="operatorUsername"/>: who the operator is (null: unknown, so nobody may
+    /// remove the finalizer). <paramref name="brokenGlass"/>: set when a removal of the finalizer was
+    /// allowed by the break-glass annotation (not for a dry run): the caller audits it.
+    /// </summary>
+    public static JsonObject Guard(JsonNode? review, string? operatorUsername, out BrokenGlass? brokenGlass)
     {
+        brokenGlass = null;
         var request = Request(review);
         var operation = Operation(request);
         if (operation == "CREATE")
@@ -105,10 +113,38 @@ public static class AdmissionReviews
             {
                 return Deny(request, $"metadata.annotations {string.Join(", ", changed)}: the requester is stamped by admission when a PacketCapture is created and cannot be set, changed or removed afterwards (by anyone)");
             }
+
+            if (Finalizers(request["oldObject"]).Contains(CaptureFinalizer.Name) && !Finalizers(request["object"]).Contains(CaptureFinalizer.Name))
+            {
+                var user = User(request)?.Username;
+                if (user is not null && user == operatorUsername)
+                {
+                    return Allow(request);
+                }
+
+                if (after.GetValueOrDefault(CaptureFinalizer.BreakGlassAnnotation) is not { } why || string.IsNullOrWhiteSpace(why))
+                {
+                    return Deny(request, $"metadata.finalizers: only the KubeCapture operator removes {CaptureFinalizer.Name} (it stops the capture, stores what was captured with its lock " +
+                        $"and requester, and records the deletion in the audit log); {user ?? "no user"} may not. To remove it anyway, first set the annotation " +
+                        $"{CaptureFinalizer.BreakGlassAnnotation}: \"<why>\" (the removal, who and why, is recorded in the audit log)");
+                }
+
+                if (request["dryRun"]?.GetValueKind() != JsonValueKind.True)
+                {
+                    var metadata = request["object"]?["metadata"];
+                    brokenGlass = new BrokenGlass(Text(metadata?["namespace"]) ?? Text(request["namespace"]) ?? "", Text(metadata?["name"]) ?? Text(request["name"]) ?? "",
+                        Text(metadata?["uid"]) ?? "", user ?? "", why, request["object"]!.DeepClone());
+                }
+            }
         }
 
         return Allow(request);
     }
+
+    private static HashSet<string> Finalizers(JsonNode? obj) =>
+        obj?["metadata"]?["finalizers"] is JsonArray finalizers ? [.. Strings(finalizers)] : [];
+
+    private static string? Text(JsonNode? node) => node?.GetValueKind() == JsonValueKind.String ? node.GetValue<string>() : null;
 
     /// <summary>The request of a review; throws <see cref="AdmissionReviewException"/> naming what is missing.</summary>
     private static JsonObject Request(JsonNode? review)
@@ -188,6 +224,9 @@ public static class AdmissionReviews
 
     private static JsonObject Review(JsonObject response) => new() { ["apiVersion"] = ApiVersion, ["kind"] = "AdmissionReview", ["response"] = response };
 }
+
+/// <summary>Someone other than the operator removed the capture finalizer with the break-glass annotation: who, why, and the capture as it was sent.</summary>
+public sealed record BrokenGlass(string Namespace, string Name, string Uid, string Actor, string Why, JsonNode Capture);
 
 /// <summary>A request body that is not an AdmissionReview v1 the webhooks can answer.</summary>
 public sealed class AdmissionReviewException(string message) : Exception(message);

@@ -23,7 +23,7 @@ public sealed record AuditRecord
     [JsonPropertyOrder(-1)]
     public required string Time { get; init; }
 
-    /// <summary>requested, refused, admitted, started, stopped, stored, downloaded, expired or deleted (<see cref="AuditEvent"/>).</summary>
+    /// <summary>requested, refused, admitted, started, stopped, stored, contested, downloaded, expired, break-glass or deleted (<see cref="AuditEvent"/>).</summary>
     public required string Event { get; init; }
 
     public required string Namespace { get; init; }
@@ -49,7 +49,7 @@ public sealed record AuditRecord
     /// <summary>The stored pcap the event is about (stored, expired, deleted, downloaded).</summary>
     public AuditArtifact? Artifact { get; init; }
 
-    /// <summary>Who did it, for events a user causes through the operator (downloaded).</summary>
+    /// <summary>Who did it, for events a user causes through the operator (downloaded, break-glass).</summary>
     public string? Actor { get; init; }
 
     public string ToJsonLine() => JsonSerializer.Serialize(this, AuditJsonContext.Default.AuditRecord);
@@ -78,9 +78,11 @@ public static class AuditEvent
     public const string Started = "started";
     public const string Stopped = "stopped";
     public const string Stored = "stored";
+    public const string Contested = "contested";
     public const string Downloaded = "downloaded";
     public const string Expired = "expired";
     public const string Deleted = "deleted";
+    public const string BreakGlass = "break-glass";
 }
 
 [JsonSourceGenerationOptions(

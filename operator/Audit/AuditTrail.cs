@@ -32,6 +32,7 @@ public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, Captu
             EventReason = transition.EventReason,
             Message = transition.Message,
             Artifact = transition.Artifact,
+            Actor = transition.Actor,
         });
         if (events is not null && transition.Announce)
         {
@@ -46,6 +47,21 @@ public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, Captu
         {
             await RecordAsync(before, transition, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// Someone other than the operator removed the capture finalizer, allowed by the break-glass
+    /// annotation (the guard webhook tells, from kube-apiserver's admission request): the audit line,
+    /// and a Warning Event on the capture.
+    /// </summary>
+    public Task RecordBreakGlassAsync(Admission.BrokenGlass broken, CancellationToken cancellationToken)
+    {
+        var capture = k8s.KubernetesJson.Deserialize<PacketCapture>(broken.Capture.ToJsonString());
+        var message = $"{broken.Actor} removed the finalizer {Finalizer.CaptureFinalizer.Name} with the break-glass annotation ({broken.Why}): " +
+            (capture.Metadata.DeletionTimestamp is null
+                ? "the operator will not put it back; deleting the capture now neither waits for its agents nor deletes what they store"
+                : "the capture is deleted without waiting for its agents; what they still store is kept until its retention ends");
+        return RecordAsync(capture, new Transition(AuditEvent.BreakGlass, "Warning", "BreakGlass", message, Actor: broken.Actor), cancellationToken);
     }
 
     /// <summary>Retention deleted a stored pcap: the audit line, and an Event when its PacketCapture still exists.</summary>

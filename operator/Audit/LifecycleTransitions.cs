@@ -3,14 +3,13 @@ using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.Operator.Audit;
 
-/// <summary>A lifecycle event the status change between two writes shows.</summary>
 /// <summary>
 /// One lifecycle event. <paramref name="Announce"/>: also a Kubernetes Event on the PacketCapture.
 /// Requested, admitted and started are not: before Running every API request counts (issue 13's
 /// budget), and the object already shows them (the Accepted and Admitted conditions, the
-/// CaptureStarted Event on the pod).
+/// CaptureStarted Event on the pod). <paramref name="Actor"/>: who caused it, where that is not the requester.
 /// </summary>
-public sealed record Transition(string Event, string EventType, string EventReason, string Message, string? Pod = null, AuditArtifact? Artifact = null, bool Announce = true);
+public sealed record Transition(string Event, string EventType, string EventReason, string Message, string? Pod = null, AuditArtifact? Artifact = null, bool Announce = true, string? Actor = null);
 
 /// <summary>
 /// Which lifecycle events happened between the status as it was and the status just written: each
@@ -76,6 +75,12 @@ public static class LifecycleTransitions
                 yield return new Transition(AuditEvent.Stored, "Normal", "Stored", string.Create(CultureInfo.InvariantCulture,
                     $"pod {target.Pod}: stored {artifact.Uri} ({artifact.Size} bytes, sha256 {artifact.Sha256})"), target.Pod,
                     new AuditArtifact { Uri = artifact.Uri, Size = artifact.Size, Sha256 = artifact.Sha256 });
+            }
+
+            if (target.Reason == CaptureConditions.UploadContested && earlier?.Reason != target.Reason)
+            {
+                yield return new Transition(AuditEvent.Contested, "Warning", target.Reason, $"pod {target.Pod}: {target.Message}", target.Pod,
+                    target.Artifact is { } contested ? new AuditArtifact { Uri = contested.Uri, Size = contested.Size, Sha256 = contested.Sha256 } : null);
             }
         }
     }

@@ -13,6 +13,17 @@ public static class CaptureFinalizer
 {
     public const string Name = "kubecapture.io/finalizer";
 
+    /// <summary>
+    /// The annotation that lets someone other than the operator remove <see cref="Name"/> (its value
+    /// says why; the guard webhook records who and why in the audit log), and tells the operator not
+    /// to put it back.
+    /// </summary>
+    public const string BreakGlassAnnotation = "kubecapture.io/break-glass";
+
+    /// <summary>Why someone broke glass on this capture, or null.</summary>
+    public static string? BreakGlass(PacketCapture capture) =>
+        capture.Metadata.Annotations?.TryGetValue(BreakGlassAnnotation, out var why) == true && !string.IsNullOrWhiteSpace(why) ? why : null;
+
     public static bool IsPresent(PacketCapture capture) => capture.Metadata.Finalizers?.Contains(Name) == true;
 
     /// <summary>Adds the finalizer (JSON patch with a resourceVersion test: never clobbers others' finalizers).</summary>

@@ -6,12 +6,15 @@ namespace KubeCapture.Operator.Ingest;
 
 /// <summary>
 /// The ingest's side of <see cref="IAgentAddresses"/>: which addresses each target's agent may upload
-/// from (told by the reconciler), the check of a stream's peer address against them, and the
-/// refused uploads not yet surfaced in the PacketCapture's status.
+/// from and on what terms (told by the reconciler), which targets have ended, the check of a
+/// stream's peer address against them, and the refused uploads not yet surfaced in the
+/// PacketCapture's status.
 /// </summary>
 public sealed class AgentAddressBook : IAgentAddresses
 {
     private readonly ConcurrentDictionary<CaptureIdentity, IPAddress[]> _expected = new();
+    private readonly ConcurrentDictionary<CaptureIdentity, UploadTerms> _terms = new();
+    private readonly ConcurrentDictionary<CaptureIdentity, string> _closed = new();
     private readonly ConcurrentDictionary<CaptureIdentity, UploadRefusals> _refused = new();
     private readonly bool _required;
 
@@ -26,9 +29,10 @@ public sealed class AgentAddressBook : IAgentAddresses
 
     public event Action<CaptureIdentity>? Refused;
 
-    public void Expect(CaptureIdentity target, IReadOnlyList<string> podIps)
+    public void Expect(CaptureIdentity target, UploadTerms terms)
     {
-        var addresses = podIps.Select(ip => IPAddress.TryParse(ip, out var parsed) ? Normalize(parsed) : null).OfType<IPAddress>().Distinct().ToArray();
+        _terms[target] = terms;
+        var addresses = terms.PodIps.Select(ip => IPAddress.TryParse(ip, out var parsed) ? Normalize(parsed) : null).OfType<IPAddress>().Distinct().ToArray();
         if (addresses.Length == 0)
         {
             return; // no IP yet: keep what was known (a pod's IPs never change while it runs)
@@ -39,11 +43,26 @@ public sealed class AgentAddressBook : IAgentAddresses
 
     public void Unbind(CaptureIdentity target) => _expected[target] = [];
 
+    public void Close(CaptureIdentity target, string why) => _closed[target] = why;
+
+    /// <summary>The capture's terms for the target's upload, or null when the reconciler has not told them (or the binding is off).</summary>
+    public UploadTerms? Terms(CaptureIdentity target) => _required ? _terms.GetValueOrDefault(target) : null;
+
     public void Forget(string captureUid)
     {
         foreach (var target in _expected.Keys.Where(t => t.CaptureUid == captureUid))
         {
             _expected.TryRemove(target, out _);
+        }
+
+        foreach (var target in _terms.Keys.Where(t => t.CaptureUid == captureUid))
+        {
+            _terms.TryRemove(target, out _);
+        }
+
+        foreach (var target in _closed.Keys.Where(t => t.CaptureUid == captureUid))
+        {
+            _closed.TryRemove(target, out _);
         }
 
         foreach (var target in _refused.Keys.Where(t => t.CaptureUid == captureUid))
@@ -54,8 +73,12 @@ public sealed class AgentAddressBook : IAgentAddresses
 
     public UploadRefusals Refusals(CaptureIdentity target) => _refused.GetValueOrDefault(target, UploadRefusals.None);
 
-    public void Surfaced(CaptureIdentity target, long count) =>
-        _refused.AddOrUpdate(target, UploadRefusals.None, (_, pending) => pending with { Count = Math.Max(0, pending.Count - count) });
+    public void Surfaced(CaptureIdentity target, UploadRefusals surfaced) =>
+        _refused.AddOrUpdate(target, UploadRefusals.None, (_, pending) => pending with
+        {
+            Count = Math.Max(0, pending.Count - surfaced.Count),
+            Sessions = Math.Max(0, pending.Sessions - surfaced.Sessions),
+        });
 
     /// <summary>The addresses the target's agent may upload from, or null when the reconciler has not told them yet.</summary>
     public IReadOnlyList<IPAddress>? Expected(CaptureIdentity target) => _expected.GetValueOrDefault(target);
@@ -69,6 +92,13 @@ public sealed class AgentAddressBook : IAgentAddresses
         }
 
         var seen = peer is null ? "an unknown address" : Normalize(peer).ToString();
+        if (_closed.TryGetValue(target, out var ended))
+        {
+            return (PeerVerdict.Refused,
+                $"upload for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod} refused: it comes from {seen}, " +
+                $"but the capture of pod {target.Pod} has ended ({ended}): no upload is accepted for it any more");
+        }
+
         if (Expected(target) is not { } expected)
         {
             return (PeerVerdict.Unknown,
@@ -94,10 +124,14 @@ public sealed class AgentAddressBook : IAgentAddresses
             "the ingest cannot see pod addresses: see docs/security.md, who may upload a target's pcap");
     }
 
-    /// <summary>Counts a refused upload for the reconciler to surface (status and a Warning Event).</summary>
-    public void Refuse(CaptureIdentity target, string message)
+    /// <summary>
+    /// Counts a refused upload for the reconciler to surface (status and a Warning Event);
+    /// <paramref name="session"/>: refused because another agent session holds the target's upload.
+    /// </summary>
+    public void Refuse(CaptureIdentity target, string message, bool session = false)
     {
-        _refused.AddOrUpdate(target, new UploadRefusals(1, message), (_, pending) => new UploadRefusals(pending.Count + 1, message));
+        var sessions = session ? 1 : 0;
+        _refused.AddOrUpdate(target, new UploadRefusals(1, message, sessions), (_, pending) => new UploadRefusals(pending.Count + 1, message, pending.Sessions + sessions));
         Refused?.Invoke(target);
     }
 

@@ -18,21 +18,30 @@ public interface IIngestStatus
 
     /// <summary>Raised when a target's upload changes (connected, progress, finished, failed).</summary>
     event Action<TargetUpload>? Changed;
+
+    /// <summary>
+    /// The reconciler found that the target's stored (or still streaming) pcap did not come from its
+    /// capture agent: its manifest records <paramref name="message"/> (a stored one is amended, one
+    /// still streaming says so when it is published). Repeating it changes nothing.
+    /// </summary>
+    void MarkContested(CaptureIdentity target, string message);
 }
 
 /// <summary>
-/// The binding of each capture target to its pod: the reconciler, which reads the pod, tells the
-/// ingest the addresses the pod's status gives (status.podIPs), and the ingest accepts an upload for
-/// the target only from one of them (the connection's peer address). Knowing the token and the
-/// identity, which anyone who can read the pod spec knows, is not enough: the stream must come from
-/// inside the pod's network namespace. Implemented by the ingest; told by the reconciler on every
-/// reconcile, so after an operator restart or on a new leader the binding is known again once the
-/// capture is reconciled (until then an agent gets UNAVAILABLE and retries).
+/// The binding of each capture target to its pod and to the capture's own terms: the reconciler,
+/// which reads the pod and the capture, tells the ingest the addresses the pod's status gives
+/// (status.podIPs), the capture's maxBytes and retention as it resolved them, and when the target
+/// has ended; the ingest accepts an upload for the target only from one of those addresses (the
+/// connection's peer address), only while the target has not ended, and holds it to those terms
+/// whatever the agent claims. Knowing the token is not enough: the stream must come from inside the
+/// pod's network namespace. Implemented by the ingest; told by the reconciler on every reconcile, so
+/// after an operator restart or on a new leader the binding is known again once the capture is
+/// reconciled (until then an agent gets UNAVAILABLE and retries).
 /// </summary>
 public interface IAgentAddresses
 {
-    /// <summary>The addresses the target's agent may upload from (the pod's IPs, as its status gives them).</summary>
-    void Expect(CaptureIdentity target, IReadOnlyList<string> podIps);
+    /// <summary>The addresses the target's agent may upload from (the pod's IPs, as its status gives them), and the capture's terms.</summary>
+    void Expect(CaptureIdentity target, UploadTerms terms);
 
     /// <summary>
     /// The target's pod is gone: no upload is accepted for it any more (its IP may be given to
@@ -40,24 +49,41 @@ public interface IAgentAddresses
     /// </summary>
     void Unbind(CaptureIdentity target);
 
+    /// <summary>
+    /// The target has ended (Succeeded, Failed, stopped before it started): no upload is accepted for
+    /// it any more; one that tries is refused and counted. <paramref name="why"/> goes into the refusal.
+    /// </summary>
+    void Close(CaptureIdentity target, string why);
+
     /// <summary>Forgets every target of a capture (the capture is gone).</summary>
     void Forget(string captureUid);
 
     /// <summary>Uploads refused for the target and not yet surfaced by the reconciler, with the last refusal's message.</summary>
     UploadRefusals Refusals(CaptureIdentity target);
 
-    /// <summary>The reconciler has recorded <paramref name="count"/> refusals in the status: they are no longer pending.</summary>
-    void Surfaced(CaptureIdentity target, long count);
+    /// <summary>The reconciler has recorded these refusals in the status: they are no longer pending.</summary>
+    void Surfaced(CaptureIdentity target, UploadRefusals surfaced);
 
     /// <summary>Raised when an upload for the target is refused (a forged stream, or a NAT the binding cannot see through).</summary>
     event Action<CaptureIdentity>? Refused;
 }
 
-/// <summary>Refused uploads of one target not yet in its status, and why the last one was refused.</summary>
-public sealed record UploadRefusals(long Count, string? LastMessage)
+/// <summary>
+/// Refused uploads of one target not yet in its status, and why the last one was refused.
+/// <paramref name="Sessions"/> of them were refused because another agent session held the target's
+/// upload (the same token, from the pod's own addresses: someone who could run code in the pod).
+/// </summary>
+public sealed record UploadRefusals(long Count, string? LastMessage, long Sessions = 0)
 {
     public static readonly UploadRefusals None = new(0, null);
 }
+
+/// <summary>
+/// What the reconciler resolved for one target's upload: the pod's addresses, the most bytes its
+/// pcap may have (spec.maxBytes; null: not enforced) and how long it is kept (spec.retention.ttl;
+/// null: Storage:DefaultRetention). The agent's own claims (its Open's retention) are ignored.
+/// </summary>
+public sealed record UploadTerms(IReadOnlyList<string> PodIps, long? MaxBytes = null, TimeSpan? Retention = null);
 
 /// <summary>Issues the per-capture, per-target token the agent presents to the ingest.</summary>
 public interface ICaptureTokenIssuer

@@ -12,7 +12,12 @@ public static class IngestRegistration
 {
     public static IServiceCollection AddIngestAndStorage(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddGrpc(options => options.MaxReceiveMessageSize = 4 << 20);
+        services.AddGrpc(options =>
+        {
+            // What the agent really sends (a 60 KiB chunk, a summary or manifest of a few hundred KiB at most), and what it is sent (small).
+            options.MaxReceiveMessageSize = KubeCapture.Proto.V1.IngestMessageLimits.AgentMessage;
+            options.MaxSendMessageSize = KubeCapture.Proto.V1.IngestMessageLimits.IngestMessage;
+        });
         services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [StorageHealthCheck.ReadyTag]);
         services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section));
         services.AddOptions<StorageOptions>().Bind(configuration.GetSection(StorageOptions.Section))
@@ -27,7 +32,15 @@ public static class IngestRegistration
         services.AddSingleton<AgentAddressBook>();
         services.AddSingleton<IAgentAddresses>(sp => sp.GetRequiredService<AgentAddressBook>());
         services.AddSingleton<UploadRegistry>();
-        services.AddSingleton<LiveRecordFeed>();
+        services.AddOptions<FollowLimits>().Bind(configuration.GetSection("Subresources"))
+            .Validate(o => o.PerFollower > 0 && o.Total >= o.PerFollower && o.CutGrace > TimeSpan.Zero, "Subresources:FollowBufferTotal must be at least Subresources:FollowBufferPerFollower")
+            .ValidateOnStart();
+        services.AddSingleton(sp =>
+        {
+            var feed = new LiveRecordFeed(sp.GetRequiredService<IOptions<FollowLimits>>().Value);
+            Metrics.OperatorMetrics.ObserveFollowers(() => feed.HeldBytes);
+            return feed;
+        });
         services.AddSingleton<IIngestStatus>(sp => sp.GetRequiredService<UploadRegistry>());
         services.AddSingleton(sp => new EvidenceRetention(sp.GetRequiredService<IArtifactStore>(), sp.GetService<TimeProvider>() ?? TimeProvider.System));
         services.AddSingleton<RetentionSweeper>();

@@ -58,7 +58,7 @@ public sealed partial class IngestService(
             throw Fail(StatusCode.Unauthenticated, $"the token is not valid for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod}");
         }
 
-        // Before anything can take over: a stream not from the target's pod never touches its upload.
+        // Before anything can take over: a stream not from the target's pod, or for a target that has ended, never touches its upload.
         var peer = PeerAddress(context);
         switch (addresses.Check(target, peer))
         {
@@ -66,8 +66,8 @@ public sealed partial class IngestService(
                 logger.LogInformation("{Namespace}/{Capture} pod {Pod}: an upload from {Peer} waits for the pod's addresses: {Reason}", target.Namespace, target.CaptureName, target.Pod, peer, unknown);
                 throw Fail(StatusCode.Unavailable, unknown!);
             case (PeerVerdict.Refused, var refused):
-                logger.LogWarning("refused an upload for {Namespace}/{Capture} (uid {Uid}) pod {Pod} from {Peer}, session {Session}: the pod's addresses are {Expected}",
-                    target.Namespace, target.CaptureName, target.CaptureUid, target.Pod, peer, open.SessionId, addresses.Expected(target) is { Count: > 0 } expected ? string.Join(", ", expected) : "none (the pod was deleted)");
+                logger.LogWarning("refused an upload for {Namespace}/{Capture} (uid {Uid}) pod {Pod} from {Peer}: {Refusal}",
+                    target.Namespace, target.CaptureName, target.CaptureUid, target.Pod, peer, refused);
                 addresses.Refuse(target, refused!);
                 throw Fail(StatusCode.PermissionDenied, refused!);
         }
@@ -81,16 +81,23 @@ public sealed partial class IngestService(
         // rollout) until the host's shutdown timeout: what is durable was acknowledged, the agent keeps the rest.
         using var streamCancellation = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         var outbox = new Outbox(responseStream, streamCancellation.Token);
-        var owner = new StreamOwner(outbox, streamCancellation);
+        var owner = new StreamOwner(AgentSessionRecord.Of(open.SessionId, peer, DateTimeOffset.UtcNow), outbox, streamCancellation);
         OperatorMetrics.ActiveStreams.Add(1);
         try
         {
-            using var lease = await registry.AcquireAsync(target, owner, streamCancellation.Token);
-            await ReceiveAsync(target, open, requestStream, outbox, streamCancellation.Token);
+            using var lease = await registry.AcquireAsync(target, owner, ct => DurableHolderAsync(target, ct), streamCancellation.Token);
+            await ReceiveAsync(target, open, owner.Session, requestStream, outbox, streamCancellation.Token);
+        }
+        catch (UploadHeldException held)
+        {
+            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: refused a second agent session ({Session}): {Holder} holds the upload",
+                target.Namespace, target.CaptureName, target.Pod, owner.Session, held.Holder);
+            addresses.Refuse(target, held.Message, session: true);
+            throw Fail(StatusCode.AlreadyExists, held.Message);
         }
         catch (OperationCanceledException) when (owner.Superseded)
         {
-            throw Fail(StatusCode.Aborted, "a newer stream of the same capture target took over");
+            throw Fail(StatusCode.Aborted, "a newer stream of the same agent session took over");
         }
         catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
@@ -117,7 +124,25 @@ public sealed partial class IngestService(
         }
     }
 
-    private async Task ReceiveAsync(CaptureIdentity target, Open open, IAsyncStreamReader<AgentMessage> requests, Outbox outbox, CancellationToken cancellationToken)
+    /// <summary>
+    /// The agent session storage says holds the target's upload (its stored manifest's, else its
+    /// checkpoint's), read the first time this process sees the target: after a restart or on a new
+    /// leader, the holder is the same as before.
+    /// </summary>
+    private async Task<AgentSessionRecord?> DurableHolderAsync(CaptureIdentity target, CancellationToken cancellationToken)
+    {
+        var budget = _storage.RetryBudget;
+        var stored = await StorageRetry.RunAsync("reading the stored manifest", budget, ct => store.FindStoredAsync(target, ct), logger, cancellationToken);
+        if (stored is not null && stored.CaptureUid == target.CaptureUid)
+        {
+            return stored.AgentSession;
+        }
+
+        var checkpoint = await StorageRetry.RunAsync("reading the upload checkpoint", budget, ct => store.LoadCheckpointAsync(target, ct), logger, cancellationToken);
+        return checkpoint is not null && checkpoint.Target == target ? checkpoint.Holder : null;
+    }
+
+    private async Task ReceiveAsync(CaptureIdentity target, Open open, AgentSessionRecord session, IAsyncStreamReader<AgentMessage> requests, Outbox outbox, CancellationToken cancellationToken)
     {
         var budget = _storage.RetryBudget;
         var stored = await StorageRetry.RunAsync("reading the stored manifest", budget, ct => store.FindStoredAsync(target, ct), logger, cancellationToken);
@@ -128,36 +153,48 @@ public sealed partial class IngestService(
         }
 
         var checkpoint = await StorageRetry.RunAsync("reading the upload checkpoint", budget, ct => store.LoadCheckpointAsync(target, ct), logger, cancellationToken);
-        if (checkpoint is not null && (checkpoint.SessionId != open.SessionId || checkpoint.Target != target))
+        if (checkpoint is not null && checkpoint.Target != target)
         {
-            // Another agent process started this upload and is gone: its bytes cannot be continued.
-            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: a new agent session replaces the upload of an earlier one ({Bytes} bytes dropped)", target.Namespace, target.CaptureName, target.Pod, checkpoint.Offset);
+            // An earlier capture of the same name left its upload behind: its bytes are not this capture's.
+            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: the upload left by an earlier capture of the same name (uid {Uid}, {Bytes} bytes) is aborted", target.Namespace, target.CaptureName, target.Pod, checkpoint.Target.CaptureUid, checkpoint.Offset);
             var abandoned = checkpoint;
             await StorageRetry.RunAsync("aborting the earlier upload", budget, ct => store.AbortUploadAsync(abandoned, ct), logger, cancellationToken);
             checkpoint = null;
         }
 
+        var terms = addresses.Terms(target);
         if (checkpoint is null)
         {
+            // The capture's own retention as the reconciler resolved it; the agent's claim only where no reconciler tells (a standalone ingest).
             var now = DateTimeOffset.UtcNow;
-            var ttl = open.RetentionTtlSeconds > 0 ? TimeSpan.FromSeconds(open.RetentionTtlSeconds) : _storage.DefaultRetention;
+            var ttl = terms is not null ? terms.Retention ?? _storage.DefaultRetention
+                : open.RetentionTtlSeconds > 0 ? TimeSpan.FromSeconds(open.RetentionTtlSeconds) : _storage.DefaultRetention;
+            if (terms is not null && open.RetentionTtlSeconds > 0 && TimeSpan.FromSeconds(open.RetentionTtlSeconds) != ttl)
+            {
+                logger.LogWarning("{Namespace}/{Capture} pod {Pod}: the agent asked to keep the pcap {Asked}, the capture's retention is {Ttl}: it is kept {Ttl}",
+                    target.Namespace, target.CaptureName, target.Pod, TimeSpan.FromSeconds(open.RetentionTtlSeconds), ttl, ttl);
+            }
+
             var expiresAt = ttl > TimeSpan.Zero ? now + ttl : (DateTimeOffset?)null;
             var uploadId = await StorageRetry.RunAsync("starting the upload", budget, ct => store.BeginUploadAsync(target, expiresAt, ct), logger, cancellationToken);
             checkpoint = new UploadCheckpoint
             {
                 Target = target,
-                SessionId = open.SessionId,
+                Session = session,
                 UploadId = uploadId,
                 Offset = 0,
                 Parts = [],
                 Sha256State = new ResumableSha256().ExportState(),
                 ExpiresAt = expiresAt,
+                MaxBytes = terms?.MaxBytes,
+                Custody = custody.Of(target),
                 StartedAt = now,
                 UpdatedAt = now,
             };
             await PartPipeline.SaveCheckpointAsync(store, checkpoint, budget, logger); // not cancelled with the stream, as the later saves
         }
 
+        var maxBytes = checkpoint.MaxBytes ?? terms?.MaxBytes;
         await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, _storage.PartsInFlight, budget, logger, offset =>
         {
             outbox.Post(new IngestMessage { Ack = new Ack { DurableOffset = offset } });
@@ -166,7 +203,7 @@ public sealed partial class IngestService(
         outbox.Post(new IngestMessage { Accepted = new Accepted { ResumeOffset = checkpoint.Offset, PartSize = _storage.PartSize } });
         var resumeOffset = checkpoint.Offset;
         registry.Update(target, u => u with { Phase = UploadPhase.Streaming, Bytes = Math.Max(u.Bytes, resumeOffset), Error = null, UpdatedAt = DateTimeOffset.UtcNow });
-        logger.LogInformation("{Namespace}/{Capture} pod {Pod}: agent connected, resuming at byte {Offset}", target.Namespace, target.CaptureName, target.Pod, resumeOffset);
+        logger.LogInformation("{Namespace}/{Capture} pod {Pod}: agent connected ({Session}), resuming at byte {Offset}", target.Namespace, target.CaptureName, target.Pod, session, resumeOffset);
         if (registry.StopRequested(target.CaptureUid) is { } reason)
         {
             outbox.Post(new IngestMessage { Stop = new Stop { Reason = reason } });
@@ -183,6 +220,13 @@ public sealed partial class IngestService(
                         if (message.Chunk.Offset != pipeline.Received)
                         {
                             throw Fail(StatusCode.InvalidArgument, $"a chunk starts at byte {message.Chunk.Offset}, but the next byte expected is {pipeline.Received}");
+                        }
+
+                        if (maxBytes is { } limit && pipeline.Received + message.Chunk.Data.Length > limit)
+                        {
+                            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: refused bytes past the capture's maxBytes ({Limit}) from {Session}", target.Namespace, target.CaptureName, target.Pod, limit, session);
+                            throw Fail(StatusCode.InvalidArgument,
+                                $"the pcap would grow to {pipeline.Received + message.Chunk.Data.Length} bytes, past the capture's maxBytes of {limit} bytes: the ingest stores no byte beyond it, whatever the agent was told");
                         }
 
                         await pipeline.AppendAsync(message.Chunk.Data.Memory);
@@ -268,7 +312,8 @@ public sealed partial class IngestService(
             throw Fail(StatusCode.Unavailable, $"the operator cannot sign the manifest yet (its signing key: {e.Message}); retry");
         }
 
-        var witnessed = custody.Of(target);
+        // What the reconciler told; from the checkpoint when the PacketCapture is gone meanwhile (or this process never reconciled it).
+        var witnessed = custody.Of(target) ?? checkpoint.Custody;
         var stored = new StoredCaptureManifest
         {
             CaptureUid = target.CaptureUid,
@@ -293,6 +338,8 @@ public sealed partial class IngestService(
                 RetainUntil = witnessed?.Lock is "governance" or "compliance" ? checkpoint.ExpiresAt : null,
                 LegalHold = witnessed?.LegalHold ?? false,
             },
+            AgentSession = checkpoint.Holder,
+            Contested = registry.Contested(target),
         };
         stored = await StorageRetry.RunAsync("publishing the pcap", _storage.RetryBudget, ct => store.CompleteUploadAsync(checkpoint, stored, seal, ct), logger, cancellationToken);
         try
@@ -377,9 +424,9 @@ public sealed partial class IngestService(
         Check("namespace", open.Namespace, NamePattern());
         Check("capture_name", open.CaptureName, NamePattern());
         Check("pod", open.Pod, NamePattern());
-        if (string.IsNullOrWhiteSpace(open.SessionId) || open.SessionId.Length > 128)
+        if (string.IsNullOrWhiteSpace(open.SessionId) || open.SessionId.Length is < MinSessionId or > 128)
         {
-            throw Fail(StatusCode.InvalidArgument, "Open.session_id must be set (1 to 128 characters)");
+            throw Fail(StatusCode.InvalidArgument, $"Open.session_id must be {MinSessionId} to 128 characters: a random value only the agent process knows");
         }
 
         if (open.RetentionTtlSeconds < 0)
@@ -402,6 +449,9 @@ public sealed partial class IngestService(
     private static System.Net.IPAddress? PeerAddress(ServerCallContext context) => context.GetHttpContext().Connection.RemoteIpAddress;
 
     private static RpcException Fail(StatusCode code, string message) => new(new Status(code, message));
+
+    /// <summary>The shortest session ID taken: 32 hex digits (128 bits), what agents have always sent.</summary>
+    private const int MinSessionId = 32;
 
     /// <summary>Larger summaries so far are not read (the agent's is bounded far below this).</summary>
     private const int MaxSummaryJson = 512 * 1024;
@@ -466,8 +516,10 @@ public sealed partial class IngestService(
         }
     }
 
-    private sealed class StreamOwner(Outbox outbox, CancellationTokenSource cancellation) : IStreamOwner
+    private sealed class StreamOwner(AgentSessionRecord session, Outbox outbox, CancellationTokenSource cancellation) : IStreamOwner
     {
+        public AgentSessionRecord Session { get; } = session;
+
         public bool Superseded => outbox.Superseded;
 
         public void RequestStop(string reason) => outbox.Post(new IngestMessage { Stop = new Stop { Reason = reason } });

@@ -5,18 +5,21 @@ namespace KubeCapture.Operator.Ingest;
 
 /// <summary>
 /// What this operator process knows about every target's upload: its status (for the reconciler),
-/// which stream currently owns it, early-stop requests, and the resume window of disconnected agents.
-/// What is finished is found again in storage after a restart.
+/// which agent session holds it and which stream currently owns it, early-stop requests, the resume
+/// window of disconnected agents, and the targets found contested. What is finished is found again
+/// in storage after a restart.
 /// </summary>
 public sealed class UploadRegistry(
     IArtifactStore store,
     Microsoft.Extensions.Options.IOptions<IngestOptions> options,
     Microsoft.Extensions.Options.IOptions<StorageOptions> storageOptions,
-    ILogger<UploadRegistry> logger) : IIngestStatus
+    ILogger<UploadRegistry> logger,
+    KubeCapture.Operator.Custody.ManifestSigner? signer = null) : IIngestStatus
 {
     private readonly ConcurrentDictionary<CaptureIdentity, TargetUpload> _uploads = new();
     private readonly ConcurrentDictionary<CaptureIdentity, TargetSlot> _slots = new();
     private readonly ConcurrentDictionary<string, string> _stops = new();
+    private readonly ConcurrentDictionary<CaptureIdentity, ContestRecord> _contested = new();
 
     public event Action<TargetUpload>? Changed;
 
@@ -87,18 +90,75 @@ public sealed class UploadRegistry(
     };
 
     /// <summary>
-    /// Makes <paramref name="owner"/> the only stream of the target: an older stream of the same target
-    /// (a half-dead connection the agent has given up on) is cancelled, and this call waits until it
-    /// has let go. Dispose the result to let go.
+    /// Makes <paramref name="owner"/> the only stream of the target. The first agent session that opens
+    /// a target holds its upload for good: in this process's memory, and durably in the upload's
+    /// checkpoint and its stored manifest, which <paramref name="durableHolder"/> reads once, the first
+    /// time this process sees the target. A stream of another session is refused with
+    /// <see cref="UploadHeldException"/> and the holder's stream is not touched. A newer stream of the
+    /// holding session (its agent reconnected; the old connection is half dead) takes over: the older
+    /// stream is cancelled, and this call waits until it has let go. Dispose the result to let go.
     /// </summary>
-    public async Task<IDisposable> AcquireAsync(CaptureIdentity target, IStreamOwner owner, CancellationToken cancellationToken)
+    public async Task<IDisposable> AcquireAsync(CaptureIdentity target, IStreamOwner owner, Func<CancellationToken, Task<AgentSessionRecord?>> durableHolder, CancellationToken cancellationToken)
     {
         var slot = _slots.GetOrAdd(target, t => new TargetSlot(t));
+        await slot.Claim.WaitAsync(cancellationToken);
+        try
+        {
+            slot.Holder ??= await durableHolder(cancellationToken) ?? owner.Session;
+            if (slot.Holder.Sha256 != owner.Session.Sha256)
+            {
+                throw new UploadHeldException(target, slot.Holder);
+            }
+        }
+        finally
+        {
+            slot.Claim.Release();
+        }
+
         slot.Owner?.Supersede();
         await slot.Lock.WaitAsync(cancellationToken);
         slot.Owner = owner;
         slot.Generation++;
         return new Release(this, slot, owner);
+    }
+
+    /// <summary>Why the target's pcap is contested, when the reconciler found it so (in this process), else null.</summary>
+    public ContestRecord? Contested(CaptureIdentity target) => _contested.GetValueOrDefault(target);
+
+    public void MarkContested(CaptureIdentity target, string message)
+    {
+        if (!_contested.TryAdd(target, new ContestRecord(DateTimeOffset.UtcNow, message)))
+        {
+            return; // told again (every reconcile of the ended capture): once is enough
+        }
+
+        logger.LogWarning("{Namespace}/{Capture} pod {Pod}: contested: {Message}", target.Namespace, target.CaptureName, target.Pod, message);
+        _ = Task.Run(() => AmendStoredAsync(target, _contested[target]));
+    }
+
+    /// <summary>A pcap already stored when it was found contested: its manifest is signed again, saying so (a new version on a versioned bucket).</summary>
+    private async Task AmendStoredAsync(CaptureIdentity target, ContestRecord contest)
+    {
+        try
+        {
+            var budget = storageOptions.Value.RetryBudget;
+            var stored = await StorageRetry.RunAsync("reading the stored manifest", budget, ct => store.FindStoredAsync(target, ct), logger, CancellationToken.None);
+            if (stored is null || stored.CaptureUid != target.CaptureUid || stored.Contested is not null)
+            {
+                return; // not stored (yet: it says so when it is published), or already amended
+            }
+
+            var seal = signer is null ? StorageJsonContext.Unsigned : await signer.SealAsync(CancellationToken.None);
+            var amended = stored with { Contested = contest };
+            await StorageRetry.RunAsync("amending the stored manifest", budget, ct => store.AmendManifestAsync(amended, seal, ct), logger, CancellationToken.None);
+            Publish(FromStored(amended));
+            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: the manifest of {Uri} now records that it is contested", target.Namespace, target.CaptureName, target.Pod, stored.Uri);
+        }
+        catch (Exception e)
+        {
+            _contested.TryRemove(target, out _); // the next reconcile of the capture tells it again
+            logger.LogError("{Namespace}/{Capture} pod {Pod}: could not record the contest in the stored manifest: {Error}", target.Namespace, target.CaptureName, target.Pod, e.Message);
+        }
     }
 
     private void Disconnected(TargetSlot slot, IStreamOwner owner, int generation)
@@ -157,7 +217,14 @@ public sealed class UploadRegistry(
     {
         public CaptureIdentity Target { get; } = target;
 
+        /// <summary>Held while a stream claims the target (short), so that two sessions never both become its holder.</summary>
+        public SemaphoreSlim Claim { get; } = new(1, 1);
+
+        /// <summary>Held by the stream that owns the target, for as long as it streams.</summary>
         public SemaphoreSlim Lock { get; } = new(1, 1);
+
+        /// <summary>The agent session that holds the target's upload, once one opened it (or it was read from storage).</summary>
+        public AgentSessionRecord? Holder;
 
         public volatile IStreamOwner? Owner;
 
@@ -182,9 +249,41 @@ public sealed class UploadRegistry(
 /// <summary>A stream that owns a target's upload.</summary>
 public interface IStreamOwner
 {
+    /// <summary>The agent session the stream belongs to.</summary>
+    AgentSessionRecord Session { get; }
+
     /// <summary>Tell the agent to finish early.</summary>
     void RequestStop(string reason);
 
     /// <summary>A newer stream of the same target takes over: end this one.</summary>
     void Supersede();
+}
+
+/// <summary>
+/// The agent process that opened a target's upload: the SHA-256 of its Open.session_id (a random
+/// value only that process knows, never written anywhere; the hash alone cannot open the upload), the
+/// address it connected from, and when. Recorded in the upload's checkpoint and its stored manifest.
+/// </summary>
+public sealed record AgentSessionRecord(string Sha256, string? Address, DateTimeOffset OpenedAt)
+{
+    /// <summary>The record of a session opening now, from <paramref name="address"/>.</summary>
+    public static AgentSessionRecord Of(string sessionId, System.Net.IPAddress? address, DateTimeOffset now) =>
+        new(HashOf(sessionId), address is null ? null : AgentAddressBook.Normalize(address).ToString(), now);
+
+    public static string HashOf(string sessionId) =>
+        Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("kubecapture/v1 agent session\n" + sessionId)));
+
+    public override string ToString() => $"session {Sha256[..12]}, opened{(Address is null ? "" : " from " + Address)} at {OpenedAt.UtcDateTime:yyyy-MM-dd'T'HH:mm:ss'Z'}";
+}
+
+/// <summary>Why a stored pcap did not come from its capture agent, as the reconciler found it.</summary>
+public sealed record ContestRecord(DateTimeOffset At, string Message);
+
+/// <summary>Another agent session holds the target's upload: this stream is refused (the holder's is not touched).</summary>
+public sealed class UploadHeldException(CaptureIdentity target, AgentSessionRecord holder) : Exception(
+    $"upload for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod} refused: another agent session holds this target's upload ({holder}). " +
+    "A capture container runs exactly one agent process, and it never restarts: a second session comes from someone else with the upload token, inside the pod. " +
+    "Its stream is refused and the holder's goes on; if this is the capture agent, the upload it was refused is reported as contested and never as clean evidence")
+{
+    public AgentSessionRecord Holder { get; } = holder;
 }

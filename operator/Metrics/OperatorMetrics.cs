@@ -52,6 +52,9 @@ public static class OperatorMetrics
     /// <summary><c>kubecapture_ingest_uploads_total</c>{outcome=stored|failed}.</summary>
     public static readonly Counter<long> Uploads = Meter.CreateCounter<long>("kubecapture.ingest.uploads", "{upload}", "Uploads that ended, by outcome.");
 
+    /// <summary><c>kubecapture_follow_cutoffs_total</c>: live followers cut off for falling behind.</summary>
+    public static readonly Counter<long> FollowCutoffs = Meter.CreateCounter<long>("kubecapture.follow.cutoffs", "{follower}", "Live followers cut off for falling behind.");
+
     /// <summary><c>kubecapture_ingest_streams_ended_total</c>{code}: agent streams the ingest ended, by gRPC status (OK, Unauthenticated, PermissionDenied, ...).</summary>
     public static readonly Counter<long> IngestStreamsEnded = Meter.CreateCounter<long>("kubecapture.ingest.streams.ended", "{stream}", "Agent upload streams that ended, by gRPC status code.");
 
@@ -69,9 +72,15 @@ public static class OperatorMetrics
     {
         Meter.CreateObservableGauge("kubecapture.captures", ObserveCaptures, "{capture}", "PacketCaptures by phase (and failure reason for Failed).");
         Meter.CreateObservableGauge("kubecapture.workqueue.depth", () => queueDepth?.Invoke() ?? 0, "{item}", "PacketCaptures waiting to be reconciled.");
+        Meter.CreateObservableGauge("kubecapture.follow.held", () => followHeld?.Invoke() ?? 0, "By", "Pcap bytes held for live followers that have not read them yet.");
         Meter.CreateObservableGauge("kubecapture.leader", () => captures is null ? 0 : 1, "{replica}", "1 while this replica holds the Lease and reconciles, else 0.");
         Meter.CreateObservableGauge("kubecapture.certificate.expiration_timestamp", ObserveCertificate, "s", "When the serving certificate (webhooks, extension API, TLS ingest) expires, in Unix seconds.");
     }
+
+    private static Func<long>? followHeld;
+
+    /// <summary>Where <c>kubecapture_follow_held_bytes</c> is read from (the live feed).</summary>
+    public static void ObserveFollowers(Func<long> held) => followHeld = held;
 
     /// <summary>
     /// The label sets the alerts watch, recorded as 0 once the exporter listens (by <see cref="MetricsRegistration"/>):

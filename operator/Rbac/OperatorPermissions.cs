@@ -17,8 +17,9 @@ public sealed record Permission(string ApiGroup, string Resource, IReadOnlyList<
 /// Every Kubernetes API permission the operator uses, in one place, with the reason for each. The
 /// chart's ClusterRole and leader-election Role are held to these lists by a test, and another test
 /// asks the real kube-apiserver what the operator's ServiceAccount may do and fails on anything
-/// broader. Add a rule here when code starts calling a new API; never a wildcard, and Secrets only
-/// by name in the operator's own namespace.
+/// broader. Add a rule here when code starts calling a new API; never a wildcard, and Secrets read
+/// only by name in the operator's own namespace (it creates the capture containers' token Secrets
+/// but never reads one back).
 /// </summary>
 public static class OperatorPermissions
 {
@@ -32,6 +33,9 @@ public static class OperatorPermissions
         new("", "pods/ephemeralcontainers", ["patch"], "add the capture container (Reconciliation/EphemeralContainerSpec)"),
         new("", "namespaces", ["get", "list", "watch"], "read the Pod Security labels before injecting (Reconciliation/PodSecurityPreflight)"),
         new("", "events", ["create"], "record what happened on the capture and its pods (Events/CaptureEvents)"),
+        new("", "secrets", ["create"],
+            "hand each capture container its upload token in a Secret of the capture's namespace, never a literal in the pod spec (Reconciliation/UploadTokenSecret); " +
+            "and, in its own namespace, create its serving CA and certificate, the manifest-signing key pair and the upload token key when missing. RBAC cannot limit create by name; create reads nothing"),
         new("apiregistration.k8s.io", "apiservices", ["get", "patch"], "keep the extension API's caBundle current (Certificates/CaBundlePublisher)", [SubresourcesApiService]),
         new("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ["get", "patch"], "keep the requester-stamp webhook's caBundle current (Certificates/CaBundlePublisher)", [RequesterStampWebhooks]),
         new("admissionregistration.k8s.io", "validatingwebhookconfigurations", ["get", "patch"], "keep the requester-stamp guard webhook's caBundle current (Certificates/CaBundlePublisher)", [RequesterStampWebhooks]),
@@ -51,7 +55,6 @@ public static class OperatorPermissions
         new("", "secrets", ["get", "update"], "read and renew its serving CA and certificate (Certificates/ServingCertificateSecret)", [ServingCertificateSecret]),
         new("", "secrets", ["get"], "read the manifest-signing key pair (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "secrets", ["get", "list", "watch"], "read the upload token key and follow its rotation (list and watch by name: Ingest/IngestTokenKeySecret)", [IngestTokenKeySecret]),
-        new("", "secrets", ["create"], "create its serving CA and certificate, the manifest-signing key pair and the upload token key when missing (RBAC cannot limit create by name)"),
         new("", "configmaps", ["get", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "configmaps", ["create"], "create the ConfigMap with the manifest-signing public key when missing"),
     ];

@@ -24,6 +24,15 @@ public sealed class CapturePolicy
     /// <summary>Every capture must set spec.retention.lock to governance or compliance (evidence that cannot be deleted early).</summary>
     public bool RequireLock { get; set; }
 
+    /// <summary>
+    /// The longest spec.retention.ttl ("720h"): nothing a namespace user asks for is kept longer, and a
+    /// locked pcap cannot be deleted before it ends. Storage:DefaultRetention must be within it.
+    /// </summary>
+    public string MaxRetention { get; set; } = "720h";
+
+    /// <summary>Which Object Lock kinds are allowed, and where (section Policy:Locks).</summary>
+    public LockPolicy Locks { get; set; } = new();
+
     public int MaxConcurrentPerNamespace { get; set; } = 2;
 
     public int MaxConcurrentInCluster { get; set; } = 10;
@@ -68,7 +77,7 @@ public sealed class CapturePolicy
             return SpecVerdict.Refuse("PolicyExceeded", $"spec.duration {spec.Duration} is longer than the policy's maximum {MaxDuration}");
         }
 
-        var maxBytesText = spec.MaxBytes ?? "64Mi";
+        var maxBytesText = spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes;
         if (!Quantities.TryParseSize(maxBytesText, out var bytes, out var sizeError) || bytes < CaptureOptions.MinMaxBytes)
         {
             return SpecVerdict.Refuse("InvalidSpec", $"spec.maxBytes: {(bytes > 0 ? $"a pcap needs at least {CaptureOptions.MinMaxBytes} bytes" : sizeError)}");
@@ -102,9 +111,34 @@ public sealed class CapturePolicy
             return SpecVerdict.Refuse("FilterRequired", "spec.filter is required by policy: capture only the traffic you need, e.g. \"host 203.0.113.40 and tcp port 443\"");
         }
 
+        if (spec.Retention?.Ttl is { } ttlText)
+        {
+            if (!Quantities.TryParseDuration(ttlText, out var ttl, out var ttlError) || ttl <= TimeSpan.Zero)
+            {
+                return SpecVerdict.Refuse("InvalidSpec", $"spec.retention.ttl: {(ttl <= TimeSpan.Zero && Quantities.TryParseDuration(ttlText, out _, out _) ? "it must be longer than zero" : ttlError)}");
+            }
+
+            if (ttl > ParseDuration(MaxRetention, "Policy:MaxRetention"))
+            {
+                return SpecVerdict.Refuse("PolicyExceeded", $"spec.retention.ttl {ttlText} is longer than the policy's maximum retention {MaxRetention} (Policy:MaxRetention): nothing is kept longer, locked or not");
+            }
+        }
+
+        foreach (var kind in RequestedLocks(spec.Retention))
+        {
+            if (!Locks.Allows(kind, ns))
+            {
+                return SpecVerdict.Refuse("PolicyExceeded",
+                    $"spec.retention.{(kind == "legalHold" ? "legalHold" : "lock")} asks for {(kind == "legalHold" ? "a legal hold" : $"a {kind} lock")}, which the policy does not allow in namespace '{ns}' " +
+                    $"(Policy:Locks allows {Locks.Describe()}){(kind == "compliance" ? ": a compliance lock cannot be shortened or removed by anyone, the bucket owner included" : "")}");
+            }
+        }
+
         if (RequireLock && spec.Retention?.Lock is not ("governance" or "compliance"))
         {
-            return SpecVerdict.Refuse("LockRequired", $"spec.retention.lock is '{spec.Retention?.Lock ?? "none"}', but policy requires governance or compliance: the pcap must be locked against early deletion");
+            var allowed = string.Join(" or ", new[] { "governance", "compliance" }.Where(k => Locks.Allows(k, ns)));
+            return SpecVerdict.Refuse("LockRequired", $"spec.retention.lock is '{spec.Retention?.Lock ?? "none"}', but policy requires governance or compliance: the pcap must be locked against early deletion " +
+                $"(allowed here: {(allowed.Length > 0 ? allowed : "none: ask the KubeCapture admins")})");
         }
 
         try
@@ -119,9 +153,42 @@ public sealed class CapturePolicy
         return SpecVerdict.Accept(duration);
     }
 
+    /// <summary>Fails at startup when captures without a retention of their own would be kept longer than the policy allows any.</summary>
+    public void CheckDefaultRetention(TimeSpan defaultRetention)
+    {
+        if (defaultRetention > ParseDuration(MaxRetention, "Policy:MaxRetention"))
+        {
+            throw new InvalidOperationException($"Storage:DefaultRetention ({defaultRetention}) is longer than Policy:MaxRetention ({MaxRetention}): lower the default or raise the maximum");
+        }
+    }
+
+    /// <summary>The lock kinds a retention asks for: governance or compliance, and legalHold.</summary>
+    private static IEnumerable<string> RequestedLocks(CaptureRetention? retention)
+    {
+        if (retention?.Lock is "governance" or "compliance")
+        {
+            yield return retention.Lock;
+        }
+
+        if (retention?.LegalHold == true)
+        {
+            yield return "legalHold";
+        }
+    }
+
     /// <summary>Fails at startup, naming the key, when the policy itself is malformed.</summary>
     public void Validate()
     {
+        if (ParseDuration(MaxRetention, "Policy:MaxRetention") <= TimeSpan.Zero)
+        {
+            throw new InvalidOperationException($"Policy:MaxRetention {MaxRetention}: it must be longer than zero");
+        }
+
+        if (RequireLock && !Locks.Namespaces("governance").Any() && !Locks.Namespaces("compliance").Any())
+        {
+            throw new InvalidOperationException("Policy:RequireLock is true, but Policy:Locks allows neither governance nor compliance anywhere: no capture could ever run");
+        }
+
         _ = ParseDuration(MaxDuration, "Policy:MaxDuration");
         _ = ParseSize(MaxBytes, "Policy:MaxBytes");
         if (MaxSnaplen is < 1 or > CaptureOptions.MaxSnaplen)

@@ -59,13 +59,22 @@ public sealed class PacketCaptureController(
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
     private readonly TimeSpan progressInterval = CapturePolicy.ParseDuration(options.ProgressInterval, "Reconciler:ProgressInterval");
 
+    /// <summary>
+    /// How capture containers get their upload token: Secret or PodSpec (<see cref="ReconcilerOptions.TokenDelivery"/>;
+    /// Auto is resolved by <see cref="CaptureOperator"/> from the server's version before any reconcile).
+    /// </summary>
+    public TokenDelivery TokenDelivery { get; set; } = options.TokenDelivery == TokenDelivery.PodSpec ? TokenDelivery.PodSpec : TokenDelivery.Secret;
+
+    /// <summary>Captures (by UID) whose deletion the operator let go of itself, its audit line written.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> deletionsRecorded = new();
+
     /// <summary>When each active capture's status was last written (by UID), for <see cref="ReconcilerOptions.ProgressInterval"/>.</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> statusWrittenAt = new();
 
     public async Task<ReconcileResult> ReconcileAsync(PacketCapture capture, IReadOnlyList<PacketCapture> allCaptures, CancellationToken cancellationToken)
     {
         var deleting = capture.Metadata.DeletionTimestamp is not null;
-        if (!deleting && !CaptureFinalizer.IsPresent(capture))
+        if (!deleting && !CaptureFinalizer.IsPresent(capture) && CaptureFinalizer.BreakGlass(capture) is null)
         {
             // Without the admission webhook (which adds it at create): go on with the object as patched
             // (its new resourceVersion), no second trip through the queue.
@@ -82,6 +91,7 @@ public sealed class PacketCaptureController(
             // A stored pcap is never replaced, but a forged stream that tries after the end is still recorded.
             admission.Release(capture.Metadata.Uid);
             statusWrittenAt.TryRemove(capture.Metadata.Uid, out _);
+            TellEnded(capture, status); // again after an operator restart or on a new leader
             var refusedAfterEnd = TakeRefusals(capture, status);
             var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
             await AnnounceRefusalsAsync(capture, refusedAfterEnd, cancellationToken);
@@ -191,14 +201,20 @@ public sealed class PacketCaptureController(
             ingest.RequestStop(capture.Metadata.Uid);
         }
 
-        // 4. What is true now, target by target.
+        // 4. What is true now, target by target (refused uploads first: a refused second session bears on the verdict).
+        var refused = TakeRefusals(capture, status);
         var deadline = (status.StartTime ?? now) + verdict.Duration + grace;
         foreach (var target in status.Targets.Where(t => !TargetState.IsTerminal(t.State)))
         {
             await ObserveAsync(capture, target, now > deadline, cancellationToken);
         }
 
-        var refused = TakeRefusals(capture, status);
+        TellEnded(capture, status);
+        if (status.Targets.FirstOrDefault(t => t.Reason == CaptureConditions.UploadContested) is { } contested)
+        {
+            CaptureConditions.Set(status, CaptureConditions.Contested, true, CaptureConditions.UploadContested, $"pod {contested.Pod}: {contested.Message}", generation, now);
+        }
+
         Summarize(capture, status, now);
         if (CapturePhase.IsTerminal(status.Phase))
         {
@@ -299,7 +315,7 @@ public sealed class PacketCaptureController(
         CaptureConditions.Set(status, CaptureConditions.TargetsReady, true, security.Reason, security.Message, generation, now);
         foreach (var pod in resolution.Pods)
         {
-            addresses.Expect(Identity(capture, pod.Metadata.Name), PodAddresses.Of(pod));
+            addresses.Expect(Identity(capture, pod.Metadata.Name), TermsFor(capture, pod));
         }
 
         status.Targets = resolution.Pods.Select(p => new CaptureTargetStatus
@@ -343,8 +359,8 @@ public sealed class PacketCaptureController(
                 return ("PodDeleted", gone);
             }
 
-            addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod));
             custody?.Witness(capture, pod, name);
+            addresses.Expect(Identity(capture, target.Pod), TermsFor(capture, pod));
             if (pod.Spec.EphemeralContainers?.Any(c => c.Name == name) != true)
             {
                 if (AtCaptureContainerCap(pod, name) is { } full)
@@ -354,10 +370,19 @@ public sealed class PacketCaptureController(
                 }
 
                 using var inject = Tracing.CaptureTracing.StartInject(capture.Metadata.NamespaceProperty, capture.Metadata.Name, target.Pod);
+                var issued = tokens.Issue(Identity(capture, target.Pod));
+                var inSecret = TokenDelivery == TokenDelivery.Secret;
                 var container = EphemeralContainerSpec.Build(capture, target.Pod, options.AgentImage, options.IngestUrl,
-                    tokens.Issue(Identity(capture, target.Pod)), security.AddNetRaw, IngestAuthority(), traceParent: inject?.Id);
+                    inSecret ? EphemeralContainerSpec.TokenFromSecret(UploadTokenSecret.NameFor(capture.Metadata.Uid, target.Pod)) : EphemeralContainerSpec.TokenInSpec(issued),
+                    security.AddNetRaw, IngestAuthority(), traceParent: inject?.Id);
                 try
                 {
+                    if (inSecret)
+                    {
+                        // The token first, in a Secret the kubelet hands the container: never a literal in the pod spec.
+                        await UploadTokenSecret.EnsureAsync(kubernetes, capture, target.Pod, issued, cancellationToken);
+                    }
+
                     var patch = "{\"spec\":{\"ephemeralContainers\":[" + KubernetesJson.Serialize(container) + "]}}";
                     // The pod as patched joins the cache: the next reconcile sees the container even before the watch does.
                     cluster.Pods.Offer(await kubernetes.CoreV1.PatchNamespacedPodEphemeralcontainersAsync(
@@ -365,7 +390,9 @@ public sealed class PacketCaptureController(
                 }
                 catch (k8s.Autorest.HttpOperationException e) when ((int)e.Response.StatusCode is 403 or 404 or 422)
                 {
-                    var message = $"could not add the capture container to pod '{target.Pod}': {StatusMessage(e)}";
+                    var message = e.Request.RequestUri.AbsolutePath.Contains("/secrets", StringComparison.Ordinal)
+                        ? $"could not create the upload token Secret for pod '{target.Pod}': {StatusMessage(e)}"
+                        : $"could not add the capture container to pod '{target.Pod}': {StatusMessage(e)}";
                     CaptureConditions.Set(status, CaptureConditions.Injected, false, "InjectionFailed", message, generation, now);
                     return ("InjectionFailed", message);
                 }
@@ -412,10 +439,17 @@ public sealed class PacketCaptureController(
         target.FindingsOmitted = omitted > 0 ? omitted : null;
     }
 
-    /// <summary>The container's state and the ingest's view of the upload make the target's state.</summary>
+    /// <summary>
+    /// The container's state and the ingest's view of the upload make the target's state. A stored pcap
+    /// counts as the target's evidence only once its capture agent confirmed it: the agent exits 0
+    /// only after the ingest told its own session Stored (or exits with an error after printing the
+    /// stored SHA-256). A pcap stored without that confirmation came from another session, someone
+    /// with the upload token inside the pod, and the target fails as contested.
+    /// </summary>
     private async Task ObserveAsync(PacketCapture capture, CaptureTargetStatus target, bool pastDeadline, CancellationToken cancellationToken)
     {
-        var upload = await ingest.GetAsync(Identity(capture, target.Pod), cancellationToken);
+        var identity = Identity(capture, target.Pod);
+        var upload = await ingest.GetAsync(identity, cancellationToken);
         if (upload is not null)
         {
             target.Packets = upload.Packets;
@@ -452,14 +486,6 @@ public sealed class PacketCaptureController(
                 };
             }
 
-            if (upload.Phase == UploadPhase.Finished)
-            {
-                target.State = TargetState.Succeeded;
-                var error = upload.Manifest?.Error is { Length: > 0 } why ? $": {why}" : "";
-                target.Message = $"stored and verified ({target.Packets} packets, stopped: {target.StopReason ?? "unknown"}{error})";
-                return;
-            }
-
             if (upload.Phase == UploadPhase.Failed)
             {
                 Fail(target, "UploadFailed", $"the upload failed: {upload.Error ?? "no reason given"}");
@@ -467,19 +493,64 @@ public sealed class PacketCaptureController(
             }
         }
 
+        var stored = upload is { Phase: UploadPhase.Finished, Artifact: not null };
+
         // From the pod cache: the pod watch wakes this capture when its container changes.
         if (await cluster.GetPodAsync(capture.Metadata.NamespaceProperty, target.Pod, cancellationToken) is not { } pod)
         {
-            addresses.Unbind(Identity(capture, target.Pod)); // its IP may go to another pod
+            addresses.Unbind(identity); // its IP may go to another pod
+            if (stored)
+            {
+                Contest(identity, target, $"a pcap was stored for pod '{target.Pod}' ({target.Artifact!.Uri}), but the pod was deleted before its capture agent confirmed it: it may not be the agent's");
+                return;
+            }
+
             Fail(target, "PodDeleted", $"pod '{target.Pod}' was deleted during the capture");
             return;
         }
 
-        addresses.Expect(Identity(capture, target.Pod), PodAddresses.Of(pod)); // again after an operator restart or on a new leader
         custody?.Witness(capture, pod, target.Container);
+        addresses.Expect(identity, TermsFor(capture, pod)); // again after an operator restart or on a new leader
         var container = pod.Status?.EphemeralContainerStatuses?.FirstOrDefault(c => c.Name == target.Container);
 
         var state = container?.State;
+        var terminated = state?.Terminated;
+        if (terminated is not null)
+        {
+            target.ExitCode = terminated.ExitCode;
+        }
+
+        var detail = terminated is null ? null : string.IsNullOrWhiteSpace(terminated.Message) ? terminated.Reason : terminated.Message.Trim();
+        if (stored)
+        {
+            var artifact = target.Artifact!;
+            if (terminated is null)
+            {
+                if (pastDeadline)
+                {
+                    Contest(identity, target, $"a pcap was stored for pod '{target.Pod}' ({artifact.Uri}), but its capture agent never confirmed it before the deadline (duration + grace): another session uploaded it");
+                    return;
+                }
+
+                target.State = TargetState.Uploading;
+                target.Message = $"stored ({artifact.Uri}); waiting for the capture agent to confirm it";
+                return;
+            }
+
+            // The agent prints "stored URI (N bytes, sha256 X" once the ingest told its own session Stored.
+            if (terminated.ExitCode == 0 || detail?.Contains($"sha256 {artifact.Sha256}", StringComparison.OrdinalIgnoreCase) == true)
+            {
+                target.State = TargetState.Succeeded;
+                var error = upload!.Manifest?.Error is { Length: > 0 } why ? $": {why}" : "";
+                target.Message = $"stored and verified ({target.Packets} packets, stopped: {target.StopReason ?? "unknown"}{error})" +
+                    (terminated.ExitCode == 0 ? "" : $"; the agent then exited with code {terminated.ExitCode}: {detail}");
+                return;
+            }
+
+            Contest(identity, target, $"a pcap was stored for pod '{target.Pod}' ({artifact.Uri}, sha256 {artifact.Sha256}), but its capture agent did not upload it: the agent exited with code {terminated.ExitCode}{(string.IsNullOrEmpty(detail) ? "" : ": " + detail)}");
+            return;
+        }
+
         if (state?.Waiting is { } waiting && waiting.Reason is "ErrImagePull" or "ImagePullBackOff" or "InvalidImageName" or "ErrImageNeverPull")
         {
             Fail(target, "ImagePullFailed", $"the capture image '{container!.Image}' cannot be pulled ({waiting.Reason}): {waiting.Message}");
@@ -488,12 +559,14 @@ public sealed class PacketCaptureController(
         {
             Fail(target, "ContainerFailed", $"the capture container could not start ({failedToStart.Reason}): {failedToStart.Message}");
         }
-        else if (state?.Terminated is { } terminated)
+        else if (terminated is not null)
         {
-            target.ExitCode = terminated.ExitCode;
-            if (terminated.ExitCode != 0)
+            if (terminated.ExitCode != 0 && target.RefusedSessions > 0)
             {
-                var detail = string.IsNullOrWhiteSpace(terminated.Message) ? terminated.Reason : terminated.Message.Trim();
+                Contest(identity, target, $"the capture agent was refused: another agent session holds the target's upload (someone with the upload token, inside pod '{target.Pod}', connected first); the agent exited with code {terminated.ExitCode}{(string.IsNullOrEmpty(detail) ? "" : ": " + detail)}. What the other session uploads is never this capture's evidence");
+            }
+            else if (terminated.ExitCode != 0)
+            {
                 Fail(target, "AgentCrashed", $"the capture agent exited with code {terminated.ExitCode}{(string.IsNullOrEmpty(detail) ? "" : ": " + detail)}");
             }
             else
@@ -519,14 +592,51 @@ public sealed class PacketCaptureController(
         }
     }
 
+    /// <summary>The target's pcap is not its agent's: it fails, and the ingest records it in the pcap's manifest.</summary>
+    private void Contest(CaptureIdentity identity, CaptureTargetStatus target, string message)
+    {
+        Fail(target, CaptureConditions.UploadContested, message + "; it is kept, marked contested in its manifest, and is never clean evidence");
+        if (target.Artifact is { } artifact)
+        {
+            artifact.Contested = true;
+        }
+
+        ingest.MarkContested(identity, target.Message!);
+    }
+
+    /// <summary>
+    /// Tells the ingest which targets have ended (it accepts no upload for them any more) and, for a
+    /// contested one, again that it is contested (after a restart it knows only what it is told).
+    /// </summary>
+    private void TellEnded(PacketCapture capture, PacketCaptureStatus status)
+    {
+        foreach (var target in status.Targets.Where(t => TargetState.IsTerminal(t.State)))
+        {
+            var identity = Identity(capture, target.Pod);
+            addresses.Close(identity, target.State == TargetState.Succeeded ? "its pcap is stored" : $"{target.State}: {target.Reason}");
+            if (target.Reason == CaptureConditions.UploadContested)
+            {
+                ingest.MarkContested(identity, target.Message ?? CaptureConditions.UploadContested);
+            }
+        }
+    }
+
+    /// <summary>The capture's own terms for a target's upload, as the ingest holds every stream to them whatever the agent claims.</summary>
+    private static UploadTerms TermsFor(PacketCapture capture, V1Pod pod)
+    {
+        long? maxBytes = KubeCapture.Agent.Cli.Quantities.TryParseSize(capture.Spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes, out var bytes, out _) ? bytes : null;
+        TimeSpan? retention = capture.Spec.Retention?.Ttl is { } ttl && KubeCapture.Agent.Cli.Quantities.TryParseDuration(ttl, out var kept, out _) ? kept : null;
+        return new UploadTerms(PodAddresses.Of(pod), maxBytes, retention);
+    }
+
     /// <summary>
     /// Refused uploads the ingest counted since the last reconcile, added to each target's status.
     /// They stay pending in the ingest until <see cref="AnnounceRefusalsAsync"/> runs after the status
     /// write, so a failed write loses none.
     /// </summary>
-    private List<(CaptureIdentity Target, long Count, string? Message)> TakeRefusals(PacketCapture capture, PacketCaptureStatus status)
+    private List<(CaptureIdentity Target, UploadRefusals Refusals)> TakeRefusals(PacketCapture capture, PacketCaptureStatus status)
     {
-        var taken = new List<(CaptureIdentity, long, string?)>();
+        var taken = new List<(CaptureIdentity, UploadRefusals)>();
         foreach (var target in status.Targets)
         {
             var identity = Identity(capture, target.Pod);
@@ -534,8 +644,13 @@ public sealed class PacketCaptureController(
             if (refusals.Count > 0)
             {
                 target.RefusedUploads = (target.RefusedUploads ?? 0) + refusals.Count;
+                if (refusals.Sessions > 0)
+                {
+                    target.RefusedSessions = (target.RefusedSessions ?? 0) + refusals.Sessions;
+                }
+
                 target.LastRefusal = refusals.LastMessage;
-                taken.Add((identity, refusals.Count, refusals.LastMessage));
+                taken.Add((identity, refusals));
             }
         }
 
@@ -543,14 +658,14 @@ public sealed class PacketCaptureController(
     }
 
     /// <summary>After the status holds them: one Warning Event per target, and the ingest forgets them.</summary>
-    private async Task AnnounceRefusalsAsync(PacketCapture capture, List<(CaptureIdentity Target, long Count, string? Message)> refused, CancellationToken cancellationToken)
+    private async Task AnnounceRefusalsAsync(PacketCapture capture, List<(CaptureIdentity Target, UploadRefusals Refusals)> refused, CancellationToken cancellationToken)
     {
-        foreach (var (target, count, message) in refused)
+        foreach (var (target, refusals) in refused)
         {
-            addresses.Surfaced(target, count);
-            logger.LogWarning("{Capture} pod {Pod}: {Count} upload(s) refused: {Message}", capture.Key, target.Pod, count, message);
+            addresses.Surfaced(target, refusals);
+            logger.LogWarning("{Capture} pod {Pod}: {Count} upload(s) refused: {Message}", capture.Key, target.Pod, refusals.Count, refusals.LastMessage);
             await events.OnCaptureAsync(capture, "Warning", "UploadRefused",
-                $"pod {target.Pod}: {count} upload(s) refused (not from the pod's addresses; the target's upload was not touched): {message}", cancellationToken);
+                $"pod {target.Pod}: {refusals.Count} upload(s) refused (the target's upload was not touched): {refusals.LastMessage}", cancellationToken);
         }
     }
 
@@ -654,6 +769,11 @@ public sealed class PacketCaptureController(
 
         var reason = CaptureConditions.Find(status, CaptureConditions.Complete)?.Reason ?? status.Phase!;
         OperatorMetrics.CapturesEnded.Add(1, new KeyValuePair<string, object?>("phase", status.Phase));
+        if (reason == CaptureConditions.UploadContested && audit is not null)
+        {
+            return; // the audit line 'contested' of the pod announced it, with its Event
+        }
+
         await events.OnCaptureAsync(capture, status.Phase == CapturePhase.Succeeded ? "Normal" : "Warning", reason, status.Message ?? "", cancellationToken);
     }
 
@@ -674,7 +794,21 @@ public sealed class PacketCaptureController(
         capture = await WriteStatusAsync(capture, status, before, cancellationToken);
         if (deleting && CaptureFinalizer.IsPresent(capture))
         {
-            await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
+            // Marked before the finalizer goes: the object is gone the moment it does, and the watch's
+            // Deleted may reach Deleted() on another thread before RemoveAsync returns here; unmarked,
+            // it would take this for a deletion without the finalizer and record 'deleted' a second time.
+            // A reconcile of a stale view (the mark already there) neither adds nor takes it away.
+            var marked = deletionsRecorded.TryAdd(capture.Metadata.Uid, true);
+            try
+            {
+                await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
+            }
+            catch when (marked)
+            {
+                deletionsRecorded.TryRemove(capture.Metadata.Uid, out _);
+                throw;
+            }
+
             if (audit is not null)
             {
                 var what = disposals.Count == 0
@@ -685,6 +819,40 @@ public sealed class PacketCaptureController(
         }
 
         return ReconcileResult.Done;
+    }
+
+    /// <summary>
+    /// The PacketCapture is gone. When the operator let it go (its finalizer), that is recorded
+    /// already. Otherwise it went without: someone broke glass, or it was deleted before the finalizer
+    /// was added. Its agents are told to stop (each stores what it captured, with the capture's lock
+    /// and requester from its upload checkpoint), and the audit log records the deletion.
+    /// </summary>
+    public void Deleted(PacketCapture capture)
+    {
+        if (deletionsRecorded.TryRemove(capture.Metadata.Uid, out _))
+        {
+            return;
+        }
+
+        ingest.RequestStop(capture.Metadata.Uid);
+        var why = CaptureFinalizer.BreakGlass(capture) is { } reason ? $"someone broke glass: {reason}" : "it was deleted before the finalizer was added";
+        var message = $"the PacketCapture was deleted without the operator's finalizer ({why}): its agents were told to stop; " +
+            "what they store is kept, with the capture's lock and requester, until its retention ends";
+        logger.LogWarning("{Capture}: {Message}", capture.Key, message);
+        if (audit is not null)
+        {
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await audit.RecordAsync(capture, new Transition(AuditEvent.Deleted, "Warning", "DeletedWithoutFinalizer", message), CancellationToken.None);
+                }
+                catch (Exception e)
+                {
+                    logger.LogWarning("{Capture}: the Event of its deletion was not recorded: {Error}", capture.Key, e.Message);
+                }
+            });
+        }
     }
 
     /// <summary>PUT on the status subresource with the read resourceVersion: a stale view gets 409 and runs again.</summary>

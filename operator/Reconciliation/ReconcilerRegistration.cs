@@ -23,6 +23,11 @@ public static class ReconcilerRegistration
             {
                 o.IngestUrl = configuration["Ingest:AdvertisedUrl"] ?? "";
             }
+
+            if (configuration["Ingest:TokenDelivery"] is { } delivery)
+            {
+                o.TokenDelivery = TokenDeliveryChoice.Read(delivery);
+            }
         });
         services.AddOptions<CapturePolicy>().Bind(configuration.GetSection(CapturePolicy.Section));
         services.AddOptions<LeaderElectionOptions>().Bind(configuration.GetSection(LeaderElectionOptions.Section));
@@ -32,7 +37,7 @@ public static class ReconcilerRegistration
             sp.GetRequiredService<IIngestStatus>(),
             sp.GetRequiredService<ICaptureTokenIssuer>(),
             sp.GetRequiredService<IAgentAddresses>(),
-            sp.GetRequiredService<IOptions<CapturePolicy>>().Value,
+            PolicyWithin(sp.GetRequiredService<IOptions<CapturePolicy>>().Value, sp.GetService<IOptions<KubeCapture.Operator.Storage.StorageOptions>>()?.Value),
             sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value,
             sp.GetRequiredService<ILoggerFactory>(),
             sp.GetRequiredService<TimeProvider>(),
@@ -49,6 +54,17 @@ public static class ReconcilerRegistration
         services.AddHostedService(sp => new ReconcilerHost(sp.GetRequiredService<LeaderGate>(), sp.GetRequiredService<CaptureOperator>(), sp.GetService<IngestTokenKeys>()));
         return services;
     }
+
+    /// <summary>The policy, once the storage's default retention is found within its longest retention.</summary>
+    private static CapturePolicy PolicyWithin(CapturePolicy policy, KubeCapture.Operator.Storage.StorageOptions? storage)
+    {
+        if (storage is not null)
+        {
+            policy.CheckDefaultRetention(storage.DefaultRetention);
+        }
+
+        return policy;
+    }
 }
 
 /// <summary>
@@ -64,6 +80,8 @@ public sealed class ReconcilerHost(LeaderGate leader, CaptureOperator captureOpe
             await keys.WhenLoadedAsync(stoppingToken);
         }
 
+        // Once at start, leader or not: the log says how agents get their token, and why.
+        await captureOperator.ResolveTokenDeliveryAsync(stoppingToken);
         await leader.RunAsync(captureOperator.RunAsync, stoppingToken);
     }
 }

@@ -26,6 +26,16 @@ public static class CaptureConditions
     /// <summary>The ephemeral capture containers were added to every target pod.</summary>
     public const string Injected = "Injected";
 
+    /// <summary>
+    /// True when a target's pcap did not come from its capture agent: another agent session uploaded
+    /// it (someone with the upload token, inside the pod), and the agent was refused or never
+    /// confirmed it. Never clean evidence (reason UploadContested).
+    /// </summary>
+    public const string Contested = "Contested";
+
+    /// <summary>The reason of a target (and of <see cref="Contested"/>) whose pcap did not come from its capture agent.</summary>
+    public const string UploadContested = "UploadContested";
+
     /// <summary>Every target's pcap is stored and verified (True), or the capture failed (False).</summary>
     public const string Complete = "Complete";
 

@@ -80,6 +80,9 @@ public sealed class PacketCaptureSpec
     [JsonPropertyName("duration")]
     public string Duration { get; set; } = "";
 
+    /// <summary>spec.maxBytes when a capture gives none.</summary>
+    public const string DefaultMaxBytes = "64Mi";
+
     /// <summary>The pcap never grows past this size: "64Mi".</summary>
     [JsonPropertyName("maxBytes")]
     public string? MaxBytes { get; set; }

@@ -103,13 +103,20 @@ public sealed class CaptureTargetStatus
     public CaptureArtifact? Artifact { get; set; }
 
     /// <summary>
-    /// Uploads for this target the ingest refused because they did not come from the pod's addresses
-    /// (a forged stream with the token read from the pod spec, or pod traffic NATed on its way).
+    /// Uploads for this target the ingest refused: not from the pod's addresses (a forged stream, or
+    /// pod traffic NATed on its way), after the target ended, or from a second agent session.
     /// </summary>
     [JsonPropertyName("refusedUploads")]
     public long? RefusedUploads { get; set; }
 
-    /// <summary>Why the last refused upload was refused: the address seen and the pod's addresses expected.</summary>
+    /// <summary>
+    /// Of <see cref="RefusedUploads"/>, those refused because another agent session held the target's
+    /// upload: someone with the upload token ran code inside the pod.
+    /// </summary>
+    [JsonPropertyName("refusedSessions")]
+    public long? RefusedSessions { get; set; }
+
+    /// <summary>Why the last refused upload was refused.</summary>
     [JsonPropertyName("lastRefusal")]
     public string? LastRefusal { get; set; }
 
@@ -161,4 +168,8 @@ public sealed class CaptureArtifact
     /// <summary>Set when the PacketCapture was deleted and the objects were kept: why, and until when.</summary>
     [JsonPropertyName("kept")]
     public string? Kept { get; set; }
+
+    /// <summary>True when this pcap did not come from the target's capture agent (the target failed UploadContested): never clean evidence.</summary>
+    [JsonPropertyName("contested")]
+    public bool? Contested { get; set; }
 }

@@ -37,6 +37,13 @@ public interface IArtifactStore
     /// </summary>
     Task<StoredCaptureManifest> CompleteUploadAsync(UploadCheckpoint checkpoint, StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Writes the manifest of a published pcap again (<paramref name="manifest"/>, sealed by
+    /// <paramref name="seal"/>), locked as the first one: the pcap was found contested after it was
+    /// stored. On a versioned bucket the earlier manifest stays as an older version.
+    /// </summary>
+    Task AmendManifestAsync(StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken);
+
     /// <summary>Deletes the checkpoint of a published upload (one left behind, the retention sweeper removes).</summary>
     Task RemoveCheckpointAsync(CaptureIdentity target, CancellationToken cancellationToken);
 
@@ -80,8 +87,24 @@ public sealed record UploadCheckpoint
 {
     public required CaptureIdentity Target { get; init; }
 
-    /// <summary>The agent process whose bytes these are (its Open.session_id).</summary>
-    public required string SessionId { get; init; }
+    /// <summary>The agent session whose bytes these are: only it may continue this upload.</summary>
+    public AgentSessionRecord? Session { get; init; }
+
+    /// <summary>
+    /// Written by earlier operators: the agent's Open.session_id itself. Read (as the hash of it)
+    /// when <see cref="Session"/> is absent, so an upgrade resumes the uploads in flight.
+    /// </summary>
+    public string? SessionId { get; init; }
+
+    /// <summary>The agent session that holds this upload: <see cref="Session"/>, or the one an older operator recorded.</summary>
+    [JsonIgnore]
+    public AgentSessionRecord? Holder => Session ?? (SessionId is { Length: > 0 } id ? new AgentSessionRecord(AgentSessionRecord.HashOf(id), null, StartedAt) : null);
+
+    /// <summary>The most bytes the capture allows (spec.maxBytes as the reconciler resolved it); null: not enforced.</summary>
+    public long? MaxBytes { get; init; }
+
+    /// <summary>Who asked, why, the spec, the pod, the lock: what the manifest records, kept here so that a stream outliving its PacketCapture is stored with them.</summary>
+    public TargetCustody? Custody { get; init; }
 
     public required string UploadId { get; init; }
 
@@ -159,6 +182,15 @@ public sealed record StoredCaptureManifest
 
     /// <summary>Retention and Object Lock as applied to the stored pcap.</summary>
     public RetentionRecord? Retention { get; init; }
+
+    /// <summary>The agent session that uploaded the pcap (the hash of its secret, its address, when it opened).</summary>
+    public AgentSessionRecord? AgentSession { get; init; }
+
+    /// <summary>
+    /// Set when the pcap did not come from the target's capture agent (another session uploaded it
+    /// first, and the agent was refused or never confirmed it): never clean evidence.
+    /// </summary>
+    public ContestRecord? Contested { get; init; }
 
     public CaptureIdentity Target => new(CaptureUid, Namespace, CaptureName, Pod);
 

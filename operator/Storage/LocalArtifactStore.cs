@@ -87,6 +87,9 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
         return manifest;
     }
 
+    public Task AmendManifestAsync(StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken) =>
+        WriteAtomicallyAsync(PathOf(_layout.ManifestKey(manifest.Target)), seal(manifest), cancellationToken);
+
     public Task RemoveCheckpointAsync(CaptureIdentity target, CancellationToken cancellationToken)
     {
         File.Delete(PathOf(_layout.CheckpointKey(target)));

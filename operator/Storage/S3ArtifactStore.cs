@@ -191,6 +191,28 @@ public sealed class S3ArtifactStore : IArtifactStore, IDisposable
         return manifest;
     }
 
+    public async Task AmendManifestAsync(StoredCaptureManifest manifest, ManifestSeal seal, CancellationToken cancellationToken)
+    {
+        var metadata = new Dictionary<string, string>
+        {
+            ["x-amz-meta-capture-uid"] = manifest.CaptureUid,
+            ["x-amz-meta-sha256"] = manifest.Sha256,
+        };
+        if (manifest.ExpiresAt is { } expiry)
+        {
+            metadata["x-amz-meta-expires-at"] = FormatTime(expiry);
+        }
+
+        if (manifest.Contested is not null)
+        {
+            metadata["x-amz-meta-contested"] = "true";
+        }
+
+        var key = _layout.ManifestKey(manifest.Target);
+        await PutSmallObjectAsync(key, seal(manifest), metadata, cancellationToken);
+        await LockAsync(key, null, manifest.Retention, cancellationToken);
+    }
+
     public Task RemoveCheckpointAsync(CaptureIdentity target, CancellationToken cancellationToken) =>
         RemoveAsync(_layout.CheckpointKey(target), cancellationToken);
 

@@ -6,7 +6,8 @@ namespace KubeCapture.Operator.Subresources;
 /// <summary>
 /// Asks kube-apiserver whether the user the front proxy named may <c>get</c> the subresource (a
 /// SubjectAccessReview): kube-apiserver already checked, and this makes the operator refuse a
-/// request from anything that merely holds the front-proxy certificate without RBAC behind it.
+/// request from anything that merely holds the front-proxy certificate without RBAC behind it. The
+/// review names the user as kube-apiserver authenticated it: name, UID, groups and extra.
 /// </summary>
 public sealed class AccessReview(IKubernetes kubernetes)
 {
@@ -17,6 +18,7 @@ public sealed class AccessReview(IKubernetes kubernetes)
             Spec = new V1SubjectAccessReviewSpec
             {
                 User = user.Name,
+                Uid = user.Uid,
                 Groups = [.. user.Groups],
                 Extra = user.Extra.ToDictionary(e => e.Key, e => (IList<string>)[.. e.Value]),
                 ResourceAttributes = new V1ResourceAttributes

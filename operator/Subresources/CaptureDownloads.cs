@@ -26,6 +26,7 @@ public sealed class CaptureDownloads(
     UploadRegistry registry,
     LiveRecordFeed live,
     IOptions<SubresourcesOptions> options,
+    IOptions<FollowLimits> followLimits,
     ILogger<CaptureDownloads> logger,
     CaptureEvents events,
     TimeProvider time)
@@ -219,8 +220,8 @@ public sealed class CaptureDownloads(
             context.Response.Headers[SubresourcesApi.Sha256Header] = stored.Sha256;
             context.Response.Headers.ContentDisposition = $"attachment; filename=\"{capture.Metadata.Name}-{stored.Pod}.pcap\"";
             var verb = subresource == SubresourcesApi.Follow ? "followed (stored)" : "downloaded";
-            logger.LogInformation("{User} {Verb} the pcap of {Namespace}/{Capture} pod {Pod} ({Size} bytes, sha256 {Sha256}) from {Peer}",
-                user, verb, stored.Namespace, stored.CaptureName, stored.Pod, stored.Size, stored.Sha256, context.Request.Headers["X-Forwarded-For"].FirstOrDefault() ?? context.Connection.RemoteIpAddress?.ToString());
+            logger.LogInformation("{User} {Verb} the pcap of {Namespace}/{Capture} pod {Pod} ({Size} bytes, sha256 {Sha256}) from {Client} via {Peer}",
+                user, verb, stored.Namespace, stored.CaptureName, stored.Pod, stored.Size, stored.Sha256, ClientAddress(context), context.Connection.RemoteIpAddress?.ToString());
             await body.CopyToAsync(context.Response.Body, 1 << 16, cancellationToken);
             await RecordAsync(capture, subresource == SubresourcesApi.Follow ? "Followed" : "Downloaded", $"{user} {verb} the pcap of pod {stored.Pod} ({stored.Size} bytes, sha256 {stored.Sha256})", CancellationToken.None);
         }
@@ -253,25 +254,39 @@ public sealed class CaptureDownloads(
             context.Response.Headers.CacheControl = "no-store";
             await context.Response.StartAsync(cancellationToken);
             long bytes = 0;
-            var reader = subscription.Reader;
+            // A follower cut off for falling behind gets its last whole records, if it takes them within the grace; else its request ends.
+            using var stalled = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var grace = followLimits.Value.CutGrace;
+            _ = subscription.Cut.ContinueWith(_ => StallAfter(stalled, grace), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             try
             {
-                while (await reader.WaitToReadAsync(ended.Token))
+                while (await subscription.WaitToReadAsync(ended.Token))
                 {
-                    while (reader.TryRead(out var chunk))
+                    while (subscription.TryRead(out var chunk))
                     {
-                        await context.Response.Body.WriteAsync(chunk, cancellationToken);
+                        await context.Response.Body.WriteAsync(chunk, stalled.Token);
                         bytes += chunk.Length;
                     }
 
-                    await context.Response.Body.FlushAsync(cancellationToken);
+                    await context.Response.Body.FlushAsync(stalled.Token);
                 }
 
                 logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User} ended with the capture ({Bytes} bytes)", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes);
             }
-            catch (Exception e) when (e is FollowerTooSlowException or LiveFeedUnavailableException)
+            catch (FollowerTooSlowException e)
+            {
+                logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} was cut off after {Bytes} bytes: {Error}", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, e.Message);
+                await RecordCutAsync(capture, identity, user, bytes, e.Message);
+            }
+            catch (LiveFeedUnavailableException e)
             {
                 logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} ended after {Bytes} bytes: {Error}", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, e.Message);
+            }
+            catch (OperationCanceledException) when (stalled.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} was cut off after {Bytes} bytes and did not read its last records within {Grace}: the request is ended", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, followLimits.Value.FollowCutGrace);
+                await RecordCutAsync(capture, identity, user, bytes, new FollowerTooSlowException().Message);
+                context.Abort();
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
@@ -282,6 +297,35 @@ public sealed class CaptureDownloads(
         {
             registry.Changed -= OnChanged;
         }
+    }
+
+    /// <summary>
+    /// The user's address as kube-apiserver saw it: the last entry of <c>X-Forwarded-For</c>, the one
+    /// kube-apiserver's proxy appends (only a verified front proxy's request gets here). What came
+    /// before it was sent by the client and proves nothing: never logged as the peer.
+    /// </summary>
+    public static string ClientAddress(HttpContext context) =>
+        context.Request.Headers["X-Forwarded-For"].SelectMany(v => (v ?? "").Split(',')).Select(a => a.Trim()).LastOrDefault(a => a.Length > 0)
+        ?? context.Connection.RemoteIpAddress?.ToString() ?? "unknown";
+
+    /// <summary>Ends the writes of a cut-off follower after <paramref name="grace"/> (not when its follow has ended meanwhile).</summary>
+    private static void StallAfter(CancellationTokenSource stalled, TimeSpan grace)
+    {
+        try
+        {
+            stalled.CancelAfter(grace);
+        }
+        catch (ObjectDisposedException)
+        {
+            // the follow ended before it was cut off
+        }
+    }
+
+    /// <summary>A Warning Event on the capture: the follower, and why it was cut off.</summary>
+    private Task RecordCutAsync(PacketCapture capture, CaptureIdentity identity, RemoteUser user, long bytes, string why)
+    {
+        Metrics.OperatorMetrics.FollowCutoffs.Add(1);
+        return events.OnCaptureAsync(capture, "Warning", "FollowerCutOff", $"{user}'s live follow of pod {identity.Pod} was cut off after {bytes} bytes: {why}", CancellationToken.None);
     }
 
     private TimeSpan FollowLimit(PacketCapture capture)

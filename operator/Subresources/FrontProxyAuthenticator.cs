@@ -8,8 +8,11 @@ using k8s.Models;
 
 namespace KubeCapture.Operator.Subresources;
 
-/// <summary>The user kube-apiserver authenticated and passed on in the front-proxy headers.</summary>
-public sealed record RemoteUser(string Name, IReadOnlyList<string> Groups, IReadOnlyDictionary<string, IReadOnlyList<string>> Extra)
+/// <summary>
+/// The user kube-apiserver authenticated and passed on in the front-proxy headers; <see cref="Uid"/>
+/// only from a kube-apiserver that names its UID headers (1.32 and later), else null.
+/// </summary>
+public sealed record RemoteUser(string Name, IReadOnlyList<string> Groups, IReadOnlyDictionary<string, IReadOnlyList<string>> Extra, string? Uid = null)
 {
     public override string ToString() => Groups.Count == 0 ? Name : $"{Name} (groups {string.Join(",", Groups)})";
 }
@@ -20,7 +23,8 @@ public sealed record RequestHeaderSettings(
     IReadOnlyList<string> AllowedNames,
     IReadOnlyList<string> UsernameHeaders,
     IReadOnlyList<string> GroupHeaders,
-    IReadOnlyList<string> ExtraHeaderPrefixes)
+    IReadOnlyList<string> ExtraHeaderPrefixes,
+    IReadOnlyList<string> UidHeaders)
 {
     public const string ConfigMapNamespace = "kube-system";
     public const string ConfigMapName = "extension-apiserver-authentication";
@@ -37,7 +41,8 @@ public sealed record RequestHeaderSettings(
         var cas = new X509Certificate2Collection();
         cas.ImportFromPem(caPem);
         IReadOnlyList<string> List(string key) => data.TryGetValue(key, out var json) && json.Length > 0 ? JsonSerializer.Deserialize<List<string>>(json) ?? [] : [];
-        return new RequestHeaderSettings(cas, List("requestheader-allowed-names"), List("requestheader-username-headers"), List("requestheader-group-headers"), List("requestheader-extra-headers-prefix"));
+        return new RequestHeaderSettings(cas, List("requestheader-allowed-names"), List("requestheader-username-headers"), List("requestheader-group-headers"), List("requestheader-extra-headers-prefix"),
+            List("requestheader-uid-headers"));
     }
 }
 
@@ -92,24 +97,41 @@ public sealed class FrontProxyAuthenticator(IKubernetes kubernetes, ILogger<Fron
         }
 
         var headers = context.Request.Headers;
-        var name = current.UsernameHeaders.Select(h => headers[h].FirstOrDefault()).FirstOrDefault(v => !string.IsNullOrEmpty(v));
-        if (name is null)
+        if (UserFrom(headers, current) is not { } user)
         {
             return requireUser ? (null, $"the front proxy named no user ({string.Join(", ", current.UsernameHeaders)})") : (new RemoteUser("", [], new Dictionary<string, IReadOnlyList<string>>()), null);
         }
 
-        var groups = current.GroupHeaders.SelectMany(h => headers[h].Where(v => !string.IsNullOrEmpty(v)).Select(v => v!)).ToList();
+        return (user, null);
+    }
+
+    /// <summary>
+    /// The user the verified front proxy names in <paramref name="headers"/>, or null. The UID is read
+    /// only from the headers kube-apiserver lists as its UID headers (<c>requestheader-uid-headers</c>,
+    /// kube-apiserver 1.32 and later, which sets them and drops what a client sent); an older
+    /// kube-apiserver passes a client's own <c>X-Remote-Uid</c> on, so none is believed then.
+    /// </summary>
+    public static RemoteUser? UserFrom(IHeaderDictionary headers, RequestHeaderSettings settings)
+    {
+        var name = settings.UsernameHeaders.Select(h => headers[h].FirstOrDefault()).FirstOrDefault(v => !string.IsNullOrEmpty(v));
+        if (name is null)
+        {
+            return null;
+        }
+
+        var groups = settings.GroupHeaders.SelectMany(h => headers[h].Where(v => !string.IsNullOrEmpty(v)).Select(v => v!)).ToList();
         var extra = new Dictionary<string, IReadOnlyList<string>>(StringComparer.Ordinal);
         foreach (var (header, values) in headers)
         {
-            var prefix = current.ExtraHeaderPrefixes.FirstOrDefault(p => header.StartsWith(p, StringComparison.OrdinalIgnoreCase));
+            var prefix = settings.ExtraHeaderPrefixes.FirstOrDefault(p => header.StartsWith(p, StringComparison.OrdinalIgnoreCase));
             if (prefix is not null)
             {
                 extra[Uri.UnescapeDataString(header[prefix.Length..]).ToLowerInvariant()] = values.Where(v => v is not null).Select(v => v!).ToList();
             }
         }
 
-        return (new RemoteUser(name, groups, extra), null);
+        var uid = settings.UidHeaders.Select(h => headers[h].FirstOrDefault()).FirstOrDefault(v => !string.IsNullOrEmpty(v));
+        return new RemoteUser(name, groups, extra, uid);
     }
 
     private static bool Verifies(X509Certificate2 certificate, RequestHeaderSettings settings)
@@ -118,6 +140,7 @@ public sealed class FrontProxyAuthenticator(IKubernetes kubernetes, ILogger<Fron
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
         chain.ChainPolicy.CustomTrustStore.AddRange(settings.ClientCertificateAuthorities);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.DisableCertificateDownloads = true; // never fetch a URL a presented certificate names (AIA)
         chain.ChainPolicy.ApplicationPolicy.Add(new Oid("1.3.6.1.5.5.7.3.2")); // clientAuth
         return chain.Build(certificate);
     }

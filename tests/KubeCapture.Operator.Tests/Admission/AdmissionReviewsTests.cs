@@ -84,9 +84,9 @@ public sealed class AdmissionReviewsTests
     [Fact]
     public void The_guard_allows_a_created_capture_stamped_with_its_own_requester_and_refuses_one_stamped_with_another()
     {
-        var own = AdmissionReviews.Guard(Review("CREATE", Capture(Stamped("alice", "alice-uid", """["team-payments","system:authenticated"]"""))));
-        var other = AdmissionReviews.Guard(Review("CREATE", Capture(Stamped("bob", "bob-uid", """["team-payments","system:authenticated"]"""))));
-        var moreGroups = AdmissionReviews.Guard(Review("CREATE", Capture(Stamped("alice", "alice-uid", """["team-payments","system:authenticated","system:masters"]"""))));
+        var own = Guard(Review("CREATE", Capture(Stamped("alice", "alice-uid", """["team-payments","system:authenticated"]"""))));
+        var other = Guard(Review("CREATE", Capture(Stamped("bob", "bob-uid", """["team-payments","system:authenticated"]"""))));
+        var moreGroups = Guard(Review("CREATE", Capture(Stamped("alice", "alice-uid", """["team-payments","system:authenticated","system:masters"]"""))));
 
         Assert.True(own["response"]!["allowed"]!.GetValue<bool>());
         Assert.False(other["response"]!["allowed"]!.GetValue<bool>());
@@ -97,7 +97,7 @@ public sealed class AdmissionReviewsTests
     [Fact]
     public void The_guard_refuses_a_created_capture_without_a_stamp_and_says_the_mutating_webhook_did_not_run()
     {
-        var answer = AdmissionReviews.Guard(Review("CREATE", Capture(null)));
+        var answer = Guard(Review("CREATE", Capture(null)));
 
         Assert.False(answer["response"]!["allowed"]!.GetValue<bool>());
         Assert.Contains("not stamped with its requester (it has no kubecapture.io/requested-by annotation): the mutating webhook stamp.packetcaptures.kubecapture.io did not run", Message(answer), StringComparison.Ordinal);
@@ -114,11 +114,11 @@ public sealed class AdmissionReviewsTests
         var withOther = Stamped("alice", "alice-uid", """["system:authenticated"]""");
         withOther["team"] = "payments";
 
-        Assert.Contains("kubecapture.io/requested-by: the requester is stamped by admission when a PacketCapture is created and cannot be set, changed or removed", Message(AdmissionReviews.Guard(Review("UPDATE", Capture(changed), Capture(stamp)))), StringComparison.Ordinal);
-        Assert.False(AdmissionReviews.Guard(Review("UPDATE", Capture(removed), Capture(stamp)))["response"]!["allowed"]!.GetValue<bool>());
-        Assert.Contains("kubecapture.io/requested-by-extra", Message(AdmissionReviews.Guard(Review("UPDATE", Capture(added), Capture(stamp)))), StringComparison.Ordinal);
-        Assert.False(AdmissionReviews.Guard(Review("UPDATE", Capture(stamp), Capture(null)))["response"]!["allowed"]!.GetValue<bool>());
-        Assert.True(AdmissionReviews.Guard(Review("UPDATE", Capture(withOther), Capture(stamp)))["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Contains("kubecapture.io/requested-by: the requester is stamped by admission when a PacketCapture is created and cannot be set, changed or removed", Message(Guard(Review("UPDATE", Capture(changed), Capture(stamp)))), StringComparison.Ordinal);
+        Assert.False(Guard(Review("UPDATE", Capture(removed), Capture(stamp)))["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Contains("kubecapture.io/requested-by-extra", Message(Guard(Review("UPDATE", Capture(added), Capture(stamp)))), StringComparison.Ordinal);
+        Assert.False(Guard(Review("UPDATE", Capture(stamp), Capture(null)))["response"]!["allowed"]!.GetValue<bool>());
+        Assert.True(Guard(Review("UPDATE", Capture(withOther), Capture(stamp)))["response"]!["allowed"]!.GetValue<bool>());
     }
 
     [Fact]
@@ -141,17 +141,17 @@ public sealed class AdmissionReviewsTests
         Assert.Equal("", problem);
         Assert.Equal(["authentication.kubernetes.io/credential-id", "scopes"], read!.Extra!.Keys);
         Assert.Equal(["view", "edit"], read.Extra["scopes"]);
-        Assert.True(AdmissionReviews.Guard(Review("CREATE", Capture(stamp), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
+        Assert.True(Guard(Review("CREATE", Capture(stamp), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
         // The same stamp from a user kube-apiserver authenticated without that extra, or with other values: refused.
-        var withoutExtra = AdmissionReviews.Guard(Review("CREATE", Capture(stamp)));
+        var withoutExtra = Guard(Review("CREATE", Capture(stamp)));
         Assert.False(withoutExtra["response"]!["allowed"]!.GetValue<bool>());
         Assert.Contains("extra authentication.kubernetes.io/credential-id=JTI=7f3c;scopes=view,edit), but kube-apiserver authenticated alice (uid alice-uid, groups team-payments,system:authenticated)", Message(withoutExtra), StringComparison.Ordinal);
         // Values are compared as values: one value "view,edit" is not the two values view and edit.
         var joined = (JsonObject)stamp.DeepClone();
         joined[RequesterStamp.Extra] = """{"authentication.kubernetes.io/credential-id":["JTI=7f3c"],"scopes":["view,edit"]}""";
-        Assert.False(AdmissionReviews.Guard(Review("CREATE", Capture(joined), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
+        Assert.False(Guard(Review("CREATE", Capture(joined), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
         withExtra["extra"]!["scopes"] = new JsonArray("view");
-        Assert.False(AdmissionReviews.Guard(Review("CREATE", Capture(stamp), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
+        Assert.False(Guard(Review("CREATE", Capture(stamp), user: withExtra))["response"]!["allowed"]!.GetValue<bool>());
         // A requester without extra gets no fourth annotation.
         Assert.DoesNotContain(Patch(AdmissionReviews.Stamp(Review("CREATE", Capture(new JsonObject { ["team"] = "payments" })))), o => o!["path"]!.GetValue<string>().EndsWith("requested-by-extra", StringComparison.Ordinal));
     }
@@ -174,7 +174,7 @@ public sealed class AdmissionReviewsTests
     public void A_body_that_is_not_an_AdmissionReview_v1_is_refused_with_what_is_missing()
     {
         var wrongVersion = Assert.Throws<AdmissionReviewException>(() => AdmissionReviews.Stamp(JsonNode.Parse("""{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}""")));
-        var noRequest = Assert.Throws<AdmissionReviewException>(() => AdmissionReviews.Guard(JsonNode.Parse("""{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}""")));
+        var noRequest = Assert.Throws<AdmissionReviewException>(() => Guard(JsonNode.Parse("""{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}""")));
 
         Assert.Equal("not an AdmissionReview of admission.k8s.io/v1", wrongVersion.Message);
         Assert.Equal("the AdmissionReview has no request with a uid", noRequest.Message);
@@ -224,6 +224,48 @@ public sealed class AdmissionReviewsTests
         }
 
         return finalizers;
+    }
+
+    private const string OperatorUser = "system:serviceaccount:kubecapture-system:kc-kubecapture";
+
+    private static JsonObject Guard(JsonNode? review) => AdmissionReviews.Guard(review, OperatorUser, out _);
+
+    [Fact]
+    public void Nobody_but_the_operator_removes_the_finalizer_cluster_admins_included_unless_the_capture_says_why_in_the_break_glass_annotation()
+    {
+        var stamp = Stamped("alice", "alice-uid", """["team-payments","system:authenticated"]""");
+        JsonObject WithFinalizer(JsonObject annotations, bool finalizer)
+        {
+            var capture = Capture(annotations);
+            capture["metadata"]!["finalizers"] = finalizer ? new JsonArray(CaptureFinalizer.Name, "other.io/keep") : new JsonArray("other.io/keep");
+            return capture;
+        }
+
+        var admin = new JsonObject { ["username"] = "kubernetes-admin", ["groups"] = new JsonArray("system:masters", "system:authenticated") };
+        var operatorUser = new JsonObject { ["username"] = OperatorUser, ["groups"] = new JsonArray("system:serviceaccounts") };
+        var byAdmin = AdmissionReviews.Guard(Review("UPDATE", WithFinalizer(stamp, false), WithFinalizer(stamp, true), admin), OperatorUser, out var adminBroke);
+        var byOperator = AdmissionReviews.Guard(Review("UPDATE", WithFinalizer(stamp, false), WithFinalizer(stamp, true), operatorUser), OperatorUser, out var operatorBroke);
+        var unknownOperator = AdmissionReviews.Guard(Review("UPDATE", WithFinalizer(stamp, false), WithFinalizer(stamp, true), operatorUser), null, out _);
+        var glass = (JsonObject)stamp.DeepClone();
+        glass[CaptureFinalizer.BreakGlassAnnotation] = "the operator is gone for good (INC-4711)";
+        var broken = AdmissionReviews.Guard(Review("UPDATE", WithFinalizer(glass, false), WithFinalizer(stamp, true), admin), OperatorUser, out var brokenGlass);
+        var dryRun = Review("UPDATE", WithFinalizer(glass, false), WithFinalizer(stamp, true), admin);
+        dryRun["request"]!["dryRun"] = true;
+        var dry = AdmissionReviews.Guard(dryRun, OperatorUser, out var dryBroke);
+        var otherFinalizer = Guard(Review("UPDATE", WithFinalizer(stamp, true), WithFinalizer(stamp, true), admin));
+
+        Assert.False(byAdmin["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Contains($"metadata.finalizers: only the KubeCapture operator removes {CaptureFinalizer.Name}", Message(byAdmin), StringComparison.Ordinal);
+        Assert.Contains($"first set the annotation {CaptureFinalizer.BreakGlassAnnotation}", Message(byAdmin), StringComparison.Ordinal);
+        Assert.Null(adminBroke);
+        Assert.True(byOperator["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Null(operatorBroke);
+        Assert.False(unknownOperator["response"]!["allowed"]!.GetValue<bool>()); // who the operator is unknown: fail closed
+        Assert.True(broken["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Equal(("kubernetes-admin", "the operator is gone for good (INC-4711)", "partner-timeouts", "payments"), (brokenGlass!.Actor, brokenGlass.Why, brokenGlass.Name, brokenGlass.Namespace));
+        Assert.True(dry["response"]!["allowed"]!.GetValue<bool>());
+        Assert.Null(dryBroke); // a dry run breaks nothing: nothing to audit
+        Assert.True(otherFinalizer["response"]!["allowed"]!.GetValue<bool>());
     }
 
     private static JsonObject Stamped(string user, string uid, string groups) => new()

@@ -12,7 +12,7 @@ namespace KubeCapture.Operator.Tests.Chart;
 public sealed class HelmChartTests
 {
     private static readonly string Root = FindRoot();
-    private static readonly string Chart = Path.Combine(Root, "charts", "kubecapture");
+    internal static readonly string Chart = Path.Combine(Root, "charts", "kubecapture");
     private static readonly string Crd = Path.Combine(Chart, "crds", "packetcaptures.kubecapture.io.yaml");
 
     [Fact]
@@ -166,7 +166,8 @@ public sealed class HelmChartTests
         {
             Assert.Equal(["kubecapture.io"], rule.ApiGroups);
             Assert.Equal(["packetcaptures"], rule.Resources);
-            Assert.Equal(("Fail", "None", 5), (failurePolicy, sideEffects, timeout));
+            // The guard's one side effect, the audit line of a break-glass removal of the finalizer, is never made on a dry run.
+            Assert.Equal(("Fail", config == validating.ClientConfig ? "NoneOnDryRun" : "None", 5), (failurePolicy, sideEffects, timeout));
             Assert.Equal(["v1"], versions);
             Assert.Equal(("kc-kubecapture-webhook", "kubecapture-system", 443), (config.Service.Name, config.Service.NamespaceProperty, config.Service.Port));
             Assert.Null(config.CaBundle); // the operator fills it in
@@ -224,6 +225,30 @@ public sealed class HelmChartTests
         Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
     }
 
+    [Theory]
+    [InlineData(null, "Auto")]
+    [InlineData("Secret", "Secret")]
+    [InlineData("PodSpec", "PodSpec")]
+    public void The_upload_token_delivery_is_Auto_by_default_and_reaches_the_operator_as_set(string? set, string expected)
+    {
+        string[] extra = set is null ? [] : ["--set", $"ingest.tokenDelivery={set}"];
+        var (code, output) = Helm(["template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", .. extra]);
+        Assert.True(code == 0, output);
+        var env = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+
+        Assert.Equal(expected, env["Ingest__TokenDelivery"]);
+        Assert.Equal(Enum.Parse<KubeCapture.Operator.Reconciliation.TokenDelivery>(expected), KubeCapture.Operator.Reconciliation.TokenDeliveryChoice.Read(env["Ingest__TokenDelivery"]));
+    }
+
+    [Fact]
+    public void A_token_delivery_the_operator_does_not_know_is_refused_by_the_charts_schema()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "ingest.tokenDelivery=Literal");
+
+        Assert.NotEqual(0, code);
+        Assert.Contains("tokenDelivery", output, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void With_ingest_TLS_turned_off_the_chart_serves_plain_h2c_and_the_operator_accepts_it()
     {
@@ -252,6 +277,35 @@ public sealed class HelmChartTests
         Assert.Equal("kc-tls", pod.Volumes.Single(v => v.Secret is not null).Secret.SecretName);
         Assert.Equal(("Mounted", "/tls/ca.crt"), (env["ServingCertificate__Mode"], env["ServingCertificate__CaFile"]));
         Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
+    }
+
+    [Fact]
+    public void The_charts_retention_and_lock_policy_is_the_operators_cautious_default_and_bounds_what_it_renders()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
+        var values = Path.Combine(Directory.CreateTempSubdirectory("kcH-").FullName, "forensics.yaml");
+        File.WriteAllText(values, "policy:\n  maxRetention: 8760h\n  locks:\n    governance: []\n    compliance: [forensics, audit]\n    legalHold: [forensics]\n");
+        var (namedCode, named) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "-f", values);
+        var (badCode, bad) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "policy.locks.compliance={Not_A_Namespace}");
+        Assert.True(code == 0 && namedCode == 0, output + named);
+        static CapturePolicy Bound(string yaml)
+        {
+            var env = Assert.Single(KubernetesYaml.LoadAllFromString(yaml).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env
+                .Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+            var policy = OperatorConfiguration(env).GetSection(CapturePolicy.Section).Get<CapturePolicy>()!;
+            policy.Validate();
+            return policy;
+        }
+
+        var defaults = Bound(output);
+        var operatorDefaults = new CapturePolicy();
+        Assert.Equal((operatorDefaults.MaxRetention, operatorDefaults.Locks.Describe()), (defaults.MaxRetention, defaults.Locks.Describe()));
+        Assert.Equal(("720h", "governance in every namespace; compliance nowhere; legalHold nowhere"), (defaults.MaxRetention, defaults.Locks.Describe()));
+        var forensics = Bound(named);
+        Assert.Equal(("8760h", "governance nowhere; compliance in forensics, audit; legalHold in forensics"), (forensics.MaxRetention, forensics.Locks.Describe()));
+        Assert.NotEqual(0, badCode);
+        Assert.Contains("policy.locks.compliance", bad, StringComparison.Ordinal);
+        Directory.Delete(Path.GetDirectoryName(values)!, recursive: true);
     }
 
     /// <summary>The operator's configuration from the Deployment's env, as ASP.NET Core reads it (__ is :).</summary>
@@ -449,7 +503,7 @@ public sealed class HelmChartTests
         }
     }
 
-    private static (int Code, string Output) Helm(params string[] args)
+    internal static (int Code, string Output) Helm(params string[] args)
     {
         var helm = Path.Combine(Root, ".tools", "bin", "helm");
         Assert.True(File.Exists(helm), $"{helm} is missing: run scripts/setup.sh");

@@ -16,15 +16,16 @@ public sealed class ApiRequestBudgetTests(SubresourcesCluster cluster)
     private const int Captures = 3;
 
     [SkippableFact]
-    public async Task A_capture_on_one_pod_costs_at_most_four_requests_from_creation_to_Running_with_its_finalizer_from_admission_and_no_pod_or_namespace_read()
+    public async Task A_capture_on_one_pod_costs_at_most_five_requests_from_creation_to_Running_with_its_finalizer_from_admission_and_no_pod_or_namespace_read()
     {
         var (ns, requests) = await StartRunningCapturesAsync("kc-budget");
 
         var mine = requests.Where(r => r.Namespace == ns || (r.Resource == "namespaces" && r.Name == ns)).ToList();
         var summary = string.Join(", ", mine.GroupBy(r => r.What).Select(g => $"{g.Count()} x {g.Key}"));
-        Assert.True(mine.Count <= 4 * Captures, $"{mine.Count} requests for {Captures} captures: {summary}");
+        Assert.True(mine.Count <= 5 * Captures, $"{mine.Count} requests for {Captures} captures: {summary}");
         Assert.DoesNotContain(mine, r => r.IsRead);
         Assert.Equal(0, mine.Count(r => r.What == "patch packetcaptures")); // the admission webhook added the finalizer
+        Assert.Equal(Captures, mine.Count(r => r.What == "create secrets")); // the upload token, never a literal in the pod spec
         Assert.Equal(Captures, mine.Count(r => r.What == "patch pods/ephemeralcontainers"));
         Assert.Equal(Captures, mine.Count(r => r.What == "create events"));
         Assert.InRange(mine.Count(r => r.What == "update packetcaptures/status"), Captures, 2 * Captures);

@@ -27,17 +27,17 @@ public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(90);
 
     [SkippableFact]
-    public async Task A_namespace_reader_replaying_the_pod_specs_token_from_elsewhere_is_refused_and_the_real_capture_Succeeds()
+    public async Task A_user_replaying_the_upload_token_from_outside_the_pod_is_refused_and_the_real_capture_Succeeds()
     {
         var ns = await cluster.CreateNamespaceAsync("kc-e2e-forged");
         var pod = await cluster.StartPodAsync(ns, "api");
         var attacker = cluster.CreateNodeReachingNetwork();
-        // mallory may only read pods in the namespace: enough to see the capture container's args and token.
+        // mallory may read pods and Secrets in the namespace (not exec into them): enough to see the capture container's args and token.
         using var admin = cluster.Install.Server.AdminClient();
         await admin.RbacAuthorizationV1.CreateNamespacedRoleAsync(new V1Role
         {
             Metadata = new V1ObjectMeta { Name = "pod-reader" },
-            Rules = [new V1PolicyRule { ApiGroups = [""], Resources = ["pods"], Verbs = ["get"] }],
+            Rules = [new V1PolicyRule { ApiGroups = [""], Resources = ["pods", "secrets"], Verbs = ["get"] }],
         }, ns);
         await admin.RbacAuthorizationV1.CreateNamespacedRoleBindingAsync(new V1RoleBinding
         {

@@ -21,7 +21,7 @@ public sealed class IngestPeerBindingTests
         await using var ingest = await BoundIngest.StartAsync();
         var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-forged", "payments", "forged", "api-0");
-        addresses.Expect(target, ["127.0.0.1"]);
+        addresses.Expect(target, new UploadTerms(["127.0.0.1"]));
         using var agent = TestAgent.For(host, target);
         using var forger = Forger(host, target);
         const long Total = 600_000;
@@ -49,7 +49,7 @@ public sealed class IngestPeerBindingTests
         await using var ingest = await BoundIngest.StartAsync();
         var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-after", "payments", "after-stored", "api-0");
-        addresses.Expect(target, ["127.0.0.1"]);
+        addresses.Expect(target, new UploadTerms(["127.0.0.1"]));
         using var agent = TestAgent.For(host, target);
         var (stored, sha) = await agent.UploadWholeAsync(200_000);
         var pcap = s3.ObjectPath("captures/payments/after-stored/api-0.pcap")!;
@@ -74,7 +74,7 @@ public sealed class IngestPeerBindingTests
         using var agent = TestAgent.For(host, target);
 
         var early = await Assert.ThrowsAsync<RpcException>(() => agent.OpenAsync());
-        addresses.Expect(target, ["127.0.0.1"]);
+        addresses.Expect(target, new UploadTerms(["127.0.0.1"]));
         var (stored, sha) = await agent.UploadWholeAsync(100_000);
 
         Assert.Equal(StatusCode.Unavailable, early.StatusCode); // the agent retries UNAVAILABLE; PERMISSION_DENIED is fatal
@@ -89,7 +89,7 @@ public sealed class IngestPeerBindingTests
         await using var ingest = await BoundIngest.StartAsync();
         var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-gone", "payments", "gone", "api-0");
-        addresses.Expect(target, ["127.0.0.1"]);
+        addresses.Expect(target, new UploadTerms(["127.0.0.1"]));
         addresses.Unbind(target); // the reconciler saw the pod deleted: its IP may go to another pod
         using var newcomer = TestAgent.For(host, target);
 
@@ -107,7 +107,7 @@ public sealed class IngestPeerBindingTests
         await using var ingest = await BoundIngest.StartAsync("[::]");
         var (s3, host, addresses) = (ingest.S3, ingest.Host, ingest.Addresses);
         var target = new CaptureIdentity("uid-mapped", "payments", "mapped", "api-0");
-        addresses.Expect(target, ["127.0.0.1", "fd00::7"]);
+        addresses.Expect(target, new UploadTerms(["127.0.0.1", "fd00::7"]));
         var url = new Uri($"https://127.0.0.1:{host.IngestPort}");
         var issuer = new CaptureTokenIssuer(OperatorHost.TokenSecret);
         using var agent = new TestAgent(url, target, issuer.Issue(target), caPem: host.IngestCaPem);
@@ -123,28 +123,4 @@ public sealed class IngestPeerBindingTests
 
     private static TestAgent Forger(OperatorHost host, CaptureIdentity target) =>
         new(host.IngestUrl, target, new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target), Elsewhere, host.IngestCaPem);
-
-    /// <summary>An in-process ingest over s3rver with the binding on, and its address book (the reconciler's seam).</summary>
-    private sealed class BoundIngest(S3rverFixture s3, OperatorHost host) : IAsyncDisposable
-    {
-        public S3rverFixture S3 => s3;
-
-        public OperatorHost Host => host;
-
-        public IAgentAddresses Addresses => host.Services.GetRequiredService<IAgentAddresses>();
-
-        public static async Task<BoundIngest> StartAsync(string ingestAddress = "127.0.0.1")
-        {
-            var s3 = await S3rverFixture.StartAsync();
-            var settings = OperatorHost.S3Settings(s3);
-            settings["Ingest:BindToPodAddress"] = "true";
-            return new BoundIngest(s3, await OperatorHost.StartInProcessAsync(settings, ingestAddress));
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await host.DisposeAsync();
-            await s3.DisposeAsync();
-        }
-    }
 }

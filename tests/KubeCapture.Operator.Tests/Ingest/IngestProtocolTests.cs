@@ -164,7 +164,7 @@ public sealed class IngestProtocolTests
         using var fresh = await agent.OpenAsync(); // the old connection was never closed
         var superseded = await stale.FailureAsync();
         Assert.Equal(StatusCode.Aborted, superseded.StatusCode);
-        Assert.Contains("a newer stream of the same capture target took over", superseded.Status.Detail, StringComparison.Ordinal);
+        Assert.Contains("a newer stream of the same agent session took over", superseded.Status.Detail, StringComparison.Ordinal);
 
         Assert.Equal(256 << 10, fresh.ResumeOffset);
         await fresh.SendPatternAsync(fresh.ResumeOffset, Total);

@@ -76,17 +76,66 @@ public sealed class LiveRecordFeedTests
         Assert.Throws<LiveFeedUnavailableException>(() => Drain(late));
     }
 
-    [Fact]
-    public void A_follower_that_falls_too_far_behind_is_ended_and_the_ingest_never_waits()
+    [Theory]
+    [InlineData(30)] // one chunk per record
+    [InlineData(7)] // chunks that cut records in pieces
+    [InlineData(4096)]
+    public void A_follower_that_falls_more_bytes_behind_than_it_may_be_held_is_cut_off_at_a_whole_record_and_the_ingest_never_waits(int chunkSize)
     {
-        var pcap = Pcap(LiveRecordFeed.FollowerBacklog + 10);
-        var feed = new LiveRecordFeed();
+        var pcap = Pcap(1000); // 30,024 bytes
+        var feed = new LiveRecordFeed(new FollowLimits { FollowBufferPerFollower = "8Ki", FollowBufferTotal = "1Mi" });
         using var follow = feed.Subscribe(Target);
 
-        Feed(feed, pcap, 0, pcap.Length, 30); // one chunk per record, nobody reading
+        Feed(feed, pcap, 0, pcap.Length, chunkSize); // nobody reading
 
-        var e = Assert.Throws<FollowerTooSlowException>(() => Drain(follow));
-        Assert.Contains("fell more than 4096 chunks behind", e.Message, StringComparison.Ordinal);
+        Assert.True(feed.HeldBytes <= 8 << 10, $"{feed.HeldBytes} bytes held");
+        var (read, error) = DrainUntilError(follow);
+        Assert.IsType<FollowerTooSlowException>(error);
+        Assert.Contains("fell too far behind the capture", error!.Message, StringComparison.Ordinal);
+        Assert.InRange(read.Length, (8 << 10) - 30 - chunkSize, 8 << 10);
+        Assert.Equal(0, (read.Length - 24) % 30); // whole records: still a valid pcap
+        Assert.Equal(pcap.AsSpan(0, read.Length).ToArray(), read);
+        Assert.Equal(0, feed.HeldBytes);
+    }
+
+    [Fact]
+    public void Past_the_total_the_follower_furthest_behind_is_cut_off_and_one_that_reads_goes_on_to_the_end()
+    {
+        var pcap = Pcap(1000);
+        var other = Target with { CaptureUid = "uid-2", CaptureName = "other" };
+        var third = Target with { CaptureUid = "uid-3", CaptureName = "third" };
+        var feed = new LiveRecordFeed(new FollowLimits { FollowBufferPerFollower = "16Ki", FollowBufferTotal = "20Ki" });
+        using var sleeper = feed.Subscribe(Target); // never reads: each sleeper stays below its own 16 KiB, both together do not
+        using var reader = feed.Subscribe(other);
+        using var otherSleeper = feed.Subscribe(third);
+        var followed = new MemoryStream();
+
+        for (var at = 0; at < pcap.Length; at += 300)
+        {
+            var n = Math.Min(300, pcap.Length - at);
+            feed.Append(Target, at, pcap.AsMemory(at, n));
+            feed.Append(other, at, pcap.AsMemory(at, n));
+            feed.Append(third, at, pcap.AsMemory(at, n));
+            while (reader.TryRead(out var chunk))
+            {
+                followed.Write(chunk.Span);
+            }
+
+            Assert.True(feed.HeldBytes <= 20 << 10, $"{feed.HeldBytes} bytes held at {at}");
+        }
+
+        feed.Complete(other);
+        feed.Complete(Target);
+        feed.Complete(third);
+
+        Assert.Equal(pcap, followed.ToArray().Concat(Drain(reader)).ToArray());
+        foreach (var cut in new[] { sleeper, otherSleeper })
+        {
+            var (slept, error) = DrainUntilError(cut);
+            Assert.IsType<FollowerTooSlowException>(error);
+            Assert.InRange(slept.Length, 24, 16 << 10);
+            Assert.Equal(0, (slept.Length - 24) % 30);
+        }
     }
 
     [Fact]
@@ -140,14 +189,36 @@ public sealed class LiveRecordFeedTests
     private static byte[] Drain(LiveSubscription follow)
     {
         var output = new MemoryStream();
-        while (follow.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        while (follow.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
         {
-            while (follow.Reader.TryRead(out var chunk))
+            while (follow.TryRead(out var chunk))
             {
                 output.Write(chunk.Span);
             }
         }
 
         return output.ToArray();
+    }
+
+    /// <summary>What the follower reads before its follow ends, and the exception it ended with (null: it ended with the capture).</summary>
+    private static (byte[] Read, Exception? Error) DrainUntilError(LiveSubscription follow)
+    {
+        var output = new MemoryStream();
+        try
+        {
+            while (follow.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+            {
+                while (follow.TryRead(out var chunk))
+                {
+                    output.Write(chunk.Span);
+                }
+            }
+
+            return (output.ToArray(), null);
+        }
+        catch (Exception e) when (e is FollowerTooSlowException or LiveFeedUnavailableException)
+        {
+            return (output.ToArray(), e);
+        }
     }
 }

@@ -103,6 +103,9 @@ public sealed class OperatorHost : IAsyncDisposable
         return host;
     }
 
+    /// <summary>The memory cgroup the operator process runs in (a memory limit given), else null.</summary>
+    public MemoryCgroup? Cgroup => _cgroup;
+
     public static async Task<OperatorHost> StartProcessAsync(IReadOnlyDictionary<string, string> settings, IReadOnlyDictionary<string, string>? environment = null, long? memoryLimitBytes = null)
     {
         var host = new OperatorHost(settings) { _cgroup = memoryLimitBytes is { } limit ? MemoryCgroup.Create(limit) : null };

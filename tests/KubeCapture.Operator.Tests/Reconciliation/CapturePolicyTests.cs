@@ -44,6 +44,60 @@ public sealed class CapturePolicyTests
         Assert.Equal(("PolicyExceeded", "spec.maxBytes 2Gi is more than the policy's maximum 1Gi"), (verdict.Reason, verdict.Message));
     }
 
+    [Theory]
+    [InlineData("876000h", "none", false, "spec.retention.ttl 876000h is longer than the policy's maximum retention 720h (Policy:MaxRetention)")]
+    [InlineData("721h", "governance", false, "spec.retention.ttl 721h is longer than the policy's maximum retention 720h")]
+    [InlineData("24h", "compliance", false, "spec.retention.lock asks for a compliance lock, which the policy does not allow in namespace 'shop' (Policy:Locks allows governance in every namespace; compliance nowhere; legalHold nowhere): a compliance lock cannot be shortened or removed by anyone")]
+    [InlineData("24h", "none", true, "spec.retention.legalHold asks for a legal hold, which the policy does not allow in namespace 'shop'")]
+    public void By_default_retention_is_bounded_to_30_days_and_only_governance_locks_are_allowed(string ttl, string lockMode, bool legalHold, string expected)
+    {
+        var capture = Capture("r", "tcp", "30s");
+        capture.Spec.Retention = new CaptureRetention { Ttl = ttl, Lock = lockMode, LegalHold = legalHold };
+
+        var verdict = new CapturePolicy().Check(capture);
+
+        Assert.Equal(("PolicyExceeded", false), (verdict.Reason, verdict.Allowed));
+        Assert.Contains(expected, verdict.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_governance_lock_within_the_longest_retention_is_accepted_by_default()
+    {
+        var capture = Capture("r", "tcp", "30s");
+        capture.Spec.Retention = new CaptureRetention { Ttl = "720h", Lock = "governance" };
+
+        Assert.True(new CapturePolicy().Check(capture).Allowed);
+    }
+
+    [Fact]
+    public void Compliance_locks_and_legal_holds_are_allowed_only_in_the_namespaces_the_policy_names()
+    {
+        var policy = new CapturePolicy { MaxRetention = "8760h", Locks = new LockPolicy { Governance = "", Compliance = "forensics, audit", LegalHold = "forensics" } };
+        var inForensics = Capture("r", "tcp", "30s");
+        inForensics.Metadata.NamespaceProperty = "forensics";
+        inForensics.Spec.Retention = new CaptureRetention { Ttl = "8760h", Lock = "compliance", LegalHold = true };
+        var elsewhere = Capture("r", "tcp", "30s");
+        elsewhere.Spec.Retention = new CaptureRetention { Ttl = "24h", Lock = "compliance" };
+        var governance = Capture("r", "tcp", "30s");
+        governance.Metadata.NamespaceProperty = "forensics";
+        governance.Spec.Retention = new CaptureRetention { Ttl = "24h", Lock = "governance" };
+
+        Assert.True(policy.Check(inForensics).Allowed);
+        Assert.Contains("not allow in namespace 'shop' (Policy:Locks allows governance nowhere; compliance in forensics, audit; legalHold in forensics)", policy.Check(elsewhere).Message, StringComparison.Ordinal);
+        Assert.Equal("PolicyExceeded", policy.Check(governance).Reason);
+    }
+
+    [Fact]
+    public void A_policy_whose_default_retention_or_required_lock_cannot_hold_fails_at_startup_naming_the_keys()
+    {
+        var tooLong = Assert.Throws<InvalidOperationException>(() => new CapturePolicy { MaxRetention = "24h" }.CheckDefaultRetention(TimeSpan.FromDays(7)));
+        var impossible = Assert.Throws<InvalidOperationException>(() => new CapturePolicy { RequireLock = true, Locks = new LockPolicy { Governance = "" } }.Validate());
+
+        Assert.Contains("Storage:DefaultRetention (7.00:00:00) is longer than Policy:MaxRetention (24h)", tooLong.Message, StringComparison.Ordinal);
+        Assert.Contains("Policy:RequireLock is true, but Policy:Locks allows neither governance nor compliance anywhere", impossible.Message, StringComparison.Ordinal);
+        new CapturePolicy().CheckDefaultRetention(TimeSpan.FromDays(7)); // the defaults agree
+    }
+
     [Fact]
     public void A_policy_that_requires_a_lock_refuses_an_unlocked_capture_and_accepts_a_locked_one()
     {

@@ -76,11 +76,17 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         Assert.Equal("kubecapture/agent:test", injected.Image);
         Assert.Equal(
             ["capture", "--ingest", "http://127.0.0.1:1", "--capture-uid", created.Metadata.Uid, "--capture-namespace", "shop", "--capture-name", "ping",
-             "--pod", "api-1", "-i", "any", "-s", "128", "-c", "6", "--duration", "30s", "--max-bytes", "64Mi", "--retention", "168h", "icmp"],
+             "--pod", "api-1", "-i", "any", "-s", "128", "-c", "6", "--duration", "30s", "--max-bytes", "64Mi", "--retention", "168h", "--", "icmp"],
             injected.Args);
+        // The token is no literal in the pod spec: the kubelet reads it from a Secret the capture owns.
         var token = Assert.Single(injected.Env);
         Assert.Equal(EphemeralContainerSpec.TokenVariable, token.Name);
-        Assert.True(harness.IngestDouble.Verify(new CaptureIdentity(created.Metadata.Uid, "shop", "ping", "api-1"), token.Value));
+        Assert.Null(token.Value);
+        var secret = await harness.Client.CoreV1.ReadNamespacedSecretAsync(token.ValueFrom.SecretKeyRef.Name, "shop");
+        Assert.True(harness.IngestDouble.Verify(new CaptureIdentity(created.Metadata.Uid, "shop", "ping", "api-1"), System.Text.Encoding.UTF8.GetString(secret.Data[token.ValueFrom.SecretKeyRef.Key])));
+        var owner = Assert.Single(secret.Metadata.OwnerReferences);
+        Assert.Equal((PacketCapture.KindName, "ping", created.Metadata.Uid, true), (owner.Kind, owner.Name, owner.Uid, owner.Controller));
+        Assert.True(secret.Immutable);
         Assert.Equal(["NET_RAW"], injected.SecurityContext.Capabilities.Add);
         Assert.Equal(["ALL"], injected.SecurityContext.Capabilities.Drop);
         Assert.False(injected.SecurityContext.AllowPrivilegeEscalation);

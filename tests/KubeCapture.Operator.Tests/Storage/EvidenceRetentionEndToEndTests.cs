@@ -28,14 +28,14 @@ public sealed class EvidenceRetentionEndToEndTests(SubresourcesCluster cluster)
             Target = new CaptureTarget { PodName = "db" },
             Filter = "icmp",
             Duration = "30s",
-            Retention = new CaptureRetention { Ttl = "24h", Lock = "compliance" },
+            Retention = new CaptureRetention { Ttl = "24h", Lock = "governance" },
         });
 
         var failed = await cluster.Admin.WaitForPhaseAsync(ns, "locked", CapturePhase.Failed, Long);
 
         var condition = CaptureConditions.Find(failed.Status, CaptureConditions.StorageReady);
         Assert.Equal(("False", "ObjectLockUnavailable"), (condition?.Status, condition?.Reason));
-        Assert.Contains($"spec.retention asks for a compliance lock, but bucket {cluster.S3.Bucket} has no Object Lock", condition!.Message, StringComparison.Ordinal);
+        Assert.Contains($"spec.retention asks for a governance lock, but bucket {cluster.S3.Bucket} has no Object Lock", condition!.Message, StringComparison.Ordinal);
         Assert.Empty(failed.Status!.Targets);
         Assert.Empty(await cluster.CaptureContainersAsync(ns, "db"));
     }

@@ -117,6 +117,42 @@ public sealed class ObjectLockTests
         Assert.True(DateTime.UtcNow - stored >= TimeSpan.FromSeconds(2), "expired by the lifecycle run, not at once");
     }
 
+    [StorageFact]
+    public async Task A_stream_that_outlives_its_PacketCapture_is_stored_with_the_captures_lock_and_requester()
+    {
+        await using var rgw = await CephRgwFixture.StartAsync(objectLock: true);
+        await using var host = await OperatorHost.StartInProcessAsync(OperatorHost.S3Settings(rgw, 5 << 20));
+        var custody = host.Services.GetRequiredService<ICustodyWitness>();
+        var capture = Capture("governance", legalHold: false);
+        capture.Metadata.Annotations = new Dictionary<string, string>(KubeCapture.Operator.Admission.RequesterStamp.Annotations(new CaptureRequester { Username = "alice", Uid = "alice-uid", Groups = ["forensics"] }));
+        custody.Witness(capture, Pod, "kubecapture-x");
+        await using var traffic = new LoopbackTraffic();
+        await using var agent = await AgentRun.StartAsync(host, Target, traffic.Filter, null, "-c", "40", "--retention", "2m");
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (await rgw.ReadObjectAsync("captures/.ingest/evidence/locked/db-0.json") is null)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the agent never opened its upload: " + agent.Output);
+            await traffic.SendAsync(1 << 10, pause: TimeSpan.FromMilliseconds(5));
+        }
+
+        custody.Forget(Target.CaptureUid); // the PacketCapture is gone (deleted without waiting: break-glass)
+        await traffic.SendAsync(64 << 10, pause: TimeSpan.FromMilliseconds(5));
+        Assert.True(await agent.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 0, agent.Output);
+        var stored = await IngestStorageTests.StoreOf(rgw).FindStoredAsync(Target, CancellationToken.None) ?? throw new InvalidOperationException("nothing stored");
+
+        Assert.Equal(("governance", stored.ExpiresAt), (stored.Retention!.Lock, stored.Retention.RetainUntil));
+        Assert.Equal(("alice", "legal request 12"), (stored.Requester?.Username, stored.Reason));
+        Assert.Contains("<Mode>GOVERNANCE</Mode>", await SendAsync(rgw, HttpMethod.Get, PcapKey + "?retention=", HttpStatusCode.OK), StringComparison.Ordinal);
+    }
+
+    private static readonly V1Pod Pod = new() { Metadata = new V1ObjectMeta { Name = "db-0", Uid = "pod-uid-db-0" }, Status = new V1PodStatus { PodIPs = [new V1PodIP { Ip = "127.0.0.1" }] } };
+
+    private static PacketCapture Capture(string lockMode, bool legalHold) => new()
+    {
+        Metadata = new V1ObjectMeta { Name = Target.CaptureName, NamespaceProperty = Target.Namespace, Uid = Target.CaptureUid },
+        Spec = new PacketCaptureSpec { Reason = "legal request 12", Duration = "60s", Retention = new CaptureRetention { Ttl = "2m", Lock = lockMode, LegalHold = legalHold } },
+    };
+
     private const string PcapKey = "captures/evidence/locked/db-0.pcap";
     private const string ManifestKey = "captures/evidence/locked/db-0.manifest.json";
     private static readonly CaptureIdentity Target = new("uid-locked-1", "evidence", "locked", "db-0");
@@ -131,13 +167,7 @@ public sealed class ObjectLockTests
         }
 
         await using var host = await OperatorHost.StartInProcessAsync(settings);
-        var capture = new PacketCapture
-        {
-            Metadata = new V1ObjectMeta { Name = Target.CaptureName, NamespaceProperty = Target.Namespace, Uid = Target.CaptureUid },
-            Spec = new PacketCaptureSpec { Reason = "legal request 12", Duration = "60s", Retention = new CaptureRetention { Ttl = "2m", Lock = lockMode, LegalHold = legalHold } },
-        };
-        var pod = new V1Pod { Metadata = new V1ObjectMeta { Name = Target.Pod, Uid = "pod-uid-db-0" }, Status = new V1PodStatus { PodIPs = [new V1PodIP { Ip = "127.0.0.1" }] } };
-        host.Services.GetRequiredService<ICustodyWitness>().Witness(capture, pod, "kubecapture-x");
+        host.Services.GetRequiredService<ICustodyWitness>().Witness(Capture(lockMode, legalHold), Pod, "kubecapture-x");
         await using var traffic = new LoopbackTraffic();
         await using var agent = await AgentRun.StartAsync(host, Target, traffic.Filter, null, "-c", "5", "--retention", "2m");
         await traffic.SendAsync(16 << 10, pause: TimeSpan.FromMilliseconds(5));

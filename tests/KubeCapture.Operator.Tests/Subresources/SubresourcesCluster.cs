@@ -32,12 +32,17 @@ public sealed class SubresourcesCluster : ApiServerCluster
         $"/apis/{SubresourcesApi.GroupVersion}/namespaces/{ns}/{SubresourcesApi.Resource}/{name}/{subresource}{(pod is null ? "" : "?pod=" + pod)}";
 
     /// <summary>GET through kube-apiserver as <paramref name="token"/>'s user (for the response headers kubectl does not show).</summary>
-    public async Task<HttpResponseMessage> GetAsync(string token, string path)
+    public async Task<HttpResponseMessage> GetAsync(string token, string path, IReadOnlyDictionary<string, string>? headers = null)
     {
         var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator };
         var http = new HttpClient(handler) { BaseAddress = new Uri(Install.Server.Url), Timeout = TimeSpan.FromSeconds(60) };
         var request = new HttpRequestMessage(HttpMethod.Get, path);
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        foreach (var (name, value) in headers ?? new Dictionary<string, string>())
+        {
+            request.Headers.Add(name, value);
+        }
+
         return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
     }
 
@@ -57,7 +62,7 @@ public sealed class SubresourcesCluster : ApiServerCluster
         var kubeconfig = Install.Server.WriteKubeconfig(token, "follow-" + Guid.NewGuid().ToString("N")[..8]);
         var start = new ProcessStartInfo("bash") { UseShellExecute = false, RedirectStandardError = true };
         start.ArgumentList.Add("-c");
-        start.ArgumentList.Add("set -o pipefail; \"$0\" --kubeconfig \"$1\" get --raw \"$2\" | tcpdump -nn -l -r - > \"$3\"");
+        start.ArgumentList.Add("set -o pipefail; \"$0\" --kubeconfig \"$1\" get --raw \"$2\" | tcpdump -nn -l -r - > \"$3\"; codes=\"${PIPESTATUS[*]}\"; echo \"kubectl, tcpdump exited: $codes\" >&2; [ \"$codes\" = \"0 0\" ]");
         foreach (var a in new[] { Tools.Kubectl, kubeconfig, path, lines })
         {
             start.ArgumentList.Add(a);

@@ -16,6 +16,9 @@ namespace KubeCapture.Testing.Kubernetes;
 public sealed class InMemoryIngestStatus : IIngestStatus, ICaptureTokenIssuer, IAgentAddresses
 {
     private readonly ConcurrentDictionary<CaptureIdentity, IReadOnlyList<string>> expected = new();
+    private readonly ConcurrentDictionary<CaptureIdentity, UploadTerms> terms = new();
+    private readonly ConcurrentDictionary<CaptureIdentity, string> closed = new();
+    private readonly ConcurrentDictionary<CaptureIdentity, string> contested = new();
     private readonly ConcurrentDictionary<CaptureIdentity, UploadRefusals> refused = new();
 
     private readonly ConcurrentDictionary<CaptureIdentity, TargetUpload> uploads = new();
@@ -28,6 +31,15 @@ public sealed class InMemoryIngestStatus : IIngestStatus, ICaptureTokenIssuer, I
 
     /// <summary>The pod addresses the reconciler told for each target.</summary>
     public IReadOnlyDictionary<CaptureIdentity, IReadOnlyList<string>> ExpectedAddresses => expected;
+
+    /// <summary>The capture's terms the reconciler told for each target (maxBytes, retention).</summary>
+    public IReadOnlyDictionary<CaptureIdentity, UploadTerms> Terms => terms;
+
+    /// <summary>The targets the reconciler told have ended, and why.</summary>
+    public IReadOnlyDictionary<CaptureIdentity, string> Closed => closed;
+
+    /// <summary>The targets the reconciler found contested, with its message.</summary>
+    public IReadOnlyDictionary<CaptureIdentity, string> Contested => contested;
 
     /// <summary>Raised when the reconciler asks a capture's agents to stop (the kubelet forwards it).</summary>
     public event Action<string>? StopRequested;
@@ -49,15 +61,20 @@ public sealed class InMemoryIngestStatus : IIngestStatus, ICaptureTokenIssuer, I
     public bool Verify(CaptureIdentity target, string token) =>
         CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(Issue(target)), Encoding.UTF8.GetBytes(token));
 
-    public void Expect(CaptureIdentity target, IReadOnlyList<string> podIps)
+    public void Expect(CaptureIdentity target, UploadTerms terms)
     {
-        if (podIps.Count > 0)
+        this.terms[target] = terms;
+        if (terms.PodIps.Count > 0)
         {
-            expected[target] = [.. podIps];
+            expected[target] = [.. terms.PodIps];
         }
     }
 
     public void Unbind(CaptureIdentity target) => expected[target] = [];
+
+    public void Close(CaptureIdentity target, string why) => closed[target] = why;
+
+    public void MarkContested(CaptureIdentity target, string message) => contested.TryAdd(target, message);
 
     public void Forget(string captureUid)
     {
@@ -69,13 +86,21 @@ public sealed class InMemoryIngestStatus : IIngestStatus, ICaptureTokenIssuer, I
 
     public UploadRefusals Refusals(CaptureIdentity target) => refused.GetValueOrDefault(target, UploadRefusals.None);
 
-    public void Surfaced(CaptureIdentity target, long count) =>
-        refused.AddOrUpdate(target, UploadRefusals.None, (_, pending) => pending with { Count = Math.Max(0, pending.Count - count) });
+    public void Surfaced(CaptureIdentity target, UploadRefusals surfaced) =>
+        refused.AddOrUpdate(target, UploadRefusals.None, (_, pending) => pending with
+        {
+            Count = Math.Max(0, pending.Count - surfaced.Count),
+            Sessions = Math.Max(0, pending.Sessions - surfaced.Sessions),
+        });
 
-    /// <summary>Plays the ingest refusing an upload for the target (as a forged stream from another address would be).</summary>
-    public void RefuseUpload(CaptureIdentity target, string message)
+    /// <summary>
+    /// Plays the ingest refusing an upload for the target (as a forged stream from another address
+    /// would be; <paramref name="session"/>: a second agent session from the pod itself).
+    /// </summary>
+    public void RefuseUpload(CaptureIdentity target, string message, bool session = false)
     {
-        refused.AddOrUpdate(target, new UploadRefusals(1, message), (_, pending) => new UploadRefusals(pending.Count + 1, message));
+        var sessions = session ? 1 : 0;
+        refused.AddOrUpdate(target, new UploadRefusals(1, message, sessions), (_, pending) => new UploadRefusals(pending.Count + 1, message, pending.Sessions + sessions));
         Refused?.Invoke(target);
     }
 

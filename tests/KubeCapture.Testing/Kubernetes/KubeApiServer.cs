@@ -52,7 +52,7 @@ public sealed class KubeApiServer : IAsyncDisposable
 
     public string AdminToken { get; } = "admin-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
 
-    /// <summary>The audit log (JSON lines, level Metadata): who asked what, for request counting.</summary>
+    /// <summary>The audit log (JSON lines, level Metadata; SubjectAccessReviews with their request body): who asked what, for request counting.</summary>
     public string AuditLogPath => Path.Combine(Directory, "audit.log");
 
     /// <summary>The front-proxy CA (PEM) that signs the client certificate kube-apiserver presents to extension API servers.</summary>
@@ -285,6 +285,8 @@ public sealed class KubeApiServer : IAsyncDisposable
             kind: Policy
             omitStages: [RequestReceived]
             rules:
+            - level: Request
+              resources: [{group: authorization.k8s.io, resources: [subjectaccessreviews]}]
             - level: Metadata
             """);
     }

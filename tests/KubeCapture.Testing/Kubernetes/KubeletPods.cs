@@ -17,7 +17,16 @@ public interface IKubeletPods : IDisposable
 
     /// <summary>Sets (adds or replaces by name) one entry of the pod's status.ephemeralContainerStatuses.</summary>
     Task WriteEphemeralContainerStatusAsync(string ns, string pod, JsonObject containerStatus);
+
+    /// <summary>
+    /// One key of a Secret of the pod's namespace, as a kubelet reads it for <c>env.valueFrom.secretKeyRef</c>;
+    /// throws <see cref="SecretKeyMissingException"/> with the kubelet's message when the Secret or key is not there.
+    /// </summary>
+    Task<string> ReadSecretKeyAsync(string ns, string secret, string key);
 }
+
+/// <summary>The Secret or its key is missing: the kubelet reports CreateContainerConfigError with this message.</summary>
+public sealed class SecretKeyMissingException(string message) : Exception(message);
 
 /// <summary>The emulator's pods, straight from its store (so faults injected into its HTTP API hit only the operator).</summary>
 public sealed class EmulatorPods : IKubeletPods
@@ -63,6 +72,13 @@ public sealed class EmulatorPods : IKubeletPods
                 await Task.Delay(10);
             }
         }
+    }
+
+    public Task<string> ReadSecretKeyAsync(string ns, string secret, string key)
+    {
+        var found = emulator.Store.Get(ResourceType.Secrets, ns, secret) ?? throw new SecretKeyMissingException($"secret \"{secret}\" not found");
+        var value = (string?)found["data"]?[key] ?? throw new SecretKeyMissingException($"couldn't find key {key} in Secret {ns}/{secret}");
+        return Task.FromResult(System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(value)));
     }
 
     public void Dispose() => emulator.Store.Changed -= OnChange;
@@ -174,6 +190,23 @@ public sealed class ApiServerPods : IKubeletPods
         {
             // The pod is gone: a kubelet has nothing left to report to.
         }
+    }
+
+    public async Task<string> ReadSecretKeyAsync(string ns, string secret, string key)
+    {
+        V1Secret found;
+        try
+        {
+            found = await client.CoreV1.ReadNamespacedSecretAsync(secret, ns);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            throw new SecretKeyMissingException($"secret \"{secret}\" not found");
+        }
+
+        return found.Data?.TryGetValue(key, out var value) == true
+            ? System.Text.Encoding.UTF8.GetString(value)
+            : throw new SecretKeyMissingException($"couldn't find key {key} in Secret {ns}/{secret}");
     }
 
     public void Dispose()

@@ -110,6 +110,19 @@ public sealed class ObjectStore
                 stored.Remove("status");
             }
 
+            if (type == ResourceType.Secrets && stored["stringData"] is JsonObject stringData)
+            {
+                // As the API server does: stringData is written into data (base64) and never stored itself.
+                var data = stored["data"] as JsonObject ?? [];
+                foreach (var (field, value) in stringData)
+                {
+                    data[field] = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes((string?)value ?? ""));
+                }
+
+                stored["data"] = data;
+                stored.Remove("stringData");
+            }
+
             stored["apiVersion"] = type.ApiVersion;
             stored["kind"] = type.Kind;
             var meta = (JsonObject)stored["metadata"]!;

@@ -14,11 +14,12 @@ public sealed record ResourceType(
     public static readonly ResourceType Pods = new("", "v1", "pods", "Pod", true, true, false);
     public static readonly ResourceType Events = new("", "v1", "events", "Event", true, false, false);
     public static readonly ResourceType Leases = new("coordination.k8s.io", "v1", "leases", "Lease", true, false, false);
+    public static readonly ResourceType Secrets = new("", "v1", "secrets", "Secret", true, false, false);
 
     /// <summary>The CRD packetcaptures.kubecapture.io/v1alpha1, with its status subresource.</summary>
     public static readonly ResourceType PacketCaptures = new("kubecapture.io", "v1alpha1", "packetcaptures", "PacketCapture", true, true, true);
 
-    public static IReadOnlyList<ResourceType> All { get; } = [Namespaces, Pods, Events, Leases, PacketCaptures];
+    public static IReadOnlyList<ResourceType> All { get; } = [Namespaces, Pods, Events, Leases, Secrets, PacketCaptures];
 
     public string ApiVersion => Group.Length == 0 ? Version : $"{Group}/{Version}";
 

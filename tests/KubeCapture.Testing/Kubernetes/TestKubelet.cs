@@ -81,6 +81,24 @@ public sealed partial class TestKubelet : IDisposable
     /// </summary>
     public bool SimulateRunning { get; set; }
 
+    /// <summary>
+    /// Holds the capture containers of a pod (<c>ns/pod</c>) in <c>ContainerCreating</c>, as a slow
+    /// image pull would, until <see cref="ReleaseContainersOf"/>: the moment before the agent connects,
+    /// made as long as a test needs.
+    /// </summary>
+    public void HoldContainersOf(string ns, string pod) => held[$"{ns}/{pod}"] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Lets the held containers of the pod start.</summary>
+    public void ReleaseContainersOf(string ns, string pod)
+    {
+        if (held.TryRemove($"{ns}/{pod}", out var hold))
+        {
+            hold.TrySetResult();
+        }
+    }
+
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> held = new(StringComparer.Ordinal);
+
     /// <summary>How many times any container was started (a duplicate injection would start twice).</summary>
     public int Starts => started.Count;
 
@@ -156,6 +174,26 @@ public sealed partial class TestKubelet : IDisposable
             if (SimulateRunning)
             {
                 await ReportAsync(ns, pod, name, image, new JsonObject { ["running"] = new JsonObject { ["startedAt"] = ObjectStore.Timestamp(DateTimeOffset.UtcNow) } });
+                return;
+            }
+
+            if (held.TryGetValue($"{ns}/{pod}", out var hold))
+            {
+                await ReportAsync(ns, pod, name, image, new JsonObject { ["waiting"] = new JsonObject { ["reason"] = "ContainerCreating" } });
+                await hold.Task;
+            }
+
+            // As a kubelet: env values from Secrets are read now and handed to the runtime as plain values.
+            try
+            {
+                await ResolveEnvAsync(ns, container);
+            }
+            catch (SecretKeyMissingException e)
+            {
+                await ReportAsync(ns, pod, name, image, new JsonObject
+                {
+                    ["waiting"] = new JsonObject { ["reason"] = "CreateContainerConfigError", ["message"] = e.Message },
+                });
                 return;
             }
 
@@ -307,6 +345,25 @@ public sealed partial class TestKubelet : IDisposable
         }
     }
 
+    /// <summary>Replaces each env entry's <c>valueFrom.secretKeyRef</c> with the Secret's value, as the kubelet does before it asks the runtime to start the container.</summary>
+    private async Task ResolveEnvAsync(string ns, JsonObject container)
+    {
+        foreach (var env in container["env"] as JsonArray ?? [])
+        {
+            if (env?["valueFrom"]?["secretKeyRef"] is JsonObject reference)
+            {
+                var value = await pods.ReadSecretKeyAsync(ns, (string)reference["name"]!, (string)reference["key"]!);
+                var entry = (JsonObject)env;
+                entry.Remove("valueFrom");
+                entry["value"] = value;
+            }
+            else if (env?["valueFrom"] is not null)
+            {
+                throw new NotSupportedException($"env {(string?)env["name"]}: only valueFrom.secretKeyRef is resolved by the test kubelet");
+            }
+        }
+    }
+
     /// <summary>What the container's process wrote to stderr so far (the agent's log), or "" before it started.</summary>
     public string Stderr(string ns, string pod, string container)
     {
@@ -358,6 +415,12 @@ public sealed partial class TestKubelet : IDisposable
         var local = new List<string>();
         for (var i = 0; i < args.Count; i++)
         {
+            if (args[i] == "--")
+            {
+                local.AddRange(args.Skip(i)); // the filter: never an option, whatever its words
+                break;
+            }
+
             if (IngestOnlyOptions.Contains(args[i]))
             {
                 i++;
