@@ -292,6 +292,12 @@ public sealed class CaptureDownloads(
             {
                 logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} ended after {Bytes} bytes: the capture ran past its duration and grace without ending", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes);
             }
+            catch (Exception e) when (cancellationToken.IsCancellationRequested && e is OperationCanceledException or IOException)
+            {
+                // kube-apiserver ends a request to an extension API after its --request-timeout (1 minute by
+                // default), and a reader may close its end: either way the follower has gone; the capture goes on.
+                logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User} ended after {Bytes} bytes: the follower went away", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes);
+            }
         }
         finally
         {

@@ -10,6 +10,9 @@ namespace KubeCapture.Agent.Tests.Summary;
 /// "out of order" it calls some of them, not knowing this is the sending end), and each copy keeps
 /// its IP identification across the middlebox, so the receiver's capture says which copies arrived,
 /// in what order, and which came twice. The ground truth the summary's words are held to.
+/// A first copy that never arrived is visible as loss at the receiver only when later bytes came
+/// before the copy that replaced it (a gap): the last segment lost and sent again by a tail loss
+/// probe arrives in order, and no capture at the receiver can tell it from a first copy.
 /// </summary>
 internal sealed record SegmentTruth(
     int SentAgain,
@@ -17,6 +20,8 @@ internal sealed record SegmentTruth(
     IReadOnlySet<long> OriginalFramesAtReceiver,
     int DuplicatesAtReceiver,
     int FirstCopiesNeverArrived,
+    int FirstCopiesNeverArrivedSeenAsGaps,
+    IReadOnlySet<long> GapFillingRetransmissionFramesAtReceiver,
     int LateFirstCopies)
 {
     /// <summary>
@@ -48,6 +53,9 @@ internal sealed record SegmentTruth(
         var arrived = new HashSet<(int Port, int Id)>();
         var (retransmissions, originals, duplicates) = (new HashSet<long>(), new HashSet<long>(), 0);
         var firstArrival = new Dictionary<(int Port, long Sequence), bool>(); // per range: was the first copy to arrive a retransmission?
+        var filledGap = new Dictionary<(int Port, long Sequence), bool>(); // per range: had later bytes arrived before its first copy?
+        var arrivedUpTo = new Dictionary<int, long>();
+        var gapFillingRetransmissions = new HashSet<long>();
         foreach (var r in await SegmentsAsync(receiverPcap, filter, connectionPort))
         {
             if (!arrived.Add((r.Port, r.Id)))
@@ -59,11 +67,19 @@ internal sealed record SegmentTruth(
             var again = resent.Contains((r.Port, r.Id));
             (again ? retransmissions : originals).Add(r.Frame);
             firstArrival.TryAdd((r.Port, r.Sequence), again);
+            var beyond = arrivedUpTo.TryGetValue(r.Port, out var upTo) && upTo > r.Sequence;
+            if (filledGap.TryAdd((r.Port, r.Sequence), beyond) && again && beyond)
+            {
+                gapFillingRetransmissions.Add(r.Frame);
+            }
+
+            arrivedUpTo[r.Port] = Math.Max(upTo, r.Sequence + r.Length);
         }
 
         var neverArrived = firstCopies.Count(f => !arrived.Contains((f.Key.Port, f.Value)));
+        var seenAsGaps = firstCopies.Count(f => !arrived.Contains((f.Key.Port, f.Value)) && filledGap.GetValueOrDefault(f.Key));
         var late = firstCopies.Count(f => firstArrival.TryGetValue(f.Key, out var retransmissionFirst) && retransmissionFirst && arrived.Contains((f.Key.Port, f.Value)));
-        return new SegmentTruth(resent.Count, retransmissions, originals, duplicates, neverArrived, late);
+        return new SegmentTruth(resent.Count, retransmissions, originals, duplicates, neverArrived, seenAsGaps, gapFillingRetransmissions, late);
     }
 
     private sealed record Segment(long Frame, int Port, int Id, long Sequence, long Length);
