@@ -91,7 +91,10 @@ public static class RecordCommandLine
                 "the recording would end before its ring held a window; lengthen --duration or shorten --window");
         }
 
-        var after = own.TryGetValue("--after", out var a) ? Duration("--after", a, allowZero: true) : Recorder.RecorderOptions.DefaultAfter;
+        // The default --after never outlasts a short recording; one typed does, and is refused.
+        var after = own.TryGetValue("--after", out var a)
+            ? Duration("--after", a, allowZero: true)
+            : Recorder.RecorderOptions.DefaultAfter < capture.Duration ? Recorder.RecorderOptions.DefaultAfter : capture.Duration;
         if (after > capture.Duration)
         {
             throw new UsageException($"--after {Quantities.FormatDuration(after)} is longer than --duration {Quantities.FormatDuration(capture.Duration)}");
