@@ -1,3 +1,4 @@
+using KubeCapture.Agent.Capture;
 using PacketDotNet;
 using SharpPcap.LibPcap;
 
@@ -32,7 +33,7 @@ public sealed class FilterTrigger : IDisposable
     /// <summary>Packets the filter matched so far.</summary>
     public long Matched => _matched;
 
-    /// <summary>Compiles the filter for <paramref name="link"/>; throws <see cref="Capture.CaptureSetupException"/> with libpcap's message when libpcap rejects it.</summary>
+    /// <summary>Compiles the filter for <paramref name="link"/>; throws <see cref="CaptureSetupException"/> with libpcap's message when libpcap rejects it.</summary>
     public static FilterTrigger Create(FilterTriggerSpec spec, LinkLayers link) => new(spec, Compile(spec.Expression, link));
 
     /// <summary>Compiles a trigger filter only to check it.</summary>
@@ -43,25 +44,26 @@ public sealed class FilterTrigger : IDisposable
     /// this packet makes the trigger fire; <paramref name="eventStart"/> is then the time of the first
     /// of the N matches that crossed the threshold.
     /// </summary>
-    public bool Observe(ReadOnlySpan<byte> frame, long time, out long eventStart)
+    public bool Observe(ReadOnlySpan<byte> frame, uint wireLength, long time, out long eventStart)
     {
         eventStart = 0;
-        var count = _matches.Length;
-        if (!_armed && (_matched < count || _matches[_next] <= time - _periodMicroseconds))
+        var matches = Matches(frame, wireLength);
+        if (matches)
         {
-            _armed = true; // fewer than N matches within the last period: the event is over
+            _matches[_next] = time;
+            _next = (_next + 1) % _matches.Length;
+            _matched++;
         }
 
-        if (!_program.Matches(frame))
+        // Over the threshold: the N-th latest match (the oldest kept, once there are N) is within a period of now.
+        var oldest = _matches[_next];
+        if (_matched < _matches.Length || time - oldest > _periodMicroseconds)
         {
+            _armed = true; // fewer than N within the last period: the event, if any, is over
             return false;
         }
 
-        _matches[_next] = time;
-        _next = (_next + 1) % count;
-        _matched++;
-        var oldest = _matches[_next]; // the N-th latest match, once there are N
-        if (!_armed || _matched < count || time - oldest > _periodMicroseconds)
+        if (!matches || !_armed)
         {
             return false;
         }
@@ -69,6 +71,16 @@ public sealed class FilterTrigger : IDisposable
         _armed = false;
         eventStart = oldest;
         return true;
+    }
+
+    /// <summary>libpcap's pcap_offline_filter on the frame, without allocating (the program lives as long as this trigger).</summary>
+    private unsafe bool Matches(ReadOnlySpan<byte> frame, uint wireLength)
+    {
+        var header = new PcapPacketHeader(0, 0, (uint)frame.Length, wireLength);
+        fixed (byte* data = frame)
+        {
+            return LibPcapExports.OfflineFilter(_program.DangerousGetHandle(), &header, data) != 0;
+        }
     }
 
     private static BpfProgram Compile(string expression, LinkLayers link)
@@ -79,7 +91,7 @@ public sealed class FilterTrigger : IDisposable
         }
         catch (SharpPcap.PcapException e)
         {
-            throw new Capture.CaptureSetupException($"invalid --trigger-filter '{expression}': libpcap: {e.Message}");
+            throw new CaptureSetupException($"invalid --trigger-filter '{expression}': libpcap: {e.Message}");
         }
     }
 

@@ -112,7 +112,7 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
             }
         }
 
-        if (_filter is { } filter && filter.Observe(data, time, out var eventStart))
+        if (_filter is { } filter && filter.Observe(data, originalLength, time, out var eventStart))
         {
             Fire("filter", filter.Spec.ToString(), time, eventStart);
         }

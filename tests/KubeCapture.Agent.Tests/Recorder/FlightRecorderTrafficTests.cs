@@ -112,12 +112,13 @@ public sealed class FlightRecorderTrafficTests(LabFixture fixture) : IClassFixtu
     [Fact]
     public async Task AStormAfterTheCooldownGivesASecondSnapshot()
     {
-        var (run, first) = await TwoStormsAsync("1s", TimeSpan.FromMilliseconds(2500)); // longer than the cooldown, in packet time too
+        var (run, first) = await TwoStormsAsync("1s", TimeSpan.FromMilliseconds(2500), "--max-snapshots", "2"); // longer than the cooldown, in packet time too
         await using var _ = run;
         var snapshots = await run.WaitForSnapshotsAsync(2);
-        var exit = await run.StopAsync();
+        var exit = await run.WaitForEndAsync(); // the last snapshot allowed ends the recording
 
         Assert.Equal(0, exit.ExitCode);
+        Assert.Contains("recording ended (--max-snapshots 2 taken)", exit.Stderr, StringComparison.Ordinal);
         Assert.Equal(2, snapshots.Count);
         var resets = await RecordingRun.PacketsAsync(run.TcpdumpPath, "tcp.flags.reset == 1");
         Assert.Equal(60, resets.Count);
@@ -177,10 +178,10 @@ public sealed class FlightRecorderTrafficTests(LabFixture fixture) : IClassFixtu
     }
 
     /// <summary>A recording with a 20-RSTs-in-1s trigger and the given cooldown: 30 refusals, its snapshot, a pause, 30 more.</summary>
-    private async Task<(RecordingRun Run, SnapshotManifest First)> TwoStormsAsync(string cooldown, TimeSpan pause)
+    private async Task<(RecordingRun Run, SnapshotManifest First)> TwoStormsAsync(string cooldown, TimeSpan pause, params string[] options)
     {
         var run = await RecordingRun.StartAsync(fixture.Server, TcpFilter,
-            "--window", "1s", "--after", "0s", "--cooldown", cooldown, "--duration", "5m", "--trigger-filter", RstFilter, "--trigger-count", "20/1s");
+            ["--window", "1s", "--after", "0s", "--cooldown", cooldown, "--duration", "5m", "--trigger-filter", RstFilter, "--trigger-count", "20/1s", .. options]);
         (await RecorderTraffic.RefuseAsync(fixture, 30)).EnsureSuccess();
         var first = (await run.WaitForSnapshotsAsync(1))[0];
         await Task.Delay(pause);

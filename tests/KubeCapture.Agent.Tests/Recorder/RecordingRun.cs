@@ -98,6 +98,14 @@ internal sealed class RecordingRun : IAsyncDisposable
         return exit;
     }
 
+    /// <summary>Waits for the agent to end by itself, then stops tcpdump; returns how the agent ended.</summary>
+    public async Task<AgentExit> WaitForEndAsync()
+    {
+        var exit = await Agent.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        await _tcpdump.StopAsync();
+        return exit;
+    }
+
     /// <summary>The packets of a pcap as tshark reads them, with their time in microseconds.</summary>
     public static async Task<IReadOnlyList<(long Time, string Key)>> PacketsAsync(string pcap, string? displayFilter = null) =>
         [.. (await Tshark.FieldsAsync(pcap, Fields, displayFilter)).Select(f => (Microseconds(f[0]), string.Join('|', f.Skip(1))))];
