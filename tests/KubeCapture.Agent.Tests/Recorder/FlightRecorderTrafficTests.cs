@@ -1,5 +1,6 @@
 using KubeCapture.Agent.Recorder;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Testing.Processes;
 
 namespace KubeCapture.Agent.Tests.Recorder;
 
@@ -10,6 +11,8 @@ namespace KubeCapture.Agent.Tests.Recorder;
 /// </summary>
 public sealed class FlightRecorderTrafficTests(LabFixture fixture) : IClassFixture<LabFixture>
 {
+    private const int SigStop = 19;
+    private const int SigCont = 18;
     private const string RstFilter = "tcp[tcpflags] & tcp-rst != 0";
     private static readonly string TcpFilter = $"tcp port {LabFixture.HttpPort} or tcp port {LabFixture.ClosedPort}";
 
@@ -175,6 +178,33 @@ public sealed class FlightRecorderTrafficTests(LabFixture fixture) : IClassFixtu
         Assert.True(RecordingRun.ManifestMicroseconds(snapshot.FirstPacket!) > RecordingRun.ManifestMicroseconds(snapshot.WindowStart) + 10_000);
         var held = snapshot.Bytes - 24;
         Assert.InRange(held, ring - (2 * record) + 1, ring); // whole records: at most one record's room lost at the wrap, one at the end
+    }
+
+    [Fact]
+    public async Task PacketsTheKernelDroppedInTheWindowAreCountedInTheSnapshot()
+    {
+        const int sent = 5000;
+        // A 64 KiB kernel buffer, and the agent frozen (SIGSTOP) while a burst arrives: the kernel drops.
+        await using var run = await RecordingRun.StartAsync(fixture.Server, "udp port 9", "-B", "64", "--window", "30s", "--after", "0s", "--duration", "5m");
+        HostCommand.Signal(run.Agent.Pid, SigStop);
+        try
+        {
+            (await RecorderTraffic.UdpBurstAsync(fixture, sent)).EnsureSuccess();
+        }
+        finally
+        {
+            HostCommand.Signal(run.Agent.Pid, SigCont);
+        }
+
+        await Task.Delay(500);
+        run.RequestSnapshot();
+        var snapshot = (await run.WaitForSnapshotsAsync(1))[0];
+        var exit = await run.StopAsync();
+
+        Assert.Equal(0, exit.ExitCode);
+        Assert.True(snapshot.PacketsDroppedByKernel > 0, $"dropped {snapshot.PacketsDroppedByKernel}, kept {snapshot.Packets}");
+        Assert.InRange(snapshot.Packets + snapshot.PacketsDroppedByKernel, snapshot.Packets + 1, sent); // every datagram kept or counted, none twice
+        Assert.Contains($"{snapshot.Packets} packets seen, {snapshot.PacketsDroppedByKernel} dropped by the kernel", exit.Stderr, StringComparison.Ordinal);
     }
 
     /// <summary>A recording with a 20-RSTs-in-1s trigger and the given cooldown: 30 refusals, its snapshot, a pause, 30 more.</summary>

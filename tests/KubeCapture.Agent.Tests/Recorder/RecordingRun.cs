@@ -207,6 +207,10 @@ internal static class RecorderTraffic
     public static Task<CommandResult> UdpAsync(LabFixture lab, int port, int count, int triggerPort = 0) =>
         lab.Client.ExecAsync(["python3", "-c", PacedUdp, lab.Server.IPv4.ToString(), port.ToString(CultureInfo.InvariantCulture), count.ToString(CultureInfo.InvariantCulture), triggerPort.ToString(CultureInfo.InvariantCulture)], TimeSpan.FromMinutes(5));
 
+    /// <summary>COUNT datagrams of 200 bytes to port 9 as fast as the client can send them.</summary>
+    public static Task<CommandResult> UdpBurstAsync(LabFixture lab, int count) =>
+        lab.Client.ExecAsync("python3", "-c", $"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nfor _ in range({count}): s.sendto(b'x' * 200, ('{lab.Server.IPv4}', 9))");
+
     /// <summary>Starts an endless paced UDP stream; the caller kills it.</summary>
     public static Process StartUdp(LabFixture lab, int port) =>
         lab.Client.Start(["python3", "-c", PacedUdp, lab.Server.IPv4.ToString(), port.ToString(CultureInfo.InvariantCulture), "1000000000", "0"]);
