@@ -17,7 +17,7 @@ namespace KubeCapture.Agent.Recorder;
 /// </summary>
 public sealed class FlightRecorder : IRecordSink, IDisposable
 {
-    /// <summary>After a window's end, packets the kernel still holds may come for this long (its ring blocks are handed over at the read timeout).</summary>
+    /// <summary>After a window's end, packets the kernel still holds may come for this long (its ring blocks are handed over at the read timeout, 100 ms).</summary>
     private static readonly long DrainMicroseconds = 500_000;
 
     private readonly RecorderOptions _options;
@@ -44,6 +44,7 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     private bool _openCut;
     private long _cooldownUntil = long.MinValue;
     private long _newest = long.MinValue;
+    private long _packetsAtLastFlush;
     private string? _manualRequest;
     private readonly List<SnapshotManifest> _taken = [];
 
@@ -141,9 +142,14 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
             }
         }
 
+        // A snapshot ends at the first packet past its window (TryWrite); when none comes, here, once the
+        // window is over by the clock and no packet came since the last call (a second or more): the loop
+        // is not behind, so no packet of the window is still in the kernel's buffer.
+        var idle = Packets == _packetsAtLastFlush;
+        _packetsAtLastFlush = Packets;
         if (_open is { } open)
         {
-            if (now > open.End + DrainMicroseconds)
+            if (idle && now > open.End + DrainMicroseconds)
             {
                 Finish("after");
             }
