@@ -30,47 +30,13 @@ while (($#)); do
   esac
 done
 
-bash scripts/setup.sh                 # libpcap, tcpdump, tshark (capinfos), tcpreplay, iproute2, python3
-# NativeAOT publishing links with a C toolchain; GNU time measures CPU and peak RSS.
-missing=""
-for p in gcc libc6-dev zlib1g-dev time; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=" $p"
-done
-if [[ -n "$missing" ]]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
-fi
-
-tx="kcB-tx-$$" rx="kcB-rx-$$" txif="kcBt$$" rxif="kcBr$$"
-work=$(mktemp -d /tmp/kcB-bench.XXXXXX)
-cleanup() {
-  ip netns del "$tx" 2>/dev/null || true
-  ip netns del "$rx" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# The agent as users run it: published exactly as the Dockerfile does (NativeAOT, see the csproj),
-# unless KCB_AGENT names a binary to measure instead.
-if [[ -z ${KCB_AGENT:-} ]]; then
-  echo "bench: publishing the agent (dotnet publish capture-sidecar -c Release)"
-  dotnet publish capture-sidecar -c Release -o "$work/agent" -v quiet -nologo >/dev/null
-fi
-agent="${KCB_AGENT:-$work/agent/kubecapture-agent}"
+lab_prefix=kcB
+source bench/veth-lab.sh
 # For comparison: the JIT build that `dotnet build` / `dotnet run` give.
 echo "bench: building the JIT build too (dotnet build capture-sidecar -c Release), for comparison"
 dotnet build capture-sidecar -c Release -v quiet -nologo >/dev/null
 agent_jit="$repo/capture-sidecar/bin/Release/net10.0/kubecapture-agent"
 helper="$repo/bench/capture_bench.py"
-
-ip netns add "$tx"; ip netns add "$rx"
-ip link add "$txif" netns "$tx" type veth peer name "$rxif" netns "$rx"
-for pair in "$tx:$txif" "$rx:$rxif"; do
-  ns=${pair%%:*} dev=${pair#*:}
-  # No IPv6 on the link: no router solicitations or MLD reports mixed into the counts.
-  ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=1"
-  ip -n "$ns" link set "$dev" up
-done
 
 base=1000
 python3 "$helper" gen "$work/traffic.pcap" "$base" "$mix"

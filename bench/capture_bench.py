@@ -155,7 +155,10 @@ def run(name: str, tx_ns: str, tx_if: str, pcap: str, loops: int, out_pcap: str,
     stderr = "".join(err_lines)
 
     dropped = None
-    if name == "tcpdump":
+    recording = re.search(r"recording ended .*?: (\d+) packets seen, (\d+) dropped by the kernel", stderr)
+    if recording:  # kubecapture-agent record: no pcap unless a trigger fires; what it saw is on stderr
+        dropped = int(recording.group(2))
+    elif name == "tcpdump":
         m = re.search(r"(\d+) packets dropped by kernel", stderr)
         dropped = int(m.group(1)) if m else None
     else:
@@ -172,8 +175,8 @@ def run(name: str, tx_ns: str, tx_if: str, pcap: str, loops: int, out_pcap: str,
         "offered": sent,
         "send_failed": failed,
         "pps": float(rate.group(1)) if rate else None,
-        "captured": count_records(out_pcap),
-        "file_bytes": os.path.getsize(out_pcap),
+        "captured": int(recording.group(1)) if recording else count_records(out_pcap),
+        "file_bytes": 0 if recording else os.path.getsize(out_pcap),
         "dropped": dropped,
         "cpu_user": usage["cpu_user"],
         "cpu_sys": usage["cpu_sys"],

@@ -16,6 +16,10 @@ t=$SECONDS; step "capture-bench.sh: agent (JIT build) versus tcpdump, 20,000 TCP
 KCB_AGENT=$PWD/capture-sidecar/$bin/kubecapture-agent bash bench/capture-bench.sh --frames 20000 --repeats 1 --mix tcp --no-big
 took capture-bench $t
 
+t=$SECONDS; step "recorder-bench.sh: record (JIT build) versus capture and tcpdump, 20,000 TCP frames, one run each"
+KCB_AGENT=$PWD/capture-sidecar/$bin/kubecapture-agent bash bench/recorder-bench.sh --frames 20000 --repeats 1 --no-big
+took recorder-bench $t
+
 t=$SECONDS; step "SummaryBench: the TCP summary alone, 200,000 frames, 2 passes"
 work=$(mktemp -d /tmp/kcB-smoke.XXXXXX)
 trap 'rm -rf "$work"' EXIT

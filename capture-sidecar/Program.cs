@@ -1,6 +1,7 @@
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Cli;
 using KubeCapture.Agent.Ingest;
+using KubeCapture.Agent.Recorder;
 
 namespace KubeCapture.Agent;
 
@@ -15,13 +16,15 @@ public static class Program
         {
             return args switch
             {
-                [] or ["-h" or "--help" or "help"] => Help(stdout),
+                [] or ["-h" or "--help" or "help"] => Help(stdout, CommandLine.Usage),
                 ["--version" or "version"] => Version(stdout),
                 ["capture", .. var rest] => Capture(CommandLine.ParseCapture(rest, DateTime.UtcNow), stdout, stderr),
+                ["record", "-h" or "--help"] => Help(stdout, RecordCommandLine.Usage),
+                ["record", .. var rest] => LocalRecording.Run(RecordCommandLine.Parse(rest), stdout, stderr),
                 ["summarize", .. var rest] => OfflineSummary.Run(rest, stdout),
                 ["compare", .. var rest] => BothEnds.Run(rest, stdout),
                 ["verify", .. var rest] => VerifyCommand.Run(rest, stdout, stderr),
-                [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture', 'summarize', 'compare' or 'verify'"),
+                [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture', 'record', 'summarize', 'compare' or 'verify'"),
             };
         }
         catch (Exception e) when (e is UsageException or CaptureSetupException)
@@ -45,9 +48,9 @@ public static class Program
         ? ClusterCapture.Run(request, ingest, stdout, stderr)
         : LocalCapture.Run(request, stdout, stderr);
 
-    private static int Help(TextWriter stdout)
+    private static int Help(TextWriter stdout, string usage)
     {
-        stdout.WriteLine(CommandLine.Usage);
+        stdout.WriteLine(usage);
         return 0;
     }
 

@@ -141,8 +141,8 @@ public sealed class CaptureSession : IDisposable
     /// <summary>libpcap's counters so far: received, dropped by the kernel, dropped by the interface (call from the capture thread).</summary>
     public (long Received, long Dropped, long InterfaceDropped) StatisticsSoFar() => ReadStatistics();
 
-    /// <summary>Runs the capture until a limit or a stop request, writing to <paramref name="writer"/>.</summary>
-    public CaptureOutcome Run(PcapWriter writer, Action? onFlush = null)
+    /// <summary>Runs the capture until a limit or a stop request, writing to <paramref name="writer"/> (a pcap, or the flight recorder's ring).</summary>
+    public CaptureOutcome Run(IRecordSink writer, Action? onFlush = null)
     {
         var started = _opened;
         var remaining = _options.Duration - (DateTime.UtcNow - started); // the window counts from the socket's opening
@@ -187,7 +187,7 @@ public sealed class CaptureSession : IDisposable
     private long WindowEnd(DateTime started) =>
         ((started.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond) + (long)(_options.Duration.TotalMilliseconds * 1000);
 
-    private unsafe StopReason Loop(nint pcap, PcapWriter writer, long deadline, long windowEndMicroseconds, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
+    private unsafe StopReason Loop(nint pcap, IRecordSink writer, long deadline, long windowEndMicroseconds, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
     {
         error = null;
         var packetsUntilClockCheck = 0;

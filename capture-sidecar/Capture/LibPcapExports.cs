@@ -26,6 +26,15 @@ internal static unsafe class LibPcapExports
     public static readonly delegate* unmanaged[SuppressGCTransition]<nint, nint*, nint*, int> NextExNonBlocking =
         (delegate* unmanaged[SuppressGCTransition]<nint, nint*, nint*, int>)Export("pcap_next_ex");
 
+    /// <summary>
+    /// <c>int pcap_offline_filter(const struct bpf_program *fp, const struct pcap_pkthdr *h, const u_char *pkt)</c>:
+    /// runs a compiled filter on one packet (the flight recorder's trigger). Pure computation, never
+    /// blocks nor calls back, so without the GC transition; unlike SharpPcap's BpfProgram.Matches, which
+    /// allocates a header object and mallocs per call.
+    /// </summary>
+    public static readonly delegate* unmanaged[SuppressGCTransition]<nint, PcapPacketHeader*, byte*, int> OfflineFilter =
+        (delegate* unmanaged[SuppressGCTransition]<nint, PcapPacketHeader*, byte*, int>)Export("pcap_offline_filter");
+
     /// <summary><c>int pcap_stats(pcap_t *p, struct pcap_stat *ps)</c></summary>
     public static readonly delegate* unmanaged<nint, uint*, int> Stats =
         (delegate* unmanaged<nint, uint*, int>)Export("pcap_stats");
@@ -98,10 +107,10 @@ internal static unsafe class LibPcapExports
 
 /// <summary>libpcap's <c>struct pcap_pkthdr</c> on 64-bit Linux: a timeval of two longs, then caplen and len.</summary>
 [StructLayout(LayoutKind.Sequential)]
-internal readonly struct PcapPacketHeader
+internal readonly struct PcapPacketHeader(long seconds, long microseconds, uint captureLength, uint originalLength)
 {
-    public readonly long Seconds;
-    public readonly long Microseconds;
-    public readonly uint CaptureLength;
-    public readonly uint OriginalLength;
+    public readonly long Seconds = seconds;
+    public readonly long Microseconds = microseconds;
+    public readonly uint CaptureLength = captureLength;
+    public readonly uint OriginalLength = originalLength;
 }

@@ -10,7 +10,7 @@ namespace KubeCapture.Agent.Capture;
 /// so a stop at any point leaves a valid file. The SHA-256 is computed over exactly the bytes handed
 /// to the stream, on the way, so the file is never read twice.
 /// </summary>
-public sealed class PcapWriter : IDisposable
+public sealed class PcapWriter : IRecordSink, IDisposable
 {
     public const int FileHeaderLength = 24;
     public const int RecordHeaderLength = 16;

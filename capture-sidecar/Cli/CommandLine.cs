@@ -21,6 +21,7 @@ public static class CommandLine
 {
     public const string Usage = """
         usage: kubecapture-agent capture [options] ['BPF FILTER']
+               kubecapture-agent record --window D --snapshot-dir DIR [options] ['BPF FILTER']   (record --help)
                kubecapture-agent summarize [--json] FILE.pcap
                kubecapture-agent compare [--json] CLIENT.pcap.json SERVER.pcap.json
                kubecapture-agent verify PCAP MANIFEST [--public-key FILE]
