@@ -1,6 +1,7 @@
 using System.Reflection;
 using k8s.Autorest;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts.Arguments;
+using KubeCapture.Contracts.Custody;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
 using KubeCapture.KubectlPlugin.Commands;

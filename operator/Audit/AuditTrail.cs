@@ -1,9 +1,9 @@
 using System.Net;
 using k8s;
 using k8s.Autorest;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Events;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Storage;
 
 namespace KubeCapture.Operator.Audit;

@@ -1,5 +1,5 @@
 using System.Net;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts;
 using Microsoft.Extensions.Options;
 
 namespace KubeCapture.Operator.Certificates;

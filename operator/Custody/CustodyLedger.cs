@@ -2,10 +2,11 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.Operator.Custody;
 

@@ -1,5 +1,7 @@
-using KubeCapture.Agent.Capture;
-using KubeCapture.Agent.Summary;
+
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Summary;
 
 namespace KubeCapture.Operator.Ingest;
 
@@ -90,9 +92,6 @@ public interface ICaptureTokenIssuer
 {
     string Issue(CaptureIdentity target);
 }
-
-/// <summary>Who a capture target is: the PacketCapture (UID, namespace, name) and one target pod.</summary>
-public sealed record CaptureIdentity(string CaptureUid, string Namespace, string CaptureName, string Pod);
 
 public enum UploadPhase
 {

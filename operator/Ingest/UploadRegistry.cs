@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Storage;
 
 namespace KubeCapture.Operator.Ingest;

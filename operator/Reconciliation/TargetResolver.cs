@@ -1,5 +1,5 @@
 using k8s.Models;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Watcher;
 
 namespace KubeCapture.Operator.Reconciliation;

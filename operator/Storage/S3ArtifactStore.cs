@@ -3,6 +3,7 @@ using System.Net;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Xml.Linq;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using Minio;

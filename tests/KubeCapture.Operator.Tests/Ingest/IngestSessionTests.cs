@@ -1,5 +1,6 @@
 using Grpc.Core;
-using KubeCapture.Agent.Custody;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Custody;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;

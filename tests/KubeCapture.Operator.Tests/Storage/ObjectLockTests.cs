@@ -1,9 +1,10 @@
 using System.Net;
 using System.Text;
 using k8s.Models;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.S3;

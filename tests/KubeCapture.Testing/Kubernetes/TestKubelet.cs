@@ -6,7 +6,8 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using k8s;
 using k8s.Models;
-using KubeCapture.Agent.Capture;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Capture;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Testing.Containers;
 

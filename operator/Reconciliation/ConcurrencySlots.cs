@@ -1,4 +1,4 @@
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 
 namespace KubeCapture.Operator.Reconciliation;
 
@@ -7,7 +7,7 @@ namespace KubeCapture.Operator.Reconciliation;
 /// that has started (has targets) or was admitted holds a slot until it ends; the others wait as
 /// Pending, oldest first.
 /// </summary>
-public sealed class CaptureAdmission(CapturePolicy policy)
+public sealed class ConcurrencySlots(CapturePolicy policy)
 {
     private readonly Lock gate = new();
     private readonly Dictionary<string, string> admitted = new(StringComparer.Ordinal); // uid -> namespace

@@ -1,4 +1,4 @@
-namespace KubeCapture.Agent.Capture;
+namespace KubeCapture.Contracts.Capture;
 
 /// <summary>Why a capture ended. The wire names (lower case) appear in the manifest and the status.</summary>
 public enum StopReason

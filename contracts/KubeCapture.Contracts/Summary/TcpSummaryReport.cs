@@ -1,4 +1,4 @@
-namespace KubeCapture.Agent.Summary;
+namespace KubeCapture.Contracts.Summary;
 
 /// <summary>
 /// What the TCP packets of a capture show, in counts and in plain words. Counts of connections are

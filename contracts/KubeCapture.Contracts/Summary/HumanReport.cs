@@ -1,7 +1,6 @@
-using KubeCapture.Agent.Capture;
-using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts.Capture;
 
-namespace KubeCapture.Agent.Cli;
+namespace KubeCapture.Contracts.Summary;
 
 /// <summary>The end-of-capture report for people: tcpdump's counters, the file, and what the packets show.</summary>
 public static class HumanReport

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace KubeCapture.Agent.Cli;
+namespace KubeCapture.Contracts;
 
 /// <summary>
 /// Parses the durations and sizes that users type: Go/Kubernetes-style durations ("500ms", "30s",

@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace KubeCapture.Operator.Resources;
+namespace KubeCapture.Contracts.Resources;
 
 /// <summary>
 /// One thing the packets show, in the status: a stable type (docs/findings.md), a severity, one

@@ -1,8 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts.Summary;
 
-namespace KubeCapture.Agent.Capture;
+namespace KubeCapture.Contracts.Capture;
 
 /// <summary>
 /// What a capture was and what it holds: written beside the pcap as <c>OUT.pcap.json</c>, printed by

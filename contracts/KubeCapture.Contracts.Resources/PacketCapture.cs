@@ -1,8 +1,9 @@
 using System.Text.Json.Serialization;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts.Capture;
 
-namespace KubeCapture.Operator.Resources;
+namespace KubeCapture.Contracts.Resources;
 
 /// <summary>
 /// packetcaptures.kubecapture.io/v1alpha1: one audited, bounded packet capture of one or more pods
@@ -81,7 +82,7 @@ public sealed class PacketCaptureSpec
     public string Duration { get; set; } = "";
 
     /// <summary>spec.maxBytes when a capture gives none.</summary>
-    public const string DefaultMaxBytes = "64Mi";
+    public const string DefaultMaxBytes = CaptureOptions.DefaultMaxBytesText;
 
     /// <summary>The pcap never grows past this size: "64Mi".</summary>
     [JsonPropertyName("maxBytes")]

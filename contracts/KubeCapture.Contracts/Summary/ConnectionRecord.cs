@@ -1,4 +1,4 @@
-namespace KubeCapture.Agent.Summary;
+namespace KubeCapture.Contracts.Summary;
 
 /// <summary>
 /// A connection with a finding, as this end saw it, for comparing with a capture at the other end

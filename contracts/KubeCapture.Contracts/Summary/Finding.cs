@@ -1,4 +1,4 @@
-namespace KubeCapture.Agent.Summary;
+namespace KubeCapture.Contracts.Summary;
 
 /// <summary>
 /// One thing the packets show, as data: a stable <see cref="Type"/> (the list is

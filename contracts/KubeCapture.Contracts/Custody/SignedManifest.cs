@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace KubeCapture.Agent.Custody;
+namespace KubeCapture.Contracts.Custody;
 
 /// <summary>
 /// The signed chain-of-custody manifest as stored beside a pcap: a DSSE envelope

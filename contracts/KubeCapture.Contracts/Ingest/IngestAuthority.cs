@@ -2,9 +2,9 @@ using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts.Arguments;
 
-namespace KubeCapture.Agent.Ingest;
+namespace KubeCapture.Contracts.Ingest;
 
 /// <summary>
 /// The agent's trust in a TLS ingest: exactly the CA it was given (--ingest-ca-pem), never the

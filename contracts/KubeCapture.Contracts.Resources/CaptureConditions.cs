@@ -1,6 +1,6 @@
 using k8s.Models;
 
-namespace KubeCapture.Operator.Resources;
+namespace KubeCapture.Contracts.Resources;
 
 /// <summary>
 /// Condition types on a PacketCapture, in Kubernetes style: each is True, False or Unknown with a

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
-using KubeCapture.Agent.Custody;
+using KubeCapture.Contracts.Arguments;
 
-namespace KubeCapture.Agent.Cli;
+namespace KubeCapture.Contracts.Custody;
 
 /// <summary>
 /// <c>verify PCAP MANIFEST [--public-key FILE]</c>: exit 0 when both are untouched and the manifest

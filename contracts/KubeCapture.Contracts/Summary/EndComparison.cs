@@ -1,4 +1,4 @@
-namespace KubeCapture.Agent.Summary;
+namespace KubeCapture.Contracts.Summary;
 
 /// <summary>
 /// Two captures of the same conversations, one at each end, compared: what only both ends can

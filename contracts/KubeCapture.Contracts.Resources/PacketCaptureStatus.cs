@@ -2,7 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using k8s.Models;
 
-namespace KubeCapture.Operator.Resources;
+namespace KubeCapture.Contracts.Resources;
 
 public sealed class PacketCaptureStatus
 {

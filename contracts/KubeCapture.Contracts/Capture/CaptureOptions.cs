@@ -1,4 +1,4 @@
-namespace KubeCapture.Agent.Capture;
+namespace KubeCapture.Contracts.Capture;
 
 /// <summary>Everything one capture needs: where to listen, what to keep, and when to stop.</summary>
 public sealed record CaptureOptions
@@ -13,6 +13,9 @@ public sealed record CaptureOptions
 
     /// <summary>No capture may run longer than this, whatever the caller asks.</summary>
     public static readonly TimeSpan MaxDuration = TimeSpan.FromHours(24);
+
+    /// <summary>The pcap's ceiling when none is given, as the resource and the plugin spell it; <see cref="DefaultMaxBytes"/> is the same in bytes.</summary>
+    public const string DefaultMaxBytesText = "64Mi";
 
     public const long DefaultMaxBytes = 64L << 20;
 

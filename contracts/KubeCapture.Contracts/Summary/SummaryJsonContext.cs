@@ -1,6 +1,6 @@
 using System.Text.Json.Serialization;
 
-namespace KubeCapture.Agent.Summary;
+namespace KubeCapture.Contracts.Summary;
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(TcpSummaryReport))]

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 
-namespace KubeCapture.Agent.Custody;
+namespace KubeCapture.Contracts.Custody;
 
 /// <summary>
 /// What <see cref="CustodyVerifier.Verify"/> found: each problem in words, and what the manifest says.
