@@ -2,6 +2,7 @@
 using KubeCapture.Contracts;
 using KubeCapture.Contracts.Capture;
 using KubeCapture.Contracts.Summary;
+using KubeCapture.Operator.Provenance;
 
 namespace KubeCapture.Operator.Ingest;
 
@@ -130,6 +131,3 @@ public sealed record TargetUpload
 
     public DateTimeOffset UpdatedAt { get; init; }
 }
-
-/// <summary>Where a finished pcap is stored, and how to prove it is untouched.</summary>
-public sealed record StoredArtifact(string Uri, long Size, string Sha256, DateTimeOffset? ExpiresAt, KubeCapture.Operator.Custody.RetentionRecord? Retention = null);

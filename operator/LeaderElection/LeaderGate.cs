@@ -2,6 +2,7 @@ using k8s;
 using k8s.LeaderElection;
 using k8s.LeaderElection.ResourceLock;
 using KubeCapture.Contracts;
+using KubeCapture.Operator.Configuration;
 using Microsoft.Extensions.Logging;
 
 namespace KubeCapture.Operator.LeaderElection;

@@ -2,6 +2,7 @@ using KubeCapture.Contracts;
 using KubeCapture.Contracts.Capture;
 using KubeCapture.Contracts.Filter;
 using KubeCapture.Contracts.Resources;
+using KubeCapture.Operator.Configuration;
 
 namespace KubeCapture.Operator.Reconciliation;
 

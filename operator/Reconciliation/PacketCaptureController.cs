@@ -12,6 +12,7 @@ using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Watcher;
 using Microsoft.Extensions.Logging;

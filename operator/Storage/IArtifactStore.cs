@@ -5,6 +5,7 @@ using KubeCapture.Contracts.Capture;
 using KubeCapture.Contracts.Custody;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 
 namespace KubeCapture.Operator.Storage;
 

@@ -6,6 +6,7 @@ using System.Xml.Linq;
 using KubeCapture.Contracts;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using Minio;
 using Minio.DataModel.Args;
 using Minio.DataModel.Encryption;

@@ -1,5 +1,6 @@
 using KubeCapture.Contracts;
 using KubeCapture.Operator.Certificates;
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Health;
 using Microsoft.Extensions.Options;
 

@@ -5,6 +5,7 @@ using k8s.Models;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Testing.Kubernetes;

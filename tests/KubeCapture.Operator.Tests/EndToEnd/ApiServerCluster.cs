@@ -3,6 +3,7 @@ using k8s;
 using k8s.Models;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Rbac;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Tests.Ingest;

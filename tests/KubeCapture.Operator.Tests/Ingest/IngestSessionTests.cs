@@ -3,6 +3,7 @@ using KubeCapture.Contracts;
 using KubeCapture.Contracts.Custody;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Testing.S3;
 using Microsoft.Extensions.DependencyInjection;

@@ -10,6 +10,7 @@ using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Subresources;
 using KubeCapture.Operator.Tests.Ingest;

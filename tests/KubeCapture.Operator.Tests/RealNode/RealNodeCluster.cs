@@ -175,7 +175,7 @@ public sealed class RealNodeCluster : IAsyncLifetime
             try
             {
                 var stamped = await Admin.CustomObjects.CreateNamespacedCustomObjectAsync<KubeCapture.Contracts.Resources.PacketCapture>(probe, KubeCapture.Contracts.Resources.PacketCapture.Group, KubeCapture.Contracts.Resources.PacketCapture.Version, Namespace, KubeCapture.Contracts.Resources.PacketCapture.Plural, dryRun: "All");
-                return stamped.Metadata.Annotations?.ContainsKey(KubeCapture.Operator.Admission.RequesterStamp.Username) == true ? stamped : null;
+                return stamped.Metadata.Annotations?.ContainsKey(KubeCapture.Operator.Provenance.RequesterStamp.Username) == true ? stamped : null;
             }
             catch (k8s.Autorest.HttpOperationException)
             {

@@ -1,5 +1,6 @@
 using k8s.Models;
 using KubeCapture.Contracts.Resources;
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Reconciliation;
 
 namespace KubeCapture.Operator.Tests.Reconciliation;

@@ -9,6 +9,7 @@ using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Netns;

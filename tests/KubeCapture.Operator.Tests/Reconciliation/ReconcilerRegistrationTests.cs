@@ -4,6 +4,7 @@ using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.LeaderElection;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Testing.Kubernetes;
 using Microsoft.Extensions.Configuration;

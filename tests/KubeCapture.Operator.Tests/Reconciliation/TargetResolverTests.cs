@@ -1,5 +1,6 @@
 using k8s.Models;
 using KubeCapture.Contracts.Resources;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Watcher;
 using KubeCapture.Testing.Kubernetes;

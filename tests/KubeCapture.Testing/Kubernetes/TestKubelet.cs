@@ -9,6 +9,7 @@ using k8s.Models;
 using KubeCapture.Contracts;
 using KubeCapture.Contracts.Capture;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Testing.Containers;
 
 namespace KubeCapture.Testing.Kubernetes;

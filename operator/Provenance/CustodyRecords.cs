@@ -1,4 +1,4 @@
-namespace KubeCapture.Operator.Custody;
+namespace KubeCapture.Operator.Provenance;
 
 /// <summary>The requester kube-apiserver authenticated, as the admission webhook stamped it.</summary>
 public sealed record CaptureRequester

@@ -1,8 +1,7 @@
 using System.Text.Json;
 using k8s.Models;
-using KubeCapture.Operator.Custody;
 
-namespace KubeCapture.Operator.Admission;
+namespace KubeCapture.Operator.Provenance;
 
 /// <summary>
 /// Who asked for a capture, as kube-apiserver authenticated them: annotations the admission webhook

@@ -1,4 +1,4 @@
-namespace KubeCapture.Operator;
+namespace KubeCapture.Operator.Configuration;
 
 /// <summary>
 /// A setting the operator cannot run with, found at start: Main prints its message as one sentence

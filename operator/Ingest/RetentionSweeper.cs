@@ -1,8 +1,8 @@
 using KubeCapture.Operator.Audit;
-using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Storage;
 using Microsoft.Extensions.Options;
 
-namespace KubeCapture.Operator.Storage;
+namespace KubeCapture.Operator.Ingest;
 
 /// <summary>
 /// Enforces retention where the store has no lifecycle rules of its own (s3rver, the local store, a
