@@ -13,6 +13,7 @@ WORKDIR /src
 COPY Directory.Build.props .editorconfig KubeCapture.sln ./
 COPY capture-sidecar/ capture-sidecar/
 COPY proto/ proto/
+COPY contracts/ contracts/
 COPY operator/ operator/
 RUN dotnet publish capture-sidecar -c Release -o /out/agent \
  && dotnet publish operator -c Release -o /out/operator

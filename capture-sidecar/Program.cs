@@ -27,20 +27,14 @@ public static class Program
                 [var unknown, ..] => throw new UsageException($"unknown command '{unknown}': use 'capture', 'record', 'summarize', 'compare' or 'verify'"),
             };
         }
-        catch (Exception e) when (e is UsageException or CaptureSetupException)
+        catch (Exception e) when (e is UsageException or CaptureSetupException or DllNotFoundException)
         {
-            stderr.WriteLine($"kubecapture-agent: {e.Message}");
-            return 2;
-        }
-        catch (DllNotFoundException e)
-        {
-            stderr.WriteLine($"kubecapture-agent: libpcap is not installed (apt-get install libpcap0.8): {e.Message}");
-            return 2;
+            return ExitCodes.RefuseInput(e, "kubecapture-agent", "libpcap is not installed (apt-get install libpcap0.8)", stderr);
         }
         catch (Exception e)
         {
             stderr.WriteLine($"kubecapture-agent: {e.GetType().Name}: {e.Message}");
-            return 1;
+            return ExitCodes.Failed;
         }
     }
 
@@ -51,12 +45,12 @@ public static class Program
     private static int Help(TextWriter stdout, string usage)
     {
         stdout.WriteLine(usage);
-        return 0;
+        return ExitCodes.Done;
     }
 
     private static int Version(TextWriter stdout)
     {
         stdout.WriteLine($"kubecapture-agent {Manifests.AgentVersion}");
-        return 0;
+        return ExitCodes.Done;
     }
 }

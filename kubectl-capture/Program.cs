@@ -1,6 +1,7 @@
 using System.Reflection;
 using k8s.Autorest;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts.Arguments;
+using KubeCapture.Contracts.Custody;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
 using KubeCapture.KubectlPlugin.Commands;
@@ -35,10 +36,10 @@ public static class Program
             {
                 case "help":
                     stdout.WriteLine(PluginUsage.Text);
-                    return 0;
+                    return ExitCodes.Done;
                 case "version":
                     stdout.WriteLine($"{Name} {Version}");
-                    return 0;
+                    return ExitCodes.Done;
                 case "verify":
                     return Verify(parsed, stdout, stderr);
             }
@@ -47,40 +48,34 @@ public static class Program
             using var connection = ClusterConnection.Open(parsed.Cluster, environment);
             return await command(connection);
         }
-        catch (UsageException e)
+        catch (Exception e) when (e is UsageException or DllNotFoundException)
         {
-            stderr.WriteLine($"{Name}: {e.Message}");
-            return 2;
+            return ExitCodes.RefuseInput(e, Name, "libpcap is needed to check the filter (apt-get install libpcap0.8, or brew install libpcap)", stderr);
         }
         catch (ClusterException e)
         {
             stderr.WriteLine(e.Message.StartsWith("Error from server", StringComparison.Ordinal) ? e.Message : $"{Name}: {e.Message}");
-            return 1;
+            return ExitCodes.Failed;
         }
         catch (HttpOperationException e)
         {
             stderr.WriteLine(ServerErrors.Describe(e));
-            return 1;
+            return ExitCodes.Failed;
         }
         catch (HttpRequestException e)
         {
             stderr.WriteLine($"{Name}: cannot reach the Kubernetes API: {e.Message}");
-            return 1;
+            return ExitCodes.Failed;
         }
         catch (IOException e)
         {
             stderr.WriteLine($"{Name}: the connection to the Kubernetes API broke: {e.Message}");
-            return 1;
-        }
-        catch (DllNotFoundException e)
-        {
-            stderr.WriteLine($"{Name}: libpcap is needed to check the filter (apt-get install libpcap0.8, or brew install libpcap): {e.Message}");
-            return 2;
+            return ExitCodes.Failed;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             stderr.WriteLine($"{Name}: interrupted");
-            return 1;
+            return ExitCodes.Failed;
         }
     }
 

@@ -1,6 +1,7 @@
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Certificates;
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;

@@ -166,7 +166,7 @@ fi
 
 # 4. The two targets, each rebuilt only when its inputs changed.
 # The build context as the Dockerfile sees it (.dockerignore keeps bin/ and obj/ out).
-context=(Dockerfile .dockerignore Directory.Build.props .editorconfig KubeCapture.sln capture-sidecar proto operator)
+context=(Dockerfile .dockerignore Directory.Build.props .editorconfig KubeCapture.sln capture-sidecar proto contracts operator)
 inputs=$({
   find "${context[@]}" -type f -not -path '*/bin/*' -not -path '*/obj/*' -print0 | sort -z | xargs -0 sha256sum
   sha256sum scripts/images.sh

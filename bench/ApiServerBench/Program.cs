@@ -6,7 +6,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using k8s;
 using k8s.Models;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Testing.Kubernetes;
 
 namespace KubeCapture.Bench.ApiServer;

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Net.Client;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Proto.V1;

@@ -92,12 +92,19 @@ public sealed class CaptureSession : IDisposable
             throw CaptureSetupException.FromOpenFailure(options.Interface, e.Message);
         }
 
+        WidenedFilter? widened;
         try
         {
             // Installed even when empty, as tcpdump does: the compiled program returns the snaplen, so
             // the kernel copies only that much of each packet into the ring. Without one it copies
             // whole packets, and BIG TCP or TSO packets of up to 185 KB fill it within a few hundred.
-            device.Filter = options.Filter;
+            // Each expression is compiled once: the widened one for the kernel (then the user's for the
+            // packet-by-packet check), or else exactly the user's.
+            widened = Widen(options, device);
+            if (widened is null)
+            {
+                device.Filter = options.Filter;
+            }
         }
         catch (PcapException e)
         {
@@ -105,10 +112,10 @@ public sealed class CaptureSession : IDisposable
             throw new CaptureSetupException($"invalid filter '{options.Filter}': {e.Message}");
         }
 
-        return new CaptureSession(options, device, Widen(options, device), opened);
+        return new CaptureSession(options, device, widened, opened);
     }
 
-    /// <summary>The user's filter widened to the ICMP errors and jumbograms of its flows (<see cref="WidenedFilter"/>); null without a filter, with --exact-filter, or where the link type cannot take the additions.</summary>
+    /// <summary>The user's filter widened to the ICMP errors and jumbograms of its flows (<see cref="WidenedFilter"/>), installed; null without a filter, with --exact-filter, or where the filter or the link type cannot take the additions (the caller then installs exactly the user's).</summary>
     private static WidenedFilter? Widen(CaptureOptions options, LibPcapLiveDevice device)
     {
         if (!options.WidenFilter || options.Filter.Length == 0)
@@ -116,16 +123,25 @@ public sealed class CaptureSession : IDisposable
             return null;
         }
 
+        WidenedFilter widened;
         try
         {
-            var widened = WidenedFilter.Create(device.Handle, device.LinkType, options.Filter, EffectiveSnaplen(options.Snaplen));
+            widened = WidenedFilter.Create(device.Handle, device.LinkType, options.Filter, EffectiveSnaplen(options.Snaplen));
+        }
+        catch (PcapException)
+        {
+            return null; // the user's filter does not compile: installing it says why
+        }
+
+        try
+        {
             device.Filter = widened.Expression;
             return widened;
         }
         catch (PcapException)
         {
-            device.Filter = options.Filter; // exactly the user's, as tcpdump would run it
-            return null;
+            widened.Dispose();
+            return null; // exactly the user's, as tcpdump would run it
         }
     }
 

@@ -20,13 +20,6 @@ public static class InterfaceCatalog
         return device;
     }
 
-    /// <summary>
-    /// The link type a capture on <paramref name="name"/> will have, known before opening it:
-    /// "any" is Linux cooked (SLL); everything else is taken to be Ethernet (loopback is too).
-    /// Used to check a filter before capture starts.
-    /// </summary>
-    public static LinkLayers ExpectedLinkType(string name) => name == "any" ? LinkLayers.LinuxSll : LinkLayers.Ethernet;
-
     /// <summary>libpcap's DLT name for a link type, as tcpdump prints it.</summary>
     public static string DltName(LinkLayers link) => link switch
     {

@@ -9,9 +9,6 @@ namespace KubeCapture.Agent.Cli;
 /// <param name="Ingest">Cluster mode: stream to the operator's ingest instead of writing <paramref name="OutputPath"/>.</param>
 public sealed record CaptureRequest(CaptureOptions Options, string OutputPath, bool Json, bool Overwrite, IngestTarget? Ingest = null);
 
-/// <summary>A command line that cannot be run; the message is one line for people and the agent exits 2.</summary>
-public sealed class UsageException(string message) : Exception(message);
-
 /// <summary>
 /// Parses <c>capture [options] 'BPF FILTER'</c> the way a tcpdump user types it: short options with
 /// or without a space (<c>-c 500</c>, <c>-c500</c>), long options with a space or '=', and every
@@ -72,13 +69,13 @@ public static class CommandLine
                 break;
             }
 
-            if (!arg.StartsWith('-') || arg == "-")
+            if (!ArgumentWords.IsOption(arg))
             {
                 filterWords.Add(arg);
                 continue;
             }
 
-            var (name, inlineValue) = Split(arg);
+            var (name, inlineValue) = ArgumentWords.Split(arg);
             string Value()
             {
                 if (inlineValue is not null)
@@ -129,7 +126,7 @@ public static class CommandLine
                 case "--exact-filter":
                     options = options with { WidenFilter = false };
                     break;
-                case "--ingest" or "--ingest-ca-pem" or "--token" or "--capture-uid" or "--capture-namespace" or "--capture-name" or "--pod" or "--retention" or "--ingest-retry":
+                case var _ when AgentCaptureCommand.ClusterOptions.Contains(name):
                     cluster[name] = NonEmpty(name, Value());
                     break;
                 case "-n" or "-nn":
@@ -158,7 +155,7 @@ public static class CommandLine
 
     private static IngestTarget ParseIngest(Dictionary<string, string> cluster, Func<string, string?> environment)
     {
-        if (!cluster.TryGetValue("--ingest", out var url))
+        if (!cluster.TryGetValue(AgentCaptureCommand.IngestOption, out var url))
         {
             throw new UsageException($"{string.Join(", ", cluster.Keys)} only apply to cluster mode: add --ingest URL");
         }
@@ -171,16 +168,16 @@ public static class CommandLine
         X509Certificate2Collection? authority = null;
         if (uri.Scheme == Uri.UriSchemeHttps)
         {
-            authority = cluster.TryGetValue("--ingest-ca-pem", out var ca)
+            authority = cluster.TryGetValue(AgentCaptureCommand.IngestCaOption, out var ca)
                 ? IngestAuthority.Parse(ca)
                 : throw new UsageException($"--ingest {url} is TLS: give --ingest-ca-pem CA, the CA the ingest's certificate must be issued by (the operator passes it)");
         }
-        else if (cluster.ContainsKey("--ingest-ca-pem"))
+        else if (cluster.ContainsKey(AgentCaptureCommand.IngestCaOption))
         {
             throw new UsageException($"--ingest-ca-pem is for a TLS ingest, but --ingest {url} is plain h2c: use https:// (the agent never sends a capture in clear when TLS was asked)");
         }
 
-        var token = cluster.GetValueOrDefault("--token") ?? environment("KUBECAPTURE_TOKEN");
+        var token = cluster.GetValueOrDefault(AgentCaptureCommand.TokenOption) ?? environment(AgentCaptureCommand.TokenVariable);
         if (string.IsNullOrWhiteSpace(token))
         {
             throw new UsageException("cluster mode needs the capture token: --token T or the KUBECAPTURE_TOKEN environment variable");
@@ -195,20 +192,20 @@ public static class CommandLine
             Url = uri,
             Authority = authority,
             Token = token,
-            CaptureUid = Required("--capture-uid"),
-            Namespace = Required("--capture-namespace"),
-            CaptureName = Required("--capture-name"),
-            Pod = Required("--pod"),
-            TraceParent = TraceParent(environment("TRACEPARENT")),
+            CaptureUid = Required(AgentCaptureCommand.CaptureUidOption),
+            Namespace = Required(AgentCaptureCommand.CaptureNamespaceOption),
+            CaptureName = Required(AgentCaptureCommand.CaptureNameOption),
+            Pod = Required(AgentCaptureCommand.PodOption),
+            TraceParent = TraceParent(environment(AgentCaptureCommand.TraceParentVariable)),
         };
-        if (cluster.TryGetValue("--retention", out var retention))
+        if (cluster.TryGetValue(AgentCaptureCommand.RetentionOption, out var retention))
         {
-            target = target with { Retention = ParsePositiveDuration("--retention", retention) };
+            target = target with { Retention = ParsePositiveDuration(AgentCaptureCommand.RetentionOption, retention) };
         }
 
-        if (cluster.TryGetValue("--ingest-retry", out var retry))
+        if (cluster.TryGetValue(AgentCaptureCommand.IngestRetryOption, out var retry))
         {
-            target = target with { RetryBudget = ParsePositiveDuration("--ingest-retry", retry) };
+            target = target with { RetryBudget = ParsePositiveDuration(AgentCaptureCommand.IngestRetryOption, retry) };
         }
 
         return target;
@@ -230,18 +227,6 @@ public static class CommandLine
         }
 
         return duration > TimeSpan.Zero ? duration : throw new UsageException($"invalid {name} '{text}': it must be greater than zero");
-    }
-
-    private static (string Name, string? Value) Split(string arg)
-    {
-        if (arg.StartsWith("--", StringComparison.Ordinal))
-        {
-            var eq = arg.IndexOf('=', StringComparison.Ordinal);
-            return eq < 0 ? (arg, null) : (arg[..eq], arg[(eq + 1)..]);
-        }
-
-        // -c500 is -c 500, as in tcpdump; -nn stays a flag.
-        return arg.Length > 2 && arg != "-nn" ? (arg[..2], arg[2..]) : (arg, null);
     }
 
     private static string NonEmpty(string name, string value) =>

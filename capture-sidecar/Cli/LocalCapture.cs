@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 using KubeCapture.Agent.Capture;
-using SharpPcap.LibPcap;
+using KubeCapture.Contracts.Filter;
 
 namespace KubeCapture.Agent.Cli;
 
@@ -117,21 +117,12 @@ public static class LocalCapture
         }
     }
 
-    /// <summary>Compiles the filter with libpcap for the interface's link type, without a device.</summary>
+    /// <summary>Compiles the filter with libpcap for the interface's link type, without a device (<see cref="FilterCheck"/>).</summary>
     public static void CheckFilter(CaptureOptions options)
     {
-        if (options.Filter.Length == 0)
+        if (FilterCheck.Problem(options.Interface, options.Filter) is { } problem)
         {
-            return;
-        }
-
-        try
-        {
-            using var program = BpfProgram.Create(InterfaceCatalog.ExpectedLinkType(options.Interface), options.Filter);
-        }
-        catch (SharpPcap.PcapException e)
-        {
-            throw new CaptureSetupException($"invalid filter '{options.Filter}': {e.Message}");
+            throw new CaptureSetupException(problem);
         }
     }
 

@@ -1,6 +1,6 @@
 using System.Text.RegularExpressions;
 using k8s.Models;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts.Arguments;
 
 namespace KubeCapture.KubectlPlugin.Cli;
 

@@ -1,8 +1,10 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using KubeCapture.Agent.Capture;
-using KubeCapture.Agent.Cli;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Arguments;
+using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Filter;
+using KubeCapture.Contracts.Resources;
 
 namespace KubeCapture.KubectlPlugin.Cli;
 
@@ -59,13 +61,9 @@ public sealed partial record NewCapture(string? Name, string GenerateName, Packe
             MaxBytes = args.Option("--max-bytes") is { } maxBytes ? ParseMaxBytes(maxBytes) : null,
         };
 
-        try
+        if (FilterCheck.Problem(spec.Interface ?? "any", spec.Filter ?? "") is { } problem)
         {
-            LocalCapture.CheckFilter(new CaptureOptions { Interface = spec.Interface ?? "any", Filter = spec.Filter ?? "" });
-        }
-        catch (CaptureSetupException e)
-        {
-            throw new UsageException(e.Message);
+            throw new UsageException(problem);
         }
 
         var name = args.Option("--name");

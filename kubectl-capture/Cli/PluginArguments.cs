@@ -1,4 +1,5 @@
-using KubeCapture.Agent.Cli;
+
+using KubeCapture.Contracts.Arguments;
 
 namespace KubeCapture.KubectlPlugin.Cli;
 
@@ -36,13 +37,13 @@ public sealed record PluginArguments(string Command, IReadOnlyDictionary<string,
                 break;
             }
 
-            if (!arg.StartsWith('-') || arg == "-")
+            if (!ArgumentWords.IsOption(arg))
             {
                 words.Add(arg);
                 continue;
             }
 
-            var (name, inline) = Split(arg);
+            var (name, inline) = ArgumentWords.Split(arg);
             if (!OptionNames.TryGetValue(name, out var canonical))
             {
                 throw new UsageException($"unknown option '{arg}' (see kubectl capture --help)");
@@ -140,16 +141,4 @@ public sealed record PluginArguments(string Command, IReadOnlyDictionary<string,
         ["-h"] = "--help",
         ["--help"] = "--help",
     };
-
-    private static (string Name, string? Value) Split(string arg)
-    {
-        if (arg.StartsWith("--", StringComparison.Ordinal))
-        {
-            var eq = arg.IndexOf('=', StringComparison.Ordinal);
-            return eq < 0 ? (arg, null) : (arg[..eq], arg[(eq + 1)..]);
-        }
-
-        // -nprod is -n prod, -c500 is -c 500 (kubectl and tcpdump both read short options so).
-        return arg.Length > 2 ? (arg[..2], arg[2..].TrimStart('=')) : (arg, null);
-    }
 }

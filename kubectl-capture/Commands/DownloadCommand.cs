@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Arguments;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
 
@@ -42,8 +43,8 @@ public static class DownloadCommand
         var (name, pod, output) = request;
         var toStdout = output == "-";
 
-        using var response = await cluster.GetStreamAsync(CaptureSubresources.PathOf(cluster.Namespace, name, CaptureSubresources.Pcap, pod), cancellationToken);
-        var expected = response.Headers.TryGetValues(CaptureSubresources.Sha256Header, out var values) ? values.FirstOrDefault() : null;
+        using var response = await cluster.GetStreamAsync(ExtensionApi.PathOf(cluster.Namespace, name, ExtensionApi.Pcap, pod), cancellationToken);
+        var expected = response.Headers.TryGetValues(ExtensionApi.Sha256Header, out var values) ? values.FirstOrDefault() : null;
         var length = response.Content.Headers.ContentLength;
         var partial = output + PartialSuffix;
         var where = toStdout ? "the bytes written to stdout" : $"the bytes are kept in {partial}";
@@ -64,7 +65,7 @@ public static class DownloadCommand
         var received = progress.Bytes;
         if (expected is null)
         {
-            stderr.WriteLine($"kubectl-capture: the server sent no {CaptureSubresources.Sha256Header} header: the download cannot be checked; {where}");
+            stderr.WriteLine($"kubectl-capture: the server sent no {ExtensionApi.Sha256Header} header: the download cannot be checked; {where}");
             return 1;
         }
 
@@ -92,7 +93,7 @@ public static class DownloadCommand
         var manifestPath = output + ManifestSuffix;
         try
         {
-            using var manifest = await cluster.GetStreamAsync(CaptureSubresources.PathOf(cluster.Namespace, name, CaptureSubresources.Manifest, pod), cancellationToken);
+            using var manifest = await cluster.GetStreamAsync(ExtensionApi.PathOf(cluster.Namespace, name, ExtensionApi.Manifest, pod), cancellationToken);
             await using var body = await manifest.Content.ReadAsStreamAsync(cancellationToken);
             await using var file = Open(manifestPath, FileMode.CreateNew);
             await body.CopyToAsync(file, cancellationToken);

@@ -1,7 +1,8 @@
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Arguments;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
-using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.KubectlPlugin.Commands;
 
@@ -35,7 +36,7 @@ public static class FollowCommand
     /// </summary>
     public static async Task<int> RunAsync(Request request, ClusterConnection cluster, Func<Stream> openStdout, TextWriter stderr, CancellationToken cancellationToken)
     {
-        var path = CaptureSubresources.PathOf(cluster.Namespace, request.Name, CaptureSubresources.Follow, request.Pod);
+        var path = ExtensionApi.PathOf(cluster.Namespace, request.Name, ExtensionApi.Follow, request.Pod);
         await using var output = openStdout();
         var pcap = new FollowedPcap(output);
         var buffer = new byte[65536];

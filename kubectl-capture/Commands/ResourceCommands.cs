@@ -1,11 +1,11 @@
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts.Arguments;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
 using KubeCapture.KubectlPlugin.Reports;
-using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.KubectlPlugin.Commands;
 

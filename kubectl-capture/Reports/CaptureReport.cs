@@ -1,8 +1,9 @@
 using System.Globalization;
 using System.Text.Json;
-using KubeCapture.Agent.Cli;
-using KubeCapture.Agent.Summary;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Contracts.Summary;
 
 namespace KubeCapture.KubectlPlugin.Reports;
 
@@ -37,7 +38,7 @@ public static class CaptureReport
         output.WriteLine($"Name:       {capture.Metadata.NamespaceProperty}/{capture.Metadata.Name}");
         output.WriteLine($"Reason:     {spec.Reason}");
         output.WriteLine($"Target:     {spec.Target.PodName ?? "pods matching " + Selector(spec.Target)}");
-        output.WriteLine($"Capture:    -i {spec.Interface ?? "any"} -s {spec.Snaplen?.ToString(CultureInfo.InvariantCulture) ?? "128"}{(spec.MaxPackets is { } count ? $" -c {count}" : "")} --duration {spec.Duration} --max-bytes {spec.MaxBytes ?? "64Mi"}{(spec.Filter is { } filter ? $" '{filter}'" : " (no filter)")}");
+        output.WriteLine($"Capture:    -i {spec.Interface ?? "any"} -s {(spec.Snaplen ?? CaptureOptions.DefaultSnaplen).ToString(CultureInfo.InvariantCulture)}{(spec.MaxPackets is { } count ? $" -c {count}" : "")} --duration {spec.Duration} --max-bytes {spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes}{(spec.Filter is { } filter ? $" '{filter}'" : " (no filter)")}");
         output.WriteLine($"Phase:      {status?.Phase ?? "Pending (not yet seen by the operator)"}{(status?.Message is { Length: > 0 } message ? $": {message}" : "")}");
         if (status?.StartTime is { } start)
         {

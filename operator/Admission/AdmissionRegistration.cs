@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using KubeCapture.Operator.Certificates;
+using KubeCapture.Operator.Configuration;
 
 namespace KubeCapture.Operator.Admission;
 

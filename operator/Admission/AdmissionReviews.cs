@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Provenance;
 
 namespace KubeCapture.Operator.Admission;
 
@@ -224,9 +225,6 @@ public static class AdmissionReviews
 
     private static JsonObject Review(JsonObject response) => new() { ["apiVersion"] = ApiVersion, ["kind"] = "AdmissionReview", ["response"] = response };
 }
-
-/// <summary>Someone other than the operator removed the capture finalizer with the break-glass annotation: who, why, and the capture as it was sent.</summary>
-public sealed record BrokenGlass(string Namespace, string Name, string Uid, string Actor, string Why, JsonNode Capture);
 
 /// <summary>A request body that is not an AdmissionReview v1 the webhooks can answer.</summary>
 public sealed class AdmissionReviewException(string message) : Exception(message);

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using KubeCapture.Operator.Custody;
+using KubeCapture.Operator.Provenance;
 
 namespace KubeCapture.Operator.Audit;
 

@@ -1,9 +1,10 @@
 using System.Net;
 using k8s;
 using k8s.Autorest;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Events;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Storage;
 
 namespace KubeCapture.Operator.Audit;
@@ -54,7 +55,7 @@ public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, Captu
     /// annotation (the guard webhook tells, from kube-apiserver's admission request): the audit line,
     /// and a Warning Event on the capture.
     /// </summary>
-    public Task RecordBreakGlassAsync(Admission.BrokenGlass broken, CancellationToken cancellationToken)
+    public Task RecordBreakGlassAsync(BrokenGlass broken, CancellationToken cancellationToken)
     {
         var capture = k8s.KubernetesJson.Deserialize<PacketCapture>(broken.Capture.ToJsonString());
         var message = $"{broken.Actor} removed the finalizer {Finalizer.CaptureFinalizer.Name} with the break-glass annotation ({broken.Why}): " +

@@ -1,5 +1,5 @@
 using System.Globalization;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 
 namespace KubeCapture.Operator.Audit;
 

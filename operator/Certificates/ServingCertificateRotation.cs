@@ -1,5 +1,6 @@
 using System.Net;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts;
+using KubeCapture.Operator.Configuration;
 using Microsoft.Extensions.Options;
 
 namespace KubeCapture.Operator.Certificates;

@@ -2,31 +2,14 @@ using System.Collections.Concurrent;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.Operator.Custody;
-
-/// <summary>What the reconciler knows of a capture target that its manifest must record.</summary>
-public sealed record TargetCustody
-{
-    public CaptureRequester? Requester { get; init; }
-
-    public string? Reason { get; init; }
-
-    public JsonElement? Spec { get; init; }
-
-    public required TargetPodRecord Pod { get; init; }
-
-    public string? AgentImage { get; init; }
-
-    /// <summary>spec.retention.lock: none, governance or compliance.</summary>
-    public string Lock { get; init; } = "none";
-
-    public bool LegalHold { get; init; }
-}
 
 /// <summary>
 /// The reconciler's side of the chain of custody: it tells, on every reconcile of a target (so again

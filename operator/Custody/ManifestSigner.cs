@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using KubeCapture.Agent.Custody;
+using KubeCapture.Contracts.Custody;
 using KubeCapture.Operator.Storage;
 
 namespace KubeCapture.Operator.Custody;

@@ -2,9 +2,9 @@ using System.Net;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Queue;
-using KubeCapture.Operator.Resources;
 using Microsoft.Extensions.Logging;
 
 namespace KubeCapture.Operator.Events;

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using k8s;
 using k8s.Models;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 
 namespace KubeCapture.Operator.Finalizer;
 

@@ -1,5 +1,5 @@
-using KubeCapture.Agent.Summary;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Contracts.Summary;
 
 namespace KubeCapture.Operator.Findings;
 

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net;
+using KubeCapture.Contracts;
 using Microsoft.Extensions.Options;
 
 namespace KubeCapture.Operator.Ingest;

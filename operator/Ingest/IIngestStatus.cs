@@ -1,5 +1,8 @@
-using KubeCapture.Agent.Capture;
-using KubeCapture.Agent.Summary;
+
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Summary;
+using KubeCapture.Operator.Provenance;
 
 namespace KubeCapture.Operator.Ingest;
 
@@ -91,9 +94,6 @@ public interface ICaptureTokenIssuer
     string Issue(CaptureIdentity target);
 }
 
-/// <summary>Who a capture target is: the PacketCapture (UID, namespace, name) and one target pod.</summary>
-public sealed record CaptureIdentity(string CaptureUid, string Namespace, string CaptureName, string Pod);
-
 public enum UploadPhase
 {
     /// <summary>The agent is connected and streaming.</summary>
@@ -131,6 +131,3 @@ public sealed record TargetUpload
 
     public DateTimeOffset UpdatedAt { get; init; }
 }
-
-/// <summary>Where a finished pcap is stored, and how to prove it is untouched.</summary>
-public sealed record StoredArtifact(string Uri, long Size, string Sha256, DateTimeOffset? ExpiresAt, KubeCapture.Operator.Custody.RetentionRecord? Retention = null);

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using k8s;
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Health;
 using KubeCapture.Operator.Storage;
 using Microsoft.Extensions.Options;

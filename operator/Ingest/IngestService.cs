@@ -2,10 +2,12 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Threading.Channels;
 using Grpc.Core;
-using KubeCapture.Agent.Capture;
-using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Metrics;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tracing;
 using KubeCapture.Proto.V1;
@@ -81,7 +83,7 @@ public sealed partial class IngestService(
         // rollout) until the host's shutdown timeout: what is durable was acknowledged, the agent keeps the rest.
         using var streamCancellation = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         var outbox = new Outbox(responseStream, streamCancellation.Token);
-        var owner = new StreamOwner(AgentSessionRecord.Of(open.SessionId, peer, DateTimeOffset.UtcNow), outbox, streamCancellation);
+        var owner = new StreamOwner(AgentSessionRecord.Of(open.SessionId, peer is null ? null : AgentAddressBook.Normalize(peer).ToString(), DateTimeOffset.UtcNow), outbox, streamCancellation);
         OperatorMetrics.ActiveStreams.Add(1);
         try
         {

@@ -1,5 +1,7 @@
 using System.Net;
+using KubeCapture.Contracts.Arguments;
 using KubeCapture.Operator.Certificates;
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Reconciliation;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
@@ -71,7 +73,7 @@ public static class IngestTls
             return problems;
         }
 
-        if (tls != EphemeralContainerSpec.IsTls(advertised))
+        if (tls != AgentCaptureCommand.IsTls(advertised))
         {
             problems.Add(tls
                 ? $"the ingest URL agents are given ('{advertised}', Ingest:AdvertisedUrl or Reconciler:IngestUrl) must be https:// while Ingest:Tls is true"

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
+using KubeCapture.Contracts;
 
 namespace KubeCapture.Operator.Ingest;
 
@@ -489,7 +490,7 @@ public sealed class FollowLimits
     /// <summary>How long a cut-off follower may take to read its last whole records before its request is ended ("10s").</summary>
     public string FollowCutGrace { get; set; } = "10s";
 
-    public TimeSpan CutGrace => KubeCapture.Agent.Cli.Quantities.TryParseDuration(FollowCutGrace, out var grace, out var error) && grace > TimeSpan.Zero
+    public TimeSpan CutGrace => Quantities.TryParseDuration(FollowCutGrace, out var grace, out var error) && grace > TimeSpan.Zero
         ? grace : throw new InvalidOperationException($"Subresources:FollowCutGrace: {error}");
 
     public long PerFollower => Parse(FollowBufferPerFollower, "Subresources:FollowBufferPerFollower");
@@ -497,7 +498,7 @@ public sealed class FollowLimits
     public long Total => Parse(FollowBufferTotal, "Subresources:FollowBufferTotal");
 
     private static long Parse(string text, string key) =>
-        KubeCapture.Agent.Cli.Quantities.TryParseSize(text, out var value, out var error) && value > 0 ? value : throw new InvalidOperationException($"{key}: {error}");
+        Quantities.TryParseSize(text, out var value, out var error) && value > 0 ? value : throw new InvalidOperationException($"{key}: {error}");
 }
 
 /// <summary>A live follow of one target: read it until it completes; dispose it to stop.</summary>

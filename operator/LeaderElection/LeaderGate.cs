@@ -1,7 +1,8 @@
 using k8s;
 using k8s.LeaderElection;
 using k8s.LeaderElection.ResourceLock;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts;
+using KubeCapture.Operator.Configuration;
 using Microsoft.Extensions.Logging;
 
 namespace KubeCapture.Operator.LeaderElection;

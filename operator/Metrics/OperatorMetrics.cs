@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 
 namespace KubeCapture.Operator.Metrics;
 

@@ -1,13 +1,14 @@
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Operator.Queue;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tracing;
 using KubeCapture.Operator.Watcher;
 using Microsoft.Extensions.Logging;
@@ -49,7 +50,7 @@ public sealed class CaptureOperator
         logger = loggers.CreateLogger<CaptureOperator>();
         Cluster = new ClusterCache(kubernetes, logger, time);
         controller = new PacketCaptureController(kubernetes, Cluster, ingest, tokens, addresses, policy, options, new TargetResolver(Cluster, policy),
-            new PodSecurityPreflight(Cluster), new CaptureAdmission(policy), events ?? new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
+            new PodSecurityPreflight(Cluster), new ConcurrencySlots(policy), events ?? new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
             time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody, audit, retention, ingestAuthority);
         Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
     }

@@ -1,6 +1,8 @@
-using KubeCapture.Agent.Capture;
-using KubeCapture.Agent.Cli;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Filter;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Operator.Configuration;
 
 namespace KubeCapture.Operator.Reconciliation;
 
@@ -141,13 +143,9 @@ public sealed class CapturePolicy
                 $"(allowed here: {(allowed.Length > 0 ? allowed : "none: ask the KubeCapture admins")})");
         }
 
-        try
+        if (FilterCheck.Problem(spec.Interface ?? "any", filter) is { } problem)
         {
-            LocalCapture.CheckFilter(new CaptureOptions { Interface = spec.Interface ?? "any", Filter = filter });
-        }
-        catch (CaptureSetupException e)
-        {
-            return SpecVerdict.Refuse("InvalidFilter", $"spec.filter: {e.Message}");
+            return SpecVerdict.Refuse("InvalidFilter", $"spec.filter: {problem}");
         }
 
         return SpecVerdict.Accept(duration);

@@ -1,7 +1,8 @@
-using System.Globalization;
 using k8s.Models;
-using KubeCapture.Agent.Capture;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Arguments;
+using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Resources;
 
 namespace KubeCapture.Operator.Reconciliation;
 
@@ -24,10 +25,10 @@ public static class EphemeralContainerSpec
     [
         "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
     ];
-    public const string TokenVariable = "KUBECAPTURE_TOKEN";
+    public const string TokenVariable = AgentCaptureCommand.TokenVariable;
 
     /// <summary>The agent's option carrying the CA (PEM, in base64) it verifies a TLS ingest against.</summary>
-    public const string IngestCaOption = "--ingest-ca-pem";
+    public const string IngestCaOption = AgentCaptureCommand.IngestCaOption;
 
     /// <summary>KUBECAPTURE_TOKEN read by the kubelet from the target's Secret (<see cref="TokenDelivery.Secret"/>).</summary>
     public static V1EnvVar TokenFromSecret(string secretName) => new()
@@ -40,7 +41,7 @@ public static class EphemeralContainerSpec
     public static V1EnvVar TokenInSpec(string token) => new() { Name = TokenVariable, Value = token };
 
     /// <summary>Whether agents reach the ingest over TLS (an https:// URL).</summary>
-    public static bool IsTls(string ingestUrl) => ingestUrl.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+    public static bool IsTls(string ingestUrl) => AgentCaptureCommand.IsTls(ingestUrl);
 
     /// <summary>Deterministic from the capture UID: a retry or an operator restart finds it instead of adding another.</summary>
     public static string ContainerName(string captureUid) => NamePrefix + captureUid;
@@ -66,36 +67,19 @@ public static class EphemeralContainerSpec
     public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, V1EnvVar token, bool addNetRaw, string? ingestCaPem = null, string? traceParent = null)
     {
         var spec = capture.Spec;
-        var args = new List<string>
+        var args = new AgentCaptureCommand
         {
-            "capture",
-            "--ingest", ingestUrl,
-        };
-        if (IsTls(ingestUrl))
-        {
-            args.AddRange([IngestCaOption, Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes(
-                ingestCaPem is { Length: > 0 } ? ingestCaPem : throw new ArgumentException($"the ingest {ingestUrl} serves TLS: the agent needs its CA", nameof(ingestCaPem))))]);
-        }
-
-        args.AddRange(
-        [
-            "--capture-uid", capture.Metadata.Uid,
-            "--capture-namespace", capture.Metadata.NamespaceProperty,
-            "--capture-name", capture.Metadata.Name,
-            "--pod", pod,
-            "-i", spec.Interface ?? "any",
-            "-s", (spec.Snaplen ?? CaptureOptions.DefaultSnaplen).ToString(CultureInfo.InvariantCulture),
-        ]);
-        if (spec.MaxPackets is { } count)
-        {
-            args.AddRange(["-c", count.ToString(CultureInfo.InvariantCulture)]);
-        }
-
-        args.AddRange(["--duration", spec.Duration, "--max-bytes", spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes, "--retention", spec.Retention?.Ttl ?? "168h"]);
-        if (!string.IsNullOrWhiteSpace(spec.Filter))
-        {
-            args.AddRange(["--", spec.Filter.Trim()]);
-        }
+            IngestUrl = ingestUrl,
+            IngestCaPem = ingestCaPem,
+            Target = new CaptureIdentity(capture.Metadata.Uid, capture.Metadata.NamespaceProperty, capture.Metadata.Name, pod),
+            Interface = spec.Interface ?? "any",
+            Snaplen = spec.Snaplen ?? CaptureOptions.DefaultSnaplen,
+            MaxPackets = spec.MaxPackets,
+            Duration = spec.Duration,
+            MaxBytes = spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes,
+            Retention = spec.Retention?.Ttl ?? AgentCaptureCommand.DefaultRetention,
+            Filter = spec.Filter ?? "",
+        }.ToArgs().ToList();
 
         if (token.Name != TokenVariable)
         {

@@ -1,7 +1,9 @@
 using System.Text.Json;
 using k8s;
 using k8s.Models;
-using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Custody;
@@ -10,7 +12,7 @@ using KubeCapture.Operator.Finalizer;
 using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Metrics;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Watcher;
 using Microsoft.Extensions.Logging;
@@ -42,7 +44,7 @@ public sealed class PacketCaptureController(
     ReconcilerOptions options,
     TargetResolver targets,
     PodSecurityPreflight podSecurity,
-    CaptureAdmission admission,
+    ConcurrencySlots slots,
     CaptureEvents events,
     TimeProvider time,
     ILogger<PacketCaptureController> logger,
@@ -89,7 +91,7 @@ public sealed class PacketCaptureController(
         if (CapturePhase.IsTerminal(status.Phase))
         {
             // A stored pcap is never replaced, but a forged stream that tries after the end is still recorded.
-            admission.Release(capture.Metadata.Uid);
+            slots.Release(capture.Metadata.Uid);
             statusWrittenAt.TryRemove(capture.Metadata.Uid, out _);
             TellEnded(capture, status); // again after an operator restart or on a new leader
             var refusedAfterEnd = TakeRefusals(capture, status);
@@ -138,7 +140,7 @@ public sealed class PacketCaptureController(
                 return await FailAsync(capture, status, before, "StoppedBeforeStart", "stopped or deleted before any capture started: nothing was captured", deleting, cancellationToken);
             }
 
-            if (admission.TryAdmit(capture, allCaptures) is { } waiting)
+            if (slots.TryAdmit(capture, allCaptures) is { } waiting)
             {
                 CaptureConditions.Set(status, CaptureConditions.Admitted, false, "ConcurrencyLimit", waiting, generation, now);
                 status.Phase = CapturePhase.Pending;
@@ -154,7 +156,7 @@ public sealed class PacketCaptureController(
                 // Before anything starts: never silently unlocked evidence.
                 if (await retention.CheckObjectLockAsync(cancellationToken) is { } noLock)
                 {
-                    admission.Release(capture.Metadata.Uid);
+                    slots.Release(capture.Metadata.Uid);
                     var message = $"spec.retention asks for {(capture.Spec.Retention.LegalHold == true ? "a legal hold" : "")}{(capture.Spec.Retention.LegalHold == true && capture.Spec.Retention.Lock is "governance" or "compliance" ? " and " : "")}{(capture.Spec.Retention.Lock is "governance" or "compliance" ? $"a {capture.Spec.Retention.Lock} lock" : "")}, but {noLock}; nothing was captured";
                     CaptureConditions.Set(status, CaptureConditions.StorageReady, false, "ObjectLockUnavailable", message, generation, now);
                     return await FailAsync(capture, status, before, "ObjectLockUnavailable", message, deleting, cancellationToken);
@@ -171,7 +173,7 @@ public sealed class PacketCaptureController(
             (notReady, security) = await ChooseTargetsAsync(capture, status, now, cancellationToken);
             if (notReady is { } problem)
             {
-                admission.Release(capture.Metadata.Uid);
+                slots.Release(capture.Metadata.Uid);
                 return await FailAsync(capture, status, before, problem.Reason, problem.Message, deleting, cancellationToken);
             }
         }
@@ -180,7 +182,7 @@ public sealed class PacketCaptureController(
         {
             if (await InjectAsync(capture, status, security, now, cancellationToken) is { } notInjected)
             {
-                admission.Release(capture.Metadata.Uid);
+                slots.Release(capture.Metadata.Uid);
                 foreach (var target in status.Targets.Where(t => t.State == TargetState.Pending))
                 {
                     Fail(target, notInjected.Reason, notInjected.Message);
@@ -219,7 +221,7 @@ public sealed class PacketCaptureController(
         if (CapturePhase.IsTerminal(status.Phase))
         {
             await CompareEndsAsync(capture, status, cancellationToken);
-            admission.Release(capture.Metadata.Uid);
+            slots.Release(capture.Metadata.Uid);
             statusWrittenAt.TryRemove(capture.Metadata.Uid, out _);
             await AnnounceEndAsync(capture, status, cancellationToken);
             var ended = await FinishAsync(capture, status, before, deleting, cancellationToken);
@@ -624,8 +626,8 @@ public sealed class PacketCaptureController(
     /// <summary>The capture's own terms for a target's upload, as the ingest holds every stream to them whatever the agent claims.</summary>
     private static UploadTerms TermsFor(PacketCapture capture, V1Pod pod)
     {
-        long? maxBytes = KubeCapture.Agent.Cli.Quantities.TryParseSize(capture.Spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes, out var bytes, out _) ? bytes : null;
-        TimeSpan? retention = capture.Spec.Retention?.Ttl is { } ttl && KubeCapture.Agent.Cli.Quantities.TryParseDuration(ttl, out var kept, out _) ? kept : null;
+        long? maxBytes = Quantities.TryParseSize(capture.Spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes, out var bytes, out _) ? bytes : null;
+        TimeSpan? retention = capture.Spec.Retention?.Ttl is { } ttl && Quantities.TryParseDuration(ttl, out var kept, out _) ? kept : null;
         return new UploadTerms(PodAddresses.Of(pod), maxBytes, retention);
     }
 

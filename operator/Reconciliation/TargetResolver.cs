@@ -1,5 +1,5 @@
 using k8s.Models;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Watcher;
 
 namespace KubeCapture.Operator.Reconciliation;
@@ -97,21 +97,6 @@ public sealed class TargetResolver(ClusterCache cluster, CapturePolicy policy)
         }
 
         return string.Join(',', terms);
-    }
-}
-
-/// <summary>The addresses a pod's status gives it (status.podIPs; status.podIP on older servers).</summary>
-public static class PodAddresses
-{
-    public static IReadOnlyList<string> Of(V1Pod pod)
-    {
-        var ips = (pod.Status?.PodIPs ?? []).Select(p => p.Ip).Where(ip => !string.IsNullOrEmpty(ip)).ToList();
-        if (ips.Count == 0 && !string.IsNullOrEmpty(pod.Status?.PodIP))
-        {
-            ips.Add(pod.Status.PodIP);
-        }
-
-        return ips;
     }
 }
 

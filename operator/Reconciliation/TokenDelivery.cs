@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using KubeCapture.Operator.Configuration;
 
 namespace KubeCapture.Operator.Reconciliation;
 

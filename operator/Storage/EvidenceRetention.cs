@@ -1,3 +1,4 @@
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 
 namespace KubeCapture.Operator.Storage;

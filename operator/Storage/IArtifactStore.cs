@@ -1,9 +1,11 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using KubeCapture.Agent.Capture;
-using KubeCapture.Agent.Custody;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Custody;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 
 namespace KubeCapture.Operator.Storage;
 

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 
 namespace KubeCapture.Operator.Storage;

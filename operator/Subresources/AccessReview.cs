@@ -1,5 +1,6 @@
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts;
 
 namespace KubeCapture.Operator.Subresources;
 
@@ -23,9 +24,9 @@ public sealed class AccessReview(IKubernetes kubernetes)
                 Extra = user.Extra.ToDictionary(e => e.Key, e => (IList<string>)[.. e.Value]),
                 ResourceAttributes = new V1ResourceAttributes
                 {
-                    Group = SubresourcesApi.Group,
-                    Version = SubresourcesApi.Version,
-                    Resource = SubresourcesApi.Resource,
+                    Group = ExtensionApi.Group,
+                    Version = ExtensionApi.Version,
+                    Resource = ExtensionApi.Resource,
                     Subresource = subresource,
                     Verb = "get",
                     NamespaceProperty = ns,

@@ -2,10 +2,10 @@ using System.Globalization;
 using System.Net;
 using k8s;
 using k8s.Autorest;
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Ingest;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Storage;
 using Microsoft.Extensions.Options;
 
@@ -50,7 +50,7 @@ public sealed class CaptureDownloads(
             {
                 logger.LogWarning("denied {Subresource} of {Namespace}/{Capture} to {User}: {Reason}", subresource, ns, name, user, reason);
                 await SubresourcesApi.WriteStatusAsync(context, 403, "Forbidden",
-                    $"{SubresourcesApi.Resource}.{SubresourcesApi.Group} \"{name}\" is forbidden: User \"{user.Name}\" cannot get resource \"{SubresourcesApi.Resource}/{subresource}\" in API group \"{SubresourcesApi.Group}\" in the namespace \"{ns}\"", name);
+                    $"{ExtensionApi.Resource}.{ExtensionApi.Group} \"{name}\" is forbidden: User \"{user.Name}\" cannot get resource \"{ExtensionApi.Resource}/{subresource}\" in API group \"{ExtensionApi.Group}\" in the namespace \"{ns}\"", name);
                 return;
             }
 
@@ -89,7 +89,7 @@ public sealed class CaptureDownloads(
                 stored = null; // an earlier capture of the same name
             }
 
-            if (stored is null && (subresource != SubresourcesApi.Follow || TargetState.IsTerminal(target.State) || CapturePhase.IsTerminal(capture.Status?.Phase)))
+            if (stored is null && (subresource != ExtensionApi.Follow || TargetState.IsTerminal(target.State) || CapturePhase.IsTerminal(capture.Status?.Phase)))
             {
                 var gone = NotStored(capture, target, subresource);
                 await SubresourcesApi.WriteStatusAsync(context, gone.Code, gone.Reason, gone.Message, name);
@@ -100,7 +100,7 @@ public sealed class CaptureDownloads(
             {
                 await FollowAsync(context, capture, identity, user, cancellationToken);
             }
-            else if (subresource == SubresourcesApi.Manifest)
+            else if (subresource == ExtensionApi.Manifest)
             {
                 await SendManifestAsync(context, capture, identity, target, user, cancellationToken);
             }
@@ -157,7 +157,7 @@ public sealed class CaptureDownloads(
 
         if (!TargetState.IsTerminal(target.State) && !CapturePhase.IsTerminal(capture.Status?.Phase))
         {
-            return (409, "Conflict", subresource == SubresourcesApi.Manifest
+            return (409, "Conflict", subresource == ExtensionApi.Manifest
                 ? $"capture {name} is still capturing pod {target.Pod} (state {target.State}); the manifest is written when it ends"
                 : $"capture {name} is still capturing pod {target.Pod} (state {target.State}); use follow to stream it live, or download it when the capture has ended");
         }
@@ -181,7 +181,7 @@ public sealed class CaptureDownloads(
 
         if (signed is null)
         {
-            var (code, reason, message) = NotStored(capture, target, SubresourcesApi.Manifest);
+            var (code, reason, message) = NotStored(capture, target, ExtensionApi.Manifest);
             await SubresourcesApi.WriteStatusAsync(context, code, reason, message, capture.Metadata.Name);
             return;
         }
@@ -215,15 +215,15 @@ public sealed class CaptureDownloads(
 
         await using (body)
         {
-            context.Response.ContentType = SubresourcesApi.PcapContentType;
+            context.Response.ContentType = ExtensionApi.PcapContentType;
             context.Response.ContentLength = stored.Size;
-            context.Response.Headers[SubresourcesApi.Sha256Header] = stored.Sha256;
+            context.Response.Headers[ExtensionApi.Sha256Header] = stored.Sha256;
             context.Response.Headers.ContentDisposition = $"attachment; filename=\"{capture.Metadata.Name}-{stored.Pod}.pcap\"";
-            var verb = subresource == SubresourcesApi.Follow ? "followed (stored)" : "downloaded";
+            var verb = subresource == ExtensionApi.Follow ? "followed (stored)" : "downloaded";
             logger.LogInformation("{User} {Verb} the pcap of {Namespace}/{Capture} pod {Pod} ({Size} bytes, sha256 {Sha256}) from {Client} via {Peer}",
                 user, verb, stored.Namespace, stored.CaptureName, stored.Pod, stored.Size, stored.Sha256, ClientAddress(context), context.Connection.RemoteIpAddress?.ToString());
             await body.CopyToAsync(context.Response.Body, 1 << 16, cancellationToken);
-            await RecordAsync(capture, subresource == SubresourcesApi.Follow ? "Followed" : "Downloaded", $"{user} {verb} the pcap of pod {stored.Pod} ({stored.Size} bytes, sha256 {stored.Sha256})", CancellationToken.None);
+            await RecordAsync(capture, subresource == ExtensionApi.Follow ? "Followed" : "Downloaded", $"{user} {verb} the pcap of pod {stored.Pod} ({stored.Size} bytes, sha256 {stored.Sha256})", CancellationToken.None);
         }
     }
 
@@ -250,7 +250,7 @@ public sealed class CaptureDownloads(
 
             logger.LogInformation("{User} started following {Namespace}/{Capture} pod {Pod} live", user, identity.Namespace, identity.CaptureName, identity.Pod);
             await RecordAsync(capture, "Followed", $"{user} started following pod {identity.Pod} live", cancellationToken);
-            context.Response.ContentType = SubresourcesApi.PcapContentType;
+            context.Response.ContentType = ExtensionApi.PcapContentType;
             context.Response.Headers.CacheControl = "no-store";
             await context.Response.StartAsync(cancellationToken);
             long bytes = 0;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using KubeCapture.Contracts;
 
 namespace KubeCapture.Operator.Subresources;
 
@@ -10,23 +11,11 @@ namespace KubeCapture.Operator.Subresources;
 /// </summary>
 public static class SubresourcesApi
 {
-    public const string Group = "subresources.kubecapture.io";
-    public const string Version = "v1alpha1";
-    public const string GroupVersion = Group + "/" + Version;
-    public const string Resource = "packetcaptures";
-    public const string Pcap = "pcap";
-    public const string Manifest = "manifest";
-    public const string Follow = "follow";
-    public const string PcapContentType = "application/vnd.tcpdump.pcap";
-    public const string Sha256Header = "X-KubeCapture-SHA256";
-
-    public static readonly IReadOnlyList<string> Subresources = [Pcap, Manifest, Follow];
-
     public static JsonObject GroupDocument() => new()
     {
         ["kind"] = "APIGroup",
         ["apiVersion"] = "v1",
-        ["name"] = Group,
+        ["name"] = ExtensionApi.Group,
         ["versions"] = new JsonArray(VersionEntry()),
         ["preferredVersion"] = VersionEntry(),
     };
@@ -50,22 +39,22 @@ public static class SubresourcesApi
     {
         ["kind"] = "APIResourceList",
         ["apiVersion"] = "v1",
-        ["groupVersion"] = GroupVersion,
+        ["groupVersion"] = ExtensionApi.GroupVersion,
         ["resources"] = new JsonArray([
             new JsonObject
             {
-                ["name"] = Resource,
+                ["name"] = ExtensionApi.Resource,
                 ["singularName"] = "packetcapture",
                 ["namespaced"] = true,
                 ["kind"] = "PacketCaptureSubresources",
                 ["verbs"] = new JsonArray(),
             },
-            .. Subresources.Select(s => (JsonNode)new JsonObject
+            .. ExtensionApi.Subresources.Select(s => (JsonNode)new JsonObject
             {
-                ["name"] = $"{Resource}/{s}",
+                ["name"] = $"{ExtensionApi.Resource}/{s}",
                 ["singularName"] = "",
                 ["namespaced"] = true,
-                ["kind"] = s == Manifest ? "StoredCaptureManifest" : "Pcap",
+                ["kind"] = s == ExtensionApi.Manifest ? "StoredCaptureManifest" : "Pcap",
                 ["verbs"] = new JsonArray("get"),
             }),
         ]),
@@ -74,7 +63,7 @@ public static class SubresourcesApi
     public static JsonObject OpenApiDocument() => new()
     {
         ["swagger"] = "2.0",
-        ["info"] = new JsonObject { ["title"] = "KubeCapture subresources", ["version"] = Version },
+        ["info"] = new JsonObject { ["title"] = "KubeCapture subresources", ["version"] = ExtensionApi.Version },
         ["paths"] = new JsonObject(),
         ["definitions"] = new JsonObject(),
     };
@@ -94,7 +83,7 @@ public static class SubresourcesApi
         };
         if (name is not null)
         {
-            status["details"] = new JsonObject { ["name"] = name, ["group"] = Group, ["kind"] = Resource };
+            status["details"] = new JsonObject { ["name"] = name, ["group"] = ExtensionApi.Group, ["kind"] = ExtensionApi.Resource };
         }
 
         context.Response.StatusCode = code;
@@ -108,7 +97,7 @@ public static class SubresourcesApi
         return context.Response.WriteAsync(document.ToJsonString(new JsonSerializerOptions { WriteIndented = false }), context.RequestAborted);
     }
 
-    private static JsonObject VersionEntry() => new() { ["groupVersion"] = GroupVersion, ["version"] = Version };
+    private static JsonObject VersionEntry() => new() { ["groupVersion"] = ExtensionApi.GroupVersion, ["version"] = ExtensionApi.Version };
 
     private static JsonObject Tap(this JsonObject node, Action<JsonObject> change)
     {

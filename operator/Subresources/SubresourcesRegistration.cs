@@ -1,4 +1,6 @@
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Certificates;
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Health;
 using Microsoft.Extensions.Options;
 
@@ -47,15 +49,15 @@ public static class SubresourcesRegistration
         };
 
         app.MapGet("/apis", OnListener(context => DiscoveryAsync(context, SubresourcesApi.GroupListDocument())));
-        app.MapGet("/apis/" + SubresourcesApi.Group, OnListener(context => DiscoveryAsync(context, SubresourcesApi.GroupDocument())));
-        app.MapGet("/apis/" + SubresourcesApi.GroupVersion, OnListener(context => DiscoveryAsync(context, SubresourcesApi.ResourceListDocument())));
+        app.MapGet("/apis/" + ExtensionApi.Group, OnListener(context => DiscoveryAsync(context, SubresourcesApi.GroupDocument())));
+        app.MapGet("/apis/" + ExtensionApi.GroupVersion, OnListener(context => DiscoveryAsync(context, SubresourcesApi.ResourceListDocument())));
         app.MapGet("/openapi/v2", OnListener(context => DiscoveryAsync(context, SubresourcesApi.OpenApiDocument())));
-        app.MapGet($"/apis/{SubresourcesApi.GroupVersion}/namespaces/{{ns}}/{SubresourcesApi.Resource}/{{name}}/{{subresource}}", OnListener(context =>
+        app.MapGet($"/apis/{ExtensionApi.GroupVersion}/namespaces/{{ns}}/{ExtensionApi.Resource}/{{name}}/{{subresource}}", OnListener(context =>
         {
             var (ns, name, subresource) = ((string)context.Request.RouteValues["ns"]!, (string)context.Request.RouteValues["name"]!, (string)context.Request.RouteValues["subresource"]!);
-            return SubresourcesApi.Subresources.Contains(subresource)
+            return ExtensionApi.Subresources.Contains(subresource)
                 ? context.RequestServices.GetRequiredService<CaptureDownloads>().HandleAsync(context, ns, name, subresource)
-                : SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"the server could not find the requested resource: {SubresourcesApi.Resource}/{subresource} (there are {string.Join(", ", SubresourcesApi.Subresources)})");
+                : SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"the server could not find the requested resource: {ExtensionApi.Resource}/{subresource} (there are {string.Join(", ", ExtensionApi.Subresources)})");
         }));
         return app;
     }

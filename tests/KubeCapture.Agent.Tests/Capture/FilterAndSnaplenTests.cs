@@ -98,7 +98,7 @@ public sealed class FilterAndSnaplenTests(LabFixture fixture) : IClassFixture<La
         var exit = await agent.StopAsync();
         Assert.Equal(0, exit.ExitCode);
 
-        var manifest = KubeCapture.Agent.Capture.CaptureManifest.FromJson(exit.Stdout);
+        var manifest = CaptureManifest.FromJson(exit.Stdout);
         Assert.Equal("signal", manifest.StopReason);
         Assert.True(manifest.PacketsWritten > 20, $"{manifest.PacketsWritten} packets");
         Assert.Equal(manifest.PacketsWritten, manifest.Summary!.UndecodablePackets);

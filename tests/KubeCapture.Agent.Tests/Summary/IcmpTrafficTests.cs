@@ -163,7 +163,7 @@ public sealed class IcmpTrafficTests : IAsyncLifetime
         await using var exact = AgentProcess.Start(_lab.Client, ["capture", "-i", _lab.Client.Interface, "--json", "--exact-filter", "-w", pcap, $"tcp port {Port}"]);
         await exact.WaitUntilListeningAsync();
         var exit = await exact.StopAsync();
-        var manifest = KubeCapture.Agent.Capture.CaptureManifest.FromJson(exit.Stdout);
+        var manifest = CaptureManifest.FromJson(exit.Stdout);
         Assert.Null(manifest.CaptureFilter);
         Assert.Equal((0, 0), (manifest.PacketsAdded, manifest.PacketsDiscarded));
     }

@@ -1,4 +1,4 @@
-using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts.Arguments;
 using KubeCapture.KubectlPlugin.Cli;
 
 namespace KubeCapture.KubectlPlugin.Tests.Cli;

@@ -1,3 +1,4 @@
+using KubeCapture.Contracts.Summary;
 using KubeCapture.KubectlPlugin.Cli;
 using KubeCapture.KubectlPlugin.Cluster;
 

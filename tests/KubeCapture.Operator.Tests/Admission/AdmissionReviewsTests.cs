@@ -4,6 +4,7 @@ using k8s;
 using k8s.Models;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Finalizer;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Testing.Kubernetes;
 
 namespace KubeCapture.Operator.Tests.Admission;

@@ -1,5 +1,5 @@
 using k8s;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
 

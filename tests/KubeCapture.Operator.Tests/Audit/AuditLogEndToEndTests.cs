@@ -1,7 +1,7 @@
 using System.Text.Json;
 using k8s;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Testing.Kubernetes;

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tracing;
 using Microsoft.Extensions.Configuration;
 

@@ -1,7 +1,7 @@
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Processes;
 

@@ -1,7 +1,7 @@
 using k8s;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Ingest;

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
-using KubeCapture.Agent.Custody;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tests.Ingest;

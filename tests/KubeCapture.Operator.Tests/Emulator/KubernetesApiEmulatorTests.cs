@@ -3,7 +3,7 @@ using System.Text.Json;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Testing.Kubernetes;
 
 namespace KubeCapture.Operator.Tests.Emulator;

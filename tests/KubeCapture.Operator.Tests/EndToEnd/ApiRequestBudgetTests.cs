@@ -1,4 +1,4 @@
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Testing.Kubernetes;
 

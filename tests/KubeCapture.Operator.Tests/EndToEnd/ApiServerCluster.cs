@@ -1,10 +1,11 @@
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Rbac;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Operator.Tests.Tracing;
 using KubeCapture.Testing.Containers;

@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
 using k8s.Models;
-using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Kubernetes;

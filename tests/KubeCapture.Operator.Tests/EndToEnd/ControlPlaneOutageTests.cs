@@ -1,6 +1,6 @@
 using System.Net;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
 

@@ -1,7 +1,9 @@
 using System.Security.Cryptography;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Netns;
@@ -181,7 +183,7 @@ public sealed class EmulatorEndToEndTests : IAsyncLifetime
             }
         });
         var running = await harness.WaitForAsync("payments", "refusals",
-            c => c.Status?.Targets.FirstOrDefault()?.Findings?.Any(f => f.Type == KubeCapture.Agent.Summary.FindingTypes.ConnectionRefused) == true, TimeSpan.FromSeconds(30));
+            c => c.Status?.Targets.FirstOrDefault()?.Findings?.Any(f => f.Type == FindingTypes.ConnectionRefused) == true, TimeSpan.FromSeconds(30));
         await refusing;
         var elapsed = watch.Elapsed;
         var writes = statusWrites() - writesBefore;
@@ -193,7 +195,7 @@ public sealed class EmulatorEndToEndTests : IAsyncLifetime
         Assert.True(writes <= 1 + (int)(elapsed / interval), $"{writes} status writes in {elapsed} at one per {interval}");
         await harness.Client.StopPacketCaptureAsync("payments", "refusals");
         var done = await harness.WaitForPhaseAsync("payments", "refusals", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
-        Assert.Contains(done.Status!.Targets[0].Findings!, f => f.Type == KubeCapture.Agent.Summary.FindingTypes.ConnectionRefused);
+        Assert.Contains(done.Status!.Targets[0].Findings!, f => f.Type == FindingTypes.ConnectionRefused);
     }
 
     [Fact]
@@ -276,7 +278,7 @@ public sealed class EmulatorEndToEndTests : IAsyncLifetime
         var done = await harness.WaitForPhaseAsync("payments", "ends", CapturePhase.Succeeded, TimeSpan.FromSeconds(60));
 
         var compared = done.Status!.Findings![0];
-        Assert.Equal((KubeCapture.Agent.Summary.FindingTypes.ResetFromMiddlebox, "db,web"), (compared.Type, compared.Target));
+        Assert.Equal((FindingTypes.ResetFromMiddlebox, "db,web"), (compared.Type, compared.Target));
         Assert.Contains("the server's own capture shows it never sent one", compared.Message, StringComparison.Ordinal);
         var resets = await KubeCapture.Testing.Pcap.Tshark.FieldsAsync(await DownloadedAsync(done.Status.Targets.Single(t => t.Pod == "web").Artifact!), ["frame.number"], "tcp.flags.reset == 1");
         Assert.Equal(resets.Select(f => long.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture)), compared.Evidence.PacketNumbers);

@@ -2,8 +2,9 @@ using System.Text.Json;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
+using KubeCapture.Contracts.Custody;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Operator.Tests.Subresources;
@@ -114,7 +115,7 @@ public sealed class EvidenceForgeryTests(SubresourcesCluster cluster)
         Assert.Contains("its capture agent did not upload it", manifest.Contested!.Message, StringComparison.Ordinal);
         Assert.InRange(manifest.ExpiresAt!.Value, manifest.StoredAt.AddHours(1).AddMinutes(-5), manifest.StoredAt.AddHours(1));
         var verify = await AgentProcess.RunAsync(null, ["verify", await cluster.DownloadAsync(target.Artifact), manifestPath]);
-        Assert.Equal(KubeCapture.Agent.Cli.VerifyCommand.Contested, verify.ExitCode);
+        Assert.Equal(VerifyCommand.Contested, verify.ExitCode);
         Assert.Contains("CONTESTED: the manifest records that this pcap did not come from the target's capture agent", verify.Stderr, StringComparison.Ordinal);
     }
 

@@ -1,6 +1,6 @@
 using k8s;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 
 namespace KubeCapture.Operator.Tests.EndToEnd;

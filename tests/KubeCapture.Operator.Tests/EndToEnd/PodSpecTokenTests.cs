@@ -1,7 +1,7 @@
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
 

@@ -1,7 +1,7 @@
 using k8s;
-using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Findings;
-using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.Operator.Tests.Findings;
 

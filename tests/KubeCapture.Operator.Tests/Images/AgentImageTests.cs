@@ -1,6 +1,6 @@
 using k8s.Models;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Netns;

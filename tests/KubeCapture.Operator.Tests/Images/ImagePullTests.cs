@@ -1,4 +1,4 @@
-using KubeCapture.Operator.Resources;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Kubernetes;
 

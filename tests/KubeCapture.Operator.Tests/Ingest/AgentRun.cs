@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 
 namespace KubeCapture.Operator.Tests.Ingest;

@@ -1,3 +1,4 @@
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Testing.Processes;
 using KubeCapture.Testing.S3;

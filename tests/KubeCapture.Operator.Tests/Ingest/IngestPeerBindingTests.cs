@@ -1,5 +1,6 @@
 using System.Net;
 using Grpc.Core;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Testing.S3;
 using Microsoft.Extensions.DependencyInjection;

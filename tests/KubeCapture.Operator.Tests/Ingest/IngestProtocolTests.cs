@@ -1,4 +1,5 @@
 using Grpc.Core;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Proto.V1;

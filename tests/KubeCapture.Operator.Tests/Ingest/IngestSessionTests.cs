@@ -1,7 +1,9 @@
 using Grpc.Core;
-using KubeCapture.Agent.Custody;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Custody;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Testing.S3;
 using Microsoft.Extensions.DependencyInjection;

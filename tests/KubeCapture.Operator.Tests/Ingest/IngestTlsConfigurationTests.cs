@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Ingest;
 using Microsoft.Extensions.Configuration;
 

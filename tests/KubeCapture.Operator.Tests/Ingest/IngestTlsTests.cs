@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Testing.Netns;
 using KubeCapture.Testing.Pcap;

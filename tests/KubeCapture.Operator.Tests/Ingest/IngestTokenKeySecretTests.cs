@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Testing.Kubernetes;
 using Microsoft.Extensions.Logging.Abstractions;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Testing.Pcap;
 

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Proto.V1;
 
@@ -68,9 +69,9 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, 
         var handler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true };
         if (caPem is not null)
         {
-            var authority = KubeCapture.Agent.Ingest.IngestAuthority.Parse(caPem);
+            var authority = KubeCapture.Contracts.Ingest.IngestAuthority.Parse(caPem);
             handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
-                KubeCapture.Agent.Ingest.IngestAuthority.Refusal(ingest, authority, certificate, chain, errors) is null;
+                KubeCapture.Contracts.Ingest.IngestAuthority.Refusal(ingest, authority, certificate, chain, errors) is null;
         }
 
         if (source is not null)

@@ -1,8 +1,8 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using k8s;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Operator.Tests.Subresources;

@@ -1,3 +1,4 @@
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.S3;

@@ -4,12 +4,14 @@ using System.Text;
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
-using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Subresources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
@@ -37,7 +39,7 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         output.WriteLine(cluster.Timings);
 
         var pod = await cluster.WaitForOperatorAsync();
-        var apiService = await cluster.Admin.ApiregistrationV1.ReadAPIServiceAsync($"{SubresourcesApi.Version}.{SubresourcesApi.Group}");
+        var apiService = await cluster.Admin.ApiregistrationV1.ReadAPIServiceAsync($"{ExtensionApi.Version}.{ExtensionApi.Group}");
         var mutating = await cluster.Admin.AdmissionregistrationV1.ReadMutatingWebhookConfigurationAsync($"{RealNodeCluster.Release}-requester-stamp");
         var validating = await cluster.Admin.AdmissionregistrationV1.ReadValidatingWebhookConfigurationAsync($"{RealNodeCluster.Release}-requester-stamp");
         var authority = Pem((await cluster.Admin.CoreV1.ReadNamespacedSecretAsync($"{RealNodeCluster.Release}-serving-certificate", RealNodeCluster.Namespace)).Data["ca.crt"]);
@@ -335,7 +337,7 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         var containers = await HostCommand.RunAsync("ctr", "--address", cluster.Node.ContainerdSocket, "-n", "k8s.io", "containers", "ls");
         var tasks = await HostCommand.RunAsync("ctr", "--address", cluster.Node.ContainerdSocket, "-n", "k8s.io", "tasks", "ls");
         var clusterRoles = (await cluster.Admin.RbacAuthorizationV1.ListClusterRoleAsync()).Items.Select(r => r.Metadata.Name).ToList();
-        var apiServiceGone = await Assert.ThrowsAsync<HttpOperationException>(() => cluster.Admin.ApiregistrationV1.ReadAPIServiceAsync($"{SubresourcesApi.Version}.{SubresourcesApi.Group}"));
+        var apiServiceGone = await Assert.ThrowsAsync<HttpOperationException>(() => cluster.Admin.ApiregistrationV1.ReadAPIServiceAsync($"{ExtensionApi.Version}.{ExtensionApi.Group}"));
         var webhooks = (await cluster.Admin.AdmissionregistrationV1.ListMutatingWebhookConfigurationAsync()).Items;
         var kept = await cluster.Admin.GetPacketCaptureAsync(ns, "evidence");
         var keyAfter = (await cluster.Admin.CoreV1.ReadNamespacedSecretAsync($"{RealNodeCluster.Release}-ingest-token", RealNodeCluster.Namespace)).Data[IngestTokenKeySecret.CurrentEntry];

@@ -3,6 +3,7 @@ using System.Net;
 using System.Text;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Subresources;
 using KubeCapture.Operator.Tests.KubectlPlugin;
 using KubeCapture.Testing.Containers;
@@ -161,20 +162,20 @@ public sealed class RealNodeCluster : IAsyncLifetime
         });
         await WaitForAsync("the APIService Available", async () =>
         {
-            var service = await Admin.ApiregistrationV1.ReadAPIServiceAsync($"{SubresourcesApi.Version}.{SubresourcesApi.Group}");
+            var service = await Admin.ApiregistrationV1.ReadAPIServiceAsync($"{ExtensionApi.Version}.{ExtensionApi.Group}");
             return service.Status?.Conditions?.Any(c => c.Type == "Available" && c.Status == "True") == true ? service : null;
         });
         await WaitForAsync("the admission webhooks answering", async () =>
         {
-            var probe = new Resources.PacketCapture
+            var probe = new KubeCapture.Contracts.Resources.PacketCapture
             {
                 Metadata = new V1ObjectMeta { Name = "webhook-probe", NamespaceProperty = Namespace },
-                Spec = new Resources.PacketCaptureSpec { Reason = "is the webhook up?", Target = new Resources.CaptureTarget { PodName = "none" }, Duration = "1s" },
+                Spec = new KubeCapture.Contracts.Resources.PacketCaptureSpec { Reason = "is the webhook up?", Target = new KubeCapture.Contracts.Resources.CaptureTarget { PodName = "none" }, Duration = "1s" },
             };
             try
             {
-                var stamped = await Admin.CustomObjects.CreateNamespacedCustomObjectAsync<Resources.PacketCapture>(probe, Resources.PacketCapture.Group, Resources.PacketCapture.Version, Namespace, Resources.PacketCapture.Plural, dryRun: "All");
-                return stamped.Metadata.Annotations?.ContainsKey(KubeCapture.Operator.Admission.RequesterStamp.Username) == true ? stamped : null;
+                var stamped = await Admin.CustomObjects.CreateNamespacedCustomObjectAsync<KubeCapture.Contracts.Resources.PacketCapture>(probe, KubeCapture.Contracts.Resources.PacketCapture.Group, KubeCapture.Contracts.Resources.PacketCapture.Version, Namespace, KubeCapture.Contracts.Resources.PacketCapture.Plural, dryRun: "All");
+                return stamped.Metadata.Annotations?.ContainsKey(KubeCapture.Operator.Provenance.RequesterStamp.Username) == true ? stamped : null;
             }
             catch (k8s.Autorest.HttpOperationException)
             {

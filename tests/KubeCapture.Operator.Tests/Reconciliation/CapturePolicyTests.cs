@@ -1,6 +1,7 @@
 using k8s.Models;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.Operator.Tests.Reconciliation;
 

@@ -1,8 +1,8 @@
 using k8s.Models;
 using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 
 namespace KubeCapture.Operator.Tests.Reconciliation;
 

@@ -1,10 +1,11 @@
 using k8s;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.LeaderElection;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Testing.Kubernetes;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,6 +1,7 @@
 using k8s.Models;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Watcher;
 using KubeCapture.Testing.Kubernetes;
 using Microsoft.Extensions.Logging.Abstractions;

@@ -1,3 +1,4 @@
+using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Reconciliation;
 
 namespace KubeCapture.Operator.Tests.Reconciliation;

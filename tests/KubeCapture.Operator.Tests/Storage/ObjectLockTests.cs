@@ -1,9 +1,11 @@
 using System.Net;
 using System.Text;
 using k8s.Models;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
-using KubeCapture.Operator.Resources;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.S3;
@@ -124,7 +126,7 @@ public sealed class ObjectLockTests
         await using var host = await OperatorHost.StartInProcessAsync(OperatorHost.S3Settings(rgw, 5 << 20));
         var custody = host.Services.GetRequiredService<ICustodyWitness>();
         var capture = Capture("governance", legalHold: false);
-        capture.Metadata.Annotations = new Dictionary<string, string>(KubeCapture.Operator.Admission.RequesterStamp.Annotations(new CaptureRequester { Username = "alice", Uid = "alice-uid", Groups = ["forensics"] }));
+        capture.Metadata.Annotations = new Dictionary<string, string>(KubeCapture.Operator.Provenance.RequesterStamp.Annotations(new CaptureRequester { Username = "alice", Uid = "alice-uid", Groups = ["forensics"] }));
         custody.Witness(capture, Pod, "kubecapture-x");
         await using var traffic = new LoopbackTraffic();
         await using var agent = await AgentRun.StartAsync(host, Target, traffic.Filter, null, "-c", "40", "--retention", "2m");

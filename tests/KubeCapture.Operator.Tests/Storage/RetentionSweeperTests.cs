@@ -1,3 +1,4 @@
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Storage;

@@ -2,9 +2,10 @@ using System.Net;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
-using KubeCapture.Agent.Custody;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Custody;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Subresources;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Ingest;
@@ -43,8 +44,8 @@ public sealed class CaptureDownloadTests(SubresourcesCluster cluster)
         Assert.Equal(await File.ReadAllBytesAsync(stored), await File.ReadAllBytesAsync(file));
         Assert.Equal(artifact.Sha256, Evidence.Sha256Of(file));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal(artifact.Sha256, Assert.Single(response.Headers.GetValues(SubresourcesApi.Sha256Header)));
-        Assert.Equal(SubresourcesApi.PcapContentType, response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(artifact.Sha256, Assert.Single(response.Headers.GetValues(ExtensionApi.Sha256Header)));
+        Assert.Equal(ExtensionApi.PcapContentType, response.Content.Headers.ContentType?.MediaType);
         Assert.Equal(artifact.Size, response.Content.Headers.ContentLength);
         Assert.Equal(6, Evidence.TcpdumpLines(file).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
     }

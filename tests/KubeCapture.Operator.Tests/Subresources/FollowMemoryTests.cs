@@ -1,8 +1,8 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using k8s;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Processes;

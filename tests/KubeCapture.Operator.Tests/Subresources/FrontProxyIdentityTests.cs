@@ -6,8 +6,9 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Subresources;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Ingest;
@@ -74,7 +75,7 @@ public sealed class FrontProxyIdentityTests(SubresourcesCluster cluster)
         configMap.Data["requestheader-uid-headers"] = """["X-Remote-Uid"]""";
         var user = FrontProxyAuthenticator.UserFrom(headers, RequestHeaderSettings.FromConfigMap(configMap))!;
         var audit = new FileInfo(cluster.Install.Server.AuditLogPath).Length;
-        var (allowed, _) = await new AccessReview(admin).MayGetAsync(user, "kc-uid", "evidence", SubresourcesApi.Pcap, CancellationToken.None);
+        var (allowed, _) = await new AccessReview(admin).MayGetAsync(user, "kc-uid", "evidence", ExtensionApi.Pcap, CancellationToken.None);
         var review = Assert.Single(await ReviewsAsync(audit, "carol", "kc-uid"));
 
         Assert.Equal(("carol", "5f0c1d2e-uid-of-carol"), (user.Name, user.Uid));

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using k8s;
 using k8s.Models;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Rbac;
 using KubeCapture.Operator.Subresources;
 using KubeCapture.Operator.Tests.EndToEnd;
@@ -29,7 +30,7 @@ public sealed class SubresourcesCluster : ApiServerCluster
 
     /// <summary>The path of a capture's subresource through kube-apiserver.</summary>
     public static string PathOf(string ns, string name, string subresource, string? pod = null) =>
-        $"/apis/{SubresourcesApi.GroupVersion}/namespaces/{ns}/{SubresourcesApi.Resource}/{name}/{subresource}{(pod is null ? "" : "?pod=" + pod)}";
+        $"/apis/{ExtensionApi.GroupVersion}/namespaces/{ns}/{ExtensionApi.Resource}/{name}/{subresource}{(pod is null ? "" : "?pod=" + pod)}";
 
     /// <summary>GET through kube-apiserver as <paramref name="token"/>'s user (for the response headers kubectl does not show).</summary>
     public async Task<HttpResponseMessage> GetAsync(string token, string path, IReadOnlyDictionary<string, string>? headers = null)

@@ -1,5 +1,5 @@
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
-using KubeCapture.Operator.Resources;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Operator.Tests.Tracing.Otlp;

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
+using KubeCapture.Contracts;
 using KubeCapture.Operator.Ingest;
 
 namespace KubeCapture.Testing.Kubernetes;

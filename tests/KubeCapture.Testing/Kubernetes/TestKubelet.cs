@@ -6,8 +6,10 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using k8s;
 using k8s.Models;
-using KubeCapture.Agent.Capture;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Capture;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Provenance;
 using KubeCapture.Testing.Containers;
 
 namespace KubeCapture.Testing.Kubernetes;

@@ -1,0 +1,26 @@
+namespace KubeCapture.Contracts;
+
+/// <summary>
+/// The operator's extension API behind kube-apiserver, subresources.kubecapture.io/v1alpha1
+/// (docs/user-guide.md, "Download and live follow"): served by the operator, called by the plugin.
+/// </summary>
+public static class ExtensionApi
+{
+    public const string Group = "subresources.kubecapture.io";
+    public const string Version = "v1alpha1";
+    public const string GroupVersion = Group + "/" + Version;
+    public const string Resource = "packetcaptures";
+    public const string Pcap = "pcap";
+    public const string Manifest = "manifest";
+    public const string Follow = "follow";
+    public const string PcapContentType = "application/vnd.tcpdump.pcap";
+
+    /// <summary>The response header that carries the stored pcap's SHA-256 (lowercase hex).</summary>
+    public const string Sha256Header = "X-KubeCapture-SHA256";
+
+    public static readonly IReadOnlyList<string> Subresources = [Pcap, Manifest, Follow];
+
+    /// <summary>The path of one capture's subresource, with the target pod when one is chosen.</summary>
+    public static string PathOf(string ns, string name, string subresource, string? pod) =>
+        $"/apis/{GroupVersion}/namespaces/{Uri.EscapeDataString(ns)}/{Resource}/{Uri.EscapeDataString(name)}/{subresource}{(pod is null ? "" : "?pod=" + Uri.EscapeDataString(pod))}";
+}
