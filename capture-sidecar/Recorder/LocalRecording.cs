@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Cli;
+using KubeCapture.Contracts.Filter;
 
 namespace KubeCapture.Agent.Recorder;
 
@@ -47,7 +48,7 @@ public static class LocalRecording
         LocalCapture.CheckFilter(capture);
         if (options.FilterTrigger is { } trigger)
         {
-            FilterTrigger.Check(trigger.Expression, InterfaceCatalog.ExpectedLinkType(capture.Interface));
+            FilterTrigger.Check(trigger.Expression, FilterCheck.ExpectedLinkType(capture.Interface));
         }
 
         CheckDirectory(options.SnapshotDirectory);

@@ -39,13 +39,13 @@ public sealed record RecorderOptions
 /// <summary>COUNT events within PERIOD, as typed: 20/10s.</summary>
 public sealed record TriggerThreshold(long Count, TimeSpan Period)
 {
-    public override string ToString() => $"{Count}/{Cli.Quantities.FormatDuration(Period)}";
+    public override string ToString() => $"{Count}/{Quantities.FormatDuration(Period)}";
 }
 
 /// <summary>--trigger-filter EXPR --trigger-count N/PERIOD: a second BPF filter, run on the captured packets.</summary>
 public sealed record FilterTriggerSpec(string Expression, TriggerThreshold Threshold)
 {
-    public override string ToString() => $"filter '{Expression}' matched {Threshold.Count} times within {Cli.Quantities.FormatDuration(Threshold.Period)}";
+    public override string ToString() => $"filter '{Expression}' matched {Threshold.Count} times within {Quantities.FormatDuration(Threshold.Period)}";
 }
 
 /// <summary>
@@ -55,6 +55,6 @@ public sealed record FilterTriggerSpec(string Expression, TriggerThreshold Thres
 public sealed record FindingTriggerSpec(string Finding, bool IsSeverity, long MoreThan, TimeSpan? Period)
 {
     public override string ToString() => Period is { } period
-        ? $"{Finding}>{MoreThan}/{Cli.Quantities.FormatDuration(period)}"
+        ? $"{Finding}>{MoreThan}/{Quantities.FormatDuration(period)}"
         : MoreThan > 0 ? $"{Finding}>{MoreThan}" : Finding;
 }
