@@ -3,7 +3,7 @@
 #   1. a node (kubelet, containerd, CNI, kube-proxy, scheduler, controller-manager, DNS, beside
 #      kube-apiserver: tests/KubeCapture.RealNode, the same program the tests run) with the two
 #      images of scripts/images.sh loaded;
-#   2. the chart installed with helm as README says (local images, storage.local.emptyDir);
+#   2. the chart installed with helm as docs/install.md says (local images, storage.local.emptyDir);
 #   3. a web Deployment and a client pod, a PacketCapture applied with kubectl, traffic, its findings;
 #   4. the pcap downloaded with `kubectl capture download`, read with `tcpdump -nn -r`, and its signed
 #      manifest verified with `kubectl capture verify`;
@@ -65,7 +65,7 @@ grep 'kubecapture-node: ' "$work/node.log" | grep -v teardown | sed 's/^/  /'
 export KUBECONFIG=$work/node/admin.kubeconfig
 run kubectl get nodes -o wide
 
-say "install: the chart, as README says for a cluster without a registry (images loaded into the node)"
+say "install: the chart, as docs/install.md says for a cluster without a registry (images loaded into the node)"
 run helm install kubecapture charts/kubecapture -n kubecapture-system --create-namespace \
   --set image.repository=localhost/kubecapture/operator --set image.pullPolicy=Never \
   --set agent.image.repository=localhost/kubecapture/agent --set storage.local.emptyDir=true --wait --timeout 5m

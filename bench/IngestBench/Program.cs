@@ -182,7 +182,7 @@ public static class Program
                 CaptureName = target.CaptureName,
                 Pod = target.Pod,
                 Token = new CaptureTokenIssuer(secret).Issue(target),
-                SessionId = "bench",
+                SessionId = System.Security.Cryptography.RandomNumberGenerator.GetHexString(64, lowercase: true),
             },
         });
         var responses = Task.Run(async () =>

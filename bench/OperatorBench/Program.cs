@@ -123,7 +123,7 @@ public static class Program
         var ingest = new InMemoryIngestStatus();
         var policy = new CapturePolicy { MaxConcurrentInCluster = 100_000, MaxConcurrentPerNamespace = 100_000 };
         // Against the API emulator: no admission webhook runs, so nothing is stamped.
-        var options = new ReconcilerOptions { AgentImage = "kubecapture/agent:bench", IngestUrl = "http://ingest:8081", Workers = workers, RequireRequesterStamp = false };
+        var options = new ReconcilerOptions { AgentImage = "kubecapture/agent:bench", IngestUrl = "http://ingest:8081", Workers = workers, RequireRequesterStamp = false, TokenDelivery = TokenDelivery.Secret };
         var captureOperator = new CaptureOperator(client, ingest, ingest, ingest, policy, options, NullLoggerFactory.Instance, TimeProvider.System);
         using var cts = new CancellationTokenSource();
         var run = Task.Run(() => captureOperator.RunAsync(cts.Token));

@@ -35,13 +35,15 @@ public sealed class CaptureSession : IDisposable
     private readonly WidenedFilter? _widened;
     private readonly PacketReadiness _readiness;
     private readonly (long Received, long Dropped, long InterfaceDropped) _baseline;
+    private readonly DateTime _opened;
     private volatile int _stopRequested = -1;
     private long _packets;
     private long _bytes;
 
-    private CaptureSession(CaptureOptions options, LibPcapLiveDevice device, WidenedFilter? widened)
+    private CaptureSession(CaptureOptions options, LibPcapLiveDevice device, WidenedFilter? widened, DateTime opened)
     {
         _options = options;
+        _opened = opened;
         _device = device;
         _widened = widened;
         LinkType = device.LinkType;
@@ -68,6 +70,9 @@ public sealed class CaptureSession : IDisposable
     public static CaptureSession Open(CaptureOptions options)
     {
         var device = InterfaceCatalog.Find(options.Interface);
+        // The capture starts when the socket is opened: the kernel queues packets from then on, before
+        // the loop runs, and the manifest's start must not come after the first packet it holds.
+        var opened = DateTime.UtcNow;
         try
         {
             // A file capability cap_net_raw+p (the image) is permitted but not yet effective.
@@ -100,7 +105,7 @@ public sealed class CaptureSession : IDisposable
             throw new CaptureSetupException($"invalid filter '{options.Filter}': {e.Message}");
         }
 
-        return new CaptureSession(options, device, Widen(options, device));
+        return new CaptureSession(options, device, Widen(options, device), opened);
     }
 
     /// <summary>The user's filter widened to the ICMP errors and jumbograms of its flows (<see cref="WidenedFilter"/>); null without a filter, with --exact-filter, or where the link type cannot take the additions.</summary>
@@ -139,8 +144,9 @@ public sealed class CaptureSession : IDisposable
     /// <summary>Runs the capture until a limit or a stop request, writing to <paramref name="writer"/>.</summary>
     public CaptureOutcome Run(PcapWriter writer, Action? onFlush = null)
     {
-        var started = DateTime.UtcNow;
-        var deadline = Stopwatch.GetTimestamp() + (long)(_options.Duration.TotalSeconds * Stopwatch.Frequency);
+        var started = _opened;
+        var remaining = _options.Duration - (DateTime.UtcNow - started); // the window counts from the socket's opening
+        var deadline = Stopwatch.GetTimestamp() + (long)(Math.Max(0, remaining.TotalSeconds) * Stopwatch.Frequency);
         var nextFlush = Stopwatch.GetTimestamp() + FlushIntervalTicks;
         var maxPackets = _options.MaxPackets ?? long.MaxValue;
         StopReason reason;

@@ -37,7 +37,7 @@ public static class CommandLine
           --overwrite       allow -w to replace an existing file
           --no-summary      do not decode TCP for the summary
           --exact-filter    capture exactly the filter, as tcpdump (by default a filter also keeps the ICMP
-                            errors and IPv6 jumbograms of the flows it selects: see the README)
+                            errors and IPv6 jumbograms of the flows it selects: see docs/agent.md)
           --json            print the manifest as JSON on stdout instead of the human summary
 
         cluster mode (instead of -w; the operator starts the agent this way):

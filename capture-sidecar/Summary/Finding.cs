@@ -2,7 +2,7 @@ namespace KubeCapture.Agent.Summary;
 
 /// <summary>
 /// One thing the packets show, as data: a stable <see cref="Type"/> (the list is
-/// <see cref="FindingTypes"/>, documented in the README), how serious it is, one sentence for
+/// <see cref="FindingTypes"/>, documented in docs/findings.md), how serious it is, one sentence for
 /// people, and the evidence to check it in Wireshark. Bounded whatever the traffic: connections with
 /// the same finding are grouped, counted, and only a few samples are kept.
 /// </summary>
@@ -61,7 +61,7 @@ public static class FindingSeverity
     };
 }
 
-/// <summary>The finding types, stable: tools may match on them. Documented in README.md ("Findings").</summary>
+/// <summary>The finding types, stable: tools may match on them. Documented in docs/findings.md.</summary>
 public static class FindingTypes
 {
     /// <summary>The input ended before its end (a file cut short or with a corrupt record, a live capture libpcap stopped reading): the findings cover what came before.</summary>

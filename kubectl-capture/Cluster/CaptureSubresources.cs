@@ -1,6 +1,6 @@
 namespace KubeCapture.KubectlPlugin.Cluster;
 
-/// <summary>The operator's extension API behind kube-apiserver: subresources.kubecapture.io/v1alpha1 (README, "Your capture through the Kubernetes API").</summary>
+/// <summary>The operator's extension API behind kube-apiserver: subresources.kubecapture.io/v1alpha1 (docs/user-guide.md, "Download and live follow").</summary>
 public static class CaptureSubresources
 {
     public const string GroupVersion = "subresources.kubecapture.io/v1alpha1";

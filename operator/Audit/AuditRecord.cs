@@ -5,7 +5,7 @@ using KubeCapture.Operator.Custody;
 namespace KubeCapture.Operator.Audit;
 
 /// <summary>
-/// One line of the audit log (schema audit.kubecapture.io/v1, documented in README.md, Audit log):
+/// One line of the audit log (schema audit.kubecapture.io/v1, documented in docs/security.md, Audit log):
 /// one JSON object per line on the operator's stdout, one per lifecycle event of a capture.
 /// Fields are only ever added, never renamed or removed, within v1.
 /// </summary>

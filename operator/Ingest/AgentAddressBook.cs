@@ -121,7 +121,7 @@ public sealed class AgentAddressBook : IAgentAddresses
             $"upload for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod} refused: it comes from {seen}, " +
             $"but the pod's addresses are {string.Join(", ", expected.Select(a => a.ToString()))} (status.podIPs). Only the capture agent inside pod {target.Pod} " +
             "may upload its pcap; holding the token is not enough. If traffic from pods to the operator is NATed (service mesh, egress NAT), " +
-            "the ingest cannot see pod addresses: see README, Security");
+            "the ingest cannot see pod addresses: see docs/security.md, who may upload a target's pcap");
     }
 
     /// <summary>

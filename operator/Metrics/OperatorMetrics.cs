@@ -9,7 +9,7 @@ namespace KubeCapture.Operator.Metrics;
 /// <c>/metrics</c> in Prometheus text format by OpenTelemetry's exporter. The Prometheus names follow
 /// from instrument name and unit (dots become underscores; unit <c>s</c> adds <c>_seconds</c>, <c>By</c>
 /// <c>_bytes</c>; counters end in <c>_total</c>). Labels are bounded sets: phase, failure reason
-/// (the documented condition reasons), outcome, storage operation. README (Metrics) lists them.
+/// (the documented condition reasons), outcome, storage operation. docs/operations.md (Metrics) lists them.
 /// </summary>
 public static class OperatorMetrics
 {

@@ -32,6 +32,7 @@ public sealed class CaptureOperator
     private readonly ReconcilerOptions options;
     private readonly ILogger logger;
     private readonly TimeProvider time;
+    private volatile bool deliveryResolved;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> keysByUid = new(StringComparer.Ordinal);
 
     public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
@@ -63,9 +64,59 @@ public sealed class CaptureOperator
     /// <summary>Reconcile durations, for the benchmark.</summary>
     public ReconcileTimings Timings { get; } = new();
 
+    /// <summary>Secret or PodSpec once resolved (<see cref="ResolveTokenDeliveryAsync"/>).</summary>
+    public TokenDelivery TokenDelivery => controller.TokenDelivery;
+
+    /// <summary>
+    /// Resolves <see cref="ReconcilerOptions.TokenDelivery"/> once: Auto asks kube-apiserver's /version
+    /// (retrying until it answers: a version it could not read is not a reason to guess) and logs a
+    /// warning naming the version and the Kubernetes issue when the token goes in the pod spec.
+    /// </summary>
+    public async Task ResolveTokenDeliveryAsync(CancellationToken cancellationToken)
+    {
+        if (deliveryResolved)
+        {
+            return;
+        }
+
+        TokenDeliveryChoice choice;
+        if (options.TokenDelivery != TokenDelivery.Auto)
+        {
+            choice = TokenDeliveryChoice.Configured(options.TokenDelivery);
+        }
+        else
+        {
+            string? gitVersion = null;
+            while (gitVersion is null)
+            {
+                try
+                {
+                    gitVersion = (await kubernetes.Version.GetCodeAsync(cancellationToken)).GitVersion ?? "";
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    logger.LogWarning("Ingest:TokenDelivery is Auto: could not read kube-apiserver's version ({Error}); retrying", e.Message);
+                    await Task.Delay(TimeSpan.FromSeconds(2), time, cancellationToken);
+                }
+            }
+
+            choice = TokenDeliveryChoice.ForServer(gitVersion);
+            logger.LogInformation("kube-apiserver is {Version}: upload tokens reach capture containers by {Delivery} (Ingest:TokenDelivery Auto)", gitVersion, choice.Delivery);
+        }
+
+        if (choice.Warning is { } warning)
+        {
+            logger.LogWarning("{Warning}", warning);
+        }
+
+        controller.TokenDelivery = choice.Delivery;
+        deliveryResolved = true;
+    }
+
     /// <summary>Runs until cancelled (leadership lost or shutdown); then workers finish their current key.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
+        await ResolveTokenDeliveryAsync(cancellationToken);
         using var queue = new WorkQueue<string>(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(30), time);
         void OnCapture(ResourceChange<PacketCapture> change)
         {

@@ -29,6 +29,16 @@ public static class EphemeralContainerSpec
     /// <summary>The agent's option carrying the CA (PEM, in base64) it verifies a TLS ingest against.</summary>
     public const string IngestCaOption = "--ingest-ca-pem";
 
+    /// <summary>KUBECAPTURE_TOKEN read by the kubelet from the target's Secret (<see cref="TokenDelivery.Secret"/>).</summary>
+    public static V1EnvVar TokenFromSecret(string secretName) => new()
+    {
+        Name = TokenVariable,
+        ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Name = secretName, Key = UploadTokenSecret.Key, Optional = false } },
+    };
+
+    /// <summary>KUBECAPTURE_TOKEN as a literal in the container spec (<see cref="TokenDelivery.PodSpec"/>).</summary>
+    public static V1EnvVar TokenInSpec(string token) => new() { Name = TokenVariable, Value = token };
+
     /// <summary>Whether agents reach the ingest over TLS (an https:// URL).</summary>
     public static bool IsTls(string ingestUrl) => ingestUrl.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
 
@@ -43,16 +53,17 @@ public static class EphemeralContainerSpec
     /// The agent's cluster mode: <c>capture --ingest URL --capture-uid U --capture-namespace NS
     /// --capture-name N --pod P -i IFACE -s SNAPLEN [-c COUNT] --duration D --max-bytes SIZE
     /// --retention TTL [-- FILTER]</c>: the filter after <c>--</c>, so a filter that starts with '-'
-    /// (<c>-1 = -1</c>) is never taken for an option. The token is in KUBECAPTURE_TOKEN, read by the
-    /// kubelet from the Secret <paramref name="tokenSecret"/> (<see cref="UploadTokenSecret"/>): never
-    /// on the command line nor a literal in the pod spec.
+    /// (<c>-1 = -1</c>) is never taken for an option. The token is in KUBECAPTURE_TOKEN, never on the
+    /// command line: <paramref name="token"/> is <see cref="TokenFromSecret"/> (the kubelet reads it from
+    /// the target's <see cref="UploadTokenSecret"/>) or, where the cluster's kubelet may not read that
+    /// Secret (<see cref="TokenDelivery.PodSpec"/>), <see cref="TokenInSpec"/>.
     /// An https:// ingest adds <c>--ingest-ca-pem BASE64</c>: the CA bundle (PEM, base64-encoded so
     /// it is one word) the agent verifies the ingest's certificate against (ephemeral containers
     /// cannot mount volumes; a CA certificate is public).
     /// With tracing on, <paramref name="traceParent"/> (the inject span's W3C context) goes in
     /// TRACEPARENT: the agent sends it with its ingest stream, which continues the trace.
     /// </summary>
-    public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, string tokenSecret, bool addNetRaw, string? ingestCaPem = null, string? traceParent = null)
+    public static V1EphemeralContainer Build(PacketCapture capture, string pod, string image, string ingestUrl, V1EnvVar token, bool addNetRaw, string? ingestCaPem = null, string? traceParent = null)
     {
         var spec = capture.Spec;
         var args = new List<string>
@@ -86,11 +97,10 @@ public static class EphemeralContainerSpec
             args.AddRange(["--", spec.Filter.Trim()]);
         }
 
-        var token = new V1EnvVar
+        if (token.Name != TokenVariable)
         {
-            Name = TokenVariable,
-            ValueFrom = new V1EnvVarSource { SecretKeyRef = new V1SecretKeySelector { Name = tokenSecret, Key = UploadTokenSecret.Key, Optional = false } },
-        };
+            throw new ArgumentException($"the token goes in {TokenVariable}, not {token.Name}", nameof(token));
+        }
 
         return new V1EphemeralContainer
         {

@@ -59,6 +59,12 @@ public sealed class PacketCaptureController(
     private readonly TimeSpan resync = CapturePolicy.ParseDuration(options.ResyncPeriod, "Reconciler:ResyncPeriod");
     private readonly TimeSpan progressInterval = CapturePolicy.ParseDuration(options.ProgressInterval, "Reconciler:ProgressInterval");
 
+    /// <summary>
+    /// How capture containers get their upload token: Secret or PodSpec (<see cref="ReconcilerOptions.TokenDelivery"/>;
+    /// Auto is resolved by <see cref="CaptureOperator"/> from the server's version before any reconcile).
+    /// </summary>
+    public TokenDelivery TokenDelivery { get; set; } = options.TokenDelivery == TokenDelivery.PodSpec ? TokenDelivery.PodSpec : TokenDelivery.Secret;
+
     /// <summary>Captures (by UID) whose deletion the operator let go of itself, its audit line written.</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> deletionsRecorded = new();
 
@@ -364,12 +370,19 @@ public sealed class PacketCaptureController(
                 }
 
                 using var inject = Tracing.CaptureTracing.StartInject(capture.Metadata.NamespaceProperty, capture.Metadata.Name, target.Pod);
+                var issued = tokens.Issue(Identity(capture, target.Pod));
+                var inSecret = TokenDelivery == TokenDelivery.Secret;
                 var container = EphemeralContainerSpec.Build(capture, target.Pod, options.AgentImage, options.IngestUrl,
-                    UploadTokenSecret.NameFor(capture.Metadata.Uid, target.Pod), security.AddNetRaw, IngestAuthority(), traceParent: inject?.Id);
+                    inSecret ? EphemeralContainerSpec.TokenFromSecret(UploadTokenSecret.NameFor(capture.Metadata.Uid, target.Pod)) : EphemeralContainerSpec.TokenInSpec(issued),
+                    security.AddNetRaw, IngestAuthority(), traceParent: inject?.Id);
                 try
                 {
-                    // The token first, in a Secret the kubelet hands the container: never a literal in the pod spec.
-                    await UploadTokenSecret.EnsureAsync(kubernetes, capture, target.Pod, tokens.Issue(Identity(capture, target.Pod)), cancellationToken);
+                    if (inSecret)
+                    {
+                        // The token first, in a Secret the kubelet hands the container: never a literal in the pod spec.
+                        await UploadTokenSecret.EnsureAsync(kubernetes, capture, target.Pod, issued, cancellationToken);
+                    }
+
                     var patch = "{\"spec\":{\"ephemeralContainers\":[" + KubernetesJson.Serialize(container) + "]}}";
                     // The pod as patched joins the cache: the next reconcile sees the container even before the watch does.
                     cluster.Pods.Offer(await kubernetes.CoreV1.PatchNamespacedPodEphemeralcontainersAsync(
@@ -781,8 +794,21 @@ public sealed class PacketCaptureController(
         capture = await WriteStatusAsync(capture, status, before, cancellationToken);
         if (deleting && CaptureFinalizer.IsPresent(capture))
         {
-            await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
-            deletionsRecorded[capture.Metadata.Uid] = true;
+            // Marked before the finalizer goes: the object is gone the moment it does, and the watch's
+            // Deleted may reach Deleted() on another thread before RemoveAsync returns here; unmarked,
+            // it would take this for a deletion without the finalizer and record 'deleted' a second time.
+            // A reconcile of a stale view (the mark already there) neither adds nor takes it away.
+            var marked = deletionsRecorded.TryAdd(capture.Metadata.Uid, true);
+            try
+            {
+                await CaptureFinalizer.RemoveAsync(kubernetes, capture, cancellationToken);
+            }
+            catch when (marked)
+            {
+                deletionsRecorded.TryRemove(capture.Metadata.Uid, out _);
+                throw;
+            }
+
             if (audit is not null)
             {
                 var what = disposals.Count == 0

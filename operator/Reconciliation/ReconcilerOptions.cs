@@ -11,6 +11,12 @@ public sealed class ReconcilerOptions
     /// <summary>The ingest URL agents stream to; empty: Ingest:AdvertisedUrl.</summary>
     public string IngestUrl { get; set; } = "";
 
+    /// <summary>
+    /// How the capture container gets its upload token (configuration key <c>Ingest:TokenDelivery</c>,
+    /// chart <c>ingest.tokenDelivery</c>): Auto (Secret from Kubernetes 1.33 on, else PodSpec), Secret, PodSpec.
+    /// </summary>
+    public TokenDelivery TokenDelivery { get; set; } = TokenDelivery.Auto;
+
     /// <summary>Time after a capture's duration before silence turns it Failed ("60s").</summary>
     public string Grace { get; set; } = "60s";
 

@@ -23,6 +23,11 @@ public static class ReconcilerRegistration
             {
                 o.IngestUrl = configuration["Ingest:AdvertisedUrl"] ?? "";
             }
+
+            if (configuration["Ingest:TokenDelivery"] is { } delivery)
+            {
+                o.TokenDelivery = TokenDeliveryChoice.Read(delivery);
+            }
         });
         services.AddOptions<CapturePolicy>().Bind(configuration.GetSection(CapturePolicy.Section));
         services.AddOptions<LeaderElectionOptions>().Bind(configuration.GetSection(LeaderElectionOptions.Section));
@@ -75,6 +80,8 @@ public sealed class ReconcilerHost(LeaderGate leader, CaptureOperator captureOpe
             await keys.WhenLoadedAsync(stoppingToken);
         }
 
+        // Once at start, leader or not: the log says how agents get their token, and why.
+        await captureOperator.ResolveTokenDeliveryAsync(stoppingToken);
         await leader.RunAsync(captureOperator.RunAsync, stoppingToken);
     }
 }

@@ -3,7 +3,7 @@ using System.Text.Json.Serialization;
 namespace KubeCapture.Operator.Resources;
 
 /// <summary>
-/// One thing the packets show, in the status: a stable type (README, "Findings"), a severity, one
+/// One thing the packets show, in the status: a stable type (docs/findings.md), a severity, one
 /// plain sentence, and the evidence to check it in Wireshark. Bounded (see <see cref="Findings.StatusFindings"/>).
 /// </summary>
 public sealed class CaptureFinding

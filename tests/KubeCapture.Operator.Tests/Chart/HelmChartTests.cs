@@ -87,11 +87,11 @@ public sealed class HelmChartTests
     }
 
     [Fact]
-    public void The_Grafana_dashboard_queries_only_metrics_the_README_documents_and_ships_when_asked()
+    public void The_Grafana_dashboard_queries_only_metrics_the_operations_page_documents_and_ships_when_asked()
     {
         var dashboard = File.ReadAllText(Path.Combine(Chart, "dashboards", "kubecapture.json"));
-        var readme = File.ReadAllText(Path.Combine(Root, "README.md"));
-        var documented = System.Text.RegularExpressions.Regex.Matches(readme, @"^\| `(kubecapture_[a-z_]+)` \|", System.Text.RegularExpressions.RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
+        var operations = File.ReadAllText(Path.Combine(Root, "docs", "operations.md"));
+        var documented = System.Text.RegularExpressions.Regex.Matches(operations, @"^\| `(kubecapture_[a-z_]+)` \|", System.Text.RegularExpressions.RegexOptions.Multiline).Select(m => m.Groups[1].Value).ToHashSet();
         using var json = System.Text.Json.JsonDocument.Parse(dashboard);
         var queried = json.RootElement.GetProperty("panels").EnumerateArray()
             .SelectMany(p => p.GetProperty("targets").EnumerateArray()).Select(t => t.GetProperty("expr").GetString()!)
@@ -223,6 +223,30 @@ public sealed class HelmChartTests
         Assert.Equal(subresources, env.ContainsKey("ServingCertificate__ApiServices__0"));
         Assert.Null(port.AppProtocol); // not h2c
         Assert.Empty(KubeCapture.Operator.Ingest.IngestTls.Problems(OperatorConfiguration(env)));
+    }
+
+    [Theory]
+    [InlineData(null, "Auto")]
+    [InlineData("Secret", "Secret")]
+    [InlineData("PodSpec", "PodSpec")]
+    public void The_upload_token_delivery_is_Auto_by_default_and_reaches_the_operator_as_set(string? set, string expected)
+    {
+        string[] extra = set is null ? [] : ["--set", $"ingest.tokenDelivery={set}"];
+        var (code, output) = Helm(["template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", .. extra]);
+        Assert.True(code == 0, output);
+        var env = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+
+        Assert.Equal(expected, env["Ingest__TokenDelivery"]);
+        Assert.Equal(Enum.Parse<KubeCapture.Operator.Reconciliation.TokenDelivery>(expected), KubeCapture.Operator.Reconciliation.TokenDeliveryChoice.Read(env["Ingest__TokenDelivery"]));
+    }
+
+    [Fact]
+    public void A_token_delivery_the_operator_does_not_know_is_refused_by_the_charts_schema()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "ingest.tokenDelivery=Literal");
+
+        Assert.NotEqual(0, code);
+        Assert.Contains("tokenDelivery", output, StringComparison.Ordinal);
     }
 
     [Fact]

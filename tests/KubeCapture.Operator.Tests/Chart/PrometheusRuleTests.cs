@@ -27,10 +27,10 @@ public sealed class PrometheusRuleTests
     }
 
     [Fact]
-    public async Task Every_alert_has_a_severity_a_summary_a_description_and_its_runbook_row_in_README()
+    public async Task Every_alert_has_a_severity_a_summary_a_description_and_its_runbook_row_in_the_operations_page()
     {
-        var rules = Rules(await RenderAsync([.. Enabled, "--set", "metrics.prometheusRule.labels.release=prometheus", "--set", "metrics.prometheusRule.runbookUrl=https://example.com/kc/README.md"]));
-        var readme = await File.ReadAllTextAsync(Path.Combine(Tools.RepositoryRoot, "README.md"));
+        var rules = Rules(await RenderAsync([.. Enabled, "--set", "metrics.prometheusRule.labels.release=prometheus", "--set", "metrics.prometheusRule.runbookUrl=https://example.com/kc/docs/operations.md"]));
+        var operations = await File.ReadAllTextAsync(Path.Combine(Tools.RepositoryRoot, "docs", "operations.md"));
 
         Assert.Equal(["KubeCaptureCapturesFailing", "KubeCaptureCertificateExpiring", "KubeCaptureEventsDropped", "KubeCaptureIngestRefusingAgents", "KubeCaptureNoLeader", "KubeCaptureStorageErrors", "KubeCaptureUploadsFailing"],
             rules.Select(r => r.Alert).Distinct().Order());
@@ -40,9 +40,9 @@ public sealed class PrometheusRuleTests
             Assert.True(rule.Annotations.GetValueOrDefault("summary") is { Length: > 10 }, $"{rule.Alert}: no summary");
             Assert.True(rule.Annotations.GetValueOrDefault("description") is { Length: > 20 }, $"{rule.Alert}: no description");
             var anchor = rule.Alert.ToLowerInvariant();
-            Assert.Equal($"https://example.com/kc/README.md#{anchor}", rule.Annotations["runbook_url"]);
-            // The runbook is README's row of that alert: its anchor, then its name.
-            Assert.Contains($"<a id=\"{anchor}\"></a>`{rule.Alert}`", readme, StringComparison.Ordinal);
+            Assert.Equal($"https://example.com/kc/docs/operations.md#{anchor}", rule.Annotations["runbook_url"]);
+            // The runbook is the operations page's row of that alert: its anchor, then its name.
+            Assert.Contains($"<a id=\"{anchor}\"></a>`{rule.Alert}`", operations, StringComparison.Ordinal);
         }
 
         var rendered = Assert.Single(await RenderAsync([.. Enabled, "--set", "metrics.prometheusRule.labels.release=prometheus"]), d => Kind(d) == "PrometheusRule");

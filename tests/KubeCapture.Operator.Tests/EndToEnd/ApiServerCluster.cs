@@ -82,6 +82,9 @@ public class ApiServerCluster : IAsyncLifetime
         // The upload tokens' key as the chart configures it: the Secret it names, created by the operator (nothing injected).
         settings["Ingest:TokenKeySecret"] = Install.OperatorSettings["Ingest:TokenKeySecret"];
         settings["Ingest:BindToPodAddress"] = "true"; // as in a cluster: the reconciler tells the ingest each pod's addresses
+        // The token's delivery a user of a cluster with the fix of kubernetes/kubernetes#114984 (1.33+, or backported) sets; the
+        // test kube-apiserver is 1.28.7, where Auto would choose PodSpec (PodSpecTokenCluster), and its test kubelet reads the Secret.
+        settings["Ingest:TokenDelivery"] = TokenDelivery;
         settings["Kestrel:Endpoints:Ingest:Url"] = ingestUrl;
         settings["Reconciler:IngestUrl"] = ingestUrl;
         settings["Reconciler:AgentImage"] = ContainerImages.Agent;
@@ -183,6 +186,9 @@ public class ApiServerCluster : IAsyncLifetime
 
     /// <summary>The chart installed into the server these tests use (the shared one of the test run).</summary>
     protected virtual Task<KubeCaptureInstall> InstallAsync() => KubeCaptureInstall.SharedAsync();
+
+    /// <summary>Ingest:TokenDelivery of this cluster's operator.</summary>
+    protected virtual string TokenDelivery => "Secret";
 
     /// <summary>A namespace of the test's own (with Pod Security labels, if given).</summary>
     public Task<string> CreateNamespaceAsync(string prefix, IDictionary<string, string>? labels = null)
@@ -338,7 +344,7 @@ public sealed class ApiServerClusterCollection : ICollectionFixture<Subresources
 }
 
 /// <summary>An <see cref="ApiServerCluster"/> on a kube-apiserver and etcd of its own, which its tests may stop and start.</summary>
-public sealed class OwnApiServerCluster : ApiServerCluster
+public class OwnApiServerCluster : ApiServerCluster
 {
     private KubeApiServer? server;
 

@@ -171,13 +171,7 @@ public sealed class EvidenceForgeryTests(SubresourcesCluster cluster)
     private const string User = "mallory";
 
     /// <summary>Binds <see cref="User"/> to a ClusterRole in the namespace (the aggregated parts of view/edit: no controller aggregates them here).</summary>
-    private async Task BindAsync(string ns, string clusterRole) =>
-        await cluster.Admin.RbacAuthorizationV1.CreateNamespacedRoleBindingAsync(new V1RoleBinding
-        {
-            Metadata = new V1ObjectMeta { Name = $"{User}-{clusterRole.Replace(':', '-')}" },
-            RoleRef = new V1RoleRef { ApiGroup = "rbac.authorization.k8s.io", Kind = "ClusterRole", Name = clusterRole },
-            Subjects = [new Rbacv1Subject { Kind = "User", Name = User, ApiGroup = "rbac.authorization.k8s.io" }],
-        }, ns);
+    private Task BindAsync(string ns, string clusterRole) => ForgedUpload.BindAsync(cluster.Admin, ns, User, clusterRole);
 
     /// <summary>
     /// A namespace with a Running pod "api", where <see cref="User"/> has what the built-in edit role

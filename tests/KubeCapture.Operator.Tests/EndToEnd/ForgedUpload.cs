@@ -34,6 +34,15 @@ public static class ForgedUpload
         return ([.. container.Args], System.Text.Encoding.UTF8.GetString(secret.Data[reference.Key]));
     }
 
+    /// <summary><paramref name="user"/> given <paramref name="clusterRole"/> in <paramref name="ns"/> (a RoleBinding).</summary>
+    public static async Task BindAsync(IKubernetes admin, string ns, string user, string clusterRole) =>
+        await admin.RbacAuthorizationV1.CreateNamespacedRoleBindingAsync(new k8s.Models.V1RoleBinding
+        {
+            Metadata = new k8s.Models.V1ObjectMeta { Name = $"{user}-{clusterRole.Replace(':', '-')}" },
+            RoleRef = new k8s.Models.V1RoleRef { ApiGroup = "rbac.authorization.k8s.io", Kind = "ClusterRole", Name = clusterRole },
+            Subjects = [new k8s.Models.Rbacv1Subject { Kind = "User", Name = user, ApiGroup = "rbac.authorization.k8s.io" }],
+        }, ns);
+
     /// <summary>Reads the capture container from the pod spec and runs its command in <paramref name="networkNamespace"/> until it exits.</summary>
     public static async Task<(int ExitCode, string Output)> RunAsync(IKubernetes client, string ns, string pod, string captureUid, string networkNamespace, string agentDll)
     {

@@ -181,7 +181,7 @@ public sealed class AgentImageTests : IAsyncLifetime
                 Duration = "60s",
             },
         };
-        return EphemeralContainerSpec.Build(capture, "api-1", ContainerImages.Agent, "http://kubecapture-ingest.kubecapture-system.svc:8081", "test-token", addNetRaw);
+        return EphemeralContainerSpec.Build(capture, "api-1", ContainerImages.Agent, "http://kubecapture-ingest.kubecapture-system.svc:8081", EphemeralContainerSpec.TokenInSpec("test-token"), addNetRaw);
     }
 
     /// <summary>The cluster-mode args rewritten into a local capture to /captures/NAME, as the test kubelet does.</summary>

@@ -96,12 +96,29 @@ public sealed class OperatorHost : IAsyncDisposable
     /// <param name="waitForIngest">false: return once /healthz answers, even if the TLS ingest never gets its certificate.</param>
     public static async Task<OperatorHost> StartInProcessAsync(IReadOnlyDictionary<string, string> settings, string ingestAddress = "127.0.0.1", bool waitForIngest = true)
     {
-        var host = new OperatorHost(settings, ingestAddress);
-        host._app = Program.Build([.. host._args]);
-        await host._app.StartAsync();
-        await host.WaitHealthyAsync(waitForIngest);
-        return host;
+        // The ports are found free by binding port 0 and letting go: until Kestrel binds them, another process's
+        // outgoing connection may take one (seen: 'address already in use'). Then the host starts on new ports.
+        for (var attempt = 1; ; attempt++)
+        {
+            var host = new OperatorHost(settings, ingestAddress);
+            host._app = Program.Build([.. host._args]);
+            try
+            {
+                await host._app.StartAsync();
+            }
+            catch (IOException e) when (e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException && attempt < 3)
+            {
+                await host._app.DisposeAsync();
+                continue;
+            }
+
+            await host.WaitHealthyAsync(waitForIngest);
+            return host;
+        }
     }
+
+    /// <summary>The memory cgroup the operator process runs in (a memory limit given), else null.</summary>
+    public MemoryCgroup? Cgroup => _cgroup;
 
     public static async Task<OperatorHost> StartProcessAsync(IReadOnlyDictionary<string, string> settings, IReadOnlyDictionary<string, string>? environment = null, long? memoryLimitBytes = null)
     {

@@ -19,7 +19,7 @@ public sealed class EphemeralContainerSpecTests
     public void AnHttpsIngestGivesTheAgentTheOperatorsCaAsOneArgumentItParsesBackToTheSameCertificate()
     {
         var authority = CertificateIssuer.IssueAuthority("kubecapture-operator-ca", TimeSpan.FromDays(1), DateTimeOffset.UtcNow);
-        var container = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "https://kc-ingest.ops.svc:8081", "token", addNetRaw: true, authority.CertificatePem);
+        var container = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "https://kc-ingest.ops.svc:8081", EphemeralContainerSpec.TokenFromSecret("token"), addNetRaw: true, authority.CertificatePem);
 
         var request = CommandLine.ParseCapture(container.Args.Skip(1).ToList(), DateTime.UtcNow, name => name == EphemeralContainerSpec.TokenVariable ? "token" : null);
         using var expected = authority.PublicCertificate();
@@ -31,8 +31,8 @@ public sealed class EphemeralContainerSpecTests
     [Fact]
     public void APlainIngestGetsNoCaAndAnHttpsOneWithoutACaIsRefused()
     {
-        var plain = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", "token", addNetRaw: true);
-        var error = Assert.Throws<ArgumentException>(() => EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "https://kc-ingest.ops.svc:8081", "token", addNetRaw: true));
+        var plain = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", EphemeralContainerSpec.TokenFromSecret("token"), addNetRaw: true);
+        var error = Assert.Throws<ArgumentException>(() => EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "https://kc-ingest.ops.svc:8081", EphemeralContainerSpec.TokenFromSecret("token"), addNetRaw: true));
 
         Assert.DoesNotContain(EphemeralContainerSpec.IngestCaOption, plain.Args);
         Assert.Contains("the ingest https://kc-ingest.ops.svc:8081 serves TLS: the agent needs its CA", error.Message, StringComparison.Ordinal);
@@ -42,8 +42,8 @@ public sealed class EphemeralContainerSpecTests
     public void The_inject_spans_traceparent_reaches_the_agents_parser_from_the_containers_env_and_without_tracing_only_the_token_is_there()
     {
         const string TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        var traced = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", "token-secret", addNetRaw: true, traceParent: TraceParent);
-        var untraced = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", "token-secret", addNetRaw: true);
+        var traced = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", EphemeralContainerSpec.TokenFromSecret("token-secret"), addNetRaw: true, traceParent: TraceParent);
+        var untraced = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", EphemeralContainerSpec.TokenFromSecret("token-secret"), addNetRaw: true);
 
         var env = traced.Env.ToDictionary(e => e.Name, e => e.Value ?? "the token, as the kubelet reads it from the Secret");
         var request = CommandLine.ParseCapture(traced.Args.Skip(1).ToList(), DateTime.UtcNow, name => env.GetValueOrDefault(name));
@@ -54,7 +54,7 @@ public sealed class EphemeralContainerSpecTests
     [Fact]
     public void The_upload_token_is_no_literal_in_the_spec_but_a_reference_to_the_targets_Secret()
     {
-        var container = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", UploadTokenSecret.NameFor("0b6f3c1e", "api-1"), addNetRaw: true);
+        var container = EphemeralContainerSpec.Build(Capture, "api-1", "agent:1", "http://127.0.0.1:8081", EphemeralContainerSpec.TokenFromSecret(UploadTokenSecret.NameFor("0b6f3c1e", "api-1")), addNetRaw: true);
 
         var token = Assert.Single(container.Env);
         Assert.Null(token.Value);
@@ -70,7 +70,7 @@ public sealed class EphemeralContainerSpecTests
     public void A_filter_that_starts_with_a_dash_reaches_the_agent_as_the_filter_never_as_an_option(string filter)
     {
         var capture = new PacketCapture { Metadata = Capture.Metadata, Spec = new PacketCaptureSpec { Reason = "r", Target = Capture.Spec.Target, Duration = "30s", Filter = filter } };
-        var container = EphemeralContainerSpec.Build(capture, "api-1", "agent:1", "http://127.0.0.1:8081", "token-secret", addNetRaw: true);
+        var container = EphemeralContainerSpec.Build(capture, "api-1", "agent:1", "http://127.0.0.1:8081", EphemeralContainerSpec.TokenFromSecret("token-secret"), addNetRaw: true);
 
         var request = CommandLine.ParseCapture(container.Args.Skip(1).ToList(), DateTime.UtcNow, _ => "token");
 

@@ -29,6 +29,7 @@ public sealed class ReconcilerRegistrationTests
             ["Ingest:AdvertisedUrl"] = "http://kubecapture-ingest.ops.svc:8081",
             ["Reconciler:AgentImage"] = "registry.example/agent:9",
             ["Reconciler:Grace"] = "90s",
+            ["Ingest:TokenDelivery"] = "secret", // the emulator serves no /version for Auto
             ["Policy:MaxDuration"] = "10m",
             ["Policy:RequireFilter"] = "true",
             ["Policy:AllowedNamespaces:0"] = "shop",
@@ -50,6 +51,7 @@ public sealed class ReconcilerRegistrationTests
         var policy = provider.GetRequiredService<IOptions<CapturePolicy>>().Value;
         Assert.Equal(("registry.example/agent:9", "http://kubecapture-ingest.ops.svc:8081", "90s"), (options.AgentImage, options.IngestUrl, options.Grace));
         Assert.True(options.RequireRequesterStamp); // on unless configured off
+        Assert.Equal(TokenDelivery.Secret, options.TokenDelivery);
         Assert.Equal(("10m", true), (policy.MaxDuration, policy.RequireFilter));
         Assert.Equal(["shop"], policy.AllowedNamespaces);
 

@@ -76,7 +76,8 @@ public sealed class OperatorHarness : IAsyncDisposable
         // Grace: an agent process (JIT) on a loaded 2-core machine may take seconds to start; the
         // deadline tests wait for it, the others should never meet it. No admission webhook can run in
         // front of the emulator: nothing stamps the requester.
-        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "10s", ResyncPeriod = "1s", RequireRequesterStamp = false };
+        // Secret, as on a cluster with the fix of kubernetes/kubernetes#114984 (the emulator serves no /version for Auto).
+        var reconcilerOptions = new ReconcilerOptions { AgentImage = "kubecapture/agent:test", IngestUrl = "http://127.0.0.1:1", Grace = "10s", ResyncPeriod = "1s", RequireRequesterStamp = false, TokenDelivery = TokenDelivery.Secret };
         options?.Invoke(reconcilerOptions);
         var work = Directory.CreateTempSubdirectory("kcK-").FullName;
         var double_ = ingest is null ? new InMemoryIngestStatus() : null;

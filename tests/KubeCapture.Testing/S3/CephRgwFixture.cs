@@ -176,12 +176,22 @@ public sealed class CephRgwFixture : IS3TestServer
         await Gate.WaitAsync();
         try
         {
-            if (_cluster is null)
+            // A monitor that could not take its ports (another process bound them between the free-port
+            // probe and ceph-mon's bind) exits or never answers: the cluster is started again, once, on
+            // new ports and in a new directory.
+            for (var attempt = 1; _cluster is null; attempt++)
             {
                 var cluster = new CephCluster();
                 AppDomain.CurrentDomain.ProcessExit += (_, _) => cluster.Shutdown();
-                await cluster.StartAsync();
-                _cluster = cluster;
+                try
+                {
+                    await cluster.StartAsync();
+                    _cluster = cluster;
+                }
+                catch (MonitorNotAnsweringException e) when (attempt == 1)
+                {
+                    await Console.Error.WriteLineAsync($"ceph-rgw: starting again on new ports: {e.Message}");
+                }
             }
 
             return _cluster;
@@ -243,6 +253,14 @@ public sealed class CephRgwFixture : IS3TestServer
                 (await HostCommand.RunAsync("monmaptool", "--create", "--fsid", fsid, "--addv", "a", monHost, monmap)).EnsureSuccess();
                 (await HostCommand.RunAsync("ceph-mon", "-c", Conf, "--mkfs", "-i", "a", "--monmap", monmap)).EnsureSuccess();
                 _mon = DaemonProcess.Start(Directory, "mon", "ceph-mon", ["-c", Conf, "-f", "-i", "a"]);
+                try
+                {
+                    await WaitForAsync("ceph-mon answering", TimeSpan.FromSeconds(60), MonitorAnswersAsync, () => _mon);
+                }
+                catch (Exception e) when (e is TimeoutException or InvalidOperationException)
+                {
+                    throw new MonitorNotAnsweringException(e.Message, e);
+                }
 
                 var osdUuid = Guid.NewGuid().ToString();
                 var id = (await CephAsync("osd", "create", osdUuid)).EnsureSuccess().Stdout.Trim();
@@ -352,6 +370,19 @@ public sealed class CephRgwFixture : IS3TestServer
             }
         }
 
+        /// <summary>One bounded question to the monitor: the ceph CLI waits forever for a monitor that is not there.</summary>
+        private async Task<bool> MonitorAnswersAsync()
+        {
+            try
+            {
+                return (await HostCommand.RunAsync("ceph", ["-c", Conf, "--connect-timeout", "5", "mon", "stat"], TimeSpan.FromSeconds(20))).ExitCode == 0;
+            }
+            catch (TimeoutException)
+            {
+                return false;
+            }
+        }
+
         public Task<CommandResult> CephAsync(params string[] args) => HostCommand.RunAsync("ceph", ["-c", Conf, .. args], TimeSpan.FromSeconds(60));
 
         public Task<CommandResult> AdminAsync(params string[] args) => HostCommand.RunAsync("radosgw-admin", ["-c", Conf, "-n", "client.rgw.a", .. args], TimeSpan.FromSeconds(60));
@@ -398,7 +429,7 @@ public sealed class CephRgwFixture : IS3TestServer
 
                 if (DateTime.UtcNow > deadline)
                 {
-                    throw new TimeoutException($"no {what} within {timeout.TotalSeconds}s; logs in {daemon()?.LogDirectory}");
+                    throw new TimeoutException($"no {what} within {timeout.TotalSeconds}s; logs in {daemon()?.LogDirectory}; its output: {daemon()?.Output}");
                 }
 
                 await Task.Delay(100);
@@ -498,6 +529,9 @@ public sealed class CephRgwFixture : IS3TestServer
 
             """;
     }
+
+    /// <summary>ceph-mon exited or did not answer after it was started: worth one start on new ports.</summary>
+    private sealed class MonitorNotAnsweringException(string message, Exception inner) : Exception(message, inner);
 
     /// <summary>One Ceph daemon run in the foreground (-f) by this process, its output kept for error messages.</summary>
     private sealed class DaemonProcess : IDisposable
