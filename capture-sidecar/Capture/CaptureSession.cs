@@ -155,7 +155,7 @@ public sealed class CaptureSession : IDisposable
         string? error = null;
         var handle = _device.Handle;
         var added = false;
-        handle.DangerousAddRef(ref added); // pcap_next_ex gets the raw pcap_t*: keep it alive meanwhile
+        handle.DangerousAddRef(ref added); // pcap_dispatch gets the raw pcap_t*: keep it alive meanwhile
         try
         {
             reason = Loop(handle.DangerousGetHandle(), writer, deadline, WindowEnd(started), maxPackets, ref nextFlush, onFlush, out error);
