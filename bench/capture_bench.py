@@ -2,8 +2,8 @@
 """Helpers for bench/capture-bench.sh.
 
   capture_bench.py gen FILE COUNT [udp|tcp]
-      Writes a pcap of COUNT distinct 60-byte Ethernet frames (IPv4 UDP, or IPv4 TCP data segments and
-      their ACKs in 100 connections, which the agent's TCP summary must track).
+      Writes a pcap of COUNT distinct 60-byte Ethernet frames: IPv4 UDP (replayed in a loop), or the
+      TCP mix (the whole run's traffic, replayed once): see tcp_mix below for what it holds.
 
   capture_bench.py floor LABEL COMMAND...
       Runs COMMAND and prints its CPU and peak RSS (the runtime's floor: the agent printing --version).
@@ -41,44 +41,77 @@ def checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def frame(i: int, kind: str) -> bytes:
+ETH = bytes.fromhex("02000000bb02") + bytes.fromhex("02000000aa01") + b"\x08\x00"
+CLIENT = bytes([169, 254, 78, 1])
+SERVER = bytes([169, 254, 78, 2])
+
+
+def ip_header(total: int, ip_id: int, proto: int, src: bytes, dst: bytes) -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, ip_id & 0xFFFF, 0, 64, proto, 0, src, dst)
+    return ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+
+
+def udp_frame(i: int) -> bytes:
     # Destination MAC is not the receiver's: the frames reach the capture (packet sockets see
     # everything) and the receiving IP stack drops them at once, so only capture costs are measured.
-    eth = bytes.fromhex("02000000bb02") + bytes.fromhex("02000000aa01") + b"\x08\x00"
-    src = bytes([169, 254, 78, 1])
-    dst = bytes([169, 254, 78, 2])
-    if kind == "udp":
-        l4 = struct.pack("!HHHH", 10000 + i % 50000, 9, 8 + 18, 0) + bytes(18)
-        proto = 17
-    else:
-        # 100 connections, each a conversation: the client sends a 6-byte data segment, the server
-        # acknowledges it. Every frame takes the summary's full path (flow lookup, sequence and ACK
-        # tracking). When tcpreplay loops, the sequence numbers start over, which the summary sees
-        # as retransmissions: that path costs the same.
-        exchange, server = divmod(i, 2)
-        conn, nth = exchange % 100, exchange // 100
-        client_port, data_seq = 40000 + conn, 1000 + nth * 6
-        if not server:
-            l4 = struct.pack("!HHIIBBHHH", client_port, 443, data_seq, 5000, 5 << 4, 0x18, 65535, 0, 0) + bytes(6)
-        else:
-            src, dst = dst, src
-            l4 = struct.pack("!HHIIBBHHH", 443, client_port, 5000, data_seq + 6, 5 << 4, 0x10, 65535, 0, 0)
-        proto = 6
-    total = 20 + len(l4)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, i & 0xFFFF, 0, 64, proto, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    data = eth + ip + l4
+    l4 = struct.pack("!HHHH", 10000 + i % 50000, 9, 8 + 18, 0) + bytes(18)
+    data = ETH + ip_header(20 + len(l4), i, 17, CLIENT, SERVER) + l4
     data += bytes(FRAME_LEN - len(data))  # Ethernet padding up to the 60-byte minimum
     assert len(data) == FRAME_LEN, len(data)
     return data
 
 
+TCP_CONNECTIONS = 100
+RESEND_EVERY = 100  # of each connection's exchanges: 1 in 100 a retransmission, 1 in 100 a network duplicate
+
+
+def tcp_mix(count: int):
+    """The TCP mix, COUNT frames: 100 long-lived connections (client ports 40000-40099 to port 443,
+    handshakes before the capture starts), taking turns. Each exchange is two frames: the client
+    sends a 6-byte data segment (PSH+ACK), the server acknowledges it (ACK). Sequence and ACK numbers
+    go on advancing for the whole run, and each end raises its IPv4 identification by one per packet
+    on each connection (as Linux does), so every data segment is new data on a known connection, as
+    in a long-lived connection's traffic. Of each connection's exchanges, 1 in 100 is the client
+    resending its previous segment (same sequence, new identification: a retransmission, spurious
+    since it was acknowledged) and 1 in 100 a copy of its previous segment made by the network (same
+    identification: a duplicate), each answered by a duplicate ACK: 98% of the data segments new, 2%
+    the summary's resent-data path. No TCP options (no timestamps): the identification dates the
+    segments. Yields the frames in order."""
+    seq = [1000] * TCP_CONNECTIONS
+    client_id = [1] * TCP_CONNECTIONS
+    server_id = [1] * TCP_CONNECTIONS
+    last = [None] * TCP_CONNECTIONS
+    for exchange in range(count // 2 + count % 2):
+        conn, nth = exchange % TCP_CONNECTIONS, exchange // TCP_CONNECTIONS
+        port = 40000 + conn
+        kind = nth % RESEND_EVERY
+        if last[conn] is not None and kind == RESEND_EVERY - 1:
+            data = last[conn]  # the network's copy of the previous segment: the very same packet
+        else:
+            if last[conn] is not None and kind == RESEND_EVERY // 2:
+                sent_seq = seq[conn] - 6  # the previous segment, sent again
+            else:
+                sent_seq = seq[conn]
+                seq[conn] += 6
+            l4 = struct.pack("!HHIIBBHHH", port, 443, sent_seq & 0xFFFFFFFF, 5000, 5 << 4, 0x18, 65535, 0, 0) + bytes(6)
+            data = ETH + ip_header(20 + len(l4), client_id[conn], 6, CLIENT, SERVER) + l4
+            client_id[conn] += 1
+            last[conn] = data
+        yield data
+        if exchange * 2 + 1 < count:
+            l4 = struct.pack("!HHIIBBHHH", 443, port, 5000, seq[conn] & 0xFFFFFFFF, 5 << 4, 0x10, 65535, 0, 0)
+            ack = ETH + ip_header(20 + len(l4), server_id[conn], 6, SERVER, CLIENT) + l4
+            server_id[conn] += 1
+            yield ack + bytes(FRAME_LEN - len(ack))
+
+
 def gen(path: str, count: int, kind: str) -> None:
+    frames = tcp_mix(count) if kind == "tcp" else (udp_frame(i) for i in range(count))
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for i in range(count):
-            data = frame(i, kind)
-            f.write(struct.pack("<IIII", 1_700_000_000, i, len(data), len(data)) + data)
+        for i, data in enumerate(frames):
+            assert len(data) == FRAME_LEN, len(data)
+            f.write(struct.pack("<IIII", 1_700_000_000 + i // 1_000_000, i % 1_000_000, len(data), len(data)) + data)
 
 
 def count_records(path: str) -> int:

@@ -23,7 +23,7 @@ took recorder-bench $t
 t=$SECONDS; step "SummaryBench: the TCP summary alone, 200,000 frames, 2 passes"
 work=$(mktemp -d /tmp/kcB-smoke.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-python3 bench/capture_bench.py gen "$work/tcp.pcap" 1000 tcp
+python3 bench/capture_bench.py gen "$work/tcp.pcap" 200000 tcp  # as many frames as it feeds: no replay
 dotnet exec bench/SummaryBench/$bin/SummaryBench.dll "$work/tcp.pcap" 200000 2
 took SummaryBench $t
 

@@ -6,7 +6,9 @@ using PacketDotNet;
 
 // Usage: SummaryBench FILE.pcap FRAMES PASSES
 // Loads the pcap's records into memory, then feeds FRAMES of them (cycling) to a new TcpSummary per
-// pass, and prints the best and median nanoseconds per frame over PASSES passes.
+// pass, and prints the best and median nanoseconds per frame over PASSES passes. Give it a pcap of at
+// least FRAMES frames (`capture_bench.py gen FILE FRAMES tcp`): cycling a TCP pcap starts its sequence
+// numbers over, and every data segment after the first cycle then takes the resent-data path.
 var path = args[0];
 var frames = int.Parse(args[1], CultureInfo.InvariantCulture);
 var passes = int.Parse(args[2], CultureInfo.InvariantCulture);

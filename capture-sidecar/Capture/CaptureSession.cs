@@ -8,9 +8,10 @@ using SharpPcap.LibPcap;
 namespace KubeCapture.Agent.Capture;
 
 /// <summary>
-/// The capture loop: one opened libpcap device, read with <c>pcap_next_ex</c> called directly
-/// (<see cref="LibPcapExports"/>), each packet copied once into the <see cref="PcapWriter"/>'s buffer
-/// and shown once to the <see cref="TcpSummary"/>. No managed object is allocated per packet, so the
+/// The capture loop: one opened libpcap device, read with <c>pcap_dispatch</c> called directly
+/// (<see cref="LibPcapExports"/>) in batches of up to <see cref="PacketsPerClockCheck"/> packets, each
+/// packet taken where it lies in the kernel's ring by the <see cref="PacketSink"/>: copied once into
+/// the <see cref="PcapWriter"/>'s buffer and shown once to the <see cref="TcpSummary"/>. No managed object is allocated per packet, so the
 /// GC stays idle and memory stays flat however long the capture runs. Stops at the first limit
 /// (count, bytes, duration) or on <see cref="RequestStop"/>, and always finishes the pcap with whole
 /// records. The device is closed as soon as the capture ends, so its kernel ring (the -B buffer) is
@@ -21,9 +22,10 @@ public sealed class CaptureSession : IDisposable
     private const int ReadTimeoutMilliseconds = 100;
 
     /// <summary>
-    /// While packets keep coming the clock is read once per this many packets (and whenever the
-    /// ring runs empty): reading it per packet cost more than the rest of the loop. At the fastest
-    /// rate a veth delivers (~400k packets/s) this is a check every ~0.2 ms.
+    /// While packets keep coming the clock is read once per this many packets, one
+    /// <c>pcap_dispatch</c> (and whenever the ring runs empty): reading it per packet cost more than
+    /// the rest of the loop. At the fastest rate a veth delivers (~400k packets/s) this is a check
+    /// every ~0.2 ms.
     /// </summary>
     private const int PacketsPerClockCheck = 64;
     private static readonly long FlushIntervalTicks = Stopwatch.Frequency; // at least once a second
@@ -169,7 +171,7 @@ public sealed class CaptureSession : IDisposable
         string? error = null;
         var handle = _device.Handle;
         var added = false;
-        handle.DangerousAddRef(ref added); // pcap_next_ex gets the raw pcap_t*: keep it alive meanwhile
+        handle.DangerousAddRef(ref added); // pcap_dispatch gets the raw pcap_t*: keep it alive meanwhile
         try
         {
             reason = Loop(handle.DangerousGetHandle(), writer, deadline, WindowEnd(started), maxPackets, ref nextFlush, onFlush, out error);
@@ -203,80 +205,55 @@ public sealed class CaptureSession : IDisposable
     private long WindowEnd(DateTime started) =>
         ((started.Ticks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond) + (long)(_options.Duration.TotalMilliseconds * 1000);
 
-    private unsafe StopReason Loop(nint pcap, IRecordSink writer, long deadline, long windowEndMicroseconds, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
+    private StopReason Loop(nint pcap, IRecordSink writer, long deadline, long windowEndMicroseconds, long maxPackets, ref long nextFlush, Action? onFlush, out string? error)
     {
         error = null;
-        var packetsUntilClockCheck = 0;
         long drainUntil = 0;
         StopReason? ending = null;
+        using var sink = new PacketSink(pcap, writer, _summary, _widened, maxPackets, windowEndMicroseconds);
         while (true)
         {
-            // Stop requests, the deadline and the flush interval are looked at once per
-            // PacketsPerClockCheck packets and whenever the ring runs empty.
-            if (--packetsUntilClockCheck <= 0)
+            // Stop requests, the deadline and the flush interval are looked at once per dispatch of
+            // up to PacketsPerClockCheck packets, and whenever the ring runs empty.
+            var now = Stopwatch.GetTimestamp();
+            if (ending is null)
             {
-                packetsUntilClockCheck = PacketsPerClockCheck;
-                var now = Stopwatch.GetTimestamp();
-                if (ending is null)
-                {
-                    var stop = _stopRequested;
-                    ending = stop >= 0 ? (StopReason)stop : now >= deadline ? StopReason.Duration : null;
+                var stop = _stopRequested;
+                ending = stop >= 0 ? (StopReason)stop : now >= deadline ? StopReason.Duration : null;
+                sink.WindowClosed = ending == StopReason.Duration;
 
-                    // Packets the kernel already holds may sit in a ring block it hands over only after
-                    // the read timeout (TPACKET_V3): read on for one timeout more, or they are lost.
-                    drainUntil = now + DrainTicks;
-                }
-                else if (now >= drainUntil)
-                {
-                    return ending.Value;
-                }
-
-                if (now >= nextFlush)
-                {
-                    writer.Flush();
-                    onFlush?.Invoke();
-                    nextFlush = now + FlushIntervalTicks;
-                }
+                // Packets the kernel already holds may sit in a ring block it hands over only after
+                // the read timeout (TPACKET_V3): read on for one timeout more, or they are lost.
+                drainUntil = now + DrainTicks;
+            }
+            else if (now >= drainUntil)
+            {
+                return ending.Value;
             }
 
-            nint headerPointer = default, dataPointer = default;
-            var status = LibPcapExports.NextExNonBlocking(pcap, &headerPointer, &dataPointer);
+            if (now >= nextFlush)
+            {
+                writer.Flush();
+                onFlush?.Invoke();
+                nextFlush = now + FlushIntervalTicks;
+            }
+
+            var status = sink.Dispatch(PacketsPerClockCheck);
+            Volatile.Write(ref _packets, writer.Packets);
+            Volatile.Write(ref _bytes, writer.BytesWritten);
+            if (sink.Limit is { } limit)
+            {
+                return limit;
+            }
+
             if (status == 0)
             {
                 _readiness.Wait(ReadTimeoutMilliseconds); // nothing to read yet
-                packetsUntilClockCheck = 0;
-                continue;
             }
-
-            if (status < 0)
+            else if (status < 0)
             {
                 error = $"libpcap stopped reading: {_device.LastError}";
                 return StopReason.Error;
-            }
-
-            var header = (PcapPacketHeader*)headerPointer;
-            if (ending == StopReason.Duration && (header->Seconds * 1_000_000) + header->Microseconds > windowEndMicroseconds)
-            {
-                continue; // arrived after the capture window closed, while its last packets were drained
-            }
-
-            var data = new ReadOnlySpan<byte>((void*)dataPointer, (int)header->CaptureLength);
-            if (_widened is { } widened && !widened.Keep(data))
-            {
-                continue; // let through by the widening, about another flow
-            }
-
-            if (!writer.TryWrite((uint)header->Seconds, (uint)header->Microseconds, data, header->OriginalLength))
-            {
-                return StopReason.Bytes;
-            }
-
-            Volatile.Write(ref _packets, writer.Packets);
-            Volatile.Write(ref _bytes, writer.BytesWritten);
-            _summary?.Observe(data, header->OriginalLength, (header->Seconds * 1_000_000) + header->Microseconds);
-            if (writer.Packets >= maxPackets)
-            {
-                return StopReason.Count;
             }
         }
     }

@@ -5,9 +5,9 @@ namespace KubeCapture.Agent.Capture;
 /// <summary>
 /// The few libpcap functions the capture loop calls directly, as function pointers resolved from
 /// the same library SharpPcap loads: <c>pcap_get_selectable_fd</c>, which SharpPcap does not
-/// expose; <c>pcap_next_ex</c>, called once per packet without SharpPcap's marshalling
-/// (a <c>SafeHandle</c> add-ref/release and a GC transition on every call); and <c>pcap_stats</c>,
-/// which SharpPcap reads with the wrong layout on 64-bit Linux (see <see cref="KernelCounters"/>).
+/// expose; <c>pcap_dispatch</c>, called once per batch of packets without SharpPcap's marshalling
+/// and event path (see <see cref="PacketSink"/>); and <c>pcap_stats</c>, which SharpPcap reads with
+/// the wrong layout on 64-bit Linux (see <see cref="KernelCounters"/>).
 /// </summary>
 internal static unsafe class LibPcapExports
 {
@@ -18,13 +18,17 @@ internal static unsafe class LibPcapExports
         (delegate* unmanaged<nint, int>)Export("pcap_get_selectable_fd");
 
     /// <summary>
-    /// <c>int pcap_next_ex(pcap_t *p, struct pcap_pkthdr **header, const u_char **data)</c>, in
-    /// non-blocking mode only: it then never sleeps (at most a <c>poll</c> with a zero timeout when
-    /// the ring is empty) and never calls back into managed code, which is what makes it safe to
-    /// call without the GC transition.
+    /// <c>int pcap_dispatch(pcap_t *p, int cnt, pcap_handler callback, u_char *user)</c>: the capture
+    /// loop's read. The callback gets each packet where it lies in the kernel's ring, where
+    /// <c>pcap_next_ex</c> copies it into a buffer first; called with the GC transition, since the
+    /// callback comes back into managed code.
     /// </summary>
-    public static readonly delegate* unmanaged[SuppressGCTransition]<nint, nint*, nint*, int> NextExNonBlocking =
-        (delegate* unmanaged[SuppressGCTransition]<nint, nint*, nint*, int>)Export("pcap_next_ex");
+    public static readonly delegate* unmanaged<nint, int, delegate* unmanaged<nint, PcapPacketHeader*, byte*, void>, nint, int> Dispatch =
+        (delegate* unmanaged<nint, int, delegate* unmanaged<nint, PcapPacketHeader*, byte*, void>, nint, int>)Export("pcap_dispatch");
+
+    /// <summary><c>void pcap_breakloop(pcap_t *p)</c>: ends <c>pcap_dispatch</c> after the packet being handled (it sets a flag).</summary>
+    public static readonly delegate* unmanaged[SuppressGCTransition]<nint, void> BreakLoop =
+        (delegate* unmanaged[SuppressGCTransition]<nint, void>)Export("pcap_breakloop");
 
     /// <summary>
     /// <c>int pcap_offline_filter(const struct bpf_program *fp, const struct pcap_pkthdr *h, const u_char *pkt)</c>:

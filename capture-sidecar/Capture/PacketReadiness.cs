@@ -5,7 +5,7 @@ namespace KubeCapture.Agent.Capture;
 
 /// <summary>
 /// Waits, with a timeout, until libpcap has packets to read. With TPACKET_V3 a blocking
-/// <c>pcap_next_ex</c> may wait forever when no packet arrives, so the capture loop reads in
+/// <c>pcap_dispatch</c> may wait forever when no packet arrives, so the capture loop reads in
 /// non-blocking mode and sleeps in <c>poll(2)</c> on libpcap's selectable descriptor instead: it
 /// wakes for packets, and at least every timeout to check the clock and stop requests.
 /// </summary>

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace KubeCapture.Agent.Capture;
@@ -74,17 +76,21 @@ public sealed class PcapWriter : IRecordSink, IDisposable
             Flush();
         }
 
+        // The record header is four little-endian 32-bit fields: written as two 64-bit ones, after
+        // the one bounds check of the record's span (this runs for every packet captured).
         var record = _buffer.AsSpan(_used, recordLength);
-        BinaryPrimitives.WriteUInt32LittleEndian(record, seconds);
-        BinaryPrimitives.WriteUInt32LittleEndian(record[4..], microseconds);
-        BinaryPrimitives.WriteUInt32LittleEndian(record[8..], (uint)data.Length);
-        BinaryPrimitives.WriteUInt32LittleEndian(record[12..], originalLength);
+        ref var start = ref MemoryMarshal.GetReference(record);
+        Unsafe.WriteUnaligned(ref start, LittleEndian(seconds | ((ulong)microseconds << 32)));
+        Unsafe.WriteUnaligned(ref Unsafe.Add(ref start, 8), LittleEndian((uint)data.Length | ((ulong)originalLength << 32)));
         data.CopyTo(record[RecordHeaderLength..]);
         _used += recordLength;
         BytesWritten += recordLength;
         Packets++;
         return true;
     }
+
+    /// <summary>Two little-endian 32-bit fields, the first in the low half, as they lie in the file.</summary>
+    private static ulong LittleEndian(ulong fields) => BitConverter.IsLittleEndian ? fields : BinaryPrimitives.ReverseEndianness(fields);
 
     /// <summary>
     /// Hands every complete record assembled so far to the output stream. If the stream fails

@@ -70,7 +70,7 @@ internal sealed class ConnectionTable
     public void RemoveWhere(Func<TcpConnection, bool> remove, Action<TcpConnection> removed)
     {
         var kept = new List<TcpConnection>(Count);
-        foreach (var connection in Values)
+        foreach (var connection in Values.OrderBy(c => c.FirstFrame)) // in the order they came, not by hash
         {
             if (remove(connection))
             {

@@ -87,6 +87,18 @@ internal static class TcpHeaderReader
     public static Result TryRead(LinkLayers link, ReadOnlySpan<byte> frame, int wireLength, out TcpSegment segment)
     {
         Unsafe.SkipInit(out segment); // every field the summary reads is written on the way to Result.Tcp
+        if (link == LinkLayers.Ethernet && frame.Length >= 34 && frame[12] == 0x08 && frame[13] == 0x00 && frame[14] == 0x45 && frame[23] == (byte)ProtocolType.Tcp)
+        {
+            // The usual segment, read without the general walk below (what it would do, in short):
+            // Ethernet without VLAN tags, IPv4 without options, TCP, not a later fragment, its length given.
+            var ipv4 = frame[14..];
+            int totalLength = BinaryPrimitives.ReadUInt16BigEndian(ipv4[2..]);
+            if (totalLength >= 20 && (BinaryPrimitives.ReadUInt16BigEndian(ipv4[6..]) & 0x1fff) == 0)
+            {
+                return ReadTcp(ipv4[20..], totalLength - 20, ipv4.Slice(12, 4), ipv4.Slice(16, 4), ipv4[8], BinaryPrimitives.ReadUInt16BigEndian(ipv4[4..]), isIPv4: true, out segment);
+            }
+        }
+
         if (IsLoopbackEcho(link, frame))
         {
             return Result.LoopbackEcho;
@@ -351,18 +363,20 @@ internal static class TcpHeaderReader
             return Result.Undecodable;
         }
 
-        var dataOffset = (tcp[12] >> 4) * 4;
+        // The first 16 bytes are there: read without a bounds check each.
+        ref var header = ref MemoryMarshal.GetReference(tcp);
+        var dataOffset = (Unsafe.Add(ref header, 12) >> 4) * 4;
         if (dataOffset < 20 || tcpLength < dataOffset)
         {
             return Result.Undecodable;
         }
 
-        segment.Key = FlowKey.Create(source, BinaryPrimitives.ReadUInt16BigEndian(tcp), destination, BinaryPrimitives.ReadUInt16BigEndian(tcp[2..]), out segment.FromA);
-        var flags = tcp[13];
-        segment.Sequence = BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]);
-        segment.Acknowledgment = BinaryPrimitives.ReadUInt32BigEndian(tcp[8..]);
+        segment.Key = FlowKey.Create(source, BigEndian16(ref header, 0), destination, BigEndian16(ref header, 2), out segment.FromA);
+        var flags = Unsafe.Add(ref header, 13);
+        segment.Sequence = BigEndian32(ref header, 4);
+        segment.Acknowledgment = BigEndian32(ref header, 8);
         segment.Flags = flags;
-        segment.Window = BinaryPrimitives.ReadUInt16BigEndian(tcp[14..]);
+        segment.Window = BigEndian16(ref header, 14);
         segment.PayloadLength = tcpLength - dataOffset;
         segment.HopLimit = hopLimit;
         segment.IpId = ipId;
@@ -376,6 +390,20 @@ internal static class TcpHeaderReader
         }
 
         return Result.Tcp;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ushort BigEndian16(ref byte start, int offset)
+    {
+        var value = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref start, offset));
+        return BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint BigEndian32(ref byte start, int offset)
+    {
+        var value = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref start, offset));
+        return BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value;
     }
 
     /// <summary>

@@ -150,7 +150,8 @@ public sealed class TcpSummary
     {
         var outcomes = new Outcomes(_localAddresses);
         outcomes.Add(_archived);
-        foreach (var connection in _live.Values)
+        // In the order the connections were first seen, not the table's (which follows their hashes).
+        foreach (var connection in _live.Values.OrderBy(c => c.FirstFrame))
         {
             outcomes.Add(connection, _lastTime);
         }
