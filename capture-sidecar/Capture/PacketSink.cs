@@ -77,7 +77,7 @@ internal sealed unsafe class PacketSink : IDisposable
         }
 
         var packet = new ReadOnlySpan<byte>(data, (int)header->CaptureLength);
-        if (_widened is { } widened && !widened.Keep(packet))
+        if (_widened is { } widened && !widened.Keep(packet, header->OriginalLength))
         {
             return; // let through by the widening, about another flow
         }

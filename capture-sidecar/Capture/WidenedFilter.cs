@@ -26,11 +26,11 @@ public sealed class WidenedFilter : IDisposable
         " or (ip6[6] == 0 and ip6[40] == 6)";
 
     private readonly LinkLayers _link;
-    private readonly BpfProgram _user;
+    private readonly CompiledFilter _user;
     private readonly int _snaplen;
     private byte[]? _scratch;
 
-    private WidenedFilter(LinkLayers link, BpfProgram user, string expression, int snaplen)
+    private WidenedFilter(LinkLayers link, CompiledFilter user, string expression, int snaplen)
     {
         _link = link;
         _user = user;
@@ -52,10 +52,10 @@ public sealed class WidenedFilter : IDisposable
 
     /// <summary>The user's filter compiled for the open capture, to check the widening's packets against.</summary>
     public static WidenedFilter Create(PcapHandle handle, LinkLayers link, string filter, int snaplen) =>
-        new(link, BpfProgram.Create(handle, filter), Widen(filter), snaplen);
+        new(link, CompiledFilter.For(handle, filter), Widen(filter), snaplen);
 
     /// <summary>Whether to keep a packet the kernel passed: all of them but what only the widening let through and the user's filter, read as it means, does not select.</summary>
-    public bool Keep(ReadOnlySpan<byte> frame)
+    public bool Keep(ReadOnlySpan<byte> frame, uint wireLength)
     {
         if (!TcpHeaderReader.TryFindNetworkLayer(_link, frame, out var etherType, out var offset) || offset >= frame.Length)
         {
@@ -74,13 +74,13 @@ public sealed class WidenedFilter : IDisposable
             },
             _ => Candidate.None,
         };
-        if (candidate == Candidate.None || _user.Matches(frame))
+        if (candidate == Candidate.None || _user.Matches(frame, wireLength))
         {
             return true; // the user's filter selected it
         }
 
         var rewritten = candidate == Candidate.IcmpError ? Quoted(frame, offset, etherType) : WithoutHopByHop(frame, offset);
-        if (rewritten.Length > 0 && _user.Matches(rewritten))
+        if (rewritten.Length > 0 && _user.Matches(rewritten, (uint)rewritten.Length))
         {
             Added++;
             return true;

@@ -13,14 +13,14 @@ namespace KubeCapture.Agent.Recorder;
 /// </summary>
 public sealed class FilterTrigger : IDisposable
 {
-    private readonly BpfProgram _program;
+    private readonly CompiledFilter _program;
     private readonly long[] _matches; // the last N match times, a circle
     private readonly long _periodMicroseconds;
     private int _next;
     private long _matched;
     private bool _armed = true;
 
-    private FilterTrigger(FilterTriggerSpec spec, BpfProgram program)
+    private FilterTrigger(FilterTriggerSpec spec, CompiledFilter program)
     {
         Spec = spec;
         _program = program;
@@ -47,7 +47,7 @@ public sealed class FilterTrigger : IDisposable
     public bool Observe(ReadOnlySpan<byte> frame, uint wireLength, long time, out long eventStart)
     {
         eventStart = 0;
-        var matches = Matches(frame, wireLength);
+        var matches = _program.Matches(frame, wireLength);
         if (matches)
         {
             _matches[_next] = time;
@@ -73,21 +73,11 @@ public sealed class FilterTrigger : IDisposable
         return true;
     }
 
-    /// <summary>libpcap's pcap_offline_filter on the frame, without allocating (the program lives as long as this trigger).</summary>
-    private unsafe bool Matches(ReadOnlySpan<byte> frame, uint wireLength)
-    {
-        var header = new PcapPacketHeader(0, 0, (uint)frame.Length, wireLength);
-        fixed (byte* data = frame)
-        {
-            return LibPcapExports.OfflineFilter(_program.DangerousGetHandle(), &header, data) != 0;
-        }
-    }
-
-    private static BpfProgram Compile(string expression, LinkLayers link)
+    private static CompiledFilter Compile(string expression, LinkLayers link)
     {
         try
         {
-            return BpfProgram.Create(link, expression);
+            return CompiledFilter.For(link, expression);
         }
         catch (SharpPcap.PcapException e)
         {
