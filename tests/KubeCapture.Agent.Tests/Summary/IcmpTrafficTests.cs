@@ -146,6 +146,22 @@ public sealed class IcmpTrafficTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnIcmpErrorTheFilterSelectsByItsLengthOnTheWireIsKeptThoughTheSnaplenCutsIt()
+    {
+        // Fragmentation needed quotes up to 576 bytes: ~590 on the wire, 128 captured (the default
+        // snaplen). The kernel's filter reads the wire length, so `greater 500` selects them; the
+        // agent's second look at what the widening let through must read it too, not the cut length.
+        await _lab.Middlebox.SetMtuAsync(1280);
+        var (_, server) = await BothEndsCapture.CaptureAsync(_lab, _files, "icmp and greater 500", async () =>
+            Assert.Equal("200", (await _lab.Client.CurlAsync(_http.Url("200k.bin"), TimeSpan.FromSeconds(10))).Stdout));
+
+        var tooBig = await BothEndsCapture.FramesAsync(server.Pcap, "icmp.type == 3 && icmp.code == 4 && frame.len > 500 && frame.cap_len == 128");
+        Assert.NotEmpty(tooBig);
+        Assert.Equal(tooBig, await BothEndsCapture.FramesAsync(server.Pcap, "frame"));
+        Assert.Equal((0, 0), (server.Manifest.PacketsAdded, server.Manifest.PacketsDiscarded));
+    }
+
+    [Fact]
     public async Task IcmpErrorsAboutFlowsTheFilterDoesNotSelectAreDiscardedAndExactFilterKeepsNone()
     {
         // A UDP port unreachable, while the client captures only TCP port 8000: not about its flows.
