@@ -4,7 +4,7 @@
 bash scripts/setup.sh >/dev/null      # libpcap, tcpdump, tshark (capinfos), tcpreplay, iproute2, python3
 # NativeAOT publishing links with a C toolchain; GNU time measures CPU and peak RSS.
 missing=""
-for p in gcc libc6-dev zlib1g-dev time; do
+for p in gcc libc6-dev zlib1g-dev time openssl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=" $p"
 done
 if [[ -n "$missing" ]]; then
@@ -25,7 +25,10 @@ trap cleanup EXIT
 # unless KCB_AGENT names a binary to measure instead.
 if [[ -z ${KCB_AGENT:-} ]]; then
   echo "bench: publishing the agent (dotnet publish capture-sidecar -c Release)"
-  dotnet publish capture-sidecar -c Release -o "$work/agent" -v quiet -nologo >/dev/null
+  # MSBuild writes its errors to stdout: shown when publishing fails, not thrown away with the rest.
+  if ! dotnet publish capture-sidecar -c Release -o "$work/agent" -v quiet -nologo >"$work/publish.log" 2>&1; then
+    echo "bench: publishing the agent failed:" >&2; cat "$work/publish.log" >&2; exit 1
+  fi
 fi
 agent="${KCB_AGENT:-$work/agent/kubecapture-agent}"
 
