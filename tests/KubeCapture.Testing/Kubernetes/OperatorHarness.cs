@@ -6,6 +6,7 @@ using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Testing.Agent;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -22,6 +23,7 @@ public sealed class OperatorHarness : IAsyncDisposable
 {
     private CancellationTokenSource? running;
     private Task? operatorTask;
+    private ServiceProvider? services;
 
     private OperatorHarness(KubernetesApiEmulator emulator, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, TestKubelet kubelet,
         CapturePolicy policy, ReconcilerOptions options, string workDirectory)
@@ -109,7 +111,9 @@ public sealed class OperatorHarness : IAsyncDisposable
         }
 
         running = new CancellationTokenSource();
-        Operator = new CaptureOperator(Client, Ingest, Tokens, Addresses, Policy, Options, Loggers, TimeProvider.System);
+        // A new instance, as after a crash: its own caches, slots and steps.
+        services = OperatorServices.Build(Client, Ingest, Tokens, Addresses, Policy, Options, Loggers);
+        Operator = services.GetRequiredService<CaptureOperator>();
         var token = running.Token;
         var instance = Operator;
         operatorTask = Task.Run(() => instance.RunAsync(token), CancellationToken.None);
@@ -151,6 +155,8 @@ public sealed class OperatorHarness : IAsyncDisposable
         running.Dispose();
         running = null;
         operatorTask = null;
+        await services!.DisposeAsync();
+        services = null;
     }
 
     public Task<PacketCapture> CreateCaptureAsync(string ns, string name, PacketCaptureSpec spec) => Client.CreatePacketCaptureAsync(ns, name, spec);
