@@ -163,6 +163,24 @@ public sealed class OperatorHarness : IAsyncDisposable
 
     public Task<PacketCapture?> GetCaptureAsync(string ns, string name) => Client.GetPacketCaptureAsync(ns, name);
 
+    /// <summary>
+    /// Creates a capture and waits until it is Running and its agent on each of <paramref name="pods"/>
+    /// (by default the spec's one pod) captures (printed "listening on"): traffic sent after this is in the pcap.
+    /// </summary>
+    public async Task<PacketCapture> StartCaptureAsync(string ns, string name, PacketCaptureSpec spec, params string[] pods)
+    {
+        var timeout = TimeSpan.FromSeconds(30);
+        var created = await CreateCaptureAsync(ns, name, spec);
+        await WaitForPhaseAsync(ns, name, CapturePhase.Running, timeout);
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        foreach (var pod in pods.Length > 0 ? pods : [spec.Target.PodName ?? throw new ArgumentException("name the pods of a capture by selector", nameof(pods))])
+        {
+            await Kubelet.WaitUntilListeningAsync(ns, pod, container, timeout);
+        }
+
+        return created;
+    }
+
     /// <summary>Polls the capture until <paramref name="until"/> holds; on timeout, fails with the last status seen.</summary>
     public Task<PacketCapture> WaitForAsync(string ns, string name, Func<PacketCapture, bool> until, TimeSpan? timeout = null) =>
         Client.WaitForPacketCaptureAsync(ns, name, until, timeout);
