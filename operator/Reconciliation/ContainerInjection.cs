@@ -70,7 +70,8 @@ public sealed class ContainerInjection(
                     return new NotStarted("CaptureContainerLimit", full);
                 }
 
-                if (await AddContainerAsync(draft, target, security, cancellationToken) is { } failed)
+                using var inject = Tracing.CaptureTracing.StartInject(capture.Metadata.NamespaceProperty, capture.Metadata.Name, target.Pod);
+                if (await AddContainerAsync(draft, target, security, inject?.Id, cancellationToken) is { } failed)
                 {
                     draft.Set(CaptureConditions.Injected, false, "InjectionFailed", failed);
                     return new NotStarted("InjectionFailed", failed);
@@ -90,16 +91,16 @@ public sealed class ContainerInjection(
         return null;
     }
 
-    /// <summary>The token, then the container patch; null when added, otherwise what the API server refused.</summary>
-    private async Task<string?> AddContainerAsync(StatusDraft draft, CaptureTargetStatus target, PodSecurityVerdict security, CancellationToken cancellationToken)
+    /// <summary>The token, then the container patch (<paramref name="traceParent"/>: the inject span's context, for the agent); null when added, otherwise what the API server refused.</summary>
+    private async Task<string?> AddContainerAsync(StatusDraft draft, CaptureTargetStatus target, PodSecurityVerdict security, string? traceParent,
+        CancellationToken cancellationToken)
     {
         var capture = draft.Capture;
-        using var inject = Tracing.CaptureTracing.StartInject(capture.Metadata.NamespaceProperty, capture.Metadata.Name, target.Pod);
         var issued = tokens.Issue(draft.Target(target.Pod));
         var inSecret = TokenDelivery == TokenDelivery.Secret;
         var container = EphemeralContainerSpec.Build(capture, target.Pod, options.AgentImage, options.IngestUrl,
             inSecret ? EphemeralContainerSpec.TokenFromSecret(UploadTokenSecret.NameFor(capture.Metadata.Uid, target.Pod)) : EphemeralContainerSpec.TokenInSpec(issued),
-            security.AddNetRaw, IngestAuthority(), traceParent: inject?.Id);
+            security.AddNetRaw, IngestAuthority(), traceParent);
         try
         {
             if (inSecret)
