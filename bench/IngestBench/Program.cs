@@ -174,18 +174,8 @@ public static class Program
         using var channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler() });
         var started = Stopwatch.StartNew();
         using var call = new KubeCapture.Proto.V1.Ingest.IngestClient(channel).Upload();
-        await call.RequestStream.WriteAsync(new AgentMessage
-        {
-            Open = new Open
-            {
-                CaptureUid = target.CaptureUid,
-                Namespace = target.Namespace,
-                CaptureName = target.CaptureName,
-                Pod = target.Pod,
-                Token = new CaptureTokenIssuer(secret).Issue(target),
-                SessionId = System.Security.Cryptography.RandomNumberGenerator.GetHexString(64, lowercase: true),
-            },
-        });
+        await IngestHandshake.OpenAsync(call, IngestHandshake.Open(target.CaptureUid, target.Namespace, target.CaptureName, target.Pod, new CaptureTokenIssuer(secret).Issue(target),
+            System.Security.Cryptography.RandomNumberGenerator.GetHexString(64, lowercase: true)), CancellationToken.None);
         var responses = Task.Run(async () =>
         {
             Stored? stored = null;

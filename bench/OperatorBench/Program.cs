@@ -6,6 +6,7 @@ using k8s;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Testing.Kubernetes;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KubeCapture.Bench.Operator;
@@ -124,7 +125,8 @@ public static class Program
         var policy = new CapturePolicy { MaxConcurrentInCluster = 100_000, MaxConcurrentPerNamespace = 100_000 };
         // Against the API emulator: no admission webhook runs, so nothing is stamped.
         var options = new ReconcilerOptions { AgentImage = "kubecapture/agent:bench", IngestUrl = "http://ingest:8081", Workers = workers, RequireRequesterStamp = false, TokenDelivery = TokenDelivery.Secret };
-        var captureOperator = new CaptureOperator(client, ingest, ingest, ingest, policy, options, NullLoggerFactory.Instance, TimeProvider.System);
+        await using var services = OperatorServices.Build(client, ingest, ingest, ingest, policy, options, NullLoggerFactory.Instance);
+        var captureOperator = services.GetRequiredService<CaptureOperator>();
         using var cts = new CancellationTokenSource();
         var run = Task.Run(() => captureOperator.RunAsync(cts.Token));
         Console.WriteLine("ready");

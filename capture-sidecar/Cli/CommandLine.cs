@@ -80,7 +80,10 @@ public static class CommandLine
             {
                 if (inlineValue is not null)
                 {
-                    return inlineValue;
+                    return !name.StartsWith("--", StringComparison.Ordinal) && inlineValue.StartsWith('=')
+                        ? throw new UsageException($"invalid value '{inlineValue}' for {name}: tcpdump reads everything after {name} as its value, '=' included, " +
+                            $"and so does the agent: write {name} {inlineValue[1..]} or {name}{inlineValue[1..]}")
+                        : inlineValue;
                 }
 
                 if (i + 1 >= args.Count)

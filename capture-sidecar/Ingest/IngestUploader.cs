@@ -156,26 +156,8 @@ public sealed class IngestUploader : IDisposable
         var headers = target.TraceParent is { } traceParent ? new Metadata { { "traceparent", traceParent } } : null;
         using var call = client.Upload(headers, cancellationToken: attempt.Token);
         Connections++;
-        await call.RequestStream.WriteAsync(new AgentMessage
-        {
-            Open = new Open
-            {
-                CaptureUid = target.CaptureUid,
-                Namespace = target.Namespace,
-                CaptureName = target.CaptureName,
-                Pod = target.Pod,
-                Token = target.Token,
-                SessionId = _sessionId,
-                RetentionTtlSeconds = (long)(target.Retention?.TotalSeconds ?? 0),
-                AgentVersion = Capture.Manifests.AgentVersion,
-            },
-        }, attempt.Token);
-        if (!await call.ResponseStream.MoveNext(attempt.Token) || call.ResponseStream.Current.BodyCase != IngestMessage.BodyOneofCase.Accepted)
-        {
-            throw new RpcException(new Status(StatusCode.Unavailable, "the ingest did not accept the upload"));
-        }
-
-        var accepted = call.ResponseStream.Current.Accepted;
+        var accepted = await IngestHandshake.OpenAsync(call, IngestHandshake.Open(target.CaptureUid, target.Namespace, target.CaptureName, target.Pod, target.Token, _sessionId,
+            (long)(target.Retention?.TotalSeconds ?? 0), Capture.Manifests.AgentVersion), attempt.Token);
         if (accepted.PartSize > 0 && buffer.Capacity < 2 * accepted.PartSize + ChunkBytes)
         {
             throw new IngestFailedException($"the ingest stores parts of {accepted.PartSize} bytes, but the agent keeps only {buffer.Capacity} bytes unacknowledged; it needs at least {2 * accepted.PartSize + ChunkBytes}");

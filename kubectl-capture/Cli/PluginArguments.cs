@@ -43,7 +43,13 @@ public sealed record PluginArguments(string Command, IReadOnlyDictionary<string,
                 continue;
             }
 
-            var (name, inline) = ArgumentWords.Split(arg);
+            var (name, typed) = ArgumentWords.Split(arg);
+            var inline = ArgumentWords.KubectlValue(name, typed);
+            if (name == "-nn")
+            {
+                throw new UsageException(DoubleN);
+            }
+
             if (!OptionNames.TryGetValue(name, out var canonical))
             {
                 throw new UsageException($"unknown option '{arg}' (see kubectl capture --help)");
@@ -110,6 +116,11 @@ public sealed record PluginArguments(string Command, IReadOnlyDictionary<string,
             }
         }
     }
+
+    /// <summary>tcpdump's -nn, typed out of habit: kubectl's reading of it would capture in the wrong namespace.</summary>
+    internal const string DoubleN = "-nn is not an option of kubectl capture: kubectl reads it as -n n, the namespace \"n\". " +
+        "tcpdump's -nn is not needed: captures never resolve names (tcpdump -r shows addresses and ports as captured). " +
+        "To name namespace n, write -n n";
 
     private static readonly string[] GlobalOptions = ["--kubeconfig", "--context", "--namespace", "--help"];
 

@@ -20,16 +20,9 @@ public static class AdmissionRegistration
     public static WebApplicationBuilder AddAdmission(this WebApplicationBuilder builder)
     {
         var options = builder.Configuration.GetSection(AdmissionOptions.Section).Get<AdmissionOptions>() ?? new AdmissionOptions();
-        if (!builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
-        {
-            throw new OperatorConfigurationException("Admission:Enabled needs a ServingCertificate section (Managed: DnsNames of the webhook's Service; or Mounted files)");
-        }
-
-        HttpsEndpoints.ParseUrl(options.Url, "Admission:Url"); // a bad URL fails the start, named
+        builder.AddHttpsEndpoint(AdmissionOptions.Section, options.Url, "the webhook's Service", requestClientCertificates: false);
         builder.Services.AddOptions<AdmissionOptions>().Bind(builder.Configuration.GetSection(AdmissionOptions.Section));
         builder.Services.AddSingleton<OperatorIdentity>();
-        builder.Services.AddServingCertificate(builder.Configuration);
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHttps(options.Url, "Admission:Url", requestClientCertificates: false));
         return builder;
     }
 

@@ -14,8 +14,11 @@ namespace KubeCapture.Operator.Audit;
 /// Kubernetes components log, and the matching Kubernetes Event on the PacketCapture while it exists
 /// (through the process's one <see cref="CaptureEvents"/> recorder, when there is a Kubernetes client).
 /// </summary>
-public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, CaptureEvents? events, TimeProvider time, ILoggerFactory loggers)
+public sealed class AuditTrail(TextWriter output, IKubernetes? kubernetes, CaptureEvents? events, TimeProvider time, ILoggerFactory loggers) : ICaptureAuditLog
 {
+    /// <summary>Its 'contested' line carries the Event of a contested end.</summary>
+    public bool AnnouncesContestedEnds => true;
+
     private readonly Lock _gate = new();
 
     public async Task RecordAsync(PacketCapture capture, Transition transition, CancellationToken cancellationToken)

@@ -14,6 +14,26 @@ namespace KubeCapture.Operator.Certificates;
 public static class HttpsEndpoints
 {
     /// <summary>
+    /// An HTTPS endpoint of the section <paramref name="section"/> (Admission, Subresources): it needs
+    /// the ServingCertificate section, its <c>{section}:Url</c> must parse (a bad one fails the start,
+    /// named), and Kestrel listens there with the serving certificate. <paramref name="service"/>:
+    /// whose Service the managed certificate's DnsNames name, for the error.
+    /// </summary>
+    public static WebApplicationBuilder AddHttpsEndpoint(this WebApplicationBuilder builder, string section, string url, string service, bool requestClientCertificates)
+    {
+        if (!builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
+        {
+            throw new OperatorConfigurationException($"{section}:Enabled needs a ServingCertificate section (Managed: DnsNames of {service}; or Mounted files)");
+        }
+
+        var setting = $"{section}:Url";
+        ParseUrl(url, setting);
+        builder.Services.AddServingCertificate(builder.Configuration);
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHttps(url, setting, requestClientCertificates));
+        return builder;
+    }
+
+    /// <summary>
     /// Listens on <paramref name="url"/> (the value of the setting <paramref name="setting"/>).
     /// <paramref name="requestClientCertificates"/>: ask every peer for one (kube-apiserver's front
     /// proxy presents one; the handlers verify it).

@@ -6,7 +6,7 @@ namespace KubeCapture.Operator.Certificates;
 /// The certificate HTTPS endpoints serve with right now (Kestrel's ServerCertificateSelector reads
 /// <see cref="Current"/> on every handshake, so a renewal takes effect without a restart).
 /// </summary>
-public sealed class ServingCertificateSource
+public sealed class ServingCertificateSource : IIngestAuthority
 {
     private readonly TaskCompletionSource ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile X509Certificate2? current;

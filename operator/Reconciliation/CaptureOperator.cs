@@ -1,4 +1,3 @@
-using System.Text.Json;
 using k8s;
 using k8s.Models;
 using KubeCapture.Contracts;
@@ -28,7 +27,7 @@ public sealed class CaptureOperator
     private readonly IKubernetes kubernetes;
     private readonly IIngestStatus ingest;
     private readonly IAgentAddresses addresses;
-    private readonly ICustodyWitness? custody;
+    private readonly ICustodyWitness custody;
     private readonly PacketCaptureController controller;
     private readonly ReconcilerOptions options;
     private readonly ILogger logger;
@@ -36,23 +35,20 @@ public sealed class CaptureOperator
     private volatile bool deliveryResolved;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> keysByUid = new(StringComparer.Ordinal);
 
-    public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, CapturePolicy policy, ReconcilerOptions options,
-        ILoggerFactory loggers, TimeProvider time, ICustodyWitness? custody = null, AuditTrail? audit = null,
-        KubeCapture.Operator.Storage.EvidenceRetention? retention = null, Func<string?>? ingestAuthority = null, CaptureEvents? events = null)
+    public CaptureOperator(IKubernetes kubernetes, IIngestStatus ingest, IAgentAddresses addresses, ICustodyWitness custody, CapturePolicy policy, ReconcilerOptions options,
+        ClusterCache cluster, CaptureCache captures, PacketCaptureController controller, ILogger<CaptureOperator> logger, TimeProvider time)
     {
-        this.custody = custody;
-        this.addresses = addresses;
         policy.Validate();
         this.kubernetes = kubernetes;
         this.ingest = ingest;
+        this.addresses = addresses;
+        this.custody = custody;
         this.options = options;
+        this.controller = controller;
+        this.logger = logger;
         this.time = time;
-        logger = loggers.CreateLogger<CaptureOperator>();
-        Cluster = new ClusterCache(kubernetes, logger, time);
-        controller = new PacketCaptureController(kubernetes, Cluster, ingest, tokens, addresses, policy, options, new TargetResolver(Cluster, policy),
-            new PodSecurityPreflight(Cluster), new ConcurrencySlots(policy), events ?? new CaptureEvents(kubernetes, loggers.CreateLogger<CaptureEvents>(), time),
-            time, loggers.CreateLogger<PacketCaptureController>(), written => Captures!.Offer(written), custody, audit, retention, ingestAuthority);
-        Captures = new ResourceWatcher<PacketCapture>("PacketCapture", ListCapturesAsync, WatchCapturesAsync, logger, time);
+        Cluster = cluster;
+        Captures = captures.Captures;
     }
 
     public ResourceWatcher<PacketCapture> Captures { get; }
@@ -132,7 +128,7 @@ public sealed class CaptureOperator
                 controller.Deleted(change.Object);
                 keysByUid.TryRemove(change.Object.Metadata.Uid, out _);
                 addresses.Forget(change.Object.Metadata.Uid);
-                custody?.Forget(change.Object.Metadata.Uid);
+                custody.Forget(change.Object.Metadata.Uid);
             }
         }
 
@@ -241,25 +237,6 @@ public sealed class CaptureOperator
                 OperatorMetrics.ReconcileDuration.Record(elapsed.TotalSeconds, new KeyValuePair<string, object?>("outcome", outcome));
                 queue.Done(key);
             }
-        }
-    }
-
-    private async Task<(IReadOnlyList<PacketCapture>, string)> ListCapturesAsync(CancellationToken cancellationToken)
-    {
-        var list = await kubernetes.CustomObjects.ListClusterCustomObjectAsync<PacketCaptureList>(
-            PacketCapture.Group, PacketCapture.Version, PacketCapture.Plural, cancellationToken: cancellationToken);
-        return ([.. list.Items], list.Metadata.ResourceVersion);
-    }
-
-    private async IAsyncEnumerable<(WatchEventType, PacketCapture)> WatchCapturesAsync(string resourceVersion, Action<Exception> onError,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        var events = kubernetes.CustomObjects.WatchListClusterCustomObjectAsync(PacketCapture.Group, PacketCapture.Version, PacketCapture.Plural,
-            allowWatchBookmarks: true, resourceVersion: resourceVersion, timeoutSeconds: 300, onError: onError, cancellationToken: cancellationToken);
-        await foreach (var (type, raw) in events.WithCancellation(cancellationToken))
-        {
-            var json = raw is JsonElement element ? element.GetRawText() : KubernetesJson.Serialize(raw);
-            yield return (type, KubernetesJson.Deserialize<PacketCapture>(json));
         }
     }
 }

@@ -1,7 +1,11 @@
 using k8s;
+using KubeCapture.Operator.Audit;
+using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Health;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.LeaderElection;
+using KubeCapture.Operator.Storage;
+using KubeCapture.Operator.Watcher;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -32,20 +36,13 @@ public static class ReconcilerRegistration
         services.AddOptions<CapturePolicy>().Bind(configuration.GetSection(CapturePolicy.Section));
         services.AddOptions<LeaderElectionOptions>().Bind(configuration.GetSection(LeaderElectionOptions.Section));
         services.AddKubernetesClient();
-        services.AddSingleton(sp => new CaptureOperator(
-            sp.GetRequiredService<IKubernetes>(),
-            sp.GetRequiredService<IIngestStatus>(),
-            sp.GetRequiredService<ICaptureTokenIssuer>(),
-            sp.GetRequiredService<IAgentAddresses>(),
-            PolicyWithin(sp.GetRequiredService<IOptions<CapturePolicy>>().Value, sp.GetService<IOptions<KubeCapture.Operator.Storage.StorageOptions>>()?.Value),
-            sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value,
-            sp.GetRequiredService<ILoggerFactory>(),
-            sp.GetRequiredService<TimeProvider>(),
-            sp.GetService<KubeCapture.Operator.Custody.ICustodyWitness>(),
-            sp.GetService<KubeCapture.Operator.Audit.AuditTrail>(),
-            sp.GetService<KubeCapture.Operator.Storage.EvidenceRetention>(),
-            sp.GetService<KubeCapture.Operator.Certificates.ServingCertificateSource>() is { } certificate ? () => certificate.AuthorityPem : null,
-            sp.GetRequiredService<KubeCapture.Operator.Events.CaptureEvents>()));
+        services.AddSingleton(sp => PolicyWithin(sp.GetRequiredService<IOptions<CapturePolicy>>().Value, sp.GetService<IOptions<StorageOptions>>()?.Value));
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<ReconcilerOptions>>().Value);
+        // What the rest of the operator registers (AddAuditTrail, AddIngestAndStorage, AddServingCertificate), as the controller meets it.
+        services.TryAddSingleton<ICaptureAuditLog>(sp => sp.GetRequiredService<AuditTrail>());
+        services.TryAddSingleton<IEvidenceRetention>(sp => sp.GetRequiredService<EvidenceRetention>());
+        services.TryAddSingleton<IIngestAuthority>(sp => (IIngestAuthority?)sp.GetService<ServingCertificateSource>() ?? new NoServingCertificate());
+        services.AddCaptureController();
         services.AddSingleton(sp => new LeaderGate(
             sp.GetRequiredService<IKubernetes>(),
             sp.GetRequiredService<IOptions<LeaderElectionOptions>>().Value,
@@ -55,8 +52,36 @@ public static class ReconcilerRegistration
         return services;
     }
 
+    /// <summary>
+    /// The controller and its steps, each a singleton built from the services it names: the caller
+    /// registers IKubernetes, IIngestStatus, ICaptureTokenIssuer, IAgentAddresses, ICustodyWitness,
+    /// ICaptureAuditLog, IEvidenceRetention, IIngestAuthority, CaptureEvents, CapturePolicy,
+    /// ReconcilerOptions, TimeProvider and logging.
+    /// </summary>
+    public static IServiceCollection AddCaptureController(this IServiceCollection services)
+    {
+        services.AddSingleton(sp => new ClusterCache(sp.GetRequiredService<IKubernetes>(), sp.GetRequiredService<ILogger<CaptureOperator>>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new CaptureCache(sp.GetRequiredService<IKubernetes>(), sp.GetRequiredService<ILogger<CaptureOperator>>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<TargetResolver>();
+        services.AddSingleton<PodSecurityPreflight>();
+        services.AddSingleton<ConcurrencySlots>();
+        services.AddSingleton<CaptureContainerCap>();
+        services.AddSingleton<CaptureStatusWriter>();
+        services.AddSingleton<CaptureDeletion>();
+        services.AddSingleton<CaptureCompletion>();
+        services.AddSingleton<TargetSelection>();
+        services.AddSingleton<ContainerInjection>();
+        services.AddSingleton<CaptureStart>();
+        services.AddSingleton<TargetObservation>();
+        services.AddSingleton<RefusedUploads>();
+        services.AddSingleton<BothEndsComparison>();
+        services.AddSingleton<PacketCaptureController>();
+        services.AddSingleton<CaptureOperator>();
+        return services;
+    }
+
     /// <summary>The policy, once the storage's default retention is found within its longest retention.</summary>
-    private static CapturePolicy PolicyWithin(CapturePolicy policy, KubeCapture.Operator.Storage.StorageOptions? storage)
+    private static CapturePolicy PolicyWithin(CapturePolicy policy, StorageOptions? storage)
     {
         if (storage is not null)
         {

@@ -11,7 +11,7 @@ public sealed record TargetDisposal(string Pod, string Uri, bool Deleted, string
 /// asked (checked before it starts), and deleting a deleted capture's objects unless a lock or legal
 /// hold keeps them.
 /// </summary>
-public sealed class EvidenceRetention(IArtifactStore store, TimeProvider time)
+public sealed class EvidenceRetention(IArtifactStore store, TimeProvider time) : IEvidenceRetention
 {
     /// <summary>Null when the store can lock objects; otherwise why a locked or held capture cannot be kept.</summary>
     public Task<string?> CheckObjectLockAsync(CancellationToken cancellationToken) => store.CheckObjectLockAsync(cancellationToken);

@@ -16,19 +16,12 @@ public static class SubresourcesRegistration
     public static WebApplicationBuilder AddSubresources(this WebApplicationBuilder builder)
     {
         var options = builder.Configuration.GetSection(SubresourcesOptions.Section).Get<SubresourcesOptions>() ?? new SubresourcesOptions();
-        if (!builder.Configuration.GetSection(ServingCertificateOptions.Section).Exists())
-        {
-            throw new OperatorConfigurationException("Subresources:Enabled needs a ServingCertificate section (Managed: DnsNames of the extension API's Service; or Mounted files)");
-        }
-
-        HttpsEndpoints.ParseUrl(options.Url, "Subresources:Url"); // a bad URL fails the start, named
+        builder.AddHttpsEndpoint(SubresourcesOptions.Section, options.Url, "the extension API's Service", requestClientCertificates: true);
         builder.Services.AddOptions<SubresourcesOptions>().Bind(builder.Configuration.GetSection(SubresourcesOptions.Section));
-        builder.Services.AddServingCertificate(builder.Configuration);
         builder.Services.AddKubernetesClient();
         builder.Services.AddSingleton<FrontProxyAuthenticator>();
         builder.Services.AddSingleton<AccessReview>();
         builder.Services.AddSingleton<CaptureDownloads>();
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHttps(options.Url, "Subresources:Url", requestClientCertificates: true));
         return builder;
     }
 

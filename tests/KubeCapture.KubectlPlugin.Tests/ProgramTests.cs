@@ -23,6 +23,7 @@ public sealed class ProgramTests
         { ["API_Pod", "--reason", "x"], "kubectl-capture: 'API_Pod' is not a pod name (lowercase letters, digits, '-' and '.'); a BPF filter goes after the pod, in quotes" },
         { ["api", "--reason", "x", "--name", "Bad Name"], "kubectl-capture: --name 'Bad Name' is not a valid name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters" },
         { ["api", "--bogus"], "kubectl-capture: unknown option '--bogus' (see kubectl capture --help)" },
+        { ["api", "--reason", "x", "-nn", "port 80"], "kubectl-capture: -nn is not an option of kubectl capture: kubectl reads it as -n n, the namespace \"n\". tcpdump's -nn is not needed: captures never resolve names (tcpdump -r shows addresses and ports as captured). To name namespace n, write -n n" },
         { ["api", "--reason"], "kubectl-capture: option --reason needs a value" },
         { ["list", "extra"], "kubectl-capture: list takes no names (got 'extra'); for one capture: kubectl capture status NAME" },
         { ["list", "--wait"], "kubectl-capture: list does not take --wait (see kubectl capture --help)" },

@@ -34,6 +34,20 @@ public sealed class BadInputTests(LabFixture fixture) : IClassFixture<LabFixture
         Assert.Contains(expected, line);
     }
 
+    [Fact]
+    public async Task CountWrittenWithEqualsIsRefusedNamingOptionAndValueAsTcpdumpRefusesIt()
+    {
+        using var files = new CaptureFiles();
+        var exit = await RunAsync(files, ["-i", fixture.Server.Interface, "-c=500"]);
+        var line = AssertRejected(exit, files);
+        Assert.Equal("kubecapture-agent: invalid value '=500' for -c: tcpdump reads everything after -c as its value, '=' included, and so does the agent: write -c 500 or -c500", line.TrimEnd());
+
+        // tcpdump itself reads "=500" as the count and refuses it, before opening anything.
+        var tcpdump = await KubeCapture.Testing.Processes.HostCommand.RunAsync("tcpdump", "-c=500", "-r", "/dev/null");
+        Assert.NotEqual(0, tcpdump.ExitCode);
+        Assert.Equal("tcpdump: invalid packet count =500", tcpdump.StderrLines.Last());
+    }
+
     [Theory]
     [InlineData("tcp port 99999")]
     [InlineData("tcp port")]

@@ -83,6 +83,8 @@ public sealed class CommandLineTests
     [InlineData(new[] { "-B", "2000000" }, "invalid -B 2000000: the capture buffer may be at most 1 GiB (1048576 KiB)")]
     [InlineData(new[] { "-w" }, "option -w needs a value")]
     [InlineData(new[] { "-i", " " }, "option -i needs a non-empty value")]
+    [InlineData(new[] { "-c=500" }, "invalid value '=500' for -c: tcpdump reads everything after -c as its value, '=' included, and so does the agent: write -c 500 or -c500")]
+    [InlineData(new[] { "-i=eth0" }, "invalid value '=eth0' for -i: tcpdump reads everything after -i as its value, '=' included, and so does the agent: write -i eth0 or -ieth0")]
     [InlineData(new[] { "-X" }, "unknown option '-X'")]
     [InlineData(new[] { "--promiscuous" }, "unknown option '--promiscuous'")]
     public void BadValuesAreRejectedWithAMessageNamingTheProblem(string[] args, string message)

@@ -27,6 +27,24 @@ public sealed class PluginArgumentsTests
     }
 
     [Fact]
+    public void A_short_option_with_equals_takes_what_follows_as_kubectl_does()
+    {
+        var parsed = PluginArguments.Parse(["list", "-n=payments"]);
+
+        Assert.Equal("payments", parsed.Cluster.Namespace);
+    }
+
+    [Fact]
+    public void Tcpdumps_double_n_is_refused_saying_kubectl_would_read_namespace_n_and_how_to_write_it()
+    {
+        var error = Assert.Throws<UsageException>(() => PluginArguments.Parse(["api", "--reason", "r", "-nn", "port 80"]));
+
+        Assert.Contains("kubectl reads it as -n n, the namespace \"n\"", error.Message, StringComparison.Ordinal);
+        Assert.Contains("captures never resolve names", error.Message, StringComparison.Ordinal);
+        Assert.EndsWith("To name namespace n, write -n n", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Help_wins_over_everything_else()
     {
         Assert.Equal("help", PluginArguments.Parse(["download", "x", "-h"]).Command);

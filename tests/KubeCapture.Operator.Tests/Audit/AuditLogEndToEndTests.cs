@@ -22,16 +22,14 @@ public sealed class AuditLogEndToEndTests(SubresourcesCluster cluster)
     {
         var ns = await cluster.CreateNamespaceAsync("kc-audit");
         var pod = await cluster.StartPodAsync(ns, "web");
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "audited", new PacketCaptureSpec
+        var created = await cluster.StartCaptureAsync(ns, "audited", new PacketCaptureSpec
         {
             Reason = "incident 4711",
             Target = new CaptureTarget { PodName = "web" },
             Filter = "icmp",
             MaxPackets = 2,
             Duration = "60s",
-        });
-        await cluster.Admin.WaitForPhaseAsync(ns, "audited", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "web", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        }, Long, pods: ["web"]);
         pod.PingFromClient(1);
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "audited", CapturePhase.Succeeded, Long);
         await cluster.Admin.CustomObjects.DeleteNamespacedCustomObjectAsync(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, "audited");

@@ -38,9 +38,7 @@ public sealed class ChainOfCustodyEndToEndTests(SubresourcesCluster cluster)
             Duration = "60s",
             Snaplen = 96,
         };
-        var created = await alice.CreatePacketCaptureAsync(ns, "audited", spec);
-        await cluster.Admin.WaitForPhaseAsync(ns, "audited", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "ledger-0", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "audited", spec, Long, pods: ["ledger-0"], requester: alice);
         network.PingFromClient(2);
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "audited", CapturePhase.Succeeded, Long);
 

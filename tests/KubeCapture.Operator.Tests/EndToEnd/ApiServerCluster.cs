@@ -228,15 +228,20 @@ public class ApiServerCluster : IAsyncLifetime
     }
 
     /// <summary>
-    /// Applies a capture of one pod and waits until it is Running and its agent captures (printed
-    /// "listening on"): traffic sent after this is in the pcap.
+    /// Applies a capture (as <paramref name="requester"/>, by default the admin) and waits until it is
+    /// Running and its agent on each of <paramref name="pods"/> (by default the spec's one pod)
+    /// captures (printed "listening on"): traffic sent after this is in the pcap.
     /// </summary>
-    public async Task<PacketCapture> StartCaptureAsync(string ns, string name, PacketCaptureSpec spec, TimeSpan timeout)
+    public async Task<PacketCapture> StartCaptureAsync(string ns, string name, PacketCaptureSpec spec, TimeSpan timeout, string[]? pods = null, IKubernetes? requester = null)
     {
-        var created = await Admin.CreatePacketCaptureAsync(ns, name, spec);
+        var created = await (requester ?? Admin).CreatePacketCaptureAsync(ns, name, spec);
         await Admin.WaitForPhaseAsync(ns, name, CapturePhase.Running, timeout);
-        var pod = spec.Target.PodName ?? throw new ArgumentException("a capture of one named pod", nameof(spec));
-        await Kubelet.WaitUntilListeningAsync(ns, pod, EphemeralContainerSpec.ContainerName(created.Metadata.Uid), timeout);
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        foreach (var pod in pods ?? [spec.Target.PodName ?? throw new ArgumentException("name the pods of a capture by selector", nameof(pods))])
+        {
+            await Kubelet.WaitUntilListeningAsync(ns, pod, container, timeout);
+        }
+
         return created;
     }
 

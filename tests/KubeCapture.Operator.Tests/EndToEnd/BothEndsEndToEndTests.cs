@@ -253,7 +253,7 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
         var db = await cluster.StartPodAsync(ns, "db");
         await using var lab = await MiddleboxLab.JoinAsync(web.PodNamespace, db.PodNamespace);
         await using var http = await lab.Server.StartHttpServerAsync(Port, new Dictionary<string, int> { ["small.txt"] = 1000 });
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "cut", new PacketCaptureSpec
+        var created = await cluster.StartCaptureAsync(ns, "cut", new PacketCaptureSpec
         {
             Reason = "what does web send to db",
             Target = new CaptureTarget { PodName = "web" },
@@ -261,9 +261,7 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
             Filter = $"tcp port {Port}",
             Duration = "60s",
             Snaplen = 96,
-        });
-        await cluster.Admin.WaitForPhaseAsync(ns, "cut", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "web", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        }, Long, pods: ["web"]);
         Assert.Equal("200", (await lab.Client.CurlAsync(Url(lab, "small.txt"))).Stdout);
         await Task.Delay(500);
         await lab.DisposeAsync(); // the middlebox goes, and web's link to it
@@ -303,18 +301,15 @@ public sealed class BothEndsEndToEndTests(SubresourcesCluster cluster, ITestOutp
             await prepare(lab);
         }
 
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, name, new PacketCaptureSpec
+        var created = await cluster.StartCaptureAsync(ns, name, new PacketCaptureSpec
         {
             Reason = reason,
             Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = labels } },
             Filter = filter ?? $"tcp port {Port} or tcp port {ClosedPort}",
             Duration = "60s",
             Snaplen = 96,
-        });
+        }, Long, pods: ["web", "db"]);
         var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
-        await cluster.Admin.WaitForPhaseAsync(ns, name, CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "web", container, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "db", container, Long);
         await traffic(lab);
         await Task.Delay(500);
         await cluster.Admin.StopPacketCaptureAsync(ns, name);

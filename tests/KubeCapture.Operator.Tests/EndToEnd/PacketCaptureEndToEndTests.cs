@@ -55,17 +55,24 @@ public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "forged", CapturePhase.Succeeded, Long);
 
         Assert.Equal(1, exit);
+        Assert.Contains("the ingest refused the upload (PermissionDenied)", output, StringComparison.Ordinal);
         Assert.Contains($"it comes from {attacker.NodeLinkAddress}, but the pod's addresses are {pod.NodeLinkAddress} (status.podIPs)", output, StringComparison.Ordinal);
         Assert.Equal(CapturePhase.Running, counted.Status!.Phase); // a refusal never ends the capture
         var target = Assert.Single(done.Status!.Targets);
         Assert.Equal((8L, "count", 1L), (target.Packets, target.StopReason, target.RefusedUploads));
-        var downloaded = await cluster.DownloadAsync(target.Artifact!);
-        Assert.Equal(Evidence.Sha256Of(downloaded), target.Artifact!.Sha256);
+        Assert.Contains($"it comes from {attacker.NodeLinkAddress}", target.LastRefusal, StringComparison.Ordinal);
+        Assert.Equal("True", CaptureConditions.Find(done.Status, CaptureConditions.Complete)?.Status);
+        Assert.StartsWith("s3://", target.Artifact!.Uri, StringComparison.Ordinal);
+        Assert.EndsWith($"/captures/{ns}/forged/api.pcap", target.Artifact.Uri, StringComparison.Ordinal);
+        var downloaded = await cluster.DownloadAsync(target.Artifact);
+        Assert.Equal(Evidence.Sha256Of(downloaded), target.Artifact.Sha256);
+        Assert.Equal(new FileInfo(downloaded).Length, target.Artifact.Size);
         var lines = Evidence.TcpdumpLines(downloaded);
         Assert.Equal(8, lines.Count(l => l.Contains("ICMP echo", StringComparison.Ordinal) && l.Contains(pod.PodAddress, StringComparison.Ordinal)));
         Assert.Equal(8, lines.Count);
         Assert.DoesNotContain("upload interrupted", cluster.Kubelet.Stderr(ns, "api", container), StringComparison.Ordinal);
-        Assert.Single(await ForgedUpload.RefusalEventsAsync(cluster.Admin, ns, "forged"));
+        var warning = Assert.Single(await ForgedUpload.RefusalEventsAsync(cluster.Admin, ns, "forged"));
+        Assert.Contains("pod api: 1 upload(s) refused", warning.Message, StringComparison.Ordinal);
     }
 
     [SkippableFact]
@@ -83,9 +90,7 @@ public sealed class PacketCaptureEndToEndTests(SubresourcesCluster cluster)
             Duration = "60s",
             Snaplen = 128,
         };
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "refused", spec);
-        await cluster.Admin.WaitForPhaseAsync(ns, "refused", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "refused", spec, Long, pods: ["api"]);
         // One connection to each of 40 closed ports: 40 findings, more than the status keeps.
         var connect = $$"""
             import socket

@@ -30,26 +30,9 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, 
     public async Task<Upload> OpenAsync(CancellationToken cancellationToken = default)
     {
         var call = new KubeCapture.Proto.V1.Ingest.IngestClient(_channel).Upload(cancellationToken: cancellationToken);
-        await call.RequestStream.WriteAsync(new AgentMessage
-        {
-            Open = new Open
-            {
-                CaptureUid = target.CaptureUid,
-                Namespace = target.Namespace,
-                CaptureName = target.CaptureName,
-                Pod = target.Pod,
-                Token = token,
-                SessionId = SessionId,
-                RetentionTtlSeconds = RetentionTtlSeconds,
-                AgentVersion = "test",
-            },
-        }, cancellationToken);
-        if (!await call.ResponseStream.MoveNext(cancellationToken) || call.ResponseStream.Current.BodyCase != IngestMessage.BodyOneofCase.Accepted)
-        {
-            throw new InvalidOperationException("no Accepted");
-        }
-
-        return new Upload(call, call.ResponseStream.Current.Accepted.ResumeOffset);
+        var accepted = await IngestHandshake.OpenAsync(call, IngestHandshake.Open(target.CaptureUid, target.Namespace, target.CaptureName, target.Pod, token, SessionId,
+            RetentionTtlSeconds, agentVersion: "test"), cancellationToken);
+        return new Upload(call, accepted.ResumeOffset);
     }
 
     /// <summary>Uploads <paramref name="size"/> pattern bytes in one stream and finishes; returns Stored and the SHA-256 sent.</summary>

@@ -199,9 +199,7 @@ public sealed class KubectlCaptureTests(SubresourcesCluster cluster)
     {
         var ns = await cluster.CreateNamespaceAsync(prefix);
         var pod = await cluster.StartPodAsync(ns, "api");
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "finished", PacketCaptureEndToEndTests.Icmp("evidence for the ticket", "api", maxPackets: 6));
-        await cluster.Admin.WaitForPhaseAsync(ns, "finished", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "finished", PacketCaptureEndToEndTests.Icmp("evidence for the ticket", "api", maxPackets: 6), Long, pods: ["api"]);
         pod.PingFromClient(3);
         return (ns, "finished", await cluster.Admin.WaitForPhaseAsync(ns, "finished", CapturePhase.Succeeded, Long));
     }

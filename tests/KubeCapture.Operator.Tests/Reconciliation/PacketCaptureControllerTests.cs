@@ -40,7 +40,7 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         harness.Kubelet.AttachNetwork("shop", "api-1", network);
         harness.Emulator.AddPod("shop", "api-1");
 
-        var created = await harness.CreateCaptureAsync("shop", "ping", new PacketCaptureSpec
+        var created = await harness.StartCaptureAsync("shop", "ping", new PacketCaptureSpec
         {
             Reason = "is the request reaching us?",
             Target = new CaptureTarget { PodName = "api-1" },
@@ -48,10 +48,8 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
             MaxPackets = 6,
             Duration = "30s",
             Snaplen = 128,
-        });
+        }, "api-1");
         var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
-        await harness.WaitForPhaseAsync("shop", "ping", CapturePhase.Running);
-        await harness.Kubelet.WaitUntilListeningAsync("shop", "api-1", container, TimeSpan.FromSeconds(20));
         network.PingFromClient(3);
 
         var done = await harness.WaitForPhaseAsync("shop", "ping", CapturePhase.Succeeded, TimeSpan.FromSeconds(30));
@@ -572,9 +570,7 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         using var network = PodNetwork.Create();
         harness.Kubelet.AttachNetwork("shop", "api-1", network);
         harness.Emulator.AddPod("shop", "api-1");
-        var created = await harness.CreateCaptureAsync("shop", "long", Spec("api-1", duration: "5m", filter: "icmp"));
-        await harness.WaitForPhaseAsync("shop", "long", CapturePhase.Running);
-        await harness.Kubelet.WaitUntilListeningAsync("shop", "api-1", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), TimeSpan.FromSeconds(20));
+        var created = await harness.StartCaptureAsync("shop", "long", Spec("api-1", duration: "5m", filter: "icmp"), "api-1");
         network.PingFromClient(2);
         // libpcap hands packets over when the ring block retires (the agent's 100 ms read timeout);
         // a stop within that window loses the newest ones (the agent does not drain on SIGTERM).
@@ -598,10 +594,8 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
         using var network = PodNetwork.Create();
         harness.Kubelet.AttachNetwork("shop", "api-1", network);
         harness.Emulator.AddPod("shop", "api-1");
-        var created = await harness.CreateCaptureAsync("shop", "doomed", Spec("api-1", duration: "5m"));
-        await harness.WaitForPhaseAsync("shop", "doomed", CapturePhase.Running);
+        var created = await harness.StartCaptureAsync("shop", "doomed", Spec("api-1", duration: "5m"), "api-1");
         var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
-        await harness.Kubelet.WaitUntilListeningAsync("shop", "api-1", container, TimeSpan.FromSeconds(20));
 
         await harness.Client.CustomObjects.DeleteNamespacedCustomObjectAsync(PacketCapture.Group, PacketCapture.Version, "shop", PacketCapture.Plural, "doomed");
         var deadline = DateTime.UtcNow.AddSeconds(30);
@@ -728,18 +722,15 @@ public sealed class PacketCaptureControllerTests : IAsyncLifetime
             }
             """);
 
-        var created = await harness.CreateCaptureAsync("shop", name, new PacketCaptureSpec
+        var created = await harness.StartCaptureAsync("shop", name, new PacketCaptureSpec
         {
             Reason = reason,
             Target = new CaptureTarget { PodSelector = new V1LabelSelector { MatchLabels = labels } },
             Filter = "tcp port 8000",
             Duration = "60s",
             Snaplen = snaplen,
-        });
+        }, "web", "db");
         var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
-        await harness.WaitForPhaseAsync("shop", name, CapturePhase.Running);
-        await harness.Kubelet.WaitUntilListeningAsync("shop", "web", container, TimeSpan.FromSeconds(20));
-        await harness.Kubelet.WaitUntilListeningAsync("shop", "db", container, TimeSpan.FromSeconds(20));
         await traffic(lab, http.Url(file));
         await Task.Delay(500);
         await harness.Client.StopPacketCaptureAsync("shop", name);

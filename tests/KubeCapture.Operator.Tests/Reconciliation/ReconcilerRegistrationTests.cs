@@ -1,11 +1,13 @@
 using k8s;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.LeaderElection;
 using KubeCapture.Operator.Provenance;
 using KubeCapture.Operator.Reconciliation;
+using KubeCapture.Operator.Storage;
 using KubeCapture.Testing.Kubernetes;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -45,6 +47,10 @@ public sealed class ReconcilerRegistrationTests
         services.AddSingleton<IIngestStatus>(ingest);
         services.AddSingleton<ICaptureTokenIssuer>(ingest);
         services.AddSingleton<IAgentAddresses>(ingest);
+        // What AddCustody, AddAuditTrail and AddIngestAndStorage register in Program.cs, without their storage and signing key.
+        services.AddSingleton<ICustodyWitness, CustodyLedger>();
+        services.AddSingleton<ICaptureAuditLog, NoAuditLog>();
+        services.AddSingleton<IEvidenceRetention, NoEvidenceStore>();
         services.AddPacketCaptureReconciler(configuration);
         await using var provider = services.BuildServiceProvider();
 

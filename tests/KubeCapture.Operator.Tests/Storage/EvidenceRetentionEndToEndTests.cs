@@ -45,16 +45,14 @@ public sealed class EvidenceRetentionEndToEndTests(SubresourcesCluster cluster)
     {
         var ns = await cluster.CreateNamespaceAsync("kc-delete-objects");
         var pod = await cluster.StartPodAsync(ns, "web");
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "done", new PacketCaptureSpec
+        var created = await cluster.StartCaptureAsync(ns, "done", new PacketCaptureSpec
         {
             Reason = "short-lived",
             Target = new CaptureTarget { PodName = "web" },
             Filter = "icmp",
             MaxPackets = 2,
             Duration = "60s",
-        });
-        await cluster.Admin.WaitForPhaseAsync(ns, "done", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "web", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        }, Long, pods: ["web"]);
         pod.PingFromClient(1);
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "done", CapturePhase.Succeeded, Long);
         var artifact = Assert.Single(done.Status!.Targets).Artifact!;

@@ -142,9 +142,7 @@ public sealed class CaptureDownloadTests(SubresourcesCluster cluster)
         var ns = await cluster.CreateNamespaceAsync("kc-dl-409");
         await cluster.StartPodAsync(ns, "api");
         await cluster.BindAsync(ns, "alice", DownloadRole);
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "running", PacketCaptureEndToEndTests.Icmp("still going", "api", duration: "60s"));
-        await cluster.Admin.WaitForPhaseAsync(ns, "running", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "running", PacketCaptureEndToEndTests.Icmp("still going", "api", duration: "60s"), Long, pods: ["api"]);
 
         var (exit, stderr, _) = await cluster.KubectlRawAsync(Alice, SubresourcesCluster.PathOf(ns, "running", "pcap"));
 
@@ -161,9 +159,7 @@ public sealed class CaptureDownloadTests(SubresourcesCluster cluster)
         await cluster.BindAsync(ns, "alice", DownloadRole);
         var spec = PacketCaptureEndToEndTests.Icmp("kept briefly", "api", maxPackets: 4);
         spec.Retention = new CaptureRetention { Ttl = "3s" };
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "brief", spec);
-        await cluster.Admin.WaitForPhaseAsync(ns, "brief", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "brief", spec, Long, pods: ["api"]);
         pod.PingFromClient(2);
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "brief", CapturePhase.Succeeded, Long);
         var expiresAt = done.Status!.Targets[0].Artifact!.ExpiresAt!.Value;
@@ -179,9 +175,7 @@ public sealed class CaptureDownloadTests(SubresourcesCluster cluster)
     {
         var ns = await cluster.CreateNamespaceAsync(prefix);
         var pod = await cluster.StartPodAsync(ns, "api");
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, name, PacketCaptureEndToEndTests.Icmp("evidence for the ticket", "api", maxPackets: 6));
-        await cluster.Admin.WaitForPhaseAsync(ns, name, CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, name, PacketCaptureEndToEndTests.Icmp("evidence for the ticket", "api", maxPackets: 6), Long, pods: ["api"]);
         pod.PingFromClient(3);
         return (ns, await cluster.Admin.WaitForPhaseAsync(ns, name, CapturePhase.Succeeded, Long));
     }

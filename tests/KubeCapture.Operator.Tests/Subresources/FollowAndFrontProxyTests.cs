@@ -24,9 +24,7 @@ public sealed class FollowAndFrontProxyTests(SubresourcesCluster cluster)
         var ns = await cluster.CreateNamespaceAsync("kc-follow");
         var pod = await cluster.StartPodAsync(ns, "api");
         await cluster.BindAsync(ns, "alice", DownloadRole);
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "live", CaptureDownloadTestsSpec("60s"));
-        await cluster.Admin.WaitForPhaseAsync(ns, "live", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "live", CaptureDownloadTestsSpec("60s"), Long, pods: ["api"]);
 
         var (follow, lines) = cluster.StartFollowIntoTcpdump(Alice, SubresourcesCluster.PathOf(ns, "live", "follow"));
         using var _ = follow;
@@ -58,9 +56,7 @@ public sealed class FollowAndFrontProxyTests(SubresourcesCluster cluster)
         await cluster.BindAsync(ns, "alice", DownloadRole);
         var spec = CaptureDownloadTestsSpec("60s");
         spec.MaxPackets = 4;
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "done", spec);
-        await cluster.Admin.WaitForPhaseAsync(ns, "done", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "done", spec, Long, pods: ["api"]);
         pod.PingFromClient(2);
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "done", CapturePhase.Succeeded, Long);
 

@@ -37,9 +37,7 @@ public sealed class FrontProxyIdentityTests(SubresourcesCluster cluster)
         var ns = await cluster.CreateNamespaceAsync("kc-xff");
         var pod = await cluster.StartPodAsync(ns, "api");
         await cluster.BindAsync(ns, "alice", DownloadRole);
-        var created = await cluster.Admin.CreatePacketCaptureAsync(ns, "evidence", PacketCaptureEndToEndTests.Icmp("who downloads it", "api", maxPackets: 4));
-        await cluster.Admin.WaitForPhaseAsync(ns, "evidence", CapturePhase.Running, Long);
-        await cluster.Kubelet.WaitUntilListeningAsync(ns, "api", EphemeralContainerSpec.ContainerName(created.Metadata.Uid), Long);
+        var created = await cluster.StartCaptureAsync(ns, "evidence", PacketCaptureEndToEndTests.Icmp("who downloads it", "api", maxPackets: 4), Long, pods: ["api"]);
         pod.PingFromClient(2);
         await cluster.Admin.WaitForPhaseAsync(ns, "evidence", CapturePhase.Succeeded, Long);
         var audit = new FileInfo(cluster.Install.Server.AuditLogPath).Length;

@@ -6,6 +6,7 @@ using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Ingest;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Testing.Agent;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -22,6 +23,7 @@ public sealed class OperatorHarness : IAsyncDisposable
 {
     private CancellationTokenSource? running;
     private Task? operatorTask;
+    private ServiceProvider? services;
 
     private OperatorHarness(KubernetesApiEmulator emulator, IIngestStatus ingest, ICaptureTokenIssuer tokens, IAgentAddresses addresses, TestKubelet kubelet,
         CapturePolicy policy, ReconcilerOptions options, string workDirectory)
@@ -109,7 +111,9 @@ public sealed class OperatorHarness : IAsyncDisposable
         }
 
         running = new CancellationTokenSource();
-        Operator = new CaptureOperator(Client, Ingest, Tokens, Addresses, Policy, Options, Loggers, TimeProvider.System);
+        // A new instance, as after a crash: its own caches, slots and steps.
+        services = OperatorServices.Build(Client, Ingest, Tokens, Addresses, Policy, Options, Loggers);
+        Operator = services.GetRequiredService<CaptureOperator>();
         var token = running.Token;
         var instance = Operator;
         operatorTask = Task.Run(() => instance.RunAsync(token), CancellationToken.None);
@@ -151,11 +155,31 @@ public sealed class OperatorHarness : IAsyncDisposable
         running.Dispose();
         running = null;
         operatorTask = null;
+        await services!.DisposeAsync();
+        services = null;
     }
 
     public Task<PacketCapture> CreateCaptureAsync(string ns, string name, PacketCaptureSpec spec) => Client.CreatePacketCaptureAsync(ns, name, spec);
 
     public Task<PacketCapture?> GetCaptureAsync(string ns, string name) => Client.GetPacketCaptureAsync(ns, name);
+
+    /// <summary>
+    /// Creates a capture and waits until it is Running and its agent on each of <paramref name="pods"/>
+    /// (by default the spec's one pod) captures (printed "listening on"): traffic sent after this is in the pcap.
+    /// </summary>
+    public async Task<PacketCapture> StartCaptureAsync(string ns, string name, PacketCaptureSpec spec, params string[] pods)
+    {
+        var timeout = TimeSpan.FromSeconds(30);
+        var created = await CreateCaptureAsync(ns, name, spec);
+        await WaitForPhaseAsync(ns, name, CapturePhase.Running, timeout);
+        var container = EphemeralContainerSpec.ContainerName(created.Metadata.Uid);
+        foreach (var pod in pods.Length > 0 ? pods : [spec.Target.PodName ?? throw new ArgumentException("name the pods of a capture by selector", nameof(pods))])
+        {
+            await Kubelet.WaitUntilListeningAsync(ns, pod, container, timeout);
+        }
+
+        return created;
+    }
 
     /// <summary>Polls the capture until <paramref name="until"/> holds; on timeout, fails with the last status seen.</summary>
     public Task<PacketCapture> WaitForAsync(string ns, string name, Func<PacketCapture, bool> until, TimeSpan? timeout = null) =>
