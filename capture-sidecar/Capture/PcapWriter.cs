@@ -15,7 +15,7 @@ namespace KubeCapture.Agent.Capture;
 public sealed class PcapWriter : IRecordSink, IDisposable
 {
     public const int FileHeaderLength = 24;
-    public const int RecordHeaderLength = 16;
+    public const int RecordHeaderLength = KubeCapture.Contracts.Recorder.RecorderLimits.RecordHeaderLength;
 
     private readonly Stream _output;
     private readonly byte[] _buffer;

@@ -1,4 +1,5 @@
 using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts.Recorder;
 
 namespace KubeCapture.Agent.Recorder;
 

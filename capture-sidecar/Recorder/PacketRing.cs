@@ -14,7 +14,7 @@ namespace KubeCapture.Agent.Recorder;
 public sealed class PacketRing
 {
     /// <summary>The largest ring: it lives in the agent's memory, and ephemeral containers cannot have resource limits.</summary>
-    public const long MaxCapacity = 1L << 30;
+    public const long MaxCapacity = KubeCapture.Contracts.Recorder.RecorderLimits.MaxRingBytes;
 
     private readonly byte[] _buffer;
     private int _head; // where the next record goes

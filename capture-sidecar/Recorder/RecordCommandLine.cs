@@ -2,6 +2,7 @@ using System.Globalization;
 using KubeCapture.Agent.Capture;
 using KubeCapture.Agent.Cli;
 using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts.Recorder;
 
 namespace KubeCapture.Agent.Recorder;
 
@@ -39,14 +40,10 @@ public static class RecordCommandLine
         """;
 
     /// <summary>The largest N of --trigger-count N/PERIOD: the filter trigger keeps the last N match times.</summary>
-    public const int MaxTriggerCount = 100_000;
+    public const int MaxTriggerCount = RecorderTriggers.MaxTriggerCount;
 
-    private static readonly string[] RecorderOptions =
-        ["--window", "--after", "--snapshot-dir", "--max-snapshots", "--cooldown", "--trigger-filter", "--trigger-count", "--trigger-finding"];
-
-    /// <summary>Findings that only comparing both ends can make: one agent never sees them.</summary>
-    private static readonly string[] BothEndsFindings =
-        [FindingTypes.ResetFromMiddlebox, FindingTypes.ReturnPath, FindingTypes.SilentlyDropped, FindingTypes.LossOnOneLeg];
+    /// <summary>The recorder's own option names: the contract the operator writes them by.</summary>
+    private static readonly IReadOnlyList<string> RecorderOptions = AgentRecorderArguments.Options;
 
     public static RecorderOptions Parse(IReadOnlyList<string> args)
     {
@@ -63,7 +60,7 @@ public static class RecordCommandLine
 
             var eq = arg.IndexOf('=', StringComparison.Ordinal);
             var name = arg.StartsWith("--", StringComparison.Ordinal) && eq > 0 ? arg[..eq] : arg;
-            if (Array.IndexOf(RecorderOptions, name) >= 0)
+            if (RecorderOptions.Contains(name))
             {
                 var value = eq > 0 && name.Length < arg.Length ? arg[(eq + 1)..]
                     : i + 1 < args.Count ? args[++i]
@@ -81,8 +78,8 @@ public static class RecordCommandLine
         }
 
         var capture = CommandLine.ParseCapture(rest, DateTime.UtcNow).Options;
-        var window = own.TryGetValue("--window", out var w)
-            ? Duration("--window", w, allowZero: false)
+        var window = own.TryGetValue(AgentRecorderArguments.WindowOption, out var w)
+            ? Duration(AgentRecorderArguments.WindowOption, w, allowZero: false)
             : throw new UsageException("record needs --window D: how much of the past a snapshot keeps, e.g. --window 5m");
         if (window > capture.Duration)
         {
@@ -92,8 +89,8 @@ public static class RecordCommandLine
         }
 
         // The default --after never outlasts a short recording; one typed does, and is refused.
-        var after = own.TryGetValue("--after", out var a)
-            ? Duration("--after", a, allowZero: true)
+        var after = own.TryGetValue(AgentRecorderArguments.AfterOption, out var a)
+            ? Duration(AgentRecorderArguments.AfterOption, a, allowZero: true)
             : Recorder.RecorderOptions.DefaultAfter < capture.Duration ? Recorder.RecorderOptions.DefaultAfter : capture.Duration;
         if (after > capture.Duration)
         {
@@ -114,12 +111,12 @@ public static class RecordCommandLine
             throw new UsageException($"--max-bytes {Quantities.FormatBytes(capture.MaxBytes)} is too large for a ring held in memory: at most 1GiB");
         }
 
-        var maxSnapshots = own.TryGetValue("--max-snapshots", out var m) ? MaxSnapshots(m) : Recorder.RecorderOptions.DefaultMaxSnapshots;
-        var directory = own.TryGetValue("--snapshot-dir", out var d)
+        var maxSnapshots = own.TryGetValue(AgentRecorderArguments.MaxSnapshotsOption, out var m) ? MaxSnapshots(m) : Recorder.RecorderOptions.DefaultMaxSnapshots;
+        var directory = own.TryGetValue(AgentRecorderArguments.SnapshotDirectoryOption, out var d)
             ? d
             : throw new UsageException("record needs --snapshot-dir DIR: the directory snapshots are written to");
         var filter = FilterTrigger(own);
-        var findings = own.TryGetValue("--trigger-finding", out var f) ? FindingTriggers(f) : [];
+        var findings = own.TryGetValue(AgentRecorderArguments.TriggerFindingOption, out var f) ? FindingTriggers(f) : [];
         if (findings.Count > 0 && !capture.Summary)
         {
             throw new UsageException("--trigger-finding needs the summary, which --no-summary turns off");
@@ -131,7 +128,7 @@ public static class RecordCommandLine
             Capture = capture with { Summary = findings.Count > 0 },
             Window = window,
             After = after,
-            Cooldown = own.TryGetValue("--cooldown", out var c) ? Duration("--cooldown", c, allowZero: true) : window,
+            Cooldown = own.TryGetValue(AgentRecorderArguments.CooldownOption, out var c) ? Duration(AgentRecorderArguments.CooldownOption, c, allowZero: true) : window,
             MaxSnapshots = maxSnapshots,
             SnapshotDirectory = directory,
             FilterTrigger = filter,
@@ -140,28 +137,8 @@ public static class RecordCommandLine
     }
 
     /// <summary>Parses N/PERIOD (20/10s): a whole number above zero, then a duration above zero.</summary>
-    public static TriggerThreshold ParseThreshold(string option, string text, long minimum, string? shown = null)
-    {
-        shown ??= text;
-        var slash = text.IndexOf('/', StringComparison.Ordinal);
-        var example = minimum == 0 ? "5/1m" : "20/10s";
-        if (slash < 0)
-        {
-            throw new UsageException($"invalid {option} '{shown}': give a rate COUNT/PERIOD, e.g. {example}");
-        }
-
-        if (!long.TryParse(text.AsSpan(0, slash), NumberStyles.None, CultureInfo.InvariantCulture, out var count) || count < minimum)
-        {
-            throw new UsageException($"invalid {option} '{shown}': the count before '/' must be a whole number of at least {minimum}, e.g. {example}");
-        }
-
-        if (!Quantities.TryParseDuration(text[(slash + 1)..], out var period, out _) || period <= TimeSpan.Zero)
-        {
-            throw new UsageException($"invalid {option} '{shown}': the period after '/' must be a duration above zero, e.g. {example}");
-        }
-
-        return new TriggerThreshold(count, period);
-    }
+    public static TriggerThreshold ParseThreshold(string option, string text, long minimum, string? shown = null) =>
+        RecorderTriggers.ParseThreshold(option, text, minimum, shown);
 
     private static bool IsCaptureOnly(string arg) =>
         arg is "--json" or "--overwrite" or "-w" or "--write" ||
@@ -171,13 +148,9 @@ public static class RecordCommandLine
 
     private static FilterTriggerSpec? FilterTrigger(Dictionary<string, string> own)
     {
-        var count = own.TryGetValue("--trigger-count", out var c) ? ParseThreshold("--trigger-count", c, minimum: 1) : null;
-        if (count is { Count: > MaxTriggerCount })
-        {
-            throw new UsageException($"invalid --trigger-count '{c}': at most {MaxTriggerCount} matches (the recorder keeps the time of each)");
-        }
+        var count = own.TryGetValue(AgentRecorderArguments.TriggerCountOption, out var c) ? RecorderTriggers.ParseFilterCount(AgentRecorderArguments.TriggerCountOption, c) : null;
 
-        if (!own.TryGetValue("--trigger-filter", out var expression))
+        if (!own.TryGetValue(AgentRecorderArguments.TriggerFilterOption, out var expression))
         {
             return count is null ? null : throw new UsageException("--trigger-count needs --trigger-filter EXPR: the filter whose matches it counts");
         }
@@ -185,40 +158,8 @@ public static class RecordCommandLine
         return new FilterTriggerSpec(expression.Trim(), count ?? new TriggerThreshold(1, TimeSpan.FromSeconds(1)));
     }
 
-    private static List<FindingTriggerSpec> FindingTriggers(string list)
-    {
-        var triggers = new List<FindingTriggerSpec>();
-        foreach (var item in list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-        {
-            var gt = item.IndexOf('>', StringComparison.Ordinal);
-            var name = gt < 0 ? item : item[..gt].Trim();
-            var isSeverity = name is FindingSeverity.Error or FindingSeverity.Warning or FindingSeverity.Info;
-            if (Array.IndexOf(BothEndsFindings, name) >= 0)
-            {
-                throw new UsageException(
-                    $"--trigger-finding {name}: that finding comes from comparing both ends of a conversation, which one agent cannot see; " +
-                    $"the agent's own findings include {FindingTypes.ResetSuspectedForged} (a RST a device in between likely made)");
-            }
-
-            if (!isSeverity && !FindingTypes.All.Contains(name))
-            {
-                throw new UsageException(
-                    $"--trigger-finding: unknown finding type '{name}': use a severity (Error, Warning) or one of " +
-                    string.Join(", ", FindingTypes.All.Except(BothEndsFindings)));
-            }
-
-            if (gt < 0)
-            {
-                triggers.Add(new FindingTriggerSpec(name, isSeverity, 0, null));
-                continue;
-            }
-
-            var threshold = ParseThreshold("--trigger-finding", item[(gt + 1)..].Trim(), minimum: 0, shown: item);
-            triggers.Add(new FindingTriggerSpec(name, isSeverity, threshold.Count, threshold.Period));
-        }
-
-        return triggers.Count > 0 ? triggers : throw new UsageException("--trigger-finding needs at least one finding type, e.g. ConnectionRefused>5/1m");
-    }
+    private static List<FindingTriggerSpec> FindingTriggers(string list) =>
+        RecorderTriggers.ParseFindings(AgentRecorderArguments.TriggerFindingOption, list.Split(','));
 
     private static int MaxSnapshots(string text) =>
         int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n is >= 1 and <= Recorder.RecorderOptions.MaxMaxSnapshots

@@ -1,13 +1,14 @@
 using KubeCapture.Agent.Capture;
+using KubeCapture.Contracts.Recorder;
 
 namespace KubeCapture.Agent.Recorder;
 
 /// <summary>What a recording was asked for: the capture's guard rails, the ring, the triggers and where snapshots go.</summary>
 public sealed record RecorderOptions
 {
-    public static readonly TimeSpan DefaultAfter = TimeSpan.FromSeconds(10);
-    public const int DefaultMaxSnapshots = 3;
-    public const int MaxMaxSnapshots = 100;
+    public static readonly TimeSpan DefaultAfter = RecorderLimits.DefaultAfter;
+    public const int DefaultMaxSnapshots = RecorderLimits.DefaultMaxSnapshots;
+    public const int MaxMaxSnapshots = RecorderLimits.MaxMaxSnapshots;
 
     /// <summary>Interface, filter, snaplen, duration, count; <see cref="CaptureOptions.MaxBytes"/> is the ring's size.</summary>
     public required CaptureOptions Capture { get; init; }
@@ -36,25 +37,8 @@ public sealed record RecorderOptions
     public TimeSpan Retention => Window + (FilterTrigger?.Threshold.Period ?? TimeSpan.Zero);
 }
 
-/// <summary>COUNT events within PERIOD, as typed: 20/10s.</summary>
-public sealed record TriggerThreshold(long Count, TimeSpan Period)
-{
-    public override string ToString() => $"{Count}/{Quantities.FormatDuration(Period)}";
-}
-
 /// <summary>--trigger-filter EXPR --trigger-count N/PERIOD: a second BPF filter, run on the captured packets.</summary>
 public sealed record FilterTriggerSpec(string Expression, TriggerThreshold Threshold)
 {
     public override string ToString() => $"filter '{Expression}' matched {Threshold.Count} times within {Quantities.FormatDuration(Threshold.Period)}";
-}
-
-/// <summary>
-/// One item of --trigger-finding: a finding type or a severity (Error, Warning), and more than
-/// <see cref="MoreThan"/> of them within <see cref="Period"/> (null: any new one).
-/// </summary>
-public sealed record FindingTriggerSpec(string Finding, bool IsSeverity, long MoreThan, TimeSpan? Period)
-{
-    public override string ToString() => Period is { } period
-        ? $"{Finding}>{MoreThan}/{Quantities.FormatDuration(period)}"
-        : MoreThan > 0 ? $"{Finding}>{MoreThan}" : Finding;
 }

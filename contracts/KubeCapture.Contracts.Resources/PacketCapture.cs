@@ -91,6 +91,10 @@ public sealed class PacketCaptureSpec
     [JsonPropertyName("retention")]
     public CaptureRetention? Retention { get; set; }
 
+    /// <summary>Record instead of capture: keep the last minutes in memory, and packets only when a trigger fires.</summary>
+    [JsonPropertyName("recorder")]
+    public RecorderSpec? Recorder { get; set; }
+
     /// <summary>Set to true to stop early: the agents finish their pcaps and upload them.</summary>
     [JsonPropertyName("stop")]
     public bool? Stop { get; set; }

@@ -44,6 +44,9 @@ public sealed class CapturePolicy
     /// <summary>Namespaces where captures may run; empty: all.</summary>
     public List<string> AllowedNamespaces { get; set; } = [];
 
+    /// <summary>The limits of flight recordings, spec.recorder (section Policy:Recorder).</summary>
+    public RecorderPolicy Recorder { get; set; } = new();
+
     /// <summary>
     /// Checks a capture against libpcap's filter compiler and this policy. The first problem found
     /// is returned with a condition reason (InvalidSpec, InvalidFilter, FilterRequired,
@@ -148,6 +151,15 @@ public sealed class CapturePolicy
             return SpecVerdict.Refuse("InvalidFilter", $"spec.filter: {problem}");
         }
 
+        if (spec.Recorder is { } recorder)
+        {
+            // Snapshots reach object storage only once the ingest takes them (issue 24, the operator's
+            // second half); until then a valid recording is refused before any pod is touched, rather
+            // than injecting an agent whose snapshots would have nowhere to go.
+            return Recorder.Check(recorder, spec, duration) ?? SpecVerdict.Refuse("RecorderNotAvailable",
+                "spec.recorder is valid, but this operator cannot yet take snapshots through its ingest (the agent records to local files only: docs/recorder.md); nothing was injected");
+        }
+
         return SpecVerdict.Accept(duration);
     }
 
@@ -198,6 +210,8 @@ public sealed class CapturePolicy
         {
             throw new OperatorConfigurationException("Policy:MaxConcurrentPerNamespace, MaxConcurrentInCluster and MaxPodsPerCapture must be at least 1");
         }
+
+        Recorder.Validate();
     }
 
     internal static TimeSpan ParseDuration(string text, string key) =>

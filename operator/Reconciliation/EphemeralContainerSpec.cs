@@ -76,9 +76,11 @@ public static class EphemeralContainerSpec
             Snaplen = spec.Snaplen ?? CaptureOptions.DefaultSnaplen,
             MaxPackets = spec.MaxPackets,
             Duration = spec.Duration,
-            MaxBytes = spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes,
+            // A recording's --max-bytes is its ring.
+            MaxBytes = spec.Recorder?.RingBytes ?? spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes,
             Retention = spec.Retention?.Ttl ?? AgentCaptureCommand.DefaultRetention,
             Filter = spec.Filter ?? "",
+            Recorder = spec.Recorder is { } recorder ? RecorderPolicy.Arguments(recorder) : null,
         }.ToArgs().ToList();
 
         if (token.Name != TokenVariable)

@@ -8,7 +8,8 @@ namespace KubeCapture.Contracts.Arguments;
 /// the capture container's args, and the agent, which parses it (its <c>CommandLine</c> reads these
 /// option names): <c>capture --ingest URL [--ingest-ca-pem BASE64] --capture-uid U --capture-namespace NS
 /// --capture-name N --pod P -i IFACE -s SNAPLEN [-c COUNT] --duration D --max-bytes SIZE --retention TTL
-/// [-- FILTER]</c>. The filter goes after <c>--</c>, so a filter that starts with '-' (<c>-1 = -1</c>)
+/// [-- FILTER]</c>; a recording (<see cref="Recorder"/>) is <c>record</c> with the same options and
+/// the recorder's (<see cref="AgentRecorderArguments"/>) before the filter. The filter goes after <c>--</c>, so a filter that starts with '-' (<c>-1 = -1</c>)
 /// is never taken for an option. The token is never on the command line: it is in
 /// <see cref="TokenVariable"/>.
 /// </summary>
@@ -65,13 +66,16 @@ public sealed record AgentCaptureCommand
 
     public string Filter { get; init; } = "";
 
+    /// <summary>Set for a flight recording: the verb is <c>record</c> and <see cref="MaxBytes"/> is the ring's size.</summary>
+    public AgentRecorderArguments? Recorder { get; init; }
+
     /// <summary>Whether the ingest is reached over TLS (an https:// URL).</summary>
     public static bool IsTls(string ingestUrl) => ingestUrl.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The container's args: the verb, then the options, then the filter after <c>--</c>.</summary>
     public IReadOnlyList<string> ToArgs()
     {
-        var args = new List<string> { Verb, IngestOption, IngestUrl };
+        var args = new List<string> { Recorder is null ? Verb : AgentRecorderArguments.Verb, IngestOption, IngestUrl };
         if (IsTls(IngestUrl))
         {
             args.AddRange([IngestCaOption, Convert.ToBase64String(System.Text.Encoding.ASCII.GetBytes(
@@ -93,6 +97,11 @@ public sealed record AgentCaptureCommand
         }
 
         args.AddRange(["--duration", Duration, "--max-bytes", MaxBytes, RetentionOption, Retention]);
+        if (Recorder is not null)
+        {
+            args.AddRange(Recorder.ToArgs());
+        }
+
         if (!string.IsNullOrWhiteSpace(Filter))
         {
             args.AddRange(["--", Filter.Trim()]);

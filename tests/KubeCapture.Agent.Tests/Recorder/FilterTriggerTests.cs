@@ -1,4 +1,5 @@
 using KubeCapture.Agent.Recorder;
+using KubeCapture.Contracts.Recorder;
 using PacketDotNet;
 
 namespace KubeCapture.Agent.Tests.Recorder;

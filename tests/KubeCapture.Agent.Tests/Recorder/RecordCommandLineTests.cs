@@ -1,5 +1,6 @@
 using KubeCapture.Agent.Cli;
 using KubeCapture.Agent.Recorder;
+using KubeCapture.Contracts.Recorder;
 using KubeCapture.Testing.Agent;
 
 namespace KubeCapture.Agent.Tests.Recorder;

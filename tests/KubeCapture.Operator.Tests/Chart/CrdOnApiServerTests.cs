@@ -107,6 +107,65 @@ public sealed class CrdOnApiServerTests(SubresourcesCluster cluster)
     }
 
     [SkippableFact]
+    public async Task The_server_fills_in_the_recorders_ring_and_keeps_its_triggers()
+    {
+        var (client, ns) = await UserNamespaceAsync();
+
+        var created = await CreateAsync(client, ns, "recorder", new PacketCaptureSpec
+        {
+            Reason = "intermittent resets",
+            Target = new CaptureTarget { PodName = "api" },
+            Duration = "1h",
+            Recorder = new RecorderSpec
+            {
+                Window = "5m",
+                Triggers = new RecorderTriggerSpec { Filter = new RecorderFilterTrigger { Expression = "tcp[tcpflags] & tcp-rst != 0", Count = "20/10s" }, Findings = ["ConnectionRefused>5/1m", "DataStalled"] },
+            },
+        });
+
+        Assert.Equal(("5m", "64Mi"), (created.Spec.Recorder!.Window, created.Spec.Recorder.MaxBytes));
+        Assert.Equal(["ConnectionRefused>5/1m", "DataStalled"], created.Spec.Recorder.Triggers!.Findings!);
+        Assert.Equal("20/10s", created.Spec.Recorder.Triggers.Filter!.Count);
+    }
+
+    [SkippableTheory]
+    [InlineData("""{"maxSnapshots":0}""", "spec.recorder.window: Required value")]
+    [InlineData("""{"window":"5 minutes"}""", "spec.recorder.window")]
+    [InlineData("""{"window":"5m","maxBytes":"lots"}""", "spec.recorder.maxBytes")]
+    [InlineData("""{"window":"5m","maxSnapshots":101}""", "spec.recorder.maxSnapshots")]
+    [InlineData("""{"window":"5m","triggers":{"filter":{"count":"20/10s"}}}""", "spec.recorder.triggers.filter.expression: Required value")]
+    [InlineData("""{"window":"5m","triggers":{"filter":{"expression":"tcp","count":"20 per 10s"}}}""", "spec.recorder.triggers.filter.count")]
+    [InlineData("""{"window":"5m","triggers":{"findings":["ConnectionRefused>5"]}}""", "spec.recorder.triggers.findings[0]")]
+    [InlineData("""{"window":"5m","triggers":{"findings":[]}}""", "spec.recorder.triggers.findings")]
+    public async Task The_server_refuses_a_recorder_outside_its_schema(string recorder, string expected)
+    {
+        var (client, ns) = await UserNamespaceAsync();
+        var body = $$$"""
+            {"apiVersion":"kubecapture.io/v1alpha1","kind":"PacketCapture","metadata":{"name":"bad-recorder"},
+             "spec":{"reason":"schema","target":{"podName":"api"},"duration":"1h","recorder":{{{recorder}}}}}
+            """;
+
+        var refused = await RefusedAsync(() => client.CustomObjects.CreateNamespacedCustomObjectAsync(
+            System.Text.Json.JsonDocument.Parse(body).RootElement, PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural));
+
+        Assert.Contains(expected, refused, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public async Task A_recorder_cannot_be_added_or_changed_after_creation()
+    {
+        var (client, ns) = await UserNamespaceAsync();
+        await CreateAsync(client, ns, "plain", new PacketCaptureSpec { Reason = "plain", Target = new CaptureTarget { PodName = "api" }, Duration = "1h" });
+        await CreateAsync(client, ns, "rec", new PacketCaptureSpec { Reason = "rec", Target = new CaptureTarget { PodName = "api" }, Duration = "1h", Recorder = new RecorderSpec { Window = "5m" } });
+
+        var added = await RefusedAsync(() => MergePatchAsync(client, ns, "plain", """{"spec":{"recorder":{"window":"5m"}}}"""));
+        var widened = await RefusedAsync(() => MergePatchAsync(client, ns, "rec", """{"spec":{"recorder":{"window":"10m"}}}"""));
+
+        Assert.Contains("spec is immutable after creation; only spec.stop may be set", added, StringComparison.Ordinal);
+        Assert.Contains("spec is immutable after creation; only spec.stop may be set", widened, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
     public async Task A_user_bound_to_the_charts_edit_role_creates_captures_but_a_viewer_cannot()
     {
         var ns = await cluster.CreateNamespaceAsync("kc-crd-rbac");

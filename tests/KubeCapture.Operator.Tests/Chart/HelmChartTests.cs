@@ -288,14 +288,6 @@ public sealed class HelmChartTests
         var (namedCode, named) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "-f", values);
         var (badCode, bad) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "policy.locks.compliance={Not_A_Namespace}");
         Assert.True(code == 0 && namedCode == 0, output + named);
-        static CapturePolicy Bound(string yaml)
-        {
-            var env = Assert.Single(KubernetesYaml.LoadAllFromString(yaml).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env
-                .Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
-            var policy = OperatorConfiguration(env).GetSection(CapturePolicy.Section).Get<CapturePolicy>()!;
-            policy.Validate();
-            return policy;
-        }
 
         var defaults = Bound(output);
         var operatorDefaults = new CapturePolicy();
@@ -306,6 +298,34 @@ public sealed class HelmChartTests
         Assert.NotEqual(0, badCode);
         Assert.Contains("policy.locks.compliance", bad, StringComparison.Ordinal);
         Directory.Delete(Path.GetDirectoryName(values)!, recursive: true);
+    }
+
+    [Fact]
+    public void The_charts_recorder_limits_are_the_operators_defaults_and_a_bad_one_is_refused_at_render()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000");
+        var (setCode, set) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "policy.recorder.maxWindow=30m", "--set", "policy.recorder.maxRingBytes=512Mi", "--set", "policy.recorder.maxSnapshots=20");
+        var (badCode, bad) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "policy.recorder.maxSnapshots=1000");
+        Assert.True(code == 0 && setCode == 0, output + set);
+
+        var defaults = Bound(output).Recorder;
+        var operatorDefaults = new RecorderPolicy();
+        var raised = Bound(set).Recorder;
+
+        Assert.Equal((operatorDefaults.MaxWindow, operatorDefaults.MaxRingBytes, operatorDefaults.MaxSnapshots), (defaults.MaxWindow, defaults.MaxRingBytes, defaults.MaxSnapshots));
+        Assert.Equal(("30m", "512Mi", 20), (raised.MaxWindow, raised.MaxRingBytes, raised.MaxSnapshots));
+        Assert.NotEqual(0, badCode);
+        Assert.Contains("policy.recorder.maxSnapshots", bad, StringComparison.Ordinal);
+    }
+
+    /// <summary>The policy the operator binds from a rendered Deployment's env, validated as at startup.</summary>
+    private static CapturePolicy Bound(string yaml)
+    {
+        var env = Assert.Single(KubernetesYaml.LoadAllFromString(yaml).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env
+            .Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+        var policy = OperatorConfiguration(env).GetSection(CapturePolicy.Section).Get<CapturePolicy>()!;
+        policy.Validate();
+        return policy;
     }
 
     /// <summary>The operator's configuration from the Deployment's env, as ASP.NET Core reads it (__ is :).</summary>

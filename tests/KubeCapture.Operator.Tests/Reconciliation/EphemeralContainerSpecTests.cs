@@ -1,5 +1,7 @@
 using k8s.Models;
 using KubeCapture.Agent.Cli;
+using KubeCapture.Agent.Recorder;
+using KubeCapture.Contracts.Arguments;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Reconciliation;
@@ -77,5 +79,54 @@ public sealed class EphemeralContainerSpecTests
         Assert.Equal(filter, request.Options.Filter);
         Assert.Equal("any", request.Options.Interface);
         Assert.Equal(["--", filter], container.Args.TakeLast(2));
+    }
+
+    [Fact]
+    public void A_recording_is_the_agents_record_verb_with_the_ring_as_max_bytes_and_the_recorder_options_its_parser_reads_back()
+    {
+        var spec = new PacketCaptureSpec
+        {
+            Reason = "r",
+            Target = Capture.Spec.Target,
+            Duration = "1h",
+            Filter = "tcp port 5432",
+            MaxBytes = "1Gi",
+            Recorder = new RecorderSpec
+            {
+                Window = "5m",
+                MaxBytes = "32Mi",
+                After = "30s",
+                MaxSnapshots = 4,
+                Cooldown = "2m",
+                Triggers = new RecorderTriggerSpec
+                {
+                    Filter = new RecorderFilterTrigger { Expression = "tcp[tcpflags] & tcp-rst != 0", Count = "20/10s" },
+                    Findings = ["ConnectionRefused>5/1m", "DataStalled"],
+                },
+            },
+        };
+        var container = EphemeralContainerSpec.Build(new PacketCapture { Metadata = Capture.Metadata, Spec = spec }, "api-1", "agent:1", "http://127.0.0.1:8081", EphemeralContainerSpec.TokenFromSecret("token"), addNetRaw: true);
+
+        // The agent's record parser does not take the cluster options yet (snapshots through the
+        // ingest are the operator's second half): what it reads of the rest must be the spec.
+        var local = new List<string>();
+        for (var i = 1; i < container.Args.Count; i++)
+        {
+            if (AgentCaptureCommand.ClusterOptions.Contains(container.Args[i]))
+            {
+                i++;
+                continue;
+            }
+
+            local.Add(container.Args[i]);
+        }
+
+        var options = RecordCommandLine.Parse([.. local.Take(local.Count - 2), "--snapshot-dir", Path.GetTempPath(), .. local.TakeLast(2)]);
+
+        Assert.Equal("record", container.Args[0]);
+        Assert.Equal((32L << 20, "tcp port 5432", TimeSpan.FromHours(1)), (options.Capture.MaxBytes, options.Capture.Filter, options.Capture.Duration));
+        Assert.Equal((TimeSpan.FromMinutes(5), TimeSpan.FromSeconds(30), 4, TimeSpan.FromMinutes(2)), (options.Window, options.After, options.MaxSnapshots, options.Cooldown));
+        Assert.Equal("filter 'tcp[tcpflags] & tcp-rst != 0' matched 20 times within 10s", options.FilterTrigger!.ToString());
+        Assert.Equal(["ConnectionRefused>5/1m", "DataStalled"], options.FindingTriggers.Select(f => f.ToString()));
     }
 }
