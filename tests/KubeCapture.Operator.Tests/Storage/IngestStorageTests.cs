@@ -140,50 +140,6 @@ public abstract class IngestStorageTests
     }
 
     [StorageFact]
-    public async Task OperatorKilledMidCaptureIsRestartedAndTheRealAgentResumesTheSameUploadToACompleteVerifiedObject()
-    {
-        await using var s3 = await StartStorageAsync();
-        await using var host = await OperatorHost.StartProcessAsync(OperatorHost.S3Settings(s3, PartSize));
-        using var store = StoreOf(s3);
-        await using var traffic = new LoopbackTraffic();
-        var target = new CaptureIdentity("uid-restart", "payments", "restart", "api-0");
-        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter);
-        using var stopTraffic = new CancellationTokenSource();
-        var sending = traffic.SendAsync(long.MaxValue, pause: TimeSpan.FromMilliseconds(2), cancellationToken: stopTraffic.Token);
-
-        var before = await WaitForCheckpointAsync(store, target, PartSize);
-        await host.KillAsync();
-        await Task.Delay(1000);
-        await host.StartProcessAsync();
-        UploadCheckpoint after;
-        try
-        {
-            after = await WaitForCheckpointAsync(store, target, before.Offset + PartSize);
-        }
-        catch (TimeoutException e)
-        {
-            throw new TimeoutException($"{e.Message}\nagent:\n{agent.Output}\noperator after the restart:\n{host.Process!.Output}", e);
-        }
-
-        Assert.Equal(before.UploadId, after.UploadId); // the new process continued the same multipart upload
-
-        await stopTraffic.CancelAsync();
-        await StoppedAsync(sending);
-        await Task.Delay(500);
-        agent.Signal("TERM");
-        Assert.Equal(0, await agent.WaitForExitAsync(TimeSpan.FromSeconds(60)));
-        Assert.Contains("upload interrupted", agent.Output, StringComparison.Ordinal);
-
-        var stored = await store.FindStoredAsync(target, CancellationToken.None);
-        Assert.NotNull(stored);
-        var pcap = Path.Combine(Directory.CreateTempSubdirectory("kcI-restart-").FullName, "api-0.pcap");
-        await File.WriteAllBytesAsync(pcap, (await s3.ReadObjectAsync("captures/payments/restart/api-0.pcap"))!);
-        Assert.Equal(AgentRun.ReportedSha256(agent), stored.Sha256);
-        Assert.Equal(stored.Sha256, Evidence.Sha256Of(pcap));
-        Assert.Equal(stored.Agent!.PacketsWritten, Evidence.TcpdumpLines(pcap).Count);
-    }
-
-    [StorageFact]
     public async Task FinishWithoutAnyByteStoresAnEmptyObject()
     {
         await using var s3 = await StartStorageAsync();
@@ -317,7 +273,7 @@ public abstract class IngestStorageTests
 
     protected static string Sha256(byte[] data) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(data));
 
-    private static async Task StoppedAsync(Task sending)
+    protected static async Task StoppedAsync(Task sending)
     {
         try
         {
@@ -432,6 +388,56 @@ public sealed class IngestStorageOnCephRgwTests : IngestStorageTests
         Assert.Null(await s3.ReadObjectAsync("captures/default/small-parts/web-0.pcap"));
         Assert.Null(await store.LoadCheckpointAsync(target, CancellationToken.None));
         await AssertNothingLeftOfUploadAsync(s3, "captures/default/small-parts/web-0.pcap", uploadId);
+    }
+
+    /// <summary>
+    /// Only on RGW, whose PUT is atomic: s3rver 3.7.1 writes an object's file as the body arrives, so
+    /// an operator SIGKILLed in the middle of a checkpoint's PUT (a checkpoint is saved after every
+    /// part, and the traffic keeps flowing) leaves an empty checkpoint that no S3 service would, and
+    /// the restarted operator rightly refuses to resume from it.
+    /// </summary>
+    [StorageFact]
+    public async Task OperatorKilledMidCaptureIsRestartedAndTheRealAgentResumesTheSameUploadToACompleteVerifiedObject()
+    {
+        await using var s3 = await StartStorageAsync();
+        await using var host = await OperatorHost.StartProcessAsync(OperatorHost.S3Settings(s3, PartSize));
+        using var store = StoreOf(s3);
+        await using var traffic = new LoopbackTraffic();
+        var target = new CaptureIdentity("uid-restart", "payments", "restart", "api-0");
+        await using var agent = await AgentRun.StartAsync(host, target, traffic.Filter);
+        using var stopTraffic = new CancellationTokenSource();
+        var sending = traffic.SendAsync(long.MaxValue, pause: TimeSpan.FromMilliseconds(2), cancellationToken: stopTraffic.Token);
+
+        var before = await WaitForCheckpointAsync(store, target, PartSize);
+        await host.KillAsync();
+        await Task.Delay(1000);
+        await host.StartProcessAsync();
+        UploadCheckpoint after;
+        try
+        {
+            after = await WaitForCheckpointAsync(store, target, before.Offset + PartSize);
+        }
+        catch (TimeoutException e)
+        {
+            throw new TimeoutException($"{e.Message}\nagent:\n{agent.Output}\noperator after the restart:\n{host.Process!.Output}", e);
+        }
+
+        Assert.Equal(before.UploadId, after.UploadId); // the new process continued the same multipart upload
+
+        await stopTraffic.CancelAsync();
+        await StoppedAsync(sending);
+        await Task.Delay(500);
+        agent.Signal("TERM");
+        Assert.Equal(0, await agent.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("upload interrupted", agent.Output, StringComparison.Ordinal);
+
+        var stored = await store.FindStoredAsync(target, CancellationToken.None);
+        Assert.NotNull(stored);
+        var pcap = Path.Combine(Directory.CreateTempSubdirectory("kcI-restart-").FullName, "api-0.pcap");
+        await File.WriteAllBytesAsync(pcap, (await s3.ReadObjectAsync("captures/payments/restart/api-0.pcap"))!);
+        Assert.Equal(AgentRun.ReportedSha256(agent), stored.Sha256);
+        Assert.Equal(stored.Sha256, Evidence.Sha256Of(pcap));
+        Assert.Equal(stored.Agent!.PacketsWritten, Evidence.TcpdumpLines(pcap).Count);
     }
 
     /// <summary>
