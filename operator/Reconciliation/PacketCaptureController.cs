@@ -624,12 +624,7 @@ public sealed class PacketCaptureController(
     }
 
     /// <summary>The capture's own terms for a target's upload, as the ingest holds every stream to them whatever the agent claims.</summary>
-    private static UploadTerms TermsFor(PacketCapture capture, V1Pod pod)
-    {
-        long? maxBytes = Quantities.TryParseSize(capture.Spec.MaxBytes ?? PacketCaptureSpec.DefaultMaxBytes, out var bytes, out _) ? bytes : null;
-        TimeSpan? retention = capture.Spec.Retention?.Ttl is { } ttl && Quantities.TryParseDuration(ttl, out var kept, out _) ? kept : null;
-        return new UploadTerms(PodAddresses.Of(pod), maxBytes, retention);
-    }
+    private static UploadTerms TermsFor(PacketCapture capture, V1Pod pod) => UploadTerms.Of(capture, pod);
 
     /// <summary>
     /// Refused uploads the ingest counted since the last reconcile, added to each target's status.
