@@ -19,7 +19,8 @@ public static class IngestRegistration
             options.MaxReceiveMessageSize = KubeCapture.Proto.V1.IngestMessageLimits.AgentMessage;
             options.MaxSendMessageSize = KubeCapture.Proto.V1.IngestMessageLimits.IngestMessage;
         });
-        services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [StorageHealthCheck.ReadyTag]);
+        services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [StorageHealthCheck.ReadyTag])
+            .AddCheck<TokenKeyHealthCheck>("upload-token-key", tags: [StorageHealthCheck.ReadyTag]);
         services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section));
         services.AddOptions<StorageOptions>().Bind(configuration.GetSection(StorageOptions.Section))
             .Validate(o => o.PartSize >= 64 << 10, "Storage:PartSize must be at least 65536 bytes (5 MiB or more for S3)")
