@@ -95,10 +95,18 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
 {
     private static readonly TimeSpan Long = TimeSpan.FromSeconds(150);
 
-    [SkippableFact]
-    public async Task Killing_the_replica_that_holds_a_stream_mid_capture_the_agent_resumes_on_the_other_and_the_capture_Succeeds_stored_once_with_every_packet()
+    /// <summary>
+    /// KILL: the replica dies as an OOM kill does (no shutdown, no Lease released): the other takes the
+    /// target once its upload Lease went silent. TERM: a rolling update's step (the new pod is ready,
+    /// the old one gets SIGTERM): the old replica ends its streams and deletes their Leases first, so
+    /// the agent's resume is never refused.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("KILL")]
+    [InlineData("TERM")]
+    public async Task When_the_replica_holding_a_stream_goes_mid_capture_the_agent_resumes_on_the_other_and_the_capture_Succeeds_stored_once_with_every_packet(string signal)
     {
-        var ns = await cluster.CreateNamespaceAsync("kc-ha-kill");
+        var ns = await cluster.CreateNamespaceAsync($"kc-ha-{signal.ToLowerInvariant()}");
         var pod = await cluster.StartPodAsync(ns, "api");
         var holder = cluster.Endpoint;
         var other = holder == "replica-a" ? "replica-b" : "replica-a";
@@ -108,15 +116,17 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         await WaitForUploadHolderAsync(target, holder);
         await cluster.Admin.WaitForPacketCaptureAsync(ns, "through-a-death", c => c.Status?.Targets.SingleOrDefault()?.Packets >= 10, Long);
 
-        // The replica dies as an OOM kill does (no shutdown, no Lease released); kube-proxy drops its endpoint.
+        // kube-proxy drops the going replica's endpoint; then it gets the signal.
         await cluster.PointServiceToAsync(other);
-        if (holder == "replica-a")
+        var going = cluster.Replica(holder);
+        if (signal == "KILL")
         {
-            await cluster.Operator.KillAsync();
+            await going.KillAsync();
         }
         else
         {
-            await cluster.ReplicaB.KillAsync();
+            going.Process!.Signal("TERM");
+            Assert.Equal(0, await going.Process.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         }
 
         pod.PingFromClient(5); // 10 packets while the agent resumes on the other replica
@@ -133,7 +143,9 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         Assert.Equal([key], (await ObjectKeysAsync(key[..(key.LastIndexOf('/') + 1)])).Where(k => k.EndsWith(".pcap", StringComparison.Ordinal)));
         Assert.Single(AuditLines(created.Metadata.Uid), l => l.Contains("\"event\":\"stored\"", StringComparison.Ordinal));
         Assert.Contains($"{ns}/through-a-death pod api: agent connected", ReplicaOutput(other), StringComparison.Ordinal);
-        await RestartKilledAsync(holder);
+        var refusedWhileHeld = ReplicaOutput(other).Split('\n').Any(l => l.Contains($"{ns}/through-a-death pod api: an upload from", StringComparison.Ordinal) && l.Contains($"waits: replica {holder} holds the upload", StringComparison.Ordinal));
+        Assert.True(signal == "KILL" ? refusedWhileHeld : !refusedWhileHeld, $"{other} refused the agent's resume while {holder} held the Lease: {refusedWhileHeld}");
+        await going.StartProcessAsync();
     }
 
     [SkippableFact]
@@ -168,18 +180,6 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
 
     private IEnumerable<string> AuditLines(string captureUid) => cluster.Output.Split('\n')
         .Where(l => l.StartsWith("{\"apiVersion\":\"audit.kubecapture.io/v1\"", StringComparison.Ordinal) && l.Contains(captureUid, StringComparison.Ordinal));
-
-    private async Task RestartKilledAsync(string replica)
-    {
-        if (replica == "replica-a")
-        {
-            await cluster.Operator.StartProcessAsync();
-        }
-        else
-        {
-            await cluster.ReplicaB.StartProcessAsync();
-        }
-    }
 
     private async Task<string?> HolderAsync(CaptureIdentity target)
     {
