@@ -86,7 +86,16 @@ public sealed record UploadRefusals(long Count, string? LastMessage, long Sessio
 /// pcap may have (spec.maxBytes; null: not enforced) and how long it is kept (spec.retention.ttl;
 /// null: Storage:DefaultRetention). The agent's own claims (its Open's retention) are ignored.
 /// </summary>
-public sealed record UploadTerms(IReadOnlyList<string> PodIps, long? MaxBytes = null, TimeSpan? Retention = null);
+public sealed record UploadTerms(IReadOnlyList<string> PodIps, long? MaxBytes = null, TimeSpan? Retention = null)
+{
+    /// <summary>The capture's own terms for a target's upload, as the ingest holds every stream to them whatever the agent claims.</summary>
+    public static UploadTerms Of(KubeCapture.Contracts.Resources.PacketCapture capture, k8s.Models.V1Pod pod)
+    {
+        long? maxBytes = Quantities.TryParseSize(capture.Spec.MaxBytes ?? KubeCapture.Contracts.Resources.PacketCaptureSpec.DefaultMaxBytes, out var bytes, out _) ? bytes : null;
+        TimeSpan? retention = capture.Spec.Retention?.Ttl is { } ttl && Quantities.TryParseDuration(ttl, out var kept, out _) ? kept : null;
+        return new UploadTerms(PodAddresses.Of(pod), maxBytes, retention);
+    }
+}
 
 /// <summary>Issues the per-capture, per-target token the agent presents to the ingest.</summary>
 public interface ICaptureTokenIssuer

@@ -31,7 +31,7 @@ public sealed class IngestOptions
     /// </summary>
     public bool Tls { get; set; } = true;
 
-    /// <summary>The address agents are given (the Service in front of the leader), e.g. https://kubecapture-ingest.kubecapture.svc:8081.</summary>
+    /// <summary>The address agents are given (the Service in front of every replica), e.g. https://kubecapture-ingest.kubecapture.svc:8081.</summary>
     public string AdvertisedUrl { get; set; } = "";
 
     /// <summary>
@@ -40,6 +40,18 @@ public sealed class IngestOptions
     /// then anyone who can read the pod spec can upload as the target.
     /// </summary>
     public bool BindToPodAddress { get; set; } = true;
+
+    /// <summary>
+    /// Decide which replica writes each target's upload with a Lease per target (<see cref="UploadOwnership"/>), so that
+    /// every replica may ingest. On wherever the reconciler runs (a cluster deployment); a standalone ingest has no API to hold them in.
+    /// </summary>
+    public bool UploadLeases { get; set; } = true;
+
+    /// <summary>How long a target's upload Lease holds without renewal before another replica may take the target over.</summary>
+    public TimeSpan UploadLeaseDuration { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>The holder ends its stream when it could not renew the Lease for this long: less than <see cref="UploadLeaseDuration"/>.</summary>
+    public TimeSpan UploadLeaseRenewDeadline { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long an agent that disconnected mid-capture may take to come back before its upload is aborted.</summary>
     public TimeSpan ResumeWindow { get; set; } = TimeSpan.FromMinutes(2);

@@ -19,7 +19,8 @@ public static class IngestRegistration
             options.MaxReceiveMessageSize = KubeCapture.Proto.V1.IngestMessageLimits.AgentMessage;
             options.MaxSendMessageSize = KubeCapture.Proto.V1.IngestMessageLimits.IngestMessage;
         });
-        services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [StorageHealthCheck.ReadyTag]);
+        services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [StorageHealthCheck.ReadyTag])
+            .AddCheck<TokenKeyHealthCheck>("upload-token-key", tags: [StorageHealthCheck.ReadyTag]);
         services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section));
         services.AddOptions<StorageOptions>().Bind(configuration.GetSection(StorageOptions.Section))
             .Validate(o => o.PartSize >= 64 << 10, "Storage:PartSize must be at least 65536 bytes (5 MiB or more for S3)")
@@ -32,7 +33,9 @@ public static class IngestRegistration
         services.AddSingleton<ICaptureTokenIssuer>(sp => sp.GetRequiredService<CaptureTokenIssuer>());
         services.AddSingleton<AgentAddressBook>();
         services.AddSingleton<IAgentAddresses>(sp => sp.GetRequiredService<AgentAddressBook>());
-        services.AddSingleton<UploadRegistry>();
+        services.AddUploadOwnership(configuration);
+        services.AddSingleton(sp => new UploadRegistry(sp.GetRequiredService<IArtifactStore>(), sp.GetRequiredService<IOptions<IngestOptions>>(), sp.GetRequiredService<IOptions<StorageOptions>>(),
+            sp.GetRequiredService<ILogger<UploadRegistry>>(), sp.GetService<KubeCapture.Operator.Custody.ManifestSigner>(), sp.GetService<UploadOwnership>()));
         services.AddOptions<FollowLimits>().Bind(configuration.GetSection("Subresources"))
             .Validate(o => o.PerFollower > 0 && o.Total >= o.PerFollower && o.CutGrace > TimeSpan.Zero, "Subresources:FollowBufferTotal must be at least Subresources:FollowBufferPerFollower")
             .ValidateOnStart();
@@ -47,6 +50,38 @@ public static class IngestRegistration
         services.AddSingleton<RetentionSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
         return services;
+    }
+
+    /// <summary>
+    /// Every replica ingests where the reconciler runs (a cluster deployment): each target's upload is
+    /// owned through a Lease (<see cref="UploadOwnership"/>) and its binding to the pod read from the API
+    /// at Open (<see cref="TargetBindingLookup"/>), since only the leader reconciles.
+    /// </summary>
+    private static void AddUploadOwnership(this IServiceCollection services, IConfiguration configuration)
+    {
+        var options = configuration.GetSection(IngestOptions.Section).Get<IngestOptions>() ?? new IngestOptions();
+        if (!options.UploadLeases || !configuration.GetValue("Reconciler:Enabled", defaultValue: true))
+        {
+            return;
+        }
+
+        if (options.UploadLeaseRenewDeadline <= TimeSpan.Zero || options.UploadLeaseRenewDeadline >= options.UploadLeaseDuration)
+        {
+            throw new OperatorConfigurationException(
+                $"Ingest:UploadLeaseRenewDeadline ({options.UploadLeaseRenewDeadline}) must be positive and less than Ingest:UploadLeaseDuration ({options.UploadLeaseDuration}): a replica that cannot renew must stop writing before another may take the target");
+        }
+
+        services.AddKubernetesClient();
+        services.AddSingleton(sp => new UploadOwnership(sp.GetRequiredService<IKubernetes>(), new UploadOwnershipOptions(
+            ReplicaIdentity.Of(configuration["LeaderElection:Identity"]),
+            ReplicaIdentity.NamespaceOf(configuration["LeaderElection:Namespace"]),
+            Environment.GetEnvironmentVariable("POD_IP"),
+            options.UploadLeaseDuration,
+            options.UploadLeaseRenewDeadline), sp.GetRequiredService<ILogger<UploadOwnership>>()));
+        if (options.BindToPodAddress)
+        {
+            services.AddSingleton<TargetBindingLookup>();
+        }
     }
 
     /// <summary>

@@ -31,7 +31,9 @@ public sealed partial class IngestService(
     ManifestSigner signer,
     IOptions<StorageOptions> storageOptions,
     IHostApplicationLifetime lifetime,
-    ILogger<IngestService> logger) : KubeCapture.Proto.V1.Ingest.IngestBase
+    ILogger<IngestService> logger,
+    UploadOwnership? ownership = null,
+    TargetBindingLookup? bindings = null) : KubeCapture.Proto.V1.Ingest.IngestBase
 {
     /// <summary>What an agent streaming while the operator stops is told (it resumes from its last acknowledged byte).</summary>
     public const string ShuttingDown = "the operator is shutting down (a rollout, an upgrade or a drain); resume from the last acknowledged byte with the next operator";
@@ -62,6 +64,12 @@ public sealed partial class IngestService(
 
         // Before anything can take over: a stream not from the target's pod, or for a target that has ended, never touches its upload.
         var peer = PeerAddress(context);
+        if (bindings is not null)
+        {
+            // Every replica ingests, and only the leader reconciles: the binding is read from the API at each Open.
+            await bindings.RefreshAsync(target, context.CancellationToken);
+        }
+
         switch (addresses.Check(target, peer))
         {
             case (PeerVerdict.Unknown, var unknown):
@@ -88,7 +96,13 @@ public sealed partial class IngestService(
         try
         {
             using var lease = await registry.AcquireAsync(target, owner, ct => DurableHolderAsync(target, ct), streamCancellation.Token);
-            await ReceiveAsync(target, open, owner.Session, requestStream, outbox, streamCancellation.Token);
+            await using var claim = ownership is null ? null : await ownership.ClaimAsync(target, owner, streamCancellation.Token);
+            await ReceiveAsync(target, open, owner.Session, requestStream, outbox, claim, streamCancellation.Token);
+        }
+        catch (UploadOwnedElsewhereException elsewhere)
+        {
+            logger.LogInformation("{Namespace}/{Capture} pod {Pod}: an upload from {Peer} waits: {Reason}", target.Namespace, target.CaptureName, target.Pod, peer, elsewhere.Message);
+            throw Fail(StatusCode.Unavailable, elsewhere.Message);
         }
         catch (UploadHeldException held)
         {
@@ -100,6 +114,10 @@ public sealed partial class IngestService(
         catch (OperationCanceledException) when (owner.Superseded)
         {
             throw Fail(StatusCode.Aborted, "a newer stream of the same agent session took over");
+        }
+        catch (OperationCanceledException) when (owner.LostBecause is { } lost)
+        {
+            throw Fail(StatusCode.Unavailable, lost);
         }
         catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
@@ -144,7 +162,7 @@ public sealed partial class IngestService(
         return checkpoint is not null && checkpoint.Target == target ? checkpoint.Holder : null;
     }
 
-    private async Task ReceiveAsync(CaptureIdentity target, Open open, AgentSessionRecord session, IAsyncStreamReader<AgentMessage> requests, Outbox outbox, CancellationToken cancellationToken)
+    private async Task ReceiveAsync(CaptureIdentity target, Open open, AgentSessionRecord session, IAsyncStreamReader<AgentMessage> requests, Outbox outbox, UploadClaim? claim, CancellationToken cancellationToken)
     {
         var budget = _storage.RetryBudget;
         var stored = await StorageRetry.RunAsync("reading the stored manifest", budget, ct => store.FindStoredAsync(target, ct), logger, cancellationToken);
@@ -231,6 +249,11 @@ public sealed partial class IngestService(
                                 $"the pcap would grow to {pipeline.Received + message.Chunk.Data.Length} bytes, past the capture's maxBytes of {limit} bytes: the ingest stores no byte beyond it, whatever the agent was told");
                         }
 
+                        if (claim is { Writable: false })
+                        {
+                            await claim.WhenWritableAsync(cancellationToken); // the Lease is not known to be this replica's: nothing is written
+                        }
+
                         await pipeline.AppendAsync(message.Chunk.Data.Memory);
                         OperatorMetrics.IngestedBytes.Add(message.Chunk.Data.Length);
                         live.Append(target, message.Chunk.Offset, message.Chunk.Data.Memory);
@@ -238,6 +261,7 @@ public sealed partial class IngestService(
                     case AgentMessage.BodyOneofCase.Progress:
                         var progress = message.Progress;
                         var summary = SummarySoFar(target, progress.SummaryJson);
+                        claim?.Report(progress.Packets, progress.Bytes, progress.DroppedByKernel);
                         registry.Update(target, u => u with
                         {
                             Packets = progress.Packets,
@@ -248,6 +272,11 @@ public sealed partial class IngestService(
                         });
                         break;
                     case AgentMessage.BodyOneofCase.Finish:
+                        if (claim is not null)
+                        {
+                            await claim.WhenWritableAsync(cancellationToken);
+                        }
+
                         await FinishAsync(target, message.Finish, pipeline, outbox, cancellationToken);
                         return;
                     default:
@@ -258,7 +287,7 @@ public sealed partial class IngestService(
         catch (Exception e) when (e is IOException or OperationCanceledException)
         {
             logger.LogWarning("{Namespace}/{Capture} pod {Pod}: the stream broke after {Bytes} bytes ({Durable} durable): {Error}", target.Namespace, target.CaptureName, target.Pod, pipeline.Received, pipeline.Checkpoint.Offset, e.Message);
-            if (outbox.Superseded || lifetime.ApplicationStopping.IsCancellationRequested)
+            if (outbox.Superseded || outbox.LostBecause is not null || lifetime.ApplicationStopping.IsCancellationRequested)
             {
                 throw;
             }
@@ -502,6 +531,8 @@ public sealed partial class IngestService(
 
         public bool Superseded { get; set; }
 
+        public string? LostBecause { get; set; }
+
         public void Post(IngestMessage message) => _messages.Writer.TryWrite(message);
 
         public async Task CompleteAsync()
@@ -526,9 +557,17 @@ public sealed partial class IngestService(
 
         public void RequestStop(string reason) => outbox.Post(new IngestMessage { Stop = new Stop { Reason = reason } });
 
+        public string? LostBecause => outbox.LostBecause;
+
         public void Supersede()
         {
             outbox.Superseded = true;
+            cancellation.Cancel();
+        }
+
+        public void Lose(string reason)
+        {
+            outbox.LostBecause = reason;
             cancellation.Cancel();
         }
     }

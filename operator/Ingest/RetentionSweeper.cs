@@ -8,7 +8,7 @@ namespace KubeCapture.Operator.Ingest;
 /// Enforces retention where the store has no lifecycle rules of its own (s3rver, the local store, a
 /// bucket without lifecycle configuration): deletes every stored pcap and manifest whose
 /// <c>expiresAt</c> has passed, and aborts uploads abandoned longer than <c>Storage:AbandonAfter</c>
-/// that no stream of this process owns.
+/// that no stream of this process owns and no other replica holds (its upload Lease renewed within that time).
 /// </summary>
 public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry registry, IOptions<StorageOptions> options, ILogger<RetentionSweeper> logger, AuditTrail? audit = null) : BackgroundService
 {
@@ -67,7 +67,7 @@ public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry regist
         var abandonAfter = options.Value.AbandonAfter;
         await foreach (var checkpoint in store.ListCheckpointsAsync(cancellationToken))
         {
-            if (checkpoint.UpdatedAt + abandonAfter <= now && !registry.IsActive(checkpoint.Target))
+            if (checkpoint.UpdatedAt + abandonAfter <= now && !await registry.IsActiveAnywhereAsync(checkpoint.Target, now, abandonAfter, cancellationToken))
             {
                 await store.AbortUploadAsync(checkpoint, cancellationToken);
                 abandoned++;

@@ -16,26 +16,49 @@ public sealed class UploadRegistry(
     Microsoft.Extensions.Options.IOptions<IngestOptions> options,
     Microsoft.Extensions.Options.IOptions<StorageOptions> storageOptions,
     ILogger<UploadRegistry> logger,
-    KubeCapture.Operator.Custody.ManifestSigner? signer = null) : IIngestStatus
+    KubeCapture.Operator.Custody.ManifestSigner? signer = null,
+    UploadOwnership? ownership = null) : IIngestStatus
 {
     private readonly ConcurrentDictionary<CaptureIdentity, TargetUpload> _uploads = new();
     private readonly ConcurrentDictionary<CaptureIdentity, TargetSlot> _slots = new();
     private readonly ConcurrentDictionary<string, string> _stops = new();
     private readonly ConcurrentDictionary<CaptureIdentity, ContestRecord> _contested = new();
+    private readonly ConcurrentDictionary<string, long> _stopsTold = new();
 
     public event Action<TargetUpload>? Changed;
 
+    /// <summary>
+    /// What this process knows, while one of its streams owns the target or once the upload ended
+    /// here; else what storage and the target's upload Lease say (another replica may stream it, or
+    /// have stored it, since this process last saw it).
+    /// </summary>
     public async Task<TargetUpload?> GetAsync(CaptureIdentity target, CancellationToken cancellationToken)
     {
-        if (_uploads.TryGetValue(target, out var upload))
+        var local = _uploads.GetValueOrDefault(target);
+        if (local is not null && (local.Phase != UploadPhase.Streaming || IsActive(target) || ownership is null))
         {
-            return upload;
+            return local;
         }
 
         var stored = await store.FindStoredAsync(target, cancellationToken);
         if (stored is not null && stored.CaptureUid == target.CaptureUid)
         {
             return FromStored(stored);
+        }
+
+        if (ownership is not null && await ownership.ProgressAsync(target, cancellationToken) is { } progress)
+        {
+            return (local ?? new TargetUpload { Target = target, Phase = UploadPhase.Streaming, UpdatedAt = DateTimeOffset.UtcNow }) with
+            {
+                Packets = progress.Packets,
+                Bytes = progress.Bytes,
+                DroppedByKernel = progress.DroppedByKernel,
+            };
+        }
+
+        if (local is not null)
+        {
+            return local;
         }
 
         var checkpoint = await store.LoadCheckpointAsync(target, cancellationToken);
@@ -54,6 +77,13 @@ public sealed class UploadRegistry(
                 slot.Owner?.RequestStop("the capture was stopped");
             }
         }
+
+        // Targets other replicas stream: told through their Leases (again at most every renew period, while the reconciler asks).
+        var now = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (ownership is not null && _stopsTold.AddOrUpdate(captureUid, now, (_, told) => System.Diagnostics.Stopwatch.GetElapsedTime(told, now) >= ownership.Options.RenewPeriod ? now : told) == now)
+        {
+            _ = ownership.RequestStopAsync(captureUid, "the capture was stopped", CancellationToken.None);
+        }
     }
 
     /// <summary>Why the capture was asked to stop, or null.</summary>
@@ -61,6 +91,10 @@ public sealed class UploadRegistry(
 
     /// <summary>True while a stream of this process owns the target (the sweeper leaves it alone).</summary>
     public bool IsActive(CaptureIdentity target) => _slots.TryGetValue(target, out var slot) && slot.Owner is not null;
+
+    /// <summary>True while a stream of this process owns the target, or another replica renewed its upload Lease within <paramref name="window"/>.</summary>
+    public async Task<bool> IsActiveAnywhereAsync(CaptureIdentity target, DateTimeOffset now, TimeSpan window, CancellationToken cancellationToken) =>
+        IsActive(target) || (ownership is not null && await ownership.RenewedWithinAsync(target, now, window, cancellationToken));
 
     public TargetUpload? Current(CaptureIdentity target) => _uploads.GetValueOrDefault(target);
 
@@ -185,6 +219,7 @@ public sealed class UploadRegistry(
             }
 
             await slot.Lock.WaitAsync();
+            UploadClaim? claim = null;
             try
             {
                 if (slot.Generation != generation || Current(slot.Target)?.Phase != UploadPhase.Streaming)
@@ -192,7 +227,30 @@ public sealed class UploadRegistry(
                     return;
                 }
 
+                if (ownership is not null)
+                {
+                    try
+                    {
+                        claim = await ownership.ClaimAsync(slot.Target, owner: null, CancellationToken.None);
+                    }
+                    catch (UploadOwnedElsewhereException elsewhere)
+                    {
+                        // The agent came back, to another replica: the upload is its now.
+                        logger.LogInformation("{Namespace}/{Capture} pod {Pod}: the agent resumed with replica {Holder}", slot.Target.Namespace, slot.Target.CaptureName, slot.Target.Pod, elsewhere.Holder);
+                        _uploads.TryRemove(slot.Target, out _);
+                        return;
+                    }
+                }
+
                 var budget = storageOptions.Value.RetryBudget;
+                if (ownership is not null
+                    && await StorageRetry.RunAsync("reading the stored manifest", budget, ct => store.FindStoredAsync(slot.Target, ct), logger, CancellationToken.None) is { } stored
+                    && stored.CaptureUid == slot.Target.CaptureUid)
+                {
+                    Publish(FromStored(stored)); // the agent resumed with another replica, which stored it
+                    return;
+                }
+
                 var checkpoint = await StorageRetry.RunAsync("reading the upload checkpoint", budget, ct => store.LoadCheckpointAsync(slot.Target, ct), logger, CancellationToken.None);
                 if (checkpoint is not null)
                 {
@@ -210,6 +268,11 @@ public sealed class UploadRegistry(
             }
             finally
             {
+                if (claim is not null)
+                {
+                    await claim.DisposeAsync();
+                }
+
                 slot.Lock.Release();
             }
         });
@@ -259,6 +322,9 @@ public interface IStreamOwner
 
     /// <summary>A newer stream of the same target takes over: end this one.</summary>
     void Supersede();
+
+    /// <summary>This replica may no longer write the target (its upload Lease could not be renewed): end the stream, saying why.</summary>
+    void Lose(string reason);
 }
 
 /// <summary>Another agent session holds the target's upload: this stream is refused (the holder's is not touched).</summary>

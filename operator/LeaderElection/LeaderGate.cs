@@ -23,9 +23,7 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
     private readonly TimeProvider clock = time ?? TimeProvider.System;
 
-    public string Identity { get; } = options.Identity is { Length: > 0 } id ? id
-        : Environment.GetEnvironmentVariable("POD_NAME") is { Length: > 0 } pod ? pod
-        : $"{Environment.MachineName}-{Environment.ProcessId}";
+    public string Identity { get; } = ReplicaIdentity.Of(options.Identity);
 
     public bool IsLeading { get; private set; }
 
@@ -41,8 +39,7 @@ public sealed class LeaderGate(IKubernetes kubernetes, LeaderElectionOptions opt
             return;
         }
 
-        var ns = options.Namespace is { Length: > 0 } configured ? configured
-            : Environment.GetEnvironmentVariable("POD_NAMESPACE") is { Length: > 0 } own ? own : "default";
+        var ns = ReplicaIdentity.NamespaceOf(options.Namespace);
         var retry = Duration(options.RetryPeriod, "RetryPeriod");
         var config = new LeaderElectionConfig(new LeaseLock(kubernetes, ns, options.LeaseName, Identity))
         {

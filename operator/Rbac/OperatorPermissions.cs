@@ -48,10 +48,12 @@ public static class OperatorPermissions
         new("", "configmaps", ["get"], "verify the front proxy's client certificate and read its user headers (Subresources/FrontProxyAuthenticator)", ["extension-apiserver-authentication"]),
     ];
 
-    /// <summary>In the operator's own namespace only (the chart's Role): the leader Lease, the serving certificate, the manifest-signing key.</summary>
+    /// <summary>In the operator's own namespace only (the chart's Role): the leader Lease and the upload Leases, the serving certificate, the manifest-signing key.</summary>
     public static readonly IReadOnlyList<Permission> OwnNamespace =
     [
         new("coordination.k8s.io", "leases", ["get", "create", "update"], "hold the leader Lease (LeaderElection/LeaderGate)"),
+        new("coordination.k8s.io", "leases", ["get", "list", "create", "update", "delete"],
+            "own each target's upload with a Lease of its own, renewed while it streams and deleted after; list a capture's to tell their holders it stopped (Ingest/UploadOwnership). RBAC cannot limit create or list by name"),
         new("", "secrets", ["get", "update"], "read and renew its serving CA and certificate (Certificates/ServingCertificateSecret)", [ServingCertificateSecret]),
         new("", "secrets", ["get"], "read the manifest-signing key pair (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "secrets", ["get", "list", "watch"], "read the upload token key and follow its rotation (list and watch by name: Ingest/IngestTokenKeySecret)", [IngestTokenKeySecret]),

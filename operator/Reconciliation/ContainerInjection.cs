@@ -61,7 +61,7 @@ public sealed class ContainerInjection(
             }
 
             custody.Witness(capture, pod, name);
-            addresses.Expect(draft.Target(target.Pod), CaptureUploadTerms.For(capture, pod));
+            addresses.Expect(draft.Target(target.Pod), UploadTerms.Of(capture, pod));
             if (pod.Spec.EphemeralContainers?.Any(c => c.Name == name) != true)
             {
                 if (cap.Reached(pod, name) is { } full)

@@ -94,7 +94,7 @@ public sealed class TargetObservation(IIngestStatus ingest, ClusterCache cluster
         }
 
         custody.Witness(capture, pod, target.Container);
-        addresses.Expect(identity, CaptureUploadTerms.For(capture, pod)); // again after an operator restart or on a new leader
+        addresses.Expect(identity, UploadTerms.Of(capture, pod)); // again after an operator restart or on a new leader
         var container = pod.Status?.EphemeralContainerStatuses?.FirstOrDefault(c => c.Name == target.Container);
 
         var state = container?.State;

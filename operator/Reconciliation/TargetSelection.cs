@@ -46,7 +46,7 @@ public sealed class TargetSelection(ClusterCache cluster, TargetResolver targets
         draft.Set(CaptureConditions.TargetsReady, true, security.Reason, security.Message);
         foreach (var pod in resolution.Pods)
         {
-            addresses.Expect(draft.Target(pod.Metadata.Name), CaptureUploadTerms.For(capture, pod));
+            addresses.Expect(draft.Target(pod.Metadata.Name), UploadTerms.Of(capture, pod));
         }
 
         status.Targets = resolution.Pods.Select(p => new CaptureTargetStatus

@@ -55,3 +55,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "kubecapture.tokenKeySecret" -}}
 {{- .Values.ingest.tokenKey.secretName | default (printf "%s-ingest-token" (include "kubecapture.fullname" .)) -}}
 {{- end -}}
+
+{{/*
+The operator's replicas: .Values.replicas with S3 storage; one with local storage (a volume is not
+shared between pods).
+*/}}
+{{- define "kubecapture.replicas" -}}
+{{- if .Values.storage.endpoint }}{{ .Values.replicas }}{{ else }}1{{ end }}
+{{- end }}

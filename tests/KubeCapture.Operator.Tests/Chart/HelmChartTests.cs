@@ -111,17 +111,52 @@ public sealed class HelmChartTests
     [Theory]
     [InlineData("text", "simple")]
     [InlineData("json", "json")]
-    public void The_log_format_selects_the_operators_console_formatter_and_a_PodDisruptionBudget_lets_a_drain_through(string format, string formatter)
+    public void The_log_format_selects_the_operators_console_formatter(string format, string formatter)
     {
         var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", $"logFormat={format}");
         Assert.True(code == 0, output);
 
-        var objects = KubernetesYaml.LoadAllFromString(output);
-        var env = Assert.Single(objects.OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env;
+        var env = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env;
         Assert.Equal(formatter, env.Single(e => e.Name == "Logging__Console__FormatterName").Value);
+    }
+
+    [Fact]
+    public void With_S3_two_replicas_prefer_different_nodes_a_rollout_adds_one_before_it_takes_one_and_a_drain_leaves_one_ingesting()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000");
+        Assert.True(code == 0, output);
+
+        var objects = KubernetesYaml.LoadAllFromString(output);
+        var deployment = Assert.Single(objects.OfType<V1Deployment>());
+        Assert.Equal(2, deployment.Spec.Replicas);
+        Assert.Equal(("RollingUpdate", "0", "1"), (deployment.Spec.Strategy.Type, deployment.Spec.Strategy.RollingUpdate.MaxUnavailable.Value, deployment.Spec.Strategy.RollingUpdate.MaxSurge.Value));
+        // Preferred, never required: a one-node cluster runs both replicas.
+        Assert.Null(deployment.Spec.Template.Spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution);
+        var preferred = Assert.Single(deployment.Spec.Template.Spec.Affinity.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution);
+        Assert.Equal("kubernetes.io/hostname", preferred.PodAffinityTerm.TopologyKey);
+        Assert.Equal(deployment.Spec.Selector.MatchLabels, preferred.PodAffinityTerm.LabelSelector.MatchLabels);
+        var container = deployment.Spec.Template.Spec.Containers[0];
+        Assert.Equal("status.podIP", container.Env.Single(e => e.Name == "POD_IP").ValueFrom.FieldRef.FieldPath);
+        Assert.Equal("/readyz", container.ReadinessProbe.HttpGet.Path);
         var budget = Assert.Single(objects.OfType<V1PodDisruptionBudget>());
-        Assert.Equal("1", budget.Spec.MaxUnavailable?.Value);
-        Assert.Equal("kc", budget.Spec.Selector.MatchLabels["app.kubernetes.io/instance"]);
+        Assert.Equal(("1", null), (budget.Spec.MinAvailable?.Value, budget.Spec.MaxUnavailable?.Value));
+        Assert.Equal(deployment.Spec.Selector.MatchLabels, budget.Spec.Selector.MatchLabels);
+        // Both replicas take the same Secrets: the upload token key and the serving certificate, never a key of their own.
+        Assert.Equal("kc-kubecapture-ingest-token", container.Env.Single(e => e.Name == "Ingest__TokenKeySecret").Value);
+        Assert.Equal("kc-kubecapture-serving-certificate", container.Env.Single(e => e.Name == "ServingCertificate__SecretName").Value);
+    }
+
+    [Fact]
+    public void With_local_storage_one_replica_is_recreated_and_a_drain_may_take_it()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.local.emptyDir=true", "--set", "replicas=3");
+        Assert.True(code == 0, output);
+
+        var objects = KubernetesYaml.LoadAllFromString(output);
+        var deployment = Assert.Single(objects.OfType<V1Deployment>());
+        Assert.Equal((1, "Recreate"), (deployment.Spec.Replicas, deployment.Spec.Strategy.Type));
+        var budget = Assert.Single(objects.OfType<V1PodDisruptionBudget>());
+        Assert.Equal((null, "1"), (budget.Spec.MinAvailable?.Value, budget.Spec.MaxUnavailable?.Value));
     }
 
     [Fact]

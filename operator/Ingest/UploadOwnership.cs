@@ -1,0 +1,238 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+using KubeCapture.Contracts;
+
+namespace KubeCapture.Operator.Ingest;
+
+/// <summary>
+/// Which operator replica writes a target's upload: the one holding the target's
+/// coordination.k8s.io Lease (<see cref="LeaseNameOf"/>, in the operator's namespace). A stream takes
+/// it at Open (one read and one write), a background loop renews it every third of its duration (no
+/// request per chunk) and it is deleted when the stream ends. A replica that gets a stream for a target
+/// another live replica holds refuses it as retryable (UNAVAILABLE, naming the holder); the agent's
+/// retry takes it over once the holder let go or its Lease expired.
+///
+/// Expiry is judged as leader election does, by this replica's own clock: a Lease is expired once
+/// this replica has seen the same version of it for a whole lease duration, never by comparing the
+/// holder's renewTime with this clock. Only the clocks' rates must agree, not their times. The holder
+/// ends its stream once it could not renew for <see cref="UploadOwnershipOptions.RenewDeadline"/>
+/// after its last successful renewal began, which is before any other replica can find the Lease
+/// expired (renew deadline &lt; lease duration): two replicas never write one target at once.
+/// </summary>
+public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptions options, ILogger<UploadOwnership> logger)
+{
+    public const string UploadLabel = "kubecapture.io/upload";
+    public const string CaptureUidLabel = "kubecapture.io/capture-uid";
+    public const string TargetAnnotation = "kubecapture.io/target";
+    public const string SessionAnnotation = "kubecapture.io/agent-session";
+    public const string AddressAnnotation = "kubecapture.io/holder-address";
+    public const string HandoverAnnotation = "kubecapture.io/handover";
+    public const string StopAnnotation = "kubecapture.io/stop";
+    public const string ProgressAnnotation = "kubecapture.io/progress";
+
+    private readonly ConcurrentDictionary<string, (string? Version, long SeenAt)> _observed = new();
+
+    public UploadOwnershipOptions Options => options;
+
+    /// <summary>The Lease of one target's upload: a hash of the capture's uid and the pod, so that any replica finds it.</summary>
+    public static string LeaseNameOf(CaptureIdentity target) =>
+        "kubecapture-upload-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{target.CaptureUid}/{target.Pod}")))[..40];
+
+    /// <summary>
+    /// Takes the target's Lease for <paramref name="owner"/>'s stream (null: for a moment, to abort an
+    /// abandoned upload), or throws <see cref="UploadOwnedElsewhereException"/> when another live
+    /// replica holds it. A newer stream of the session the holder streams for asks the holder to hand
+    /// over (its stream ends at its next renewal; the agent's retry then lands).
+    /// </summary>
+    public async Task<UploadClaim> ClaimAsync(CaptureIdentity target, IStreamOwner? owner, CancellationToken cancellationToken)
+    {
+        var name = LeaseNameOf(target);
+        for (var attempt = 1; ; attempt++)
+        {
+            var started = Stopwatch.GetTimestamp();
+            var lease = await ReadAsync(name, cancellationToken);
+            try
+            {
+                if (lease is null)
+                {
+                    var created = await kubernetes.CoordinationV1.CreateNamespacedLeaseAsync(Held(NewLease(name, target), owner, transition: false), options.Namespace, cancellationToken: cancellationToken);
+                    return Claimed(created, target, owner, started);
+                }
+
+                var holder = lease.Spec?.HolderIdentity;
+                if (string.IsNullOrEmpty(holder) || holder == options.Identity || Expired(name, lease))
+                {
+                    if (!string.IsNullOrEmpty(holder) && holder != options.Identity)
+                    {
+                        logger.LogWarning("{Namespace}/{Capture} pod {Pod}: replica {Holder} did not renew its Lease {Lease} for {Duration} s: {Identity} takes the upload over",
+                            target.Namespace, target.CaptureName, target.Pod, holder, name, lease.Spec!.LeaseDurationSeconds, options.Identity);
+                    }
+
+                    var taken = await kubernetes.CoordinationV1.ReplaceNamespacedLeaseAsync(Held(lease, owner, transition: holder != options.Identity), name, options.Namespace, cancellationToken: cancellationToken);
+                    return Claimed(taken, target, owner, started);
+                }
+
+                var sameSession = owner is not null && Annotation(lease, SessionAnnotation) == owner.Session.Sha256;
+                var address = Annotation(lease, AddressAnnotation);
+                if (sameSession && Annotation(lease, HandoverAnnotation) != owner!.Session.Sha256)
+                {
+                    lease.Metadata.Annotations = new Dictionary<string, string>(lease.Metadata.Annotations ?? new Dictionary<string, string>()) { [HandoverAnnotation] = owner.Session.Sha256 };
+                    lease = await kubernetes.CoordinationV1.ReplaceNamespacedLeaseAsync(lease, name, options.Namespace, cancellationToken: cancellationToken);
+                    _observed[name] = (lease.Metadata.ResourceVersion, Stopwatch.GetTimestamp()); // its own write: the holder's silence counts from here
+                }
+
+                throw new UploadOwnedElsewhereException(target, holder, address, sameSession, Seconds(lease));
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < 5)
+            {
+                // Another replica wrote the Lease between the read and the write: read it again.
+            }
+        }
+    }
+
+    /// <summary>
+    /// True when a replica holds the target's Lease and renewed it within <paramref name="window"/> of
+    /// <paramref name="now"/> by its renewTime (for the retention sweeper, whose window of minutes makes clock skew moot).
+    /// </summary>
+    public async Task<bool> RenewedWithinAsync(CaptureIdentity target, DateTimeOffset now, TimeSpan window, CancellationToken cancellationToken)
+    {
+        var lease = await ReadAsync(LeaseNameOf(target), cancellationToken);
+        return lease?.Spec?.HolderIdentity is { Length: > 0 } && lease.Spec.RenewTime is { } renewed
+            && new DateTimeOffset(DateTime.SpecifyKind(renewed, DateTimeKind.Utc)) + window > now;
+    }
+
+    /// <summary>The progress the replica holding the target's Lease last reported, or null when none holds it or it has reported nothing yet.</summary>
+    public async Task<UploadProgress?> ProgressAsync(CaptureIdentity target, CancellationToken cancellationToken)
+    {
+        var lease = await ReadAsync(LeaseNameOf(target), cancellationToken);
+        return lease?.Spec?.HolderIdentity is { Length: > 0 }
+            ? UploadProgress.Parse(Annotation(lease, ProgressAnnotation))
+            : null;
+    }
+
+    /// <summary>
+    /// The capture is stopped: every Lease of its targets says so, and each holder tells its agent at
+    /// its next renewal (a replica that takes a target over later reads it too). Best effort, logged.
+    /// </summary>
+    public async Task RequestStopAsync(string captureUid, string reason, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var leases = await kubernetes.CoordinationV1.ListNamespacedLeaseAsync(options.Namespace, labelSelector: $"{UploadLabel}=true,{CaptureUidLabel}={captureUid}", cancellationToken: cancellationToken);
+            foreach (var lease in leases.Items.Where(l => l.Metadata.Annotations?.ContainsKey(StopAnnotation) != true))
+            {
+                lease.Metadata.Annotations = new Dictionary<string, string>(lease.Metadata.Annotations ?? new Dictionary<string, string>()) { [StopAnnotation] = reason };
+                await kubernetes.CoordinationV1.ReplaceNamespacedLeaseAsync(lease, lease.Metadata.Name, options.Namespace, cancellationToken: cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogWarning("could not tell the replicas streaming capture {Uid} to stop ({Error}); the next reconcile tells them again", captureUid, e.Message);
+        }
+    }
+
+    /// <summary>One annotation of a Lease, or null.</summary>
+    public static string? Annotation(V1Lease lease, string key) => lease.Metadata.Annotations is { } all && all.TryGetValue(key, out var value) ? value : null;
+
+    private static long Seconds(V1Lease lease) => lease.Spec?.LeaseDurationSeconds ?? 0;
+
+    /// <summary>Expired by this replica's clock: the same version seen for a whole lease duration.</summary>
+    private bool Expired(string name, V1Lease lease)
+    {
+        var now = Stopwatch.GetTimestamp();
+        var version = lease.Metadata.ResourceVersion;
+        var seen = _observed.AddOrUpdate(name, (version, now), (_, before) => before.Version == version ? before : (version, now));
+        return Stopwatch.GetElapsedTime(seen.SeenAt, now) >= TimeSpan.FromSeconds(Math.Max(1, Seconds(lease)));
+    }
+
+    private async Task<V1Lease?> ReadAsync(string name, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await kubernetes.CoordinationV1.ReadNamespacedLeaseAsync(name, options.Namespace, cancellationToken: cancellationToken);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    private V1Lease NewLease(string name, CaptureIdentity target) => new()
+    {
+        Metadata = new V1ObjectMeta
+        {
+            Name = name,
+            NamespaceProperty = options.Namespace,
+            Labels = new Dictionary<string, string> { [UploadLabel] = "true", [CaptureUidLabel] = target.CaptureUid },
+            Annotations = new Dictionary<string, string> { [TargetAnnotation] = $"{target.Namespace}/{target.CaptureName}/{target.Pod}" },
+        },
+        Spec = new V1LeaseSpec { LeaseTransitions = 0 },
+    };
+
+    /// <summary>The Lease as this replica holds it: holder, duration, times, the session it streams for, its address; no handover pending.</summary>
+    private V1Lease Held(V1Lease lease, IStreamOwner? owner, bool transition)
+    {
+        var now = DateTime.UtcNow;
+        var annotations = new Dictionary<string, string>(lease.Metadata.Annotations ?? new Dictionary<string, string>());
+        annotations.Remove(HandoverAnnotation);
+        annotations.Remove(ProgressAnnotation);
+        if (owner is not null)
+        {
+            annotations[SessionAnnotation] = owner.Session.Sha256;
+        }
+
+        if (options.Address is { Length: > 0 } address)
+        {
+            annotations[AddressAnnotation] = address;
+        }
+
+        lease.Metadata.Annotations = annotations;
+        lease.Spec ??= new V1LeaseSpec();
+        lease.Spec.HolderIdentity = options.Identity;
+        lease.Spec.LeaseDurationSeconds = (int)Math.Ceiling(options.LeaseDuration.TotalSeconds);
+        lease.Spec.AcquireTime = transition || lease.Spec.AcquireTime is null ? now : lease.Spec.AcquireTime;
+        lease.Spec.RenewTime = now;
+        lease.Spec.LeaseTransitions = (lease.Spec.LeaseTransitions ?? 0) + (transition ? 1 : 0);
+        return lease;
+    }
+
+    private UploadClaim Claimed(V1Lease lease, CaptureIdentity target, IStreamOwner? owner, long started)
+    {
+        _observed.TryRemove(lease.Metadata.Name, out _);
+        return new UploadClaim(kubernetes, options, lease, target, owner, started, logger);
+    }
+}
+
+/// <summary>The Lease timings of target uploads and who this replica is (configuration: Ingest:UploadLease*).</summary>
+public sealed record UploadOwnershipOptions(string Identity, string Namespace, string? Address, TimeSpan LeaseDuration, TimeSpan RenewDeadline)
+{
+    /// <summary>How often the holder renews: a third of the duration, so that two renewals may fail before the deadline.</summary>
+    public TimeSpan RenewPeriod => LeaseDuration / 3;
+
+    /// <summary>How soon a failed renewal is tried again (within the renew deadline).</summary>
+    public TimeSpan RetryPeriod => TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(200).Ticks, LeaseDuration.Ticks / 15));
+}
+
+/// <summary>Another live replica holds the target's upload: retry (the agent's resume lands once it let go or its Lease expired).</summary>
+public sealed class UploadOwnedElsewhereException(CaptureIdentity target, string holder, string? address, bool handoverAsked, long leaseSeconds) : Exception(
+    $"replica {holder}{(address is null ? "" : $" ({address})")} holds the upload of capture {target.Namespace}/{target.CaptureName} pod {target.Pod}" +
+    (handoverAsked ? " for this agent session on an older stream; it was asked to hand over" : "") +
+    $"; retry: this replica takes over once it lets go or has not renewed its Lease for {leaseSeconds} s")
+{
+    public string Holder { get; } = holder;
+}
+
+/// <summary>What the replica streaming a target last wrote into its Lease: packets, bytes and kernel drops so far.</summary>
+public sealed record UploadProgress(long Packets, long Bytes, long DroppedByKernel)
+{
+    public static UploadProgress? Parse(string? text) =>
+        text?.Split(' ') is [var p, var b, var d] && long.TryParse(p, out var packets) && long.TryParse(b, out var bytes) && long.TryParse(d, out var dropped)
+            ? new UploadProgress(packets, bytes, dropped)
+            : null;
+}

@@ -1,0 +1,224 @@
+using System.Globalization;
+using k8s;
+using KubeCapture.Contracts;
+using KubeCapture.Contracts.Resources;
+using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Tests.Ingest;
+using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Processes;
+using KubeCapture.Testing.S3;
+using Minio;
+using Minio.DataModel.Args;
+
+namespace KubeCapture.Operator.Tests.EndToEnd;
+
+/// <summary>
+/// Two operator processes, replica-a and replica-b, on a kube-apiserver of their own, each with the
+/// chart's RBAC, sharing the leader Lease, the token key Secret and the serving certificate Secret.
+/// Each serves its ingest on a port of its own of the node address; the agents are given the
+/// Service's port, which nftables DNATs to one replica's port in the node's namespace, as kube-proxy
+/// does for a Service's endpoint (the pod's source address is kept, so the ingest's binding to the
+/// pod address holds). Moving the rule is what kube-proxy does when an endpoint goes.
+/// </summary>
+public sealed class TwoReplicaCluster : OwnApiServerCluster
+{
+    private readonly string table = $"kc-svc-{Environment.ProcessId}";
+    private Dictionary<string, string> settingsA = [];
+    private string address = "";
+
+    public int ServicePort { get; } = S3rverFixture.FreeTcpPort();
+
+    public int PortA { get; } = S3rverFixture.FreeTcpPort();
+
+    public int PortB { get; } = S3rverFixture.FreeTcpPort();
+
+    public OperatorHost ReplicaB { get; private set; } = null!;
+
+    /// <summary>The replica the Service sends new connections to.</summary>
+    public string Endpoint { get; private set; } = "replica-a";
+
+    public OperatorHost Replica(string name) => name == "replica-a" ? Operator : ReplicaB;
+
+    protected override Task ConfigureAsync(Dictionary<string, string> settings)
+    {
+        var ingest = new Uri(settings["Reconciler:IngestUrl"]);
+        address = ingest.Host;
+        settings["Reconciler:IngestUrl"] = $"https://{address}:{ServicePort}";
+        settings["Kestrel:Endpoints:Ingest:Url"] = $"https://{address}:{PortA}";
+        settings["LeaderElection:Identity"] = "replica-a";
+        settings["LeaderElection:LeaseName"] = "kubecapture-operator";
+        settings["Ingest:UploadLeaseDuration"] = "00:00:06"; // as the fixture's leader Lease: 6 s, renewed within 4 s
+        settings["Ingest:UploadLeaseRenewDeadline"] = "00:00:04";
+        settingsA = settings;
+        return Task.CompletedTask;
+    }
+
+    protected override async Task StartedAsync()
+    {
+        await PointServiceToAsync("replica-a");
+        var settings = new Dictionary<string, string>(settingsA)
+        {
+            ["Kestrel:Endpoints:Ingest:Url"] = $"https://{address}:{PortB}",
+            ["LeaderElection:Identity"] = "replica-b",
+            ["Admission:Url"] = string.Create(CultureInfo.InvariantCulture, $"https://{HttpsAddress}:{S3rverFixture.FreeTcpPort()}"),
+        };
+        ReplicaB = await OperatorHost.StartProcessAsync(settings, new Dictionary<string, string> { ["KUBECONFIG"] = Install.OperatorKubeconfig, ["POD_NAME"] = "replica-b" });
+    }
+
+    /// <summary>New connections to the Service's port go to <paramref name="replica"/> (existing ones keep their conntrack entry, as with kube-proxy).</summary>
+    public async Task PointServiceToAsync(string replica)
+    {
+        var port = replica == "replica-a" ? PortA : PortB;
+        await HostCommand.RunAsync("nft", "delete", "table", "ip", table);
+        var ruleset = $"table ip {table} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat;\n    ip daddr {address} tcp dport {ServicePort} dnat to {address}:{port}\n  }}\n}}\n";
+        (await HostCommand.RunAsync("nft", ["-f", "-"], stdin: ruleset)).EnsureSuccess();
+        Endpoint = replica;
+    }
+
+    /// <summary>Both replicas' output, for audit lines and failure messages.</summary>
+    public string Output => Operator.PreviousOutput + Operator.Output + ReplicaB.Output;
+
+    public override async Task DisposeAsync()
+    {
+        await HostCommand.RunAsync("nft", "delete", "table", "ip", table);
+        if (ReplicaB is not null)
+        {
+            await ReplicaB.DisposeAsync();
+        }
+
+        await base.DisposeAsync();
+    }
+}
+
+/// <summary>Every replica ingests, the leader only reconciles: a stream survives its replica's death, and the leader need not be the replica that ingests.</summary>
+public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFixture<TwoReplicaCluster>
+{
+    private static readonly TimeSpan Long = TimeSpan.FromSeconds(150);
+
+    /// <summary>
+    /// KILL: the replica dies as an OOM kill does (no shutdown, no Lease released): the other takes the
+    /// target once its upload Lease went silent. TERM: a rolling update's step (the new pod is ready,
+    /// the old one gets SIGTERM): the old replica ends its streams and deletes their Leases first, so
+    /// the agent's resume is never refused.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("KILL")]
+    [InlineData("TERM")]
+    public async Task When_the_replica_holding_a_stream_goes_mid_capture_the_agent_resumes_on_the_other_and_the_capture_Succeeds_stored_once_with_every_packet(string signal)
+    {
+        var ns = await cluster.CreateNamespaceAsync($"kc-ha-{signal.ToLowerInvariant()}");
+        var pod = await cluster.StartPodAsync(ns, "api");
+        var holder = cluster.Endpoint;
+        var other = holder == "replica-a" ? "replica-b" : "replica-a";
+        var created = await cluster.StartCaptureAsync(ns, "through-a-death", PacketCaptureEndToEndTests.Icmp("a replica dies", "api", maxPackets: 30, duration: "5m"), Long);
+        var target = new CaptureIdentity(created.Metadata.Uid, ns, "through-a-death", "api");
+        pod.PingFromClient(5); // 10 packets to the holder
+        await WaitForUploadHolderAsync(target, holder);
+        await cluster.Admin.WaitForPacketCaptureAsync(ns, "through-a-death", c => c.Status?.Targets.SingleOrDefault()?.Packets >= 10, Long);
+
+        // kube-proxy drops the going replica's endpoint; then it gets the signal.
+        await cluster.PointServiceToAsync(other);
+        var going = cluster.Replica(holder);
+        if (signal == "KILL")
+        {
+            await going.KillAsync();
+        }
+        else
+        {
+            going.Process!.Signal("TERM");
+            Assert.Equal(0, await going.Process.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        }
+
+        pod.PingFromClient(5); // 10 packets while the agent resumes on the other replica
+        await WaitForUploadHolderAsync(target, other);
+        pod.PingFromClient(5);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "through-a-death", CapturePhase.Succeeded, Long);
+
+        var stored = Assert.Single(done.Status!.Targets);
+        Assert.Equal((30L, "count"), (stored.Packets, stored.StopReason));
+        var downloaded = await cluster.DownloadAsync(stored.Artifact!);
+        Assert.Equal(Evidence.Sha256Of(downloaded), stored.Artifact!.Sha256);
+        Assert.Equal(30, Evidence.TcpdumpLines(downloaded).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
+        var key = stored.Artifact.Uri[$"s3://{cluster.S3.Bucket}/".Length..];
+        Assert.Equal([key], (await ObjectKeysAsync(key[..(key.LastIndexOf('/') + 1)])).Where(k => k.EndsWith(".pcap", StringComparison.Ordinal)));
+        Assert.Single(AuditLines(created.Metadata.Uid), l => l.Contains("\"event\":\"stored\"", StringComparison.Ordinal));
+        Assert.Contains($"{ns}/through-a-death pod api: agent connected", ReplicaOutput(other), StringComparison.Ordinal);
+        var refusedWhileHeld = ReplicaOutput(other).Split('\n').Any(l => l.Contains($"{ns}/through-a-death pod api: an upload from", StringComparison.Ordinal) && l.Contains($"waits: replica {holder} holds the upload", StringComparison.Ordinal));
+        Assert.True(signal == "KILL" ? refusedWhileHeld : !refusedWhileHeld, $"{other} refused the agent's resume while {holder} held the Lease: {refusedWhileHeld}");
+        await going.StartProcessAsync();
+    }
+
+    [SkippableFact]
+    public async Task The_replica_that_does_not_lead_ingests_a_capture_the_leader_reconciles_to_Succeeded()
+    {
+        var leader = (await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", KubeCaptureInstall.Namespace)).Spec.HolderIdentity;
+        var ingesting = leader == "replica-a" ? "replica-b" : "replica-a";
+        await cluster.PointServiceToAsync(ingesting);
+        var ns = await cluster.CreateNamespaceAsync("kc-ha-split");
+        var pod = await cluster.StartPodAsync(ns, "api");
+        var created = await cluster.StartCaptureAsync(ns, "split", PacketCaptureEndToEndTests.Icmp("leader and ingest apart", "api", maxPackets: 12, duration: "5m"), Long);
+        var target = new CaptureIdentity(created.Metadata.Uid, ns, "split", "api");
+
+        pod.PingFromClient(3);
+        await WaitForUploadHolderAsync(target, ingesting);
+        // The leader shows the counts the ingesting replica writes into the upload Lease.
+        await cluster.Admin.WaitForPacketCaptureAsync(ns, "split", c => c.Status?.Targets.SingleOrDefault()?.Packets >= 6, Long);
+        pod.PingFromClient(3);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "split", CapturePhase.Succeeded, Long);
+
+        Assert.Equal(leader, (await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", KubeCaptureInstall.Namespace)).Spec.HolderIdentity);
+        var stored = Assert.Single(done.Status!.Targets);
+        Assert.Equal((12L, "count"), (stored.Packets, stored.StopReason));
+        Assert.Equal(Evidence.Sha256Of(await cluster.DownloadAsync(stored.Artifact!)), stored.Artifact!.Sha256);
+        Assert.Contains($"{ns}/split pod api: stored", ReplicaOutput(ingesting), StringComparison.Ordinal);
+        Assert.DoesNotContain($"{ns}/split pod api: agent connected", ReplicaOutput(leader!), StringComparison.Ordinal);
+        // The stream ended: its upload Lease is gone.
+        await WaitUntilAsync(async () => await HolderAsync(target) is null, "the upload Lease deleted after the stream");
+    }
+
+    private string ReplicaOutput(string replica) => replica == "replica-a" ? cluster.Operator.PreviousOutput + cluster.Operator.Output : cluster.ReplicaB.Output;
+
+    private IEnumerable<string> AuditLines(string captureUid) => cluster.Output.Split('\n')
+        .Where(l => l.StartsWith("{\"apiVersion\":\"audit.kubecapture.io/v1\"", StringComparison.Ordinal) && l.Contains(captureUid, StringComparison.Ordinal));
+
+    private async Task<string?> HolderAsync(CaptureIdentity target)
+    {
+        try
+        {
+            return (await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync(UploadOwnership.LeaseNameOf(target), KubeCaptureInstall.Namespace)).Spec.HolderIdentity;
+        }
+        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    private Task WaitForUploadHolderAsync(CaptureIdentity target, string replica) =>
+        WaitUntilAsync(async () => await HolderAsync(target) == replica, $"{replica} holds the upload Lease of {target.Namespace}/{target.CaptureName}");
+
+    private async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + Long;
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting until {what}\n{string.Join('\n', cluster.Output.Split('\n').TakeLast(60))}");
+            await Task.Delay(200);
+        }
+    }
+
+    /// <summary>The keys of the bucket's objects under <paramref name="prefix"/>.</summary>
+    private async Task<List<string>> ObjectKeysAsync(string prefix)
+    {
+        // s3rver's listing needs the operator's namespace fix to be read by the Minio client.
+        using var http = new HttpClient(new KubeCapture.Operator.Storage.ListObjectsNamespaceFix { InnerHandler = new HttpClientHandler() });
+        using var client = new MinioClient().WithEndpoint("127.0.0.1", cluster.S3.Port).WithCredentials(S3rverFixture.AccessKey, S3rverFixture.SecretKey).WithSSL(false).WithHttpClient(http).Build();
+        var keys = new List<string>();
+        await foreach (var item in client.ListObjectsEnumAsync(new ListObjectsArgs().WithBucket(cluster.S3.Bucket).WithPrefix(prefix).WithRecursive(true)))
+        {
+            keys.Add(item.Key);
+        }
+
+        Assert.NotEmpty(keys); // the listing itself works: the manifest and the pcap are there
+        return keys;
+    }
+}
