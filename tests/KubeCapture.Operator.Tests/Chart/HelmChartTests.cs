@@ -121,9 +121,9 @@ public sealed class HelmChartTests
     }
 
     [Fact]
-    public void With_S3_two_replicas_prefer_different_nodes_a_rollout_adds_one_before_it_takes_one_and_a_drain_leaves_one_ingesting()
+    public void With_S3_and_two_replicas_they_prefer_different_nodes_a_rollout_adds_one_before_it_takes_one_and_a_drain_leaves_one_ingesting()
     {
-        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000");
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "replicas=2");
         Assert.True(code == 0, output);
 
         var objects = KubernetesYaml.LoadAllFromString(output);
@@ -144,6 +144,22 @@ public sealed class HelmChartTests
         // Both replicas take the same Secrets: the upload token key and the serving certificate, never a key of their own.
         Assert.Equal("kc-kubecapture-ingest-token", container.Env.Single(e => e.Name == "Ingest__TokenKeySecret").Value);
         Assert.Equal("kc-kubecapture-serving-certificate", container.Env.Single(e => e.Name == "ServingCertificate__SecretName").Value);
+    }
+
+    [Fact]
+    public void With_S3_one_replica_by_default_rolls_out_one_before_it_takes_one_and_a_drain_may_take_it()
+    {
+        // One until follow is relayed between replicas (issue 23 item 2): with two, a live follow
+        // served by the replica that does not hold the stream would show nothing.
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000");
+        Assert.True(code == 0, output);
+
+        var objects = KubernetesYaml.LoadAllFromString(output);
+        var deployment = Assert.Single(objects.OfType<V1Deployment>());
+        Assert.Equal(1, deployment.Spec.Replicas);
+        Assert.Equal(("RollingUpdate", "0", "1"), (deployment.Spec.Strategy.Type, deployment.Spec.Strategy.RollingUpdate.MaxUnavailable.Value, deployment.Spec.Strategy.RollingUpdate.MaxSurge.Value));
+        var budget = Assert.Single(objects.OfType<V1PodDisruptionBudget>());
+        Assert.Equal((null, "1"), (budget.Spec.MinAvailable?.Value, budget.Spec.MaxUnavailable?.Value));
     }
 
     [Fact]
