@@ -47,11 +47,11 @@ public sealed class IngestOptions
     /// </summary>
     public bool UploadLeases { get; set; } = true;
 
-    /// <summary>How long a target's upload Lease holds without renewal before another replica may take the target over.</summary>
-    public TimeSpan UploadLeaseDuration { get; set; } = TimeSpan.FromSeconds(15);
+    /// <summary>How long a target's upload Lease holds without renewal before another replica may take the target over ("15s", as LeaderElection:LeaseDuration).</summary>
+    public string UploadLeaseDuration { get; set; } = "15s";
 
-    /// <summary>The holder ends its stream when it could not renew the Lease for this long: less than <see cref="UploadLeaseDuration"/>.</summary>
-    public TimeSpan UploadLeaseRenewDeadline { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>The holder writes nothing more when it could not renew the Lease for this long ("10s"): less than <see cref="UploadLeaseDuration"/>.</summary>
+    public string UploadLeaseRenewDeadline { get; set; } = "10s";
 
     /// <summary>How long an agent that disconnected mid-capture may take to come back before its upload is aborted.</summary>
     public TimeSpan ResumeWindow { get; set; } = TimeSpan.FromMinutes(2);

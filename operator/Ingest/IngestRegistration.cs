@@ -65,24 +65,31 @@ public static class IngestRegistration
             return;
         }
 
-        if (options.UploadLeaseRenewDeadline <= TimeSpan.Zero || options.UploadLeaseRenewDeadline >= options.UploadLeaseDuration)
+        var duration = Duration(options.UploadLeaseDuration, "UploadLeaseDuration");
+        var renewDeadline = Duration(options.UploadLeaseRenewDeadline, "UploadLeaseRenewDeadline");
+        if (renewDeadline <= TimeSpan.Zero || renewDeadline >= duration)
         {
             throw new OperatorConfigurationException(
                 $"Ingest:UploadLeaseRenewDeadline ({options.UploadLeaseRenewDeadline}) must be positive and less than Ingest:UploadLeaseDuration ({options.UploadLeaseDuration}): a replica that cannot renew must stop writing before another may take the target");
         }
 
         services.AddKubernetesClient();
-        services.AddSingleton(sp => new UploadOwnership(sp.GetRequiredService<IKubernetes>(), new UploadOwnershipOptions(
+        var ownership = new UploadOwnershipOptions(
             ReplicaIdentity.Of(configuration["LeaderElection:Identity"]),
             ReplicaIdentity.NamespaceOf(configuration["LeaderElection:Namespace"]),
             Environment.GetEnvironmentVariable("POD_IP"),
-            options.UploadLeaseDuration,
-            options.UploadLeaseRenewDeadline), sp.GetRequiredService<ILogger<UploadOwnership>>()));
+            duration,
+            renewDeadline);
+        services.AddSingleton(sp => new UploadOwnership(sp.GetRequiredService<IKubernetes>(), ownership with { RelayUrl = sp.GetService<StreamRelayAddress>()?.Url },
+            sp.GetRequiredService<ILogger<UploadOwnership>>()));
         if (options.BindToPodAddress)
         {
             services.AddSingleton<TargetBindingLookup>();
         }
     }
+
+    private static TimeSpan Duration(string text, string key) =>
+        KubeCapture.Contracts.Quantities.TryParseDuration(text, out var value, out var error) ? value : throw new OperatorConfigurationException($"Ingest:{key}: {error}");
 
     /// <summary>
     /// Where the upload tokens' key comes from: Ingest:TokenSecret (a fixed string), else the Secret

@@ -35,6 +35,7 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
     public const string HandoverAnnotation = "kubecapture.io/handover";
     public const string StopAnnotation = "kubecapture.io/stop";
     public const string ProgressAnnotation = "kubecapture.io/progress";
+    public const string RelayAnnotation = "kubecapture.io/relay-url";
 
     private readonly ConcurrentDictionary<string, (string? Version, long SeenAt)> _observed = new();
 
@@ -94,6 +95,16 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
                 // Another replica wrote the Lease between the read and the write: read it again.
             }
         }
+    }
+
+    /// <summary>
+    /// The replica holding the target's Lease now, with the URL its live stream is relayed from
+    /// (<see cref="RelayAnnotation"/>), or null when none holds it (no stream yet, or between two).
+    /// </summary>
+    public async Task<StreamHolder?> HolderAsync(CaptureIdentity target, CancellationToken cancellationToken)
+    {
+        var lease = await ReadAsync(LeaseNameOf(target), cancellationToken);
+        return lease?.Spec?.HolderIdentity is { Length: > 0 } holder ? new StreamHolder(holder, Annotation(lease, RelayAnnotation)) : null;
     }
 
     /// <summary>
@@ -192,6 +203,15 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
             annotations[AddressAnnotation] = address;
         }
 
+        if (options.RelayUrl is { Length: > 0 } relay)
+        {
+            annotations[RelayAnnotation] = relay;
+        }
+        else
+        {
+            annotations.Remove(RelayAnnotation);
+        }
+
         lease.Metadata.Annotations = annotations;
         lease.Spec ??= new V1LeaseSpec();
         lease.Spec.HolderIdentity = options.Identity;
@@ -212,12 +232,21 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
 /// <summary>The Lease timings of target uploads and who this replica is (configuration: Ingest:UploadLease*).</summary>
 public sealed record UploadOwnershipOptions(string Identity, string Namespace, string? Address, TimeSpan LeaseDuration, TimeSpan RenewDeadline)
 {
+    /// <summary>Where the other replicas reach this one's live streams (https://POD_IP:PORT of the extension API's listener), or null when it serves none.</summary>
+    public string? RelayUrl { get; init; }
+
     /// <summary>How often the holder renews: a third of the duration, so that two renewals may fail before the deadline.</summary>
     public TimeSpan RenewPeriod => LeaseDuration / 3;
 
     /// <summary>How soon a failed renewal is tried again (within the renew deadline).</summary>
     public TimeSpan RetryPeriod => TimeSpan.FromTicks(Math.Max(TimeSpan.FromMilliseconds(200).Ticks, LeaseDuration.Ticks / 15));
 }
+
+/// <summary>Where the other replicas reach this one's live streams (registered by the extension API when it is served; the upload Leases carry it).</summary>
+public sealed record StreamRelayAddress(string Url);
+
+/// <summary>The replica holding a target's upload Lease, and where its live stream is relayed from (null: it serves no extension API).</summary>
+public sealed record StreamHolder(string Identity, string? RelayUrl);
 
 /// <summary>Another live replica holds the target's upload: retry (the agent's resume lands once it let go or its Lease expired).</summary>
 public sealed class UploadOwnedElsewhereException(CaptureIdentity target, string holder, string? address, bool handoverAsked, long leaseSeconds) : Exception(

@@ -29,8 +29,13 @@ public sealed class CaptureDownloads(
     IOptions<FollowLimits> followLimits,
     ILogger<CaptureDownloads> logger,
     CaptureEvents events,
-    TimeProvider time)
+    TimeProvider time,
+    IHostApplicationLifetime lifetime,
+    StreamRelay? relay = null)
 {
+    /// <summary>Why a live follow breaks off when this replica shuts down (a rollout, a drain): the follower follows again through another.</summary>
+    public const string ShuttingDown = "the operator replica serving it is shutting down (a rollout, an upgrade or a drain); its stream is broken off at its last whole record, and kubectl capture follow follows again through another replica";
+
     public async Task HandleAsync(HttpContext context, string ns, string name, string subresource)
     {
         var cancellationToken = context.RequestAborted;
@@ -98,7 +103,7 @@ public sealed class CaptureDownloads(
 
             if (stored is null)
             {
-                await FollowAsync(context, capture, identity, user, cancellationToken);
+                await FollowThroughAnyReplicaAsync(context, capture, identity, user, cancellationToken);
             }
             else if (subresource == ExtensionApi.Manifest)
             {
@@ -227,11 +232,66 @@ public sealed class CaptureDownloads(
         }
     }
 
-    private async Task FollowAsync(HttpContext context, PacketCapture capture, CaptureIdentity identity, RemoteUser user, CancellationToken cancellationToken)
+    /// <summary>
+    /// A live follow on whichever replica the Service chose: relayed from the replica holding the
+    /// stream (<see cref="StreamRelay"/>), else followed here; a local follow that has passed nothing
+    /// on yet moves to the relay when another replica takes the stream (the agent connected there).
+    /// </summary>
+    private async Task FollowThroughAnyReplicaAsync(HttpContext context, PacketCapture capture, CaptureIdentity identity, RemoteUser user, CancellationToken cancellationToken)
+    {
+        logger.LogInformation("{User} started following {Namespace}/{Capture} pod {Pod} live", user, identity.Namespace, identity.CaptureName, identity.Pod);
+        await RecordAsync(capture, "Followed", $"{user} started following pod {identity.Pod} live", cancellationToken);
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, lifetime.ApplicationStopping);
+        ended.CancelAfter(FollowLimit(capture));
+        try
+        {
+            while (relay is null || await relay.RelayAsync(context, identity, user, ended.Token) == RelayOutcome.NotElsewhere)
+            {
+                if (!await FollowAsync(context, capture, identity, user, relayedTo: null, ended.Token, cancellationToken))
+                {
+                    return;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User}: {Why}", identity.Namespace, identity.CaptureName, identity.Pod, user, ShuttingDown);
+            context.Abort();
+        }
+        catch (OperationCanceledException) when (ended.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} ended: the capture ran past its duration and grace without a replica streaming it", identity.Namespace, identity.CaptureName, identity.Pod, user);
+        }
+        catch (Exception e) when (cancellationToken.IsCancellationRequested && e is OperationCanceledException or IOException)
+        {
+            logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User} ended: the follower went away", identity.Namespace, identity.CaptureName, identity.Pod, user);
+        }
+    }
+
+    /// <summary>
+    /// The holder's side of a relay (<see cref="RelayedFollows"/>): this replica's live stream of the
+    /// target to replica <paramref name="relayedTo"/>, for <paramref name="follower"/>, with the memory
+    /// bound and the cut-off of any follower here.
+    /// </summary>
+    internal async Task ServeRelayAsync(HttpContext context, PacketCapture capture, CaptureIdentity identity, RemoteUser follower, string relayedTo)
+    {
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
+        ended.CancelAfter(FollowLimit(capture));
+        logger.LogInformation("relaying the live stream of {Namespace}/{Capture} pod {Pod} to replica {Replica} for {User}", identity.Namespace, identity.CaptureName, identity.Pod, relayedTo, follower);
+        await FollowAsync(context, capture, identity, follower, relayedTo, ended.Token, context.RequestAborted);
+    }
+
+    /// <summary>
+    /// Streams this replica's live feed of the target; true when it stopped before passing a byte on
+    /// because another replica took the stream (only for a follower of this replica's own, <paramref name="relayedTo"/> null).
+    /// </summary>
+    private async Task<bool> FollowAsync(HttpContext context, PacketCapture capture, CaptureIdentity identity, RemoteUser user, string? relayedTo, CancellationToken until, CancellationToken cancellationToken)
     {
         using var subscription = live.Subscribe(identity);
-        using var ended = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        ended.CancelAfter(FollowLimit(capture));
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(until);
+        using var moved = new CancellationTokenSource();
+        long bytes = 0;
+        var watching = relay is null || relayedTo is not null ? Task.CompletedTask : WatchElsewhereAsync(identity, () => Interlocked.Read(ref bytes) == 0, moved, ended.Token);
         void OnChanged(TargetUpload upload)
         {
             if (upload.Target == identity && upload.Phase is UploadPhase.Failed)
@@ -248,24 +308,32 @@ public sealed class CaptureDownloads(
                 live.Complete(identity);
             }
 
-            logger.LogInformation("{User} started following {Namespace}/{Capture} pod {Pod} live", user, identity.Namespace, identity.CaptureName, identity.Pod);
-            await RecordAsync(capture, "Followed", $"{user} started following pod {identity.Pod} live", cancellationToken);
-            context.Response.ContentType = ExtensionApi.PcapContentType;
-            context.Response.Headers.CacheControl = "no-store";
-            await context.Response.StartAsync(cancellationToken);
-            long bytes = 0;
+            if (relayedTo is null)
+            {
+                logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User}: following this replica's ingest", identity.Namespace, identity.CaptureName, identity.Pod, user);
+            }
+
+            if (!context.Response.HasStarted)
+            {
+                context.Response.ContentType = ExtensionApi.PcapContentType;
+                context.Response.Headers.CacheControl = "no-store";
+                await context.Response.StartAsync(cancellationToken);
+                await context.Response.Body.FlushAsync(cancellationToken); // the headers go now: the follower (or the relaying replica) knows it is answered before a packet arrives
+            }
+
+            using var waiting = CancellationTokenSource.CreateLinkedTokenSource(ended.Token, moved.Token);
             // A follower cut off for falling behind gets its last whole records, if it takes them within the grace; else its request ends.
             using var stalled = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             var grace = followLimits.Value.CutGrace;
             _ = subscription.Cut.ContinueWith(_ => StallAfter(stalled, grace), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
             try
             {
-                while (await subscription.WaitToReadAsync(ended.Token))
+                while (await subscription.WaitToReadAsync(waiting.Token))
                 {
                     while (subscription.TryRead(out var chunk))
                     {
                         await context.Response.Body.WriteAsync(chunk, stalled.Token);
-                        bytes += chunk.Length;
+                        Interlocked.Add(ref bytes, chunk.Length);
                     }
 
                     await context.Response.Body.FlushAsync(stalled.Token);
@@ -277,6 +345,22 @@ public sealed class CaptureDownloads(
             {
                 logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User} was cut off after {Bytes} bytes: {Error}", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, e.Message);
                 await RecordCutAsync(capture, identity, user, bytes, e.Message);
+            }
+            catch (OperationCanceledException) when (lifetime.ApplicationStopping.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User} after {Bytes} bytes: {Why}", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes, ShuttingDown);
+                context.Abort();
+            }
+            catch (OperationCanceledException) when (moved.IsCancellationRequested && !ended.IsCancellationRequested && Interlocked.Read(ref bytes) > 0)
+            {
+                // A record arrived here just as another replica took the stream: this stream cannot go on from there.
+                logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User} after {Bytes} bytes: another replica took the stream; broken off at the last whole record, kubectl capture follow follows again", identity.Namespace, identity.CaptureName, identity.Pod, user, bytes);
+                context.Abort();
+            }
+            catch (OperationCanceledException) when (moved.IsCancellationRequested && !ended.IsCancellationRequested)
+            {
+                logger.LogInformation("follow of {Namespace}/{Capture} pod {Pod} by {User}: another replica took the stream before a byte arrived here; relaying it from there", identity.Namespace, identity.CaptureName, identity.Pod, user);
+                return true;
             }
             catch (LiveFeedUnavailableException e)
             {
@@ -302,6 +386,31 @@ public sealed class CaptureDownloads(
         finally
         {
             registry.Changed -= OnChanged;
+            await ended.CancelAsync();
+            await watching;
+        }
+
+        return false;
+    }
+
+    /// <summary>Every <see cref="StreamRelay.PollPeriod"/> while nothing was passed on: cancels <paramref name="moved"/> once another replica holds the stream.</summary>
+    private async Task WatchElsewhereAsync(CaptureIdentity identity, Func<bool> nothingSent, CancellationTokenSource moved, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (nothingSent())
+            {
+                await Task.Delay(StreamRelay.PollPeriod, cancellationToken);
+                if (nothingSent() && await relay!.ElsewhereAsync(identity, cancellationToken) is not null)
+                {
+                    await moved.CancelAsync();
+                    return;
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or HttpOperationException or HttpRequestException)
+        {
+            // the follow ended, or the API did not answer: it is asked again by the next follow
         }
     }
 

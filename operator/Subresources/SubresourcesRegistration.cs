@@ -2,6 +2,7 @@ using KubeCapture.Contracts;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Health;
+using KubeCapture.Operator.Ingest;
 using Microsoft.Extensions.Options;
 
 namespace KubeCapture.Operator.Subresources;
@@ -22,7 +23,33 @@ public static class SubresourcesRegistration
         builder.Services.AddSingleton<FrontProxyAuthenticator>();
         builder.Services.AddSingleton<AccessReview>();
         builder.Services.AddSingleton<CaptureDownloads>();
+        // With upload Leases (every replica ingests), a follow reaching a replica that does not hold the stream is relayed from the one that does.
+        // (AddIngestAndStorage registered UploadOwnership before, when the replicas hold upload Leases.)
+        if (builder.Services.Any(s => s.ServiceType == typeof(UploadOwnership)))
+        {
+            builder.Services.AddSingleton<StreamRelay>();
+            if (RelayUrlOf(options.Url) is { } relay)
+            {
+                builder.Services.AddSingleton(new StreamRelayAddress(relay));
+            }
+        }
+
+        builder.Services.AddSingleton<RelayCredential>();
+        builder.Services.AddSingleton<RelayedFollows>();
         return builder;
+    }
+
+    /// <summary>
+    /// Where the other replicas reach this one's live streams: the extension API's listener
+    /// (<paramref name="url"/>, Subresources:Url) at this pod's address (POD_IP, or the listener's own
+    /// address when it names one); null when neither gives an address another pod can dial.
+    /// </summary>
+    public static string? RelayUrlOf(string url)
+    {
+        var (listening, port) = HttpsEndpoints.ParseUrl(url, "Subresources:Url");
+        var address = Environment.GetEnvironmentVariable("POD_IP") is { Length: > 0 } podIp && System.Net.IPAddress.TryParse(podIp, out var pod) ? pod
+            : listening.Equals(System.Net.IPAddress.Any) || listening.Equals(System.Net.IPAddress.IPv6Any) ? null : listening;
+        return address is null ? null : new UriBuilder("https", address.ToString(), port).Uri.ToString().TrimEnd('/');
     }
 
     public static WebApplication MapSubresources(this WebApplication app)
@@ -52,6 +79,7 @@ public static class SubresourcesRegistration
                 ? context.RequestServices.GetRequiredService<CaptureDownloads>().HandleAsync(context, ns, name, subresource)
                 : SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"the server could not find the requested resource: {ExtensionApi.Resource}/{subresource} (there are {string.Join(", ", ExtensionApi.Subresources)})");
         }));
+        app.MapGet(StreamRelay.Path, OnListener(context => context.RequestServices.GetRequiredService<RelayedFollows>().ServeAsync(context)));
         return app;
     }
 

@@ -11,9 +11,13 @@ namespace KubeCapture.Operator.Tests.Chart;
 
 /// <summary>
 /// <c>helm upgrade</c> on the real kube-apiserver while a capture runs: the chart rendered again with
-/// a changed value and applied over the install, then the rollout its Deployment makes (strategy
-/// Recreate): the operator process gets SIGTERM and exits, the new pod's process starts with the
-/// upgraded Deployment's environment and a pod name of its own, and takes the Lease over.
+/// a changed value and applied over the install, then a rollout of its one operator process: it gets
+/// SIGTERM and exits, and the new pod's process starts with the upgraded Deployment's environment and a
+/// pod name of its own, and takes the Lease over. The chart's strategy with S3 is a rolling update
+/// that starts the new pod and waits for it to be ready before the old one gets SIGTERM (maxSurge 1,
+/// maxUnavailable 0); this test runs one process at a time, so it plays the harder order, with no
+/// operator for a moment (the agent holds its bytes). The rolling update with both replicas running
+/// is <see cref="ReplicasEndToEndTests"/>' TERM case.
 /// </summary>
 [Collection(ApiServerClusterCollection.Name)]
 public sealed class ChartUpgradeEndToEndTests(SubresourcesCluster cluster)
@@ -38,7 +42,7 @@ public sealed class ChartUpgradeEndToEndTests(SubresourcesCluster cluster)
         var changed = upgraded.Where(e => !before.TryGetValue(e.Key, out var old) || old != e.Value).ToDictionary();
         Assert.Equal(new Dictionary<string, string> { ["Policy__MaxDuration"] = "30m" }, changed);
 
-        // The rollout: SIGTERM first (Recreate), then the new pod; 6 packets while no operator runs, 6 after.
+        // The rollout, one process at a time: SIGTERM first, then the new pod; 6 packets while no operator runs, 6 after.
         var newPod = $"{deployment}-upgraded-{Environment.ProcessId}";
         var started = DateTime.UtcNow;
         var exit = await cluster.Operator.RollOutAsync(

@@ -121,9 +121,9 @@ public sealed class HelmChartTests
     }
 
     [Fact]
-    public void With_S3_and_two_replicas_they_prefer_different_nodes_a_rollout_adds_one_before_it_takes_one_and_a_drain_leaves_one_ingesting()
+    public void With_S3_two_replicas_by_default_prefer_different_nodes_a_rollout_adds_one_before_it_takes_one_and_a_drain_leaves_one_ingesting()
     {
-        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "replicas=2");
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000");
         Assert.True(code == 0, output);
 
         var objects = KubernetesYaml.LoadAllFromString(output);
@@ -144,14 +144,27 @@ public sealed class HelmChartTests
         // Both replicas take the same Secrets: the upload token key and the serving certificate, never a key of their own.
         Assert.Equal("kc-kubecapture-ingest-token", container.Env.Single(e => e.Name == "Ingest__TokenKeySecret").Value);
         Assert.Equal("kc-kubecapture-serving-certificate", container.Env.Single(e => e.Name == "ServingCertificate__SecretName").Value);
+        // The upload Lease timings, in the form of the leader election's.
+        Assert.Equal(("15s", "10s"), (container.Env.Single(e => e.Name == "Ingest__UploadLeaseDuration").Value, container.Env.Single(e => e.Name == "Ingest__UploadLeaseRenewDeadline").Value));
     }
 
     [Fact]
-    public void With_S3_one_replica_by_default_rolls_out_one_before_it_takes_one_and_a_drain_may_take_it()
+    public void The_upload_Lease_timings_are_values_in_the_leader_elections_form_and_a_number_without_a_unit_is_refused()
     {
-        // One until follow is relayed between replicas (issue 23 item 2): with two, a live follow
-        // served by the replica that does not hold the stream would show nothing.
-        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000");
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "ingest.uploadLease.duration=30s", "--set", "ingest.uploadLease.renewDeadline=20s");
+        Assert.True(code == 0, output);
+        var env = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env;
+        Assert.Equal(("30s", "20s"), (env.Single(e => e.Name == "Ingest__UploadLeaseDuration").Value, env.Single(e => e.Name == "Ingest__UploadLeaseRenewDeadline").Value));
+
+        var (refused, message) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set-string", "ingest.uploadLease.duration=15");
+        Assert.NotEqual(0, refused);
+        Assert.Contains("ingest.uploadLease.duration", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void With_S3_and_one_replica_it_rolls_out_one_before_it_takes_one_and_a_drain_may_take_it()
+    {
+        var (code, output) = Helm("template", "kc", Chart, "--set", "storage.endpoint=minio:9000", "--set", "replicas=1");
         Assert.True(code == 0, output);
 
         var objects = KubernetesYaml.LoadAllFromString(output);

@@ -50,6 +50,13 @@ public sealed class NetworkPolicyTests
         Assert.False(chart.Allows(AgentInPayments, chart.ServicePort("kc-kubecapture-ingest", "grpc-ingest")));
         Assert.True(chart.Allows(Prometheus, chart.ServicePort("kc-kubecapture-metrics")));
         Assert.False(chart.Allows(AgentInShop, chart.ServicePort("kc-kubecapture-metrics")));
+        // The relay of live follows between the operator's replicas: its own pods only, on the extension API's port.
+        var otherReplica = new Source(IPAddress.Parse("10.244.4.2"), chart.Policy.Metadata.NamespaceProperty, chart.PodLabels);
+        var neighbour = otherReplica with { PodLabels = new Dictionary<string, string> { ["app"] = "something-else" } };
+        Assert.True(chart.Allows(otherReplica, chart.ServicePort("kc-kubecapture-subresources")));
+        Assert.False(chart.Allows(neighbour, chart.ServicePort("kc-kubecapture-subresources")));
+        Assert.False(chart.Allows(otherReplica with { PodNamespace = "shop" }, chart.ServicePort("kc-kubecapture-subresources")));
+        Assert.False(chart.Allows(otherReplica, chart.ServicePort("kc-kubecapture-metrics")));
     }
 
     [Fact]
@@ -73,8 +80,8 @@ public sealed class NetworkPolicyTests
     }
 }
 
-/// <summary>Where a connection comes from: an address, and the namespace of the pod it is (null: no pod, e.g. the control plane).</summary>
-public sealed record Source(IPAddress Address, string? PodNamespace);
+/// <summary>Where a connection comes from: an address, and the namespace and labels of the pod it is (null: no pod, e.g. the control plane).</summary>
+public sealed record Source(IPAddress Address, string? PodNamespace, IDictionary<string, string>? PodLabels = null);
 
 /// <summary>
 /// Whether a NetworkPolicy admits a connection to the operator's pod, by the rules of
@@ -86,6 +93,9 @@ public sealed record Source(IPAddress Address, string? PodNamespace);
 public sealed class NetworkPolicyRules(V1NetworkPolicy policy, V1Deployment deployment, IReadOnlyList<V1Service> services)
 {
     public V1NetworkPolicy Policy => policy;
+
+    /// <summary>The labels of the operator's pods.</summary>
+    public IDictionary<string, string> PodLabels => deployment.Spec.Template.Metadata.Labels;
 
     /// <summary>The container port a Service's port (the named one, or its only one) reaches.</summary>
     public int ServicePort(string service, string? port = null)
@@ -132,14 +142,10 @@ public sealed class NetworkPolicyRules(V1NetworkPolicy policy, V1Deployment depl
             return false; // selectors name pods only
         }
 
-        if (peer.PodSelector is { } pods && (pods.MatchLabels is { Count: > 0 } || pods.MatchExpressions is { Count: > 0 }))
-        {
-            throw new NotSupportedException("a peer that selects pods by their labels: these sources carry none");
-        }
-
-        // A namespaceSelector names namespaces by their labels; a podSelector alone, pods of the policy's own namespace.
+        // A namespaceSelector names namespaces by their labels; a podSelector alone, pods of the policy's own namespace; a podSelector, pods by their labels.
         var namespaceLabels = new Dictionary<string, string> { ["kubernetes.io/metadata.name"] = source.PodNamespace };
-        return peer.NamespaceSelector is { } selector ? Matches(selector, namespaceLabels) : source.PodNamespace == policy.Metadata.NamespaceProperty;
+        var inNamespace = peer.NamespaceSelector is { } selector ? Matches(selector, namespaceLabels) : source.PodNamespace == policy.Metadata.NamespaceProperty;
+        return inNamespace && (peer.PodSelector is not { } pods || Matches(pods, source.PodLabels ?? new Dictionary<string, string>()));
     }
 
     private static bool Matches(V1LabelSelector selector, IDictionary<string, string> labels) =>

@@ -10,6 +10,7 @@ using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Operator.Tests.Tracing;
 using KubeCapture.Testing.Containers;
 using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Processes;
 using KubeCapture.Testing.S3;
 using Minio;
 using Minio.DataModel.Args;
@@ -176,6 +177,62 @@ public class ApiServerCluster : IAsyncLifetime
             {
                 throw new TimeoutException($"kube-apiserver could not call the admission webhooks within 60 s: {e.Response.Content}\n{OperatorLog()}");
             }
+        }
+    }
+
+    /// <summary>The chart's Service of the extension API subresources.kubecapture.io.</summary>
+    public static string SubresourcesServiceName => $"{KubeCaptureInstall.Release}-kubecapture-subresources";
+
+    /// <summary><c>kubectl get --raw PATH &gt; FILE</c> as <paramref name="token"/>'s user: exit code, stderr, the file.</summary>
+    public async Task<(int ExitCode, string Stderr, string File)> KubectlRawAsync(string token, string path)
+    {
+        var (done, file) = StartKubectlRaw(token, path);
+        var (exitCode, stderr) = await done;
+        return (exitCode, stderr, file);
+    }
+
+    /// <summary>Starts <c>kubectl get --raw PATH &gt; FILE</c> (kubectl writes the body as it arrives): when it is done, and the file.</summary>
+    public (Task<(int ExitCode, string Stderr)> Done, string File) StartKubectlRaw(string token, string path)
+    {
+        var file = Path.Combine(WorkDirectory, Guid.NewGuid().ToString("N") + ".out");
+        var kubeconfig = Install.Server.WriteKubeconfig(token, "raw-" + Guid.NewGuid().ToString("N")[..8]);
+        return (RunAsync(), file);
+
+        async Task<(int, string)> RunAsync()
+        {
+            var result = await HostCommand.RunAsync("sh", ["-c", "exec \"$0\" --kubeconfig \"$1\" get --raw \"$2\" > \"$3\"", Tools.Kubectl, kubeconfig, path, file], TimeSpan.FromSeconds(90));
+            return (result.ExitCode, result.Stderr);
+        }
+    }
+
+    /// <summary>The operator's settings that serve the extension API on <paramref name="port"/> of the node address, as the chart's APIService and Service reach it.</summary>
+    protected void ServeSubresources(Dictionary<string, string> settings, int port)
+    {
+        settings["Subresources:Enabled"] = "true";
+        settings["Subresources:Url"] = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"https://{HttpsAddress}:{port}");
+        settings["ServingCertificate:DnsNames:1"] = $"{SubresourcesServiceName}.{KubeCaptureInstall.Namespace}.svc";
+        settings["ServingCertificate:ApiServices:0"] = OperatorPermissions.SubresourcesApiService;
+    }
+
+    /// <summary>Until kube-apiserver finds the APIService Available (the operator published its CA and answers discovery).</summary>
+    protected async Task WaitForSubresourcesAsync()
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            var apiService = await Admin.ApiregistrationV1.ReadAPIServiceAsync(OperatorPermissions.SubresourcesApiService);
+            var available = apiService.Status?.Conditions?.FirstOrDefault(c => c.Type == "Available");
+            if (available?.Status == "True")
+            {
+                return;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"the APIService did not become Available: {available?.Reason}: {available?.Message}\n{OperatorLog()}");
+            }
+
+            await Task.Delay(250);
         }
     }
 
@@ -365,9 +422,12 @@ public class OwnApiServerCluster : ApiServerCluster
         }
     }
 
+    /// <summary>The chart's values this cluster installs with (helm --set), beyond the defaults.</summary>
+    protected virtual string[] HelmSet => [];
+
     protected override async Task<KubeCaptureInstall> InstallAsync()
     {
         server = await KubeApiServer.StartAsync();
-        return await KubeCaptureInstall.InstallAsync(server);
+        return await KubeCaptureInstall.InstallAsync(server, HelmSet);
     }
 }

@@ -3,8 +3,10 @@ using k8s;
 using KubeCapture.Contracts;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Ingest;
+using KubeCapture.Operator.Subresources;
 using KubeCapture.Operator.Tests.Ingest;
 using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Pcap;
 using KubeCapture.Testing.Processes;
 using KubeCapture.Testing.S3;
 using Minio;
@@ -19,6 +21,8 @@ namespace KubeCapture.Operator.Tests.EndToEnd;
 /// Service's port, which nftables DNATs to one replica's port in the node's namespace, as kube-proxy
 /// does for a Service's endpoint (the pod's source address is kept, so the ingest's binding to the
 /// pod address holds). Moving the rule is what kube-proxy does when an endpoint goes.
+/// Both serve the extension API, each on a port of its own; the chart's subresources Service has
+/// hand-written Endpoints naming one replica's port, the one kube-apiserver's aggregation reaches.
 /// </summary>
 public sealed class TwoReplicaCluster : OwnApiServerCluster
 {
@@ -32,12 +36,18 @@ public sealed class TwoReplicaCluster : OwnApiServerCluster
 
     public int PortB { get; } = S3rverFixture.FreeTcpPort();
 
+    public int ExtensionPortA { get; } = S3rverFixture.FreeTcpPort();
+
+    public int ExtensionPortB { get; } = S3rverFixture.FreeTcpPort();
+
     public OperatorHost ReplicaB { get; private set; } = null!;
 
     /// <summary>The replica the Service sends new connections to.</summary>
     public string Endpoint { get; private set; } = "replica-a";
 
     public OperatorHost Replica(string name) => name == "replica-a" ? Operator : ReplicaB;
+
+    protected override string[] HelmSet => ["ingest.uploadLease.duration=6s", "ingest.uploadLease.renewDeadline=4s"];
 
     protected override Task ConfigureAsync(Dictionary<string, string> settings)
     {
@@ -47,8 +57,10 @@ public sealed class TwoReplicaCluster : OwnApiServerCluster
         settings["Kestrel:Endpoints:Ingest:Url"] = $"https://{address}:{PortA}";
         settings["LeaderElection:Identity"] = "replica-a";
         settings["LeaderElection:LeaseName"] = "kubecapture-operator";
-        settings["Ingest:UploadLeaseDuration"] = "00:00:06"; // as the fixture's leader Lease: 6 s, renewed within 4 s
-        settings["Ingest:UploadLeaseRenewDeadline"] = "00:00:04";
+        // The upload Lease timings as the chart renders them (set as the fixture's leader Lease: 6 s, renewed within 4 s).
+        settings["Ingest:UploadLeaseDuration"] = Install.OperatorSettings["Ingest:UploadLeaseDuration"];
+        settings["Ingest:UploadLeaseRenewDeadline"] = Install.OperatorSettings["Ingest:UploadLeaseRenewDeadline"];
+        ServeSubresources(settings, ExtensionPortA);
         settingsA = settings;
         return Task.CompletedTask;
     }
@@ -60,10 +72,17 @@ public sealed class TwoReplicaCluster : OwnApiServerCluster
         {
             ["Kestrel:Endpoints:Ingest:Url"] = $"https://{address}:{PortB}",
             ["LeaderElection:Identity"] = "replica-b",
+            ["Subresources:Url"] = string.Create(CultureInfo.InvariantCulture, $"https://{HttpsAddress}:{ExtensionPortB}"),
             ["Admission:Url"] = string.Create(CultureInfo.InvariantCulture, $"https://{HttpsAddress}:{S3rverFixture.FreeTcpPort()}"),
         };
         ReplicaB = await OperatorHost.StartProcessAsync(settings, new Dictionary<string, string> { ["KUBECONFIG"] = Install.OperatorKubeconfig, ["POD_NAME"] = "replica-b" });
+        await PointSubresourcesToAsync("replica-a");
+        await WaitForSubresourcesAsync();
     }
+
+    /// <summary>kube-apiserver's aggregation reaches <paramref name="replica"/>'s extension API (the Endpoints of the chart's subresources Service).</summary>
+    public Task PointSubresourcesToAsync(string replica) =>
+        PointServiceAsync(SubresourcesServiceName, "https", replica == "replica-a" ? ExtensionPortA : ExtensionPortB);
 
     /// <summary>New connections to the Service's port go to <paramref name="replica"/> (existing ones keep their conntrack entry, as with kube-proxy).</summary>
     public async Task PointServiceToAsync(string replica)
@@ -99,7 +118,9 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
     /// KILL: the replica dies as an OOM kill does (no shutdown, no Lease released): the other takes the
     /// target once its upload Lease went silent. TERM: a rolling update's step (the new pod is ready,
     /// the old one gets SIGTERM): the old replica ends its streams and deletes their Leases first, so
-    /// the agent's resume is never refused.
+    /// the agent's resume is never refused. A live follow through the other replica, relayed from the
+    /// holder, breaks off at its last whole record when the holder goes (a valid pcap, the stored
+    /// one's first bytes), and a follow again streams from the replica the agent resumed on.
     /// </summary>
     [SkippableTheory]
     [InlineData("KILL")]
@@ -112,9 +133,14 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         var other = holder == "replica-a" ? "replica-b" : "replica-a";
         var created = await cluster.StartCaptureAsync(ns, "through-a-death", PacketCaptureEndToEndTests.Icmp("a replica dies", "api", maxPackets: 30, duration: "5m"), Long);
         var target = new CaptureIdentity(created.Metadata.Uid, ns, "through-a-death", "api");
-        pod.PingFromClient(5); // 10 packets to the holder
+        await cluster.PointSubresourcesToAsync(other);
         await WaitForUploadHolderAsync(target, holder);
+        var path = Subresources.SubresourcesCluster.PathOf(ns, "through-a-death", "follow");
+        var (follow, followed) = cluster.StartKubectlRaw(cluster.Install.Server.AdminToken, path);
+        await WaitUntilAsync(() => Task.FromResult(ReplicaOutput(holder).Contains($"relaying the live stream of {ns}/through-a-death pod api to replica {other}", StringComparison.Ordinal)), $"{holder} relays the stream to {other}");
+        pod.PingFromClient(5); // 10 packets to the holder
         await cluster.Admin.WaitForPacketCaptureAsync(ns, "through-a-death", c => c.Status?.Targets.SingleOrDefault()?.Packets >= 10, Long);
+        await WaitUntilAsync(() => Task.FromResult(File.Exists(followed) && new FileInfo(followed).Length > 24), "the follower has a record relayed from the holder");
 
         // kube-proxy drops the going replica's endpoint; then it gets the signal.
         await cluster.PointServiceToAsync(other);
@@ -129,16 +155,30 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
             Assert.Equal(0, await going.Process.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         }
 
+        // The relayed follow breaks off at its last whole record, as at kube-apiserver's request timeout.
+        var (brokenExit, brokenError) = await follow;
+        Assert.True(brokenExit != 0, $"kubectl get --raw .../follow exited 0 when the holder went: {brokenError}");
+        Assert.Contains($"replica {holder} went away mid-relay after", ReplicaOutput(other), StringComparison.Ordinal);
         pod.PingFromClient(5); // 10 packets while the agent resumes on the other replica
         await WaitForUploadHolderAsync(target, other);
+        // Following again (as kubectl capture follow does) streams from the replica the agent resumed on.
+        var (again, followedAgain) = cluster.StartKubectlRaw(cluster.Install.Server.AdminToken, path);
+        await WaitUntilAsync(() => Task.FromResult(ReplicaOutput(other).Split('\n').Any(l => l.Contains($"follow of {ns}/through-a-death pod api by admin", StringComparison.Ordinal) && l.EndsWith(": following this replica's ingest", StringComparison.Ordinal))), $"the second follow reached {other}'s ingest");
         pod.PingFromClient(5);
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "through-a-death", CapturePhase.Succeeded, Long);
+        var (againExit, againError) = await again;
 
         var stored = Assert.Single(done.Status!.Targets);
         Assert.Equal((30L, "count"), (stored.Packets, stored.StopReason));
         var downloaded = await cluster.DownloadAsync(stored.Artifact!);
         Assert.Equal(Evidence.Sha256Of(downloaded), stored.Artifact!.Sha256);
         Assert.Equal(30, Evidence.TcpdumpLines(downloaded).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)));
+        // What the broken follow wrote is the stored pcap's beginning, whole records only (tcpdump reads it to the end), the first 10 packets at least.
+        var brokenOff = await File.ReadAllBytesAsync(followed);
+        Assert.Equal((await File.ReadAllBytesAsync(downloaded))[..brokenOff.Length], brokenOff);
+        Assert.InRange(Evidence.TcpdumpLines(followed).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)), 10, 30);
+        Assert.True(againExit == 0, $"the second follow exited {againExit}: {againError}");
+        Assert.InRange(Evidence.TcpdumpLines(followedAgain).Count(l => l.Contains("ICMP echo", StringComparison.Ordinal)), 10, 30);
         var key = stored.Artifact.Uri[$"s3://{cluster.S3.Bucket}/".Length..];
         Assert.Equal([key], (await ObjectKeysAsync(key[..(key.LastIndexOf('/') + 1)])).Where(k => k.EndsWith(".pcap", StringComparison.Ordinal)));
         Assert.Single(AuditLines(created.Metadata.Uid), l => l.Contains("\"event\":\"stored\"", StringComparison.Ordinal));
@@ -174,6 +214,89 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         Assert.DoesNotContain($"{ns}/split pod api: agent connected", ReplicaOutput(leader!), StringComparison.Ordinal);
         // The stream ended: its upload Lease is gone.
         await WaitUntilAsync(async () => await HolderAsync(target) is null, "the upload Lease deleted after the stream");
+    }
+
+    /// <summary>
+    /// kube-apiserver's aggregation reaches the replica that does not hold the stream: it relays the
+    /// holder's live stream (HTTPS, the replica credential), and what <c>kubectl get --raw .../follow</c>
+    /// wrote is the stored pcap byte for byte, every packet in it by tshark's reading; the finished
+    /// capture downloads through the same replica from storage.
+    /// </summary>
+    [SkippableFact]
+    public async Task Follow_through_the_replica_that_does_not_hold_the_stream_is_relayed_from_the_holder_byte_for_byte_and_the_pcap_downloads_there_too()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-ha-relay");
+        var pod = await cluster.StartPodAsync(ns, "api");
+        var holder = cluster.Endpoint;
+        var other = holder == "replica-a" ? "replica-b" : "replica-a";
+        await cluster.PointSubresourcesToAsync(other);
+        var created = await cluster.StartCaptureAsync(ns, "relayed", PacketCaptureEndToEndTests.Icmp("followed through the other replica", "api", maxPackets: 20, duration: "5m"), Long);
+        var target = new CaptureIdentity(created.Metadata.Uid, ns, "relayed", "api");
+        await WaitForUploadHolderAsync(target, holder);
+
+        var follow = cluster.KubectlRawAsync(cluster.Install.Server.AdminToken, Subresources.SubresourcesCluster.PathOf(ns, "relayed", "follow"));
+        await WaitUntilAsync(() => Task.FromResult(ReplicaOutput(holder).Contains($"relaying the live stream of {ns}/relayed pod api to replica {other}", StringComparison.Ordinal)), $"{holder} relays the stream to {other}");
+        pod.PingFromClient(10); // 20 packets, the capture's count
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "relayed", CapturePhase.Succeeded, Long);
+        var (exit, stderr, followed) = await follow;
+
+        Assert.True(exit == 0, $"kubectl get --raw .../follow exited {exit}: {stderr}");
+        var stored = Assert.Single(done.Status!.Targets);
+        var downloaded = await cluster.DownloadAsync(stored.Artifact!);
+        Assert.Equal(await File.ReadAllBytesAsync(downloaded), await File.ReadAllBytesAsync(followed));
+        Assert.Equal(20, (await Tshark.FieldsAsync(followed, ["icmp.type"], "icmp")).Count);
+        Assert.Contains($"{ns}/relayed pod api by admin", ReplicaOutput(other), StringComparison.Ordinal);
+        Assert.Contains($"relaying the live stream from replica {holder}", ReplicaOutput(other), StringComparison.Ordinal);
+
+        var (downloadExit, downloadError, pcap) = await cluster.KubectlRawAsync(cluster.Install.Server.AdminToken, Subresources.SubresourcesCluster.PathOf(ns, "relayed", "pcap"));
+        Assert.True(downloadExit == 0, $"kubectl get --raw .../pcap exited {downloadExit}: {downloadError}");
+        Assert.Equal(stored.Artifact!.Sha256, Evidence.Sha256Of(pcap));
+        Assert.Contains($"downloaded the pcap of {ns}/relayed pod api", ReplicaOutput(other), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The relay endpoint serves a pcap only to a replica: a request with no credential, a bearer
+    /// token, or a credential under another key is refused 401 (JSON Status, logged); the credential
+    /// derived from the token key Secret the replicas share gets the live pcap.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_relay_request_without_the_replica_credential_is_refused_and_one_with_it_gets_the_live_pcap()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-ha-peer");
+        var pod = await cluster.StartPodAsync(ns, "api");
+        var holder = cluster.Endpoint;
+        var created = await cluster.StartCaptureAsync(ns, "peer", PacketCaptureEndToEndTests.Icmp("relay credential", "api", maxPackets: 4, duration: "5m"), Long);
+        var target = new CaptureIdentity(created.Metadata.Uid, ns, "peer", "api");
+        await WaitForUploadHolderAsync(target, holder);
+        var port = holder == "replica-a" ? cluster.ExtensionPortA : cluster.ExtensionPortB;
+        var url = $"https://{cluster.HttpsAddress}:{port}{StreamRelay.Path}?uid={target.CaptureUid}&namespace={ns}&name=peer&pod=api&follower=mallory&replica=replica-x";
+        var secret = await cluster.Admin.CoreV1.ReadNamespacedSecretAsync(cluster.Install.OperatorSettings["Ingest:TokenKeySecret"], KubeCaptureInstall.Namespace);
+        var replicaCredential = new RelayCredential(IngestTokenKeys.Of(secret.Data[IngestTokenKeySecret.CurrentEntry], "the Secret"));
+        var otherKey = new RelayCredential(IngestTokenKeys.Of(System.Text.Encoding.UTF8.GetBytes("not the replicas' key"), "a guess"));
+        using var http = new HttpClient(new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator }) { Timeout = TimeSpan.FromSeconds(60) };
+
+        foreach (var authorization in new string?[] { null, $"Bearer {cluster.Install.Server.AdminToken}", otherKey.For(target, "mallory", "replica-x") })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, url);
+            if (authorization is not null)
+            {
+                request.Headers.TryAddWithoutValidation("Authorization", authorization);
+            }
+
+            using var refused = await http.SendAsync(request);
+            Assert.Equal((System.Net.HttpStatusCode.Unauthorized, "application/json"), (refused.StatusCode, refused.Content.Headers.ContentType?.MediaType));
+            Assert.Contains("no valid replica credential", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.Contains($"refused a relay of {ns}/peer pod api", ReplicaOutput(holder), StringComparison.Ordinal);
+        using var granted = new HttpRequestMessage(HttpMethod.Get, url);
+        granted.Headers.TryAddWithoutValidation("Authorization", replicaCredential.For(target, "mallory", "replica-x"));
+        using var relayed = await http.SendAsync(granted, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal(System.Net.HttpStatusCode.OK, relayed.StatusCode);
+        pod.PingFromClient(2); // 4 packets: the capture ends, and the relayed stream with it
+        var body = await relayed.Content.ReadAsByteArrayAsync();
+        Assert.Equal(0xa1b2c3d4u, System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(body));
+        await cluster.Admin.WaitForPhaseAsync(ns, "peer", CapturePhase.Succeeded, Long);
     }
 
     private string ReplicaOutput(string replica) => replica == "replica-a" ? cluster.Operator.PreviousOutput + cluster.Operator.Output : cluster.ReplicaB.Output;

@@ -48,6 +48,14 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         var container = Assert.Single(pod.Status.ContainerStatuses);
         Assert.Equal((cluster.Node.NodeName, RealNodeCluster.OperatorImage, true), (pod.Spec.NodeName, container.Image, container.Ready));
         Assert.NotNull(container.State.Running);
+        // The chart's two replicas, both on the one node (their anti-affinity is preferred, never required).
+        var replicas = await RealNodeCluster.WaitForAsync("both operator replicas Ready", async () =>
+        {
+            var pods = (await cluster.Admin.CoreV1.ListNamespacedPodAsync(RealNodeCluster.Namespace, labelSelector: $"app.kubernetes.io/instance={RealNodeCluster.Release}")).Items
+                .Where(p => p.Metadata.DeletionTimestamp is null && p.Status?.Conditions?.Any(c => c.Type == "Ready" && c.Status == "True") == true).ToList();
+            return pods.Count == 2 ? pods : null;
+        });
+        Assert.All(replicas, p => Assert.Equal(cluster.Node.NodeName, p.Spec.NodeName));
         Assert.Contains("Available", apiService.Status.Conditions.Where(c => c.Status == "True").Select(c => c.Type));
         Assert.Equal(authority, Pem(apiService.Spec.CaBundle));
         Assert.All(mutating.Webhooks, w => Assert.Equal(authority, Pem(w.ClientConfig.CaBundle)));
@@ -359,10 +367,12 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
 
     /// <summary>
     /// An 18-packet ICMP capture of a web pod while <paramref name="replace"/> takes the operator pod
-    /// away: 6 packets streamed to the old operator, 6 while the agent has none (it keeps them), 6
-    /// once the Deployment's new pod serves. Then the capture must have Succeeded with all 18 stored
-    /// once, by the new operator, from one capture container, with exactly the configuration the
-    /// chart renders (the upload token key from its Secret: nothing injected).
+    /// holding its stream away: 6 packets streamed to it, 6 while the agent has none to stream to (it
+    /// keeps them until the other replica takes the target: at once after a graceful stop, once the
+    /// upload Lease went silent after a kill), 6 once the replacement serves. Then the capture must
+    /// have Succeeded with all 18 stored once, from one capture container, with exactly the
+    /// configuration the chart renders (the upload token key from its Secret: nothing injected), and a
+    /// running replica leads.
     /// </summary>
     private async Task<Replaced> CaptureWhileTheOperatorIsReplacedAsync(string prefix, Func<V1Pod, Task> replace, Func<V1Pod, Task<V1Pod>>? replacedBy = null)
     {
@@ -382,6 +392,9 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         await cluster.WaitUntilListeningAsync(ns, web.Metadata.Name, container);
         (await cluster.PingAsync(ns, web.Status.PodIP, 3)).EnsureSuccess();
         await cluster.Admin.WaitForPacketCaptureAsync(ns, "across", c => c.Status?.Targets.SingleOrDefault()?.Packets >= 6, Long);
+        // Of the chart's two replicas, the one holding the stream (its upload Lease names the pod) goes; the agent resumes on the other or the new pod.
+        var upload = await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync(UploadOwnership.LeaseNameOf(new CaptureIdentity(created.Metadata.Uid, ns, "across", web.Metadata.Name)), RealNodeCluster.Namespace);
+        old = await cluster.Admin.CoreV1.ReadNamespacedPodAsync(upload.Spec.HolderIdentity, RealNodeCluster.Namespace);
 
         await replace(old);
         (await cluster.PingAsync(ns, web.Status.PodIP, 3)).EnsureSuccess(); // the agent keeps what no operator acknowledged
@@ -398,8 +411,11 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         var pod = await cluster.WaitForCaptureContainerExitAsync(ns, web.Metadata.Name, container);
         Assert.Equal(container, Assert.Single(pod.Spec.EphemeralContainers).Name);
         Assert.Equal(0, pod.Status.EphemeralContainerStatuses.Single().State.Terminated.ExitCode);
+        // A replica running now leads (the one that stayed, or the one that replaced the old one).
         var lease = await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", RealNodeCluster.Namespace);
-        Assert.Equal(replacement.Metadata.Name, lease.Spec.HolderIdentity);
+        var running = (await cluster.Admin.CoreV1.ListNamespacedPodAsync(RealNodeCluster.Namespace, labelSelector: $"app.kubernetes.io/instance={RealNodeCluster.Release}")).Items
+            .Where(p => p.Metadata.DeletionTimestamp is null).Select(p => p.Metadata.Name);
+        Assert.Contains(lease.Spec.HolderIdentity, running);
         return new Replaced(ns, web.Metadata.Name, old, replacement);
     }
 

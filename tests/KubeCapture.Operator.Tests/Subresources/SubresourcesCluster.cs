@@ -26,7 +26,7 @@ public sealed class SubresourcesCluster : ApiServerCluster
 
     public int ExtensionPort { get; } = S3rverFixture.FreeTcpPort();
 
-    public string ServiceName => $"{KubeCaptureInstall.Release}-kubecapture-subresources";
+    public string ServiceName => SubresourcesServiceName;
 
     /// <summary>The path of a capture's subresource through kube-apiserver.</summary>
     public static string PathOf(string ns, string name, string subresource, string? pod = null) =>
@@ -45,15 +45,6 @@ public sealed class SubresourcesCluster : ApiServerCluster
         }
 
         return await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
-    }
-
-    /// <summary><c>kubectl get --raw PATH &gt; FILE</c> as <paramref name="token"/>'s user: exit code, stderr, the file.</summary>
-    public async Task<(int ExitCode, string Stderr, string File)> KubectlRawAsync(string token, string path)
-    {
-        var file = Path.Combine(WorkDirectory, Guid.NewGuid().ToString("N") + ".out");
-        var kubeconfig = Install.Server.WriteKubeconfig(token, "raw-" + Guid.NewGuid().ToString("N")[..8]);
-        var result = await HostCommand.RunAsync("sh", ["-c", "exec \"$0\" --kubeconfig \"$1\" get --raw \"$2\" > \"$3\"", Tools.Kubectl, kubeconfig, path, file], TimeSpan.FromSeconds(90));
-        return (result.ExitCode, result.Stderr, file);
     }
 
     /// <summary>Starts <c>kubectl get --raw PATH | tcpdump -nn -l -r -</c> writing tcpdump's lines to a file as they come.</summary>
@@ -86,10 +77,7 @@ public sealed class SubresourcesCluster : ApiServerCluster
 
     protected override Task ConfigureAsync(Dictionary<string, string> settings)
     {
-        settings["Subresources:Enabled"] = "true";
-        settings["Subresources:Url"] = string.Create(CultureInfo.InvariantCulture, $"https://{ExtensionAddress}:{ExtensionPort}");
-        settings["ServingCertificate:DnsNames:1"] = $"{ServiceName}.{KubeCaptureInstall.Namespace}.svc";
-        settings["ServingCertificate:ApiServices:0"] = OperatorPermissions.SubresourcesApiService;
+        ServeSubresources(settings, ExtensionPort);
         settings["Storage:SweepInterval"] = "00:00:01"; // retention runs while the tests wait for it
         return Task.CompletedTask;
     }
@@ -97,22 +85,6 @@ public sealed class SubresourcesCluster : ApiServerCluster
     protected override async Task StartedAsync()
     {
         await PointServiceAsync(ServiceName, "https", ExtensionPort);
-        var deadline = DateTime.UtcNow.AddSeconds(60);
-        while (true)
-        {
-            var apiService = await Admin.ApiregistrationV1.ReadAPIServiceAsync(OperatorPermissions.SubresourcesApiService);
-            var available = apiService.Status?.Conditions?.FirstOrDefault(c => c.Type == "Available");
-            if (available?.Status == "True")
-            {
-                return;
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"the APIService did not become Available: {available?.Reason}: {available?.Message}\n{OperatorLog()}");
-            }
-
-            await Task.Delay(250);
-        }
+        await WaitForSubresourcesAsync();
     }
 }
