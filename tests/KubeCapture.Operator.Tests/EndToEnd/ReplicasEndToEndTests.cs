@@ -289,10 +289,19 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         }
 
         Assert.Contains($"refused a relay of {ns}/peer pod api", ReplicaOutput(holder), StringComparison.Ordinal);
-        using var granted = new HttpRequestMessage(HttpMethod.Get, url);
-        granted.Headers.TryAddWithoutValidation("Authorization", replicaCredential.For(target, "mallory", "replica-x"));
-        using var relayed = await http.SendAsync(granted, HttpCompletionOption.ResponseHeadersRead);
-        Assert.Equal(System.Net.HttpStatusCode.OK, relayed.StatusCode);
+        // The holder takes the upload Lease at Open a moment before its stream is published: until then it
+        // answers 409 (look again), which the relaying replica retries every second; so does this test.
+        HttpResponseMessage? relayed = null;
+        await WaitUntilAsync(async () =>
+        {
+            using var granted = new HttpRequestMessage(HttpMethod.Get, url);
+            granted.Headers.TryAddWithoutValidation("Authorization", replicaCredential.For(target, "mallory", "replica-x"));
+            relayed?.Dispose();
+            relayed = await http.SendAsync(granted, HttpCompletionOption.ResponseHeadersRead);
+            return relayed.StatusCode != System.Net.HttpStatusCode.Conflict;
+        }, $"{holder} streams the target");
+        using var _ = relayed!;
+        Assert.Equal(System.Net.HttpStatusCode.OK, relayed!.StatusCode);
         pod.PingFromClient(2); // 4 packets: the capture ends, and the relayed stream with it
         var body = await relayed.Content.ReadAsByteArrayAsync();
         Assert.Equal(0xa1b2c3d4u, System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(body));
