@@ -6,9 +6,10 @@
 # The S3 is Ceph RADOS Gateway (the tests' CephRgwFixture: one monitor, one memstore OSD, radosgw), or
 # s3rver with STORE=s3rver. Each path gets a fresh server (a server that already holds the earlier
 # paths' gigabytes is measurably slower: memstore). The operator is warmed up first until its JIT is
-# done, as in a long-running operator (bench/IngestBench/OperatorWarmUp.cs: uploads of up to 128 MiB
-# until two in a row cost the same CPU), and the other paths' servers are first given the same
-# amount of untimed PUTs, so every timed GiB lands on a server holding as much.
+# done, as in a long-running operator (bench/IngestBench/OperatorWarmUp.cs: uploads of up to 64 MiB
+# until one compiles under 2 % of the methods the first did, as the runtime's perf map tells), and
+# the other paths' servers are first given the same amount of untimed PUTs, so every timed GiB lands
+# on a server holding as much.
 # CPU seconds per GiB are measured over each timed transfer alone: the client (in-process), the
 # operator and the S3 server's processes (/proc).
 # Usage: bash bench/ingest-bench.sh [BYTES] (default 1 GiB)
@@ -33,7 +34,7 @@ stop_s3() {
   [[ -z $server_pid ]] || while kill -0 "$server_pid" 2>/dev/null; do sleep 0.1; done # serve-rgw stops Ceph when its stdin closes
   server_pid=""
 }
-cleanup() { [[ -z $operator ]] || kill "$operator" 2>/dev/null || true; stop_s3; }
+cleanup() { [[ -z $operator ]] || { kill "$operator" 2>/dev/null; rm -f "/tmp/perf-$operator.map"; } || true; stop_s3; }
 trap cleanup EXIT
 
 # start_s3 NAME: a fresh server; sets endpoint bucket access secret s3 server_pid, and server_pids() lists its processes
@@ -66,7 +67,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 
 start_s3 ingest
 http_port=$(free_port) ingest_port=$(free_port)
-dotnet exec operator/bin/Release/net10.0/kubecapture-operator.dll \
+DOTNET_PerfMapEnabled=3 dotnet exec operator/bin/Release/net10.0/kubecapture-operator.dll \
   "--Kestrel:Endpoints:Http:Url=http://127.0.0.1:$http_port" "--Kestrel:Endpoints:Ingest:Url=http://127.0.0.1:$ingest_port" \
   "--Storage:S3:Endpoint=$endpoint" "--Storage:S3:Bucket=$bucket" "--Storage:S3:AccessKey=$access" "--Storage:S3:SecretKey=$secret" \
   "--Storage:PartSize=$part" "--Storage:PartsInFlight=$in_flight" --Reconciler:Enabled=false --Ingest:TokenSecret=bench --Ingest:Tls=false --Ingest:BindToPodAddress=false \
@@ -74,7 +75,7 @@ dotnet exec operator/bin/Release/net10.0/kubecapture-operator.dll \
 operator=$!
 until curl -s -o /dev/null "http://127.0.0.1:$http_port/healthz"; do sleep 0.1; done
 idle_kib=$(awk '/VmHWM/ {print $2}' "/proc/$operator/status")
-warm_round=$((size < (128 << 20) ? size : (128 << 20)))
+warm_round=$((size < (64 << 20) ? size : (64 << 20)))
 "${bench[@]}" upload "http://127.0.0.1:$ingest_port" bench "$size" "$operator" "$(server_pids)" "$warm_round" >"$work/ingest.out" 2>"$work/warm-up.log" ||
   { cat "$work/warm-up.log"; echo "the upload through the ingest failed (operator log: $work/operator.log)"; exit 1; }
 read -r ingest_s sent_s uri sha ingest_client ingest_operator ingest_server warmed <"$work/ingest.out"
@@ -82,6 +83,7 @@ peak_kib=$(awk '/VmHWM/ {print $2}' "/proc/$operator/status")
 [[ $sha == "$expected" ]] || { cat "$work/warm-up.log"; echo "the client sent ${sha:-nothing}, expected $expected"; exit 1; }
 verify "${uri#s3://"$bucket"/}"
 kill "$operator" && wait "$operator" || true
+rm -f "/tmp/perf-$operator.map"
 operator=""
 stop_s3
 
@@ -108,8 +110,8 @@ printf 'store %s; bytes %d (%.0f MiB), part size %d, parts in flight %d; %d core
 row "plain PUT (one signed PUT)" "$put_s" "$put_client" 0 "$put_server"
 row "bare multipart (no ingest)" "$multipart_s" "$multipart_client" 0 "$multipart_server"
 row "ingest (gRPC -> operator -> S3)" "$ingest_s" "$ingest_client" "$ingest_operator" "$ingest_server"
-printf 'ingest: all bytes sent after %.2f s; operator warmed up with %d MiB first (%s), every server holding as much before its timed transfer\n' \
-  "$sent_s" $((warmed >> 20)) "$(awk '/round/ {r[++n] = $(NF - 2)} END {printf "%d rounds, the first %s CPU s, the last %s", n, r[1], r[n]}' "$work/warm-up.log")"
+printf 'ingest: all bytes sent after %.2f s; operator warmed up with %d MiB first (%s CPU s), every server holding as much before its timed transfer\n' \
+  "$sent_s" $((warmed >> 20)) "$(awk '/round/ {r[++n] = $(NF - 2)} END {printf "%d rounds, the first %s, the last %s", n, r[1], r[n]}' "$work/warm-up.log")"
 printf 'ratio ingest / plain PUT: time %.2f; CPU end to end %.2f (the PUT'"'"'s client + S3 server over the ingest'"'"'s client + operator + S3 server)\n' \
   "$(echo "$put_s / $ingest_s" | bc -l)" "$(echo "($put_client + $put_server) / ($ingest_client + $ingest_operator + $ingest_server)" | bc -l)"
 printf '                          the operator'"'"'s CPU beside the PUT client'"'"'s: %.2f (%.2f / %.2f CPU s per GiB)\n' \

@@ -19,8 +19,9 @@ namespace KubeCapture.Bench;
 ///                                               agent does; prints seconds, seconds until all was sent, the stored
 ///                                               URI, the SHA-256, the CPU seconds of this client, of the operator and
 ///                                               of the S3 server over the timed upload, and the bytes the warm-up sent
-///        IngestBench fleet URLS SECRET SIZE N OPERATOR_PIDS SERVER_PIDS
-///                                               warms each operator up, then N captures at once, SIZE bytes each,
+///        IngestBench fleet URLS SECRET SIZE N OPERATOR_PIDS SERVER_PIDS WARMUP
+///                                               warms each operator up (rounds of WARMUP bytes; 0: no warm-up, the
+///                                               operators are warm already), then N captures at once, SIZE bytes each,
 ///                                               split in turn between the ingests URLS (comma-separated; one
 ///                                               operator process each, OPERATOR_PIDS in the same order); prints
 ///                                               seconds, each operator's CPU seconds (comma-separated), this client's
@@ -64,9 +65,9 @@ public static class Program
                 return 0;
             case ["upload", var url, var secret, var size, var pid, var server, var warmUp]:
                 return await UploadAsync(new Uri(url), secret, Bytes(size), new ProcessCpu(pid), new ProcessCpu(server), Bytes(warmUp), block);
-            case ["fleet", var urls, var secret, var size, var streams, var pids, var server]:
+            case ["fleet", var urls, var secret, var size, var streams, var pids, var server, var warmUp]:
                 return await FleetAsync([.. urls.Split(',').Select(u => new Uri(u))], secret, Bytes(size), int.Parse(streams, CultureInfo.InvariantCulture),
-                    [.. pids.Split(',').Select(p => new ProcessCpu(p))], new ProcessCpu(server), block);
+                    [.. pids.Split(',').Select(p => new ProcessCpu(p))], new ProcessCpu(server), Bytes(warmUp), block);
             case ["put", var s3, var file, var key, var server, var prefill]:
                 return await PutAsync(S3Of(s3), file, key, new ProcessCpu(server), Bytes(prefill));
             case ["multipart", var s3, var file, var part, var inFlight, var server, var prefill]:
@@ -83,7 +84,7 @@ public static class Program
                 await CephRgwFixture.ShutdownAsync();
                 return 0;
             default:
-                await Console.Error.WriteLineAsync("usage: IngestBench write FILE SIZE | upload URL SECRET SIZE OPERATOR_PID SERVER_PIDS WARMUP | fleet URLS SECRET SIZE N OPERATOR_PIDS SERVER_PIDS"
+                await Console.Error.WriteLineAsync("usage: IngestBench write FILE SIZE | upload URL SECRET SIZE OPERATOR_PID SERVER_PIDS WARMUP | fleet URLS SECRET SIZE N OPERATOR_PIDS SERVER_PIDS WARMUP"
                     + " | put S3 FILE KEY SERVER_PIDS PREFILL | multipart S3 FILE PART N SERVER_PIDS PREFILL | sha S3 KEY | serve-rgw FILE");
                 return 2;
         }
@@ -211,7 +212,7 @@ public static class Program
     {
         using var channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler() });
         var agent = new AgentStream(channel, secret, block);
-        var warmedWith = await OperatorWarmUp.RunAsync(agent, operatorCpu, warmUpBytes);
+        var warmedWith = await OperatorWarmUp.RunAsync(agent, int.Parse(operatorCpu.Pids, CultureInfo.InvariantCulture), warmUpBytes);
         var cpu = CpuSeconds();
         var operatorBefore = operatorCpu.Seconds();
         var serverBefore = server.Seconds();
@@ -224,9 +225,9 @@ public static class Program
 
     /// <summary>
     /// N captures streaming at once, each its own agent connection, split in turn between the ingests
-    /// (capture i to ingest i mod count); every operator is warmed up first.
+    /// (capture i to ingest i mod count), each operator warmed up first unless told it is warm already.
     /// </summary>
-    private static async Task<int> FleetAsync(Uri[] ingests, string secret, long size, int streams, ProcessCpu[] operators, ProcessCpu server, byte[] block)
+    private static async Task<int> FleetAsync(Uri[] ingests, string secret, long size, int streams, ProcessCpu[] operators, ProcessCpu server, long warmUpBytes, byte[] block)
     {
         if (ingests.Length != operators.Length)
         {
@@ -237,9 +238,9 @@ public static class Program
             .Select(i => GrpcChannel.ForAddress(ingests[i % ingests.Length], new GrpcChannelOptions { HttpHandler = new SocketsHttpHandler() })).ToList();
         try
         {
-            for (var i = 0; i < ingests.Length; i++)
+            for (var i = 0; i < ingests.Length && warmUpBytes > 0; i++)
             {
-                await OperatorWarmUp.RunAsync(new AgentStream(channels[i], secret, block), operators[i], Math.Min(size, 128 << 20));
+                await OperatorWarmUp.RunAsync(new AgentStream(channels[i], secret, block), int.Parse(operators[i].Pids, CultureInfo.InvariantCulture), warmUpBytes);
             }
 
             var cpu = CpuSeconds();
