@@ -39,4 +39,8 @@ t=$SECONDS; step "ingest-bench.sh: 16 MiB through the ingest versus a plain PUT,
 bash bench/ingest-bench.sh $((16 << 20))
 took ingest-bench $t
 
+t=$SECONDS; step "ingest-replicas-bench.sh: 1 and 2 operator replicas, 4 captures at once, 16 MiB in all, on Ceph RGW"
+bash bench/ingest-replicas-bench.sh $((16 << 20)) 4
+took ingest-replicas-bench $t
+
 printf '\nbench smoke: every bench ran, in %ss (figures of a smoke run are not results: see bench/*RESULTS.md)\n' $((SECONDS - started))
