@@ -11,12 +11,13 @@ namespace KubeCapture.Bench;
 /// <summary>
 /// One capture target's upload as the agent makes it: Open with the target's token and a fresh
 /// session, 60 KiB chunks hashed as they are sent, Finish with the SHA-256, then wait for Stored
-/// and check its SHA-256. Each upload is a new capture (a new UID).
+/// and check its SHA-256. Each upload is a new capture (a new UID). The environment's CHUNK_BYTES
+/// sends chunks of another size, to measure what the message size costs.
 /// </summary>
 public sealed class AgentStream(GrpcChannel channel, string secret, byte[] block)
 {
-    /// <summary>What the agent sends in one Chunk (capture-sidecar's IngestUploader.ChunkBytes).</summary>
-    public const int ChunkSize = 60 * 1024;
+    /// <summary>What the agent sends in one Chunk (capture-sidecar's IngestUploader.ChunkBytes), unless CHUNK_BYTES says otherwise.</summary>
+    private static readonly int ChunkSize = int.TryParse(Environment.GetEnvironmentVariable("CHUNK_BYTES"), out var bytes) && bytes > 0 ? bytes : 60 * 1024;
 
     public async Task<Upload> UploadAsync(long total)
     {
