@@ -4,7 +4,7 @@
 # what it measured fails this script. The figures of a smoke run are not results (sizes far too small,
 # the machine busy with the tests): bench/*RESULTS.md hold the real runs, made with each bench's own
 # defaults. Needs root (network namespaces, Ceph). Expects the solution built (-c Release), as
-# scripts/test.sh leaves it. About 2 minutes on 2 cores.
+# scripts/test.sh leaves it. About 3-4 minutes on 2 cores (the two ingest benches start Ceph three and two times).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
