@@ -7,7 +7,7 @@
 # s3rver with STORE=s3rver. Each path gets a fresh server (a server that already holds the earlier
 # paths' gigabytes is measurably slower: memstore). The operator is warmed up first until its JIT is
 # done, as in a long-running operator (bench/IngestBench/OperatorWarmUp.cs: uploads of up to 64 MiB
-# until one compiles under 2 % of the methods the first did, as the runtime's perf map tells), and
+# until two in a row compile under 2 % of the methods the first did, as the runtime's perf map tells), and
 # the other paths' servers are first given the same amount of untimed PUTs, so every timed GiB lands
 # on a server holding as much.
 # CPU seconds per GiB are measured over each timed transfer alone: the client (in-process), the

@@ -12,9 +12,10 @@ namespace KubeCapture.Bench;
 /// 4,500 methods for 1.6 CPU s, the count falls below 2 % of that by round 10 or so, when a round
 /// costs within some 10 % of what it costs from then on (0.25-0.28 CPU s), and a trickle of methods
 /// called once per upload goes on for dozens of rounds more (they tier up after some 30 uploads:
-/// nothing per byte). Uploads of <c>bytes</c> each are repeated until one round compiles fewer than
-/// 2 % of the first round's methods (at most <see cref="MaxRounds"/> rounds); each round's compilations
-/// and CPU seconds are printed to stderr.
+/// nothing per byte). The JIT comes in waves: one quiet round can be followed by hundreds of methods
+/// again (seen: 65, then the timed GiB at twice the warm cost). Uploads of <c>bytes</c> each are
+/// repeated until two rounds in a row compile fewer than 2 % of the first round's methods (at most
+/// <see cref="MaxRounds"/> rounds); each round's compilations and CPU seconds are printed to stderr.
 /// </summary>
 public static class OperatorWarmUp
 {
@@ -32,6 +33,7 @@ public static class OperatorWarmUp
 
         var cpu = new ProcessCpu(operatorPid.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var first = 0;
+        var quietRounds = 0;
         for (var round = 1; ; round++)
         {
             var methods = File.ReadLines(map).Count();
@@ -41,7 +43,8 @@ public static class OperatorWarmUp
             var compiled = File.ReadLines(map).Count() - methods;
             await Console.Error.WriteLineAsync($"warm-up of operator {operatorPid}, round {round}: {bytes >> 20} MiB, {compiled} methods compiled, {spent:0.00} CPU s");
             first = round == 1 ? compiled : first;
-            if ((round > 1 && compiled < Quiet * first) || round == MaxRounds)
+            quietRounds = round > 1 && compiled < Quiet * first ? quietRounds + 1 : 0;
+            if (quietRounds == 2 || round == MaxRounds)
             {
                 return round * bytes;
             }
