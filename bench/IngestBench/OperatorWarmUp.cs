@@ -19,7 +19,9 @@ namespace KubeCapture.Bench;
 /// </summary>
 public static class OperatorWarmUp
 {
-    private const int MaxRounds = 24;
+    // At most this many rounds: KCB_WARM_UP_MAX_ROUNDS (bench/smoke.sh sets 1: a smoke run proves the
+    // bench runs, its figures are not results, and a warm-up to the end of the JIT takes minutes).
+    private static readonly int MaxRounds = int.TryParse(Environment.GetEnvironmentVariable("KCB_WARM_UP_MAX_ROUNDS"), out var rounds) && rounds > 0 ? rounds : 24;
     private const double Quiet = 0.02;
 
     /// <summary>Returns the bytes the warm-up sent.</summary>
