@@ -13,11 +13,18 @@ public static class ExtensionApi
     public const string Pcap = "pcap";
     public const string Manifest = "manifest";
     public const string Follow = "follow";
+
+    /// <summary>POST (RBAC verb create): a snapshot by hand of a flight recording.</summary>
+    public const string Snapshot = "snapshot";
+
+    /// <summary>The query parameter of pcap and manifest that chooses snapshot N of a recording instead of the target's own pcap.</summary>
+    public const string SnapshotParameter = "snapshot";
     public const string PcapContentType = "application/vnd.tcpdump.pcap";
 
     /// <summary>The response header that carries the stored pcap's SHA-256 (lowercase hex).</summary>
     public const string Sha256Header = "X-KubeCapture-SHA256";
 
+    /// <summary>The subresources read with GET (RBAC verb get).</summary>
     public static readonly IReadOnlyList<string> Subresources = [Pcap, Manifest, Follow];
 
     /// <summary>The path of one capture's subresource, with the target pod when one is chosen.</summary>

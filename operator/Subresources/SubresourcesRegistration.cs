@@ -22,6 +22,7 @@ public static class SubresourcesRegistration
         builder.Services.AddSingleton<FrontProxyAuthenticator>();
         builder.Services.AddSingleton<AccessReview>();
         builder.Services.AddSingleton<CaptureDownloads>();
+        builder.Services.AddSingleton<CaptureSnapshots>();
         return builder;
     }
 
@@ -52,6 +53,8 @@ public static class SubresourcesRegistration
                 ? context.RequestServices.GetRequiredService<CaptureDownloads>().HandleAsync(context, ns, name, subresource)
                 : SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"the server could not find the requested resource: {ExtensionApi.Resource}/{subresource} (there are {string.Join(", ", ExtensionApi.Subresources)})");
         }));
+        app.MapPost($"/apis/{ExtensionApi.GroupVersion}/namespaces/{{ns}}/{ExtensionApi.Resource}/{{name}}/{ExtensionApi.Snapshot}", OnListener(context =>
+            context.RequestServices.GetRequiredService<CaptureSnapshots>().HandleAsync(context, (string)context.Request.RouteValues["ns"]!, (string)context.Request.RouteValues["name"]!)));
         return app;
     }
 
