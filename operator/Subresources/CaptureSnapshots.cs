@@ -68,8 +68,8 @@ public sealed class CaptureSnapshots(
                 asked.Add(target.Pod);
             }
 
-            var message = $"{user} asked for a snapshot of pod {string.Join(", ", asked)}: it is listed in status.snapshots once stored";
-            logger.LogInformation("{Namespace}/{Capture}: {Message}", ns, name, message);
+            var message = $"{user.Name} asked for a snapshot of pod {string.Join(", ", asked)}: it is listed in status.snapshots once stored";
+            logger.LogInformation("{Namespace}/{Capture}: {User} asked for a snapshot of pod {Pods}", ns, name, user, string.Join(", ", asked));
             await events.OnCaptureAsync(capture, "Normal", "SnapshotRequested", message, cancellationToken);
             context.Response.StatusCode = StatusCodes.Status202Accepted;
             await SubresourcesApi.WriteJsonAsync(context, new JsonObject

@@ -5,6 +5,7 @@ using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tests.Ingest;
+using KubeCapture.Operator.Tests.KubectlPlugin;
 using KubeCapture.Operator.Tests.Subresources;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Pcap;
@@ -76,12 +77,18 @@ public sealed class RecorderEndToEndTests(SubresourcesCluster cluster)
         var created = await cluster.StartCaptureAsync(ns, "db-resets", spec, Long);
         var snapshotPath = SubresourcesCluster.PathOf(ns, "db-resets", ExtensionApi.Snapshot);
 
-        // By hand: bob may not (no role), alice may (the chart's snapshot role); the window holds the pings before.
+        // By hand, once the recorder reports itself armed in status (its stream to the ingest is up): bob may not
+        // (no role), alice may (the chart's snapshot role); the window holds the pings before.
+        var armed = await cluster.Admin.WaitForPacketCaptureAsync(ns, "db-resets", c => c.Status?.Targets.FirstOrDefault()?.Recorder?.Armed == true, Long);
+        Assert.Equal(0, armed.Status!.Targets[0].Recorder!.SnapshotsTaken);
         pod.PingFromClient(5);
-        using var forbidden = await cluster.PostAsync(KubeApiServer.UserToken("bob"), snapshotPath);
-        using var asked = await cluster.PostAsync(KubeApiServer.UserToken("alice"), snapshotPath);
-        Assert.Equal(HttpStatusCode.Forbidden, forbidden.StatusCode);
-        Assert.True(asked.StatusCode == HttpStatusCode.Accepted, await asked.Content.ReadAsStringAsync());
+        var alice = cluster.KubeconfigOf("alice");
+        var forbidden = await cluster.PluginAsync(cluster.KubeconfigOf("bob"), ns, "snapshot", "db-resets");
+        var asked = await cluster.PluginAsync(alice, ns, "snapshot", "db-resets");
+        Assert.Equal(1, forbidden.ExitCode);
+        Assert.Contains("User \"bob\" cannot create resource \"packetcaptures/snapshot\"", forbidden.Stderr, StringComparison.Ordinal);
+        Assert.True(asked.ExitCode == 0, asked.Stderr);
+        Assert.Contains("alice asked for a snapshot of pod db", asked.Stdout, StringComparison.Ordinal);
         var first = await cluster.Admin.WaitForPacketCaptureAsync(ns, "db-resets", c => c.Status?.Snapshots?.Count >= 1, Long);
 
         // A reset storm after healthy traffic: three RSTs within 5s fire the filter trigger; the recording ends after its second snapshot.
@@ -94,6 +101,11 @@ public sealed class RecorderEndToEndTests(SubresourcesCluster cluster)
         Assert.Equal([("db", 1, "manual", "alice"), ("db", 2, "filter", null)], snapshots.Select(s => (s.Pod, s.Index, s.TriggerKind, s.Requester)));
         Assert.Equal(first.Status!.Snapshots![0].Artifact!.Sha256, snapshots[0].Artifact!.Sha256);
         Assert.Equal(2, done.Status.Targets[0].Recorder!.SnapshotsTaken);
+        var download = await cluster.PluginAsync(alice, ns, "download", "db-resets", "--snapshot", "1");
+        var verify = await cluster.PluginAsync(alice, ns, "verify", "db-resets-snapshot-1.pcap", "--public-key", await cluster.PublicKeyFileAsync());
+        Assert.True(download.ExitCode == 0, download.Stderr);
+        Assert.Contains($"db-resets-snapshot-1.pcap: {snapshots[0].Artifact!.Size} bytes, SHA-256 {snapshots[0].Artifact!.Sha256} as stored", download.Stdout, StringComparison.Ordinal);
+        Assert.True(verify.ExitCode == 0, verify.Stdout + verify.Stderr);
         foreach (var snapshot in snapshots)
         {
             var (exit, stderr, file) = await cluster.KubectlRawAsync(KubeApiServer.UserToken("alice"), SubresourcesCluster.PathOf(ns, "db-resets", ExtensionApi.Pcap) + $"?snapshot={snapshot.Index}");
