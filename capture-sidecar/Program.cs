@@ -20,7 +20,7 @@ public static class Program
                 ["--version" or "version"] => Version(stdout),
                 ["capture", .. var rest] => Capture(CommandLine.ParseCapture(rest, DateTime.UtcNow), stdout, stderr),
                 ["record", "-h" or "--help"] => Help(stdout, RecordCommandLine.Usage),
-                ["record", .. var rest] => LocalRecording.Run(RecordCommandLine.Parse(rest), stdout, stderr),
+                ["record", .. var rest] => Record(RecordCommandLine.Parse(rest), stdout, stderr),
                 ["summarize", .. var rest] => OfflineSummary.Run(rest, stdout),
                 ["compare", .. var rest] => BothEnds.Run(rest, stdout),
                 ["verify", .. var rest] => VerifyCommand.Run(rest, stdout, stderr),
@@ -41,6 +41,10 @@ public static class Program
     private static int Capture(CaptureRequest request, TextWriter stdout, TextWriter stderr) => request.Ingest is { } ingest
         ? ClusterCapture.Run(request, ingest, stdout, stderr)
         : LocalCapture.Run(request, stdout, stderr);
+
+    private static int Record(RecorderOptions options, TextWriter stdout, TextWriter stderr) => options.Ingest is not null
+        ? ClusterRecording.Run(options, stdout, stderr)
+        : LocalRecording.Run(options, stdout, stderr);
 
     private static int Help(TextWriter stdout, string usage)
     {

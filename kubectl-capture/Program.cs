@@ -93,6 +93,10 @@ public static class Program
             case "stop":
                 var stopped = ResourceCommands.CheckNamed(parsed);
                 return cluster => ResourceCommands.StopAsync(stopped, cluster, stdout, cancellationToken);
+            case "snapshot":
+                parsed.Allow("--pod");
+                var snapshot = (ResourceCommands.OneName(parsed), parsed.Option("--pod"));
+                return cluster => ResourceCommands.SnapshotAsync(snapshot, cluster, stdout, cancellationToken);
             case "download":
                 var download = DownloadCommand.Check(parsed);
                 return cluster => DownloadCommand.RunAsync(download, cluster, stdout, stderr, openStdout, cancellationToken);

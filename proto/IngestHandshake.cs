@@ -22,8 +22,8 @@ public static class IngestHandshake
         return call.ResponseStream.Current.Accepted;
     }
 
-    /// <summary>The Open message for one capture target (<paramref name="retentionTtlSeconds"/> 0: the capture's default).</summary>
-    public static Open Open(string captureUid, string ns, string captureName, string pod, string token, string sessionId, long retentionTtlSeconds = 0, string agentVersion = "") =>
+    /// <summary>The Open message for one capture target (<paramref name="retentionTtlSeconds"/> 0: the capture's default; <paramref name="snapshotIndex"/> N &gt; 0: snapshot N of its recording).</summary>
+    public static Open Open(string captureUid, string ns, string captureName, string pod, string token, string sessionId, long retentionTtlSeconds = 0, string agentVersion = "", int snapshotIndex = 0) =>
         new()
         {
             CaptureUid = captureUid,
@@ -34,5 +34,6 @@ public static class IngestHandshake
             SessionId = sessionId,
             RetentionTtlSeconds = retentionTtlSeconds,
             AgentVersion = agentVersion,
+            SnapshotIndex = snapshotIndex,
         };
 }

@@ -23,13 +23,20 @@ public sealed class IngestUploader : IDisposable
     /// the spec). The ingest lets only this session continue the upload it opened, so someone else
     /// with the token cannot take it over, and a reconnect proves it is the same process.
     /// </summary>
-    private readonly string _sessionId = System.Security.Cryptography.RandomNumberGenerator.GetHexString(64, lowercase: true);
+    private readonly string _sessionId;
+    private readonly int _snapshotIndex;
     private readonly GrpcChannel _channel;
     private volatile string? _tlsRefusal;
     private volatile TlsHandshakeProbe? _lastConnection;
 
-    public IngestUploader(IngestTarget target, UploadBuffer buffer, Action<string> stopRequested, TextWriter log)
+    /// <summary>
+    /// <paramref name="snapshotIndex"/> N &gt; 0 uploads snapshot N of a recording (Open.snapshot_index), under the session of
+    /// the recording's own uploader (<paramref name="session"/>), which holds it with the same secret.
+    /// </summary>
+    public IngestUploader(IngestTarget target, UploadBuffer buffer, Action<string> stopRequested, TextWriter log, int snapshotIndex = 0, IngestUploader? session = null)
     {
+        _sessionId = session?._sessionId ?? System.Security.Cryptography.RandomNumberGenerator.GetHexString(64, lowercase: true);
+        _snapshotIndex = snapshotIndex;
         this.target = target;
         this.buffer = buffer;
         this.stopRequested = stopRequested;
@@ -70,11 +77,14 @@ public sealed class IngestUploader : IDisposable
     private volatile Progress? _progress;
     private volatile FinishInfo? _finish;
 
+    /// <summary>A recording's stream: the operator asked for a snapshot by hand (its requester).</summary>
+    public Action<string>? SnapshotRequested { get; init; }
+
     /// <summary>Connections made so far (1 when nothing broke).</summary>
     public int Connections { get; private set; }
 
     /// <summary>The latest counters, sent with the next Progress (thread-safe).</summary>
-    public void Report(long packets, long bytes, long droppedByKernel, long droppedByInterface, string? summaryJson) =>
+    public void Report(long packets, long bytes, long droppedByKernel, long droppedByInterface, string? summaryJson, RecorderProgress? recorder = null) =>
         _progress = new Progress
         {
             Packets = packets,
@@ -82,6 +92,7 @@ public sealed class IngestUploader : IDisposable
             DroppedByKernel = droppedByKernel,
             DroppedByInterface = droppedByInterface,
             SummaryJson = summaryJson ?? "",
+            Recorder = recorder,
         };
 
     /// <summary>The pcap is complete: send Finish once every byte is sent.</summary>
@@ -157,7 +168,7 @@ public sealed class IngestUploader : IDisposable
         using var call = client.Upload(headers, cancellationToken: attempt.Token);
         Connections++;
         var accepted = await IngestHandshake.OpenAsync(call, IngestHandshake.Open(target.CaptureUid, target.Namespace, target.CaptureName, target.Pod, target.Token, _sessionId,
-            (long)(target.Retention?.TotalSeconds ?? 0), Capture.Manifests.AgentVersion), attempt.Token);
+            (long)(target.Retention?.TotalSeconds ?? 0), Capture.Manifests.AgentVersion, _snapshotIndex), attempt.Token);
         if (accepted.PartSize > 0 && buffer.Capacity < 2 * accepted.PartSize + ChunkBytes)
         {
             throw new IngestFailedException($"the ingest stores parts of {accepted.PartSize} bytes, but the agent keeps only {buffer.Capacity} bytes unacknowledged; it needs at least {2 * accepted.PartSize + ChunkBytes}");
@@ -253,6 +264,9 @@ public sealed class IngestUploader : IDisposable
                     break;
                 case IngestMessage.BodyOneofCase.Stop:
                     stopRequested(message.Stop.Reason);
+                    break;
+                case IngestMessage.BodyOneofCase.Snapshot:
+                    SnapshotRequested?.Invoke(message.Snapshot.Requester);
                     break;
                 case IngestMessage.BodyOneofCase.Stored:
                     var stored = message.Stored;

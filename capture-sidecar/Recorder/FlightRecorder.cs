@@ -12,8 +12,9 @@ namespace KubeCapture.Agent.Recorder;
 /// one was asked for, and a snapshot whose window has ended is finished. A snapshot is opened by the
 /// first trigger that fires while none is being written, fewer than --max-snapshots were taken, and,
 /// for automatic triggers, the cooldown after the last one has passed (packet time). Each finished
-/// snapshot is one JSON line on stdout. Called on the capture thread only, but for
-/// <see cref="RequestSnapshot"/>.
+/// snapshot goes to the <see cref="ISnapshotOutlet"/> (a file and a JSON line on stdout, or its own
+/// upload to the ingest). Called on the capture thread only, but for <see cref="RequestSnapshot"/>
+/// and <see cref="State"/>.
 /// </summary>
 public sealed class FlightRecorder : IRecordSink, IDisposable
 {
@@ -27,9 +28,8 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     private readonly FilterTrigger? _filter;
     private readonly FindingTrigger[] _findings;
     private readonly IReadOnlyList<string> _localAddresses;
-    private readonly TextWriter _stdout;
+    private readonly ISnapshotOutlet _outlet;
     private readonly TextWriter _stderr;
-    private readonly string _filePrefix;
     private readonly long _windowMicroseconds;
     private readonly long _afterMicroseconds;
     private readonly long _cooldownMicroseconds;
@@ -38,6 +38,7 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     private int _dropSampleNewest = -1;
     private int _dropSampleCount;
     private Snapshot? _open;
+    private int _takenCount;
     private SnapshotTrigger? _openTrigger;
     private long _openDroppedBefore;
     private long _openWraps;
@@ -45,10 +46,11 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     private long _cooldownUntil = long.MinValue;
     private long _newest = long.MinValue;
     private long _packetsAtLastFlush;
-    private string? _manualRequest;
+    private ManualRequest? _manualRequest;
+    private volatile string? _lastTrigger;
     private readonly List<SnapshotManifest> _taken = [];
 
-    public FlightRecorder(RecorderOptions options, LinkLayers link, TextWriter stdout, TextWriter stderr, DateTime started, IReadOnlyList<string> localAddresses)
+    public FlightRecorder(RecorderOptions options, LinkLayers link, ISnapshotOutlet outlet, TextWriter stderr, IReadOnlyList<string> localAddresses)
     {
         _options = options;
         _link = link;
@@ -57,9 +59,8 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
         _filter = options.FilterTrigger is { } spec ? FilterTrigger.Create(spec, link) : null;
         _findings = [.. options.FindingTriggers.Select(f => new FindingTrigger(f))];
         _localAddresses = localAddresses;
-        _stdout = stdout;
+        _outlet = outlet;
         _stderr = stderr;
-        _filePrefix = FilePrefix(options.SnapshotDirectory, started);
         _windowMicroseconds = Microseconds(options.Window);
         _afterMicroseconds = Microseconds(options.After);
         _cooldownMicroseconds = Microseconds(options.Cooldown);
@@ -87,12 +88,21 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     /// <summary>Triggers that fired while a snapshot was being written, the cooldown ran, or no snapshot was left.</summary>
     public long TriggersNotTaken { get; private set; }
 
-    /// <summary>The snapshot files of a recording started at <paramref name="started"/>: DIR/kubecapture-record-UTC-N.pcap.</summary>
-    public static string FilePrefix(string directory, DateTime started) =>
-        Path.Combine(directory, $"kubecapture-record-{started.ToUniversalTime():yyyyMMdd'T'HHmmss'Z'}");
+    /// <summary>
+    /// Asks for a snapshot by hand: SIGUSR1, or the operator's Snapshot message on the ingest stream
+    /// (<paramref name="requester"/>: who asked it). Safe from any thread; taken within a second.
+    /// </summary>
+    public void RequestSnapshot(string by, string? requester = null) => Interlocked.CompareExchange(ref _manualRequest, new ManualRequest(by, requester), null);
 
-    /// <summary>Asks for a snapshot by hand (SIGUSR1 now; the operator's ingest stream later). Safe from any thread; taken within a second.</summary>
-    public void RequestSnapshot(string by) => Interlocked.CompareExchange(ref _manualRequest, by, null);
+    /// <summary>The recorder's state for the operator's status (read from the upload's thread; a snapshot of counters, not a transaction).</summary>
+    public RecorderState State => new(
+        Armed: Volatile.Read(ref _open) is null && Volatile.Read(ref _takenCount) < _options.MaxSnapshots,
+        RingBytes: _ring.Bytes,
+        RingCapacity: _ring.Capacity,
+        SnapshotsTaken: Volatile.Read(ref _takenCount),
+        TriggersNotTaken: TriggersNotTaken,
+        LastTrigger: _lastTrigger,
+        RingWraps: _ring.Wraps);
 
     public bool TryWrite(uint seconds, uint microseconds, ReadOnlySpan<byte> data, uint originalLength)
     {
@@ -126,9 +136,9 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     {
         var now = WallMicroseconds();
         SampleDrops(now);
-        if (Interlocked.Exchange(ref _manualRequest, null) is { } by)
+        if (Interlocked.Exchange(ref _manualRequest, null) is { } manual)
         {
-            Fire("manual", by, now, now);
+            Fire("manual", manual.Detail, now, now, manual.Requester);
         }
 
         if (_findings.Length > 0 && _newest != long.MinValue && Summary?.Invoke() is { } report)
@@ -169,13 +179,14 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
         }
     }
 
-    private void Fire(string kind, string detail, long time, long eventStart)
+    private void Fire(string kind, string detail, long time, long eventStart, string? requester = null)
     {
         var why = _open is not null ? "a snapshot is being written"
             : _taken.Count >= _options.MaxSnapshots ? $"--max-snapshots {_options.MaxSnapshots} were taken"
             : kind != "manual" && time < _cooldownUntil ? $"in the cooldown until {Timestamp(_cooldownUntil)}"
             : null;
-        var trigger = new SnapshotTrigger { Kind = kind, Detail = detail, Time = Timestamp(time), EventStart = Timestamp(eventStart) };
+        var trigger = new SnapshotTrigger { Kind = kind, Detail = detail, Requester = requester, Time = Timestamp(time), EventStart = Timestamp(eventStart) };
+        _lastTrigger = $"{kind} ({detail}) at {trigger.Time}: {(why is null ? $"snapshot {_taken.Count + 1}" : $"not taken, {why}")}";
         if (why is not null)
         {
             TriggersNotTaken++;
@@ -189,16 +200,17 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
         Snapshot snapshot;
         try
         {
-            snapshot = new Snapshot(number, $"{_filePrefix}-{number}.pcap", (uint)_link, _snaplen, new TcpSummary(_link, _localAddresses), start, end);
+            snapshot = new Snapshot(number, _outlet.Open(number), (uint)_link, _snaplen, new TcpSummary(_link, _localAddresses), start, end);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             TriggersNotTaken++;
+            _lastTrigger = $"{kind} ({detail}) at {trigger.Time}: not taken, cannot write its snapshot: {e.Message}";
             _stderr.WriteLine($"kubecapture-agent: trigger {kind} ({detail}) at {trigger.Time}: cannot write its snapshot: {e.Message}");
             return;
         }
 
-        _open = snapshot;
+        Volatile.Write(ref _open, snapshot);
         _openTrigger = trigger;
         _openCut = _ring.NewestEvictedForSpace >= start;
         _openWraps = _ring.Wraps;
@@ -215,13 +227,13 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     private void Finish(string ended)
     {
         var snapshot = _open!;
-        _open = null;
+        Volatile.Write(ref _open, null);
         var (sha256, bytes, summary) = snapshot.Finish();
         var dropped = Statistics is { } statistics ? Math.Max(0, statistics().Dropped - _openDroppedBefore) : 0;
         var manifest = new SnapshotManifest
         {
             Snapshot = snapshot.Number,
-            File = Path.GetFullPath(snapshot.Path),
+            File = snapshot.Output.Name,
             Sha256 = sha256,
             Bytes = bytes,
             Packets = snapshot.Packets,
@@ -251,18 +263,8 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
         };
         snapshot.Dispose();
         _taken.Add(manifest);
-        var line = manifest.ToJsonLine();
-        try
-        {
-            File.WriteAllText(snapshot.Path + ".json", line + "\n");
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            _stderr.WriteLine($"kubecapture-agent: writing {snapshot.Path}.json failed: {e.Message}; its manifest is the line on stdout");
-        }
-
-        _stdout.WriteLine(line);
-        _stdout.Flush();
+        Volatile.Write(ref _takenCount, _taken.Count);
+        _outlet.Publish(snapshot.Output, manifest);
         if (_taken.Count >= _options.MaxSnapshots)
         {
             StopRecording?.Invoke();
@@ -313,4 +315,9 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
         _open?.Dispose();
         _filter?.Dispose();
     }
+
+    private sealed record ManualRequest(string Detail, string? Requester);
 }
+
+/// <summary>What the operator shows of a recording in status.recorder.</summary>
+public sealed record RecorderState(bool Armed, long RingBytes, long RingCapacity, int SnapshotsTaken, long TriggersNotTaken, string? LastTrigger, long RingWraps);

@@ -44,23 +44,18 @@ public static class LocalRecording
         }
 
         var capture = options.Capture;
-        InterfaceCatalog.Find(capture.Interface).Dispose();
-        LocalCapture.CheckFilter(capture);
-        if (options.FilterTrigger is { } trigger)
-        {
-            FilterTrigger.Check(trigger.Expression, FilterCheck.ExpectedLinkType(capture.Interface));
-        }
+        CheckBeforeRecording(options);
 
-        CheckDirectory(options.SnapshotDirectory);
-        var started = DateTime.UtcNow;
-        var prefix = FlightRecorder.FilePrefix(options.SnapshotDirectory, started);
-        if (Directory.EnumerateFiles(options.SnapshotDirectory, Path.GetFileName(prefix) + "-*").Any())
+        var directory = options.SnapshotDirectory ?? throw new UsageException("record needs --snapshot-dir DIR: the directory snapshots are written to");
+        CheckDirectory(directory);
+        var files = new SnapshotFiles(directory, DateTime.UtcNow, stdout, stderr);
+        if (Directory.EnumerateFiles(directory, Path.GetFileName(files.Prefix) + "-*").Any())
         {
-            throw new CaptureSetupException($"snapshots named {prefix}-N.pcap already exist in {options.SnapshotDirectory}: another recording started this second; start again");
+            throw new CaptureSetupException($"snapshots named {files.Prefix}-N.pcap already exist in {directory}: another recording started this second; start again");
         }
 
         using var session = CaptureSession.Open(capture);
-        using var flight = new FlightRecorder(options, session.LinkType, stdout, stderr, started, LocalAddresses.OfThisHost())
+        using var flight = new FlightRecorder(options, session.LinkType, files, stderr, LocalAddresses.OfThisHost())
         {
             Statistics = session.StatisticsSoFar,
             Summary = session.SummarySoFar,
@@ -114,6 +109,17 @@ public static class LocalRecording
 
         triggers.AddRange(options.FindingTriggers.Select(f => $"finding {f}"));
         return string.Join(", ", triggers);
+    }
+
+    /// <summary>What libpcap can tell before recording, in local and cluster mode: the interface, the filter, the trigger filter.</summary>
+    internal static void CheckBeforeRecording(RecorderOptions options)
+    {
+        InterfaceCatalog.Find(options.Capture.Interface).Dispose();
+        LocalCapture.CheckFilter(options.Capture);
+        if (options.FilterTrigger is { } trigger)
+        {
+            FilterTrigger.Check(trigger.Expression, FilterCheck.ExpectedLinkType(options.Capture.Interface));
+        }
     }
 
     private static void CheckDirectory(string directory)

@@ -14,6 +14,7 @@ public static class RecordCommandLine
 {
     public const string Usage = """
         usage: kubecapture-agent record --window D --snapshot-dir DIR [options] ['BPF FILTER']
+               kubecapture-agent record --window D --ingest URL ... [options] ['BPF FILTER']   (cluster mode, as the operator runs it)
 
         Keeps the last --window of packets in memory and writes a snapshot (a pcap and its manifest, and one
         JSON line on stdout) when a trigger fires: from the window before the trigger to --after after it.
@@ -26,7 +27,7 @@ public static class RecordCommandLine
           --window D        how much of the past a snapshot keeps (required; at most --duration)
           --after D         how long a snapshot goes on after its trigger (default: 10s)
           --snapshot-dir DIR
-                            where snapshots are written (required; must exist)
+                            where snapshots are written (required but with --ingest; must exist)
           --max-snapshots N the recording ends after N snapshots (default: 3, at most 100)
           --cooldown D      after a snapshot, automatic triggers wait D (packet time; default: the window)
         triggers (SIGUSR1 always takes a snapshot by hand):
@@ -71,13 +72,14 @@ public static class RecordCommandLine
 
             if (IsCaptureOnly(arg))
             {
-                throw new UsageException($"{arg} does not apply to record: snapshots go to --snapshot-dir, one JSON line each on stdout");
+                throw new UsageException($"{arg} does not apply to record: snapshots go to --snapshot-dir (or the ingest), one JSON line each on stdout");
             }
 
             rest.Add(arg);
         }
 
-        var capture = CommandLine.ParseCapture(rest, DateTime.UtcNow).Options;
+        var request = CommandLine.ParseCapture(rest, DateTime.UtcNow);
+        var capture = request.Options;
         var window = own.TryGetValue(AgentRecorderArguments.WindowOption, out var w)
             ? Duration(AgentRecorderArguments.WindowOption, w, allowZero: false)
             : throw new UsageException("record needs --window D: how much of the past a snapshot keeps, e.g. --window 5m");
@@ -112,9 +114,17 @@ public static class RecordCommandLine
         }
 
         var maxSnapshots = own.TryGetValue(AgentRecorderArguments.MaxSnapshotsOption, out var m) ? MaxSnapshots(m) : Recorder.RecorderOptions.DefaultMaxSnapshots;
-        var directory = own.TryGetValue(AgentRecorderArguments.SnapshotDirectoryOption, out var d)
-            ? d
-            : throw new UsageException("record needs --snapshot-dir DIR: the directory snapshots are written to");
+        var directory = own.TryGetValue(AgentRecorderArguments.SnapshotDirectoryOption, out var d) ? d : null;
+        if (request.Ingest is not null && directory is not null)
+        {
+            throw new UsageException("--snapshot-dir and --ingest cannot be combined: in cluster mode each snapshot is uploaded to the ingest, kept in memory until it is stored");
+        }
+
+        if (request.Ingest is null && directory is null)
+        {
+            throw new UsageException("record needs --snapshot-dir DIR: the directory snapshots are written to (or --ingest URL in a cluster)");
+        }
+
         var filter = FilterTrigger(own);
         var findings = own.TryGetValue(AgentRecorderArguments.TriggerFindingOption, out var f) ? FindingTriggers(f) : [];
         if (findings.Count > 0 && !capture.Summary)
@@ -131,6 +141,7 @@ public static class RecordCommandLine
             Cooldown = own.TryGetValue(AgentRecorderArguments.CooldownOption, out var c) ? Duration(AgentRecorderArguments.CooldownOption, c, allowZero: true) : window,
             MaxSnapshots = maxSnapshots,
             SnapshotDirectory = directory,
+            Ingest = request.Ingest,
             FilterTrigger = filter,
             FindingTriggers = findings,
         };
@@ -143,8 +154,7 @@ public static class RecordCommandLine
     private static bool IsCaptureOnly(string arg) =>
         arg is "--json" or "--overwrite" or "-w" or "--write" ||
         (arg.StartsWith("-w", StringComparison.Ordinal) && !arg.StartsWith("--", StringComparison.Ordinal)) ||
-        arg.StartsWith("--write=", StringComparison.Ordinal) ||
-        arg.StartsWith("--ingest", StringComparison.Ordinal);
+        arg.StartsWith("--write=", StringComparison.Ordinal);
 
     private static FilterTriggerSpec? FilterTrigger(Dictionary<string, string> own)
     {

@@ -24,7 +24,11 @@ public sealed record RecorderOptions
 
     public int MaxSnapshots { get; init; } = DefaultMaxSnapshots;
 
-    public required string SnapshotDirectory { get; init; }
+    /// <summary>Local mode: where snapshot files go; null in cluster mode (<see cref="Ingest"/>).</summary>
+    public string? SnapshotDirectory { get; init; }
+
+    /// <summary>Cluster mode: each snapshot is uploaded to the operator's ingest, kept in memory until it is stored.</summary>
+    public KubeCapture.Agent.Ingest.IngestTarget? Ingest { get; init; }
 
     public FilterTriggerSpec? FilterTrigger { get; init; }
 

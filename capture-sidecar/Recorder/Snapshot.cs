@@ -5,33 +5,32 @@ using KubeCapture.Agent.Summary;
 namespace KubeCapture.Agent.Recorder;
 
 /// <summary>
-/// One snapshot being written: a pcap file (the capture's <see cref="PcapWriter"/>, same snaplen and
-/// link type), first the ring's records from the window's start, then the packets that arrive until
-/// the window's end. Its own <see cref="TcpSummary"/> reads the same packets for the window's findings.
-/// A snapshot that cannot be written (disk full) keeps the whole records written before and says why.
+/// One snapshot being written: a pcap (the capture's <see cref="PcapWriter"/>, same snaplen and link
+/// type) into its <see cref="SnapshotOutput"/> (a file, or an upload), first the ring's records from
+/// the window's start, then the packets that arrive until the window's end. Its own
+/// <see cref="TcpSummary"/> reads the same packets for the window's findings. A snapshot that cannot
+/// be written (disk full, the upload failed) keeps the whole records written before and says why.
 /// </summary>
 internal sealed class Snapshot : IDisposable
 {
-    private readonly FileStream _file;
     private readonly PcapWriter _writer;
     private readonly TcpSummary _summary;
     private long _first = long.MinValue;
     private long _last = long.MinValue;
 
-    public Snapshot(int number, string path, uint linkType, int snaplen, TcpSummary summary, long start, long end)
+    public Snapshot(int number, SnapshotOutput output, uint linkType, int snaplen, TcpSummary summary, long start, long end)
     {
         Number = number;
-        Path = path;
+        Output = output;
         Start = start;
         End = end;
         _summary = summary;
-        _file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 0);
-        _writer = new PcapWriter(_file, linkType, snaplen, long.MaxValue);
+        _writer = new PcapWriter(output.Stream, linkType, snaplen, long.MaxValue);
     }
 
     public int Number { get; }
 
-    public string Path { get; }
+    public SnapshotOutput Output { get; }
 
     /// <summary>The window's start and end, microseconds since the epoch.</summary>
     public long Start { get; }
@@ -111,34 +110,21 @@ internal sealed class Snapshot : IDisposable
         catch (IOException e)
         {
             Fail(e);
-            sha256 = HashOnDisk(); // the file was cut back to its last whole record: what it holds
+            sha256 = Output.HashWritten(); // cut back to its last whole record: what it holds
         }
 
         return (sha256, _writer.BytesFlushed, _summary.Report());
     }
 
-    private string HashOnDisk()
-    {
-        try
-        {
-            using var written = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(written));
-        }
-        catch (IOException)
-        {
-            return "";
-        }
-    }
-
     private void Fail(IOException e)
     {
-        Error ??= $"writing {Path} failed: {e.Message}; the {_writer.Packets} packets before are in it";
+        Error ??= $"writing {Output.Name} failed: {e.Message}; the {_writer.Packets} packets before are in it";
         _summary.EndedEarly(Error, live: true);
     }
 
     public void Dispose()
     {
         _writer.Dispose();
-        _file.Dispose();
+        Output.Stream.Dispose();
     }
 }

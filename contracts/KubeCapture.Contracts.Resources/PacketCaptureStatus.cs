@@ -46,6 +46,10 @@ public sealed class PacketCaptureStatus
 
     [JsonPropertyName("targets")]
     public IList<CaptureTargetStatus> Targets { get; set; } = [];
+
+    /// <summary>A flight recording (spec.recorder): the snapshots stored so far, each with its trigger, window and artifact.</summary>
+    [JsonPropertyName("snapshots")]
+    public IList<SnapshotStatus>? Snapshots { get; set; }
 }
 
 public static class CapturePhase
@@ -131,6 +135,10 @@ public sealed class CaptureTargetStatus
     /// <summary>Findings left out to keep the status small.</summary>
     [JsonPropertyName("findingsOmitted")]
     public int? FindingsOmitted { get; set; }
+
+    /// <summary>A flight recording (spec.recorder): the recorder on this pod, as its agent last reported it.</summary>
+    [JsonPropertyName("recorder")]
+    public RecorderStatus? Recorder { get; set; }
 }
 
 public static class TargetState

@@ -12,7 +12,7 @@ public sealed record PluginArguments(string Command, IReadOnlyDictionary<string,
     public const string Create = "create";
 
     /// <summary>The command words; anything else first is the pod of a new capture (a pod named like one: pod/NAME).</summary>
-    public static readonly string[] Commands = ["list", "status", "stop", "download", "follow", "verify", "help", "version"];
+    public static readonly string[] Commands = ["list", "status", "stop", "snapshot", "download", "follow", "verify", "help", "version"];
 
     public string? Option(string name) => Options.TryGetValue(name, out var value) ? value : null;
 
@@ -89,7 +89,7 @@ public sealed record PluginArguments(string Command, IReadOnlyDictionary<string,
         }
         else if (words.Count == 0)
         {
-            throw new UsageException("nothing to do: kubectl capture POD --reason \"...\" ['BPF FILTER'], or list, status, stop, download, follow, verify (see kubectl capture --help)");
+            throw new UsageException("nothing to do: kubectl capture POD --reason \"...\" ['BPF FILTER'], or list, status, stop, snapshot, download, follow, verify (see kubectl capture --help)");
         }
         else if (Commands.Contains(words[0]))
         {
@@ -146,6 +146,7 @@ public sealed record PluginArguments(string Command, IReadOnlyDictionary<string,
         ["--name"] = "--name",
         ["--wait"] = "--wait",
         ["--pod"] = "--pod",
+        ["--snapshot"] = "--snapshot",
         ["-o"] = "--output",
         ["--output"] = "--output",
         ["--public-key"] = "--public-key",

@@ -12,7 +12,8 @@ public static class PluginUsage
           kubectl capture list
           kubectl capture status NAME
           kubectl capture stop NAME
-          kubectl capture download NAME [--pod POD] [-o FILE|-]
+          kubectl capture snapshot NAME [--pod POD]
+          kubectl capture download NAME [--pod POD] [--snapshot N] [-o FILE|-]
           kubectl capture follow NAME [--pod POD]
           kubectl capture verify FILE.pcap [FILE.pcap.manifest.json] [--public-key KEY.pem]
 
@@ -33,9 +34,12 @@ public static class PluginUsage
           list               the captures of the namespace: phase, target, packets, drops, findings
           status NAME        phase, each pod's packets and kernel drops, and what the packets show
           stop NAME          end a capture early (sets spec.stop); what was captured is stored
+          snapshot NAME      a flight recording (spec.recorder, docs/recorder.md): keep the last window now;
+                             listed in status once stored (RBAC: create packetcaptures/snapshot)
           download NAME      the stored pcap through kube-apiserver, SHA-256 checked while it arrives
                              (a mismatch keeps FILE.partial, exit 1), and its signed manifest beside it
-                             as FILE.manifest.json; -o - writes the pcap to stdout; --pod for one of several
+                             as FILE.manifest.json; -o - writes the pcap to stdout; --pod for one of several;
+                             --snapshot N: snapshot N of a recording instead
           follow NAME        the live pcap on stdout while the capture runs; ends when it ends
           verify FILE        the pcap against its signed manifest, as kubecapture-agent verify: exit 0
                              verified, 3 NOT verified (altered), 4 matches but no --public-key given

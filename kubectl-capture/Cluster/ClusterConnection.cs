@@ -106,9 +106,16 @@ public sealed class ClusterConnection : IDisposable
     /// it comes (headers first). A refusal is a <see cref="ClusterException"/> with the server's
     /// Status message, as kubectl prints it.
     /// </summary>
-    public async Task<HttpResponseMessage> GetStreamAsync(string pathAndQuery, CancellationToken cancellationToken)
+    public Task<HttpResponseMessage> GetStreamAsync(string pathAndQuery, CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Get, pathAndQuery, cancellationToken);
+
+    /// <summary>POST (no body) to a path of the Kubernetes API, as <see cref="GetStreamAsync"/>: a snapshot by hand.</summary>
+    public Task<HttpResponseMessage> PostAsync(string pathAndQuery, CancellationToken cancellationToken) =>
+        SendAsync(HttpMethod.Post, pathAndQuery, cancellationToken);
+
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string pathAndQuery, CancellationToken cancellationToken)
     {
-        var request = new HttpRequestMessage(HttpMethod.Get, new Uri(client.BaseUri, pathAndQuery.TrimStart('/')));
+        var request = new HttpRequestMessage(method, new Uri(client.BaseUri, pathAndQuery.TrimStart('/')));
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("*/*"));
         if (client.Credentials is { } credentials)
         {

@@ -8,7 +8,8 @@ using KubeCapture.KubectlPlugin.Cluster;
 namespace KubeCapture.KubectlPlugin.Commands;
 
 /// <summary>
-/// <c>download NAME [--pod P] [-o FILE|-]</c>: the stored pcap through kube-apiserver, its SHA-256
+/// <c>download NAME [--pod P] [--snapshot N] [-o FILE|-]</c>: the stored pcap (or snapshot N of a
+/// flight recording) through kube-apiserver, its SHA-256
 /// computed while the bytes arrive and compared with the server's header; written to FILE.partial
 /// and renamed to FILE only when it matches (a mismatch keeps FILE.partial, nothing is lost, exit 1);
 /// then the signed manifest beside it, FILE.manifest.json.
@@ -19,14 +20,18 @@ public static class DownloadCommand
     public const string PartialSuffix = ".partial";
 
     /// <summary>What to download where: checked before the cluster is asked (an existing file is never overwritten: exit 2).</summary>
-    public sealed record Request(string Name, string? Pod, string Output);
+    public sealed record Request(string Name, string? Pod, string Output, int Snapshot = 0);
 
     public static Request Check(PluginArguments args)
     {
-        args.Allow("--pod", "--output");
+        args.Allow("--pod", "--output", "--snapshot");
         var name = ResourceCommands.OneName(args);
         var pod = args.Option("--pod");
-        var output = args.Option("--output") ?? $"{name}{(pod is null ? "" : "-" + pod)}.pcap";
+        var snapshot = args.Option("--snapshot") is { } n
+            ? int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out var index) && index >= 1 ? index
+                : throw new UsageException($"invalid --snapshot '{n}': the snapshot's number, 1 for the first (kubectl capture status {name} lists them)")
+            : 0;
+        var output = args.Option("--output") ?? $"{name}{(pod is null ? "" : "-" + pod)}{(snapshot == 0 ? "" : $"-snapshot-{snapshot}")}.pcap";
         if (output != "-")
         {
             foreach (var existing in new[] { output, output + ManifestSuffix }.Where(File.Exists))
@@ -35,15 +40,15 @@ public static class DownloadCommand
             }
         }
 
-        return new Request(name, pod, output);
+        return new Request(name, pod, output, snapshot);
     }
 
     public static async Task<int> RunAsync(Request request, ClusterConnection cluster, TextWriter stdout, TextWriter stderr, Func<Stream> openStdout, CancellationToken cancellationToken)
     {
-        var (name, pod, output) = request;
+        var (name, pod, output, snapshot) = request;
         var toStdout = output == "-";
 
-        using var response = await cluster.GetStreamAsync(ExtensionApi.PathOf(cluster.Namespace, name, ExtensionApi.Pcap, pod), cancellationToken);
+        using var response = await cluster.GetStreamAsync(ExtensionApi.PathOf(cluster.Namespace, name, ExtensionApi.Pcap, pod, snapshot), cancellationToken);
         var expected = response.Headers.TryGetValues(ExtensionApi.Sha256Header, out var values) ? values.FirstOrDefault() : null;
         var length = response.Content.Headers.ContentLength;
         var partial = output + PartialSuffix;
@@ -93,7 +98,7 @@ public static class DownloadCommand
         var manifestPath = output + ManifestSuffix;
         try
         {
-            using var manifest = await cluster.GetStreamAsync(ExtensionApi.PathOf(cluster.Namespace, name, ExtensionApi.Manifest, pod), cancellationToken);
+            using var manifest = await cluster.GetStreamAsync(ExtensionApi.PathOf(cluster.Namespace, name, ExtensionApi.Manifest, pod, snapshot), cancellationToken);
             await using var body = await manifest.Content.ReadAsStreamAsync(cancellationToken);
             await using var file = Open(manifestPath, FileMode.CreateNew);
             await body.CopyToAsync(file, cancellationToken);

@@ -1,6 +1,7 @@
 using k8s;
 using k8s.Autorest;
 using k8s.Models;
+using KubeCapture.Contracts;
 using KubeCapture.Contracts.Arguments;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.KubectlPlugin.Cli;
@@ -64,6 +65,16 @@ public static class ResourceCommands
             new V1Patch("""{"spec":{"stop":true}}""", V1Patch.PatchType.MergePatch),
             PacketCapture.Group, PacketCapture.Version, cluster.Namespace, PacketCapture.Plural, name, cancellationToken: cancellationToken);
         stdout.WriteLine($"{name} stopping: each agent finishes its pcap and uploads it (kubectl capture status {name})");
+        return 0;
+    }
+
+    /// <summary><c>snapshot NAME [--pod P]</c>: a snapshot by hand of a flight recording, through the operator's extension API (RBAC: create packetcaptures/snapshot).</summary>
+    public static async Task<int> SnapshotAsync((string Name, string? Pod) asked, ClusterConnection cluster, TextWriter stdout, CancellationToken cancellationToken)
+    {
+        using var response = await cluster.PostAsync(ExtensionApi.PathOf(cluster.Namespace, asked.Name, ExtensionApi.Snapshot, asked.Pod), cancellationToken);
+        using var status = System.Text.Json.JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken));
+        stdout.WriteLine(status.RootElement.TryGetProperty("message", out var message) ? message.GetString() : $"snapshot of {asked.Name} asked");
+        stdout.WriteLine($"(kubectl capture status {asked.Name} lists it once stored; kubectl capture download {asked.Name} --snapshot N)");
         return 0;
     }
 

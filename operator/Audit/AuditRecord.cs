@@ -79,6 +79,7 @@ public static class AuditEvent
     public const string Started = "started";
     public const string Stopped = "stopped";
     public const string Stored = "stored";
+    public const string Snapshot = "snapshot";
     public const string Contested = "contested";
     public const string Downloaded = "downloaded";
     public const string Expired = "expired";

@@ -56,6 +56,11 @@ public static class LifecycleTransitions
             yield return new Transition(AuditEvent.Refused, "Warning", complete?.Reason ?? "Refused", $"refused before it started: {after.Message}");
         }
 
+        foreach (var snapshot in Snapshots(before, after))
+        {
+            yield return snapshot;
+        }
+
         foreach (var target in after.Targets)
         {
             var earlier = before?.Targets.FirstOrDefault(t => t.Pod == target.Pod);
@@ -81,6 +86,20 @@ public static class LifecycleTransitions
             {
                 yield return new Transition(AuditEvent.Contested, "Warning", target.Reason, $"pod {target.Pod}: {target.Message}", target.Pod,
                     target.Artifact is { } contested ? new AuditArtifact { Uri = contested.Uri, Size = contested.Size, Sha256 = contested.Sha256 } : null);
+            }
+        }
+    }
+
+    /// <summary>Each snapshot of a recording, once, when the status first lists it: why it was kept, who asked, where it is.</summary>
+    private static IEnumerable<Transition> Snapshots(PacketCaptureStatus? before, PacketCaptureStatus after)
+    {
+        foreach (var snapshot in after.Snapshots ?? [])
+        {
+            if (snapshot.Artifact is { } artifact && before?.Snapshots?.Any(s => s.Pod == snapshot.Pod && s.Index == snapshot.Index) != true)
+            {
+                yield return new Transition(AuditEvent.Snapshot, "Normal", "SnapshotStored", string.Create(CultureInfo.InvariantCulture,
+                    $"pod {snapshot.Pod}: snapshot {snapshot.Index} ({snapshot.TriggerKind}: {snapshot.TriggerDetail}; {snapshot.Packets} packets from {snapshot.WindowStart} to {snapshot.WindowEnd}) stored {artifact.Uri} ({artifact.Size} bytes, sha256 {artifact.Sha256})"),
+                    snapshot.Pod, new AuditArtifact { Uri = artifact.Uri, Size = artifact.Size, Sha256 = artifact.Sha256 }, Actor: snapshot.Requester);
             }
         }
     }

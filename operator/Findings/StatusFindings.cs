@@ -20,8 +20,16 @@ public static class StatusFindings
     /// <summary>A target's findings from its agent's summary, most serious first; <paramref name="omitted"/> counts those left out (here and by the agent).</summary>
     public static List<CaptureFinding> OfTarget(TcpSummaryReport summary, out int omitted)
     {
-        var ordered = summary.Findings.OrderBy(f => FindingSeverity.Rank(f.Severity)).ToList();
-        omitted = summary.FindingsOmitted + Math.Max(0, ordered.Count - MaxPerTarget);
+        var kept = Of(summary.Findings, out omitted);
+        omitted += summary.FindingsOmitted;
+        return kept;
+    }
+
+    /// <summary>Findings (a target's, a snapshot's window's), most serious first and bounded; <paramref name="omitted"/> counts those left out.</summary>
+    public static List<CaptureFinding> Of(IReadOnlyList<Finding> findings, out int omitted)
+    {
+        var ordered = findings.OrderBy(f => FindingSeverity.Rank(f.Severity)).ToList();
+        omitted = Math.Max(0, ordered.Count - MaxPerTarget);
         return ordered.Take(MaxPerTarget).Select(Bounded).ToList();
     }
 

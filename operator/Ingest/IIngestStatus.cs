@@ -19,6 +19,9 @@ public interface IIngestStatus
     /// <summary>Tells every agent of the capture to stop early: each finishes its pcap and uploads it.</summary>
     void RequestStop(string captureUid);
 
+    /// <summary>The snapshots of a target's flight recording stored so far (each a finished upload of its own), by index.</summary>
+    IReadOnlyList<TargetUpload> Snapshots(CaptureIdentity target) => [];
+
     /// <summary>Raised when a target's upload changes (connected, progress, finished, failed).</summary>
     event Action<TargetUpload>? Changed;
 
@@ -83,17 +86,19 @@ public sealed record UploadRefusals(long Count, string? LastMessage, long Sessio
 
 /// <summary>
 /// What the reconciler resolved for one target's upload: the pod's addresses, the most bytes its
-/// pcap may have (spec.maxBytes; null: not enforced) and how long it is kept (spec.retention.ttl;
-/// null: Storage:DefaultRetention). The agent's own claims (its Open's retention) are ignored.
+/// pcap may have (spec.maxBytes; null: not enforced), how long it is kept (spec.retention.ttl;
+/// null: Storage:DefaultRetention) and, for a flight recording, how many snapshots it may upload
+/// (spec.recorder.maxSnapshots; null: not a recording, none). The agent's own claims (its Open's retention) are ignored.
 /// </summary>
-public sealed record UploadTerms(IReadOnlyList<string> PodIps, long? MaxBytes = null, TimeSpan? Retention = null)
+public sealed record UploadTerms(IReadOnlyList<string> PodIps, long? MaxBytes = null, TimeSpan? Retention = null, int? MaxSnapshots = null)
 {
     /// <summary>The capture's own terms for a target's upload, as the ingest holds every stream to them whatever the agent claims.</summary>
     public static UploadTerms Of(KubeCapture.Contracts.Resources.PacketCapture capture, k8s.Models.V1Pod pod)
     {
         long? maxBytes = Quantities.TryParseSize(capture.Spec.MaxBytes ?? KubeCapture.Contracts.Resources.PacketCaptureSpec.DefaultMaxBytes, out var bytes, out _) ? bytes : null;
         TimeSpan? retention = capture.Spec.Retention?.Ttl is { } ttl && Quantities.TryParseDuration(ttl, out var kept, out _) ? kept : null;
-        return new UploadTerms(PodAddresses.Of(pod), maxBytes, retention);
+        int? maxSnapshots = capture.Spec.Recorder is { } recorder ? recorder.MaxSnapshots ?? KubeCapture.Contracts.Recorder.RecorderLimits.DefaultMaxSnapshots : null;
+        return new UploadTerms(PodAddresses.Of(pod), maxBytes, retention, maxSnapshots);
     }
 }
 
@@ -133,6 +138,12 @@ public sealed record TargetUpload
 
     /// <summary>The agent's TCP summary so far (its latest Progress), while it captures.</summary>
     public TcpSummaryReport? SummarySoFar { get; init; }
+
+    /// <summary>A flight recording's stream: the recorder's state as its agent last reported it.</summary>
+    public KubeCapture.Contracts.Resources.RecorderStatus? Recorder { get; init; }
+
+    /// <summary>A snapshot's upload (<see cref="CaptureIdentity.Snapshot"/> &gt; 0), once stored: its agent's manifest.</summary>
+    public KubeCapture.Contracts.Recorder.SnapshotManifest? Snapshot { get; init; }
 
     public StoredArtifact? Artifact { get; init; }
 

@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using Grpc.Core;
 using KubeCapture.Contracts;
 using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Recorder;
 using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Custody;
 using KubeCapture.Operator.Metrics;
@@ -48,7 +49,9 @@ public sealed partial class IngestService(
         }
 
         var open = requestStream.Current.Open;
-        var target = Validate(open);
+        // The target (its pod) is what the token, the binding and the custody are for; a snapshot of its recording is an upload of its own.
+        var pod = Validate(open);
+        var target = open.SnapshotIndex > 0 ? pod with { Snapshot = open.SnapshotIndex } : pod;
         // The trace the agent was given when its container was added (its metadata), continued here; the storage writes are its children.
         using var span = CaptureTracing.StartIngest(context.RequestHeaders.GetValue(CaptureTracing.ParentHeader), target.Namespace, target.CaptureName, target.Pod);
         if (!tokens.HasKey)
@@ -56,7 +59,7 @@ public sealed partial class IngestService(
             throw Fail(StatusCode.Unavailable, "the operator has not read its upload token key yet (Ingest:TokenKeySecret); retry");
         }
 
-        if (!tokens.Verify(target, open.Token))
+        if (!tokens.Verify(pod, open.Token))
         {
             logger.LogWarning("rejected an upload for {Namespace}/{Capture} pod {Pod} from {Peer}: wrong token", target.Namespace, target.CaptureName, target.Pod, context.Peer);
             throw Fail(StatusCode.Unauthenticated, $"the token is not valid for capture {target.Namespace}/{target.CaptureName} (uid {target.CaptureUid}) pod {target.Pod}");
@@ -67,10 +70,10 @@ public sealed partial class IngestService(
         if (bindings is not null)
         {
             // Every replica ingests, and only the leader reconciles: the binding is read from the API at each Open.
-            await bindings.RefreshAsync(target, context.CancellationToken);
+            await bindings.RefreshAsync(pod, context.CancellationToken);
         }
 
-        switch (addresses.Check(target, peer))
+        switch (addresses.Check(pod, peer))
         {
             case (PeerVerdict.Unknown, var unknown):
                 logger.LogInformation("{Namespace}/{Capture} pod {Pod}: an upload from {Peer} waits for the pod's addresses: {Reason}", target.Namespace, target.CaptureName, target.Pod, peer, unknown);
@@ -78,8 +81,15 @@ public sealed partial class IngestService(
             case (PeerVerdict.Refused, var refused):
                 logger.LogWarning("refused an upload for {Namespace}/{Capture} (uid {Uid}) pod {Pod} from {Peer}: {Refusal}",
                     target.Namespace, target.CaptureName, target.CaptureUid, target.Pod, peer, refused);
-                addresses.Refuse(target, refused!);
+                addresses.Refuse(pod, refused!);
                 throw Fail(StatusCode.PermissionDenied, refused!);
+        }
+
+        if (target.Snapshot > 0 && addresses.Terms(pod) is { } recording && (recording.MaxSnapshots ?? 0) < target.Snapshot)
+        {
+            throw Fail(StatusCode.InvalidArgument, recording.MaxSnapshots is null
+                ? $"Open.snapshot_index {target.Snapshot}: capture {pod.Namespace}/{pod.CaptureName} is not a flight recording (no spec.recorder): it takes no snapshots"
+                : $"Open.snapshot_index {target.Snapshot}: capture {pod.Namespace}/{pod.CaptureName} takes at most {recording.MaxSnapshots} snapshots (spec.recorder.maxSnapshots)");
         }
 
         if (registry.Current(target) is { Phase: UploadPhase.Failed } failed)
@@ -108,7 +118,7 @@ public sealed partial class IngestService(
         {
             logger.LogWarning("{Namespace}/{Capture} pod {Pod}: refused a second agent session ({Session}): {Holder} holds the upload",
                 target.Namespace, target.CaptureName, target.Pod, owner.Session, held.Holder);
-            addresses.Refuse(target, held.Message, session: true);
+            addresses.Refuse(pod, held.Message, session: true);
             throw Fail(StatusCode.AlreadyExists, held.Message);
         }
         catch (OperationCanceledException) when (owner.Superseded)
@@ -134,7 +144,7 @@ public sealed partial class IngestService(
             logger.LogError("{Namespace}/{Capture} pod {Pod}: {Error}", target.Namespace, target.CaptureName, target.Pod, error);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, UpdatedAt = DateTimeOffset.UtcNow });
             OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
-            live.Complete(target);
+            CompleteLive(target);
             throw Fail(e.Refused ? StatusCode.FailedPrecondition : StatusCode.Unavailable, error);
         }
         finally
@@ -182,7 +192,7 @@ public sealed partial class IngestService(
             checkpoint = null;
         }
 
-        var terms = addresses.Terms(target);
+        var terms = addresses.Terms(target.Target);
         if (checkpoint is null)
         {
             // The capture's own retention as the reconciler resolved it; the agent's claim only where no reconciler tells (a standalone ingest).
@@ -207,14 +217,15 @@ public sealed partial class IngestService(
                 Sha256State = new ResumableSha256().ExportState(),
                 ExpiresAt = expiresAt,
                 MaxBytes = terms?.MaxBytes,
-                Custody = custody.Of(target),
+                Custody = custody.Of(target.Target),
                 StartedAt = now,
                 UpdatedAt = now,
             };
             await PartPipeline.SaveCheckpointAsync(store, checkpoint, budget, logger); // not cancelled with the stream, as the later saves
         }
 
-        var maxBytes = checkpoint.MaxBytes ?? terms?.MaxBytes;
+        // spec.maxBytes bounds a capture's pcap (and a recording's own, which holds no packet); a snapshot holds its window, the ring's size and what came after the trigger.
+        var maxBytes = target.Snapshot > 0 ? null : checkpoint.MaxBytes ?? terms?.MaxBytes;
         await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, _storage.PartsInFlight, budget, logger, offset =>
         {
             outbox.Post(new IngestMessage { Ack = new Ack { DurableOffset = offset } });
@@ -256,7 +267,11 @@ public sealed partial class IngestService(
 
                         await pipeline.AppendAsync(message.Chunk.Data.Memory);
                         OperatorMetrics.IngestedBytes.Add(message.Chunk.Data.Length);
-                        live.Append(target, message.Chunk.Offset, message.Chunk.Data.Memory);
+                        if (target.Snapshot == 0)
+                        {
+                            live.Append(target, message.Chunk.Offset, message.Chunk.Data.Memory);
+                        }
+
                         break;
                     case AgentMessage.BodyOneofCase.Progress:
                         var progress = message.Progress;
@@ -268,6 +283,7 @@ public sealed partial class IngestService(
                             Bytes = progress.Bytes,
                             DroppedByKernel = progress.DroppedByKernel,
                             SummarySoFar = summary ?? u.SummarySoFar,
+                            Recorder = progress.Recorder is { } recorder ? RecorderStateOf(recorder, progress.DroppedByKernel) : u.Recorder,
                             UpdatedAt = DateTimeOffset.UtcNow,
                         });
                         break;
@@ -306,16 +322,29 @@ public sealed partial class IngestService(
         }
 
         CaptureManifest? agentManifest = null;
+        SnapshotManifest? snapshotManifest = null;
         if (finish.ManifestJson.Length > 0)
         {
             try
             {
-                agentManifest = CaptureManifest.FromJson(finish.ManifestJson);
+                if (target.Snapshot > 0)
+                {
+                    snapshotManifest = SnapshotManifest.FromJson(finish.ManifestJson);
+                }
+                else
+                {
+                    agentManifest = CaptureManifest.FromJson(finish.ManifestJson);
+                }
             }
             catch (JsonException e)
             {
                 throw Fail(StatusCode.InvalidArgument, $"the agent's manifest is not valid JSON: {e.Message}");
             }
+        }
+
+        if (target.Snapshot > 0 && snapshotManifest?.Snapshot != target.Snapshot)
+        {
+            throw Fail(StatusCode.InvalidArgument, $"the Finish of snapshot {target.Snapshot} must carry its snapshot manifest (the trigger, the window): {(snapshotManifest is null ? "it has none" : $"it is snapshot {snapshotManifest.Snapshot}'s")}");
         }
 
         var sha256 = await pipeline.DrainAsync();
@@ -327,7 +356,7 @@ public sealed partial class IngestService(
             await StorageRetry.RunAsync("aborting the upload", _storage.RetryBudget, ct => store.AbortUploadAsync(checkpoint, ct), logger, cancellationToken);
             registry.Update(target, u => u with { Phase = UploadPhase.Failed, Error = error, Manifest = agentManifest, UpdatedAt = DateTimeOffset.UtcNow });
             OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "failed"));
-            live.Complete(target);
+            CompleteLive(target);
             throw Fail(StatusCode.DataLoss, error);
         }
 
@@ -344,19 +373,22 @@ public sealed partial class IngestService(
         }
 
         // What the reconciler told; from the checkpoint when the PacketCapture is gone meanwhile (or this process never reconciled it).
-        var witnessed = custody.Of(target) ?? checkpoint.Custody;
+        var witnessed = custody.Of(target.Target) ?? checkpoint.Custody;
+        var uri = store.UriOf(target);
         var stored = new StoredCaptureManifest
         {
             CaptureUid = target.CaptureUid,
             Namespace = target.Namespace,
             CaptureName = target.CaptureName,
             Pod = target.Pod,
-            Uri = store.UriOf(target),
+            Uri = uri,
             Size = pipeline.Received,
             Sha256 = sha256,
             StoredAt = DateTimeOffset.UtcNow,
             ExpiresAt = checkpoint.ExpiresAt,
             Agent = agentManifest,
+            SnapshotIndex = target.Snapshot > 0 ? target.Snapshot : null,
+            Snapshot = snapshotManifest is null ? null : snapshotManifest with { File = uri },
             AgentSha256 = finish.Sha256.ToLowerInvariant(),
             Requester = witnessed?.Requester,
             Reason = witnessed?.Reason,
@@ -388,7 +420,7 @@ public sealed partial class IngestService(
         OperatorMetrics.Uploads.Add(1, new KeyValuePair<string, object?>("outcome", "stored"));
         OperatorMetrics.IngestedPackets.Add(agentManifest?.PacketsWritten ?? 0);
         OperatorMetrics.KernelDrops.Add(agentManifest?.PacketsDroppedByKernel ?? 0);
-        live.Complete(target);
+        CompleteLive(target);
         logger.LogInformation("{Namespace}/{Capture} pod {Pod}: stored {Uri} ({Size} bytes, sha256 {Sha256})", target.Namespace, target.CaptureName, target.Pod, stored.Uri, stored.Size, stored.Sha256);
         outbox.Post(StoredMessage(stored));
     }
@@ -418,6 +450,27 @@ public sealed partial class IngestService(
             }
         }
     }
+
+    /// <summary>A live follow reads the target's own pcap: a snapshot's upload is not followed.</summary>
+    private void CompleteLive(CaptureIdentity target)
+    {
+        if (target.Snapshot == 0)
+        {
+            live.Complete(target);
+        }
+    }
+
+    private static KubeCapture.Contracts.Resources.RecorderStatus RecorderStateOf(RecorderProgress recorder, long droppedByKernel) => new()
+    {
+        Armed = recorder.Armed,
+        RingBytes = recorder.RingBytes,
+        RingCapacity = recorder.RingCapacity,
+        PacketsSeen = recorder.PacketsSeen,
+        DroppedByKernel = droppedByKernel,
+        SnapshotsTaken = recorder.SnapshotsTaken,
+        TriggersNotTaken = recorder.TriggersNotTaken,
+        LastTrigger = recorder.LastTrigger.Length > 0 ? recorder.LastTrigger : null,
+    };
 
     /// <summary>Aborts the target's upload once, without retrying; false when storage did not answer (the retention sweeper retries).</summary>
     private async Task<bool> TryAbortAsync(CaptureIdentity target)
@@ -458,6 +511,11 @@ public sealed partial class IngestService(
         if (string.IsNullOrWhiteSpace(open.SessionId) || open.SessionId.Length is < MinSessionId or > 128)
         {
             throw Fail(StatusCode.InvalidArgument, $"Open.session_id must be {MinSessionId} to 128 characters: a random value only the agent process knows");
+        }
+
+        if (open.SnapshotIndex is < 0 or > RecorderLimits.MaxMaxSnapshots)
+        {
+            throw Fail(StatusCode.InvalidArgument, $"Open.snapshot_index is {open.SnapshotIndex}; use 0 for the target's own upload or 1 to {RecorderLimits.MaxMaxSnapshots} for a snapshot of its recording");
         }
 
         if (open.RetentionTtlSeconds < 0)
@@ -556,6 +614,8 @@ public sealed partial class IngestService(
         public bool Superseded => outbox.Superseded;
 
         public void RequestStop(string reason) => outbox.Post(new IngestMessage { Stop = new Stop { Reason = reason } });
+
+        public void RequestSnapshot(string requester) => outbox.Post(new IngestMessage { Snapshot = new KubeCapture.Proto.V1.Snapshot { Requester = requester } });
 
         public string? LostBecause => outbox.LostBecause;
 

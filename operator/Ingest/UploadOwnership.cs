@@ -41,9 +41,9 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
 
     public UploadOwnershipOptions Options => options;
 
-    /// <summary>The Lease of one target's upload: a hash of the capture's uid and the pod, so that any replica finds it.</summary>
+    /// <summary>The Lease of one target's upload: a hash of the capture's uid and the pod (and the snapshot's index), so that any replica finds it.</summary>
     public static string LeaseNameOf(CaptureIdentity target) =>
-        "kubecapture-upload-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes($"{target.CaptureUid}/{target.Pod}")))[..40];
+        "kubecapture-upload-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(target.Snapshot == 0 ? $"{target.CaptureUid}/{target.Pod}" : $"{target.CaptureUid}/{target.Pod}/snapshot-{target.Snapshot}")))[..40];
 
     /// <summary>
     /// Takes the target's Lease for <paramref name="owner"/>'s stream (null: for a moment, to abort an

@@ -86,6 +86,25 @@ public sealed class UploadRegistry(
         }
     }
 
+    /// <summary>
+    /// Asks the agent recording <paramref name="target"/> for a snapshot by hand, on the stream it holds
+    /// open to this process; null when asked, else why not (no agent streams the target here).
+    /// </summary>
+    public string? RequestSnapshot(CaptureIdentity target, string requester)
+    {
+        if (_slots.GetValueOrDefault(target)?.Owner is not { } owner)
+        {
+            return $"no agent of capture {target.Namespace}/{target.CaptureName} on pod {target.Pod} is connected to this operator: the recording has not started, has ended, or is reconnecting";
+        }
+
+        owner.RequestSnapshot(requester);
+        return null;
+    }
+
+    /// <summary>The snapshots of <paramref name="target"/>'s recording this process stored or confirmed, by index.</summary>
+    public IReadOnlyList<TargetUpload> Snapshots(CaptureIdentity target) =>
+        [.. _uploads.Values.Where(u => u.Target.Snapshot > 0 && u.Target.Target == target && u.Phase == UploadPhase.Finished).OrderBy(u => u.Target.Snapshot)];
+
     /// <summary>Why the capture was asked to stop, or null.</summary>
     public string? StopRequested(string captureUid) => _stops.GetValueOrDefault(captureUid);
 
@@ -121,6 +140,7 @@ public sealed class UploadRegistry(
         Bytes = stored.Size,
         DroppedByKernel = stored.Agent?.PacketsDroppedByKernel ?? 0,
         Manifest = stored.Agent,
+        Snapshot = stored.Snapshot,
         Artifact = stored.ToArtifact(),
         UpdatedAt = stored.StoredAt,
     };
@@ -319,6 +339,9 @@ public interface IStreamOwner
 
     /// <summary>Tell the agent to finish early.</summary>
     void RequestStop(string reason);
+
+    /// <summary>A flight recording's stream: tell the agent to take a snapshot by hand, naming who asked.</summary>
+    void RequestSnapshot(string requester);
 
     /// <summary>A newer stream of the same target takes over: end this one.</summary>
     void Supersede();

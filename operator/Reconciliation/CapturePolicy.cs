@@ -151,13 +151,9 @@ public sealed class CapturePolicy
             return SpecVerdict.Refuse("InvalidFilter", $"spec.filter: {problem}");
         }
 
-        if (spec.Recorder is { } recorder)
+        if (spec.Recorder is { } recorder && Recorder.Check(recorder, spec, duration) is { } refused)
         {
-            // Snapshots reach object storage only once the ingest takes them (issue 24, the operator's
-            // second half); until then a valid recording is refused before any pod is touched, rather
-            // than injecting an agent whose snapshots would have nowhere to go.
-            return Recorder.Check(recorder, spec, duration) ?? SpecVerdict.Refuse("RecorderNotAvailable",
-                "spec.recorder is valid, but this operator cannot yet take snapshots through its ingest (the agent records to local files only: docs/recorder.md); nothing was injected");
+            return refused;
         }
 
         return SpecVerdict.Accept(duration);

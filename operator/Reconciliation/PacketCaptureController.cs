@@ -19,7 +19,7 @@ public sealed record ReconcileResult(TimeSpan? RequeueAfter)
 /// one pod costs the finalizer patch, the container patch, one Event and the status writes.
 /// Each step is its own class: <see cref="CaptureStart"/> (stamp, policy, slot, Object Lock,
 /// <see cref="TargetSelection"/>, <see cref="ContainerInjection"/>), <see cref="TargetObservation"/>,
-/// <see cref="RefusedUploads"/>, <see cref="PhaseRollUp"/>, <see cref="BothEndsComparison"/>,
+/// <see cref="RefusedUploads"/>, <see cref="RecordingRollUp"/>, <see cref="PhaseRollUp"/>, <see cref="BothEndsComparison"/>,
 /// <see cref="CaptureCompletion"/> and the throttled <see cref="CaptureStatusWriter"/>.
 /// </summary>
 public sealed class PacketCaptureController(
@@ -31,6 +31,7 @@ public sealed class PacketCaptureController(
     ContainerInjection injection,
     TargetObservation observation,
     RefusedUploads refusals,
+    RecordingRollUp recording,
     BothEndsComparison ends,
     CaptureStatusWriter writer,
     CaptureCompletion completion,
@@ -67,6 +68,7 @@ public sealed class PacketCaptureController(
         var refused = refusals.Take(draft);
         var deadline = (draft.Status.StartTime ?? draft.Now) + verdict.Duration + grace;
         await observation.ObserveAsync(draft, pastDeadline: draft.Now > deadline, cancellationToken);
+        await recording.ApplyAsync(draft, cancellationToken);
         PhaseRollUp.Apply(draft.Status, capture.Metadata.Generation, draft.Now);
         var result = CapturePhase.IsTerminal(draft.Status.Phase)
             ? await EndAsync(draft, cancellationToken)

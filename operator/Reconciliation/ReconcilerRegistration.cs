@@ -74,6 +74,7 @@ public static class ReconcilerRegistration
         services.AddSingleton<CaptureStart>();
         services.AddSingleton<TargetObservation>();
         services.AddSingleton<RefusedUploads>();
+        services.AddSingleton<RecordingRollUp>();
         services.AddSingleton<BothEndsComparison>();
         services.AddSingleton<PacketCaptureController>();
         services.AddSingleton<CaptureOperator>();

@@ -202,15 +202,7 @@ public sealed class TargetObservation(IIngestStatus ingest, ClusterCache cluster
 
         if (upload.Artifact is { } artifact)
         {
-            target.Artifact = new CaptureArtifact
-            {
-                Uri = artifact.Uri,
-                Size = artifact.Size,
-                Sha256 = artifact.Sha256,
-                ExpiresAt = artifact.ExpiresAt?.UtcDateTime,
-                Lock = artifact.Retention?.Lock is "governance" or "compliance" ? artifact.Retention.Lock : null,
-                LegalHold = artifact.Retention?.LegalHold == true ? true : null,
-            };
+            target.Artifact = ArtifactOf(artifact);
         }
 
         if (upload.Phase == UploadPhase.Failed)
@@ -221,6 +213,17 @@ public sealed class TargetObservation(IIngestStatus ingest, ClusterCache cluster
 
         return false;
     }
+
+    /// <summary>A stored pcap as the status shows it: where, how big, its SHA-256, until when it is kept and locked.</summary>
+    public static CaptureArtifact ArtifactOf(Provenance.StoredArtifact artifact) => new()
+    {
+        Uri = artifact.Uri,
+        Size = artifact.Size,
+        Sha256 = artifact.Sha256,
+        ExpiresAt = artifact.ExpiresAt?.UtcDateTime,
+        Lock = artifact.Retention?.Lock is "governance" or "compliance" ? artifact.Retention.Lock : null,
+        LegalHold = artifact.Retention?.LegalHold == true ? true : null,
+    };
 
     private static void ShowSummary(CaptureTargetStatus target, TcpSummaryReport summary)
     {

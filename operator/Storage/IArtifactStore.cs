@@ -161,6 +161,12 @@ public sealed record StoredCaptureManifest
     /// <summary>The agent's own manifest: capture window, stop reason, counters and drops, limits, summary.</summary>
     public CaptureManifest? Agent { get; init; }
 
+    /// <summary>Set for snapshot N of a flight recording: N (the target's own pcap has none).</summary>
+    public int? SnapshotIndex { get; init; }
+
+    /// <summary>A snapshot's manifest from its agent: why it was kept (the trigger, its requester), its window, its packets and findings.</summary>
+    public KubeCapture.Contracts.Recorder.SnapshotManifest? Snapshot { get; init; }
+
     /// <summary>The SHA-256 the agent computed (<see cref="Sha256"/> is the ingest's own, over the bytes it received; they are equal or nothing is stored).</summary>
     public string? AgentSha256 { get; init; }
 
@@ -194,7 +200,7 @@ public sealed record StoredCaptureManifest
     /// </summary>
     public ContestRecord? Contested { get; init; }
 
-    public CaptureIdentity Target => new(CaptureUid, Namespace, CaptureName, Pod);
+    public CaptureIdentity Target => new(CaptureUid, Namespace, CaptureName, Pod, SnapshotIndex ?? 0);
 
     public StoredArtifact ToArtifact() => new(Uri, Size, Sha256, ExpiresAt, Retention);
 }
@@ -232,11 +238,14 @@ public sealed class ArtifactLayout(string prefix)
 
     public string Prefix => _prefix;
 
-    public string PcapKey(CaptureIdentity t) => Join($"{t.Namespace}/{t.CaptureName}/{t.Pod}.pcap");
+    public string PcapKey(CaptureIdentity t) => Join($"{t.Namespace}/{t.CaptureName}/{NameOf(t)}.pcap");
 
-    public string ManifestKey(CaptureIdentity t) => Join($"{t.Namespace}/{t.CaptureName}/{t.Pod}.manifest.json");
+    public string ManifestKey(CaptureIdentity t) => Join($"{t.Namespace}/{t.CaptureName}/{NameOf(t)}.manifest.json");
 
-    public string CheckpointKey(CaptureIdentity t) => Join($"{CheckpointFolder}/{t.Namespace}/{t.CaptureName}/{t.Pod}.json");
+    public string CheckpointKey(CaptureIdentity t) => Join($"{CheckpointFolder}/{t.Namespace}/{t.CaptureName}/{NameOf(t)}.json");
+
+    /// <summary>The pod's name; snapshot N of its recording is POD_snapshot-N (a pod name has no '_', so it never collides with one).</summary>
+    public static string NameOf(CaptureIdentity t) => t.Snapshot == 0 ? t.Pod : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.Pod}_snapshot-{t.Snapshot}");
 
     public string CheckpointPrefix => Join(CheckpointFolder + "/");
 

@@ -193,7 +193,7 @@ public sealed class LocalArtifactStore(string root, string prefix) : IArtifactSt
     }
 
     private string PartsDirectory(CaptureIdentity target, string uploadId) =>
-        PathOf(_layout.Join($"{ArtifactLayout.CheckpointFolder}/{target.Namespace}/{target.CaptureName}/{target.Pod}.{uploadId}.parts"));
+        PathOf(_layout.Join($"{ArtifactLayout.CheckpointFolder}/{target.Namespace}/{target.CaptureName}/{ArtifactLayout.NameOf(target)}.{uploadId}.parts"));
 
     private string PathOf(string key) => Path.Combine(_root, key);
 

@@ -54,19 +54,10 @@ public sealed class CaptureDownloads(
             if (!allowed)
             {
                 logger.LogWarning("denied {Subresource} of {Namespace}/{Capture} to {User}: {Reason}", subresource, ns, name, user, reason);
-                await SubresourcesApi.WriteStatusAsync(context, 403, "Forbidden",
-                    $"{ExtensionApi.Resource}.{ExtensionApi.Group} \"{name}\" is forbidden: User \"{user.Name}\" cannot get resource \"{ExtensionApi.Resource}/{subresource}\" in API group \"{ExtensionApi.Group}\" in the namespace \"{ns}\"", name);
-                return;
             }
 
-            PacketCapture capture;
-            try
+            if (await SubresourcesApi.ReadCaptureAsync(context, kubernetes, user, allowed, "get", ns, name, subresource) is not { } capture)
             {
-                capture = await kubernetes.CustomObjects.GetNamespacedCustomObjectAsync<PacketCapture>(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, name, cancellationToken);
-            }
-            catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-            {
-                await SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"{PacketCapture.Plural}.{PacketCapture.Group} \"{name}\" not found", name);
                 return;
             }
 
@@ -77,7 +68,14 @@ public sealed class CaptureDownloads(
                 return;
             }
 
-            var identity = new CaptureIdentity(capture.Metadata.Uid, ns, name, target.Pod);
+            var snapshot = SnapshotAsked(capture, target, subresource, context.Request.Query[ExtensionApi.SnapshotParameter].FirstOrDefault(), out var badSnapshot);
+            if (badSnapshot is { } bad)
+            {
+                await SubresourcesApi.WriteStatusAsync(context, bad.Code, bad.Reason, bad.Message, name);
+                return;
+            }
+
+            var identity = new CaptureIdentity(capture.Metadata.Uid, ns, name, target.Pod, snapshot);
             StoredCaptureManifest? stored;
             try
             {
@@ -92,6 +90,13 @@ public sealed class CaptureDownloads(
             if (stored is not null && stored.CaptureUid != capture.Metadata.Uid)
             {
                 stored = null; // an earlier capture of the same name
+            }
+
+            if (stored is null && snapshot > 0)
+            {
+                await SubresourcesApi.WriteStatusAsync(context, 404, "NotFound",
+                    $"snapshot {snapshot} of capture {name} pod {target.Pod} is not stored (status.snapshots lists those that are: {string.Join(", ", (capture.Status?.Snapshots ?? []).Where(s => s.Pod == target.Pod).Select(s => s.Index).DefaultIfEmpty()) switch { "0" => "none yet", var listed => listed }})", name);
+                return;
             }
 
             if (stored is null && (subresource != ExtensionApi.Follow || TargetState.IsTerminal(target.State) || CapturePhase.IsTerminal(capture.Status?.Phase)))
@@ -147,6 +152,32 @@ public sealed class CaptureDownloads(
                 : (409, "Conflict", $"capture {name} has no target pod yet (phase {capture.Status?.Phase ?? CapturePhase.Pending}); try again when it runs")),
             _ => (null, (400, "BadRequest", $"capture {name} has {targets.Count} target pods ({names}): choose one with ?pod=")),
         };
+    }
+
+    /// <summary>?snapshot=N: snapshot N of the target's recording (0: its own pcap); what is wrong with the request otherwise.</summary>
+    private static int SnapshotAsked(PacketCapture capture, CaptureTargetStatus target, string subresource, string? text, out (int Code, string Reason, string Message)? problem)
+    {
+        problem = null;
+        if (text is null)
+        {
+            return 0;
+        }
+
+        var name = capture.Metadata.Name;
+        if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var index) || index < 1)
+        {
+            problem = (400, "BadRequest", $"?{ExtensionApi.SnapshotParameter}={text} is not a snapshot number: use 1 for the first snapshot of pod {target.Pod}");
+        }
+        else if (capture.Spec.Recorder is null)
+        {
+            problem = (400, "BadRequest", $"capture {name} is not a flight recording (it has no spec.recorder): it has no snapshots; download its pcap without ?{ExtensionApi.SnapshotParameter}=");
+        }
+        else if (subresource == ExtensionApi.Follow)
+        {
+            problem = (400, "BadRequest", $"a snapshot is not followed live: download it once it is listed in status.snapshots");
+        }
+
+        return problem is null ? index : 0;
     }
 
     /// <summary>Why a target has no stored pcap: still capturing (409), gone by retention (410), never stored (404).</summary>

@@ -57,6 +57,14 @@ public static class SubresourcesApi
                 ["kind"] = s == ExtensionApi.Manifest ? "StoredCaptureManifest" : "Pcap",
                 ["verbs"] = new JsonArray("get"),
             }),
+            new JsonObject
+            {
+                ["name"] = $"{ExtensionApi.Resource}/{ExtensionApi.Snapshot}",
+                ["singularName"] = "",
+                ["namespaced"] = true,
+                ["kind"] = "Status",
+                ["verbs"] = new JsonArray("create"),
+            },
         ]),
     };
 
@@ -89,6 +97,32 @@ public static class SubresourcesApi
         context.Response.StatusCode = code;
         context.Response.ContentType = "application/json";
         await context.Response.WriteAsync(status.ToJsonString(), context.RequestAborted);
+    }
+
+    /// <summary>
+    /// Denied (403, as kube-apiserver words it) unless <paramref name="allowed"/>; else the PacketCapture
+    /// the request names, or null once a 404 was written. The SubjectAccessReview's outcome comes first,
+    /// so a user without the right learns nothing of the capture.
+    /// </summary>
+    public static async Task<KubeCapture.Contracts.Resources.PacketCapture?> ReadCaptureAsync(HttpContext context, k8s.IKubernetes kubernetes, RemoteUser user, bool allowed, string verb, string ns, string name, string subresource)
+    {
+        if (!allowed)
+        {
+            await WriteStatusAsync(context, 403, "Forbidden",
+                $"{ExtensionApi.Resource}.{ExtensionApi.Group} \"{name}\" is forbidden: User \"{user.Name}\" cannot {verb} resource \"{ExtensionApi.Resource}/{subresource}\" in API group \"{ExtensionApi.Group}\" in the namespace \"{ns}\"", name);
+            return null;
+        }
+
+        try
+        {
+            return await k8s.CustomObjectsOperationsExtensions.GetNamespacedCustomObjectAsync<KubeCapture.Contracts.Resources.PacketCapture>(kubernetes.CustomObjects,
+                KubeCapture.Contracts.Resources.PacketCapture.Group, KubeCapture.Contracts.Resources.PacketCapture.Version, ns, KubeCapture.Contracts.Resources.PacketCapture.Plural, name, cancellationToken: context.RequestAborted);
+        }
+        catch (k8s.Autorest.HttpOperationException e) when (e.Response.StatusCode == System.Net.HttpStatusCode.NotFound)
+        {
+            await WriteStatusAsync(context, 404, "NotFound", $"{KubeCapture.Contracts.Resources.PacketCapture.Plural}.{KubeCapture.Contracts.Resources.PacketCapture.Group} \"{name}\" not found", name);
+            return null;
+        }
     }
 
     public static Task WriteJsonAsync(HttpContext context, JsonNode document)

@@ -23,6 +23,7 @@ public static class SubresourcesRegistration
         builder.Services.AddSingleton<FrontProxyAuthenticator>();
         builder.Services.AddSingleton<AccessReview>();
         builder.Services.AddSingleton<CaptureDownloads>();
+        builder.Services.AddSingleton<CaptureSnapshots>();
         // With upload Leases (every replica ingests), a follow reaching a replica that does not hold the stream is relayed from the one that does.
         // (AddIngestAndStorage registered UploadOwnership before, when the replicas hold upload Leases.)
         if (builder.Services.Any(s => s.ServiceType == typeof(UploadOwnership)))
@@ -79,6 +80,8 @@ public static class SubresourcesRegistration
                 ? context.RequestServices.GetRequiredService<CaptureDownloads>().HandleAsync(context, ns, name, subresource)
                 : SubresourcesApi.WriteStatusAsync(context, 404, "NotFound", $"the server could not find the requested resource: {ExtensionApi.Resource}/{subresource} (there are {string.Join(", ", ExtensionApi.Subresources)})");
         }));
+        app.MapPost($"/apis/{ExtensionApi.GroupVersion}/namespaces/{{ns}}/{ExtensionApi.Resource}/{{name}}/{ExtensionApi.Snapshot}", OnListener(context =>
+            context.RequestServices.GetRequiredService<CaptureSnapshots>().HandleAsync(context, (string)context.Request.RouteValues["ns"]!, (string)context.Request.RouteValues["name"]!)));
         app.MapGet(StreamRelay.Path, OnListener(context => context.RequestServices.GetRequiredService<RelayedFollows>().ServeAsync(context)));
         return app;
     }

@@ -34,7 +34,7 @@ public sealed class ProgramTests
         { ["follow", "x", "-o", "f"], "kubectl-capture: follow does not take --output (see kubectl capture --help)" },
         { ["verify"], "kubectl-capture: verify takes a pcap and, optionally, its manifest: kubectl capture verify FILE.pcap [FILE.pcap.manifest.json] [--public-key KEY.pem]" },
         { ["verify", "/nonexistent/x.pcap"], "kubectl-capture: no such file: '/nonexistent/x.pcap'" },
-        { [], "kubectl-capture: nothing to do: kubectl capture POD --reason \"...\" ['BPF FILTER'], or list, status, stop, download, follow, verify (see kubectl capture --help)" },
+        { [], "kubectl-capture: nothing to do: kubectl capture POD --reason \"...\" ['BPF FILTER'], or list, status, stop, snapshot, download, follow, verify (see kubectl capture --help)" },
     };
 
     [Theory]

@@ -30,6 +30,29 @@ public sealed class RecordCommandLineTests
         Assert.False(RecordCommandLine.Parse(["--window", "5s", "--snapshot-dir", "/tmp"]).Capture.Summary); // no finding trigger: no live summary
     }
 
+    [Fact]
+    public void TheCommandLineTheOperatorWritesIsAClusterRecordingWithoutASnapshotDirectory()
+    {
+        var command = new AgentCaptureCommand
+        {
+            IngestUrl = "http://127.0.0.1:8081",
+            Target = new CaptureIdentity("uid-1", "shop", "db-resets", "db-0"),
+            Interface = "eth0",
+            Duration = "1h",
+            MaxBytes = "16Mi",
+            Filter = "tcp port 5432",
+            Recorder = new AgentRecorderArguments { Window = "5m", After = "30s", MaxSnapshots = 2, TriggerFilter = "tcp[tcpflags] & tcp-rst != 0", TriggerCount = "20/10s" },
+        };
+        Environment.SetEnvironmentVariable(AgentCaptureCommand.TokenVariable, "token-of-the-test");
+        var args = command.ToArgs();
+        Assert.Equal("record", args[0]);
+        var options = RecordCommandLine.Parse([.. args.Skip(1)]);
+        Assert.Null(options.SnapshotDirectory);
+        Assert.Equal((new Uri("http://127.0.0.1:8081"), "db-resets", "db-0"), (options.Ingest!.Url, options.Ingest.CaptureName, options.Ingest.Pod));
+        Assert.Equal((TimeSpan.FromMinutes(5), TimeSpan.FromSeconds(30), 2, 16L << 20, "tcp port 5432"),
+            (options.Window, options.After, options.MaxSnapshots, options.Capture.MaxBytes, options.Capture.Filter));
+    }
+
     [Theory]
     [InlineData("--window 10m --duration 5m", "--window 10m is longer than --duration 5m")]
     [InlineData("--window 0s", "invalid --window '0s': it must be greater than zero")]
@@ -50,7 +73,8 @@ public sealed class RecordCommandLineTests
     [InlineData("--window 10s --trigger-finding ResetBare --no-summary", "--trigger-finding needs the summary, which --no-summary turns off")]
     [InlineData("--window 10s --max-snapshots 0", "invalid --max-snapshots '0': use a whole number from 1 to 100")]
     [InlineData("--window 10s -w out.pcap", "-w does not apply to record")]
-    [InlineData("--window 10s --ingest https://x", "--ingest does not apply to record")]
+    [InlineData("--window 10s --ingest http://127.0.0.1:1 --token t --capture-uid u --capture-namespace n --capture-name c --pod p", "--snapshot-dir and --ingest cannot be combined: in cluster mode each snapshot is uploaded to the ingest")]
+    [InlineData("--window 10s --ingest https://x --token t --capture-uid u --capture-namespace n --capture-name c --pod p", "--ingest https://x is TLS: give --ingest-ca-pem CA")]
     [InlineData("--snapshot-dir /tmp", "record needs --window D")]
     public void BadInputIsRefusedWithAnErrorNamingTheProblem(string arguments, string error)
     {

@@ -188,21 +188,23 @@ public sealed class HelmChartTests
         Assert.Equal((null, "1"), (budget.Spec.MinAvailable?.Value, budget.Spec.MaxUnavailable?.Value));
     }
 
-    [Fact]
-    public void The_download_ClusterRole_grants_only_get_on_the_three_subresources_and_is_aggregated_into_admin_and_edit_but_not_view()
+    [Theory]
+    [InlineData("download", "get", new[] { "packetcaptures/pcap", "packetcaptures/manifest", "packetcaptures/follow" })]
+    [InlineData("snapshot", "create", new[] { "packetcaptures/snapshot" })]
+    public void The_download_and_snapshot_ClusterRoles_grant_only_their_verb_on_their_subresources_and_are_aggregated_into_admin_and_edit_but_not_view(string role, string verb, string[] resources)
     {
         var (code, output) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
         Assert.True(code == 0, output);
 
-        var role = KubernetesYaml.LoadAllFromString(output).OfType<V1ClusterRole>().Single(r => r.Metadata.Name == "kc-kubecapture-download");
+        var clusterRole = KubernetesYaml.LoadAllFromString(output).OfType<V1ClusterRole>().Single(r => r.Metadata.Name == $"kc-kubecapture-{role}");
 
-        var rule = Assert.Single(role.Rules);
+        var rule = Assert.Single(clusterRole.Rules);
         Assert.Equal(["subresources.kubecapture.io"], rule.ApiGroups);
-        Assert.Equal(["packetcaptures/pcap", "packetcaptures/manifest", "packetcaptures/follow"], rule.Resources);
-        Assert.Equal(["get"], rule.Verbs);
-        Assert.Equal("true", role.Metadata.Labels["rbac.authorization.k8s.io/aggregate-to-admin"]);
-        Assert.Equal("true", role.Metadata.Labels["rbac.authorization.k8s.io/aggregate-to-edit"]);
-        Assert.DoesNotContain("rbac.authorization.k8s.io/aggregate-to-view", role.Metadata.Labels.Keys);
+        Assert.Equal(resources, rule.Resources);
+        Assert.Equal([verb], rule.Verbs);
+        Assert.Equal("true", clusterRole.Metadata.Labels["rbac.authorization.k8s.io/aggregate-to-admin"]);
+        Assert.Equal("true", clusterRole.Metadata.Labels["rbac.authorization.k8s.io/aggregate-to-edit"]);
+        Assert.DoesNotContain("rbac.authorization.k8s.io/aggregate-to-view", clusterRole.Metadata.Labels.Keys);
     }
 
     [Fact]

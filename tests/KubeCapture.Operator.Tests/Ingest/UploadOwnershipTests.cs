@@ -237,6 +237,8 @@ public sealed class UploadOwnershipTests
             }
         }
 
+        public void RequestSnapshot(string requester) => throw new InvalidOperationException("an upload's Lease never asks for a snapshot");
+
         public void Supersede() => Superseded = true;
 
         public void Lose(string reason)

@@ -39,7 +39,7 @@ public sealed class RecorderPolicyTests
         var verdict = new CapturePolicy().Check(capture);
 
         Assert.Equal(("PolicyExceeded", "spec.recorder.window 20m is longer than the policy's maximum 15m (Policy:Recorder:MaxWindow)"), (verdict.Reason, verdict.Message));
-        Assert.Equal("RecorderNotAvailable", new CapturePolicy { Recorder = new RecorderPolicy { MaxWindow = "30m" } }.Check(capture).Reason);
+        Assert.True(new CapturePolicy { Recorder = new RecorderPolicy { MaxWindow = "30m" } }.Check(capture).Allowed);
     }
 
     [Fact]
@@ -53,7 +53,7 @@ public sealed class RecorderPolicyTests
         capture.Spec.Recorder!.MaxBytes = "257Ki";
 
         Assert.Equal("spec.recorder.maxBytes 256Ki cannot hold one packet at snaplen 262144 (262160 bytes with its record header): give at least 262160 bytes, or a smaller spec.snaplen", verdict.Message);
-        Assert.Equal("RecorderNotAvailable", policy.Check(capture).Reason);
+        Assert.True(policy.Check(capture).Allowed);
     }
 
     [Theory]
@@ -88,7 +88,7 @@ public sealed class RecorderPolicyTests
     }
 
     [Fact]
-    public void A_valid_recording_is_refused_as_not_available_until_the_ingest_takes_snapshots_and_nothing_is_injected()
+    public void A_valid_recording_is_accepted_for_the_whole_duration()
     {
         var capture = Recording(new RecorderSpec
         {
@@ -105,11 +105,9 @@ public sealed class RecorderPolicyTests
         });
 
         var verdict = new CapturePolicy().Check(capture);
-        capture.Spec.Recorder = null;
 
-        Assert.Equal(("RecorderNotAvailable", false), (verdict.Reason, verdict.Allowed));
-        Assert.Contains("spec.recorder is valid, but this operator cannot yet take snapshots through its ingest", verdict.Message, StringComparison.Ordinal);
-        Assert.True(new CapturePolicy().Check(capture).Allowed);
+        Assert.True(verdict.Allowed, verdict.Message);
+        Assert.Equal(TimeSpan.FromMinutes(10), verdict.Duration);
     }
 
     [Theory]

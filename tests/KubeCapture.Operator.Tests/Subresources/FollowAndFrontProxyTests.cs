@@ -67,7 +67,7 @@ public sealed class FollowAndFrontProxyTests(SubresourcesCluster cluster)
     }
 
     [SkippableFact]
-    public async Task The_extension_API_is_Available_with_discovery_listing_the_three_subresources_under_a_parent_with_no_verbs()
+    public async Task The_extension_API_is_Available_with_discovery_listing_the_three_read_subresources_and_snapshot_under_a_parent_with_no_verbs()
     {
         var (exit, stderr, file) = await cluster.KubectlRawAsync(Alice, "/apis/subresources.kubecapture.io/v1alpha1");
 
@@ -75,10 +75,11 @@ public sealed class FollowAndFrontProxyTests(SubresourcesCluster cluster)
         using var list = JsonDocument.Parse(await File.ReadAllTextAsync(file));
         Assert.Equal("APIResourceList", list.RootElement.GetProperty("kind").GetString());
         var resources = list.RootElement.GetProperty("resources").EnumerateArray().ToList();
-        Assert.Equal(["packetcaptures", "packetcaptures/pcap", "packetcaptures/manifest", "packetcaptures/follow"], resources.Select(r => r.GetProperty("name").GetString()));
+        Assert.Equal(["packetcaptures", "packetcaptures/pcap", "packetcaptures/manifest", "packetcaptures/follow", "packetcaptures/snapshot"], resources.Select(r => r.GetProperty("name").GetString()));
         // Nothing lists, watches or deletes the parent here: the garbage collector and namespace deletion pass it by.
         Assert.Equal(0, resources[0].GetProperty("verbs").GetArrayLength());
-        Assert.All(resources.Skip(1), r => Assert.Equal(["get"], r.GetProperty("verbs").EnumerateArray().Select(v => v.GetString())));
+        Assert.All(resources.Skip(1).Take(3), r => Assert.Equal(["get"], r.GetProperty("verbs").EnumerateArray().Select(v => v.GetString())));
+        Assert.Equal(["create"], resources[4].GetProperty("verbs").EnumerateArray().Select(v => v.GetString())); // a snapshot by hand is a POST
     }
 
     public static TheoryData<string> Impostors => ["no certificate", "another CA's certificate named front-proxy-client", "a kube-apiserver user's client certificate"];

@@ -33,11 +33,17 @@ public sealed class SubresourcesCluster : ApiServerCluster
         $"/apis/{ExtensionApi.GroupVersion}/namespaces/{ns}/{ExtensionApi.Resource}/{name}/{subresource}{(pod is null ? "" : "?pod=" + pod)}";
 
     /// <summary>GET through kube-apiserver as <paramref name="token"/>'s user (for the response headers kubectl does not show).</summary>
-    public async Task<HttpResponseMessage> GetAsync(string token, string path, IReadOnlyDictionary<string, string>? headers = null)
+    public Task<HttpResponseMessage> GetAsync(string token, string path, IReadOnlyDictionary<string, string>? headers = null) =>
+        SendAsync(HttpMethod.Get, token, path, headers);
+
+    /// <summary>POST (no body) through kube-apiserver as <paramref name="token"/>'s user, as <c>kubectl capture snapshot</c> does.</summary>
+    public Task<HttpResponseMessage> PostAsync(string token, string path) => SendAsync(HttpMethod.Post, token, path, null);
+
+    private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string token, string path, IReadOnlyDictionary<string, string>? headers)
     {
         var handler = new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator };
         var http = new HttpClient(handler) { BaseAddress = new Uri(Install.Server.Url), Timeout = TimeSpan.FromSeconds(60) };
-        var request = new HttpRequestMessage(HttpMethod.Get, path);
+        var request = new HttpRequestMessage(method, path);
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         foreach (var (name, value) in headers ?? new Dictionary<string, string>())
         {

@@ -1,18 +1,20 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using KubeCapture.Agent.Summary;
+using KubeCapture.Contracts.Summary;
 
-namespace KubeCapture.Agent.Recorder;
+namespace KubeCapture.Contracts.Recorder;
 
 /// <summary>
 /// What one snapshot holds and why it was kept: written beside its pcap as <c>FILE.pcap.json</c> and
-/// printed as one JSON line on stdout. Times are UTC with microseconds, as packet times.
+/// printed as one JSON line on stdout by the agent; in a cluster, sent with the snapshot's Finish and
+/// kept in its stored manifest. Times are UTC with microseconds, as packet times.
 /// </summary>
 public sealed record SnapshotManifest
 {
     /// <summary>1 for the recording's first snapshot.</summary>
     public required int Snapshot { get; init; }
 
+    /// <summary>Where the snapshot is: the file (local mode), or the stored object's URI (in a cluster).</summary>
     public required string File { get; init; }
 
     /// <summary>SHA-256 of the pcap file, lower-case hex.</summary>
@@ -70,8 +72,11 @@ public sealed record SnapshotTrigger
     /// <summary>"manual", "filter" or "finding".</summary>
     public required string Kind { get; init; }
 
-    /// <summary>Which trigger, as given: "SIGUSR1", the filter and its rate, the finding and its rate.</summary>
+    /// <summary>Which trigger, as given: "SIGUSR1", the filter and its rate, the finding and its rate, who asked through the operator.</summary>
     public required string Detail { get; init; }
+
+    /// <summary>A snapshot by hand through the operator: who asked (the user kube-apiserver authenticated, or the alert); null otherwise.</summary>
+    public string? Requester { get; init; }
 
     /// <summary>When it fired: the packet that crossed the threshold, the reading of the summary, or the request.</summary>
     public required string Time { get; init; }
