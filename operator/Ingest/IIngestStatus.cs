@@ -22,6 +22,12 @@ public interface IIngestStatus
     /// <summary>The snapshots of a target's flight recording stored so far (each a finished upload of its own), by index.</summary>
     IReadOnlyList<TargetUpload> Snapshots(CaptureIdentity target) => [];
 
+    /// <summary>
+    /// Snapshot <c>snapshot.Snapshot</c> of a target's recording as stored, by this replica or (every
+    /// replica ingests) another: read from storage when this one did not store it. Null when it is not stored.
+    /// </summary>
+    Task<TargetUpload?> StoredSnapshotAsync(CaptureIdentity snapshot, CancellationToken cancellationToken) => Task.FromResult<TargetUpload?>(null);
+
     /// <summary>Raised when a target's upload changes (connected, progress, finished, failed).</summary>
     event Action<TargetUpload>? Changed;
 

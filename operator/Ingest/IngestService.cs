@@ -276,14 +276,15 @@ public sealed partial class IngestService(
                     case AgentMessage.BodyOneofCase.Progress:
                         var progress = message.Progress;
                         var summary = SummarySoFar(target, progress.SummaryJson);
-                        claim?.Report(progress.Packets, progress.Bytes, progress.DroppedByKernel);
+                        var recorderState = progress.Recorder is { } recorder ? RecorderStateOf(recorder, progress.DroppedByKernel) : null;
+                        claim?.Report(progress.Packets, progress.Bytes, progress.DroppedByKernel, recorderState);
                         registry.Update(target, u => u with
                         {
                             Packets = progress.Packets,
                             Bytes = progress.Bytes,
                             DroppedByKernel = progress.DroppedByKernel,
                             SummarySoFar = summary ?? u.SummarySoFar,
-                            Recorder = progress.Recorder is { } recorder ? RecorderStateOf(recorder, progress.DroppedByKernel) : u.Recorder,
+                            Recorder = recorderState ?? u.Recorder,
                             UpdatedAt = DateTimeOffset.UtcNow,
                         });
                         break;

@@ -29,6 +29,7 @@ public sealed class UploadClaim : IAsyncDisposable
     private V1Lease _lease;
     private long _lastRenewStarted;
     private string? _progress;
+    private string? _recorder; // a flight recording's state (armed, the ring's fill, ...), as JSON
     private bool _stopPassedOn;
     private volatile bool _lost;
     private volatile TaskCompletionSource? _paused;
@@ -61,7 +62,11 @@ public sealed class UploadClaim : IAsyncDisposable
     public Task WhenWritableAsync(CancellationToken cancellationToken) => _paused is { } paused ? paused.Task.WaitAsync(cancellationToken) : Task.CompletedTask;
 
     /// <summary>What the stream has received so far, written into the Lease at the next renewal (for the leader's status).</summary>
-    public void Report(long packets, long bytes, long droppedByKernel) => _progress = FormattableString.Invariant($"{packets} {bytes} {droppedByKernel}");
+    public void Report(long packets, long bytes, long droppedByKernel, KubeCapture.Contracts.Resources.RecorderStatus? recorder = null)
+    {
+        _progress = FormattableString.Invariant($"{packets} {bytes} {droppedByKernel}");
+        _recorder = recorder is null ? _recorder : k8s.KubernetesJson.Serialize(recorder);
+    }
 
     private async Task RenewAsync()
     {
@@ -152,6 +157,11 @@ public sealed class UploadClaim : IAsyncDisposable
             if (_progress is { } progress)
             {
                 lease.Metadata.Annotations = new Dictionary<string, string>(lease.Metadata.Annotations ?? new Dictionary<string, string>()) { [UploadOwnership.ProgressAnnotation] = progress };
+            }
+
+            if (_recorder is { } recorder)
+            {
+                lease.Metadata.Annotations[UploadOwnership.RecorderAnnotation] = recorder;
             }
 
             try

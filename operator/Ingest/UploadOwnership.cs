@@ -36,6 +36,7 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
     public const string StopAnnotation = "kubecapture.io/stop";
     public const string ProgressAnnotation = "kubecapture.io/progress";
     public const string RelayAnnotation = "kubecapture.io/relay-url";
+    public const string RecorderAnnotation = "kubecapture.io/recorder";
 
     private readonly ConcurrentDictionary<string, (string? Version, long SeenAt)> _observed = new();
 
@@ -123,7 +124,7 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
     {
         var lease = await ReadAsync(LeaseNameOf(target), cancellationToken);
         return lease?.Spec?.HolderIdentity is { Length: > 0 }
-            ? UploadProgress.Parse(Annotation(lease, ProgressAnnotation))
+            ? UploadProgress.Parse(Annotation(lease, ProgressAnnotation)) is { } progress ? progress with { Recorder = RecorderOf(Annotation(lease, RecorderAnnotation)) } : null
             : null;
     }
 
@@ -145,6 +146,19 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
         catch (Exception e) when (e is not OperationCanceledException)
         {
             logger.LogWarning("could not tell the replicas streaming capture {Uid} to stop ({Error}); the next reconcile tells them again", captureUid, e.Message);
+        }
+    }
+
+    /// <summary>A flight recording's state as its holder last wrote it into the Lease, or null.</summary>
+    private static KubeCapture.Contracts.Resources.RecorderStatus? RecorderOf(string? json)
+    {
+        try
+        {
+            return json is null ? null : k8s.KubernetesJson.Deserialize<KubeCapture.Contracts.Resources.RecorderStatus>(json);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
         }
     }
 
@@ -193,6 +207,7 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
         var annotations = new Dictionary<string, string>(lease.Metadata.Annotations ?? new Dictionary<string, string>());
         annotations.Remove(HandoverAnnotation);
         annotations.Remove(ProgressAnnotation);
+        annotations.Remove(RecorderAnnotation);
         if (owner is not null)
         {
             annotations[SessionAnnotation] = owner.Session.Sha256;
@@ -257,9 +272,11 @@ public sealed class UploadOwnedElsewhereException(CaptureIdentity target, string
     public string Holder { get; } = holder;
 }
 
-/// <summary>What the replica streaming a target last wrote into its Lease: packets, bytes and kernel drops so far.</summary>
+/// <summary>What the replica streaming a target last wrote into its Lease: packets, bytes and kernel drops so far, and a flight recording's state.</summary>
 public sealed record UploadProgress(long Packets, long Bytes, long DroppedByKernel)
 {
+    public KubeCapture.Contracts.Resources.RecorderStatus? Recorder { get; init; }
+
     public static UploadProgress? Parse(string? text) =>
         text?.Split(' ') is [var p, var b, var d] && long.TryParse(p, out var packets) && long.TryParse(b, out var bytes) && long.TryParse(d, out var dropped)
             ? new UploadProgress(packets, bytes, dropped)

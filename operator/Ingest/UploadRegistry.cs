@@ -53,6 +53,7 @@ public sealed class UploadRegistry(
                 Packets = progress.Packets,
                 Bytes = progress.Bytes,
                 DroppedByKernel = progress.DroppedByKernel,
+                Recorder = progress.Recorder ?? local?.Recorder,
             };
         }
 
@@ -104,6 +105,18 @@ public sealed class UploadRegistry(
     /// <summary>The snapshots of <paramref name="target"/>'s recording this process stored or confirmed, by index.</summary>
     public IReadOnlyList<TargetUpload> Snapshots(CaptureIdentity target) =>
         [.. _uploads.Values.Where(u => u.Target.Snapshot > 0 && u.Target.Target == target && u.Phase == UploadPhase.Finished).OrderBy(u => u.Target.Snapshot)];
+
+    public async Task<TargetUpload?> StoredSnapshotAsync(CaptureIdentity snapshot, CancellationToken cancellationToken)
+    {
+        if (_uploads.GetValueOrDefault(snapshot) is { Phase: UploadPhase.Finished } local)
+        {
+            return local;
+        }
+
+        return await store.FindStoredAsync(snapshot, cancellationToken) is { Snapshot: not null } stored && stored.CaptureUid == snapshot.CaptureUid && stored.Target == snapshot
+            ? FromStored(stored)
+            : null;
+    }
 
     /// <summary>Why the capture was asked to stop, or null.</summary>
     public string? StopRequested(string captureUid) => _stops.GetValueOrDefault(captureUid);

@@ -1,3 +1,4 @@
+using KubeCapture.Contracts.Recorder;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Findings;
 using KubeCapture.Operator.Ingest;
@@ -8,8 +9,8 @@ namespace KubeCapture.Operator.Reconciliation;
 /// A flight recording's status (spec.recorder): each target's <c>recorder</c> (armed, the ring's fill,
 /// drops, the last trigger evaluated) as its agent last reported it on the recording's stream, and
 /// <c>status.snapshots[]</c>, one entry per stored snapshot (its trigger, window, packets, artifact
-/// and findings). The status is the memory: an entry written stays, and one the ingest stored since
-/// is added (after an operator restart the ingest knows only what it stored since).
+/// and findings). The status is the memory: an entry written stays; one this replica's ingest stored
+/// since is added, and one another replica stored (or this one before a restart) is read from storage.
 /// </summary>
 public sealed class RecordingRollUp(IIngestStatus ingest)
 {
@@ -35,6 +36,24 @@ public sealed class RecordingRollUp(IIngestStatus ingest)
                 {
                     snapshots.Add(Entry(target.Pod, stored.Target.Snapshot, manifest, artifact));
                 }
+            }
+
+            // Every replica ingests: a snapshot another replica stored (or this one before a restart) is
+            // found in storage. Snapshots are taken one after the other, so the look stops at the first
+            // index not stored yet: at most one miss per target and reconcile.
+            for (var index = 1; index <= (draft.Capture.Spec.Recorder.MaxSnapshots ?? RecorderLimits.DefaultMaxSnapshots); index++)
+            {
+                if (snapshots.Any(s => s.Pod == target.Pod && s.Index == index))
+                {
+                    continue;
+                }
+
+                if (await ingest.StoredSnapshotAsync(identity with { Snapshot = index }, cancellationToken) is not { Snapshot: { } manifest, Artifact: { } artifact })
+                {
+                    break;
+                }
+
+                snapshots.Add(Entry(target.Pod, index, manifest, artifact));
             }
         }
 

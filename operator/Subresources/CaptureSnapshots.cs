@@ -13,7 +13,8 @@ namespace KubeCapture.Operator.Subresources;
 /// recording (<c>kubectl capture snapshot NAME</c>), RBAC verb <c>create</c> on
 /// <c>packetcaptures/snapshot</c>. Authenticated (front proxy) and authorized (SubjectAccessReview)
 /// as the downloads are; the agent of each chosen target (all of them without ?pod=) is told on the
-/// stream it holds open to the ingest, and the user kube-apiserver authenticated is named as the
+/// stream it holds open to the ingest (through the replica holding that stream, when it is another:
+/// <see cref="StreamRelay.AskSnapshotAsync"/>), and the user kube-apiserver authenticated is named as the
 /// snapshot's requester in its manifest. Recorded as an Event on the PacketCapture. A capture that is
 /// not a recording, has ended, or whose agent is not connected is refused, saying which.
 /// </summary>
@@ -23,7 +24,8 @@ public sealed class CaptureSnapshots(
     AccessReview access,
     UploadRegistry registry,
     CaptureEvents events,
-    ILogger<CaptureSnapshots> logger)
+    ILogger<CaptureSnapshots> logger,
+    StreamRelay? relay = null)
 {
     public async Task HandleAsync(HttpContext context, string ns, string name)
     {
@@ -58,7 +60,8 @@ public sealed class CaptureSnapshots(
             var asked = new List<string>();
             foreach (var target in targets)
             {
-                if (registry.RequestSnapshot(new CaptureIdentity(capture.Metadata.Uid, ns, name, target.Pod), user.Name) is { } notConnected)
+                var identity = new CaptureIdentity(capture.Metadata.Uid, ns, name, target.Pod);
+                if (await AskAsync(identity, user.Name, cancellationToken) is { } notConnected)
                 {
                     await SubresourcesApi.WriteStatusAsync(context, 409, "Conflict",
                         $"{notConnected}{(asked.Count == 0 ? "" : $" (asked of pod {string.Join(", ", asked)} already)")}", name);
@@ -91,6 +94,20 @@ public sealed class CaptureSnapshots(
         {
             await SubresourcesApi.WriteStatusAsync(context, 503, "ServiceUnavailable", $"the operator cannot reach the Kubernetes API: {e.Message}", name);
         }
+    }
+
+    /// <summary>
+    /// Passes the snapshot to the target's agent through the stream it holds open to this replica, or
+    /// (every replica ingests) to the replica holding that stream; null when asked, else why not.
+    /// </summary>
+    private async Task<string?> AskAsync(CaptureIdentity target, string requester, CancellationToken cancellationToken)
+    {
+        if (registry.RequestSnapshot(target, requester) is not { } notHere)
+        {
+            return null;
+        }
+
+        return relay is not null && await relay.AskSnapshotAsync(target, requester, cancellationToken) is { } elsewhere ? elsewhere.Problem : notHere;
     }
 
     /// <summary>Why no snapshot can be asked of <paramref name="capture"/> (not a recording, ended, no such pod, none running yet), or null with the targets to ask.</summary>

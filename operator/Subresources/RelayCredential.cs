@@ -16,11 +16,16 @@ public sealed class RelayCredential(IngestTokenKeys keys)
 {
     public const string Scheme = "KubeCaptureRelay";
 
-    /// <summary>The Authorization header value for a relay of <paramref name="target"/> to replica <paramref name="replica"/>, for <paramref name="follower"/>.</summary>
-    public string For(CaptureIdentity target, string follower, string replica) => $"{Scheme} {Convert.ToBase64String(Mac(keys.Current, target, follower, replica))}";
+    /// <summary>
+    /// The Authorization header value for a relay of <paramref name="target"/> to replica
+    /// <paramref name="replica"/>, for <paramref name="follower"/>; <paramref name="purpose"/> other
+    /// than a follow (a snapshot asked of the holder) is in the MAC, so neither credential serves the other.
+    /// </summary>
+    public string For(CaptureIdentity target, string follower, string replica, RelayPurpose purpose = RelayPurpose.Follow) =>
+        $"{Scheme} {Convert.ToBase64String(Mac(keys.Current, target, follower, replica, purpose))}";
 
     /// <summary>True when <paramref name="authorization"/> is the credential of a replica holding the token key for this very request.</summary>
-    public bool Verifies(string? authorization, CaptureIdentity target, string follower, string replica)
+    public bool Verifies(string? authorization, CaptureIdentity target, string follower, string replica, RelayPurpose purpose = RelayPurpose.Follow)
     {
         if (authorization is null || !authorization.StartsWith(Scheme + " ", StringComparison.Ordinal))
         {
@@ -40,15 +45,26 @@ public sealed class RelayCredential(IngestTokenKeys keys)
         var verified = false;
         foreach (var key in keys.Accepted)
         {
-            verified |= CryptographicOperations.FixedTimeEquals(presented, Mac(key, target, follower, replica));
+            verified |= CryptographicOperations.FixedTimeEquals(presented, Mac(key, target, follower, replica, purpose));
         }
 
         return verified;
     }
 
-    private static byte[] Mac(byte[] tokenKey, CaptureIdentity target, string follower, string replica)
+    private static byte[] Mac(byte[] tokenKey, CaptureIdentity target, string follower, string replica, RelayPurpose purpose)
     {
         var relayKey = HMACSHA256.HashData(tokenKey, "kubecapture replica relay key/v1"u8);
-        return HMACSHA256.HashData(relayKey, Encoding.UTF8.GetBytes($"kubecapture-relay/v1\n{target.CaptureUid}\n{target.Namespace}\n{target.CaptureName}\n{target.Pod}\n{follower}\n{replica}"));
+        var scope = purpose == RelayPurpose.Follow ? "kubecapture-relay/v1" : "kubecapture-relay-snapshot/v1";
+        return HMACSHA256.HashData(relayKey, Encoding.UTF8.GetBytes($"{scope}\n{target.CaptureUid}\n{target.Namespace}\n{target.CaptureName}\n{target.Pod}\n{follower}\n{replica}"));
     }
+}
+
+/// <summary>What one replica asks of the replica holding a target's stream.</summary>
+public enum RelayPurpose
+{
+    /// <summary>Its live stream, for a follower.</summary>
+    Follow,
+
+    /// <summary>A snapshot by hand of its flight recording, for a requester.</summary>
+    Snapshot,
 }

@@ -19,21 +19,12 @@ public sealed class RelayedFollows(IKubernetes kubernetes, RelayCredential crede
 {
     public async Task ServeAsync(HttpContext context)
     {
-        var query = context.Request.Query;
-        string? Field(string name) => query[name].FirstOrDefault() is { Length: > 0 } value ? value : null;
-        if ((Field("uid"), Field("namespace"), Field("name"), Field("pod"), Field("follower"), Field("replica")) is not ({ } uid, { } ns, { } name, { } pod, { } follower, { } replica))
+        if (await AuthenticatedAsync(context, "follower", RelayPurpose.Follow) is not (var target, var follower, var replica))
         {
-            await SubresourcesApi.WriteStatusAsync(context, 400, "BadRequest", "a relay request names uid, namespace, name, pod, follower and replica");
             return;
         }
 
-        var target = new CaptureIdentity(uid, ns, name, pod);
-        if (!credential.Verifies(context.Request.Headers.Authorization.FirstOrDefault(), target, follower, replica))
-        {
-            logger.LogWarning("refused a relay of {Namespace}/{Capture} pod {Pod} to {Peer} (calling itself replica {Replica}): no valid replica credential (an operator replica's, from the ingest token key)", ns, name, pod, context.Connection.RemoteIpAddress, replica);
-            await SubresourcesApi.WriteStatusAsync(context, 401, "Unauthorized", "a live stream is relayed only to an operator replica: this request has no valid replica credential");
-            return;
-        }
+        var (uid, ns, name, pod) = (target.CaptureUid, target.Namespace, target.CaptureName, target.Pod);
 
         if (registry.Current(target) is not { Phase: UploadPhase.Streaming })
         {
@@ -59,5 +50,57 @@ public sealed class RelayedFollows(IKubernetes kubernetes, RelayCredential crede
         }
 
         await downloads.ServeRelayAsync(context, capture, target, new RemoteUser(follower, [], new Dictionary<string, IReadOnlyList<string>>()), $"{replica} ({context.Connection.RemoteIpAddress})");
+    }
+
+    /// <summary>
+    /// POST <see cref="StreamRelay.SnapshotPath"/>: a snapshot by hand that a requester asked of another
+    /// replica (authenticated and authorized there) for the recording this replica streams; passed to the
+    /// agent as a snapshot asked here is. Only with the replica credential for a snapshot of this very
+    /// target and requester; 409 with the reason when this replica does not hold the agent's stream.
+    /// </summary>
+    public async Task ServeSnapshotAsync(HttpContext context)
+    {
+        if (await AuthenticatedAsync(context, "requester", RelayPurpose.Snapshot) is not (var target, var requester, var replica))
+        {
+            return;
+        }
+
+        var (ns, name, pod) = (target.Namespace, target.CaptureName, target.Pod);
+
+        if (registry.RequestSnapshot(target, requester) is { } notConnected)
+        {
+            await SubresourcesApi.WriteStatusAsync(context, 409, "Conflict", notConnected, name);
+            return;
+        }
+
+        logger.LogInformation("{Namespace}/{Capture}: {User} asked replica {Replica} for a snapshot of pod {Pod}: passed to its agent here", ns, name, requester, replica, pod);
+        context.Response.StatusCode = StatusCodes.Status202Accepted;
+    }
+
+    /// <summary>
+    /// The target, the user it is for (<paramref name="userField"/>: the follower or the requester) and
+    /// the asking replica of a relay request carrying the replica credential for <paramref name="purpose"/>;
+    /// else null, with 400 (a field missing) or 401 (no valid credential, logged) answered.
+    /// </summary>
+    private async Task<(CaptureIdentity Target, string User, string Replica)?> AuthenticatedAsync(HttpContext context, string userField, RelayPurpose purpose)
+    {
+        var query = context.Request.Query;
+        string? Field(string name) => query[name].FirstOrDefault() is { Length: > 0 } value ? value : null;
+        if ((Field("uid"), Field("namespace"), Field("name"), Field("pod"), Field(userField), Field("replica")) is not ({ } uid, { } ns, { } name, { } pod, { } user, { } replica))
+        {
+            await SubresourcesApi.WriteStatusAsync(context, 400, "BadRequest", $"a relay request names uid, namespace, name, pod, {userField} and replica");
+            return null;
+        }
+
+        var target = new CaptureIdentity(uid, ns, name, pod);
+        if (!credential.Verifies(context.Request.Headers.Authorization.FirstOrDefault(), target, user, replica, purpose))
+        {
+            var what = purpose == RelayPurpose.Follow ? "relay" : "relayed snapshot";
+            logger.LogWarning("refused a {What} of {Namespace}/{Capture} pod {Pod} for {Peer} (calling itself replica {Replica}): no valid replica credential (an operator replica's, from the ingest token key)", what, ns, name, pod, context.Connection.RemoteIpAddress, replica);
+            await SubresourcesApi.WriteStatusAsync(context, 401, "Unauthorized", $"a {what} is served only to an operator replica: this request has no valid replica credential");
+            return null;
+        }
+
+        return (target, user, replica);
     }
 }

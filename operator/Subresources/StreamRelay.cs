@@ -24,6 +24,7 @@ namespace KubeCapture.Operator.Subresources;
 public sealed class StreamRelay(UploadOwnership ownership, RelayCredential credential, ServingCertificateSource certificates, IHostApplicationLifetime lifetime, ILogger<StreamRelay> logger) : IDisposable
 {
     public const string Path = "/relay/v1/follow";
+    public const string SnapshotPath = "/relay/v1/snapshot";
     public static readonly TimeSpan PollPeriod = TimeSpan.FromSeconds(1);
     private HttpClient? http;
 
@@ -111,6 +112,50 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
     }
 
     /// <summary>Passes the holder's stream on; null when it broke before a byte reached the follower (look again).</summary>
+    /// <summary>
+    /// A snapshot by hand of a recording whose stream another replica holds: that replica is asked
+    /// (HTTPS, the replica credential for a snapshot) to pass it to its agent. Null when no other
+    /// replica holds the stream; else whether it was asked, and if not, why (in the holder's words).
+    /// </summary>
+    public async Task<(bool Asked, string? Problem)?> AskSnapshotAsync(CaptureIdentity target, string requester, CancellationToken cancellationToken)
+    {
+        if (await ElsewhereAsync(target, cancellationToken) is not { } holder)
+        {
+            return null;
+        }
+
+        if (holder.RelayUrl is not { Length: > 0 } url)
+        {
+            return (false, $"replica {holder.Identity} holds the recording's stream of pod {target.Pod} and serves no relay (Subresources:Enabled off there): it cannot be asked for a snapshot");
+        }
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, RequestUri(url + SnapshotPath, target, "requester", requester)) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
+        request.Headers.TryAddWithoutValidation("Authorization", credential.For(target, requester, Identity, RelayPurpose.Snapshot));
+        try
+        {
+            using var response = await Client().SendAsync(request, cancellationToken);
+            if (response.StatusCode == HttpStatusCode.Accepted)
+            {
+                logger.LogInformation("snapshot of {Namespace}/{Capture} pod {Pod} by {User}: asked of replica {Holder}, which holds the recording's stream",
+                    target.Namespace, target.CaptureName, target.Pod, requester, holder.Identity);
+                return (true, null);
+            }
+
+            var answer = await response.Content.ReadAsStringAsync(cancellationToken);
+            logger.LogWarning("snapshot of {Namespace}/{Capture} pod {Pod} by {User}: replica {Holder} answered {Status}: {Answer}",
+                target.Namespace, target.CaptureName, target.Pod, requester, holder.Identity, (int)response.StatusCode, answer);
+            return (false, response.StatusCode is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden
+                ? $"replica {holder.Identity} holds the recording's stream of pod {target.Pod} and refused this replica's request: see the operator's log"
+                : $"replica {holder.Identity} holds the recording's stream of pod {target.Pod} and could not take the snapshot: {SubresourcesApi.MessageOf(answer)}");
+        }
+        catch (HttpRequestException e)
+        {
+            logger.LogWarning("snapshot of {Namespace}/{Capture} pod {Pod} by {User}: replica {Holder} holds the recording's stream but cannot be reached at {Url} ({Error})",
+                target.Namespace, target.CaptureName, target.Pod, requester, holder.Identity, url, e.Message);
+            return (false, $"replica {holder.Identity} holds the recording's stream of pod {target.Pod} but cannot be reached from this replica; try again");
+        }
+    }
+
     private async Task<RelayOutcome?> CopyAsync(HttpContext context, CaptureIdentity target, string follower, StreamHolder holder, HttpResponseMessage response, CancellationToken until)
     {
         if (!context.Response.HasStarted)
@@ -183,9 +228,11 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
         return RelayOutcome.Served;
     }
 
-    private Uri RequestUri(string url, CaptureIdentity target, string follower) => new(
-        $"{url}{Path}?uid={Uri.EscapeDataString(target.CaptureUid)}&namespace={Uri.EscapeDataString(target.Namespace)}&name={Uri.EscapeDataString(target.CaptureName)}" +
-        $"&pod={Uri.EscapeDataString(target.Pod)}&follower={Uri.EscapeDataString(follower)}&replica={Uri.EscapeDataString(Identity)}");
+    private Uri RequestUri(string url, CaptureIdentity target, string follower) => RequestUri(url + Path, target, "follower", follower);
+
+    private Uri RequestUri(string endpoint, CaptureIdentity target, string userField, string user) => new(
+        $"{endpoint}?uid={Uri.EscapeDataString(target.CaptureUid)}&namespace={Uri.EscapeDataString(target.Namespace)}&name={Uri.EscapeDataString(target.CaptureName)}" +
+        $"&pod={Uri.EscapeDataString(target.Pod)}&{userField}={Uri.EscapeDataString(user)}&replica={Uri.EscapeDataString(Identity)}");
 
     private HttpClient Client() => http ??= new HttpClient(new SocketsHttpHandler
     {

@@ -76,6 +76,19 @@ public static class SubresourcesApi
         ["definitions"] = new JsonObject(),
     };
 
+    /// <summary>The message of a Kubernetes Status another replica answered with, or the answer itself when it is not one.</summary>
+    public static string MessageOf(string answer)
+    {
+        try
+        {
+            return JsonNode.Parse(answer)?["message"]?.GetValue<string>() ?? answer;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        {
+            return answer;
+        }
+    }
+
     /// <summary>Writes a Kubernetes Status (kind Status, status Failure) with <paramref name="code"/>, as kubectl shows it: "Error from server (REASON): MESSAGE".</summary>
     public static async Task WriteStatusAsync(HttpContext context, int code, string reason, string message, string? name = null)
     {

@@ -83,6 +83,7 @@ public static class SubresourcesRegistration
         app.MapPost($"/apis/{ExtensionApi.GroupVersion}/namespaces/{{ns}}/{ExtensionApi.Resource}/{{name}}/{ExtensionApi.Snapshot}", OnListener(context =>
             context.RequestServices.GetRequiredService<CaptureSnapshots>().HandleAsync(context, (string)context.Request.RouteValues["ns"]!, (string)context.Request.RouteValues["name"]!)));
         app.MapGet(StreamRelay.Path, OnListener(context => context.RequestServices.GetRequiredService<RelayedFollows>().ServeAsync(context)));
+        app.MapPost(StreamRelay.SnapshotPath, OnListener(context => context.RequestServices.GetRequiredService<RelayedFollows>().ServeSnapshotAsync(context)));
         return app;
     }
 

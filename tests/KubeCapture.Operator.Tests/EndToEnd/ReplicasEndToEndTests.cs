@@ -308,6 +308,49 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         await cluster.Admin.WaitForPhaseAsync(ns, "peer", CapturePhase.Succeeded, Long);
     }
 
+    /// <summary>
+    /// A flight recording whose agent streams to the replica that does not lead, with kube-apiserver's
+    /// aggregation reaching the leader: the leader shows the recorder armed (from the upload Lease), a
+    /// snapshot by hand through it is passed to the holder (HTTPS, the replica credential for a
+    /// snapshot) and on to the agent, and the snapshot the holder stored is listed by the leader (read
+    /// from storage), with the requester and a SHA-256 that matches the stored pcap.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_snapshot_asked_of_the_replica_that_does_not_hold_the_recording_reaches_its_agent_and_the_leader_lists_what_the_holder_stored()
+    {
+        var leader = (await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", KubeCaptureInstall.Namespace)).Spec.HolderIdentity!;
+        var holder = leader == "replica-a" ? "replica-b" : "replica-a";
+        await cluster.PointServiceToAsync(holder);
+        await cluster.PointSubresourcesToAsync(leader);
+        var ns = await cluster.CreateNamespaceAsync("kc-ha-snapshot");
+        var pod = await cluster.StartPodAsync(ns, "db");
+        var spec = PacketCaptureEndToEndTests.Icmp("a recording held by the other replica", "db", duration: "5m");
+        spec.Recorder = new RecorderSpec { Window = "30s", After = "1s", Cooldown = "0s", MaxSnapshots = 1 };
+        var created = await cluster.StartCaptureAsync(ns, "recorded", spec, Long);
+        await WaitForUploadHolderAsync(new CaptureIdentity(created.Metadata.Uid, ns, "recorded", "db"), holder);
+        await cluster.Admin.WaitForPacketCaptureAsync(ns, "recorded", c => c.Status?.Targets.FirstOrDefault()?.Recorder?.Armed == true, Long);
+        pod.PingFromClient(3);
+
+        var body = Path.Combine(cluster.WorkDirectory, "snapshot-request.json");
+        await File.WriteAllTextAsync(body, "{}");
+        var kubeconfig = cluster.Install.Server.WriteKubeconfig(cluster.Install.Server.AdminToken, "snapshot-" + Guid.NewGuid().ToString("N")[..8]);
+        var asked = await HostCommand.RunAsync(Tools.Kubectl, ["--kubeconfig", kubeconfig, "create", "--raw", Subresources.SubresourcesCluster.PathOf(ns, "recorded", ExtensionApi.Snapshot), "-f", body], TimeSpan.FromSeconds(60));
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "recorded", CapturePhase.Succeeded, Long);
+
+        Assert.True(asked.ExitCode == 0, asked.Stderr);
+        Assert.Contains("admin asked for a snapshot of pod db", asked.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"snapshot of {ns}/recorded pod db by admin: asked of replica {holder}", ReplicaOutput(leader), StringComparison.Ordinal);
+        Assert.Contains($"{ns}/recorded: admin asked replica {leader} for a snapshot of pod db: passed to its agent here", ReplicaOutput(holder), StringComparison.Ordinal);
+        var snapshot = Assert.Single(done.Status!.Snapshots!);
+        Assert.Equal(("db", 1, "manual", "admin"), (snapshot.Pod, snapshot.Index, snapshot.TriggerKind, snapshot.Requester));
+        var pcap = await cluster.DownloadAsync(snapshot.Artifact!);
+        Assert.Equal(snapshot.Artifact!.Sha256, Evidence.Sha256Of(pcap));
+        Assert.True(snapshot.Packets >= 6, $"{snapshot.Packets} packets: the pings before the snapshot are in its window");
+        Assert.Equal(snapshot.Packets, (await Tshark.FieldsAsync(pcap, ["frame.number"])).Count);
+        Assert.Contains($"{ns}/recorded pod db: stored", ReplicaOutput(holder), StringComparison.Ordinal);
+        Assert.DoesNotContain($"{ns}/recorded pod db: stored", ReplicaOutput(leader), StringComparison.Ordinal); // the leader listed what it never stored
+    }
+
     private string ReplicaOutput(string replica) => replica == "replica-a" ? cluster.Operator.PreviousOutput + cluster.Operator.Output : cluster.ReplicaB.Output;
 
     private IEnumerable<string> AuditLines(string captureUid) => cluster.Output.Split('\n')

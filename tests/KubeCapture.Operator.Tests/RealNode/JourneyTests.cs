@@ -254,13 +254,15 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
             },
             async old =>
             {
-                // The same pod, its container restarted by the kubelet (no graceful shutdown, no Lease released).
-                await RealNodeCluster.WaitForAsync("the operator container restarted", async () =>
+                // The same pod, its container restarted by the kubelet (no graceful shutdown, no Lease released),
+                // and Ready again; the chart's other replica may have taken the agent's resume meanwhile.
+                var restarted = await RealNodeCluster.WaitForAsync("the operator container restarted and Ready", async () =>
                 {
                     var pod = await cluster.Admin.CoreV1.ReadNamespacedPodAsync(old.Metadata.Name, RealNodeCluster.Namespace);
-                    return pod.Status.ContainerStatuses.Single().RestartCount >= 1 ? pod : null;
+                    return pod.Status.ContainerStatuses.Single().RestartCount >= 1 && pod.Status.Conditions?.Any(c => c.Type == "Ready" && c.Status == "True") == true ? pod : null;
                 });
-                return await cluster.WaitForOperatorAsync();
+                await cluster.WaitForOperatorAsync(); // the APIService and the webhooks answer
+                return restarted;
             });
 
         Assert.Equal(replaced.Old.Metadata.Name, replaced.Replacement.Metadata.Name);

@@ -30,6 +30,20 @@ public sealed class RelayTests
         Assert.True(credential.Verifies(presented, Target, "alice", "replica-b"));
     }
 
+    [Fact]
+    public void A_follows_relay_credential_cannot_ask_for_a_snapshot_nor_a_snapshots_serve_a_follow()
+    {
+        var credential = new RelayCredential(IngestTokenKeys.Of(Encoding.UTF8.GetBytes("the replicas' key"), "test"));
+        var follow = credential.For(Target, "alice", "replica-b");
+        var snapshot = credential.For(Target, "alice", "replica-b", RelayPurpose.Snapshot);
+
+        Assert.NotEqual(follow, snapshot);
+        Assert.True(credential.Verifies(snapshot, Target, "alice", "replica-b", RelayPurpose.Snapshot));
+        Assert.False(credential.Verifies(follow, Target, "alice", "replica-b", RelayPurpose.Snapshot));
+        Assert.False(credential.Verifies(snapshot, Target, "alice", "replica-b"));
+        Assert.False(credential.Verifies(snapshot, Target, "mallory", "replica-b", RelayPurpose.Snapshot));
+    }
+
     [Theory]
     [InlineData("https://10.1.2.3:8443", "https://10.1.2.3:8443")]
     [InlineData("https://[fd00::5]:9443", "https://[fd00::5]:9443")]
