@@ -16,8 +16,6 @@ namespace KubeCapture.Agent.Recorder;
 /// </summary>
 public static class ClusterRecording
 {
-    private const int SigUsr1 = 10;
-
     public static int Run(RecorderOptions options, TextWriter stdout, TextWriter stderr)
     {
         var target = options.Ingest ?? throw new ArgumentException("a cluster recording needs its ingest", nameof(options));
@@ -61,7 +59,7 @@ public static class ClusterRecording
         _ = upload.ContinueWith(_ => session.RequestStop(StopReason.Error), TaskContinuationOptions.OnlyOnFaulted);
         using var stopOnSigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         using var stopOnSigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var snapshotOnSigusr1 = PosixSignalRegistration.Create((PosixSignal)SigUsr1, context =>
+        using var snapshotOnSigusr1 = PosixSignalRegistration.Create((PosixSignal)LocalRecording.SigUsr1, context =>
         {
             context.Cancel = true;
             flight.RequestSnapshot("SIGUSR1");

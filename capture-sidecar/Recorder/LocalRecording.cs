@@ -14,7 +14,7 @@ namespace KubeCapture.Agent.Recorder;
 public static class LocalRecording
 {
     /// <summary>SIGUSR1 on Linux: the snapshot-by-hand signal (a raw signal number: PosixSignal has no name for it).</summary>
-    private const int SigUsr1 = 10;
+    internal const int SigUsr1 = 10;
 
     public static int Run(RecorderOptions options, TextWriter stdout, TextWriter stderr)
     {

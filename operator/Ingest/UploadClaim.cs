@@ -29,7 +29,7 @@ public sealed class UploadClaim : IAsyncDisposable
     private V1Lease _lease;
     private long _lastRenewStarted;
     private string? _progress;
-    private string? _recorder; // a flight recording's state (armed, the ring's fill, ...), as JSON
+    private KubeCapture.Contracts.Resources.RecorderStatus? _recorder; // a flight recording's state (armed, the ring's fill, ...)
     private bool _stopPassedOn;
     private volatile bool _lost;
     private volatile TaskCompletionSource? _paused;
@@ -65,7 +65,7 @@ public sealed class UploadClaim : IAsyncDisposable
     public void Report(long packets, long bytes, long droppedByKernel, KubeCapture.Contracts.Resources.RecorderStatus? recorder = null)
     {
         _progress = FormattableString.Invariant($"{packets} {bytes} {droppedByKernel}");
-        _recorder = recorder is null ? _recorder : k8s.KubernetesJson.Serialize(recorder);
+        _recorder = recorder ?? _recorder;
     }
 
     private async Task RenewAsync()
@@ -161,7 +161,7 @@ public sealed class UploadClaim : IAsyncDisposable
 
             if (_recorder is { } recorder)
             {
-                lease.Metadata.Annotations[UploadOwnership.RecorderAnnotation] = recorder;
+                lease.Metadata.Annotations[UploadOwnership.RecorderAnnotation] = k8s.KubernetesJson.Serialize(recorder);
             }
 
             try

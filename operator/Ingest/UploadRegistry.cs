@@ -113,7 +113,7 @@ public sealed class UploadRegistry(
             return local;
         }
 
-        return await store.FindStoredAsync(snapshot, cancellationToken) is { Snapshot: not null } stored && stored.CaptureUid == snapshot.CaptureUid && stored.Target == snapshot
+        return await store.FindStoredAsync(snapshot, cancellationToken) is { Snapshot: not null } stored && stored.Target == snapshot
             ? FromStored(stored)
             : null;
     }
