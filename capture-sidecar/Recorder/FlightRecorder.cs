@@ -120,6 +120,10 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
             else
             {
                 open.Write(time, seconds, microseconds, data, originalLength);
+                if (open.Full)
+                {
+                    Finish("max-bytes");
+                }
             }
         }
 
@@ -200,7 +204,7 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
         Snapshot snapshot;
         try
         {
-            snapshot = new Snapshot(number, _outlet.Open(number), (uint)_link, _snaplen, new TcpSummary(_link, _localAddresses), start, end);
+            snapshot = new Snapshot(number, _outlet.Open(number), (uint)_link, _snaplen, new TcpSummary(_link, _localAddresses), start, end, RecorderLimits.SnapshotMaxBytes(_ring.Capacity));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

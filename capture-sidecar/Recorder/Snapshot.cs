@@ -18,14 +18,14 @@ internal sealed class Snapshot : IDisposable
     private long _first = long.MinValue;
     private long _last = long.MinValue;
 
-    public Snapshot(int number, SnapshotOutput output, uint linkType, int snaplen, TcpSummary summary, long start, long end)
+    public Snapshot(int number, SnapshotOutput output, uint linkType, int snaplen, TcpSummary summary, long start, long end, long maxBytes)
     {
         Number = number;
         Output = output;
         Start = start;
         End = end;
         _summary = summary;
-        _writer = new PcapWriter(output.Stream, linkType, snaplen, long.MaxValue);
+        _writer = new PcapWriter(output.Stream, linkType, snaplen, maxBytes);
     }
 
     public int Number { get; }
@@ -38,6 +38,9 @@ internal sealed class Snapshot : IDisposable
     public long End { get; }
 
     public long Packets => _writer.Packets;
+
+    /// <summary>A packet did not fit in its most bytes (<see cref="KubeCapture.Contracts.Recorder.RecorderLimits.SnapshotMaxBytes"/>): it ends there.</summary>
+    public bool Full { get; private set; }
 
     /// <summary>What went wrong writing it, if anything: nothing more is written after.</summary>
     public string? Error { get; private set; }
@@ -57,14 +60,18 @@ internal sealed class Snapshot : IDisposable
     /// <summary>Writes one packet if it falls within the window.</summary>
     public void Write(long time, uint seconds, uint microseconds, ReadOnlySpan<byte> data, uint originalLength)
     {
-        if (Error is not null || time < Start || time > End)
+        if (Error is not null || Full || time < Start || time > End)
         {
             return;
         }
 
         try
         {
-            _writer.TryWrite(seconds, microseconds, data, originalLength);
+            if (!_writer.TryWrite(seconds, microseconds, data, originalLength))
+            {
+                Full = true;
+                return;
+            }
         }
         catch (IOException e)
         {

@@ -94,17 +94,22 @@ public sealed record UploadRefusals(long Count, string? LastMessage, long Sessio
 /// What the reconciler resolved for one target's upload: the pod's addresses, the most bytes its
 /// pcap may have (spec.maxBytes; null: not enforced), how long it is kept (spec.retention.ttl;
 /// null: Storage:DefaultRetention) and, for a flight recording, how many snapshots it may upload
-/// (spec.recorder.maxSnapshots; null: not a recording, none). The agent's own claims (its Open's retention) are ignored.
+/// (spec.recorder.maxSnapshots; null: not a recording, none) and its ring's size (spec.recorder.maxBytes),
+/// which bounds each snapshot. The agent's own claims (its Open's retention) are ignored.
 /// </summary>
-public sealed record UploadTerms(IReadOnlyList<string> PodIps, long? MaxBytes = null, TimeSpan? Retention = null, int? MaxSnapshots = null)
+public sealed record UploadTerms(IReadOnlyList<string> PodIps, long? MaxBytes = null, TimeSpan? Retention = null, int? MaxSnapshots = null, long? RingBytes = null)
 {
+    /// <summary>The most bytes one snapshot's pcap may have (null: not a recording, or its ring unknown): twice the ring plus the file header.</summary>
+    public long? SnapshotMaxBytes => RingBytes is { } ring ? KubeCapture.Contracts.Recorder.RecorderLimits.SnapshotMaxBytes(ring) : null;
+
     /// <summary>The capture's own terms for a target's upload, as the ingest holds every stream to them whatever the agent claims.</summary>
     public static UploadTerms Of(KubeCapture.Contracts.Resources.PacketCapture capture, k8s.Models.V1Pod pod)
     {
         long? maxBytes = Quantities.TryParseSize(capture.Spec.MaxBytes ?? KubeCapture.Contracts.Resources.PacketCaptureSpec.DefaultMaxBytes, out var bytes, out _) ? bytes : null;
         TimeSpan? retention = capture.Spec.Retention?.Ttl is { } ttl && Quantities.TryParseDuration(ttl, out var kept, out _) ? kept : null;
         int? maxSnapshots = capture.Spec.Recorder is { } recorder ? recorder.MaxSnapshots ?? KubeCapture.Contracts.Recorder.RecorderLimits.DefaultMaxSnapshots : null;
-        return new UploadTerms(PodAddresses.Of(pod), maxBytes, retention, maxSnapshots);
+        long? ringBytes = capture.Spec.Recorder is { } recording && Quantities.TryParseSize(recording.RingBytes, out var ring, out _) ? ring : null;
+        return new UploadTerms(PodAddresses.Of(pod), maxBytes, retention, maxSnapshots, ringBytes);
     }
 }
 

@@ -224,8 +224,10 @@ public sealed partial class IngestService(
             await PartPipeline.SaveCheckpointAsync(store, checkpoint, budget, logger); // not cancelled with the stream, as the later saves
         }
 
-        // spec.maxBytes bounds a capture's pcap (and a recording's own, which holds no packet); a snapshot holds its window, the ring's size and what came after the trigger.
-        var maxBytes = target.Snapshot > 0 ? null : checkpoint.MaxBytes ?? terms?.MaxBytes;
+        // spec.maxBytes bounds a capture's pcap (and a recording's own, which holds no packet); a snapshot
+        // holds at most the ring's size before its trigger and as much again after it.
+        var maxBytes = target.Snapshot > 0 ? terms?.SnapshotMaxBytes : checkpoint.MaxBytes ?? terms?.MaxBytes;
+        var ceiling = target.Snapshot > 0 ? $"the most a snapshot may hold, {maxBytes} bytes (twice the recording's ring, spec.recorder.maxBytes, plus the pcap header)" : $"the capture's maxBytes of {maxBytes} bytes";
         await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, _storage.PartsInFlight, budget, logger, offset =>
         {
             outbox.Post(new IngestMessage { Ack = new Ack { DurableOffset = offset } });
@@ -255,9 +257,9 @@ public sealed partial class IngestService(
 
                         if (maxBytes is { } limit && pipeline.Received + message.Chunk.Data.Length > limit)
                         {
-                            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: refused bytes past the capture's maxBytes ({Limit}) from {Session}", target.Namespace, target.CaptureName, target.Pod, limit, session);
+                            logger.LogWarning("{Namespace}/{Capture} pod {Pod}: refused bytes past {Ceiling} from {Session}", target.Namespace, target.CaptureName, target.Pod, ceiling, session);
                             throw Fail(StatusCode.InvalidArgument,
-                                $"the pcap would grow to {pipeline.Received + message.Chunk.Data.Length} bytes, past the capture's maxBytes of {limit} bytes: the ingest stores no byte beyond it, whatever the agent was told");
+                                $"the pcap would grow to {pipeline.Received + message.Chunk.Data.Length} bytes, past {ceiling}: the ingest stores no byte beyond it, whatever the agent was told");
                         }
 
                         if (claim is { Writable: false })

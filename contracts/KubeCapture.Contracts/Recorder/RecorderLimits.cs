@@ -20,4 +20,14 @@ public static class RecorderLimits
 
     /// <summary>The bytes one packet takes in the ring at <paramref name="effectiveSnaplen"/>, its record header included.</summary>
     public static long OneRecord(int effectiveSnaplen) => RecordHeaderLength + (long)effectiveSnaplen;
+
+    /// <summary>A pcap file's header, before its first record.</summary>
+    public const int FileHeaderLength = 24;
+
+    /// <summary>
+    /// The most bytes one snapshot's pcap may have with a ring of <paramref name="ringBytes"/>: the
+    /// window before the trigger, at most the ring, and the packets after it, cut at the ring's size
+    /// again (the agent ends the snapshot there; the ingest stores no byte beyond it).
+    /// </summary>
+    public static long SnapshotMaxBytes(long ringBytes) => FileHeaderLength + (2 * ringBytes);
 }

@@ -50,7 +50,11 @@ public sealed record SnapshotManifest
     /// </summary>
     public required long PacketsDroppedByKernel { get; init; }
 
-    /// <summary>How the snapshot ended: "after" (its --after elapsed), "stopped" (the recording ended first), "error".</summary>
+    /// <summary>
+    /// How the snapshot ended: "after" (its --after elapsed), "max-bytes" (the packets after the trigger
+    /// reached the ring's size first: a snapshot holds at most twice --max-bytes), "stopped" (the
+    /// recording ended first), "error".
+    /// </summary>
     public required string Ended { get; init; }
 
     public string? Error { get; init; }

@@ -181,6 +181,33 @@ public sealed class FlightRecorderTrafficTests(LabFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task PacketsAfterTheTriggerPastTheRingsSizeEndTheSnapshotThereWithEveryPacketBeforeTheCut()
+    {
+        const int ring = 64 << 10;
+        const int record = 16 + 128; // a record header and the snaplen: each datagram is cut to 128 bytes
+        await using var run = await RecordingRun.StartAsync(fixture.Server, "udp port 9 or udp port 10",
+            "--window", "1m", "--after", "5m", "--max-bytes", ring.ToString(System.Globalization.CultureInfo.InvariantCulture), "--duration", "10m",
+            "--trigger-filter", "udp port 10", "--trigger-count", "1/1s");
+        (await RecorderTraffic.UdpAsync(fixture, 10, 1)).EnsureSuccess(); // the trigger, then twice the ring's worth
+        (await RecorderTraffic.UdpAsync(fixture, 9, 2 * ring / record)).EnsureSuccess();
+        var snapshot = (await run.WaitForSnapshotsAsync(1))[0]; // long before its 5 minutes after
+        var exit = await run.StopAsync();
+
+        Assert.Equal(0, exit.ExitCode);
+        Assert.Equal("max-bytes", snapshot.Ended);
+        Assert.False(snapshot.WindowCutByMaxBytes);
+        var limit = KubeCapture.Contracts.Recorder.RecorderLimits.SnapshotMaxBytes(ring);
+        Assert.InRange(snapshot.Bytes, limit - record + 1, limit); // the next record would not have fit
+        Assert.Equal(snapshot.Bytes, new FileInfo(snapshot.File).Length);
+        Assert.Equal(snapshot.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(snapshot.File))));
+        var all = await RecordingRun.PacketsAsync(run.TcpdumpPath);
+        var got = await RecordingRun.PacketsAsync(snapshot.File);
+        Assert.Equal(snapshot.Packets, got.Count);
+        Assert.Equal(all.Take(got.Count).Select(p => p.Key), got.Select(p => p.Key)); // from the trigger's datagram on, no gap, to the cut
+        Assert.True(all.Count > got.Count, $"tcpdump saw {all.Count} packets, the snapshot holds {got.Count}");
+    }
+
+    [Fact]
     public async Task PacketsTheKernelDroppedInTheWindowAreCountedInTheSnapshot()
     {
         const int sent = 5000;

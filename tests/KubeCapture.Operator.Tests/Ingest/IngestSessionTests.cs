@@ -132,6 +132,30 @@ public sealed class IngestSessionTests
     }
 
     [Fact]
+    public async Task A_snapshot_is_taken_up_to_twice_its_recordings_ring_plus_the_header_and_no_byte_past_it_whatever_the_capture_allows()
+    {
+        await using var ingest = await BoundIngest.StartAsync();
+        const long ring = 64 << 10;
+        var recording = new CaptureIdentity("uid-rec", "payments", "recorder", "api-0");
+        ingest.Addresses.Expect(recording, new UploadTerms(["127.0.0.1"], MaxBytes: 1 << 20, Retention: TimeSpan.FromHours(1), MaxSnapshots: 3, RingBytes: ring));
+        var limit = KubeCapture.Contracts.Recorder.RecorderLimits.SnapshotMaxBytes(ring);
+        using var greedyAgent = TestAgent.For(ingest.Host, recording);
+        greedyAgent.SnapshotIndex = 2;
+
+        using var greedy = await greedyAgent.OpenAsync();
+        await greedy.SendPatternAsync(0, limit); // the most it may hold: taken
+        await greedy.SendPatternAsync(limit, limit + 1); // one byte more, well within spec.maxBytes
+        var cut = await greedy.FailureAsync();
+
+        Assert.Equal(StatusCode.InvalidArgument, cut.StatusCode);
+        Assert.Contains($"the pcap would grow to {limit + 1} bytes, past the most a snapshot may hold, {limit} bytes (twice the recording's ring, spec.recorder.maxBytes, plus the pcap header)",
+            cut.Status.Detail, StringComparison.Ordinal);
+        var checkpoint = await ingest.Host.Services.GetRequiredService<IArtifactStore>().LoadCheckpointAsync(recording with { Snapshot = 2 }, CancellationToken.None);
+        Assert.True(checkpoint!.Offset <= limit, $"{checkpoint.Offset} bytes stored");
+        Assert.Null(ingest.S3.ObjectPath("captures/payments/recorder/api-0_snapshot-2.pcap"));
+    }
+
+    [Fact]
     public async Task A_target_told_ended_accepts_no_upload_and_the_attempt_is_counted()
     {
         await using var ingest = await BoundIngest.StartAsync();

@@ -24,6 +24,9 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, 
 
     public long RetentionTtlSeconds { get; set; }
 
+    /// <summary>Uploads snapshot N of the target's recording (Open.snapshot_index) instead of its own pcap.</summary>
+    public int SnapshotIndex { get; set; }
+
     public static TestAgent For(OperatorHost host, CaptureIdentity target) =>
         new(host.IngestUrl, target, new CaptureTokenIssuer(OperatorHost.TokenSecret).Issue(target), caPem: host.IngestCaPem);
 
@@ -31,7 +34,7 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, 
     {
         var call = new KubeCapture.Proto.V1.Ingest.IngestClient(_channel).Upload(cancellationToken: cancellationToken);
         var accepted = await IngestHandshake.OpenAsync(call, IngestHandshake.Open(target.CaptureUid, target.Namespace, target.CaptureName, target.Pod, token, SessionId,
-            RetentionTtlSeconds, agentVersion: "test"), cancellationToken);
+            RetentionTtlSeconds, agentVersion: "test", snapshotIndex: SnapshotIndex), cancellationToken);
         return new Upload(call, accepted.ResumeOffset);
     }
 
