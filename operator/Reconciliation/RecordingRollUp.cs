@@ -39,8 +39,16 @@ public sealed class RecordingRollUp(IIngestStatus ingest)
             }
 
             // Every replica ingests: a snapshot another replica stored (or this one before a restart) is
-            // found in storage. Snapshots are taken one after the other, so the look stops at the first
-            // index not stored yet: at most one miss per target and reconcile.
+            // found in storage. Storage is asked only while the agent says it took more snapshots than
+            // are listed (or once its target has ended, when its last report may not have come), and
+            // snapshots are taken one after the other, so the look stops at the first index not stored
+            // yet: a running recording costs no read until a snapshot is taken, then at most one miss
+            // per target and reconcile until it is stored.
+            if (!TargetState.IsTerminal(target.State) && (target.Recorder?.SnapshotsTaken ?? 0) <= snapshots.Count(s => s.Pod == target.Pod))
+            {
+                continue;
+            }
+
             for (var index = 1; index <= (draft.Capture.Spec.Recorder.MaxSnapshots ?? RecorderLimits.DefaultMaxSnapshots); index++)
             {
                 if (snapshots.Any(s => s.Pod == target.Pod && s.Index == index))
