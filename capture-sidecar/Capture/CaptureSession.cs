@@ -35,6 +35,7 @@ public sealed class CaptureSession : IDisposable
     private readonly LibPcapLiveDevice _device;
     private readonly TcpSummary? _summary;
     private readonly WidenedFilter? _widened;
+    private (long Received, long Dropped, long InterfaceDropped)? _final;
     private readonly PacketReadiness _readiness;
     private readonly (long Received, long Dropped, long InterfaceDropped) _baseline;
     private readonly DateTime _opened;
@@ -156,8 +157,11 @@ public sealed class CaptureSession : IDisposable
     /// <summary>The summary so far, for progress reports (call from the capture thread or after it ends).</summary>
     public TcpSummaryReport? SummarySoFar() => _summary?.Report();
 
-    /// <summary>libpcap's counters so far: received, dropped by the kernel, dropped by the interface (call from the capture thread).</summary>
-    public (long Received, long Dropped, long InterfaceDropped) StatisticsSoFar() => ReadStatistics();
+    /// <summary>
+    /// libpcap's counters so far: received, dropped by the kernel, dropped by the interface (call from the
+    /// capture thread); once <see cref="Run"/> has closed the capture, its final counters.
+    /// </summary>
+    public (long Received, long Dropped, long InterfaceDropped) StatisticsSoFar() => _final ?? ReadStatistics();
 
     /// <summary>Runs the capture until a limit or a stop request, writing to <paramref name="writer"/> (a pcap, or the flight recorder's ring).</summary>
     public CaptureOutcome Run(IRecordSink writer, Action? onFlush = null)
@@ -196,6 +200,7 @@ public sealed class CaptureSession : IDisposable
 
         var ended = DateTime.UtcNow;
         var statistics = ReadStatistics();
+        _final = statistics;
         _device.Close();
         return new CaptureOutcome(started, ended, reason, error, statistics.Received, statistics.Dropped, statistics.InterfaceDropped, _summary?.Report(),
             _widened?.Expression, _widened?.Added ?? 0, _widened?.Discarded ?? 0);

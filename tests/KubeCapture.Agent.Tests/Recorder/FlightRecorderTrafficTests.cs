@@ -208,6 +208,24 @@ public sealed class FlightRecorderTrafficTests(LabFixture fixture) : IClassFixtu
     }
 
     [Fact]
+    public async Task SigtermWhileASnapshotIsOpenFinishesItWithEveryPacketSoFarAndExitsZero()
+    {
+        await using var run = await RecordingRun.StartAsync(fixture.Server, "udp port 9 or udp port 10",
+            "--window", "1m", "--after", "5m", "--duration", "10m", "--trigger-filter", "udp port 10", "--trigger-count", "1/1s");
+        (await RecorderTraffic.UdpAsync(fixture, 9, 200, triggerPort: 10)).EnsureSuccess();
+        (await RecorderTraffic.UdpAsync(fixture, 9, 300)).EnsureSuccess(); // after the trigger, within its 5 minutes
+        await run.WaitForTrafficAsync(24 + (500 * (16 + 128)) + 16 + 1); // tcpdump (-s 128) has the 500 datagrams and the trigger
+        var exit = await run.StopAsync();
+
+        Assert.Equal(0, exit.ExitCode);
+        var snapshot = Assert.Single(run.Snapshots);
+        Assert.Equal("stopped", snapshot.Ended);
+        Assert.Null(snapshot.Error);
+        var got = await run.AssertHoldsExactlyItsWindowAsync(snapshot);
+        Assert.Equal(501, got.Count); // the 200 before, the trigger, the 300 after: every one tcpdump saw
+    }
+
+    [Fact]
     public async Task PacketsTheKernelDroppedInTheWindowAreCountedInTheSnapshot()
     {
         const int sent = 5000;
