@@ -216,6 +216,9 @@ def run(name: str, tx_ns: str, tx_if: str, pcap: str, loops: int, out_pcap: str,
         "cpu": usage["cpu"],
         "peak_rss_kib": usage["peak_rss_kib"],
     }
+    snapshots = [json.loads(l) for l in out_lines if l.strip().startswith("{")] if recording else []
+    if snapshots:  # record: one manifest line per snapshot written (in cluster mode, once stored)
+        result["snapshots"] = [{k: m.get(k) for k in ("snapshot", "file", "bytes", "packets", "sha256", "ended")} for m in snapshots]
     print(json.dumps(result), flush=True)
 
 

@@ -36,6 +36,9 @@ namespace KubeCapture.Bench;
 ///                                               the same, as a bare multipart upload through the operator's
 ///                                               S3ArtifactStore, N parts in flight, no ingest
 ///        IngestBench sha S3 KEY                 SHA-256 of a stored object (downloaded, hashed on the fly)
+///        IngestBench token SECRET UID NAMESPACE NAME POD
+///                                               the upload token the operator's CaptureTokenIssuer gives that
+///                                               capture target under SECRET (for the real agent's --token)
 ///        IngestBench serve-rgw FILE             starts the tests' Ceph RGW (CephRgwFixture), writes
 ///                                               "ENDPOINT BUCKET ACCESS SECRET DIR" to FILE, runs until stdin closes
 /// S3 is "ENDPOINT,BUCKET,ACCESS,SECRET"; PIDS are comma-separated. The bytes are a fixed 8 MiB random
@@ -74,6 +77,9 @@ public static class Program
                 return await MultipartAsync(S3Of(s3), file, int.Parse(part, CultureInfo.InvariantCulture), int.Parse(inFlight, CultureInfo.InvariantCulture), new ProcessCpu(server), Bytes(prefill));
             case ["sha", var s3, var key]:
                 return await ShaAsync(S3Of(s3), key);
+            case ["token", var secret, var uid, var ns, var name, var pod]:
+                Console.WriteLine(new CaptureTokenIssuer(secret).Issue(new CaptureIdentity(uid, ns, name, pod)));
+                return 0;
             case ["serve-rgw", var envFile]:
                 await using (var rgw = await CephRgwFixture.StartAsync("kubecapture"))
                 {
@@ -85,7 +91,7 @@ public static class Program
                 return 0;
             default:
                 await Console.Error.WriteLineAsync("usage: IngestBench write FILE SIZE | upload URL SECRET SIZE OPERATOR_PID SERVER_PIDS WARMUP | fleet URLS SECRET SIZE N OPERATOR_PIDS SERVER_PIDS WARMUP"
-                    + " | put S3 FILE KEY SERVER_PIDS PREFILL | multipart S3 FILE PART N SERVER_PIDS PREFILL | sha S3 KEY | serve-rgw FILE");
+                    + " | put S3 FILE KEY SERVER_PIDS PREFILL | multipart S3 FILE PART N SERVER_PIDS PREFILL | sha S3 KEY | token SECRET UID NAMESPACE NAME POD | serve-rgw FILE");
                 return 2;
         }
     }
