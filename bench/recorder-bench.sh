@@ -124,10 +124,10 @@ else:
 for r in rows:
     if r["tool"] == "record --ingest":
         snap = (r.get("snapshots") or [None])[0]
-        stated = 2 * ring + (32 << 20) + (32 << 20)
+        stated = 2 * ring + (32 << 20) + (48 << 20)  # ClusterRecording.ConstantOverheadMiB
         print(f"record --ingest peak RSS: {r['peak_rss_kib']/1024:.1f} MiB with its snapshot uploading"
               + (f" (snapshot {snap['snapshot']}: {snap['bytes']/2**20:.1f} MiB, {snap['packets']} packets, ended {snap['ended']})" if snap else " (no snapshot)")
-              + f"; stated bound: the ring, the snapshot's unacknowledged share (at most the ring and 32 MiB) and 32 MiB = {stated >> 20} MiB")
+              + f"; stated bound: the ring, the snapshot's unacknowledged share (at most the ring and 32 MiB) and 48 MiB = {stated >> 20} MiB")
 small, large = med("record 10MB", "peak_rss_kib"), med("record 1GB", "peak_rss_kib")
 if small and large:
     print(f"record peak RSS over 10 MB of traffic: {small/1024:.1f} MiB, over 1 GB: {large/1024:.1f} MiB; "

@@ -230,7 +230,10 @@ public sealed class IngestUploader : IDisposable
             var count = buffer.Read(offset, chunk);
             if (count > 0)
             {
-                await requests.WriteAsync(new AgentMessage { Chunk = new Chunk { Offset = offset, Data = ByteString.CopyFrom(chunk, 0, count) } }, cancellationToken);
+                // Wrapped, not copied: gRPC serializes the message into its own buffer within WriteAsync, and
+                // the chunk is refilled only after it returns. A copy per chunk left a snapshot's worth of
+                // garbage for the GC to collect (bench/recorder-bench.sh, record --ingest: 269 MiB peak).
+                await requests.WriteAsync(new AgentMessage { Chunk = new Chunk { Offset = offset, Data = UnsafeByteOperations.UnsafeWrap(chunk.AsMemory(0, count)) } }, cancellationToken);
                 offset += count;
                 continue;
             }

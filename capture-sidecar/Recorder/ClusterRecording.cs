@@ -75,7 +75,7 @@ public static class ClusterRecording
         stderr.WriteLine(
             $"kubecapture-agent: recording on {capture.Interface}, link-type {InterfaceCatalog.DltName(session.LinkType)}, snapshot length {snaplen} bytes: " +
             $"listening on {capture.Interface}; the last {Quantities.FormatDuration(options.Window)} in a ring of at most {Quantities.FormatBytes(capture.MaxBytes)} " +
-            $"(the agent's memory: the ring, each snapshot being uploaded, plus about {LocalRecording.ConstantOverheadMiB} MiB); snapshots to {target.Url}");
+            $"(the agent's memory: the ring, each snapshot being uploaded, plus about {ConstantOverheadMiB} MiB); snapshots to {target.Url}");
         stderr.Flush();
 
         var outcome = session.Run(flight, () => Report(uploader, flight, session.StatisticsSoFar()));
@@ -117,6 +117,13 @@ public static class ClusterRecording
 
         return notStored > 0 ? 1 : 0;
     }
+
+    /// <summary>
+    /// What the agent holds in cluster mode besides the ring and the snapshot being uploaded, measured
+    /// (bench/recorder-bench.sh, record --ingest: 34.5 MiB): the local recording's constant plus the
+    /// gRPC/HTTP/2 client and its buffers.
+    /// </summary>
+    public const int ConstantOverheadMiB = 48;
 
     /// <summary>The recording's Progress: no packet written (only snapshots are stored), drops, and the recorder's state with the packets seen.</summary>
     private static void Report(IngestUploader uploader, FlightRecorder flight, (long Received, long Dropped, long InterfaceDropped) statistics)
