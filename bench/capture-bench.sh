@@ -15,6 +15,8 @@
 # of a run (76 bytes a frame on disk and in tcpreplay's memory).
 # "agent" is the published executable (NativeAOT, as the Dockerfile builds it); "agent (JIT)" is the
 # `dotnet build` output, run once for comparison. KCB_AGENT=/path/to/kubecapture-agent overrides "agent".
+# KCB_PREPARED=1: scripts/setup.sh has run and the solution is built -c Release (as scripts/test.sh
+# leaves it, for bench/smoke.sh): nothing is installed or built again.
 # --baseline AGENT runs another agent executable (e.g. one published from an earlier commit) in each
 # repeat beside tcpdump and "agent", as "baseline": before and after, side by side in one run.
 set -euo pipefail
@@ -36,8 +38,10 @@ done
 lab_prefix=kcB
 source bench/veth-lab.sh
 # For comparison: the JIT build that `dotnet build` / `dotnet run` give.
-echo "bench: building the JIT build too (dotnet build capture-sidecar -c Release), for comparison"
-dotnet build capture-sidecar -c Release -v quiet -nologo >/dev/null
+if [[ -z ${KCB_PREPARED:-} ]]; then
+  echo "bench: building the JIT build too (dotnet build capture-sidecar -c Release), for comparison"
+  dotnet build capture-sidecar -c Release -v quiet -nologo >/dev/null
+fi
 agent_jit="$repo/capture-sidecar/bin/Release/net10.0/kubecapture-agent"
 helper="$repo/bench/capture_bench.py"
 

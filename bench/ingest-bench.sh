@@ -21,9 +21,11 @@ size=${1:-1073741824}
 part=${PART_SIZE:-8388608}
 in_flight=${PARTS_IN_FLIGHT:-1}
 store=${STORE:-rgw}
-bash scripts/setup.sh
-dotnet build operator -c Release -nologo -v q >/dev/null
-dotnet build bench/IngestBench -c Release -nologo -v q >/dev/null
+if [[ -z ${KCB_PREPARED:-} ]]; then # set: installed and built already (bench/smoke.sh after scripts/test.sh)
+  bash scripts/setup.sh
+  dotnet build operator -c Release -nologo -v q >/dev/null
+  dotnet build bench/IngestBench -c Release -nologo -v q >/dev/null
+fi
 work=bench/work/ingest
 rm -rf "$work" && mkdir -p "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

@@ -3,15 +3,17 @@
 # runs with small sizes and prints its figures as usual; a bench that fails to build, run, or verify
 # what it measured fails this script. The figures of a smoke run are not results (sizes far too small,
 # the machine busy with the tests): bench/*RESULTS.md hold the real runs, made with each bench's own
-# defaults. Needs root (network namespaces, Ceph). Expects the solution built (-c Release), as
-# scripts/test.sh leaves it. About 2-3 minutes on 2 cores (the two ingest benches start Ceph three and two times;
-# their operators are warmed up with one round only: KCB_WARM_UP_MAX_ROUNDS=1).
+# defaults. Needs root (network namespaces, Ceph). Expects scripts/setup.sh run and the solution built
+# (-c Release), as scripts/test.sh leaves them: no bench installs or builds anything again
+# (KCB_PREPARED=1). About 2-3 minutes on 2 cores (the two ingest benches start Ceph three and two
+# times; their operators are warmed up with one round only: KCB_WARM_UP_MAX_ROUNDS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
 step() { printf '\nbench smoke: %s\n' "$*"; }
 took() { printf 'bench smoke: %s took %ss\n' "$1" $((SECONDS - $2)); }
 bin=bin/Release/net10.0
+export KCB_PREPARED=1 # without it: four setup.sh runs and five no-op `dotnet build`s
 
 t=$SECONDS; step "capture-bench.sh: agent (JIT build) versus tcpdump, 20,000 TCP frames, one run each"
 KCB_AGENT=$PWD/capture-sidecar/$bin/kubecapture-agent bash bench/capture-bench.sh --frames 20000 --repeats 1 --mix tcp --no-big

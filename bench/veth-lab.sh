@@ -1,7 +1,7 @@
 # The lab the capture benches share (capture-bench.sh, recorder-bench.sh), sourced from the repository's
 # root with lab_prefix set (kcB, kcR): the packages, a work directory removed on exit, the agent as
 # users run it in $agent, and two network namespaces $tx and $rx joined by a veth pair $txif-$rxif.
-bash scripts/setup.sh >/dev/null      # libpcap, tcpdump, tshark (capinfos), tcpreplay, iproute2, python3
+[[ -n ${KCB_PREPARED:-} ]] || bash scripts/setup.sh >/dev/null      # libpcap, tcpdump, tshark (capinfos), tcpreplay, iproute2, python3
 # NativeAOT publishing links with a C toolchain; GNU time measures CPU and peak RSS.
 missing=""
 for p in gcc libc6-dev zlib1g-dev time openssl; do
