@@ -183,6 +183,41 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
         }
     }
 
+    /// <summary>
+    /// Deletes every upload Lease whose holder has not renewed it for <paramref name="silentFor"/> by its
+    /// renewTime (minutes: the holders' clocks need not agree closely), the version read as precondition
+    /// (one renewed meanwhile stays): left by a replica that died holding a stream whose agent never came
+    /// back (its capture ended, or the Lease would have been taken over). Returns how many it deleted.
+    /// </summary>
+    public async Task<int> DeleteSilentAsync(DateTimeOffset now, TimeSpan silentFor, CancellationToken cancellationToken)
+    {
+        var leases = await kubernetes.CoordinationV1.ListNamespacedLeaseAsync(options.Namespace, labelSelector: $"{UploadLabel}=true", cancellationToken: cancellationToken);
+        var deleted = 0;
+        foreach (var lease in leases.Items)
+        {
+            var renewed = lease.Spec?.RenewTime ?? lease.Metadata.CreationTimestamp;
+            if (renewed is not { } at || new DateTimeOffset(DateTime.SpecifyKind(at, DateTimeKind.Utc)) + silentFor > now)
+            {
+                continue;
+            }
+
+            try
+            {
+                await kubernetes.CoordinationV1.DeleteNamespacedLeaseAsync(lease.Metadata.Name, options.Namespace,
+                    new V1DeleteOptions { Preconditions = new V1Preconditions { ResourceVersion = lease.Metadata.ResourceVersion } }, cancellationToken: cancellationToken);
+                deleted++;
+                logger.LogInformation("deleted the upload Lease {Lease} of {Target}: replica {Holder} has not renewed it since {Renewed:O} (longer than {Window}); its stream is gone",
+                    lease.Metadata.Name, Annotation(lease, TargetAnnotation), lease.Spec?.HolderIdentity is { Length: > 0 } holder ? holder : "none", at, silentFor);
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode is HttpStatusCode.Conflict or HttpStatusCode.NotFound)
+            {
+                // renewed, taken or deleted meanwhile
+            }
+        }
+
+        return deleted;
+    }
+
     /// <summary>A flight recording's state as its holder last wrote it into the Lease, or null.</summary>
     private static KubeCapture.Contracts.Resources.RecorderStatus? RecorderOf(string? json)
     {

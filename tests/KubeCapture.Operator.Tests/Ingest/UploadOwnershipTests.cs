@@ -233,6 +233,37 @@ public sealed class UploadOwnershipTests
         Assert.True(reads < Followers * Periods / 2, $"{reads} reads for {Followers} followers over {Periods} periods");
     }
 
+    /// <summary>
+    /// A replica died holding a stream whose agent never came back: its upload Lease is left behind.
+    /// The retention sweeper (any replica) deletes it once nobody renewed it for Storage:AbandonAfter,
+    /// by its renewTime, and keeps the Lease a live replica renews, with the stream it owns.
+    /// </summary>
+    [SkippableFact]
+    public async Task The_retention_sweeper_deletes_an_upload_Lease_left_unrenewed_for_AbandonAfter_and_keeps_one_a_replica_renews()
+    {
+        var (ns, client) = await ServerAsync("kc-own-left");
+        var left = Target with { Pod = "api-left" };
+        await client.CoordinationV1.CreateNamespacedLeaseAsync(new V1Lease
+        {
+            Metadata = new V1ObjectMeta { Name = UploadOwnership.LeaseNameOf(left), Labels = new Dictionary<string, string> { [UploadOwnership.UploadLabel] = "true", [UploadOwnership.CaptureUidLabel] = left.CaptureUid } },
+            Spec = new V1LeaseSpec { HolderIdentity = "replica-dead", LeaseDurationSeconds = 15, RenewTime = DateTime.UtcNow.AddMinutes(-11), AcquireTime = DateTime.UtcNow.AddMinutes(-20), LeaseTransitions = 0 },
+        }, ns);
+        var a = Replica(client, ns, "replica-a", null);
+        var owner = new RecordingOwner("session-a");
+        await using var live = await a.ClaimAsync(Target, owner, CancellationToken.None);
+        var root = Directory.CreateTempSubdirectory("kcI-leases-").FullName;
+        var store = new KubeCapture.Operator.Storage.LocalArtifactStore(root, "captures");
+        var options = Microsoft.Extensions.Options.Options.Create(new KubeCapture.Operator.Storage.StorageOptions { AbandonAfter = TimeSpan.FromMinutes(10) });
+        var registry = new UploadRegistry(store, Microsoft.Extensions.Options.Options.Create(new IngestOptions()), options, NullLogger<UploadRegistry>.Instance, null, a);
+        var sweeper = new RetentionSweeper(store, registry, options, NullLogger<RetentionSweeper>.Instance, null, Replica(client, ns, "replica-b", null));
+
+        await sweeper.SweepAsync(DateTimeOffset.UtcNow, CancellationToken.None);
+
+        var kept = (await client.CoordinationV1.ListNamespacedLeaseAsync(ns, labelSelector: $"{UploadOwnership.UploadLabel}=true")).Items;
+        Assert.Equal([("replica-a", UploadOwnership.LeaseNameOf(Target))], kept.Select(l => (l.Spec.HolderIdentity, l.Metadata.Name)));
+        Assert.Null(owner.LostBecause);
+    }
+
     private static async Task<(string Namespace, IKubernetes Client)> ServerAsync(string prefix)
     {
         KubeApiServer.Require();
