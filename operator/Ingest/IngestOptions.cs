@@ -53,6 +53,18 @@ public sealed class IngestOptions
     /// <summary>The holder writes nothing more when it could not renew the Lease for this long ("10s"): less than <see cref="UploadLeaseDuration"/>.</summary>
     public string UploadLeaseRenewDeadline { get; set; } = "10s";
 
+    /// <summary>
+    /// After this long without a frame from an agent ("10s", as the agent's own), the ingest sends it an
+    /// HTTP/2 PING (Kestrel's keep-alive; every HTTP/2 listener of the process). Without it, a stream
+    /// whose connection died silently (a network partition, a node gone without a FIN or RST) would be
+    /// held, and its upload Lease renewed, until TCP gave up: the agent's resume on another replica
+    /// refused all that time.
+    /// </summary>
+    public string KeepAlivePingDelay { get; set; } = "10s";
+
+    /// <summary>A PING unanswered this long ("10s") ends the connection: its streams end and their upload Leases are released.</summary>
+    public string KeepAlivePingTimeout { get; set; } = "10s";
+
     /// <summary>How long an agent that disconnected mid-capture may take to come back before its upload is aborted.</summary>
     public TimeSpan ResumeWindow { get; set; } = TimeSpan.FromMinutes(2);
 }

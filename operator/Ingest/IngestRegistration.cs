@@ -19,6 +19,7 @@ public static class IngestRegistration
             options.MaxReceiveMessageSize = KubeCapture.Proto.V1.IngestMessageLimits.AgentMessage;
             options.MaxSendMessageSize = KubeCapture.Proto.V1.IngestMessageLimits.IngestMessage;
         });
+        services.AddIngestKeepAlive(configuration);
         services.AddHealthChecks().AddCheck<StorageHealthCheck>("storage", tags: [StorageHealthCheck.ReadyTag])
             .AddCheck<TokenKeyHealthCheck>("upload-token-key", tags: [StorageHealthCheck.ReadyTag]);
         services.AddOptions<IngestOptions>().Bind(configuration.GetSection(IngestOptions.Section));
@@ -50,6 +51,29 @@ public static class IngestRegistration
         services.AddSingleton<RetentionSweeper>();
         services.AddHostedService(sp => sp.GetRequiredService<RetentionSweeper>());
         return services;
+    }
+
+    /// <summary>
+    /// HTTP/2 keep-alive on the listeners (Ingest:KeepAlivePingDelay, Ingest:KeepAlivePingTimeout): a
+    /// connection that died without a FIN or RST is found dead within their sum, so the stream it
+    /// carried ends and its upload Lease is released for the replica the agent resumed on.
+    /// </summary>
+    private static void AddIngestKeepAlive(this IServiceCollection services, IConfiguration configuration)
+    {
+        var options = configuration.GetSection(IngestOptions.Section).Get<IngestOptions>() ?? new IngestOptions();
+        var delay = Duration(options.KeepAlivePingDelay, "KeepAlivePingDelay");
+        var timeout = Duration(options.KeepAlivePingTimeout, "KeepAlivePingTimeout");
+        if (delay <= TimeSpan.Zero || timeout <= TimeSpan.Zero)
+        {
+            throw new OperatorConfigurationException(
+                $"Ingest:KeepAlivePingDelay ({options.KeepAlivePingDelay}) and Ingest:KeepAlivePingTimeout ({options.KeepAlivePingTimeout}) must be positive: without them a stream whose connection died silently holds its upload until TCP gives up");
+        }
+
+        services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(kestrel =>
+        {
+            kestrel.Limits.Http2.KeepAlivePingDelay = delay;
+            kestrel.Limits.Http2.KeepAlivePingTimeout = timeout;
+        });
     }
 
     /// <summary>

@@ -8,9 +8,10 @@ namespace KubeCapture.Operator.Ingest;
 /// Enforces retention where the store has no lifecycle rules of its own (s3rver, the local store, a
 /// bucket without lifecycle configuration): deletes every stored pcap and manifest whose
 /// <c>expiresAt</c> has passed, and aborts uploads abandoned longer than <c>Storage:AbandonAfter</c>
-/// that no stream of this process owns and no other replica holds (its upload Lease renewed within that time).
+/// that no stream of this process owns and no other replica holds (its upload Lease renewed within that time),
+/// and deletes the upload Leases no replica renewed within that time (<see cref="UploadOwnership.DeleteSilentAsync"/>).
 /// </summary>
-public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry registry, IOptions<StorageOptions> options, ILogger<RetentionSweeper> logger, AuditTrail? audit = null) : BackgroundService
+public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry registry, IOptions<StorageOptions> options, ILogger<RetentionSweeper> logger, AuditTrail? audit = null, UploadOwnership? ownership = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -74,6 +75,12 @@ public sealed class RetentionSweeper(IArtifactStore store, UploadRegistry regist
                 logger.LogInformation("retention: aborted the abandoned upload of {Namespace}/{Capture} pod {Pod} ({Bytes} bytes, last progress {UpdatedAt:O})",
                     checkpoint.Target.Namespace, checkpoint.Target.CaptureName, checkpoint.Target.Pod, checkpoint.Offset, checkpoint.UpdatedAt);
             }
+        }
+
+        if (ownership is not null)
+        {
+            // A replica that died holding a stream whose agent never came back leaves its Lease behind.
+            await ownership.DeleteSilentAsync(now, abandonAfter, cancellationToken);
         }
 
         return (expired, abandoned);

@@ -39,6 +39,7 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
     public const string RecorderAnnotation = "kubecapture.io/recorder";
 
     private readonly ConcurrentDictionary<string, (string? Version, long SeenAt)> _observed = new();
+    private readonly Dictionary<string, (Task<V1Lease?> Read, long StartedAt)> _reads = [];
 
     public UploadOwnershipOptions Options => options;
 
@@ -102,10 +103,43 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
     /// The replica holding the target's Lease now, with the URL its live stream is relayed from
     /// (<see cref="RelayAnnotation"/>), or null when none holds it (no stream yet, or between two).
     /// </summary>
-    public async Task<StreamHolder?> HolderAsync(CaptureIdentity target, CancellationToken cancellationToken)
+    public Task<StreamHolder?> HolderAsync(CaptureIdentity target, CancellationToken cancellationToken) => HolderAsync(target, TimeSpan.Zero, cancellationToken);
+
+    /// <summary>
+    /// The holder as read from the API at most <paramref name="maxAge"/> ago, or by a read in flight:
+    /// the followers of one target waiting on this replica, each looking every second, share one read
+    /// per second between them rather than one each.
+    /// </summary>
+    public async Task<StreamHolder?> HolderAsync(CaptureIdentity target, TimeSpan maxAge, CancellationToken cancellationToken)
     {
-        var lease = await ReadAsync(LeaseNameOf(target), cancellationToken);
-        return lease?.Spec?.HolderIdentity is { Length: > 0 } holder ? new StreamHolder(holder, Annotation(lease, RelayAnnotation)) : null;
+        var lease = await SharedReadAsync(LeaseNameOf(target), maxAge).WaitAsync(cancellationToken);
+        return lease?.Spec?.HolderIdentity is { Length: > 0 } holder ? new StreamHolder(holder, Annotation(lease, RelayAnnotation), lease.Metadata.ResourceVersion) : null;
+    }
+
+    /// <summary>The read of Lease <paramref name="name"/> started less than <paramref name="maxAge"/> ago or still in flight, else a new one (not cancelled by any one caller).</summary>
+    private Task<V1Lease?> SharedReadAsync(string name, TimeSpan maxAge)
+    {
+        var now = Stopwatch.GetTimestamp();
+        lock (_reads)
+        {
+            if (_reads.TryGetValue(name, out var last) && (!last.Read.IsCompleted || Stopwatch.GetElapsedTime(last.StartedAt, now) < maxAge))
+            {
+                return last.Read;
+            }
+
+            if (_reads.Count >= 256)
+            {
+                // Targets no longer followed: forget their reads.
+                foreach (var stale in _reads.Where(r => r.Value.Read.IsCompleted && Stopwatch.GetElapsedTime(r.Value.StartedAt, now) >= maxAge).Select(r => r.Key).ToList())
+                {
+                    _reads.Remove(stale);
+                }
+            }
+
+            var read = ReadAsync(name, CancellationToken.None);
+            _reads[name] = (read, now);
+            return read;
+        }
     }
 
     /// <summary>
@@ -147,6 +181,41 @@ public sealed class UploadOwnership(IKubernetes kubernetes, UploadOwnershipOptio
         {
             logger.LogWarning("could not tell the replicas streaming capture {Uid} to stop ({Error}); the next reconcile tells them again", captureUid, e.Message);
         }
+    }
+
+    /// <summary>
+    /// Deletes every upload Lease whose holder has not renewed it for <paramref name="silentFor"/> by its
+    /// renewTime (minutes: the holders' clocks need not agree closely), the version read as precondition
+    /// (one renewed meanwhile stays): left by a replica that died holding a stream whose agent never came
+    /// back (its capture ended, or the Lease would have been taken over). Returns how many it deleted.
+    /// </summary>
+    public async Task<int> DeleteSilentAsync(DateTimeOffset now, TimeSpan silentFor, CancellationToken cancellationToken)
+    {
+        var leases = await kubernetes.CoordinationV1.ListNamespacedLeaseAsync(options.Namespace, labelSelector: $"{UploadLabel}=true", cancellationToken: cancellationToken);
+        var deleted = 0;
+        foreach (var lease in leases.Items)
+        {
+            var renewed = lease.Spec?.RenewTime ?? lease.Metadata.CreationTimestamp;
+            if (renewed is not { } at || new DateTimeOffset(DateTime.SpecifyKind(at, DateTimeKind.Utc)) + silentFor > now)
+            {
+                continue;
+            }
+
+            try
+            {
+                await kubernetes.CoordinationV1.DeleteNamespacedLeaseAsync(lease.Metadata.Name, options.Namespace,
+                    new V1DeleteOptions { Preconditions = new V1Preconditions { ResourceVersion = lease.Metadata.ResourceVersion } }, cancellationToken: cancellationToken);
+                deleted++;
+                logger.LogInformation("deleted the upload Lease {Lease} of {Target}: replica {Holder} has not renewed it since {Renewed:O} (longer than {Window}); its stream is gone",
+                    lease.Metadata.Name, Annotation(lease, TargetAnnotation), lease.Spec?.HolderIdentity is { Length: > 0 } holder ? holder : "none", at, silentFor);
+            }
+            catch (HttpOperationException e) when (e.Response.StatusCode is HttpStatusCode.Conflict or HttpStatusCode.NotFound)
+            {
+                // renewed, taken or deleted meanwhile
+            }
+        }
+
+        return deleted;
     }
 
     /// <summary>A flight recording's state as its holder last wrote it into the Lease, or null.</summary>
@@ -260,8 +329,11 @@ public sealed record UploadOwnershipOptions(string Identity, string Namespace, s
 /// <summary>Where the other replicas reach this one's live streams (registered by the extension API when it is served; the upload Leases carry it).</summary>
 public sealed record StreamRelayAddress(string Url);
 
-/// <summary>The replica holding a target's upload Lease, and where its live stream is relayed from (null: it serves no extension API).</summary>
-public sealed record StreamHolder(string Identity, string? RelayUrl);
+/// <summary>
+/// The replica holding a target's upload Lease, where its live stream is relayed from (null: it serves
+/// no extension API), and the version of the Lease read (a new one after each renewal).
+/// </summary>
+public sealed record StreamHolder(string Identity, string? RelayUrl, string? Version = null);
 
 /// <summary>Another live replica holds the target's upload: retry (the agent's resume lands once it let go or its Lease expired).</summary>
 public sealed class UploadOwnedElsewhereException(CaptureIdentity target, string holder, string? address, bool handoverAsked, long leaseSeconds) : Exception(

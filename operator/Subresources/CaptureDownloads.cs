@@ -424,7 +424,10 @@ public sealed class CaptureDownloads(
         return false;
     }
 
-    /// <summary>Every <see cref="StreamRelay.PollPeriod"/> while nothing was passed on: cancels <paramref name="moved"/> once another replica holds the stream.</summary>
+    /// <summary>
+    /// Every <see cref="StreamRelay.PollPeriod"/> while nothing was passed on: cancels <paramref name="moved"/> once
+    /// another replica holds the stream. The followers of one target waiting here share one Lease read per period.
+    /// </summary>
     private async Task WatchElsewhereAsync(CaptureIdentity identity, Func<bool> nothingSent, CancellationTokenSource moved, CancellationToken cancellationToken)
     {
         try
@@ -432,7 +435,7 @@ public sealed class CaptureDownloads(
             while (nothingSent())
             {
                 await Task.Delay(StreamRelay.PollPeriod, cancellationToken);
-                if (nothingSent() && await relay!.ElsewhereAsync(identity, cancellationToken) is not null)
+                if (nothingSent() && await relay!.ElsewhereAsync(identity, cancellationToken, StreamRelay.PollPeriod) is not null)
                 {
                     await moved.CancelAsync();
                     return;

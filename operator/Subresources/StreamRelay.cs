@@ -17,7 +17,9 @@ namespace KubeCapture.Operator.Subresources;
 /// it falls behind, as for a local follower: this side holds one record at most.
 ///
 /// A holder that cannot be reached or no longer holds the stream before a byte was passed on is looked
-/// up again every <see cref="PollPeriod"/> (its Lease moves when it died). One that goes away mid-relay
+/// up again every <see cref="PollPeriod"/> (its Lease moves when it died); one that renews its Lease
+/// all the while but has not been reached for a lease duration is alive and cut off from this replica
+/// (a partition): the follow is refused 503 saying so, rather than left waiting. One that goes away mid-relay
 /// ends the follower's stream at its last whole record, broken as kube-apiserver's request timeout
 /// breaks it, so <c>kubectl capture follow</c> follows again and lands on the replica holding it then.
 /// </summary>
@@ -32,8 +34,10 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
     public string Identity => ownership.Options.Identity;
 
     /// <summary>The holder of the target's stream when it is another replica, else null (this one, or none).</summary>
-    public async Task<StreamHolder?> ElsewhereAsync(CaptureIdentity target, CancellationToken cancellationToken) =>
-        await ownership.HolderAsync(target, cancellationToken) is { } holder && holder.Identity != Identity ? holder : null;
+    /// <remarks>A follower polling every <see cref="PollPeriod"/> passes it as <paramref name="maxAge"/>: the followers of
+    /// one target waiting here share one Lease read per period (<see cref="UploadOwnership.HolderAsync(CaptureIdentity, TimeSpan, CancellationToken)"/>).</remarks>
+    public async Task<StreamHolder?> ElsewhereAsync(CaptureIdentity target, CancellationToken cancellationToken, TimeSpan maxAge = default) =>
+        await ownership.HolderAsync(target, maxAge, cancellationToken) is { } holder && holder.Identity != Identity ? holder : null;
 
     /// <summary>
     /// Relays the stream while another replica holds it. <see cref="RelayOutcome.NotElsewhere"/> when
@@ -43,12 +47,13 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
     public async Task<RelayOutcome> RelayAsync(HttpContext context, CaptureIdentity target, RemoteUser user, CancellationToken until)
     {
         var follower = user.ToString();
+        (string Holder, string? Version, long Since)? unreachable = null; // the holder not reached since then, at that version of its Lease
         while (true)
         {
             StreamHolder? holder;
             try
             {
-                holder = await ElsewhereAsync(target, until);
+                holder = await ElsewhereAsync(target, until, PollPeriod);
             }
             catch (Exception e) when (context.Response.HasStarted && e is k8s.Autorest.HttpOperationException or HttpRequestException)
             {
@@ -78,13 +83,30 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
             {
                 response = await Client().SendAsync(request, HttpCompletionOption.ResponseHeadersRead, until);
             }
-            catch (HttpRequestException e)
+            catch (Exception e) when (Unreachable(e, until))
             {
+                // A holder that died leaves its Lease unrenewed until the agent resumed elsewhere: wait for it to move.
+                // One that renews its Lease all the while is alive and cut off from this replica: say so rather than wait.
+                if (unreachable is not { } first || first.Holder != holder.Identity)
+                {
+                    unreachable = (holder.Identity, holder.Version, System.Diagnostics.Stopwatch.GetTimestamp());
+                }
+                else if (first.Version != holder.Version && System.Diagnostics.Stopwatch.GetElapsedTime(first.Since) is var cutOff && cutOff >= ownership.Options.LeaseDuration)
+                {
+                    logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User}: replica {Holder} holds the stream and renews its upload Lease, but has not been reached at {Url} for {Seconds:0} s ({Error}): refused, the replicas are cut off from each other",
+                        target.Namespace, target.CaptureName, target.Pod, follower, holder.Identity, url, cutOff.TotalSeconds, e.Message);
+                    return await RefuseAsync(context, target, 503, "ServiceUnavailable",
+                        $"replica {holder.Identity} holds the live stream of pod {target.Pod} and renews its upload Lease, but replica {Identity} has not reached it for {cutOff.TotalSeconds:0} s: " +
+                        "the operator's replicas are cut off from each other (a network partition?); follow again later, or download the pcap when the capture ends");
+                }
+
                 logger.LogWarning("follow of {Namespace}/{Capture} pod {Pod} by {User}: replica {Holder} holds the stream but cannot be reached at {Url} ({Error}); looking again in {Period} s",
                     target.Namespace, target.CaptureName, target.Pod, follower, holder.Identity, url, e.Message, PollPeriod.TotalSeconds);
                 await Task.Delay(PollPeriod, until);
                 continue;
             }
+
+            unreachable = null;
 
             using (response)
             {
@@ -148,7 +170,7 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
                 ? $"replica {holder.Identity} holds the recording's stream of pod {target.Pod} and refused this replica's request: see the operator's log"
                 : $"replica {holder.Identity} holds the recording's stream of pod {target.Pod} and could not take the snapshot: {SubresourcesApi.MessageOf(answer)}");
         }
-        catch (HttpRequestException e)
+        catch (Exception e) when (Unreachable(e, cancellationToken))
         {
             logger.LogWarning("snapshot of {Namespace}/{Capture} pod {Pod} by {User}: replica {Holder} holds the recording's stream but cannot be reached at {Url} ({Error})",
                 target.Namespace, target.CaptureName, target.Pod, requester, holder.Identity, url, e.Message);
@@ -213,6 +235,10 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
             return RelayOutcome.Served;
         }
     }
+
+    /// <summary>The holder was not reached: refused, reset, or silent past the connect timeout (a partition drops the SYN: no error, only the timeout).</summary>
+    private static bool Unreachable(Exception e, CancellationToken cancellationToken) =>
+        e is HttpRequestException || (e is TaskCanceledException { InnerException: TimeoutException } && !cancellationToken.IsCancellationRequested);
 
     private async Task<RelayOutcome> RefuseAsync(HttpContext context, CaptureIdentity target, int code, string reason, string message)
     {

@@ -94,6 +94,30 @@ public sealed class TwoReplicaCluster : OwnApiServerCluster
         Endpoint = replica;
     }
 
+    /// <summary>
+    /// Cuts <paramref name="replica"/> off from its agents and from the other replica, as a partition
+    /// does, until disposed: nftables (a table of its own) silently drops what reaches its ingest port
+    /// and what it sends from it, and what reaches the other replica's relay port (the extension API's
+    /// listener, which <paramref name="replica"/> dials for a relay; kube-apiserver's aggregation must
+    /// then reach <paramref name="replica"/>, not the other). Both still reach kube-apiserver and storage.
+    /// </summary>
+    public async Task<IAsyncDisposable> PartitionAsync(string replica)
+    {
+        var (ingest, otherRelay) = replica == "replica-a" ? (PortA, ExtensionPortB) : (PortB, ExtensionPortA);
+        var partition = $"kc-part-{Environment.ProcessId}";
+        var ruleset = $"table ip {partition} {{\n" +
+            $"  chain input {{\n    type filter hook input priority filter;\n    tcp dport {{ {ingest}, {otherRelay} }} drop\n  }}\n" +
+            $"  chain output {{\n    type filter hook output priority filter;\n    tcp sport {{ {ingest}, {otherRelay} }} drop\n  }}\n}}\n";
+        await HostCommand.RunAsync("nft", "delete", "table", "ip", partition);
+        (await HostCommand.RunAsync("nft", ["-f", "-"], stdin: ruleset)).EnsureSuccess();
+        return new Healed(partition);
+    }
+
+    private sealed class Healed(string table) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => (await HostCommand.RunAsync("nft", "delete", "table", "ip", table)).EnsureSuccess();
+    }
+
     /// <summary>Both replicas' output, for audit lines and failure messages.</summary>
     public string Output => Operator.PreviousOutput + Operator.Output + ReplicaB.Output;
 
@@ -130,7 +154,7 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         var ns = await cluster.CreateNamespaceAsync($"kc-ha-{signal.ToLowerInvariant()}");
         var pod = await cluster.StartPodAsync(ns, "api");
         var holder = cluster.Endpoint;
-        var other = holder == "replica-a" ? "replica-b" : "replica-a";
+        var other = OtherThan(holder);
         var created = await cluster.StartCaptureAsync(ns, "through-a-death", PacketCaptureEndToEndTests.Icmp("a replica dies", "api", maxPackets: 30, duration: "5m"), Long);
         var target = new CaptureIdentity(created.Metadata.Uid, ns, "through-a-death", "api");
         await cluster.PointSubresourcesToAsync(other);
@@ -188,6 +212,65 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         await going.StartProcessAsync();
     }
 
+    /// <summary>
+    /// A partition between the replicas: the one holding a stream is cut off from its agent and from the
+    /// other replica (nftables) but still reaches kube-apiserver, so it renews its upload Lease; the
+    /// agent's retries land on the other replica (kube-proxy's choice), which refuses them while the
+    /// Lease is held and writes the session's handover request into it. The holder reads it at its next
+    /// renewal, ends its stream and releases the Lease (no takeover by expiry: there is never a second
+    /// writer), and the other replica takes the target. A follow asked of the cut-off side then cannot reach the new
+    /// holder, which renews its Lease: it is refused saying so, not left hanging. Once healed, the
+    /// former holder writes nothing again: one stored object, one stored audit line, every packet.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_partition_cutting_the_holder_off_from_its_agent_and_the_other_replica_ends_with_one_writer_and_the_capture_Succeeds_with_every_packet()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-ha-partition");
+        var pod = await cluster.StartPodAsync(ns, "api");
+        var holder = cluster.Endpoint;
+        var other = OtherThan(holder);
+        await cluster.PointSubresourcesToAsync(holder); // kube-apiserver reaches the side that is cut off
+        var created = await cluster.StartCaptureAsync(ns, "partitioned", PacketCaptureEndToEndTests.Icmp("a partition between the replicas", "api", maxPackets: 30, duration: "5m"), Long);
+        var target = new CaptureIdentity(created.Metadata.Uid, ns, "partitioned", "api");
+        await WaitForUploadHolderAsync(target, holder);
+        pod.PingFromClient(5); // 10 packets to the holder
+        await cluster.Admin.WaitForPacketCaptureAsync(ns, "partitioned", c => c.Status?.Targets.SingleOrDefault()?.Packets >= 10, Long);
+
+        await using (await cluster.PartitionAsync(holder))
+        {
+            await cluster.PointServiceToAsync(other);
+            pod.PingFromClient(5); // 10 packets while cut off: the agent keeps them until a replica acknowledges them
+            await WaitUntilAsync(() => Task.FromResult(ReplicaOutput(other).Contains($"{ns}/partitioned pod api: an upload from", StringComparison.Ordinal)
+                && ReplicaOutput(other).Contains($"waits: replica {holder}", StringComparison.Ordinal)), $"{other} refuses the agent while {holder} holds the Lease");
+            await WaitForUploadHolderAsync(target, other);
+
+            var (followExit, followError, _) = await cluster.KubectlRawAsync(cluster.Install.Server.AdminToken, Subresources.SubresourcesCluster.PathOf(ns, "partitioned", "follow"));
+            Assert.True(followExit != 0, "a follow through the cut-off replica succeeded");
+            Assert.Contains($"replica {other} holds the live stream of pod api and renews its upload Lease, but replica {holder} has not reached it", followError, StringComparison.Ordinal);
+            Assert.Contains("cut off from each other", followError, StringComparison.Ordinal);
+        }
+
+        pod.PingFromClient(5); // healed: 10 more, the capture's count
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "partitioned", CapturePhase.Succeeded, Long);
+
+        var stored = Assert.Single(done.Status!.Targets);
+        Assert.Equal((30L, "count"), (stored.Packets, stored.StopReason));
+        var downloaded = await cluster.DownloadAsync(stored.Artifact!);
+        Assert.Equal(Evidence.Sha256Of(downloaded), stored.Artifact!.Sha256);
+        Assert.Equal(30, (await Tshark.FieldsAsync(downloaded, ["icmp.type"], "icmp")).Count);
+        var key = stored.Artifact.Uri[$"s3://{cluster.S3.Bucket}/".Length..];
+        Assert.Equal([key], (await ObjectKeysAsync(key[..(key.LastIndexOf('/') + 1)])).Where(k => k.EndsWith(".pcap", StringComparison.Ordinal)));
+        Assert.Single(AuditLines(created.Metadata.Uid), l => l.Contains("\"event\":\"stored\"", StringComparison.Ordinal));
+        var former = ReplicaOutput(holder).Split('\n').Where(l => l.Contains($"{ns}/partitioned pod api:", StringComparison.Ordinal)).ToList();
+        var taker = ReplicaOutput(other).Split('\n').Where(l => l.Contains($"{ns}/partitioned pod api:", StringComparison.Ordinal)).ToList();
+        // The holder let go when the agent's newer stream asked it to hand over (read at its next renewal), not because the Lease was taken from it; it never wrote again.
+        Assert.Contains(former, l => l.Contains("a newer stream of the same agent session reached another replica: this one hands the upload over", StringComparison.Ordinal));
+        Assert.DoesNotContain(former, l => l.Contains("stops writing the upload", StringComparison.Ordinal) || l.Contains(": stored ", StringComparison.Ordinal));
+        Assert.Single(former, l => l.Contains("agent connected", StringComparison.Ordinal));
+        Assert.DoesNotContain(taker, l => l.Contains("did not renew its Lease", StringComparison.Ordinal));
+        Assert.Contains(taker, l => l.Contains(": stored ", StringComparison.Ordinal));
+    }
+
     [SkippableFact]
     public async Task The_replica_that_does_not_lead_ingests_a_capture_the_leader_reconciles_to_Succeeded()
     {
@@ -228,7 +311,7 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         var ns = await cluster.CreateNamespaceAsync("kc-ha-relay");
         var pod = await cluster.StartPodAsync(ns, "api");
         var holder = cluster.Endpoint;
-        var other = holder == "replica-a" ? "replica-b" : "replica-a";
+        var other = OtherThan(holder);
         await cluster.PointSubresourcesToAsync(other);
         var created = await cluster.StartCaptureAsync(ns, "relayed", PacketCaptureEndToEndTests.Icmp("followed through the other replica", "api", maxPackets: 20, duration: "5m"), Long);
         var target = new CaptureIdentity(created.Metadata.Uid, ns, "relayed", "api");
@@ -350,6 +433,8 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
         Assert.Contains($"{ns}/recorded pod db: stored", ReplicaOutput(holder), StringComparison.Ordinal);
         Assert.DoesNotContain($"{ns}/recorded pod db: stored", ReplicaOutput(leader), StringComparison.Ordinal); // the leader listed what it never stored
     }
+
+    private static string OtherThan(string replica) => replica == "replica-a" ? "replica-b" : "replica-a";
 
     private string ReplicaOutput(string replica) => replica == "replica-a" ? cluster.Operator.PreviousOutput + cluster.Operator.Output : cluster.ReplicaB.Output;
 

@@ -192,6 +192,78 @@ public sealed class UploadOwnershipTests
         Assert.Null(UploadOwnership.Annotation(lease, UploadOwnership.HandoverAnnotation));
     }
 
+    /// <summary>
+    /// Followers waiting on a replica for a stream to start look at the target's Lease every second
+    /// (as CaptureDownloads does while nothing was sent): eight of them cost one read of the Lease per
+    /// second between them, counted at kube-apiserver's door, not eight; a second target's follower
+    /// gets a read of its own, and each sees the holder once one took the Lease.
+    /// </summary>
+    [SkippableFact]
+    public async Task Followers_waiting_for_one_target_share_one_Lease_read_per_second_not_one_each()
+    {
+        var (ns, client) = await ServerAsync("kc-own-watch");
+        var counted = new LeaseReads();
+        var waiting = Replica(await PartitionableClientAsync(counted), ns, "replica-b", null);
+        var other = Target with { Pod = "api-other" };
+        await using var claim = await Replica(client, ns, "replica-a", null).ClaimAsync(Target, new RecordingOwner("session-a"), CancellationToken.None);
+        const int Followers = 8;
+        const int Periods = 4;
+        var period = KubeCapture.Operator.Subresources.StreamRelay.PollPeriod;
+
+        async Task<List<string?>> FollowAsync(CaptureIdentity target)
+        {
+            var seen = new List<string?>();
+            for (var i = 0; i < Periods; i++)
+            {
+                await Task.Delay(period);
+                seen.Add((await waiting.HolderAsync(target, period, CancellationToken.None))?.Identity);
+            }
+
+            return seen;
+        }
+
+        var followed = await Task.WhenAll(Enumerable.Range(0, Followers).Select(_ => FollowAsync(Target)).Append(FollowAsync(other)));
+
+        Assert.All(followed[..Followers], seen => Assert.All(seen, holder => Assert.Equal("replica-a", holder)));
+        Assert.All(followed[Followers], holder => Assert.Null(holder));
+        var reads = counted.Reads(UploadOwnership.LeaseNameOf(Target));
+        // One read per period, and one more where a period's read started just before some followers' turn came.
+        Assert.InRange(reads, 1, 2 * Periods);
+        Assert.InRange(counted.Reads(UploadOwnership.LeaseNameOf(other)), 1, 2 * Periods);
+        Assert.True(reads < Followers * Periods / 2, $"{reads} reads for {Followers} followers over {Periods} periods");
+    }
+
+    /// <summary>
+    /// A replica died holding a stream whose agent never came back: its upload Lease is left behind.
+    /// The retention sweeper (any replica) deletes it once nobody renewed it for Storage:AbandonAfter,
+    /// by its renewTime, and keeps the Lease a live replica renews, with the stream it owns.
+    /// </summary>
+    [SkippableFact]
+    public async Task The_retention_sweeper_deletes_an_upload_Lease_left_unrenewed_for_AbandonAfter_and_keeps_one_a_replica_renews()
+    {
+        var (ns, client) = await ServerAsync("kc-own-left");
+        var left = Target with { Pod = "api-left" };
+        await client.CoordinationV1.CreateNamespacedLeaseAsync(new V1Lease
+        {
+            Metadata = new V1ObjectMeta { Name = UploadOwnership.LeaseNameOf(left), Labels = new Dictionary<string, string> { [UploadOwnership.UploadLabel] = "true", [UploadOwnership.CaptureUidLabel] = left.CaptureUid } },
+            Spec = new V1LeaseSpec { HolderIdentity = "replica-dead", LeaseDurationSeconds = 15, RenewTime = DateTime.UtcNow.AddMinutes(-11), AcquireTime = DateTime.UtcNow.AddMinutes(-20), LeaseTransitions = 0 },
+        }, ns);
+        var a = Replica(client, ns, "replica-a", null);
+        var owner = new RecordingOwner("session-a");
+        await using var live = await a.ClaimAsync(Target, owner, CancellationToken.None);
+        var root = Directory.CreateTempSubdirectory("kcI-leases-").FullName;
+        var store = new KubeCapture.Operator.Storage.LocalArtifactStore(root, "captures");
+        var options = Microsoft.Extensions.Options.Options.Create(new KubeCapture.Operator.Storage.StorageOptions { AbandonAfter = TimeSpan.FromMinutes(10) });
+        var registry = new UploadRegistry(store, Microsoft.Extensions.Options.Options.Create(new IngestOptions()), options, NullLogger<UploadRegistry>.Instance, null, a);
+        var sweeper = new RetentionSweeper(store, registry, options, NullLogger<RetentionSweeper>.Instance, null, Replica(client, ns, "replica-b", null));
+
+        await sweeper.SweepAsync(DateTimeOffset.UtcNow, CancellationToken.None);
+
+        var kept = (await client.CoordinationV1.ListNamespacedLeaseAsync(ns, labelSelector: $"{UploadOwnership.UploadLabel}=true")).Items;
+        Assert.Equal([("replica-a", UploadOwnership.LeaseNameOf(Target))], kept.Select(l => (l.Spec.HolderIdentity, l.Metadata.Name)));
+        Assert.Null(owner.LostBecause);
+    }
+
     private static async Task<(string Namespace, IKubernetes Client)> ServerAsync(string prefix)
     {
         KubeApiServer.Require();
@@ -199,7 +271,7 @@ public sealed class UploadOwnershipTests
         return (await server.CreateNamespaceAsync(prefix), server.AdminClient());
     }
 
-    private static async Task<IKubernetes> PartitionableClientAsync(ApiPartition partition)
+    private static async Task<IKubernetes> PartitionableClientAsync(DelegatingHandler partition)
     {
         var server = await KubeApiServer.SharedAsync();
         return new k8s.Kubernetes(server.ClientConfiguration(server.AdminToken), partition);
@@ -245,6 +317,24 @@ public sealed class UploadOwnershipTests
         {
             LostBecause = reason;
             events?.Enqueue("replica-a lost it");
+        }
+    }
+
+    /// <summary>Counts the GETs of each Lease that leave this replica for kube-apiserver.</summary>
+    private sealed class LeaseReads : DelegatingHandler
+    {
+        private readonly ConcurrentDictionary<string, int> _reads = new();
+
+        public int Reads(string lease) => _reads.GetValueOrDefault(lease);
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            if (request.Method == HttpMethod.Get && request.RequestUri!.AbsolutePath.Contains("/leases/", StringComparison.Ordinal))
+            {
+                _reads.AddOrUpdate(request.RequestUri.AbsolutePath[(request.RequestUri.AbsolutePath.LastIndexOf('/') + 1)..], 1, (_, n) => n + 1);
+            }
+
+            return base.SendAsync(request, cancellationToken);
         }
     }
 
