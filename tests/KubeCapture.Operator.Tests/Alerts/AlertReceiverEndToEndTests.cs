@@ -42,8 +42,8 @@ public sealed class AlertReceiverEndToEndTests(SubresourcesCluster cluster)
         await cluster.GrantEditAsync(ns, "alice");
         var spec = PacketCaptureEndToEndTests.Icmp("resets from the database, kept when the page fires", "db", duration: "5m");
         spec.Recorder = new RecorderSpec { Window = "3s", After = "1s", MaxSnapshots = 3 };
-        var created = await cluster.StartCaptureAsync(ns, "db-resets", spec, Long);
-        await cluster.Admin.WaitForPacketCaptureAsync(ns, "db-resets", c => c.Status?.Targets.FirstOrDefault()?.Recorder?.Armed == true, Long);
+        var created = await cluster.StartCaptureAsync(ns, "db-paged", spec, Long);
+        await cluster.Admin.WaitForPacketCaptureAsync(ns, "db-paged", c => c.Status?.Targets.FirstOrDefault()?.Recorder?.Armed == true, Long);
         pod.PingFromClient(5);
 
         // Posted directly: no token, a wrong one (401, counted); a version other than 4 (400); an alert for a pod no recorder records (200, reported).
@@ -81,7 +81,7 @@ public sealed class AlertReceiverEndToEndTests(SubresourcesCluster cluster)
         await using var alertmanager = await Alertmanager.StartAsync(cluster, receiver, token, await CaFileAsync());
         var startsAt = DateTime.UtcNow.AddSeconds(-5).ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
         await alertmanager.PostAlertAsync(ns, "db", startsAt, endsAt: null);
-        var snapshotted = await cluster.Admin.WaitForPacketCaptureAsync(ns, "db-resets", c => c.Status?.Snapshots?.Count >= 1, Long);
+        var snapshotted = await cluster.Admin.WaitForPacketCaptureAsync(ns, "db-paged", c => c.Status?.Snapshots?.Count >= 1, Long);
         var listed = Assert.Single(snapshotted.Status!.Snapshots!);
         Assert.Equal(("db", 1, "alert", AlertReceiver.Requester), (listed.Pod, listed.Index, listed.TriggerKind, listed.Requester));
         Assert.StartsWith("Alertmanager alert CheckoutResets (fingerprint ", listed.TriggerDetail, StringComparison.Ordinal);
@@ -93,22 +93,22 @@ public sealed class AlertReceiverEndToEndTests(SubresourcesCluster cluster)
         await WaitForLogAsync("is resolved: a resolved alert takes no snapshot");
         Assert.Equal(0, await alertmanager.FailedNotificationsAsync());
 
-        var stop = await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "stop", "db-resets");
+        var stop = await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "stop", "db-paged");
         Assert.True(stop.ExitCode == 0, stop.Stderr);
-        var done = await cluster.Admin.WaitForPhaseAsync(ns, "db-resets", CapturePhase.Succeeded, Long);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "db-paged", CapturePhase.Succeeded, Long);
         var snapshot = Assert.Single(done.Status!.Snapshots!); // one per alert, not one per notification
         Assert.Equal(1, done.Status.Targets[0].Recorder!.SnapshotsTaken);
 
         // Stored with custody: the SHA-256 as listed, tshark reads its packets, the signed manifest names the alert as the trigger.
-        var (exit, stderr, file) = await cluster.KubectlRawAsync(KubeApiServer.UserToken("alice"), SubresourcesCluster.PathOf(ns, "db-resets", ExtensionApi.Pcap) + "?snapshot=1");
+        var (exit, stderr, file) = await cluster.KubectlRawAsync(KubeApiServer.UserToken("alice"), SubresourcesCluster.PathOf(ns, "db-paged", ExtensionApi.Pcap) + "?snapshot=1");
         Assert.True(exit == 0, stderr);
         Assert.Equal(snapshot.Artifact!.Sha256, Evidence.Sha256Of(file));
         Assert.Equal(snapshot.Packets, (await Tshark.FieldsAsync(file, ["frame.number"])).Count);
         Assert.NotEmpty(await Tshark.FieldsAsync(file, ["frame.number"], "icmp"));
-        var (manifestExit, manifestError, manifestFile) = await cluster.KubectlRawAsync(KubeApiServer.UserToken("alice"), SubresourcesCluster.PathOf(ns, "db-resets", ExtensionApi.Manifest) + "?snapshot=1");
+        var (manifestExit, manifestError, manifestFile) = await cluster.KubectlRawAsync(KubeApiServer.UserToken("alice"), SubresourcesCluster.PathOf(ns, "db-paged", ExtensionApi.Manifest) + "?snapshot=1");
         Assert.True(manifestExit == 0, manifestError);
-        var download = await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "download", "db-resets", "--snapshot", "1");
-        var verify = await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "verify", "db-resets-snapshot-1.pcap", "--public-key", await cluster.PublicKeyFileAsync());
+        var download = await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "download", "db-paged", "--snapshot", "1");
+        var verify = await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "verify", "db-paged-snapshot-1.pcap", "--public-key", await cluster.PublicKeyFileAsync());
         Assert.True(download.ExitCode == 0, download.Stderr);
         Assert.True(verify.ExitCode == 0, verify.Stdout + verify.Stderr);
         var trigger = StorageJsonContext.ReadManifest(await File.ReadAllBytesAsync(manifestFile)).Snapshot!.Trigger;
