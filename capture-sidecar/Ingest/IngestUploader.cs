@@ -77,8 +77,8 @@ public sealed class IngestUploader : IDisposable
     private volatile Progress? _progress;
     private volatile FinishInfo? _finish;
 
-    /// <summary>A recording's stream: the operator asked for a snapshot by hand (its requester).</summary>
-    public Action<string>? SnapshotRequested { get; init; }
+    /// <summary>A recording's stream: the operator asked for a snapshot (its requester, and the alert that asked, if one did).</summary>
+    public Action<string, string?>? SnapshotRequested { get; init; }
 
     /// <summary>Connections made so far (1 when nothing broke).</summary>
     public int Connections { get; private set; }
@@ -269,7 +269,7 @@ public sealed class IngestUploader : IDisposable
                     stopRequested(message.Stop.Reason);
                     break;
                 case IngestMessage.BodyOneofCase.Snapshot:
-                    SnapshotRequested?.Invoke(message.Snapshot.Requester);
+                    SnapshotRequested?.Invoke(message.Snapshot.Requester, message.Snapshot.Alert is { Length: > 0 } alert ? alert : null);
                     break;
                 case IngestMessage.BodyOneofCase.Stored:
                     var stored = message.Stored;

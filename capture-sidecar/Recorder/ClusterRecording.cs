@@ -40,10 +40,17 @@ public static class ClusterRecording
         using var buffer = new UploadBuffer(target.BufferBytes);
         using var uploader = new IngestUploader(target, buffer, Stop, stderr)
         {
-            SnapshotRequested = requester =>
+            SnapshotRequested = (requester, alert) =>
             {
-                stderr.WriteLine($"kubecapture-agent: the operator asked for a snapshot (by {requester})");
-                Volatile.Read(ref recorder)?.RequestSnapshot($"kubectl capture snapshot by {requester}", requester);
+                stderr.WriteLine($"kubecapture-agent: the operator asked for a snapshot (by {(alert is null ? requester : $"Alertmanager alert {alert}")})");
+                if (alert is null)
+                {
+                    Volatile.Read(ref recorder)?.RequestSnapshot($"kubectl capture snapshot by {requester}", requester);
+                }
+                else
+                {
+                    Volatile.Read(ref recorder)?.RequestSnapshot($"Alertmanager alert {alert}", requester, FlightRecorder.AlertKind);
+                }
             },
         };
         var uploads = new SnapshotUploads(target, uploader, Stop, capture.MaxBytes, stdout, stderr);

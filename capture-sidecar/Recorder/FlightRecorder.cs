@@ -92,7 +92,13 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     /// Asks for a snapshot by hand: SIGUSR1, or the operator's Snapshot message on the ingest stream
     /// (<paramref name="requester"/>: who asked it). Safe from any thread; taken within a second.
     /// </summary>
-    public void RequestSnapshot(string by, string? requester = null) => Interlocked.CompareExchange(ref _manualRequest, new ManualRequest(by, requester), null);
+    public void RequestSnapshot(string by, string? requester = null, string kind = ManualKind) => Interlocked.CompareExchange(ref _manualRequest, new ManualRequest(by, requester, kind), null);
+
+    /// <summary>The trigger kind of a snapshot by hand (SIGUSR1, kubectl capture snapshot).</summary>
+    public const string ManualKind = "manual";
+
+    /// <summary>The trigger kind of a snapshot an Alertmanager alert asked for through the operator; like one by hand, it skips the cooldown.</summary>
+    public const string AlertKind = "alert";
 
     /// <summary>The recorder's state for the operator's status (read from the upload's thread; a snapshot of counters, not a transaction).</summary>
     public RecorderState State => new(
@@ -142,7 +148,7 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
         SampleDrops(now);
         if (Interlocked.Exchange(ref _manualRequest, null) is { } manual)
         {
-            Fire("manual", manual.Detail, now, now, manual.Requester);
+            Fire(manual.Kind, manual.Detail, now, now, manual.Requester);
         }
 
         if (_findings.Length > 0 && _newest != long.MinValue && Summary?.Invoke() is { } report)
@@ -187,7 +193,7 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
     {
         var why = _open is not null ? "a snapshot is being written"
             : _taken.Count >= _options.MaxSnapshots ? $"--max-snapshots {_options.MaxSnapshots} were taken"
-            : kind != "manual" && time < _cooldownUntil ? $"in the cooldown until {Timestamp(_cooldownUntil)}"
+            : kind is not (ManualKind or AlertKind) && time < _cooldownUntil ? $"in the cooldown until {Timestamp(_cooldownUntil)}"
             : null;
         var trigger = new SnapshotTrigger { Kind = kind, Detail = detail, Requester = requester, Time = Timestamp(time), EventStart = Timestamp(eventStart) };
         _lastTrigger = $"{kind} ({detail}) at {trigger.Time}: {(why is null ? $"snapshot {_taken.Count + 1}" : $"not taken, {why}")}";
@@ -320,7 +326,7 @@ public sealed class FlightRecorder : IRecordSink, IDisposable
         _filter?.Dispose();
     }
 
-    private sealed record ManualRequest(string Detail, string? Requester);
+    private sealed record ManualRequest(string Detail, string? Requester, string Kind);
 }
 
 /// <summary>What the operator shows of a recording in status.recorder.</summary>

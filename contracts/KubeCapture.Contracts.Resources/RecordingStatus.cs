@@ -20,7 +20,7 @@ public sealed class SnapshotStatus
     [JsonPropertyName("time")]
     public DateTime? Time { get; set; }
 
-    /// <summary>"manual", "filter" or "finding".</summary>
+    /// <summary>"manual", "alert" (an Alertmanager alert, through the operator's receiver), "filter" or "finding".</summary>
     [JsonPropertyName("triggerKind")]
     public string TriggerKind { get; set; } = "";
 

@@ -618,7 +618,8 @@ public sealed partial class IngestService(
 
         public void RequestStop(string reason) => outbox.Post(new IngestMessage { Stop = new Stop { Reason = reason } });
 
-        public void RequestSnapshot(string requester) => outbox.Post(new IngestMessage { Snapshot = new KubeCapture.Proto.V1.Snapshot { Requester = requester } });
+        public void RequestSnapshot(string requester, string? alert = null) =>
+            outbox.Post(new IngestMessage { Snapshot = new KubeCapture.Proto.V1.Snapshot { Requester = requester, Alert = alert ?? "" } });
 
         public string? LostBecause => outbox.LostBecause;
 

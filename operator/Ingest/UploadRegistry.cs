@@ -91,14 +91,14 @@ public sealed class UploadRegistry(
     /// Asks the agent recording <paramref name="target"/> for a snapshot by hand, on the stream it holds
     /// open to this process; null when asked, else why not (no agent streams the target here).
     /// </summary>
-    public string? RequestSnapshot(CaptureIdentity target, string requester)
+    public string? RequestSnapshot(CaptureIdentity target, string requester, string? alert = null)
     {
         if (_slots.GetValueOrDefault(target)?.Owner is not { } owner)
         {
             return $"no agent of capture {target.Namespace}/{target.CaptureName} on pod {target.Pod} is connected to this operator: the recording has not started, has ended, or is reconnecting";
         }
 
-        owner.RequestSnapshot(requester);
+        owner.RequestSnapshot(requester, alert);
         return null;
     }
 
@@ -353,8 +353,8 @@ public interface IStreamOwner
     /// <summary>Tell the agent to finish early.</summary>
     void RequestStop(string reason);
 
-    /// <summary>A flight recording's stream: tell the agent to take a snapshot by hand, naming who asked.</summary>
-    void RequestSnapshot(string requester);
+    /// <summary>A flight recording's stream: tell the agent to take a snapshot, naming who asked (and the Alertmanager alert that asked, if one did).</summary>
+    void RequestSnapshot(string requester, string? alert = null);
 
     /// <summary>A newer stream of the same target takes over: end this one.</summary>
     void Supersede();

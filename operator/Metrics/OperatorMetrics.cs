@@ -58,6 +58,12 @@ public static class OperatorMetrics
     /// <summary><c>kubecapture_ingest_streams_ended_total</c>{code}: agent streams the ingest ended, by gRPC status (OK, Unauthenticated, PermissionDenied, ...).</summary>
     public static readonly Counter<long> IngestStreamsEnded = Meter.CreateCounter<long>("kubecapture.ingest.streams.ended", "{stream}", "Agent upload streams that ended, by gRPC status code.");
 
+    /// <summary><c>kubecapture_alert_receiver_notifications_total</c>{code}: Alertmanager notifications the alert receiver answered, by HTTP status (401: a wrong or missing token).</summary>
+    public static readonly Counter<long> AlertNotifications = Meter.CreateCounter<long>("kubecapture.alert_receiver.notifications", "{notification}", "Alertmanager notifications the alert receiver answered, by HTTP status code.");
+
+    /// <summary><c>kubecapture_alert_receiver_alerts_total</c>{outcome=asked|already_taken|resolved|not_named|no_recorder|ended|at_max_snapshots|not_reached}: alerts received, by what became of them.</summary>
+    public static readonly Counter<long> AlertOutcomes = Meter.CreateCounter<long>("kubecapture.alert_receiver.alerts", "{alert}", "Alerts the alert receiver was sent, by what became of them.");
+
     /// <summary><c>kubecapture_captures_ended_total</c>{phase=Succeeded|Failed}: captures the reconciler brought to an end.</summary>
     public static readonly Counter<long> CapturesEnded = Meter.CreateCounter<long>("kubecapture.captures.ended", "{capture}", "PacketCaptures that ended, by final phase.");
 
@@ -101,6 +107,11 @@ public static class OperatorMetrics
         foreach (var code in new[] { "OK", "Unauthenticated", "PermissionDenied" })
         {
             IngestStreamsEnded.Add(0, new KeyValuePair<string, object?>("code", code));
+        }
+
+        foreach (var code in new[] { "200", "401" })
+        {
+            AlertNotifications.Add(0, new KeyValuePair<string, object?>("code", code));
         }
 
         foreach (var phase in new[] { CapturePhase.Succeeded, CapturePhase.Failed })

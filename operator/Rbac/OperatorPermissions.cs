@@ -26,7 +26,7 @@ public static class OperatorPermissions
     /// <summary>Cluster-wide (the chart's ClusterRole): captures and their pods live in every namespace.</summary>
     public static readonly IReadOnlyList<Permission> ClusterWide =
     [
-        new("kubecapture.io", "packetcaptures", ["get", "list", "watch", "patch"], "watch captures; add and remove the finalizer (Finalizer/CaptureFinalizer)"),
+        new("kubecapture.io", "packetcaptures", ["get", "list", "watch", "patch"], "watch captures; add and remove the finalizer (Finalizer/CaptureFinalizer); note which alerts took a recording's snapshots (annotation kubecapture.io/alert-snapshots: Alerts/AlertSnapshotClaims)"),
         new("kubecapture.io", "packetcaptures/status", ["update", "patch"], "report phase, conditions, targets and artifacts"),
         new("kubecapture.io", "packetcaptures/finalizers", ["update"], "set the finalizer where OwnerReferencesPermissionEnforcement admission runs"),
         new("", "pods", ["get", "list", "watch"], "resolve targets, see their IP, phase and capture container states"),
@@ -35,7 +35,7 @@ public static class OperatorPermissions
         new("", "events", ["create"], "record what happened on the capture and its pods (Events/CaptureEvents)"),
         new("", "secrets", ["create"],
             "hand each capture container its upload token in a Secret of the capture's namespace, never a literal in the pod spec (Reconciliation/UploadTokenSecret); " +
-            "and, in its own namespace, create its serving CA and certificate, the manifest-signing key pair and the upload token key when missing. RBAC cannot limit create by name; create reads nothing"),
+            "and, in its own namespace, create its serving CA and certificate, the manifest-signing key pair, the upload token key and the alert receiver's token when missing. RBAC cannot limit create by name; create reads nothing"),
         new("apiregistration.k8s.io", "apiservices", ["get", "patch"], "keep the extension API's caBundle current (Certificates/CaBundlePublisher)", [SubresourcesApiService]),
         new("admissionregistration.k8s.io", "mutatingwebhookconfigurations", ["get", "patch"], "keep the requester-stamp webhook's caBundle current (Certificates/CaBundlePublisher)", [RequesterStampWebhooks]),
         new("admissionregistration.k8s.io", "validatingwebhookconfigurations", ["get", "patch"], "keep the requester-stamp guard webhook's caBundle current (Certificates/CaBundlePublisher)", [RequesterStampWebhooks]),
@@ -57,6 +57,7 @@ public static class OperatorPermissions
         new("", "secrets", ["get", "update"], "read and renew its serving CA and certificate (Certificates/ServingCertificateSecret)", [ServingCertificateSecret]),
         new("", "secrets", ["get"], "read the manifest-signing key pair (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "secrets", ["get", "list", "watch"], "read the upload token key and follow its rotation (list and watch by name: Ingest/IngestTokenKeySecret)", [IngestTokenKeySecret]),
+        new("", "secrets", ["get"], "read the alert receiver's bearer token, every 30 s for a change (Alerts/AlertReceiverToken); granted whether or not the receiver is on", [AlertReceiverSecret]),
         new("", "configmaps", ["get", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "configmaps", ["create"], "create the ConfigMap with the manifest-signing public key when missing"),
     ];
@@ -72,6 +73,9 @@ public static class OperatorPermissions
 
     /// <summary>The Secret with the upload token key (Ingest:TokenKeySecret in the chart, ingest.tokenKey.secretName).</summary>
     public const string IngestTokenKeySecret = Permission.FullnamePlaceholder + "-ingest-token";
+
+    /// <summary>The Secret with the alert receiver's bearer token (AlertReceiver:SecretName in the chart, alertReceiver.existingSecret).</summary>
+    public const string AlertReceiverSecret = Permission.FullnamePlaceholder + "-alert-receiver";
 
     /// <summary>The Secret with the manifest-signing key pair, and the ConfigMap with its public key (Custody/SecretSigningKey).</summary>
     public const string ManifestSigningKey = KubeCapture.Operator.Custody.SecretSigningKey.Name;

@@ -61,7 +61,7 @@ public sealed class CaptureSnapshots(
             foreach (var target in targets)
             {
                 var identity = new CaptureIdentity(capture.Metadata.Uid, ns, name, target.Pod);
-                if (await AskAsync(identity, user.Name, cancellationToken) is { } notConnected)
+                if (await AskAsync(identity, user.Name, null, cancellationToken) is { } notConnected)
                 {
                     await SubresourcesApi.WriteStatusAsync(context, 409, "Conflict",
                         $"{notConnected}{(asked.Count == 0 ? "" : $" (asked of pod {string.Join(", ", asked)} already)")}", name);
@@ -99,15 +99,16 @@ public sealed class CaptureSnapshots(
     /// <summary>
     /// Passes the snapshot to the target's agent through the stream it holds open to this replica, or
     /// (every replica ingests) to the replica holding that stream; null when asked, else why not.
+    /// <paramref name="alert"/>: the Alertmanager alert that asked (the alert receiver), named as the trigger.
     /// </summary>
-    private async Task<string?> AskAsync(CaptureIdentity target, string requester, CancellationToken cancellationToken)
+    internal async Task<string?> AskAsync(CaptureIdentity target, string requester, string? alert, CancellationToken cancellationToken)
     {
-        if (registry.RequestSnapshot(target, requester) is not { } notHere)
+        if (registry.RequestSnapshot(target, requester, alert) is not { } notHere)
         {
             return null;
         }
 
-        return relay is not null && await relay.AskSnapshotAsync(target, requester, cancellationToken) is { } elsewhere ? elsewhere.Problem : notHere;
+        return relay is not null && await relay.AskSnapshotAsync(target, requester, alert, cancellationToken) is { } elsewhere ? elsewhere.Problem : notHere;
     }
 
     /// <summary>Why no snapshot can be asked of <paramref name="capture"/> (not a recording, ended, no such pod, none running yet), or null with the targets to ask.</summary>

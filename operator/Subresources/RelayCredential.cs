@@ -24,6 +24,12 @@ public sealed class RelayCredential(IngestTokenKeys keys)
     public string For(CaptureIdentity target, string follower, string replica, RelayPurpose purpose = RelayPurpose.Follow) =>
         $"{Scheme} {Convert.ToBase64String(Mac(keys.Current, target, follower, replica, purpose))}";
 
+    /// <summary>
+    /// Who a relayed snapshot is for, as its credential covers it: the requester, and the Alertmanager
+    /// alert that asked (so a credential for one alert's snapshot names no other).
+    /// </summary>
+    public static string Asker(string requester, string? alert) => alert is null ? requester : $"{requester}\nalert {alert}";
+
     /// <summary>True when <paramref name="authorization"/> is the credential of a replica holding the token key for this very request.</summary>
     public bool Verifies(string? authorization, CaptureIdentity target, string follower, string replica, RelayPurpose purpose = RelayPurpose.Follow)
     {

@@ -60,14 +60,15 @@ public sealed class RelayedFollows(IKubernetes kubernetes, RelayCredential crede
     /// </summary>
     public async Task ServeSnapshotAsync(HttpContext context)
     {
-        if (await AuthenticatedAsync(context, "requester", RelayPurpose.Snapshot) is not (var target, var requester, var replica))
+        var alert = context.Request.Query["alert"].FirstOrDefault() is { Length: > 0 } a ? a : null;
+        if (await AuthenticatedAsync(context, "requester", RelayPurpose.Snapshot, alert) is not (var target, var requester, var replica))
         {
             return;
         }
 
         var (ns, name, pod) = (target.Namespace, target.CaptureName, target.Pod);
 
-        if (registry.RequestSnapshot(target, requester) is { } notConnected)
+        if (registry.RequestSnapshot(target, requester, alert) is { } notConnected)
         {
             await SubresourcesApi.WriteStatusAsync(context, 409, "Conflict", notConnected, name);
             return;
@@ -82,7 +83,7 @@ public sealed class RelayedFollows(IKubernetes kubernetes, RelayCredential crede
     /// the asking replica of a relay request carrying the replica credential for <paramref name="purpose"/>;
     /// else null, with 400 (a field missing) or 401 (no valid credential, logged) answered.
     /// </summary>
-    private async Task<(CaptureIdentity Target, string User, string Replica)?> AuthenticatedAsync(HttpContext context, string userField, RelayPurpose purpose)
+    private async Task<(CaptureIdentity Target, string User, string Replica)?> AuthenticatedAsync(HttpContext context, string userField, RelayPurpose purpose, string? alert = null)
     {
         var query = context.Request.Query;
         string? Field(string name) => query[name].FirstOrDefault() is { Length: > 0 } value ? value : null;
@@ -93,7 +94,7 @@ public sealed class RelayedFollows(IKubernetes kubernetes, RelayCredential crede
         }
 
         var target = new CaptureIdentity(uid, ns, name, pod);
-        if (!credential.Verifies(context.Request.Headers.Authorization.FirstOrDefault(), target, user, replica, purpose))
+        if (!credential.Verifies(context.Request.Headers.Authorization.FirstOrDefault(), target, RelayCredential.Asker(user, alert), replica, purpose))
         {
             var what = purpose == RelayPurpose.Follow ? "relay" : "relayed snapshot";
             logger.LogWarning("refused a {What} of {Namespace}/{Capture} pod {Pod} for {Peer} (calling itself replica {Replica}): no valid replica credential (an operator replica's, from the ingest token key)", what, ns, name, pod, context.Connection.RemoteIpAddress, replica);

@@ -139,7 +139,7 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
     /// (HTTPS, the replica credential for a snapshot) to pass it to its agent. Null when no other
     /// replica holds the stream; else whether it was asked, and if not, why (in the holder's words).
     /// </summary>
-    public async Task<(bool Asked, string? Problem)?> AskSnapshotAsync(CaptureIdentity target, string requester, CancellationToken cancellationToken)
+    public async Task<(bool Asked, string? Problem)?> AskSnapshotAsync(CaptureIdentity target, string requester, string? alert, CancellationToken cancellationToken)
     {
         if (await ElsewhereAsync(target, cancellationToken) is not { } holder)
         {
@@ -151,8 +151,9 @@ public sealed class StreamRelay(UploadOwnership ownership, RelayCredential crede
             return (false, $"replica {holder.Identity} holds the recording's stream of pod {target.Pod} and serves no relay (Subresources:Enabled off there): it cannot be asked for a snapshot");
         }
 
-        using var request = new HttpRequestMessage(HttpMethod.Post, RequestUri(url + SnapshotPath, target, "requester", requester)) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
-        request.Headers.TryAddWithoutValidation("Authorization", credential.For(target, requester, Identity, RelayPurpose.Snapshot));
+        var uri = RequestUri(url + SnapshotPath, target, "requester", requester) + (alert is null ? "" : $"&alert={Uri.EscapeDataString(alert)}");
+        using var request = new HttpRequestMessage(HttpMethod.Post, uri) { Version = HttpVersion.Version20, VersionPolicy = HttpVersionPolicy.RequestVersionOrLower };
+        request.Headers.TryAddWithoutValidation("Authorization", credential.For(target, RelayCredential.Asker(requester, alert), Identity, RelayPurpose.Snapshot));
         try
         {
             using var response = await Client().SendAsync(request, cancellationToken);

@@ -51,6 +51,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret with the alert receiver's bearer token (entry token): existingSecret, or the chart's own, which the operator creates when missing. */}}
+{{- define "kubecapture.alertReceiverSecret" -}}
+{{- .Values.alertReceiver.existingSecret | default (printf "%s-alert-receiver" (include "kubecapture.fullname" .)) -}}
+{{- end -}}
+
 {{/* The Secret with the ingest token key (the operator creates it when missing). */}}
 {{- define "kubecapture.tokenKeySecret" -}}
 {{- .Values.ingest.tokenKey.secretName | default (printf "%s-ingest-token" (include "kubecapture.fullname" .)) -}}

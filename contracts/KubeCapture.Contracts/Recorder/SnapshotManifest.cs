@@ -73,7 +73,7 @@ public sealed record SnapshotManifest
 /// <summary>Why a snapshot was kept.</summary>
 public sealed record SnapshotTrigger
 {
-    /// <summary>"manual", "filter" or "finding".</summary>
+    /// <summary>"manual", "alert" (an Alertmanager alert, through the operator's receiver), "filter" or "finding".</summary>
     public required string Kind { get; init; }
 
     /// <summary>Which trigger, as given: "SIGUSR1", the filter and its rate, the finding and its rate, who asked through the operator.</summary>

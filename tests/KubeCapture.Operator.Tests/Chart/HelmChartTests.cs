@@ -292,6 +292,29 @@ public sealed class HelmChartTests
     }
 
     [Theory]
+    [InlineData(null, "kc-kubecapture-alert-receiver", "true")]
+    [InlineData("pager-token", "pager-token", "false")]
+    public void The_alert_receiver_is_off_by_default_and_on_gives_the_operator_its_Secret_which_the_operator_may_read_and_creates_only_when_it_is_the_charts(string? existing, string secret, string create)
+    {
+        string[] extra = existing is null ? [] : ["--set", $"alertReceiver.existingSecret={existing}"];
+        var (offCode, off) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
+        var (code, output) = Helm(["template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "alertReceiver.enabled=true", .. extra]);
+        var (noSubresources, refused) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "alertReceiver.enabled=true", "--set", "subresources.enabled=false");
+        Assert.True(offCode == 0, off);
+        Assert.True(code == 0, output);
+        var objects = KubernetesYaml.LoadAllFromString(output);
+        var env = Assert.Single(objects.OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+        var role = objects.OfType<V1Role>().Single(r => r.Metadata.Name == "kc-kubecapture-operator");
+
+        Assert.DoesNotContain(Assert.Single(KubernetesYaml.LoadAllFromString(off).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env, e => e.Name.StartsWith("AlertReceiver__", StringComparison.Ordinal));
+        Assert.Equal(("true", secret, create), (env["AlertReceiver__Enabled"], env["AlertReceiver__SecretName"], env["AlertReceiver__CreateSecret"]));
+        Assert.Contains(role.Rules, r => r.Resources.SequenceEqual(["secrets"]) && r.ResourceNames?.SequenceEqual([secret]) == true && r.Verbs.SequenceEqual(["get"]));
+        Assert.DoesNotContain(objects.OfType<V1Secret>(), s => s.Metadata.Name == secret); // the operator creates it: a render never replaces the token
+        Assert.NotEqual(0, noSubresources);
+        Assert.Contains("alertReceiver.enabled needs subresources.enabled", refused, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData(null, "Auto")]
     [InlineData("Secret", "Secret")]
     [InlineData("PodSpec", "PodSpec")]

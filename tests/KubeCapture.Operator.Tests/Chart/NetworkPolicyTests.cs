@@ -60,6 +60,23 @@ public sealed class NetworkPolicyTests
     }
 
     [Fact]
+    public void With_kube_apiservers_addresses_set_the_alert_receiver_is_reached_from_alertReceiver_from_and_without_a_peer_the_chart_refuses_to_render()
+    {
+        var open = Render("--set", "alertReceiver.enabled=true");
+        var closed = Render("--set", "networkPolicy.apiServerCIDRs={10.0.0.0/24}", "--set", "alertReceiver.enabled=true",
+            "--set-json", """alertReceiver.from=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]""");
+        var (code, output) = HelmChartTests.Helm("template", "kc", HelmChartTests.Chart, "--set", "storage.local.emptyDir=true", "--set", "alertReceiver.enabled=true", "--set", "networkPolicy.apiServerCIDRs={10.0.0.0/24}");
+
+        Assert.True(open.Allows(Prometheus, open.ServicePort("kc-kubecapture-subresources"))); // Alertmanager beside Prometheus: the port is open to all
+        Assert.True(closed.Allows(Prometheus, closed.ServicePort("kc-kubecapture-subresources")));
+        Assert.True(closed.Allows(ApiServer, closed.ServicePort("kc-kubecapture-subresources")));
+        Assert.False(closed.Allows(AgentInShop, closed.ServicePort("kc-kubecapture-subresources")));
+        Assert.False(closed.Allows(Prometheus, closed.ServicePort("kc-kubecapture-webhook")));
+        Assert.NotEqual(0, code);
+        Assert.Contains("networkPolicy: alertReceiver is on and networkPolicy.apiServerCIDRs closes the https port, but alertReceiver.from names no peer", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_ServiceMonitor_without_a_metrics_peer_is_refused_at_render_and_the_policy_can_be_turned_off()
     {
         var (code, output) = HelmChartTests.Helm("template", "kc", HelmChartTests.Chart, "--set", "storage.local.emptyDir=true", "--set", "metrics.serviceMonitor.enabled=true");

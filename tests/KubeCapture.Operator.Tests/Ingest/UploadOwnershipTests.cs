@@ -309,7 +309,7 @@ public sealed class UploadOwnershipTests
             }
         }
 
-        public void RequestSnapshot(string requester) => throw new InvalidOperationException("an upload's Lease never asks for a snapshot");
+        public void RequestSnapshot(string requester, string? alert = null) => throw new InvalidOperationException("an upload's Lease never asks for a snapshot");
 
         public void Supersede() => Superseded = true;
 

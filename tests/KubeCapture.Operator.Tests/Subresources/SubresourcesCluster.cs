@@ -81,11 +81,15 @@ public sealed class SubresourcesCluster : ApiServerCluster
         }, ns);
     }
 
-    protected override Task ConfigureAsync(Dictionary<string, string> settings)
+    protected override async Task ConfigureAsync(Dictionary<string, string> settings)
     {
         ServeSubresources(settings, ExtensionPort);
         settings["Storage:SweepInterval"] = "00:00:01"; // retention runs while the tests wait for it
-        return Task.CompletedTask;
+        // The Alertmanager receiver as the chart turns it on (alertReceiver.enabled): its settings as rendered, nothing injected.
+        foreach (var (key, value) in KubeCaptureInstall.ChartSettings(await KubeCaptureInstall.RenderChartAsync("alertReceiver.enabled=true")).Where(s => s.Key.StartsWith("AlertReceiver:", StringComparison.Ordinal)))
+        {
+            settings[key] = value;
+        }
     }
 
     protected override async Task StartedAsync()

@@ -114,6 +114,9 @@ public sealed class KubeCaptureInstall
         return new KubeCaptureInstall(server, rendered, token, helmSet, withoutWebhooks);
     }
 
+    /// <summary>The chart as <c>helm template</c> renders it with the installs' storage and <paramref name="helmSet"/> (nothing applied).</summary>
+    public static Task<string> RenderChartAsync(params string[] helmSet) => RenderAsync(helmSet, withoutWebhooks: false);
+
     private static async Task<string> RenderAsync(string[] helmSet, bool withoutWebhooks)
     {
         // Storage as a production install sets it (the operator of these tests runs as a process with its own settings).

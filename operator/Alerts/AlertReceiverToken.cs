@@ -1,0 +1,118 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
+
+namespace KubeCapture.Operator.Alerts;
+
+/// <summary>
+/// The bearer token Alertmanager shows the alert receiver (its <c>http_config.authorization.credentials_file</c>),
+/// entry <c>token</c> of a Secret in the operator's namespace: the chart's <c>RELEASE-kubecapture-alert-receiver</c>,
+/// created by the operator with 32 random bytes when missing (never by the chart, so a render or
+/// <c>helm upgrade</c> never replaces it; of two replicas racing, the first one's wins), or the one
+/// <c>alertReceiver.existingSecret</c> names. Read at start and again every <see cref="RereadPeriod"/>:
+/// a changed token takes effect without a restart. A presented token is compared in constant time
+/// (SHA-256 of both, <see cref="CryptographicOperations.FixedTimeEquals"/>), surrounding white space
+/// trimmed as Alertmanager trims its credentials file.
+/// </summary>
+public sealed class AlertReceiverToken(IKubernetes kubernetes, AlertReceiverOptions options, ILogger<AlertReceiverToken> logger) : BackgroundService
+{
+    public const string Entry = "token";
+
+    public static readonly TimeSpan RereadPeriod = TimeSpan.FromSeconds(30);
+
+    private byte[]? _hash;
+
+    public string Describe => $"Secret {options.Namespace}/{options.SecretName}";
+
+    /// <summary>Whether the token is loaded (until then every notification is answered 503: Alertmanager sends it again).</summary>
+    public bool IsLoaded => Volatile.Read(ref _hash) is not null;
+
+    /// <summary>Why <paramref name="authorization"/> (the request's Authorization header) is not the receiver's bearer token, or null when it is.</summary>
+    public string? Refusal(string? authorization)
+    {
+        const string Bearer = "Bearer ";
+        if (authorization is null || !authorization.StartsWith(Bearer, StringComparison.OrdinalIgnoreCase))
+        {
+            return "no bearer token: Alertmanager's webhook_config needs http_config.authorization.credentials_file with the receiver's token";
+        }
+
+        var presented = SHA256.HashData(Encoding.UTF8.GetBytes(authorization[Bearer.Length..].Trim()));
+        return CryptographicOperations.FixedTimeEquals(presented, Volatile.Read(ref _hash)) ? null
+            : $"the bearer token is not the alert receiver's (the token entry of {Describe})";
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var backoff = TimeSpan.FromMilliseconds(250);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await LoadOrCreateAsync(stoppingToken);
+                backoff = TimeSpan.FromMilliseconds(250);
+                await Task.Delay(RereadPeriod, stoppingToken);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
+            {
+                logger.Log(IsLoaded ? LogLevel.Warning : LogLevel.Error, "alert receiver token {Source}: {Error}{Then}", Describe, e.Message,
+                    IsLoaded ? "; the token read before stays in use" : "; until it is read, every notification is answered 503 (Alertmanager sends it again)");
+                await Task.Delay(backoff, stoppingToken);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, RereadPeriod.Ticks));
+            }
+        }
+    }
+
+    /// <summary>Reads the Secret (creating it when missing and the operator names it), and uses its token.</summary>
+    public async Task LoadOrCreateAsync(CancellationToken cancellationToken)
+    {
+        V1Secret secret;
+        try
+        {
+            secret = await kubernetes.CoreV1.ReadNamespacedSecretAsync(options.SecretName, options.Namespace, cancellationToken: cancellationToken);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound && options.CreateSecret)
+        {
+            secret = await CreateAsync(cancellationToken);
+            logger.LogInformation("alert receiver: created {Source} with a new token (give it to Alertmanager: docs/recorder.md, \"By an alert\")", Describe);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            throw new InvalidOperationException($"{Describe} (alertReceiver.existingSecret) does not exist: create it with the token in its '{Entry}' entry", e);
+        }
+
+        if (secret.Data is null || !secret.Data.TryGetValue(Entry, out var token) || Encoding.UTF8.GetString(token).Trim() is not { Length: >= 16 } trimmed)
+        {
+            throw new InvalidDataException($"{Describe} has no '{Entry}' entry of at least 16 characters (kubectl create secret generic {options.SecretName} -n {options.Namespace} --from-literal={Entry}=\"$(head -c 32 /dev/urandom | base64)\")");
+        }
+
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(trimmed));
+        if (Interlocked.Exchange(ref _hash, hash) is not { } before)
+        {
+            logger.LogInformation("alert receiver: the token of {Source} is in use", Describe);
+        }
+        else if (!before.AsSpan().SequenceEqual(hash))
+        {
+            logger.LogInformation("alert receiver: the token of {Source} changed: the new one is in use", Describe);
+        }
+    }
+
+    private async Task<V1Secret> CreateAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await kubernetes.CoreV1.CreateNamespacedSecretAsync(new V1Secret
+            {
+                Metadata = new V1ObjectMeta { Name = options.SecretName, NamespaceProperty = options.Namespace, Labels = new Dictionary<string, string> { ["app.kubernetes.io/managed-by"] = "kubecapture-operator" } },
+                Type = "Opaque",
+                Data = new Dictionary<string, byte[]> { [Entry] = Encoding.ASCII.GetBytes(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))) },
+            }, options.Namespace, cancellationToken: cancellationToken);
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
+        {
+            return await kubernetes.CoreV1.ReadNamespacedSecretAsync(options.SecretName, options.Namespace, cancellationToken: cancellationToken);
+        }
+    }
+}
