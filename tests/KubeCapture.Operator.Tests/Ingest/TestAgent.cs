@@ -113,6 +113,12 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, 
             }
         }
 
+        /// <summary>
+        /// Sends the pattern's bytes from <paramref name="from"/> to <paramref name="to"/>. Once the ingest has
+        /// ended the stream (it refused a chunk), the next write fails, as soon as the ingest's status arrives
+        /// or a little later: sending stops there, and <see cref="FailureAsync"/> or <see cref="FinishAsync"/>
+        /// says why, whichever write it was.
+        /// </summary>
         public async Task SendPatternAsync(long from, long to, CancellationToken cancellationToken = default)
         {
             StartReading();
@@ -121,7 +127,15 @@ public sealed class TestAgent(Uri ingest, CaptureIdentity target, string token, 
             {
                 var count = (int)Math.Min(chunk.Length, to - offset);
                 Pattern.Fill(offset, chunk.AsSpan(0, count));
-                await call.RequestStream.WriteAsync(new AgentMessage { Chunk = new Chunk { Offset = offset, Data = ByteString.CopyFrom(chunk, 0, count) } }, cancellationToken);
+                try
+                {
+                    await call.RequestStream.WriteAsync(new AgentMessage { Chunk = new Chunk { Offset = offset, Data = ByteString.CopyFrom(chunk, 0, count) } }, cancellationToken);
+                }
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is RpcException or InvalidOperationException)
+                {
+                    return; // the call has ended: its status is the ingest's
+                }
+
                 offset += count;
             }
         }
