@@ -12,8 +12,10 @@ namespace KubeCapture.Operator.Alerts;
 /// entry <c>token</c> of a Secret in the operator's namespace: the chart's <c>RELEASE-kubecapture-alert-receiver</c>,
 /// created by the operator with 32 random bytes when missing (never by the chart, so a render or
 /// <c>helm upgrade</c> never replaces it; of two replicas racing, the first one's wins), or the one
-/// <c>alertReceiver.existingSecret</c> names. Read at start and again every <see cref="RereadPeriod"/>:
-/// a changed token takes effect without a restart. A presented token is compared in constant time
+/// <c>alertReceiver.existingSecret</c> names. Read at start; read again when a notification shows a token
+/// that is not the one read (the Secret may have been rotated), at most once per <see cref="RereadPeriod"/>,
+/// so a changed token takes effect without a restart, an idle operator reads nothing, and wrong tokens
+/// cannot drive reads of the API. A presented token is compared in constant time
 /// (SHA-256 of both, <see cref="CryptographicOperations.FixedTimeEquals"/>), surrounding white space
 /// trimmed as Alertmanager trims its credentials file.
 /// </summary>
@@ -23,7 +25,9 @@ public sealed class AlertReceiverToken(IKubernetes kubernetes, AlertReceiverOpti
 
     public static readonly TimeSpan RereadPeriod = TimeSpan.FromSeconds(30);
 
+    private readonly SemaphoreSlim _reread = new(1, 1);
     private byte[]? _hash;
+    private long _lastRead = long.MinValue / 2;
 
     public string Describe => $"Secret {options.Namespace}/{options.SecretName}";
 
@@ -44,21 +48,51 @@ public sealed class AlertReceiverToken(IKubernetes kubernetes, AlertReceiverOpti
             : $"the bearer token is not the alert receiver's (the token entry of {Describe})";
     }
 
+    /// <summary>
+    /// <see cref="Refusal"/>, and when the token presented is not the one read, the Secret read again
+    /// (at most once per <see cref="RereadPeriod"/>) and the token compared with what it holds now.
+    /// </summary>
+    public async Task<string?> RefusalAsync(string? authorization, CancellationToken cancellationToken)
+    {
+        var refusal = Refusal(authorization);
+        if (refusal is null || authorization is null || Environment.TickCount64 - Volatile.Read(ref _lastRead) < RereadPeriod.TotalMilliseconds)
+        {
+            return refusal;
+        }
+
+        await _reread.WaitAsync(cancellationToken);
+        try
+        {
+            if (Environment.TickCount64 - Volatile.Read(ref _lastRead) >= RereadPeriod.TotalMilliseconds)
+            {
+                await LoadOrCreateAsync(cancellationToken);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogWarning("alert receiver token {Source}: {Error}; the token read before stays in use", Describe, e.Message);
+        }
+        finally
+        {
+            _reread.Release();
+        }
+
+        return Refusal(authorization);
+    }
+
+    /// <summary>Reads the token until it is loaded (retrying with a backoff); after that, only <see cref="RefusalAsync"/> reads it again.</summary>
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var backoff = TimeSpan.FromMilliseconds(250);
-        while (!stoppingToken.IsCancellationRequested)
+        while (!stoppingToken.IsCancellationRequested && !IsLoaded)
         {
             try
             {
                 await LoadOrCreateAsync(stoppingToken);
-                backoff = TimeSpan.FromMilliseconds(250);
-                await Task.Delay(RereadPeriod, stoppingToken);
             }
             catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
             {
-                logger.Log(IsLoaded ? LogLevel.Warning : LogLevel.Error, "alert receiver token {Source}: {Error}{Then}", Describe, e.Message,
-                    IsLoaded ? "; the token read before stays in use" : "; until it is read, every notification is answered 503 (Alertmanager sends it again)");
+                logger.LogError("alert receiver token {Source}: {Error}; until it is read, every notification is answered 503 (Alertmanager sends it again)", Describe, e.Message);
                 await Task.Delay(backoff, stoppingToken);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, RereadPeriod.Ticks));
             }
@@ -68,6 +102,7 @@ public sealed class AlertReceiverToken(IKubernetes kubernetes, AlertReceiverOpti
     /// <summary>Reads the Secret (creating it when missing and the operator names it), and uses its token.</summary>
     public async Task LoadOrCreateAsync(CancellationToken cancellationToken)
     {
+        Volatile.Write(ref _lastRead, Environment.TickCount64);
         V1Secret secret;
         try
         {

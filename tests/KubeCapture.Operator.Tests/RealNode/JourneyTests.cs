@@ -413,12 +413,30 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         var pod = await cluster.WaitForCaptureContainerExitAsync(ns, web.Metadata.Name, container);
         Assert.Equal(container, Assert.Single(pod.Spec.EphemeralContainers).Name);
         Assert.Equal(0, pod.Status.EphemeralContainerStatuses.Single().State.Terminated.ExitCode);
-        // A replica running now leads (the one that stayed, or the one that replaced the old one).
-        var lease = await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", RealNodeCluster.Namespace);
-        var running = (await cluster.Admin.CoreV1.ListNamespacedPodAsync(RealNodeCluster.Namespace, labelSelector: $"app.kubernetes.io/instance={RealNodeCluster.Release}")).Items
-            .Where(p => p.Metadata.DeletionTimestamp is null).Select(p => p.Metadata.Name);
-        Assert.Contains(lease.Spec.HolderIdentity, running);
+        // A replica running now leads (the one that stayed, or the one that replaced the old one). A rolling
+        // update may still be taking an old pod away: a leader being terminated holds the Lease until it
+        // exits and releases it, so the Lease is looked at until it names a pod not being deleted.
+        var (leader, running) = await LeaderAmongRunningAsync();
+        Assert.Contains(leader, running);
         return new Replaced(ns, web.Metadata.Name, old, replacement);
+    }
+
+    /// <summary>The leader Lease's holder and the operator pods not being deleted, once the holder is one of them or after <see cref="Long"/>.</summary>
+    private async Task<(string? Leader, IReadOnlyList<string> Running)> LeaderAmongRunningAsync()
+    {
+        var deadline = DateTime.UtcNow + Long;
+        while (true)
+        {
+            var lease = await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", RealNodeCluster.Namespace);
+            var running = (await cluster.Admin.CoreV1.ListNamespacedPodAsync(RealNodeCluster.Namespace, labelSelector: $"app.kubernetes.io/instance={RealNodeCluster.Release}")).Items
+                .Where(p => p.Metadata.DeletionTimestamp is null).Select(p => p.Metadata.Name).ToList();
+            if (running.Contains(lease.Spec.HolderIdentity) || DateTime.UtcNow > deadline)
+            {
+                return (lease.Spec.HolderIdentity, running);
+            }
+
+            await Task.Delay(500);
+        }
     }
 
     private static string Pem(byte[] bytes) => System.Text.Encoding.ASCII.GetString(bytes).Trim();
