@@ -354,7 +354,7 @@ internal sealed class TcpDirection(CapturePoint point)
                 Ambiguous++;
                 Sample(ref _ambiguousFrames, frame);
                 Track(sequence, end, length, frame, identity.TsVal);
-                Keep(ref _lateFills, ref _lateFillNext, new RecentCopy(sequence, end, identity, Resolution.Ambiguous, frame, gap.Opener));
+                Keep(ref _lateFills, ref _lateFillNext, new RecentCopy(sequence, end, identity, Resolution.Ambiguous, frame));
             }
             else
             {
@@ -363,7 +363,7 @@ internal sealed class TcpDirection(CapturePoint point)
                 Sample(ref _retransmissionFrames, frame);
                 Sample(ref _lostFrames, frame);
                 MarkRetransmitted(sequence, end, length, frame, identity.TsVal, Resolution.LostBefore);
-                Keep(ref _lateFills, ref _lateFillNext, new RecentCopy(sequence, end, identity, Resolution.LostBefore, frame, gap.Opener));
+                Keep(ref _lateFills, ref _lateFillNext, new RecentCopy(sequence, end, identity, Resolution.LostBefore, frame));
             }
 
             if (SequenceNumbers.Before(_next, end))
@@ -454,7 +454,7 @@ internal sealed class TcpDirection(CapturePoint point)
                 if (pending.Retransmitted && Point != CapturePoint.Receiver)
                 {
                     var settled = segment.HasTimestamps ? Settle(pending, segment.TsEcr) : pending.Resolution;
-                    Keep(ref _settled, ref _settledNext, new RecentCopy(pending.Sequence, pending.End, default, settled, pending.LastFrame, default));
+                    Keep(ref _settled, ref _settledNext, new RecentCopy(pending.Sequence, pending.End, default, settled, pending.LastFrame));
                 }
             }
             else
@@ -627,9 +627,7 @@ internal sealed class TcpDirection(CapturePoint point)
                 return true;
             }
 
-            // Sent before the fill, and not after the segment that opened the gap (the first copy was sent
-            // before it): one sent after it is an earlier retransmission, late; the first copy was still lost.
-            if (fill.Resolution == Resolution.LostBefore && identity.SentBefore(fill.Identity, IpIdsIncrease) > 0 && identity.SentBefore(fill.Opener, IpIdsIncrease) >= 0)
+            if (fill.Resolution == Resolution.LostBefore && identity.SentBefore(fill.Identity, IpIdsIncrease) > 0)
             {
                 LostBefore--;
                 Unsample(_lostFrames, fill.Frame);
@@ -863,8 +861,7 @@ internal sealed class TcpDirection(CapturePoint point)
 
     private readonly record struct Gap(uint Start, uint End, long Time, SegmentIdentity Opener);
 
-    /// <param name="Opener">Of a copy that filled a gap: the segment that opened the gap (after the hole, the first to come by).</param>
-    private readonly record struct RecentCopy(uint Sequence, uint End, SegmentIdentity Identity, Resolution Resolution, long Frame, SegmentIdentity Opener);
+    private readonly record struct RecentCopy(uint Sequence, uint End, SegmentIdentity Identity, Resolution Resolution, long Frame);
 }
 
 /// <summary>What tells one copy of a segment from another: the IPv4 identification and the TCP timestamps.</summary>
