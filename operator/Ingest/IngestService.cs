@@ -227,7 +227,6 @@ public sealed partial class IngestService(
         // spec.maxBytes bounds a capture's pcap (and a recording's own, which holds no packet); a snapshot
         // holds at most the ring's size before its trigger and as much again after it.
         var maxBytes = target.Snapshot > 0 ? terms?.SnapshotMaxBytes : checkpoint.MaxBytes ?? terms?.MaxBytes;
-        var ceiling = target.Snapshot > 0 ? $"the most a snapshot may hold, {maxBytes} bytes (twice the recording's ring, spec.recorder.maxBytes, plus the pcap header)" : $"the capture's maxBytes of {maxBytes} bytes";
         await using var pipeline = new PartPipeline(store, checkpoint, _storage.PartSize, _storage.PartsInFlight, budget, logger, offset =>
         {
             outbox.Post(new IngestMessage { Ack = new Ack { DurableOffset = offset } });
@@ -257,6 +256,9 @@ public sealed partial class IngestService(
 
                         if (maxBytes is { } limit && pipeline.Received + message.Chunk.Data.Length > limit)
                         {
+                            var ceiling = target.Snapshot > 0
+                                ? $"the most a snapshot may hold, {limit} bytes (twice the recording's ring, spec.recorder.maxBytes, plus the pcap header)"
+                                : $"the capture's maxBytes of {limit} bytes";
                             logger.LogWarning("{Namespace}/{Capture} pod {Pod}: refused bytes past {Ceiling} from {Session}", target.Namespace, target.CaptureName, target.Pod, ceiling, session);
                             throw Fail(StatusCode.InvalidArgument,
                                 $"the pcap would grow to {pipeline.Received + message.Chunk.Data.Length} bytes, past {ceiling}: the ingest stores no byte beyond it, whatever the agent was told");
