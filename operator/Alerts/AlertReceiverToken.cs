@@ -134,20 +134,7 @@ public sealed class AlertReceiverToken(IKubernetes kubernetes, AlertReceiverOpti
         }
     }
 
-    private async Task<V1Secret> CreateAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await kubernetes.CoreV1.CreateNamespacedSecretAsync(new V1Secret
-            {
-                Metadata = new V1ObjectMeta { Name = options.SecretName, NamespaceProperty = options.Namespace, Labels = new Dictionary<string, string> { ["app.kubernetes.io/managed-by"] = "kubecapture-operator" } },
-                Type = "Opaque",
-                Data = new Dictionary<string, byte[]> { [Entry] = Encoding.ASCII.GetBytes(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))) },
-            }, options.Namespace, cancellationToken: cancellationToken);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
-        {
-            return await kubernetes.CoreV1.ReadNamespacedSecretAsync(options.SecretName, options.Namespace, cancellationToken: cancellationToken);
-        }
-    }
+    private Task<V1Secret> CreateAsync(CancellationToken cancellationToken) =>
+        Configuration.OperatorOwnedSecret.CreateOrReadAsync(kubernetes, options.SecretName, options.Namespace,
+            new Dictionary<string, byte[]> { [Entry] = Encoding.ASCII.GetBytes(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))) }, cancellationToken);
 }

@@ -120,20 +120,7 @@ public sealed class IngestTokenKeySecret(IKubernetes kubernetes, string @namespa
             data[PreviousEntry] = previous;
         }
 
-        try
-        {
-            return await kubernetes.CoreV1.CreateNamespacedSecretAsync(new V1Secret
-            {
-                Metadata = new V1ObjectMeta { Name = name, NamespaceProperty = @namespace, Labels = new Dictionary<string, string> { ["app.kubernetes.io/managed-by"] = "kubecapture-operator" } },
-                Type = "Opaque",
-                Data = data,
-            }, @namespace, cancellationToken: cancellationToken);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
-        {
-            // Another replica created it first: theirs.
-            return await kubernetes.CoreV1.ReadNamespacedSecretAsync(name, @namespace, cancellationToken: cancellationToken);
-        }
+        return await Configuration.OperatorOwnedSecret.CreateOrReadAsync(kubernetes, name, @namespace, data, cancellationToken);
     }
 
     private static byte[]? Entry(V1Secret secret, string key) =>
