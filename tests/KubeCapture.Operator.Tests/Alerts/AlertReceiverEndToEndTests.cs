@@ -228,7 +228,13 @@ public sealed class AlertReceiverEndToEndTests(SubresourcesCluster cluster)
                 {
                 }
 
-                Assert.True(DateTime.UtcNow < deadline && !process.HasExited, $"Alertmanager did not start: {await File.ReadAllTextAsync(Path.Combine(work, "alertmanager.log"))}");
+                // The log is read only once it failed: until the shell has redirected its output, the file does not exist.
+                if (DateTime.UtcNow >= deadline || process.HasExited)
+                {
+                    var log = Path.Combine(work, "alertmanager.log");
+                    Assert.Fail($"Alertmanager did not start ({(process.HasExited ? $"exit code {process.ExitCode}" : "still not ready after 60 s")}): {(File.Exists(log) ? await File.ReadAllTextAsync(log) : "no log")}");
+                }
+
                 await Task.Delay(200);
             }
         }
