@@ -15,7 +15,8 @@ namespace KubeCapture.Operator.Alerts;
 /// alert that names a recording's pod (<see cref="AlertTargets"/>) snapshot it, through the same path
 /// as <c>kubectl capture snapshot</c> (the agent, through the replica holding its stream), with
 /// requester <c>alertmanager</c> and the alert (name, fingerprint, startsAt) as the trigger's detail;
-/// once per alert and pod (<see cref="AlertSnapshotClaims"/>). The answer: 401 for a wrong or missing
+/// once per alert and pod (<see cref="AlertSnapshotClaims"/>). An alert about a pod no recording records
+/// takes nothing, unless a rule of the receiver says to create a capture of it (<see cref="AlertCaptures"/>). The answer: 401 for a wrong or missing
 /// token; 400 for a body that is not a version 4 notification; 413 over <see cref="MaxBodyBytes"/>; 503
 /// when an alert's recording could not be reached now or the Kubernetes API failed (Alertmanager
 /// retries 5xx; alerts already asked are not asked twice); else 200, with what became of each alert
@@ -26,6 +27,7 @@ public sealed class AlertReceiver(
     IKubernetes kubernetes,
     AlertReceiverToken token,
     AlertSnapshotClaims claims,
+    AlertCaptures captures,
     CaptureSnapshots snapshots,
     CaptureEvents events,
     ILogger<AlertReceiver> logger)
@@ -91,7 +93,7 @@ public sealed class AlertReceiver(
             OperatorMetrics.AlertOutcomes.Add(1, new KeyValuePair<string, object?>("outcome", decision.OutcomeLabel));
             var level = decision.Outcome switch
             {
-                AlertOutcome.Asked or AlertOutcome.AlreadyTaken or AlertOutcome.Resolved => LogLevel.Information,
+                AlertOutcome.Asked or AlertOutcome.AlreadyTaken or AlertOutcome.Resolved or AlertOutcome.Created or AlertOutcome.AlreadyCreated => LogLevel.Information,
                 _ => LogLevel.Warning,
             };
             logger.Log(level, "alert receiver ({Receiver}): {Decision}", notification.Receiver, decision.Message);
@@ -125,14 +127,23 @@ public sealed class AlertReceiver(
         var decisions = new List<AlertDecision>();
         foreach (var alert in notification.Alerts)
         {
-            var captures = Array.Empty<PacketCapture>() as IReadOnlyList<PacketCapture>;
-            if (alert.Status == AlertmanagerAlert.Firing && AlertTargets.NamespaceOf(alert) is { } ns && !inNamespace.TryGetValue(ns, out captures))
+            var existing = Array.Empty<PacketCapture>() as IReadOnlyList<PacketCapture>;
+            if (alert.Status == AlertmanagerAlert.Firing && AlertTargets.NamespaceOf(alert) is { } ns && !inNamespace.TryGetValue(ns, out existing))
             {
                 var list = await kubernetes.CustomObjects.ListNamespacedCustomObjectAsync<PacketCaptureList>(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, cancellationToken: cancellationToken);
-                inNamespace[ns] = captures = [.. list.Items];
+                inNamespace[ns] = existing = [.. list.Items];
             }
 
-            decisions.AddRange(AlertTargets.Decide(alert, captures ?? []));
+            decisions.AddRange(AlertTargets.Decide(alert, existing ?? []));
+        }
+
+        // A pod no recording records: the first rule that matches the alert creates a capture of it.
+        foreach (var (decision, index) in decisions.Select((d, i) => (d, i)).ToList())
+        {
+            if (captures.RuleFor(decision) is { } rule)
+            {
+                decisions[index] = await captures.CreateAsync(decision, rule, cancellationToken);
+            }
         }
 
         // One claim per alert and pod, one patch per recording; one snapshot per recording's pod per notification.

@@ -16,4 +16,7 @@ public sealed class AlertReceiverOptions
 
     /// <summary>Create the Secret with a random token when it is missing (the chart's own; false for alertReceiver.existingSecret).</summary>
     public bool CreateSecret { get; set; } = true;
+
+    /// <summary>The rules that create a capture for an alert about a pod no recording records: a JSON list (<see cref="AlertCaptureRule"/>); empty: none.</summary>
+    public string CaptureRules { get; set; } = "";
 }

@@ -1,5 +1,6 @@
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Configuration;
+using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Subresources;
 using Microsoft.Extensions.Options;
 
@@ -28,7 +29,10 @@ public static class AlertReceiverRegistration
 
         options.Namespace = new[] { options.Namespace, builder.Configuration["LeaderElection:Namespace"], Environment.GetEnvironmentVariable("POD_NAMESPACE") }
             .FirstOrDefault(n => !string.IsNullOrEmpty(n)) ?? "default";
+        var policy = builder.Configuration.GetSection(CapturePolicy.Section).Get<CapturePolicy>() ?? new CapturePolicy();
+        var rules = AlertCaptureRule.ParseAll(options.CaptureRules, policy);
         builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(sp => new AlertCaptures(sp.GetRequiredService<k8s.IKubernetes>(), rules, sp.GetRequiredService<Events.CaptureEvents>()));
         builder.Services.AddSingleton<AlertReceiverToken>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AlertReceiverToken>());
         builder.Services.AddSingleton<AlertSnapshotClaims>();

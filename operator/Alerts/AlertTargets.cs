@@ -32,6 +32,15 @@ public enum AlertOutcome
 
     /// <summary>The recording's agent could not be told now (not connected yet, reconnecting, its replica unreachable): Alertmanager is asked to retry.</summary>
     NotReached,
+
+    /// <summary>No recording records the pod, and a rule of the receiver (<see cref="AlertCaptureRule"/>) created a capture of it.</summary>
+    Created,
+
+    /// <summary>A notification of this very alert already had the rule create its capture of the pod.</summary>
+    AlreadyCreated,
+
+    /// <summary>kube-apiserver refused the capture a rule made for the alert (the policy's admission, RBAC, the schema).</summary>
+    CreateRefused,
 }
 
 /// <summary>One alert's outcome for one recording's pod, in words.</summary>
@@ -40,7 +49,7 @@ public sealed record AlertDecision(AlertmanagerAlert Alert, AlertOutcome Outcome
     /// <summary>Whether Alertmanager should send the notification again (answered 503; it retries 5xx, never 4xx).</summary>
     public bool Retry => Outcome == AlertOutcome.NotReached;
 
-    /// <summary>The metric label: asked, already_taken, resolved, not_named, no_recorder, ended, at_max_snapshots, not_reached.</summary>
+    /// <summary>The metric label: asked, already_taken, resolved, not_named, no_recorder, ended, at_max_snapshots, not_reached, created, already_created, create_refused.</summary>
     public string OutcomeLabel => Outcome switch
     {
         AlertOutcome.ToAsk or AlertOutcome.Asked => "asked",
@@ -50,6 +59,9 @@ public sealed record AlertDecision(AlertmanagerAlert Alert, AlertOutcome Outcome
         AlertOutcome.NoRecorder => "no_recorder",
         AlertOutcome.Ended => "ended",
         AlertOutcome.AtMaxSnapshots => "at_max_snapshots",
+        AlertOutcome.Created => "created",
+        AlertOutcome.AlreadyCreated => "already_created",
+        AlertOutcome.CreateRefused => "create_refused",
         _ => "not_reached",
     };
 }

@@ -26,7 +26,7 @@ public static class OperatorPermissions
     /// <summary>Cluster-wide (the chart's ClusterRole): captures and their pods live in every namespace.</summary>
     public static readonly IReadOnlyList<Permission> ClusterWide =
     [
-        new("kubecapture.io", "packetcaptures", ["get", "list", "watch", "patch"], "watch captures; add and remove the finalizer (Finalizer/CaptureFinalizer); note which alerts took a recording's snapshots (annotation kubecapture.io/alert-snapshots: Alerts/AlertSnapshotClaims)"),
+        new("kubecapture.io", "packetcaptures", ["get", "list", "watch", "create", "patch"], "watch captures; add and remove the finalizer (Finalizer/CaptureFinalizer); note which alerts took a recording's snapshots (annotation kubecapture.io/alert-snapshots: Alerts/AlertSnapshotClaims); create the capture an alert receiver's rule asks for an alert (Alerts/AlertCaptures), held to the policy and stamped with the operator as requester like any other"),
         new("kubecapture.io", "packetcaptures/status", ["update", "patch"], "report phase, conditions, targets and artifacts"),
         new("kubecapture.io", "packetcaptures/finalizers", ["update"], "set the finalizer where OwnerReferencesPermissionEnforcement admission runs"),
         new("", "pods", ["get", "list", "watch"], "resolve targets, see their IP, phase and capture container states"),

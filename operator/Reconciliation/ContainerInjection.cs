@@ -132,7 +132,8 @@ public sealed class ContainerInjection(
         : ingestAuthority.AuthorityPem ?? throw new InvalidOperationException(
             "the ingest serves TLS but its CA is not loaded yet (ServingCertificate): the capture container is added once it is");
 
-    private static string StatusMessage(k8s.Autorest.HttpOperationException e)
+    /// <summary>The message of kube-apiserver's Status in <paramref name="e"/>'s body, else the exception's.</summary>
+    internal static string StatusMessage(k8s.Autorest.HttpOperationException e)
     {
         try
         {

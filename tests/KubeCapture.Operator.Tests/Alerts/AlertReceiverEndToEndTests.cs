@@ -121,6 +121,84 @@ public sealed class AlertReceiverEndToEndTests(SubresourcesCluster cluster)
         Assert.Contains($"snapshot 1 (alert: {trigger.Detail};", line.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>The chart values of the receiver's capture rule the cluster runs with (SubresourcesCluster): a page WebResets alert captures its pod's ICMP for 4 s.</summary>
+    public static readonly string[] CaptureRule =
+    [
+        "alertReceiver.captureRules[0].name=web-resets", "alertReceiver.captureRules[0].alertNames={WebResets}",
+        "alertReceiver.captureRules[0].matchLabels.severity=page", "alertReceiver.captureRules[0].capture.duration=4s", "alertReceiver.captureRules[0].capture.filter=icmp",
+    ];
+
+    [SkippableFact]
+    public async Task A_firing_alert_for_a_pod_no_recording_records_has_the_rule_create_one_capture_of_it_as_the_operator_which_Succeeds_and_other_alerts_create_none()
+    {
+        var ns = await cluster.CreateNamespaceAsync("kc-alert-rule");
+        var pod = await cluster.StartPodAsync(ns, "web");
+        await cluster.GrantEditAsync(ns, "alice");
+        var token = await TokenAsync();
+        var receiver = $"https://{cluster.ExtensionAddress}:{cluster.ExtensionPort}{AlertReceiver.Path}";
+
+        // Through Alertmanager: the page WebResets for pod web, which no recording records, sent again every repeat_interval.
+        await using var alertmanager = await Alertmanager.StartAsync(cluster, receiver, token, await CaFileAsync());
+        var startsAt = DateTime.UtcNow.AddSeconds(-5).ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
+        await alertmanager.PostAlertAsync(ns, "web", startsAt, endsAt: null, alertname: "WebResets");
+        var created = await CapturesOfRuleAsync(ns, atLeast: 1);
+        var capture = Assert.Single(created);
+        await cluster.Admin.WaitForPhaseAsync(ns, capture.Metadata.Name, CapturePhase.Running, Long);
+        pod.PingFromClient(5);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, capture.Metadata.Name, CapturePhase.Succeeded, Long);
+
+        // Created as the operator (the requester stamp admission wrote), the alert as its reason, the rule's spec, every packet stored.
+        Assert.StartsWith("web-resets-web-", capture.Metadata.Name, StringComparison.Ordinal);
+        Assert.Equal(KubeCaptureInstall.OperatorUser, KubeCapture.Operator.Provenance.RequesterStamp.Read(done.Metadata)?.Username);
+        Assert.Matches(@"^Alertmanager alert WebResets \(fingerprint [0-9a-f]{16}, startsAt " + Regex(startsAt) + @"\) about pod " + Regex($"{ns}/web") + ": created by the alert receiver's rule web-resets$", done.Spec.Reason);
+        Assert.Equal(("web", "icmp", "4s"), (done.Spec.Target.PodName, done.Spec.Filter, done.Spec.Duration));
+        var target = Assert.Single(done.Status!.Targets);
+        Assert.True(target.Packets >= 5, $"{target.Packets} packets");
+        var (exit, stderr, file) = await cluster.KubectlRawAsync(KubeApiServer.UserToken("alice"), SubresourcesCluster.PathOf(ns, capture.Metadata.Name, ExtensionApi.Pcap));
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(target.Artifact!.Sha256, Evidence.Sha256Of(file));
+        Assert.Equal(target.Packets, (await Tshark.FieldsAsync(file, ["frame.number"], "icmp")).Count);
+
+        // The re-sends create nothing more: one capture per alert, pod and rule.
+        await alertmanager.WaitForNotificationsAsync(3);
+        await WaitForLogAsync($"a notification of this alert already created capture {ns}/{capture.Metadata.Name} (rule web-resets): none again");
+        Assert.Single(await CapturesOfRuleAsync(ns, atLeast: 1));
+        Assert.Equal(0, await alertmanager.FailedNotificationsAsync());
+
+        // Alerts no rule matches (another severity, another name) and a pod that does not exist: no_recorder, nothing created.
+        using var http = new HttpClient(new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator });
+        var notification = $$"""{"version":"4","status":"firing","receiver":"kubecapture","alerts":[{"status":"firing","labels":{"alertname":"WebResets","severity":"ticket","namespace":"{{ns}}","pod":"web"},"startsAt":"{{startsAt}}","fingerprint":"a1"},{"status":"firing","labels":{"alertname":"WebSlow","severity":"page","namespace":"{{ns}}","pod":"web"},"startsAt":"{{startsAt}}","fingerprint":"a2"},{"status":"firing","labels":{"alertname":"WebResets","severity":"page","namespace":"{{ns}}","pod":"gone"},"startsAt":"{{startsAt}}","fingerprint":"a3"}]}""";
+        using var request = new HttpRequestMessage(HttpMethod.Post, receiver) { Content = new StringContent(notification, Encoding.UTF8, "application/json") };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        using var response = await http.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var outcomes = JsonDocument.Parse(body).RootElement.GetProperty("alerts").EnumerateArray().Select(a => (a.GetProperty("outcome").GetString(), a.GetProperty("message").GetString())).ToList();
+        Assert.Equal(["no_recorder", "no_recorder", "no_recorder"], outcomes.Select(o => o.Item1));
+        Assert.EndsWith($"there is no pod {ns}/gone: rule web-resets creates no capture", outcomes[2].Item2, StringComparison.Ordinal);
+        Assert.Single(await CapturesOfRuleAsync(ns, atLeast: 1));
+        var metrics = await OperatorMetricsAsync();
+        Assert.True(Sample(metrics, "kubecapture_alert_receiver_alerts_total", "outcome=\"created\"") >= 1, metrics);
+        Assert.True(Sample(metrics, "kubecapture_alert_receiver_alerts_total", "outcome=\"already_created\"") >= 1, metrics);
+    }
+
+    /// <summary>The captures the rule web-resets created in <paramref name="ns"/>, once there are at least <paramref name="atLeast"/>.</summary>
+    private async Task<IList<PacketCapture>> CapturesOfRuleAsync(string ns, int atLeast)
+    {
+        var deadline = DateTime.UtcNow + Long;
+        while (true)
+        {
+            var list = await cluster.Admin.CustomObjects.ListNamespacedCustomObjectAsync<PacketCaptureList>(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, labelSelector: $"{AlertCaptureRule.RuleLabel}=web-resets");
+            if (list.Items.Count >= atLeast)
+            {
+                return list.Items;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"the rule created {list.Items.Count} captures in {ns}, not {atLeast}");
+            await Task.Delay(200);
+        }
+    }
+
     /// <summary>A sample of the Prometheus text exposition (with any other labels, e.g. the exporter's scope), or 0.</summary>
     private static double Sample(string text, string name, string label)
     {
@@ -239,10 +317,10 @@ public sealed class AlertReceiverEndToEndTests(SubresourcesCluster cluster)
             }
         }
 
-        /// <summary>POST /api/v2/alerts: the page CheckoutResets for the pod (resolved when endsAt is past).</summary>
-        public async Task PostAlertAsync(string ns, string pod, string startsAt, string? endsAt)
+        /// <summary>POST /api/v2/alerts: the page (CheckoutResets unless named) for the pod (resolved when endsAt is past).</summary>
+        public async Task PostAlertAsync(string ns, string pod, string startsAt, string? endsAt, string alertname = "CheckoutResets")
         {
-            var alert = $$"""[{"labels":{"alertname":"CheckoutResets","severity":"page","namespace":"{{ns}}","pod":"{{pod}}"},"annotations":{"summary":"checkout sees resets"},"startsAt":"{{startsAt}}"{{(endsAt is null ? "" : $",\"endsAt\":\"{endsAt}\"")}},"generatorURL":"http://prometheus.example/graph"}]""";
+            var alert = $$"""[{"labels":{"alertname":"{{alertname}}","severity":"page","namespace":"{{ns}}","pod":"{{pod}}"},"annotations":{"summary":"checkout sees resets"},"startsAt":"{{startsAt}}"{{(endsAt is null ? "" : $",\"endsAt\":\"{endsAt}\"")}},"generatorURL":"http://prometheus.example/graph"}]""";
             using var response = await _http.PostAsync("/api/v2/alerts", new StringContent(alert, Encoding.UTF8, "application/json"));
             Assert.True(response.IsSuccessStatusCode, await response.Content.ReadAsStringAsync());
         }

@@ -314,6 +314,29 @@ public sealed class HelmChartTests
         Assert.Contains("alertReceiver.enabled needs subresources.enabled", refused, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void The_alert_receivers_capture_rules_reach_the_operator_as_the_rules_it_parses_and_are_refused_without_the_receiver_or_with_a_bad_name()
+    {
+        string[] rule = ["--set", "alertReceiver.captureRules[0].name=checkout-resets", "--set", "alertReceiver.captureRules[0].alertNames={CheckoutResets,CheckoutStalls}",
+            "--set", "alertReceiver.captureRules[0].matchLabels.severity=page", "--set", "alertReceiver.captureRules[0].capture.duration=2m", "--set-string", "alertReceiver.captureRules[0].capture.filter=tcp port 5432"];
+        var (none, withoutRules) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "alertReceiver.enabled=true");
+        var (code, output) = Helm(["template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "alertReceiver.enabled=true", .. rule]);
+        var (off, refused) = Helm(["template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", .. rule]);
+        var (badName, schema) = Helm(["template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000", "--set", "alertReceiver.enabled=true", .. rule, "--set", "alertReceiver.captureRules[0].name=Checkout_Resets"]);
+        Assert.True(none == 0, withoutRules);
+        Assert.True(code == 0, output);
+        var env = Assert.Single(KubernetesYaml.LoadAllFromString(output).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env.Where(e => e.ValueFrom is null).ToDictionary(e => e.Name, e => e.Value);
+
+        Assert.DoesNotContain(Assert.Single(KubernetesYaml.LoadAllFromString(withoutRules).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env, e => e.Name == "AlertReceiver__CaptureRules");
+        var parsed = Assert.Single(KubeCapture.Operator.Alerts.AlertCaptureRule.ParseAll(env["AlertReceiver__CaptureRules"], new KubeCapture.Operator.Reconciliation.CapturePolicy()));
+        Assert.Equal(("checkout-resets", "CheckoutResets,CheckoutStalls", "page", "2m", "tcp port 5432"),
+            (parsed.Name, string.Join(",", parsed.AlertNames), parsed.MatchLabels["severity"], parsed.Capture.Duration, parsed.Capture.Filter));
+        Assert.NotEqual(0, off);
+        Assert.Contains("alertReceiver.captureRules needs alertReceiver.enabled", refused, StringComparison.Ordinal);
+        Assert.NotEqual(0, badName);
+        Assert.Contains("alertReceiver.captureRules.0.name", schema, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(null, "Auto")]
     [InlineData("Secret", "Secret")]

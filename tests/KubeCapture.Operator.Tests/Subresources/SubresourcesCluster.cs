@@ -6,6 +6,7 @@ using k8s.Models;
 using KubeCapture.Contracts;
 using KubeCapture.Operator.Rbac;
 using KubeCapture.Operator.Subresources;
+using KubeCapture.Operator.Tests.Alerts;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Testing.Kubernetes;
 using KubeCapture.Testing.Processes;
@@ -85,8 +86,10 @@ public sealed class SubresourcesCluster : ApiServerCluster
     {
         ServeSubresources(settings, ExtensionPort);
         settings["Storage:SweepInterval"] = "00:00:01"; // retention runs while the tests wait for it
-        // The Alertmanager receiver as the chart turns it on (alertReceiver.enabled): its settings as rendered, nothing injected.
-        foreach (var (key, value) in KubeCaptureInstall.ChartSettings(await KubeCaptureInstall.RenderChartAsync("alertReceiver.enabled=true")).Where(s => s.Key.StartsWith("AlertReceiver:", StringComparison.Ordinal)))
+        // The Alertmanager receiver as the chart turns it on (alertReceiver.enabled), with a capture rule for page WebResets
+        // alerts (AlertReceiverEndToEndTests): its settings as rendered, nothing injected.
+        string[] receiver = ["alertReceiver.enabled=true", .. AlertReceiverEndToEndTests.CaptureRule];
+        foreach (var (key, value) in KubeCaptureInstall.ChartSettings(await KubeCaptureInstall.RenderChartAsync(receiver)).Where(s => s.Key.StartsWith("AlertReceiver:", StringComparison.Ordinal)))
         {
             settings[key] = value;
         }
