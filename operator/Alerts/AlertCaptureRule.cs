@@ -118,6 +118,15 @@ public sealed record AlertCaptureRule(string Name, IReadOnlyList<string> AlertNa
     }
 
     /// <summary>
+    /// The capture this rule created for <paramref name="pod"/> that has not ended yet, among
+    /// <paramref name="captures"/> (its namespace's), or null: while one captures the pod, another alert
+    /// about it (another firing, another alert name the rule lists) creates none, so an alert storm never
+    /// piles capture containers onto one pod (they cannot be removed from it until it restarts).
+    /// </summary>
+    public PacketCapture? UnendedCaptureOf(string pod, IEnumerable<PacketCapture> captures) =>
+        captures.FirstOrDefault(c => c.Metadata.Labels is { } labels && labels.TryGetValue(RuleLabel, out var rule) && rule == Name && c.Spec.Target.PodName == pod && !CapturePhase.IsTerminal(c.Status?.Phase));
+
+    /// <summary>
     /// <c>RULE-POD-HASH</c>, at most 63 characters (a DNS label, as kubectl and the labels that name a
     /// capture need): the rule and the pod cut to fit, then 10 hex digits of the SHA-256 of the rule,
     /// pod, fingerprint and startsAt, which tell two alerts apart whatever was cut.

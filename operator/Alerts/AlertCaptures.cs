@@ -25,11 +25,40 @@ public sealed class AlertCaptures(IKubernetes kubernetes, IReadOnlyList<AlertCap
             ? rules.FirstOrDefault(r => r.Matches(decision.Alert, ns))
             : null;
 
-    /// <summary>What became of <paramref name="decision"/> once <paramref name="rule"/>'s capture is created (or found created, or refused).</summary>
-    public async Task<AlertDecision> CreateAsync(AlertDecision decision, AlertCaptureRule rule, CancellationToken cancellationToken)
+    /// <summary>
+    /// What became of <paramref name="decision"/> once <paramref name="rule"/>'s capture is created (or
+    /// found created, or still capturing the pod for another alert, or refused); <paramref name="captures"/>
+    /// are the namespace's, and a capture created is added to them.
+    /// </summary>
+    public async Task<AlertDecision> CreateAsync(AlertDecision decision, AlertCaptureRule rule, List<PacketCapture> captures, CancellationToken cancellationToken)
     {
         var (ns, pod) = PodOf(decision.Alert);
         var alert = decision.Alert.Describe;
+        AlertDecision Taken(PacketCapture capture) => decision with
+        {
+            Outcome = AlertOutcome.AlreadyCreated,
+            Capture = capture,
+            Pod = pod,
+            Message = $"alert {alert}: a notification of this alert already created capture {ns}/{capture.Metadata.Name} (rule {rule.Name}): none again",
+        };
+
+        var name = rule.CaptureName(pod!, decision.Alert);
+        if (captures.FirstOrDefault(c => c.Metadata.Name == name) is { } same)
+        {
+            return Taken(same);
+        }
+
+        if (rule.UnendedCaptureOf(pod!, captures) is { } unended)
+        {
+            return decision with
+            {
+                Outcome = AlertOutcome.AlreadyCreated,
+                Capture = unended,
+                Pod = pod,
+                Message = $"alert {alert}: capture {ns}/{unended.Metadata.Name} of rule {rule.Name} has not ended ({unended.Status?.Phase ?? CapturePhase.Pending}): it captures pod {pod} for {(unended.Metadata.Annotations is { } annotations && annotations.TryGetValue(AlertCaptureRule.AlertAnnotation, out var other) ? other : "another alert")}; none again",
+            };
+        }
+
         try
         {
             await kubernetes.CoreV1.ReadNamespacedPodAsync(pod, ns, cancellationToken: cancellationToken);
@@ -44,12 +73,13 @@ public sealed class AlertCaptures(IKubernetes kubernetes, IReadOnlyList<AlertCap
         try
         {
             var created = await kubernetes.CustomObjects.CreateNamespacedCustomObjectAsync<PacketCapture>(capture, PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, cancellationToken: cancellationToken);
+            captures.Add(created);
             await events.OnCaptureAsync(created, "Normal", "CreatedForAlert", $"created for Alertmanager alert {alert} by the alert receiver's rule {rule.Name}", cancellationToken);
             return decision with { Outcome = AlertOutcome.Created, Capture = created, Pod = pod, Message = $"alert {alert}: no flight recording records pod {ns}/{pod}; rule {rule.Name} created {named} (its status tells what it captures)" };
         }
         catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict)
         {
-            return decision with { Outcome = AlertOutcome.AlreadyCreated, Capture = capture, Pod = pod, Message = $"alert {alert}: a notification of this alert already created {named} (rule {rule.Name}): none again" };
+            return Taken(capture);
         }
         catch (HttpOperationException e) when ((int)e.Response.StatusCode is >= 400 and < 500 and not 429)
         {

@@ -123,11 +123,11 @@ public sealed class AlertReceiver(
     /// <summary>Every alert's decisions, with the snapshots claimed and asked.</summary>
     private async Task<List<AlertDecision>> DecideAsync(AlertmanagerNotification notification, CancellationToken cancellationToken)
     {
-        var inNamespace = new Dictionary<string, IReadOnlyList<PacketCapture>>(StringComparer.Ordinal);
+        var inNamespace = new Dictionary<string, List<PacketCapture>>(StringComparer.Ordinal);
         var decisions = new List<AlertDecision>();
         foreach (var alert in notification.Alerts)
         {
-            var existing = Array.Empty<PacketCapture>() as IReadOnlyList<PacketCapture>;
+            List<PacketCapture>? existing = null;
             if (alert.Status == AlertmanagerAlert.Firing && AlertTargets.NamespaceOf(alert) is { } ns && !inNamespace.TryGetValue(ns, out existing))
             {
                 var list = await kubernetes.CustomObjects.ListNamespacedCustomObjectAsync<PacketCaptureList>(PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, cancellationToken: cancellationToken);
@@ -142,7 +142,7 @@ public sealed class AlertReceiver(
         {
             if (captures.RuleFor(decision) is { } rule)
             {
-                decisions[index] = await captures.CreateAsync(decision, rule, cancellationToken);
+                decisions[index] = await captures.CreateAsync(decision, rule, inNamespace[AlertTargets.NamespaceOf(decision.Alert)!], cancellationToken);
             }
         }
 

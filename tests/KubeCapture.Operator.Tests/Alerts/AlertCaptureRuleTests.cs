@@ -1,4 +1,5 @@
 using System.Text;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Alerts;
 using KubeCapture.Operator.Configuration;
 using KubeCapture.Operator.Reconciliation;
@@ -54,6 +55,27 @@ public sealed class AlertCaptureRuleTests
         Assert.Matches("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", name);
         Assert.StartsWith("checkout-resets-checkout-payments-xxx", name, StringComparison.Ordinal);
         Assert.NotEqual(name, rule.CaptureFor(Alert("CheckoutResets", "firing"), "shop", pod + "y").Metadata.Name);
+    }
+
+    [Fact]
+    public void While_a_capture_the_rule_made_for_a_pod_has_not_ended_it_is_the_pods_and_no_other_rules_or_pods_or_ended_one_counts()
+    {
+        var rules = AlertCaptureRule.ParseAll(Rule.Replace("}]", "},{\"name\":\"other\",\"alertNames\":[\"X\"],\"capture\":{\"duration\":\"1m\"}}]", StringComparison.Ordinal), new CapturePolicy());
+        var (rule, other) = (rules[0], rules[1]);
+        var alert = Alert("CheckoutResets", "firing", ("severity", "page"));
+        PacketCapture Made(AlertCaptureRule by, string pod, string? phase)
+        {
+            var capture = by.CaptureFor(alert, "shop", pod);
+            capture.Status = phase is null ? null : new PacketCaptureStatus { Phase = phase };
+            return capture;
+        }
+
+        var pending = Made(rule, "db-0", null);
+        var running = Made(rule, "db-0", CapturePhase.Running);
+
+        Assert.Same(pending, rule.UnendedCaptureOf("db-0", [Made(rule, "db-0", CapturePhase.Succeeded), pending]));
+        Assert.Same(running, rule.UnendedCaptureOf("db-0", [Made(rule, "db-0", CapturePhase.Failed), running]));
+        Assert.Null(rule.UnendedCaptureOf("db-0", [Made(rule, "db-0", CapturePhase.Succeeded), Made(rule, "db-1", CapturePhase.Running), Made(other, "db-0", CapturePhase.Running)]));
     }
 
     [Fact]

@@ -10,6 +10,7 @@ using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Alerts;
 using KubeCapture.Operator.Certificates;
 using KubeCapture.Operator.Rbac;
+using KubeCapture.Operator.Reconciliation;
 using KubeCapture.Operator.Storage;
 using KubeCapture.Operator.Tests.EndToEnd;
 using KubeCapture.Operator.Tests.Ingest;
@@ -121,65 +122,78 @@ public sealed class AlertReceiverEndToEndTests(SubresourcesCluster cluster)
         Assert.Contains($"snapshot 1 (alert: {trigger.Detail};", line.GetProperty("message").GetString(), StringComparison.Ordinal);
     }
 
-    /// <summary>The chart values of the receiver's capture rule the cluster runs with (SubresourcesCluster): a page WebResets alert captures its pod's ICMP for 4 s.</summary>
+    /// <summary>The chart values of the receiver's capture rule the cluster runs with (SubresourcesCluster): a page WebResets alert captures its pod's ICMP for up to 5 minutes.</summary>
     public static readonly string[] CaptureRule =
     [
         "alertReceiver.captureRules[0].name=web-resets", "alertReceiver.captureRules[0].alertNames={WebResets}",
-        "alertReceiver.captureRules[0].matchLabels.severity=page", "alertReceiver.captureRules[0].capture.duration=4s", "alertReceiver.captureRules[0].capture.filter=icmp",
+        "alertReceiver.captureRules[0].matchLabels.severity=page", "alertReceiver.captureRules[0].capture.duration=5m", "alertReceiver.captureRules[0].capture.filter=icmp",
     ];
 
     [SkippableFact]
-    public async Task A_firing_alert_for_a_pod_no_recording_records_has_the_rule_create_one_capture_of_it_as_the_operator_which_Succeeds_and_other_alerts_create_none()
+    public async Task A_firing_alert_for_a_pod_no_recording_records_has_the_rule_create_one_capture_of_it_as_the_operator_and_no_other_alert_creates_a_second()
     {
         var ns = await cluster.CreateNamespaceAsync("kc-alert-rule");
         var pod = await cluster.StartPodAsync(ns, "web");
         await cluster.GrantEditAsync(ns, "alice");
         var token = await TokenAsync();
         var receiver = $"https://{cluster.ExtensionAddress}:{cluster.ExtensionPort}{AlertReceiver.Path}";
+        using var http = new HttpClient(new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator });
+        async Task<List<(string? Outcome, string? Message)>> PostAsync(string alerts)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, receiver) { Content = new StringContent($$"""{"version":"4","status":"firing","receiver":"kubecapture","alerts":[{{alerts}}]}""", Encoding.UTF8, "application/json") };
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
+            using var response = await http.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+            return [.. JsonDocument.Parse(body).RootElement.GetProperty("alerts").EnumerateArray().Select(a => (a.GetProperty("outcome").GetString(), a.GetProperty("message").GetString()))];
+        }
+
+        string Alert(string name, string severity, string pod, string fingerprint) =>
+            $$"""{"status":"firing","labels":{"alertname":"{{name}}","severity":"{{severity}}","namespace":"{{ns}}","pod":"{{pod}}"},"startsAt":"2026-12-06T10:00:00Z","fingerprint":"{{fingerprint}}"}""";
 
         // Through Alertmanager: the page WebResets for pod web, which no recording records, sent again every repeat_interval.
         await using var alertmanager = await Alertmanager.StartAsync(cluster, receiver, token, await CaFileAsync());
         var startsAt = DateTime.UtcNow.AddSeconds(-5).ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture);
         await alertmanager.PostAlertAsync(ns, "web", startsAt, endsAt: null, alertname: "WebResets");
-        var created = await CapturesOfRuleAsync(ns, atLeast: 1);
-        var capture = Assert.Single(created);
+        var capture = Assert.Single(await CapturesOfRuleAsync(ns, atLeast: 1));
         await cluster.Admin.WaitForPhaseAsync(ns, capture.Metadata.Name, CapturePhase.Running, Long);
+        await cluster.Kubelet.WaitUntilListeningAsync(ns, "web", EphemeralContainerSpec.ContainerName(capture.Metadata.Uid), Long);
         pod.PingFromClient(5);
-        var done = await cluster.Admin.WaitForPhaseAsync(ns, capture.Metadata.Name, CapturePhase.Succeeded, Long);
 
-        // Created as the operator (the requester stamp admission wrote), the alert as its reason, the rule's spec, every packet stored.
+        // The re-sends create nothing more (one capture per alert, pod and rule), nor does another firing while it captures
+        // the pod (no pile of capture containers on one pod), nor alerts no rule matches, nor one about a pod that does not exist.
+        await alertmanager.WaitForNotificationsAsync(3);
+        await WaitForLogAsync($"a notification of this alert already created capture {ns}/{capture.Metadata.Name} (rule web-resets): none again");
+        var others = await PostAsync(string.Join(",", Alert("WebResets", "page", "web", "b1"), Alert("WebResets", "ticket", "web", "b2"), Alert("WebSlow", "page", "web", "b3"), Alert("WebResets", "page", "gone", "b4")));
+        Assert.Equal(["already_created", "no_recorder", "no_recorder", "no_recorder"], others.Select(o => o.Outcome));
+        Assert.EndsWith($"capture {ns}/{capture.Metadata.Name} of rule web-resets has not ended (Running): it captures pod web for {capture.Metadata.Annotations[AlertCaptureRule.AlertAnnotation]}; none again", others[0].Message, StringComparison.Ordinal);
+        Assert.EndsWith($"there is no pod {ns}/gone: rule web-resets creates no capture", others[3].Message, StringComparison.Ordinal);
+        Assert.Single(await CapturesOfRuleAsync(ns, atLeast: 1));
+        Assert.Equal(0, await alertmanager.FailedNotificationsAsync());
+
+        // Created as the operator (the requester stamp admission wrote), the alert as its reason, the rule's spec; stopped, every packet stored.
+        var stop = await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "stop", capture.Metadata.Name);
+        Assert.True(stop.ExitCode == 0, stop.Stderr);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, capture.Metadata.Name, CapturePhase.Succeeded, Long);
         Assert.StartsWith("web-resets-web-", capture.Metadata.Name, StringComparison.Ordinal);
         Assert.Equal(KubeCaptureInstall.OperatorUser, KubeCapture.Operator.Provenance.RequesterStamp.Read(done.Metadata)?.Username);
         Assert.Matches(@"^Alertmanager alert WebResets \(fingerprint [0-9a-f]{16}, startsAt " + Regex(startsAt) + @"\) about pod " + Regex($"{ns}/web") + ": created by the alert receiver's rule web-resets$", done.Spec.Reason);
-        Assert.Equal(("web", "icmp", "4s"), (done.Spec.Target.PodName, done.Spec.Filter, done.Spec.Duration));
+        Assert.Equal(("web", "icmp", "5m"), (done.Spec.Target.PodName, done.Spec.Filter, done.Spec.Duration));
         var target = Assert.Single(done.Status!.Targets);
-        Assert.True(target.Packets >= 5, $"{target.Packets} packets");
+        Assert.True(target.Packets >= 10, $"{target.Packets} packets"); // 5 echo requests and their replies
         var (exit, stderr, file) = await cluster.KubectlRawAsync(KubeApiServer.UserToken("alice"), SubresourcesCluster.PathOf(ns, capture.Metadata.Name, ExtensionApi.Pcap));
         Assert.True(exit == 0, stderr);
         Assert.Equal(target.Artifact!.Sha256, Evidence.Sha256Of(file));
         Assert.Equal(target.Packets, (await Tshark.FieldsAsync(file, ["frame.number"], "icmp")).Count);
 
-        // The re-sends create nothing more: one capture per alert, pod and rule.
-        await alertmanager.WaitForNotificationsAsync(3);
-        await WaitForLogAsync($"a notification of this alert already created capture {ns}/{capture.Metadata.Name} (rule web-resets): none again");
-        Assert.Single(await CapturesOfRuleAsync(ns, atLeast: 1));
-        Assert.Equal(0, await alertmanager.FailedNotificationsAsync());
-
-        // Alerts no rule matches (another severity, another name) and a pod that does not exist: no_recorder, nothing created.
-        using var http = new HttpClient(new HttpClientHandler { ServerCertificateCustomValidationCallback = HttpClientHandler.DangerousAcceptAnyServerCertificateValidator });
-        var notification = $$"""{"version":"4","status":"firing","receiver":"kubecapture","alerts":[{"status":"firing","labels":{"alertname":"WebResets","severity":"ticket","namespace":"{{ns}}","pod":"web"},"startsAt":"{{startsAt}}","fingerprint":"a1"},{"status":"firing","labels":{"alertname":"WebSlow","severity":"page","namespace":"{{ns}}","pod":"web"},"startsAt":"{{startsAt}}","fingerprint":"a2"},{"status":"firing","labels":{"alertname":"WebResets","severity":"page","namespace":"{{ns}}","pod":"gone"},"startsAt":"{{startsAt}}","fingerprint":"a3"}]}""";
-        using var request = new HttpRequestMessage(HttpMethod.Post, receiver) { Content = new StringContent(notification, Encoding.UTF8, "application/json") };
-        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
-        using var response = await http.SendAsync(request);
-        var body = await response.Content.ReadAsStringAsync();
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var outcomes = JsonDocument.Parse(body).RootElement.GetProperty("alerts").EnumerateArray().Select(a => (a.GetProperty("outcome").GetString(), a.GetProperty("message").GetString())).ToList();
-        Assert.Equal(["no_recorder", "no_recorder", "no_recorder"], outcomes.Select(o => o.Item1));
-        Assert.EndsWith($"there is no pod {ns}/gone: rule web-resets creates no capture", outcomes[2].Item2, StringComparison.Ordinal);
-        Assert.Single(await CapturesOfRuleAsync(ns, atLeast: 1));
+        // Once it has ended, another firing creates a new one.
+        var again = await PostAsync(Alert("WebResets", "page", "web", "b5"));
+        Assert.Equal("created", Assert.Single(again).Outcome);
+        var second = Assert.Single(await CapturesOfRuleAsync(ns, atLeast: 2), c => c.Metadata.Name != capture.Metadata.Name);
+        Assert.True((await cluster.PluginAsync(cluster.KubeconfigOf("alice"), ns, "stop", second.Metadata.Name)).ExitCode == 0);
         var metrics = await OperatorMetricsAsync();
-        Assert.True(Sample(metrics, "kubecapture_alert_receiver_alerts_total", "outcome=\"created\"") >= 1, metrics);
-        Assert.True(Sample(metrics, "kubecapture_alert_receiver_alerts_total", "outcome=\"already_created\"") >= 1, metrics);
+        Assert.True(Sample(metrics, "kubecapture_alert_receiver_alerts_total", "outcome=\"created\"") >= 2, metrics);
+        Assert.True(Sample(metrics, "kubecapture_alert_receiver_alerts_total", "outcome=\"already_created\"") >= 2, metrics);
     }
 
     /// <summary>The captures the rule web-resets created in <paramref name="ns"/>, once there are at least <paramref name="atLeast"/>.</summary>
