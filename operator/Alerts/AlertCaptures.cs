@@ -4,6 +4,7 @@ using k8s.Autorest;
 using k8s.Models;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Events;
+using KubeCapture.Operator.Reconciliation;
 
 namespace KubeCapture.Operator.Alerts;
 
@@ -11,11 +12,11 @@ namespace KubeCapture.Operator.Alerts;
 /// The captures the alert receiver's rules (<see cref="AlertCaptureRule"/>) create: for a firing alert
 /// about a pod that no flight recording records, the first rule that matches has the operator create a
 /// PacketCapture of that pod, as its own ServiceAccount (the requester stamp names it; the reason names
-/// the alert and the rule), held to the policy as any capture is. One capture per alert, pod and rule:
+/// the alert and the rule), held to the policy as any capture is (one it would refuse is not created). One capture per alert, pod and rule:
 /// its name comes from the alert's fingerprint and startsAt, so a re-sent notification, or the same one
 /// given to another replica, finds it exists (409) and creates nothing.
 /// </summary>
-public sealed class AlertCaptures(IKubernetes kubernetes, IReadOnlyList<AlertCaptureRule> rules, CaptureEvents events)
+public sealed class AlertCaptures(IKubernetes kubernetes, IReadOnlyList<AlertCaptureRule> rules, CapturePolicy policy, CaptureEvents events)
 {
     public IReadOnlyList<AlertCaptureRule> Rules => rules;
 
@@ -59,6 +60,14 @@ public sealed class AlertCaptures(IKubernetes kubernetes, IReadOnlyList<AlertCap
             };
         }
 
+        var capture = rule.CaptureFor(decision.Alert, ns!, pod!);
+        var named = $"capture {ns}/{capture.Metadata.Name}";
+        if (policy.Check(capture) is { Allowed: false } verdict)
+        {
+            // A rule naming no namespaces, for an alert from one the policy closes (rules are checked at start for the namespaces they name).
+            return decision with { Outcome = AlertOutcome.CreateRefused, Pod = pod, Message = $"alert {alert}: rule {rule.Name} creates no {named}: the policy would refuse it ({verdict.Reason}): {verdict.Message}" };
+        }
+
         try
         {
             await kubernetes.CoreV1.ReadNamespacedPodAsync(pod, ns, cancellationToken: cancellationToken);
@@ -68,8 +77,6 @@ public sealed class AlertCaptures(IKubernetes kubernetes, IReadOnlyList<AlertCap
             return decision with { Message = $"alert {alert}: there is no pod {ns}/{pod}: rule {rule.Name} creates no capture" };
         }
 
-        var capture = rule.CaptureFor(decision.Alert, ns!, pod!);
-        var named = $"capture {ns}/{capture.Metadata.Name}";
         try
         {
             var created = await kubernetes.CustomObjects.CreateNamespacedCustomObjectAsync<PacketCapture>(capture, PacketCapture.Group, PacketCapture.Version, ns, PacketCapture.Plural, cancellationToken: cancellationToken);
@@ -84,7 +91,7 @@ public sealed class AlertCaptures(IKubernetes kubernetes, IReadOnlyList<AlertCap
         catch (HttpOperationException e) when ((int)e.Response.StatusCode is >= 400 and < 500 and not 429)
         {
             // Refused by kube-apiserver (the CRD's schema, RBAC, an admission webhook): sending it again changes nothing.
-            return decision with { Outcome = AlertOutcome.CreateRefused, Pod = pod, Message = $"alert {alert}: rule {rule.Name} could not create {named}: kube-apiserver answered {(int)e.Response.StatusCode}: {Reconciliation.ContainerInjection.StatusMessage(e)}" };
+            return decision with { Outcome = AlertOutcome.CreateRefused, Pod = pod, Message = $"alert {alert}: rule {rule.Name} could not create {named}: kube-apiserver answered {(int)e.Response.StatusCode}: {ContainerInjection.StatusMessage(e)}" };
         }
     }
 

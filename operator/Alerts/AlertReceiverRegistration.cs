@@ -32,7 +32,7 @@ public static class AlertReceiverRegistration
         var policy = builder.Configuration.GetSection(CapturePolicy.Section).Get<CapturePolicy>() ?? new CapturePolicy();
         var rules = AlertCaptureRule.ParseAll(options.CaptureRules, policy);
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(sp => new AlertCaptures(sp.GetRequiredService<k8s.IKubernetes>(), rules, sp.GetRequiredService<Events.CaptureEvents>()));
+        builder.Services.AddSingleton(sp => new AlertCaptures(sp.GetRequiredService<k8s.IKubernetes>(), rules, policy, sp.GetRequiredService<Events.CaptureEvents>()));
         builder.Services.AddSingleton<AlertReceiverToken>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AlertReceiverToken>());
         builder.Services.AddSingleton<AlertSnapshotClaims>();

@@ -120,12 +120,5 @@ public sealed class AlertCaptureRuleTests
 
     private static AlertmanagerAlert Alert(string name, string status, params (string Name, string Value)[] labels) => Alert(name, status, "2026-12-06T10:48:58Z", labels);
 
-    private static AlertmanagerAlert Alert(string name, string status, string startsAt, params (string Name, string Value)[] labels)
-    {
-        var json = string.Join(",", labels.Prepend(("alertname", name)).Select(l => $"\"{l.Item1}\":\"{l.Item2}\""));
-        var (notification, problem) = AlertmanagerNotification.Parse(Encoding.UTF8.GetBytes(
-            $$"""{"version":"4","alerts":[{"status":"{{status}}","labels":{{{json}}},"fingerprint":"f1","startsAt":"{{startsAt}}"}]}"""));
-        Assert.Null(problem);
-        return Assert.Single(notification!.Alerts);
-    }
+    private static AlertmanagerAlert Alert(string name, string status, string startsAt, params (string Name, string Value)[] labels) => TestAlert.Of(status, labels.Prepend(("alertname", name)), startsAt);
 }

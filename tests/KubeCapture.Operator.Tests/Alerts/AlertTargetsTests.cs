@@ -52,14 +52,7 @@ public sealed class AlertTargetsTests
         Assert.StartsWith("alert CheckoutResets (fingerprint f1, startsAt 2026-12-06T10:48:58Z)", decision.Message, StringComparison.Ordinal);
     }
 
-    private static AlertmanagerAlert Alert(string status, params (string Name, string Value)[] labels)
-    {
-        var json = string.Join(",", labels.Prepend(("alertname", "CheckoutResets")).Select(l => $"\"{l.Item1}\":\"{l.Item2}\""));
-        var (notification, problem) = AlertmanagerNotification.Parse(Encoding.UTF8.GetBytes(
-            $$"""{"version":"4","alerts":[{"status":"{{status}}","labels":{{{json}}},"fingerprint":"f1","startsAt":"2026-12-06T10:48:58Z"}]}"""));
-        Assert.Null(problem);
-        return notification!.Alerts[0];
-    }
+    private static AlertmanagerAlert Alert(string status, params (string Name, string Value)[] labels) => TestAlert.Of(status, labels.Prepend(("alertname", "CheckoutResets")));
 
     private static PacketCapture Capture(string name, bool recorder, string phase, params (string Pod, string State, int Taken)[] targets) => new()
     {
