@@ -74,6 +74,16 @@ public sealed class AgentAddressBook : IAgentAddresses
 
     public UploadRefusals Refusals(CaptureIdentity target) => _refused.GetValueOrDefault(target, UploadRefusals.None);
 
+    /// <summary>Every target with refused uploads pending.</summary>
+    public IReadOnlyList<CaptureIdentity> Pending() => [.. _refused.Where(r => r.Value.Count > 0).Select(r => r.Key)];
+
+    /// <summary>Takes the target's pending refusals away (none: <see cref="UploadRefusals.None"/>), for a writer that is not the reconciler; <see cref="PutBack"/> when it could not write them.</summary>
+    public UploadRefusals Take(CaptureIdentity target) => _refused.TryRemove(target, out var pending) ? pending : UploadRefusals.None;
+
+    /// <summary>Refusals <see cref="Take"/>n and not written: pending again, with any counted since (whose message is the newer).</summary>
+    public void PutBack(CaptureIdentity target, UploadRefusals taken) =>
+        _refused.AddOrUpdate(target, taken, (_, since) => new UploadRefusals(since.Count + taken.Count, since.LastMessage ?? taken.LastMessage, since.Sessions + taken.Sessions));
+
     public void Surfaced(CaptureIdentity target, UploadRefusals surfaced) =>
         _refused.AddOrUpdate(target, UploadRefusals.None, (_, pending) => pending with
         {

@@ -110,6 +110,8 @@ public static class IngestRegistration
         {
             services.AddSingleton<TargetBindingLookup>();
         }
+
+        services.AddHostedService<FollowerRefusalReport>();
     }
 
     private static TimeSpan Duration(string text, string key) =>

@@ -300,6 +300,38 @@ public sealed class ReplicasEndToEndTests(TwoReplicaCluster cluster) : IClassFix
     }
 
     /// <summary>
+    /// A forged upload (the capture container's token replayed from outside the pod) refused by the
+    /// replica that does not lead is in the capture's status and its Event, as one refused by the
+    /// leader is: that replica writes it, and the leader does not count it again.
+    /// </summary>
+    [SkippableFact]
+    public async Task An_upload_refused_by_the_replica_that_does_not_lead_is_counted_once_in_the_status_with_its_Event()
+    {
+        var leader = (await cluster.Admin.CoordinationV1.ReadNamespacedLeaseAsync("kubecapture-operator", KubeCaptureInstall.Namespace)).Spec.HolderIdentity;
+        var follower = leader == "replica-a" ? "replica-b" : "replica-a";
+        var ns = await cluster.CreateNamespaceAsync("kc-ha-refused");
+        var pod = await cluster.StartPodAsync(ns, "api");
+        var created = await cluster.StartCaptureAsync(ns, "forged", PacketCaptureEndToEndTests.Icmp("a forged upload at the replica that does not lead", "api", maxPackets: 6, duration: "5m"), Long);
+        var attacker = cluster.CreateNodeReachingNetwork();
+
+        await cluster.PointServiceToAsync(follower);
+        var (exit, output) = await ForgedUpload.RunAsync(cluster.Admin, ns, "api", created.Metadata.Uid, attacker.PodNamespace, OperatorHarness.AgentDll());
+        var counted = await cluster.Admin.WaitForPacketCaptureAsync(ns, "forged", c => ForgedUpload.RefusedUploads(c, "api") >= 1, Long);
+        pod.PingFromClient(3);
+        var done = await cluster.Admin.WaitForPhaseAsync(ns, "forged", CapturePhase.Succeeded, Long);
+
+        Assert.Equal(1, exit);
+        Assert.Contains("the ingest refused the upload (PermissionDenied)", output, StringComparison.Ordinal);
+        Assert.Equal(CapturePhase.Running, counted.Status!.Phase); // a refusal never ends the capture
+        Assert.Contains("upload(s) refused by this replica (it does not lead)", ReplicaOutput(follower), StringComparison.Ordinal);
+        var target = Assert.Single(done.Status!.Targets);
+        Assert.Equal((6L, 1L), (target.Packets, target.RefusedUploads));
+        Assert.Contains($"it comes from {attacker.NodeLinkAddress}", target.LastRefusal, StringComparison.Ordinal);
+        var warning = Assert.Single(await ForgedUpload.RefusalEventsAsync(cluster.Admin, ns, "forged"));
+        Assert.Contains("pod api: 1 upload(s) refused", warning.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// kube-apiserver's aggregation reaches the replica that does not hold the stream: it relays the
     /// holder's live stream (HTTPS, the replica credential), and what <c>kubectl get --raw .../follow</c>
     /// wrote is the stored pcap byte for byte, every packet in it by tshark's reading; the finished
