@@ -8,17 +8,17 @@ namespace KubeCapture.Operator.Configuration;
 /// <summary>
 /// A Secret of the operator's namespace whose entries the operator uses as they are now: read at
 /// start, created when missing when the operator owns it (<see cref="SecretContent.Creation"/>,
-/// <see cref="OperatorOwnedSecret"/>), then followed with one watch by name (list and watch with <c>fieldSelector=metadata.name=…</c>),
-/// so a change takes effect at once and an idle operator reads nothing. A change that is not usable
-/// leaves what is in use in use (an error names the Secret and the fix); a deleted Secret is written
-/// again with what is in use when the operator creates it, and otherwise what is in use stays in use
-/// until the Secret is back.
+/// <see cref="OperatorOwnedSecret"/>), then followed with one watch by name (list and watch with
+/// <c>fieldSelector=metadata.name=…</c>), so a change takes effect at once and an idle operator reads
+/// nothing. A Secret that is not usable (or missing, when the operator does not create it) is logged
+/// as an error naming it and the fix, leaves what is in use in use, and is followed until it is fixed;
+/// the operator's own Secret deleted is written again with what is in use.
 /// </summary>
 public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, string name, SecretContent content, ILogger logger)
 {
     public string Describe => $"Secret {@namespace}/{name}";
 
-    /// <summary>Loads the Secret and follows it until <paramref name="cancellationToken"/>; retries (with a backoff) whatever fails.</summary>
+    /// <summary>Loads the Secret and follows it until <paramref name="cancellationToken"/>; what the API server fails is retried with a backoff.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var backoff = TimeSpan.FromMilliseconds(250);
@@ -26,9 +26,14 @@ public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, st
         {
             try
             {
-                var resourceVersion = await LoadAsync(cancellationToken);
+                var secret = await ReadOrCreateAsync(cancellationToken);
+                if (secret is not null)
+                {
+                    UseOrLog(secret);
+                }
+
                 backoff = TimeSpan.FromMilliseconds(250);
-                await FollowAsync(resourceVersion, cancellationToken);
+                await FollowAsync(secret?.Metadata.ResourceVersion, cancellationToken);
             }
             catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
@@ -48,41 +53,34 @@ public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, st
     }
 
     /// <summary>
-    /// Reads the Secret, or creates it when missing, and uses its entries; returns the resource version
-    /// to follow it from. A Secret the operator does not create that is missing throws until something is
-    /// in use; after that, what is in use stays (an error says so) and the Secret is followed from now (null).
+    /// Reads the Secret, or creates it when missing and the operator owns it, and uses its entries; throws
+    /// <see cref="InvalidDataException"/> when they are not usable and <see cref="InvalidOperationException"/>
+    /// when the Secret is missing and not the operator's to create.
     /// </summary>
-    public async Task<string?> LoadAsync(CancellationToken cancellationToken)
+    public async Task LoadAsync(CancellationToken cancellationToken)
     {
-        V1Secret secret;
+        var secret = await ReadOrCreateAsync(cancellationToken) ?? throw new InvalidOperationException($"{Describe} does not exist: {content.Missing}");
+        Use(secret);
+    }
+
+    /// <summary>The Secret, created when missing and the operator owns it; null (an error logged) when missing and someone else's.</summary>
+    private async Task<V1Secret?> ReadOrCreateAsync(CancellationToken cancellationToken)
+    {
         try
         {
-            secret = await kubernetes.CoreV1.ReadNamespacedSecretAsync(name, @namespace, cancellationToken: cancellationToken);
+            return await kubernetes.CoreV1.ReadNamespacedSecretAsync(name, @namespace, cancellationToken: cancellationToken);
         }
         catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound && content.Creation is { } creation)
         {
-            secret = await OperatorOwnedSecret.CreateOrReadAsync(kubernetes, name, @namespace, creation.NewEntries(), cancellationToken);
+            var secret = await OperatorOwnedSecret.CreateOrReadAsync(kubernetes, name, @namespace, creation.NewEntries(), cancellationToken);
             logger.LogInformation("{What}: created {Source} {Created}", content.What, Describe, creation.Created);
+            return secret;
         }
         catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
         {
-            if (!content.IsLoaded())
-            {
-                throw new InvalidOperationException($"{Describe} does not exist: {content.Missing}", e);
-            }
-
             LogMissing("does not exist");
             return null;
         }
-
-        var first = !content.IsLoaded();
-        content.Use(secret);
-        if (first)
-        {
-            logger.LogInformation("{What}: {Source} in use", content.What, Describe);
-        }
-
-        return secret.Metadata.ResourceVersion;
     }
 
     /// <summary>Watches the Secret by name from <paramref name="resourceVersion"/> (null: from now, its current state first) until the server ends the watch.</summary>
@@ -95,11 +93,15 @@ public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, st
             switch (type)
             {
                 case WatchEventType.Added or WatchEventType.Modified:
-                    UseChanged(secret);
+                    UseOrLog(secret);
                     break;
-                case WatchEventType.Deleted when content.Creation is { } creation:
+                case WatchEventType.Deleted when content.Creation is { } creation && content.IsLoaded():
                     await OperatorOwnedSecret.CreateOrReadAsync(kubernetes, name, @namespace, creation.EntriesInUse(), cancellationToken);
                     logger.LogWarning("{What} {Source} was deleted: written again with the {InUse} in use", content.What, Describe, content.InUse);
+                    break;
+                case WatchEventType.Deleted when content.Creation is { } creation:
+                    await OperatorOwnedSecret.CreateOrReadAsync(kubernetes, name, @namespace, creation.NewEntries(), cancellationToken);
+                    logger.LogInformation("{What}: {Source} was deleted: created again {Created}", content.What, Describe, creation.Created);
                     break;
                 case WatchEventType.Deleted:
                     LogMissing("was deleted");
@@ -108,19 +110,32 @@ public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, st
         }
     }
 
-    /// <summary>Uses a changed Secret; one that is not usable leaves what is in use in use.</summary>
-    private void UseChanged(V1Secret secret)
+    private void Use(V1Secret secret)
+    {
+        var first = !content.IsLoaded();
+        content.Use(secret);
+        if (first)
+        {
+            logger.LogInformation("{What}: {Source} in use", content.What, Describe);
+        }
+    }
+
+    /// <summary>Uses the Secret; one that is not usable is logged and leaves what is in use in use.</summary>
+    private void UseOrLog(V1Secret secret)
     {
         try
         {
-            content.Use(secret);
+            Use(secret);
         }
-        catch (InvalidDataException e) when (content.IsLoaded())
+        catch (InvalidDataException e)
         {
-            logger.LogError("{What}: {Error}; the {InUse} in use stays in use until it is fixed", content.What, e.Message, content.InUse);
+            logger.LogError("{What}: {Error}; {State}", content.What, e.Message, State);
         }
     }
 
     private void LogMissing(string what) =>
-        logger.LogError("{What} {Source} {Missing}: the {InUse} in use stays in use; {Fix}", content.What, Describe, what, content.InUse, content.Missing);
+        logger.LogError("{What} {Source} {Missing}: {State}; {Fix}", content.What, Describe, what, State, content.Missing);
+
+    /// <summary>What holds meanwhile: what is in use stays, or nothing is.</summary>
+    private string State => content.IsLoaded() ? $"the {content.InUse} in use stays in use" : content.WhileNotLoaded;
 }

@@ -20,7 +20,7 @@ public sealed class SecretContent
     /// <summary>Whether entries are in use.</summary>
     public required Func<bool> IsLoaded { get; init; }
 
-    /// <summary>What waits while nothing is in use: "uploads wait (agents retry) and no capture starts until it is".</summary>
+    /// <summary>What waits while nothing is in use: "uploads wait (agents retry) and no capture starts until it is loaded".</summary>
     public required string WhileNotLoaded { get; init; }
 
     /// <summary>How the operator creates the Secret when it is missing; null when it is someone else's (never created).</summary>

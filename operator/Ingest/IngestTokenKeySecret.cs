@@ -37,7 +37,7 @@ public sealed class IngestTokenKeySecret : BackgroundService
             InUse = "keys",
             Use = Use,
             IsLoaded = () => keys.IsLoaded,
-            WhileNotLoaded = "uploads wait (agents retry) and no capture starts until it is",
+            WhileNotLoaded = "uploads wait (agents retry) and no capture starts until it is loaded",
             Creation = new SecretCreation(
                 () => Entries(RandomNumberGenerator.GetBytes(32), null),
                 // The agents running hold tokens of the keys in use: keep them valid.
