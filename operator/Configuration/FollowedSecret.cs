@@ -32,8 +32,10 @@ public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, st
                     UseOrLog(secret);
                 }
 
-                backoff = TimeSpan.FromMilliseconds(250);
                 await FollowAsync(secret?.Metadata.ResourceVersion, cancellationToken);
+                // Only a watch the server ended (its timeout, a compaction) starts again at once: one that
+                // fails (a watch RBAC does not grant) backs off as any other failure.
+                backoff = TimeSpan.FromMilliseconds(250);
             }
             catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
