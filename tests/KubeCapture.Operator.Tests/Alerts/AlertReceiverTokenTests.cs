@@ -120,6 +120,53 @@ public sealed class AlertReceiverTokenTests
         Assert.Equal("too-short", Encoding.UTF8.GetString((await admin.CoreV1.ReadNamespacedSecretAsync(Name, ns)).Data[AlertReceiverToken.Entry]));
     }
 
+    [SkippableFact]
+    public async Task A_watch_that_RBAC_does_not_grant_is_tried_again_with_a_doubling_backoff_and_the_token_read_stays_in_use()
+    {
+        var server = await KubeApiServer.SharedAsync();
+        var ns = await server.CreateNamespaceAsync("kc-alert-token-nowatch");
+        using var admin = server.AdminClient();
+        const string Token = "the-users-own-token-0123456789";
+        await CreateSecretAsync(admin, ns, Token);
+        // The RBAC of the chart before the watch: get of the Secret by name, nothing else.
+        await server.ApplyAsync($$"""
+            apiVersion: v1
+            kind: ServiceAccount
+            metadata: {name: operator, namespace: {{ns}}}
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: Role
+            metadata: {name: get-only, namespace: {{ns}}}
+            rules: [{apiGroups: [""], resources: [secrets], resourceNames: [{{Name}}], verbs: [get]}]
+            ---
+            apiVersion: rbac.authorization.k8s.io/v1
+            kind: RoleBinding
+            metadata: {name: get-only, namespace: {{ns}}}
+            roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: get-only}
+            subjects: [{kind: ServiceAccount, name: operator, namespace: {{ns}}}]
+            """);
+        using var getOnly = server.Client(await server.CreateServiceAccountTokenAsync(ns, "operator"));
+        var log = new RecordingLogger<AlertReceiverToken>();
+        using var token = new AlertReceiverToken(getOnly, new AlertReceiverOptions { SecretName = Name, Namespace = ns, CreateSecret = false }, log);
+        await token.StartAsync(CancellationToken.None);
+        try
+        {
+            var again = $"Information: alert receiver token Secret {ns}/{Name}: reading it again after ";
+            // Each failed watch waits 250 ms, 500 ms, 1 s, 2 s before the next read and watch.
+            await log.WhenLoggedAsync(l => log.Lines.Count(m => m.StartsWith(again, StringComparison.Ordinal)) >= 5, "five failed watches", Patience);
+
+            var failures = log.Timed.Where(t => t.Line.StartsWith(again, StringComparison.Ordinal)).Take(5).Select(t => t.At).ToList();
+            Assert.Contains("Forbidden", log.Lines.First(l => l.StartsWith(again, StringComparison.Ordinal)), StringComparison.Ordinal);
+            Assert.True(failures[4] - failures[0] >= TimeSpan.FromMilliseconds(250 + 500 + 1000 + 2000), $"five failed watches within {(failures[4] - failures[0]).TotalMilliseconds} ms");
+            Assert.True(failures[4] - failures[3] >= TimeSpan.FromSeconds(2), $"the fifth failed watch {(failures[4] - failures[3]).TotalMilliseconds} ms after the fourth");
+            Assert.Null(token.Refusal($"Bearer {Token}"));
+        }
+        finally
+        {
+            await token.StopAsync(CancellationToken.None);
+        }
+    }
+
     /// <summary>The token started and loaded (the chart's Secret created when <paramref name="createSecret"/>).</summary>
     private static async Task<RunningToken> StartAsync(IKubernetes admin, string ns, bool createSecret)
     {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace KubeCapture.Testing.Logging;
@@ -9,7 +10,9 @@ namespace KubeCapture.Testing.Logging;
 /// </summary>
 public sealed class RecordingLogger<T> : ILogger<T>
 {
+    private readonly long created = Stopwatch.GetTimestamp();
     private readonly List<string> lines = [];
+    private readonly List<TimeSpan> times = [];
     private readonly List<(Func<string, bool> Matches, TaskCompletionSource<string> Logged)> waiting = [];
 
     public IReadOnlyList<string> Lines
@@ -19,6 +22,18 @@ public sealed class RecordingLogger<T> : ILogger<T>
             lock (lines)
             {
                 return [.. lines];
+            }
+        }
+    }
+
+    /// <summary>Each line with when it was logged (since this logger was made).</summary>
+    public IReadOnlyList<(TimeSpan At, string Line)> Timed
+    {
+        get
+        {
+            lock (lines)
+            {
+                return [.. times.Zip(lines)];
             }
         }
     }
@@ -58,6 +73,7 @@ public sealed class RecordingLogger<T> : ILogger<T>
         lock (lines)
         {
             lines.Add(line);
+            times.Add(Stopwatch.GetElapsedTime(created));
             matched = [.. waiting.Where(w => w.Matches(line)).Select(w => w.Logged)];
             waiting.RemoveAll(w => matched.Contains(w.Logged));
         }
