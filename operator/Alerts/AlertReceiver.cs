@@ -53,7 +53,7 @@ public sealed class AlertReceiver(
             return await AnswerAsync(context, 503, $"the alert receiver's token ({token.Describe}) is not read yet: see the operator's log; Alertmanager sends the notification again");
         }
 
-        if (await token.RefusalAsync(context.Request.Headers.Authorization.FirstOrDefault(), context.RequestAborted) is { } refusal)
+        if (token.Refusal(context.Request.Headers.Authorization.FirstOrDefault()) is { } refusal)
         {
             logger.LogWarning("alert receiver: refused a notification from {Peer}: {Refusal}", peer, refusal);
             context.Response.Headers.WWWAuthenticate = "Bearer";

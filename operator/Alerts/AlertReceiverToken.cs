@@ -1,9 +1,8 @@
-using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using k8s;
-using k8s.Autorest;
 using k8s.Models;
+using KubeCapture.Operator.Configuration;
 
 namespace KubeCapture.Operator.Alerts;
 
@@ -12,29 +11,52 @@ namespace KubeCapture.Operator.Alerts;
 /// entry <c>token</c> of a Secret in the operator's namespace: the chart's <c>RELEASE-kubecapture-alert-receiver</c>,
 /// created by the operator with 32 random bytes when missing (never by the chart, so a render or
 /// <c>helm upgrade</c> never replaces it; of two replicas racing, the first one's wins), or the one
-/// <c>alertReceiver.existingSecret</c> names. Read at start; read again when a notification shows a token
-/// that is not the one read (the Secret may have been rotated), at most once per <see cref="RereadPeriod"/>,
-/// so a changed token takes effect without a restart, an idle operator reads nothing, and wrong tokens
-/// cannot drive reads of the API. A presented token is compared in constant time
+/// <c>alertReceiver.existingSecret</c> names. Read at start, then followed with one watch by name
+/// (<see cref="FollowedSecret"/>): a new token is in use as soon as it is written (the old one refused),
+/// a notification never reads the API, and an idle operator reads nothing. A token that is not usable
+/// (missing, under <see cref="MinimumLength"/> characters) leaves the token in use in use, with an error;
+/// the operator's Secret deleted is written again with the token in use, an <c>existingSecret</c> deleted
+/// leaves the token in use in use until it is back. A presented token is compared in constant time
 /// (SHA-256 of both, <see cref="CryptographicOperations.FixedTimeEquals"/>), surrounding white space
 /// trimmed as Alertmanager trims its credentials file.
 /// </summary>
-public sealed class AlertReceiverToken(IKubernetes kubernetes, AlertReceiverOptions options, ILogger<AlertReceiverToken> logger) : BackgroundService
+public sealed class AlertReceiverToken : BackgroundService
 {
     public const string Entry = "token";
+    public const int MinimumLength = 16;
 
-    public static readonly TimeSpan RereadPeriod = TimeSpan.FromSeconds(30);
+    private readonly AlertReceiverOptions _options;
+    private readonly ILogger<AlertReceiverToken> _logger;
+    private readonly FollowedSecret _secret;
+    private TokenInUse? _inUse;
 
-    private readonly SemaphoreSlim _reread = new(1, 1);
-    private byte[]? _hash;
-    private long _lastRead = long.MinValue / 2;
+    public AlertReceiverToken(IKubernetes kubernetes, AlertReceiverOptions options, ILogger<AlertReceiverToken> logger)
+    {
+        (_options, _logger) = (options, logger);
+        _secret = new FollowedSecret(kubernetes, options.Namespace, options.SecretName, new SecretContent
+        {
+            What = "alert receiver token",
+            InUse = "token",
+            Use = Use,
+            IsLoaded = () => IsLoaded,
+            WhileNotLoaded = "every notification is answered 503 until it is loaded (Alertmanager sends it again)",
+            Creation = options.CreateSecret
+                ? new SecretCreation(
+                    () => Entries(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))),
+                    // Alertmanager holds the token in use: keep it valid.
+                    () => Entries(Volatile.Read(ref _inUse)!.Token),
+                    "with a new token (give it to Alertmanager: docs/recorder.md, \"By an alert\")")
+                : null,
+            Missing = $"(alertReceiver.existingSecret) create it with the token in its '{Entry}' entry: {CreateCommand}",
+        }, logger);
+    }
 
-    public string Describe => $"Secret {options.Namespace}/{options.SecretName}";
+    public string Describe => _secret.Describe;
 
     /// <summary>Whether the token is loaded (until then every notification is answered 503: Alertmanager sends it again).</summary>
-    public bool IsLoaded => Volatile.Read(ref _hash) is not null;
+    public bool IsLoaded => Volatile.Read(ref _inUse) is not null;
 
-    /// <summary>Why <paramref name="authorization"/> (the request's Authorization header) is not the receiver's bearer token, or null when it is.</summary>
+    /// <summary>Why <paramref name="authorization"/> (the request's Authorization header) is not the receiver's bearer token in use now, or null when it is.</summary>
     public string? Refusal(string? authorization)
     {
         const string Bearer = "Bearer ";
@@ -44,97 +66,31 @@ public sealed class AlertReceiverToken(IKubernetes kubernetes, AlertReceiverOpti
         }
 
         var presented = SHA256.HashData(Encoding.UTF8.GetBytes(authorization[Bearer.Length..].Trim()));
-        return CryptographicOperations.FixedTimeEquals(presented, Volatile.Read(ref _hash)) ? null
+        return CryptographicOperations.FixedTimeEquals(presented, Volatile.Read(ref _inUse)?.Hash) ? null
             : $"the bearer token is not the alert receiver's (the token entry of {Describe})";
     }
 
-    /// <summary>
-    /// <see cref="Refusal"/>, and when the token presented is not the one read, the Secret read again
-    /// (at most once per <see cref="RereadPeriod"/>) and the token compared with what it holds now.
-    /// </summary>
-    public async Task<string?> RefusalAsync(string? authorization, CancellationToken cancellationToken)
+    /// <summary>Loads the token and follows its Secret until the operator stops.</summary>
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => _secret.RunAsync(stoppingToken);
+
+    private string CreateCommand => $"kubectl create secret generic {_options.SecretName} -n {_options.Namespace} --from-literal={Entry}=\"$(head -c 32 /dev/urandom | base64)\"";
+
+    private void Use(V1Secret secret)
     {
-        var refusal = Refusal(authorization);
-        if (refusal is null || authorization is null || Environment.TickCount64 - Volatile.Read(ref _lastRead) < RereadPeriod.TotalMilliseconds)
+        if (secret.Data is null || !secret.Data.TryGetValue(Entry, out var token) || Encoding.UTF8.GetString(token).Trim() is not { Length: >= MinimumLength } trimmed)
         {
-            return refusal;
+            throw new InvalidDataException($"{Describe} has no '{Entry}' entry of at least {MinimumLength} characters (write one: {CreateCommand} --dry-run=client -o yaml | kubectl apply -f -)");
         }
 
-        await _reread.WaitAsync(cancellationToken);
-        try
+        var inUse = new TokenInUse(trimmed, SHA256.HashData(Encoding.UTF8.GetBytes(trimmed)));
+        if (Interlocked.Exchange(ref _inUse, inUse) is { } before && !before.Hash.AsSpan().SequenceEqual(inUse.Hash))
         {
-            if (Environment.TickCount64 - Volatile.Read(ref _lastRead) >= RereadPeriod.TotalMilliseconds)
-            {
-                await LoadOrCreateAsync(cancellationToken);
-            }
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            logger.LogWarning("alert receiver token {Source}: {Error}; the token read before stays in use", Describe, e.Message);
-        }
-        finally
-        {
-            _reread.Release();
-        }
-
-        return Refusal(authorization);
-    }
-
-    /// <summary>Reads the token until it is loaded (retrying with a backoff); after that, only <see cref="RefusalAsync"/> reads it again.</summary>
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        var backoff = TimeSpan.FromMilliseconds(250);
-        while (!stoppingToken.IsCancellationRequested && !IsLoaded)
-        {
-            try
-            {
-                await LoadOrCreateAsync(stoppingToken);
-            }
-            catch (Exception e) when (e is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
-            {
-                logger.LogError("alert receiver token {Source}: {Error}; until it is read, every notification is answered 503 (Alertmanager sends it again)", Describe, e.Message);
-                await Task.Delay(backoff, stoppingToken);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, RereadPeriod.Ticks));
-            }
+            _logger.LogInformation("alert receiver token of {Source} changed: the new one is in use, the one before is refused", Describe);
         }
     }
 
-    /// <summary>Reads the Secret (creating it when missing and the operator names it), and uses its token.</summary>
-    public async Task LoadOrCreateAsync(CancellationToken cancellationToken)
-    {
-        Volatile.Write(ref _lastRead, Environment.TickCount64);
-        V1Secret secret;
-        try
-        {
-            secret = await kubernetes.CoreV1.ReadNamespacedSecretAsync(options.SecretName, options.Namespace, cancellationToken: cancellationToken);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound && options.CreateSecret)
-        {
-            secret = await CreateAsync(cancellationToken);
-            logger.LogInformation("alert receiver: created {Source} with a new token (give it to Alertmanager: docs/recorder.md, \"By an alert\")", Describe);
-        }
-        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
-        {
-            throw new InvalidOperationException($"{Describe} (alertReceiver.existingSecret) does not exist: create it with the token in its '{Entry}' entry", e);
-        }
+    private static Dictionary<string, byte[]> Entries(string token) => new() { [Entry] = Encoding.UTF8.GetBytes(token) };
 
-        if (secret.Data is null || !secret.Data.TryGetValue(Entry, out var token) || Encoding.UTF8.GetString(token).Trim() is not { Length: >= 16 } trimmed)
-        {
-            throw new InvalidDataException($"{Describe} has no '{Entry}' entry of at least 16 characters (kubectl create secret generic {options.SecretName} -n {options.Namespace} --from-literal={Entry}=\"$(head -c 32 /dev/urandom | base64)\")");
-        }
-
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(trimmed));
-        if (Interlocked.Exchange(ref _hash, hash) is not { } before)
-        {
-            logger.LogInformation("alert receiver: the token of {Source} is in use", Describe);
-        }
-        else if (!before.AsSpan().SequenceEqual(hash))
-        {
-            logger.LogInformation("alert receiver: the token of {Source} changed: the new one is in use", Describe);
-        }
-    }
-
-    private Task<V1Secret> CreateAsync(CancellationToken cancellationToken) =>
-        Configuration.OperatorOwnedSecret.CreateOrReadAsync(kubernetes, options.SecretName, options.Namespace,
-            new Dictionary<string, byte[]> { [Entry] = Encoding.ASCII.GetBytes(Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))) }, cancellationToken);
+    /// <summary>The token in use and its SHA-256 (what a presented token's hash is compared with).</summary>
+    private sealed record TokenInUse(string Token, byte[] Hash);
 }

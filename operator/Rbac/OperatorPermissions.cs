@@ -57,7 +57,7 @@ public static class OperatorPermissions
         new("", "secrets", ["get", "update"], "read and renew its serving CA and certificate (Certificates/ServingCertificateSecret)", [ServingCertificateSecret]),
         new("", "secrets", ["get"], "read the manifest-signing key pair (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "secrets", ["get", "list", "watch"], "read the upload token key and follow its rotation (list and watch by name: Ingest/IngestTokenKeySecret)", [IngestTokenKeySecret]),
-        new("", "secrets", ["get"], "read the alert receiver's bearer token, every 30 s for a change (Alerts/AlertReceiverToken); granted whether or not the receiver is on", [AlertReceiverSecret]),
+        new("", "secrets", ["get", "list", "watch"], "read the alert receiver's bearer token and follow its rotation (list and watch by name: Alerts/AlertReceiverToken); granted whether or not the receiver is on", [AlertReceiverSecret]),
         new("", "configmaps", ["get", "update"], "publish the manifest-signing public key (Custody/SecretSigningKey)", [ManifestSigningKey]),
         new("", "configmaps", ["create"], "create the ConfigMap with the manifest-signing public key when missing"),
     ];

@@ -294,7 +294,7 @@ public sealed class HelmChartTests
     [Theory]
     [InlineData(null, "kc-kubecapture-alert-receiver", "true")]
     [InlineData("pager-token", "pager-token", "false")]
-    public void The_alert_receiver_is_off_by_default_and_on_gives_the_operator_its_Secret_which_the_operator_may_read_and_creates_only_when_it_is_the_charts(string? existing, string secret, string create)
+    public void The_alert_receiver_is_off_by_default_and_on_gives_the_operator_its_Secret_which_the_operator_may_read_and_watch_and_creates_only_when_it_is_the_charts(string? existing, string secret, string create)
     {
         string[] extra = existing is null ? [] : ["--set", $"alertReceiver.existingSecret={existing}"];
         var (offCode, off) = Helm("template", "kc", Chart, "--namespace", "kubecapture-system", "--set", "storage.endpoint=minio:9000");
@@ -308,7 +308,7 @@ public sealed class HelmChartTests
 
         Assert.DoesNotContain(Assert.Single(KubernetesYaml.LoadAllFromString(off).OfType<V1Deployment>()).Spec.Template.Spec.Containers[0].Env, e => e.Name.StartsWith("AlertReceiver__", StringComparison.Ordinal));
         Assert.Equal(("true", secret, create), (env["AlertReceiver__Enabled"], env["AlertReceiver__SecretName"], env["AlertReceiver__CreateSecret"]));
-        Assert.Contains(role.Rules, r => r.Resources.SequenceEqual(["secrets"]) && r.ResourceNames?.SequenceEqual([secret]) == true && r.Verbs.SequenceEqual(["get"]));
+        Assert.Contains(role.Rules, r => r.Resources.SequenceEqual(["secrets"]) && r.ResourceNames?.SequenceEqual([secret]) == true && r.Verbs.SequenceEqual(["get", "list", "watch"])); // read and followed by a watch of that name
         Assert.DoesNotContain(objects.OfType<V1Secret>(), s => s.Metadata.Name == secret); // the operator creates it: a render never replaces the token
         Assert.NotEqual(0, noSubresources);
         Assert.Contains("alertReceiver.enabled needs subresources.enabled", refused, StringComparison.Ordinal);

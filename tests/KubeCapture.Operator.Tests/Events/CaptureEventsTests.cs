@@ -8,6 +8,7 @@ using KubeCapture.Operator.Events;
 using KubeCapture.Operator.Health;
 using KubeCapture.Operator.Metrics;
 using KubeCapture.Testing.Kubernetes;
+using KubeCapture.Testing.Logging;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -19,7 +20,7 @@ public sealed class CaptureEventsTests : IAsyncLifetime
     private const string EventsPath = "/api/v1/namespaces/shop/events";
     private KubernetesApiEmulator emulator = null!;
     private IKubernetes client = null!;
-    private readonly RecordingLogger logger = new();
+    private readonly RecordingLogger<CaptureEvents> logger = new();
 
     public async Task InitializeAsync()
     {
@@ -241,33 +242,5 @@ public sealed class CaptureEventsTests : IAsyncLifetime
         }
 
         public void Dispose() => listener.Dispose();
-    }
-
-    private sealed class RecordingLogger : ILogger<CaptureEvents>
-    {
-        private readonly List<string> lines = [];
-
-        public IReadOnlyList<string> Lines
-        {
-            get
-            {
-                lock (lines)
-                {
-                    return [.. lines];
-                }
-            }
-        }
-
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => true;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            lock (lines)
-            {
-                lines.Add($"{logLevel}: {formatter(state, exception)}");
-            }
-        }
     }
 }
