@@ -35,7 +35,8 @@ internal sealed class TcpDirection(CapturePoint point)
     private const int Samples = 4;
     private const int RecentCount = 4; // a power of two, grown to RecentCountInDisorder at the first gap
     private const int RecentCountInDisorder = 256; // a late first copy may come after a hundred others (a slow lane on the path)
-    private const int MaxGaps = 16;
+    private const int Gaps = 16; // grown, up to MaxGaps, while more are open at once
+    private const int MaxGaps = 256; // a lossy path with a wide window: every fifth segment lost leaves 20 holes in 100
     private const int RecentCopies = 32; // a power of two
 
     // Unacknowledged segments, oldest first, in a ring that grows to MaxPending and then drops its
@@ -721,7 +722,12 @@ internal sealed class TcpDirection(CapturePoint point)
             (_recent, _recentNext) = (grown, recent.Length);
         }
 
-        _gaps ??= new Gap[MaxGaps];
+        _gaps ??= new Gap[Gaps];
+        if (_gapCount == _gaps.Length && _gaps.Length < MaxGaps)
+        {
+            Array.Resize(ref _gaps, _gaps.Length * 2);
+        }
+
         if (_gapCount == MaxGaps)
         {
             RemoveGap(0); // the oldest is forgotten: its bytes will read as seen before

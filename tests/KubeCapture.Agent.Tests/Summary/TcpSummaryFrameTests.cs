@@ -374,6 +374,50 @@ public sealed class TcpSummaryFrameTests
     }
 
     [Fact]
+    public void AtTheReceiverTheOldestOfSeventeenGapsOpenAtOnceIsStillAGapWhenItsRetransmissionFillsIt()
+    {
+        // Every second server segment lost: 17 holes open at once (MiddleboxTrafficTests' loss on the
+        // server-to-client leg, where the oldest hole's retransmission was lost too and 17 were open).
+        var summary = new TcpSummary(LinkLayers.Ethernet, [Client4.Address]);
+        var (talk, c, s) = FirstServerSegmentLost(summary);
+        for (var i = 2u; i <= 17; i++)
+        {
+            talk.S(s + (2000 * i) + 1000, c, Ack, payload: 1000, ipId: (ushort)(5004 + i));
+        }
+
+        talk.S(s, c, Ack, payload: 1000, ipId: 5100); // the oldest hole filled by its retransmission
+        talk.C(c, s + 4000, Ack);
+
+        var report = summary.Report();
+        Assert.Equal((1, 0, 0), (report.Retransmissions, report.SpuriousRetransmissions, report.OutOfOrderSegments));
+        var lost = Assert.Single(report.Findings, f => f.Type == FindingTypes.Retransmissions);
+        Assert.Equal(1, lost.Evidence.Packets);
+        Assert.Contains("filled a gap: the first copy never arrived here", lost.Message);
+    }
+
+    /// <summary>
+    /// A handshake with a 2 ms round trip, then the server's first data segment (IP identification 5001)
+    /// lost before this point: the three after it (5002 to 5004) and the client's duplicate ACKs came
+    /// by, 200 ms ago. Frames 1 to 8.
+    /// </summary>
+    private static (Conversation Talk, uint Client, uint Server) FirstServerSegmentLost(TcpSummary summary)
+    {
+        var talk = new Conversation(summary, LinkLayers.Ethernet, Client4, Server4) { Time = 1_000_000 };
+        talk.C(Conversation.ClientIsn, 0, Syn);
+        talk.Time += 2000;
+        talk.S(Conversation.ServerIsn, Conversation.ClientIsn + 1, Syn | Ack);
+        talk.C(Conversation.ClientIsn + 1, Conversation.ServerIsn + 1, Ack);
+        uint c = Conversation.ClientIsn + 1, s = Conversation.ServerIsn + 1;
+        talk.S(s + 1000, c, Ack, payload: 1000, ipId: 5002);
+        talk.S(s + 2000, c, Ack, payload: 1000, ipId: 5003);
+        talk.S(s + 3000, c, Ack, payload: 1000, ipId: 5004);
+        talk.C(c, s, Ack); // duplicate ACKs
+        talk.C(c, s, Ack);
+        talk.Time += 200_000;
+        return (talk, c, s);
+    }
+
+    [Fact]
     public void AGapFilledLateByASegmentNothingDatesIsNeitherCalledLostNorReordered()
     {
         // IPv6 has no identification, and these carry no timestamps: the late copy may be the first, or a retransmission.
