@@ -14,31 +14,50 @@ namespace KubeCapture.Operator.Configuration;
 /// as an error naming it and the fix, leaves what is in use in use, and is followed until it is fixed;
 /// the operator's own Secret deleted is written again with what is in use.
 /// </summary>
-public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, string name, SecretContent content, ILogger logger)
+public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, string name, SecretContent content, ILogger logger, TimeSpan? watchTimeout = null)
 {
+    /// <summary>How long kube-apiserver keeps one watch open before it ends it (the watch then goes on from the last version seen).</summary>
+    public static readonly TimeSpan WatchTimeout = TimeSpan.FromMinutes(10);
+
+    private TimeSpan Timeout => watchTimeout ?? WatchTimeout;
+
     public string Describe => $"Secret {@namespace}/{name}";
 
     /// <summary>Loads the Secret and follows it until <paramref name="cancellationToken"/>; what the API server fails is retried with a backoff.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var backoff = TimeSpan.FromMilliseconds(250);
+        var (following, version, watching) = (false, (string?)null, DateTime.MinValue);
         while (!cancellationToken.IsCancellationRequested)
         {
             try
             {
-                var secret = await ReadOrCreateAsync(cancellationToken);
-                if (secret is not null)
+                if (!following)
                 {
-                    UseOrLog(secret);
+                    var secret = await ReadOrCreateAsync(cancellationToken);
+                    if (secret is not null)
+                    {
+                        UseOrLog(secret);
+                    }
+
+                    (following, version) = (true, secret?.Metadata.ResourceVersion);
                 }
 
-                await FollowAsync(secret?.Metadata.ResourceVersion, cancellationToken);
-                // Only a watch the server ended (its timeout, a compaction) starts again at once: one that
-                // fails (a watch RBAC does not grant) backs off as any other failure.
+                // A watch the server ended (its timeout) goes on from the last version seen (bookmarks keep it
+                // recent), with no read: only a failure (a version too old, a watch RBAC does not grant) reads
+                // the Secret again, after a backoff.
+                watching = DateTime.UtcNow;
+                version = await FollowAsync(version, cancellationToken);
                 backoff = TimeSpan.FromMilliseconds(250);
+            }
+            catch (Exception e) when (following && e is HttpRequestException or IOException && DateTime.UtcNow - watching >= Timeout / 2)
+            {
+                // KubernetesClient ends a watch kube-apiserver closed at its timeout with a transport error: the same as an end.
+                logger.LogDebug("{What} {Source}: the watch ended ({Error}); watching on from version {Version}", content.What, Describe, e.Message, version);
             }
             catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
+                following = false;
                 if (content.IsLoaded())
                 {
                     logger.LogInformation("{What} {Source}: reading it again after {Error}", content.What, Describe, e.Message);
@@ -85,13 +104,17 @@ public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, st
         }
     }
 
-    /// <summary>Watches the Secret by name from <paramref name="resourceVersion"/> (null: from now, its current state first) until the server ends the watch.</summary>
-    private async Task FollowAsync(string? resourceVersion, CancellationToken cancellationToken)
+    /// <summary>
+    /// Watches the Secret by name from <paramref name="resourceVersion"/> (null: from now, its current state
+    /// first) until the server ends the watch; returns the last version seen (a change or a bookmark).
+    /// </summary>
+    private async Task<string?> FollowAsync(string? resourceVersion, CancellationToken cancellationToken)
     {
-        var events = kubernetes.CoreV1.WatchListNamespacedSecretAsync(@namespace, fieldSelector: $"metadata.name={name}",
-            resourceVersion: resourceVersion, timeoutSeconds: 600, cancellationToken: cancellationToken);
+        var events = kubernetes.CoreV1.WatchListNamespacedSecretAsync(@namespace, fieldSelector: $"metadata.name={name}", allowWatchBookmarks: true,
+            resourceVersion: resourceVersion, timeoutSeconds: (int)Timeout.TotalSeconds, cancellationToken: cancellationToken);
         await foreach (var (type, secret) in events)
         {
+            resourceVersion = secret.Metadata?.ResourceVersion ?? resourceVersion;
             switch (type)
             {
                 case WatchEventType.Added or WatchEventType.Modified:
@@ -110,6 +133,8 @@ public sealed class FollowedSecret(IKubernetes kubernetes, string @namespace, st
                     break;
             }
         }
+
+        return resourceVersion;
     }
 
     private void Use(V1Secret secret)
