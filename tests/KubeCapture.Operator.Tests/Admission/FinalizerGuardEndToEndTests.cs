@@ -84,12 +84,22 @@ public sealed class FinalizerGuardEndToEndTests(SubresourcesCluster cluster)
     {
         var key = $"captures/{ns}/{capture}/{pod}.manifest.json";
         var deadline = DateTime.UtcNow + Long;
-        while (cluster.S3.ObjectPath(key) is null)
+        while (true)
         {
+            // s3rver's data directory is read, not S3: until the PUT's last byte is written the JSON does not parse.
+            try
+            {
+                if (cluster.S3.ObjectPath(key) is { } path)
+                {
+                    return StorageJsonContext.ReadManifest(await File.ReadAllBytesAsync(path));
+                }
+            }
+            catch (System.Text.Json.JsonException)
+            {
+            }
+
             Assert.True(DateTime.UtcNow < deadline, $"{key} was never stored\nagent: {agentLog()}\n{cluster.OperatorLog()}");
             await Task.Delay(200);
         }
-
-        return StorageJsonContext.ReadManifest(await File.ReadAllBytesAsync(cluster.S3.ObjectPath(key)!));
     }
 }

@@ -196,17 +196,19 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
             "--tcp-flags", "SYN,ACK", "SYN,ACK", "-m", "comment", "--comment", "kubecapture-test-return-path", "-j", "DROP"];
         (await HostCommand.RunAsync("iptables", rule)).EnsureSuccess();
         CommandResult connect;
+        PacketCapture done;
         try
         {
             connect = await cluster.KubectlAsync(cluster.Node.AdminKubeconfig, ["exec", "-n", ns, "client", "--", "sh", "-c", $"echo hello | nc -w 2 {web.Status.PodIP} 8080"]);
+            // The rule stays until both captures have ended: the server sends its SYN-ACK again (1, 3, 7 s ...),
+            // and one let through before then reaches the client, which answers it with a RST.
+            await cluster.Admin.StopPacketCaptureAsync(ns, "ends");
+            done = await cluster.Admin.WaitForPhaseAsync(ns, "ends", CapturePhase.Succeeded, Long);
         }
         finally
         {
             (await HostCommand.RunAsync("iptables", rule.Select(a => a == "-I" ? "-D" : a).Where(a => a != "1"))).EnsureSuccess();
         }
-
-        await cluster.Admin.StopPacketCaptureAsync(ns, "ends");
-        var done = await cluster.Admin.WaitForPhaseAsync(ns, "ends", CapturePhase.Succeeded, Long);
 
         Assert.NotEqual(0, connect.ExitCode);
         var status = done.Status!;

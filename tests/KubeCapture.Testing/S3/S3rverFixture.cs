@@ -133,11 +133,15 @@ public sealed class S3rverFixture : IS3TestServer
         _process = null;
     }
 
-    /// <summary>The bytes s3rver stores for object <paramref name="key"/>, or null when there is no such object.</summary>
+    /// <summary>
+    /// The bytes s3rver stores for object <paramref name="key"/>, or null when there is no such object, or
+    /// not yet a whole one: s3rver creates the object's file when a PUT starts and writes its metadata
+    /// file once the content has gone through, so an object without its metadata is still being written.
+    /// </summary>
     public string? ObjectPath(string key)
     {
         var path = Path.Combine(_directory, Bucket, key + "._S3rver_object");
-        return File.Exists(path) ? path : null;
+        return File.Exists(path) && File.Exists(Path.Combine(_directory, Bucket, key + "._S3rver_metadata.json")) ? path : null;
     }
 
     /// <summary>The object's bytes, read from s3rver's data directory (not through S3), or null.</summary>
