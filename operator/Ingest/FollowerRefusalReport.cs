@@ -6,14 +6,13 @@ using KubeCapture.Contracts;
 using KubeCapture.Contracts.Resources;
 using KubeCapture.Operator.Events;
 using KubeCapture.Operator.LeaderElection;
-using KubeCapture.Operator.Reconciliation;
 
 namespace KubeCapture.Operator.Ingest;
 
 /// <summary>
 /// Every replica ingests, but only the leader reconciles: an upload refused by a replica that does not
 /// lead (a forged stream, a second session) would stay in that replica's memory. This writes them into
-/// the capture's status itself, as the reconciler does (<see cref="RefusedUploads"/>: the target's
+/// the capture's status itself, as the reconciler does (Reconciliation/UploadRefusalsInStatus: the target's
 /// <c>refusedUploads</c>, <c>refusedSessions</c>, <c>lastRefusal</c>, then the Warning Event): a status
 /// PUT on the resourceVersion read, so it never overwrites the leader's write nor is overwritten by it
 /// (a conflict reads again). The refusals are taken from the address book before the write and put back
@@ -103,13 +102,13 @@ public sealed class FollowerRefusalReport(IKubernetes kubernetes, AgentAddressBo
                     return;
                 }
 
-                RefusedUploads.Count(status, refusals);
+                refusals.AddTo(status);
                 try
                 {
                     var written = await kubernetes.CustomObjects.ReplaceNamespacedCustomObjectStatusAsync<PacketCapture>(
                         capture, PacketCapture.Group, PacketCapture.Version, target.Namespace, PacketCapture.Plural, target.CaptureName, cancellationToken: cancellationToken);
                     logger.LogWarning("{Namespace}/{Capture} pod {Pod}: {Count} upload(s) refused by this replica (it does not lead): {Message}", target.Namespace, target.CaptureName, target.Pod, refusals.Count, refusals.LastMessage);
-                    await events.OnCaptureAsync(written, "Warning", "UploadRefused", RefusedUploads.EventMessage(target.Pod, refusals), cancellationToken);
+                    await events.OnCaptureAsync(written, "Warning", "UploadRefused", refusals.EventMessage(target.Pod), cancellationToken);
                     return;
                 }
                 catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.Conflict && attempt < Attempts)

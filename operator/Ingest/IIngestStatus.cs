@@ -1,6 +1,6 @@
-
 using KubeCapture.Contracts;
 using KubeCapture.Contracts.Capture;
+using KubeCapture.Contracts.Resources;
 using KubeCapture.Contracts.Summary;
 using KubeCapture.Operator.Provenance;
 
@@ -88,6 +88,21 @@ public interface IAgentAddresses
 public sealed record UploadRefusals(long Count, string? LastMessage, long Sessions = 0)
 {
     public static readonly UploadRefusals None = new(0, null);
+
+    /// <summary>Adds these refusals to the target's status (<c>refusedUploads</c>, <c>refusedSessions</c>, <c>lastRefusal</c>).</summary>
+    public void AddTo(CaptureTargetStatus target)
+    {
+        target.RefusedUploads = (target.RefusedUploads ?? 0) + Count;
+        if (Sessions > 0)
+        {
+            target.RefusedSessions = (target.RefusedSessions ?? 0) + Sessions;
+        }
+
+        target.LastRefusal = LastMessage;
+    }
+
+    /// <summary>The Warning Event's words for the refusals of <paramref name="pod"/>'s upload.</summary>
+    public string EventMessage(string pod) => $"pod {pod}: {Count} upload(s) refused (the target's upload was not touched): {LastMessage}";
 }
 
 /// <summary>

@@ -19,7 +19,7 @@ public sealed record ReconcileResult(TimeSpan? RequeueAfter)
 /// one pod costs the finalizer patch, the container patch, one Event and the status writes.
 /// Each step is its own class: <see cref="CaptureStart"/> (stamp, policy, slot, Object Lock,
 /// <see cref="TargetSelection"/>, <see cref="ContainerInjection"/>), <see cref="TargetObservation"/>,
-/// <see cref="RefusedUploads"/>, <see cref="RecordingRollUp"/>, <see cref="PhaseRollUp"/>, <see cref="BothEndsComparison"/>,
+/// <see cref="UploadRefusalsInStatus"/>, <see cref="RecordingRollUp"/>, <see cref="PhaseRollUp"/>, <see cref="BothEndsComparison"/>,
 /// <see cref="CaptureCompletion"/> and the throttled <see cref="CaptureStatusWriter"/>.
 /// </summary>
 public sealed class PacketCaptureController(
@@ -30,7 +30,7 @@ public sealed class PacketCaptureController(
     CaptureStart start,
     ContainerInjection injection,
     TargetObservation observation,
-    RefusedUploads refusals,
+    UploadRefusalsInStatus refusals,
     RecordingRollUp recording,
     BothEndsComparison ends,
     CaptureStatusWriter writer,

@@ -73,7 +73,7 @@ public static class ReconcilerRegistration
         services.AddSingleton<ContainerInjection>();
         services.AddSingleton<CaptureStart>();
         services.AddSingleton<TargetObservation>();
-        services.AddSingleton<RefusedUploads>();
+        services.AddSingleton<UploadRefusalsInStatus>();
         services.AddSingleton<RecordingRollUp>();
         services.AddSingleton<BothEndsComparison>();
         services.AddSingleton<PacketCaptureController>();

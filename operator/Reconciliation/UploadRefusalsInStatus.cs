@@ -11,7 +11,7 @@ namespace KubeCapture.Operator.Reconciliation;
 /// into each target's status first, announced (one Warning Event per target) only once the status
 /// holds them, so a failed status write loses none.
 /// </summary>
-public sealed class RefusedUploads(IAgentAddresses addresses, CaptureEvents events, ILogger<RefusedUploads> logger)
+public sealed class UploadRefusalsInStatus(IAgentAddresses addresses, CaptureEvents events, ILogger<UploadRefusalsInStatus> logger)
 {
     /// <summary>
     /// Refused uploads the ingest counted since the last reconcile, added to each target's status.
@@ -26,29 +26,13 @@ public sealed class RefusedUploads(IAgentAddresses addresses, CaptureEvents even
             var refusals = addresses.Refusals(identity);
             if (refusals.Count > 0)
             {
-                Count(target, refusals);
+                refusals.AddTo(target);
                 taken.Add((identity, refusals));
             }
         }
 
         return taken;
     }
-
-    /// <summary>Adds <paramref name="refusals"/> to the target's status.</summary>
-    public static void Count(CaptureTargetStatus target, UploadRefusals refusals)
-    {
-        target.RefusedUploads = (target.RefusedUploads ?? 0) + refusals.Count;
-        if (refusals.Sessions > 0)
-        {
-            target.RefusedSessions = (target.RefusedSessions ?? 0) + refusals.Sessions;
-        }
-
-        target.LastRefusal = refusals.LastMessage;
-    }
-
-    /// <summary>The Warning Event's words for a target's refusals.</summary>
-    public static string EventMessage(string pod, UploadRefusals refusals) =>
-        $"pod {pod}: {refusals.Count} upload(s) refused (the target's upload was not touched): {refusals.LastMessage}";
 
     /// <summary>After the status holds them: one Warning Event per target, and the ingest forgets them.</summary>
     public async Task AnnounceAsync(PacketCapture capture, IReadOnlyList<(CaptureIdentity Target, UploadRefusals Refusals)> refused, CancellationToken cancellationToken)
@@ -57,7 +41,7 @@ public sealed class RefusedUploads(IAgentAddresses addresses, CaptureEvents even
         {
             addresses.Surfaced(target, refusals);
             logger.LogWarning("{Capture} pod {Pod}: {Count} upload(s) refused: {Message}", capture.Key, target.Pod, refusals.Count, refusals.LastMessage);
-            await events.OnCaptureAsync(capture, "Warning", "UploadRefused", EventMessage(target.Pod, refusals), cancellationToken);
+            await events.OnCaptureAsync(capture, "Warning", "UploadRefused", refusals.EventMessage(target.Pod), cancellationToken);
         }
     }
 }
