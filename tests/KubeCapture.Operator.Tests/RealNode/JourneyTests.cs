@@ -114,6 +114,8 @@ public sealed class JourneyTests(RealNodeCluster cluster, ITestOutputHelper outp
         // kube-apiserver ends the request after its request timeout (1 minute): the plugin follows again, one pcap goes on.
         await RealNodeCluster.WaitForAsync("the follow to be cut by kube-apiserver and followed again", () => Task.FromResult(follow.Said.Contains("following again", StringComparison.Ordinal) ? follow : null), Long);
         var later = await cluster.RequestsAsync(ns, "web", 2);
+        // The later requests went through (else no SYN to follow: a failure here is not the follow's).
+        Assert.True(later.ExitCode == 0, $"the later requests failed: {later.Stdout}{later.Stderr}");
         await WaitForFileAsync(follow.Lines, text => Syns(text) >= 5, "follow to stream the later SYNs after it was cut", follow);
         var stop = await cluster.PluginAsync(alice, ns, "stop", "web-requests");
         var done = await cluster.Admin.WaitForPhaseAsync(ns, "web-requests", CapturePhase.Succeeded, Long);
