@@ -95,6 +95,5 @@ public sealed class AlertCaptures(IKubernetes kubernetes, IReadOnlyList<AlertCap
         }
     }
 
-    private static (string? Namespace, string? Pod) PodOf(AlertmanagerAlert alert) =>
-        (AlertTargets.NamespaceOf(alert), alert.Labels.GetValueOrDefault(AlertTargets.PodLabel) is { Length: > 0 } pod ? pod : null);
+    private static (string? Namespace, string? Pod) PodOf(AlertmanagerAlert alert) => (AlertTargets.NamespaceOf(alert), AlertTargets.PodOf(alert));
 }

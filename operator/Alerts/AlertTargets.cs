@@ -82,6 +82,9 @@ public static class AlertTargets
     /// <summary>The namespace an alert names, or null.</summary>
     public static string? NamespaceOf(AlertmanagerAlert alert) => Label(alert, NamespaceLabel);
 
+    /// <summary>The pod an alert names, or null.</summary>
+    public static string? PodOf(AlertmanagerAlert alert) => Label(alert, PodLabel);
+
     /// <summary>
     /// What <paramref name="alert"/> asks of the captures of its namespace (<paramref name="captures"/>,
     /// every PacketCapture there): one <see cref="AlertOutcome.ToAsk"/> per recording pod to snapshot, or
